@@ -1,0 +1,136 @@
+"""The standard EnMAP L2A band table and band-order helpers.
+
+Canonical order everywhere in the plugin = ascending wavelength, which is the order of the L2A product itself.
+Some files (the EnMAP-Box Potsdam example, TorchGeo) store the bands in detector order instead (VNIR 1-91, then
+SWIR 92-224); `canonical_order` maps any order to the canonical one.
+"""
+import csv
+import functools
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..paths import resource_path
+from .errors import InputError
+
+BAND_TABLE_FILE = 'enmap_bands_224.csv'
+N_BANDS = 224
+# HySpecNet-11k drops these bands (water vapour absorption, 1295-1519 nm and 1739-1968 nm); 1-based.
+HYSPECNET_DROPPED_1BASED = tuple(range(127, 142)) + tuple(range(161, 168))
+N_HYSPECNET = N_BANDS - len(HYSPECNET_DROPPED_1BASED)  # 202
+# The SWIR detector starts near 902 nm, below the last VNIR band (993 nm): a detector-order file restarts here.
+_DETECTOR_RESTART_NM = (800.0, 1100.0)
+
+
+@dataclass(frozen=True)
+class BandTable:
+    """The 224 EnMAP bands in product (ascending-wavelength) order; arrays are read-only."""
+
+    product_band: np.ndarray  # 1-based band number in the product
+    detector: np.ndarray  # 'VNIR' or 'SWIR'
+    detector_index: np.ndarray  # 1-based index within the detector
+    wavelength_nm: np.ndarray
+    fwhm_nm: np.ndarray
+    detector_order_band: np.ndarray  # 1-based band number in detector order
+    hyspecnet_dropped: np.ndarray  # bool
+
+
+def _read_rows(path):
+    with open(path, newline='', encoding='utf-8') as f:
+        lines = [line for line in f if line.strip() and not line.startswith('#')]
+    return list(csv.DictReader(lines))
+
+
+def _frozen(values, dtype):
+    arr = np.asarray(values, dtype=dtype)
+    arr.setflags(write=False)  # the table is cached and shared: protect it from accidental edits
+    return arr
+
+
+@functools.lru_cache(maxsize=1)
+def standard_band_table():
+    """The standard band table from resources/enmap_bands_224.csv (read once)."""
+    path = resource_path(BAND_TABLE_FILE)
+    try:
+        rows = _read_rows(path)
+        table = BandTable(
+            product_band=_frozen([int(r['product_band']) for r in rows], np.int64),
+            detector=_frozen([r['detector'] for r in rows], object),
+            detector_index=_frozen([int(r['detector_index']) for r in rows], np.int64),
+            wavelength_nm=_frozen([float(r['wavelength_nm']) for r in rows], np.float64),
+            fwhm_nm=_frozen([float(r['fwhm_nm']) for r in rows], np.float64),
+            detector_order_band=_frozen([int(r['detector_order_band']) for r in rows], np.int64),
+            hyspecnet_dropped=_frozen([r['hyspecnet_dropped'].strip() == '1' for r in rows], bool),
+        )
+    except (OSError, KeyError, ValueError) as exc:
+        raise InputError(f'The plugin file {path} is missing or damaged ({exc}); reinstall EnMAP Compress.') from exc
+    if len(rows) != N_BANDS:
+        raise InputError(f'The plugin file {path} has {len(rows)} bands, expected {N_BANDS}; reinstall EnMAP Compress.')
+    return table
+
+
+def standard_wavelengths():
+    """Centre wavelengths (nm) of the 224 standard bands, ascending (a writable copy)."""
+    return standard_band_table().wavelength_nm.copy()
+
+
+def standard_fwhm():
+    """FWHM (nm) of the 224 standard bands in canonical order (a writable copy)."""
+    return standard_band_table().fwhm_nm.copy()
+
+
+def hyspecnet_keep_mask():
+    """bool[224] in canonical order: True for the 202 bands HySpecNet-11k keeps."""
+    keep = np.ones(N_BANDS, dtype=bool)
+    keep[np.asarray(HYSPECNET_DROPPED_1BASED) - 1] = False
+    return keep
+
+
+def detector_order_permutation():
+    """Canonical indices in detector order: detector-order file band k holds canonical band result[k]."""
+    return np.argsort(standard_band_table().detector_order_band, kind='stable')
+
+
+def canonical_order(wavelengths):
+    """Stable argsort by wavelength: canonical position i holds file band result[i] (0-based)."""
+    return np.argsort(np.asarray(wavelengths, dtype=np.float64), kind='stable')
+
+
+def detect_band_order(wavelengths):
+    """'wavelength' (non-decreasing), 'detector' (VNIR run then SWIR run restarting near 900 nm) or 'other'."""
+    wl = np.asarray(wavelengths, dtype=np.float64)
+    steps = np.diff(wl)
+    drops = np.flatnonzero(steps < 0)
+    if drops.size == 0:
+        return 'wavelength'
+    if drops.size == 1:
+        restart = wl[drops[0] + 1]
+        low, high = _DETECTOR_RESTART_NM
+        if low <= restart <= high and wl[drops[0]] >= low:
+            return 'detector'
+    return 'other'
+
+
+def to_hyspecnet(dn_canonical):
+    """The 202 HySpecNet bands as float32 reflectance: DN clipped to 0..10000, divided by 10000.
+
+    `dn_canonical` has shape (224, ...) in canonical order; nodata (-32768) becomes 0 through the clipping,
+    as in HySpecNet's own preprocessing.
+    """
+    cube = np.asarray(dn_canonical)
+    if cube.ndim < 1 or cube.shape[0] != N_BANDS:
+        raise InputError(f'HySpecNet view needs {N_BANDS} bands in canonical order, '
+                         f'got an array of shape {cube.shape}.')
+    kept = cube[hyspecnet_keep_mask()].astype(np.float32)
+    np.nan_to_num(kept, copy=False, nan=0.0)
+    np.clip(kept, 0.0, 10000.0, out=kept)
+    kept /= np.float32(10000.0)
+    return kept
+
+
+def matches_standard(wavelengths, tol_nm=2.0):
+    """True for 224 wavelengths (any order) that match the standard table to within tol_nm."""
+    wl = np.asarray(wavelengths, dtype=np.float64)
+    if wl.shape != (N_BANDS,) or not np.all(np.isfinite(wl)):
+        return False
+    return bool(np.max(np.abs(np.sort(wl) - standard_band_table().wavelength_nm)) <= tol_nm)

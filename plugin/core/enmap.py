@@ -1,0 +1,708 @@
+"""Open EnMAP L2A products and other hyperspectral rasters without reading the image into memory.
+
+One entry point, `open_spectral(path)`, accepts:
+1. an L2A product folder (or the folder above it) or its `*-METADATA.XML`;
+2. the product ZIP as DLR delivers it, read in place through GDAL's /vsizip/ (nothing is extracted);
+3. a `*-SPECTRAL_IMAGE.*` file (GeoTIFF, COG, ENVI) next to its `*-METADATA.XML`;
+4. any GeoTIFF or ENVI raster with wavelength metadata (GDAL band items or the ENVI header);
+5. a plain 224-band raster without spectral metadata (the standard band table is assumed, with a warning).
+Attributes of the returned SpectralRaster are in FILE band order; `canonical_index` maps to ascending wavelength.
+"""
+import logging
+import os
+import re
+import zipfile
+from dataclasses import dataclass
+from typing import Optional
+
+import defusedxml.ElementTree as SafeET
+import numpy as np
+from defusedxml import DefusedXmlException
+from osgeo import gdal
+
+from . import bands as _bands
+from .errors import InputError
+
+logger = logging.getLogger('enmap_compress')
+
+MIN_BANDS = 10
+MAX_XML_BYTES = 64 * 1024 * 1024
+MAX_ZIP_TOTAL_BYTES = 32 * 1024 ** 3
+MAX_XML_COMPRESSION_RATIO = 1000
+SCAN_BLOCK_BYTES = 64 * 1024 * 1024
+ENMAP_NODATA = -32768.0
+ENMAP_GAIN = 1e-4
+DEAD_BAND_MEAN = -1000000.0  # EnMAP-Box convention: bandStatistics mean -1000000 and stdDeviation 0
+
+_EXPECTED = ('Expected an EnMAP L2A product (folder, METADATA.XML or ZIP) or a GeoTIFF/ENVI hyperspectral image '
+             'with wavelength metadata.')
+_METADATA_SUFFIX = '-METADATA.XML'
+_IMAGE_RE = re.compile(r'-SPECTRAL_IMAGE(_COG)?\.(TIF|TIFF|GEOTIFF|BSQ|BIL|BIP|JP2|HDR)$', re.IGNORECASE)
+# Preferred spectral image formats when a product folder holds several.
+_IMAGE_PREFERENCE = ('.TIF', '.TIFF', '.GEOTIFF', '_COG.TIF', '_COG.TIFF', '.BSQ', '.BIL', '.BIP', '.JP2')
+_ENVI_DATA_EXTS = ('', '.bsq', '.bil', '.bip', '.img', '.dat', '.raw', '.BSQ', '.BIL', '.BIP', '.IMG', '.DAT', '.RAW')
+# Never sniffed as ZIP: a raster's last bytes could happen to look like a ZIP directory.
+_RASTER_EXTS = ('.tif', '.tiff', '.geotiff', '.bsq', '.bil', '.bip', '.img', '.dat', '.jp2', '.hdr', '.xml')
+_UNIT_FACTORS = {'nanometers': 1.0, 'nanometer': 1.0, 'nm': 1.0, 'micrometers': 1000.0, 'micrometer': 1000.0,
+                 'um': 1000.0, 'µm': 1000.0, 'microns': 1000.0, 'micron': 1000.0, 'millimeters': 1e6, 'mm': 1e6}
+
+
+def _gdal_dtypes():
+    names = {'Byte': np.uint8, 'Int8': np.int8, 'UInt16': np.uint16, 'Int16': np.int16, 'UInt32': np.uint32,
+             'Int32': np.int32, 'UInt64': np.uint64, 'Int64': np.int64, 'Float32': np.float32, 'Float64': np.float64}
+    # Int8/Int64/UInt64 only exist in newer GDAL versions.
+    return {getattr(gdal, 'GDT_' + n): np.dtype(t) for n, t in names.items() if hasattr(gdal, 'GDT_' + n)}
+
+
+_GDAL_TO_NUMPY = _gdal_dtypes()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# METADATA.XML
+
+@dataclass
+class _XmlInfo:
+    path: str
+    product_name: Optional[str]
+    wavelengths: np.ndarray
+    fwhm: Optional[np.ndarray]
+    gains: Optional[np.ndarray]
+    offsets: Optional[np.ndarray]
+    dead: Optional[np.ndarray]
+    image_name: Optional[str]
+
+
+def _not_readable(label, detail):
+    return InputError(f'{label} is not a readable EnMAP METADATA.XML ({detail}). '
+                      'Expected the METADATA.XML of an EnMAP L2A product as delivered by DLR.')
+
+
+def _float_or_none(text):
+    try:
+        value = float(str(text).strip())
+    except (TypeError, ValueError):
+        return None
+    return value if np.isfinite(value) else None
+
+
+def _band_entries(root, label):
+    """bandCharacterisation/bandID elements sorted by their 1-based number (which must be 1..n)."""
+    entries = root.findall('specific/bandCharacterisation/bandID')
+    if not entries:
+        raise _not_readable(label, 'no specific/bandCharacterisation/bandID entries')
+    try:
+        numbered = sorted((int(e.get('number', '')), e) for e in entries)
+    except ValueError as exc:
+        raise _not_readable(label, 'a bandID has no valid number attribute') from exc
+    if [n for n, _ in numbered] != list(range(1, len(numbered) + 1)):
+        raise _not_readable(label, 'the bandID numbers are not 1..n')
+    return [e for _, e in numbered]
+
+
+def _band_values(entries, tag):
+    values = [_float_or_none(e.findtext(tag)) for e in entries]
+    return None if any(v is None for v in values) else np.asarray(values, dtype=np.float64)
+
+
+def _xml_dead_bands(root, n):
+    """Bands flagged as no-data in product/bandStatistics (None when the section is absent)."""
+    stats = root.findall('product/bandStatistics/bandID')
+    if not stats:
+        return None
+    dead = np.zeros(n, dtype=bool)
+    for entry in stats:
+        number = _float_or_none(entry.get('number'))
+        mean, std = _float_or_none(entry.findtext('mean')), _float_or_none(entry.findtext('stdDeviation'))
+        if number is not None and 1 <= number <= n and mean == DEAD_BAND_MEAN and std == 0.0:
+            dead[int(number) - 1] = True
+    return dead
+
+
+def _product_name(root, path):
+    name = (root.findtext('metadata/name') or os.path.basename(path.replace('\\', '/'))).strip()
+    if name.upper().endswith(_METADATA_SUFFIX):
+        return name[:-len(_METADATA_SUFFIX)] or None
+    return None
+
+
+def _parse_metadata(data, path):
+    """Parse METADATA.XML bytes (defusedxml only: no entities, no external references)."""
+    label = f'The file {path}'
+    try:
+        root = SafeET.fromstring(data)
+    except (SafeET.ParseError, DefusedXmlException, ValueError) as exc:
+        raise _not_readable(label, f'corrupt or truncated: {exc}') from exc
+    if root.tag != 'level_X':
+        raise _not_readable(label, f'its root element is <{root.tag}>, expected <level_X>')
+    entries = _band_entries(root, label)
+    wavelengths = _band_values(entries, 'wavelengthCenterOfBand')
+    if wavelengths is None or np.any(wavelengths <= 0):
+        raise _not_readable(label, 'a band has no valid wavelengthCenterOfBand')
+    gains = _band_values(entries, 'GainOfBand')
+    offsets = _band_values(entries, 'OffsetOfBand')
+    return _XmlInfo(path=path, product_name=_product_name(root, path), wavelengths=wavelengths,
+                    fwhm=_band_values(entries, 'FWHMOfBand'), gains=gains,
+                    offsets=offsets if gains is not None else None, dead=_xml_dead_bands(root, len(entries)),
+                    image_name=(root.findtext('product/image/merge/name') or '').strip() or None)
+
+
+def _read_metadata_file(path):
+    try:
+        size = os.path.getsize(path)
+        if size > MAX_XML_BYTES:
+            raise InputError(f'The METADATA.XML {path} is {size / 2**20:.0f} MB; a real one is a few MB '
+                             f'(limit {MAX_XML_BYTES // 2**20} MB). Expected the METADATA.XML of an EnMAP L2A product.')
+        with open(path, 'rb') as f:
+            data = f.read()
+    except OSError as exc:
+        raise InputError(f'Cannot read {path} ({exc.strerror or exc}).') from exc
+    return _parse_metadata(data, path)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Finding the files of a product
+
+@dataclass
+class _Located:
+    gdal_path: str
+    label: str  # what to name in messages
+    xml: Optional[_XmlInfo] = None
+    note: Optional[str] = None  # a warning found while locating
+
+
+def _is_metadata_name(name):
+    upper = name.upper()
+    return upper.endswith(_METADATA_SUFFIX) or upper == 'METADATA.XML'
+
+
+def _metadata_xmls_in(folder):
+    try:
+        names = sorted(os.listdir(folder))
+    except OSError as exc:
+        raise InputError(f'Cannot list the folder {folder} ({exc.strerror or exc}).') from exc
+    found = [os.path.join(folder, n) for n in names if _is_metadata_name(n) and os.path.isfile(os.path.join(folder, n))]
+    if found:
+        return found
+    found = []
+    for sub in (os.path.join(folder, n) for n in names if os.path.isdir(os.path.join(folder, n))):
+        try:
+            found += [os.path.join(sub, n) for n in sorted(os.listdir(sub))
+                      if _is_metadata_name(n) and os.path.isfile(os.path.join(sub, n))]
+        except OSError:
+            continue  # an unreadable sub-folder cannot be the product
+    return found
+
+
+def _image_rank(name, prefix):
+    """Preference rank of a spectral image file name for the product `prefix`, or None when it is not one."""
+    upper = name.upper()
+    head = (prefix + '-SPECTRAL_IMAGE').upper() if prefix else None
+    match = _IMAGE_RE.search(upper)
+    if not match or match.group(2) == 'HDR' or (head and not upper.startswith(head)):
+        return None
+    tail = upper[match.start() + len('-SPECTRAL_IMAGE'):]
+    return _IMAGE_PREFERENCE.index(tail) if tail in _IMAGE_PREFERENCE else len(_IMAGE_PREFERENCE)
+
+
+def _pick_image(names, prefix, image_name):
+    ranked = sorted((r, n) for n in names if (r := _image_rank(n, prefix)) is not None)
+    if ranked:
+        return ranked[0][1]
+    if image_name and image_name in names:
+        return image_name
+    return None
+
+
+def _xml_prefix(xml_name):
+    upper = xml_name.upper()
+    return xml_name[:-len(_METADATA_SUFFIX)] if upper.endswith(_METADATA_SUFFIX) else ''
+
+
+def _locate_from_xml(xml_path, label):
+    info = _read_metadata_file(xml_path)
+    folder = os.path.dirname(os.path.abspath(xml_path))
+    image = _pick_image(os.listdir(folder), _xml_prefix(os.path.basename(xml_path)), info.image_name)
+    if image is None:
+        raise InputError(f'{label} has a METADATA.XML but no spectral image next to it (expected '
+                         f'{_xml_prefix(os.path.basename(xml_path)) or "<PRODUCT>"}-SPECTRAL_IMAGE.TIF or '
+                         '.BSQ/.BIL/.BIP with .HDR in the same folder).')
+    return _Located(gdal_path=os.path.join(folder, image), label=label, xml=info)
+
+
+def _locate_folder(folder):
+    xmls = _metadata_xmls_in(folder)
+    if not xmls:
+        raise InputError(f'The folder {folder} contains no EnMAP METADATA.XML (<PRODUCT>-METADATA.XML, also looked '
+                         'one folder down). Expected an EnMAP L2A product folder.')
+    if len(xmls) > 1:
+        names = ', '.join(os.path.basename(x) for x in xmls[:4])
+        raise InputError(f'The folder {folder} holds {len(xmls)} EnMAP products ({names}...); choose one product '
+                         'folder or its METADATA.XML.')
+    return _locate_from_xml(xmls[0], f'The product folder {folder}')
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# ZIP products, read in place
+
+def _zip_error(path, detail):
+    return InputError(f'The ZIP {path} cannot be used: {detail}. Expected an EnMAP L2A product ZIP as delivered '
+                      'by DLR (one folder <PRODUCT>/ with <PRODUCT>-METADATA.XML and the spectral image).')
+
+
+def _check_zip_members(path, infos):
+    for info in infos:
+        name = info.filename.replace('\\', '/')
+        parts = name.split('/')
+        if name.startswith('/') or re.match(r'^[A-Za-z]:', name) or '..' in parts:
+            raise _zip_error(path, f'it contains an unsafe member path {info.filename!r} (absolute or with "..")')
+    total = sum(i.file_size for i in infos)
+    if total > MAX_ZIP_TOTAL_BYTES:
+        raise _zip_error(path, f'its members declare {total / 2**30:.0f} GiB uncompressed (limit '
+                               f'{MAX_ZIP_TOTAL_BYTES // 2**30} GiB); the file looks damaged or malicious')
+
+
+def _zip_metadata_member(path, infos):
+    xmls = [i for i in infos if not i.is_dir() and _is_metadata_name(i.filename.rsplit('/', 1)[-1])]
+    if not xmls:
+        raise _zip_error(path, 'it contains no <PRODUCT>-METADATA.XML')
+    if len(xmls) > 1:
+        raise _zip_error(path, f'it contains {len(xmls)} METADATA.XML files (one product per ZIP expected)')
+    info = xmls[0]
+    if info.file_size > MAX_XML_BYTES:
+        raise _zip_error(path, f'its METADATA.XML is {info.file_size / 2**20:.0f} MB '
+                               f'(limit {MAX_XML_BYTES // 2**20} MB)')
+    if info.file_size > MAX_XML_COMPRESSION_RATIO * max(info.compress_size, 1) and info.file_size > 2**20:
+        raise _zip_error(path, 'its METADATA.XML is compressed more than 1000:1, which a real one never is')
+    return info
+
+
+def _read_zip_member(zf, info, limit):
+    with zf.open(info) as f:
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise InputError(f'The ZIP member {info.filename} is larger than it claims; the ZIP looks damaged.')
+    return data
+
+
+def _vsizip_path(zip_path, member):
+    return '/vsizip/' + os.path.abspath(zip_path).replace('\\', '/') + '/' + member
+
+
+def _locate_zip(path):
+    try:
+        with zipfile.ZipFile(path) as zf:
+            infos = zf.infolist()
+            _check_zip_members(path, infos)
+            xml_info = _zip_metadata_member(path, infos)
+            data = _read_zip_member(zf, xml_info, MAX_XML_BYTES)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, RuntimeError) as exc:
+        raise _zip_error(path, f'it is not a readable ZIP file ({exc})') from exc
+    xml = _parse_metadata(data, _vsizip_path(path, xml_info.filename))
+    folder, _, xml_name = xml_info.filename.rpartition('/')
+    siblings = [i.filename.rpartition('/')[2] for i in infos if i.filename.rpartition('/')[0] == folder]
+    image = _pick_image(siblings, _xml_prefix(xml_name), xml.image_name)
+    if image is None:
+        raise _zip_error(path, f'it has {xml_name} but no spectral image next to it')
+    member = f'{folder}/{image}' if folder else image
+    return _Located(gdal_path=_vsizip_path(path, member), label=f'The ZIP {path}', xml=xml)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Single raster files
+
+def _find_case_insensitive(folder, name):
+    if os.path.isfile(os.path.join(folder, name)):
+        return os.path.join(folder, name)
+    try:
+        matches = [n for n in os.listdir(folder) if n.upper() == name.upper()]
+    except OSError:
+        return None
+    return os.path.join(folder, matches[0]) if matches else None
+
+
+def _data_file_for_header(path):
+    """GDAL opens the ENVI data file, not its .hdr: find the data file next to the header."""
+    root = os.path.splitext(path)[0]
+    folder = os.path.dirname(os.path.abspath(path))
+    for ext in _ENVI_DATA_EXTS:
+        candidate = root + ext
+        if os.path.isfile(candidate) and candidate != path:
+            return candidate
+    found = [os.path.join(folder, n) for n in os.listdir(folder)
+             if os.path.splitext(n)[0] == os.path.basename(root) and not n.lower().endswith(('.hdr', '.aux.xml'))]
+    if not found:
+        raise InputError(f'The ENVI header {path} has no data file next to it (expected {os.path.basename(root)} '
+                         'with .bsq/.bil/.bip/.img or no extension).')
+    return found[0]
+
+
+def _locate_raster(path):
+    if path.lower().endswith('.hdr'):
+        path = _data_file_for_header(path)
+    located = _Located(gdal_path=path, label=f'The image {path}')
+    match = _IMAGE_RE.search(os.path.basename(path))
+    if match:
+        name = os.path.basename(path)[:match.start()] + _METADATA_SUFFIX
+        xml_path = _find_case_insensitive(os.path.dirname(os.path.abspath(path)), name)
+        if xml_path:
+            located.xml = _read_metadata_file(xml_path)
+        else:
+            located.note = f'No {name} next to {path}; reading the band information from the image itself.'
+    return located
+
+
+def _locate(path):
+    if not os.path.exists(path):
+        raise InputError(f'The input {path} does not exist. {_EXPECTED}')
+    if os.path.isdir(path):
+        return _locate_folder(path)
+    lower = path.lower()
+    if lower.endswith('.zip') or (not lower.endswith(_RASTER_EXTS) and zipfile.is_zipfile(path)):
+        return _locate_zip(path)
+    if path.lower().endswith('.xml'):
+        return _locate_from_xml(path, f'The product of {path}')
+    return _locate_raster(path)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Band information from GDAL
+
+def _gdal_open(located):
+    gdal.PushErrorHandler('CPLQuietErrorHandler')
+    try:
+        gdal.ErrorReset()
+        ds = gdal.Open(located.gdal_path, gdal.GA_ReadOnly)
+        message = gdal.GetLastErrorMsg()
+    except RuntimeError as exc:  # when someone else in the process called gdal.UseExceptions()
+        ds, message = None, str(exc)
+    finally:
+        gdal.PopErrorHandler()
+    if ds is None:
+        raise InputError(f'{located.label} is not a raster GDAL can open ({message or "unknown format"}). {_EXPECTED}')
+    return ds
+
+
+def _parse_list(text, n):
+    """An ENVI header list '{1.0, 2.0}' as floats, or None unless it has exactly n valid numbers."""
+    if not text:
+        return None
+    values = [_float_or_none(v) for v in str(text).strip().strip('{}').split(',')]
+    if len(values) != n or any(v is None for v in values):
+        return None
+    return np.asarray(values, dtype=np.float64)
+
+
+def _lower_keys(mapping):
+    return {str(k).lower(): v for k, v in (mapping or {}).items()}
+
+
+def _band_items(ds, key):
+    values = [_float_or_none(_lower_keys(ds.GetRasterBand(i + 1).GetMetadata()).get(key))
+              for i in range(ds.RasterCount)]
+    return None if any(v is None for v in values) else np.asarray(values, dtype=np.float64)
+
+
+def _units_factor(ds, wavelengths):
+    """nm per file unit: from wavelength_units, else a guess (values below 100 are micrometres)."""
+    units = _lower_keys(ds.GetRasterBand(1).GetMetadata()).get('wavelength_units')
+    units = units or _lower_keys(ds.GetMetadata('ENVI')).get('wavelength_units')
+    units = units or _lower_keys(ds.GetMetadata()).get('wavelength_units')
+    factor = _UNIT_FACTORS.get(str(units or '').strip().lower())
+    if factor is None:
+        factor = 1000.0 if np.nanmedian(wavelengths) < 100 else 1.0
+    return factor
+
+
+def _gdal_spectral(ds):
+    """(wavelengths nm, fwhm nm or None) from GDAL band metadata or the ENVI header, or (None, None)."""
+    n = ds.RasterCount
+    envi = _lower_keys(ds.GetMetadata('ENVI'))
+    wavelengths = _band_items(ds, 'wavelength')
+    if wavelengths is None:
+        wavelengths = _parse_list(envi.get('wavelength'), n)
+    if wavelengths is None:
+        return None, None
+    fwhm = _band_items(ds, 'fwhm')
+    if fwhm is None:
+        fwhm = _parse_list(envi.get('fwhm'), n)
+    factor = _units_factor(ds, wavelengths)
+    return wavelengths * factor, (fwhm * factor if fwhm is not None else None)
+
+
+def _band_scaling(ds):
+    """GDAL scale/offset per band, or (None, None) when no band has any."""
+    scales = [ds.GetRasterBand(i + 1).GetScale() for i in range(ds.RasterCount)]
+    offsets = [ds.GetRasterBand(i + 1).GetOffset() for i in range(ds.RasterCount)]
+    if all(s is None for s in scales) and all(o is None for o in offsets):
+        return None, None
+    return (np.asarray([1.0 if s is None else s for s in scales], dtype=np.float64),
+            np.asarray([0.0 if o is None else o for o in offsets], dtype=np.float64))
+
+
+def _band_nodata(ds):
+    values = [ds.GetRasterBand(i + 1).GetNoDataValue() for i in range(ds.RasterCount)]
+    first = values[0]
+    same = all((v is None and first is None) or (v is not None and first is not None and
+                                                   (v == first or (np.isnan(v) and np.isnan(first))))
+               for v in values)
+    return first, same
+
+
+def _band_dtype(ds, label):
+    gdal_type = ds.GetRasterBand(1).DataType
+    if gdal_type not in _GDAL_TO_NUMPY:
+        raise InputError(f'{label} has pixel type {gdal.GetDataTypeName(gdal_type)}; expected integer or float '
+                         'numbers (EnMAP L2A is Int16).')
+    return gdal_type, _GDAL_TO_NUMPY[gdal_type]
+
+
+def _representable(value, dtype):
+    """Whether a nodata value can occur in data of `dtype` (-32768 never occurs in uint8 data, NaN in ints)."""
+    if value is None or np.isnan(value):
+        return False
+    if dtype.kind in 'iu':
+        info = np.iinfo(dtype)
+        return float(value).is_integer() and info.min <= value <= info.max
+    return True
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The raster
+
+class SpectralRaster:
+    """An open hyperspectral raster. Attributes are in FILE band order; use canonical_index for ascending order.
+
+    Use as a context manager or call close(); nothing is read until read()/dead_bands/check_not_empty.
+    """
+
+    def __init__(self, source, located, ds):
+        self.source = source
+        self.gdal_path = located.gdal_path
+        self.metadata_xml = located.xml.path if located.xml else None
+        self.product_name = located.xml.product_name if located.xml else None
+        self.warnings = []
+        self._ds = ds
+        self._label = located.label
+        self._xml_dead = located.xml.dead if located.xml else None
+        self._valid_cache = None
+        if located.note:
+            self._warn(located.note)
+        self._init_geometry(ds)
+        self._init_spectral(ds, located.xml)
+        self._init_radiometry(ds, located.xml)
+
+    # -- setup ---------------------------------------------------------------------------------------------------
+    def _warn(self, message):
+        self.warnings.append(message)
+        logger.warning(message)
+
+    def _init_geometry(self, ds):
+        self.width, self.height, self.band_count = ds.RasterXSize, ds.RasterYSize, ds.RasterCount
+        if self.band_count < MIN_BANDS:
+            raise InputError(f'{self._label} has {self.band_count} band{"s" if self.band_count != 1 else ""}; '
+                             'EnMAP Compress expects a hyperspectral image (EnMAP L2A has 224 bands).')
+        self._gdal_type, self.dtype = _band_dtype(ds, self._label)
+        self.crs_wkt = ds.GetProjection() or ''
+        self.geotransform = tuple(ds.GetGeoTransform() or (0.0, 1.0, 0.0, 0.0, 0.0, 1.0))
+
+    def _init_spectral(self, ds, xml):
+        n = self.band_count
+        if xml is not None and xml.wavelengths.size != n:
+            raise InputError(f'The METADATA.XML {xml.path} describes {xml.wavelengths.size} bands but the image '
+                             f'{self.gdal_path} has {n}; expected the METADATA.XML of the same product.')
+        wavelengths, fwhm = (xml.wavelengths, xml.fwhm) if xml is not None else _gdal_spectral(ds)
+        if wavelengths is None:
+            wavelengths, fwhm = self._assume_standard(n)
+        if not np.all(np.isfinite(wavelengths)) or np.any(wavelengths <= 0):
+            raise InputError(f'{self._label} has invalid wavelength metadata (values must be positive numbers).')
+        self.wavelengths = np.asarray(wavelengths, dtype=np.float64)
+        self.fwhm = None if fwhm is None else np.asarray(fwhm, dtype=np.float64)
+        self.band_order = _bands.detect_band_order(self.wavelengths)
+        self.canonical_index = _bands.canonical_order(self.wavelengths)
+        self._inverse_index = np.argsort(self.canonical_index)
+        self.is_standard_enmap = _bands.matches_standard(self.wavelengths)
+        self.band_names = self._make_band_names(ds)
+
+    def _assume_standard(self, n):
+        if n != _bands.N_BANDS:
+            raise InputError(f'{self._label} has {n} bands and no wavelength metadata; expected band metadata '
+                             '"wavelength" (GDAL) or an ENVI header with wavelengths, or a 224-band EnMAP L2A image.')
+        self._warn(f'{self._label} has no wavelength metadata; assuming the standard EnMAP L2A bands in ascending '
+                   'wavelength order. If its bands are in another order, the results will be wrong.')
+        return _bands.standard_wavelengths(), _bands.standard_fwhm()
+
+    def _make_band_names(self, ds):
+        names = []
+        for i, wl in enumerate(self.wavelengths):
+            desc = (ds.GetRasterBand(i + 1).GetDescription() or '').strip()
+            names.append(desc or f'band {i + 1} ({wl:.1f} Nanometers)')
+        return names
+
+    def _init_radiometry(self, ds, xml):
+        nodata, same = _band_nodata(ds)
+        if not same:
+            self._warn(f'{self._label}: the bands have different nodata values; using band 1\'s ({nodata}).')
+        if nodata is None and xml is not None:
+            nodata = ENMAP_NODATA  # DLR's L2A no-data value, not always stored in the image file
+        self.nodata = None if nodata is None else float(nodata)
+        self.gains, self.offsets = self._gains_offsets(ds, xml)
+
+    def _gains_offsets(self, ds, xml):
+        n = self.band_count
+        if xml is not None and xml.gains is not None:
+            offsets = xml.offsets if xml.offsets is not None else np.zeros(n)
+            return xml.gains.copy(), offsets.copy()
+        gains, offsets = _band_scaling(ds)
+        if gains is not None:
+            return gains, offsets
+        if self.dtype == np.int16 and (xml is not None or self.is_standard_enmap):
+            self._warn(f'{self._label} has no scale/offset; assuming the EnMAP L2A convention '
+                       'reflectance = DN x 0.0001.')
+            return np.full(n, ENMAP_GAIN), np.zeros(n)
+        return np.ones(n), np.zeros(n)
+
+    # -- life cycle ----------------------------------------------------------------------------------------------
+    def close(self):
+        self._ds = None  # releases the GDAL handle (and the file lock on Windows)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    def __repr__(self):
+        return (f'SpectralRaster({self.source!r}, {self.width}x{self.height}x{self.band_count}, '
+                f'{self.dtype}, order={self.band_order})')
+
+    # -- reading -------------------------------------------------------------------------------------------------
+    def _dataset(self):
+        if self._ds is None:
+            raise ValueError(f'{self.source} has been closed; open it again with open_spectral().')
+        return self._ds
+
+    def _check_window(self, x, y, width, height):
+        if width <= 0 or height <= 0 or x < 0 or y < 0 or x + width > self.width or y + height > self.height:
+            raise ValueError(f'Window x={x} y={y} width={width} height={height} lies outside the image '
+                             f'({self.width} x {self.height}).')
+
+    def _band_list(self, bands):
+        if bands is None:
+            return np.arange(self.band_count)
+        idx = np.asarray(bands, dtype=np.int64).reshape(-1)
+        if idx.size == 0 or idx.min() < 0 or idx.max() >= self.band_count:
+            raise ValueError(f'Band indices must be 0..{self.band_count - 1}, got {bands!r}.')
+        return idx
+
+    def read(self, x, y, width, height, bands=None):
+        """(bands, height, width) array in the native dtype and FILE order; bands = 0-based file indices."""
+        x, y, width, height = int(x), int(y), int(width), int(height)
+        self._check_window(x, y, width, height)
+        idx = self._band_list(bands)
+        buf = self._dataset().ReadRaster(x, y, width, height, buf_type=self._gdal_type,
+                                         band_list=[int(b) + 1 for b in idx])
+        if buf is None:
+            raise InputError(f'Reading {self.gdal_path} failed ({gdal.GetLastErrorMsg() or "I/O error"}); '
+                             'the file may be truncated or damaged.')
+        cube = np.frombuffer(buf, dtype=self.dtype).reshape(idx.size, height, width)
+        return cube if cube.flags.writeable else cube.copy()
+
+    def read_canonical(self, x, y, width, height):
+        """Like read() for all bands, in canonical (ascending-wavelength) order."""
+        return self.read(x, y, width, height, bands=self.canonical_index)
+
+    def to_canonical(self, cube):
+        """Reorder a (bands, ...) array from file order to canonical order."""
+        return self._reorder(cube, self.canonical_index)
+
+    def to_file_order(self, cube):
+        """Reorder a (bands, ...) array from canonical order back to file order (inverse of to_canonical)."""
+        return self._reorder(cube, self._inverse_index)
+
+    def _reorder(self, cube, index):
+        cube = np.asarray(cube)
+        if cube.ndim < 1 or cube.shape[0] != self.band_count:
+            raise ValueError(f'Expected an array with {self.band_count} bands first, got shape {cube.shape}.')
+        return cube[index]
+
+    def hyspecnet_view(self, x, y, width, height):
+        """float32 (202, height, width) in HySpecNet-11k's convention (needs a standard 224-band EnMAP image)."""
+        if not self.is_standard_enmap:
+            raise InputError(f'{self._label} has {self.band_count} bands that do not match the 224 EnMAP L2A bands; '
+                             'the HySpecNet view needs a standard EnMAP L2A image.')
+        cube = self.read_canonical(x, y, width, height).astype(np.float32)
+        invalid = self._invalid(cube)
+        gains, offsets = self.gains[self.canonical_index], self.offsets[self.canonical_index]
+        if not (np.allclose(gains, ENMAP_GAIN, rtol=1e-6) and np.allclose(offsets, 0.0)):
+            # bring other scalings to EnMAP DN (reflectance x 10000)
+            cube = (cube * gains[:, None, None].astype(np.float32) + offsets[:, None, None].astype(np.float32)) * 1e4
+        cube[invalid] = 0.0
+        return _bands.to_hyspecnet(cube)
+
+    # -- nodata --------------------------------------------------------------------------------------------------
+    def _invalid(self, block):
+        invalid = np.isnan(block) if block.dtype.kind == 'f' else np.zeros(block.shape, dtype=bool)
+        if _representable(self.nodata, block.dtype):
+            invalid |= block == np.asarray(self.nodata).astype(block.dtype)
+        return invalid
+
+    def _scan_rows(self, n_bands):
+        row_bytes = max(1, self.width * self.dtype.itemsize * n_bands)
+        return int(max(1, min(self.height, SCAN_BLOCK_BYTES // row_bytes)))
+
+    def _scan_valid(self, stop_at_first=False):
+        """bool per file band: has at least one valid pixel. Reads row blocks of <= SCAN_BLOCK_BYTES."""
+        has_valid = np.zeros(self.band_count, dtype=bool)
+        if self.nodata is None and self.dtype.kind != 'f':
+            has_valid[:] = True  # integer data without a nodata value: every pixel is valid
+            return has_valid
+        y = 0
+        while y < self.height and not has_valid.all():
+            pending = np.flatnonzero(~has_valid)
+            rows = min(self._scan_rows(pending.size), self.height - y)
+            block = self.read(0, y, self.width, rows, bands=pending)
+            has_valid[pending] |= (~self._invalid(block)).reshape(pending.size, -1).any(axis=1)
+            if stop_at_first and has_valid.any():
+                return has_valid
+            y += rows
+        return has_valid
+
+    def _valid_bands(self):
+        if self._valid_cache is None:
+            self._valid_cache = self._scan_valid()
+        return self._valid_cache
+
+    @property
+    def dead_bands(self):
+        """bool per file band: flagged dead in METADATA.XML or entirely nodata (scanned once, lazily)."""
+        dead = ~self._valid_bands()
+        if self._xml_dead is not None:
+            dead = dead | self._xml_dead
+        return dead.copy()
+
+    def check_not_empty(self):
+        """Raise InputError when every pixel of every band is nodata (stops at the first valid pixel)."""
+        has_valid = self._valid_cache if self._valid_cache is not None else self._scan_valid(stop_at_first=True)
+        if not has_valid.any():
+            raise InputError(f'{self._label} contains only nodata pixels ({self.nodata}); there is nothing to '
+                             'compress. Expected an image with valid data.')
+
+
+def open_spectral(path, check_empty=False):
+    """Open an EnMAP product or hyperspectral raster (see the module docstring); raises InputError when unusable."""
+    source = os.fspath(path)
+    located = _locate(source)
+    ds = _gdal_open(located)
+    try:
+        raster = SpectralRaster(source, located, ds)
+    except BaseException:
+        ds = None  # release the file now (Windows keeps open files locked)
+        raise
+    if check_empty:
+        try:
+            raster.check_not_empty()
+        except BaseException:
+            raster.close()
+            raise
+    return raster

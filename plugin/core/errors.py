@@ -1,0 +1,33 @@
+"""Exceptions of the core. Every message says what is wrong and what is expected."""
+
+
+class EnmapCompressError(Exception):
+    """Base class: a problem the user can act on (shown as one clear message, never a traceback)."""
+
+
+class InputError(EnmapCompressError):
+    """The input raster, product folder, XML or ZIP cannot be used."""
+
+
+class FormatError(EnmapCompressError):
+    """A compressed .ehc file is truncated, corrupt, of an unknown version or otherwise unreadable."""
+
+
+class ModelError(EnmapCompressError):
+    """A model is missing, broken, or does not fit the data."""
+
+
+class ModelNotFoundError(ModelError):
+    """The model a file was made with (or the one asked for) is not installed."""
+
+
+class DeviceError(EnmapCompressError):
+    """The requested compute device (for example CUDA) is not available."""
+
+
+class OutputError(EnmapCompressError):
+    """The output cannot be written (read-only folder, disk full, bad extension)."""
+
+
+class CancelledError(EnmapCompressError):
+    """The user cancelled the run; nothing was written."""

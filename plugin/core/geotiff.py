@@ -1,0 +1,109 @@
+"""Writing spectral GeoTIFFs window by window, with georeferencing, nodata, wavelengths and scale carried over."""
+from dataclasses import dataclass
+from typing import List, Optional
+
+import numpy as np
+
+from .errors import OutputError
+
+GDAL_TYPES = {'int16': 'Int16', 'uint16': 'UInt16', 'int32': 'Int32', 'float32': 'Float32', 'float64': 'Float64',
+              'uint8': 'Byte'}
+
+
+@dataclass
+class BandInfo:
+    name: str = ''
+    wavelength: Optional[float] = None
+    fwhm: Optional[float] = None
+    scale: Optional[float] = None
+    offset: Optional[float] = None
+
+
+@dataclass
+class RasterLayout:
+    width: int
+    height: int
+    dtype: str
+    nodata: Optional[float]
+    crs_wkt: str
+    geotransform: tuple
+    bands: List[BandInfo]
+
+
+def _gdal():
+    from osgeo import gdal
+
+    gdal.UseExceptions()
+    return gdal
+
+
+def creation_options(dtype, band_count):
+    predictor = '3' if dtype.startswith('float') else '2'
+    return ['TILED=YES', 'BLOCKXSIZE=256', 'BLOCKYSIZE=256', 'COMPRESS=DEFLATE', f'PREDICTOR={predictor}',
+            'BIGTIFF=IF_SAFER', 'INTERLEAVE=PIXEL' if band_count <= 4 else 'INTERLEAVE=BAND']
+
+
+class GeoTiffWriter:
+    """Creates the file at `path` (the caller makes it atomic) and writes (bands, h, w) windows."""
+
+    def __init__(self, path, layout: RasterLayout):
+        gdal = _gdal()
+        gdal_type = getattr(gdal, 'GDT_' + GDAL_TYPES[layout.dtype])
+        try:
+            self.ds = gdal.GetDriverByName('GTiff').Create(
+                path, layout.width, layout.height, len(layout.bands), gdal_type,
+                options=creation_options(layout.dtype, len(layout.bands)))
+        except RuntimeError as exc:
+            raise OutputError(f'cannot create {path}: {exc}') from exc
+        if layout.crs_wkt:
+            self.ds.SetProjection(layout.crs_wkt)
+        if layout.geotransform:
+            self.ds.SetGeoTransform(tuple(layout.geotransform))
+        for index, info in enumerate(layout.bands, start=1):
+            self._describe(self.ds.GetRasterBand(index), info, layout.nodata)
+        self.dtype = np.dtype(layout.dtype)
+
+    @staticmethod
+    def _describe(band, info, nodata):
+        if nodata is not None:
+            band.SetNoDataValue(float(nodata))
+        if info.name:
+            band.SetDescription(info.name)
+        if info.wavelength is not None:
+            band.SetMetadataItem('wavelength', f'{info.wavelength:.6g}')
+            band.SetMetadataItem('wavelength_units', 'Nanometers')
+        if info.fwhm is not None:
+            band.SetMetadataItem('fwhm', f'{info.fwhm:.6g}')
+        if info.scale is not None:
+            band.SetScale(float(info.scale))
+        if info.offset is not None:
+            band.SetOffset(float(info.offset))
+
+    def write(self, x, y, cube):
+        cube = np.asarray(cube, dtype=self.dtype)
+        for index in range(cube.shape[0]):
+            self.ds.GetRasterBand(index + 1).WriteArray(cube[index], xoff=x, yoff=y)
+
+    def close(self):
+        if self.ds is not None:
+            self.ds.FlushCache()
+            self.ds = None
+
+
+def cast_dn(values, dtype, nodata=None):
+    """Round and clip reconstructed DN into the output type; NaN marks nodata.
+
+    Integer outputs never wrap around, and a reconstructed value never collides with the nodata value.
+    """
+    dtype = np.dtype(dtype)
+    values = np.asarray(values)
+    missing = np.isnan(values)
+    if dtype.kind in 'iu':
+        info = np.iinfo(dtype)
+        low = info.min + 1 if nodata is not None and nodata == info.min else info.min
+        out = np.clip(np.rint(np.nan_to_num(values)), low, info.max).astype(dtype)
+    else:
+        out = values.astype(dtype)
+    if nodata is not None:
+        out[missing] = nodata
+    return out

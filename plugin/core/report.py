@@ -1,0 +1,129 @@
+"""A self-contained HTML report of an evaluation (no external files, scripts or fonts; charts are inline SVG)."""
+import html
+import logging
+import math
+import os
+import time
+
+from . import svgplot
+from .outputs import atomic_output
+
+LOG = logging.getLogger('enmap_compress')
+
+ROWS = (
+    ('PSNR', 'psnr', '{:.2f} dB', 'HySpecNet convention: 202 bands, DN clipped to 0..10000, peak 10000'),
+    ('Mean spectral angle', 'sa_deg', '{:.3f}°', 'mean over valid pixels'),
+    ('SSIM', 'ssim', '{:.4f}', '7x7 window, per band, averaged'),
+    ('RMSE', 'rmse_dn', '{:.1f} DN', 'over the evaluated bands'),
+    ('Maximum absolute error', 'max_abs_error_dn', '{:.0f} DN', 'worst sample, unclipped'),
+    ('Rate', 'bpppb', '{:.4f} bpppb', 'bits on disk / (valid pixels x 202)'),
+    ('Compression ratio', 'compression_ratio', '{:.1f} : 1', 'against the same samples as int16'),
+    ('Compressed size', 'file_bytes', '{:,} bytes', ''),
+    ('Valid pixels', 'valid_pixels', '{:,}', ''),
+)
+
+STYLE = ('body{font-family:sans-serif;margin:2em;color:#222;max-width:60em}table{border-collapse:collapse}'
+         'td,th{border:1px solid #ccc;padding:4px 10px;text-align:left}th{background:#eef}'
+         '.note{color:#666;font-size:90%}h2{margin-top:1.6em;border-bottom:1px solid #ddd}' + svgplot.STYLE)
+
+
+def _fmt(template, value):
+    try:
+        return template.format(value)
+    except (ValueError, TypeError):
+        return str(value)
+
+
+def _metrics_table(result):
+    rows = ''.join(f'<tr><th>{html.escape(label)}</th><td>{html.escape(_fmt(fmt, result.get(key)))}</td>'
+                   f'<td class="note">{html.escape(note)}</td></tr>' for label, key, fmt, note in ROWS)
+    return f'<table>{rows}</table>'
+
+
+def _run_line(result):
+    return (f"model <b>{html.escape(str(result.get('model')))}</b>, quality {result.get('quality')}, "
+            f"device {html.escape(str(result.get('device')))} ({html.escape(str(result.get('provider')))}); "
+            f"compress {result.get('compress_seconds', 0):.2f} s, "
+            f"decompress {result.get('decompress_seconds', 0):.2f} s")
+
+
+def _section(title, chart, note=''):
+    note_html = f'<p class="note">{html.escape(note)}</p>' if note else ''
+    return f'<h2>{html.escape(title)}</h2>{chart}{note_html}'
+
+
+def _spectra_section(data):
+    charts = []
+    for sample in data.samples:
+        series = [('original', data.wavelengths, sample.original, False),
+                  ('reconstructed', data.wavelengths, sample.reconstructed, True)]
+        title = f'{sample.label} (x {sample.x}, y {sample.y}): RMSE {sample.rmse_dn:.1f} DN'
+        charts.append(f'<h3>{html.escape(title)}</h3>' +
+                      svgplot.line_chart(series, title, 'wavelength (nm)', 'DN (reflectance x 10000)'))
+    note = ('Gaps are the bands the compressors do not code (water-vapour absorption and dead bands). The last '
+            'chart is the pixel with the largest RMSE.')
+    return _section('Spectra at sample pixels', ''.join(charts), note)
+
+
+def _band_error_section(data):
+    chart = svgplot.line_chart([('RMSE per band', data.wavelengths, data.band_rmse_dn, False)],
+                               'RMSE per band', 'wavelength (nm)', 'RMSE (DN)')
+    return _section('Error per band', chart, 'Root mean square error of each band over all valid pixels.')
+
+
+def _histogram_section(data):
+    chart = svgplot.histogram(data.hist_edges, data.hist_counts, 'Error histogram',
+                              'reconstructed - original (DN)')
+    return _section('Error histogram', chart, 'Signed errors of every evaluated sample; the outer bins also '
+                                              'count the rare errors beyond the shown range.')
+
+
+def _rd_section(result, curves):
+    series = [(f'{model_id} (card)', [r.bpppb for r in rows], [r.psnr if r.psnr is not None else math.nan
+                                                                for r in rows], model_id != result.get('model'))
+              for model_id, rows in curves]
+    mark = (f"this image: {result.get('model')} q{result.get('quality')}", float(result.get('bpppb', math.nan)),
+            float(result.get('psnr', math.nan)))
+    chart = svgplot.line_chart(series, 'Rate-distortion', 'rate (bpppb)', 'PSNR (dB)', marks=[mark])
+    return _section('Rate-distortion', chart, 'Lines: the bundled models as measured on held-out EnMAP tiles '
+                                              '(their cards). The marked point is this image.')
+
+
+def render_report(result, source, data=None, curves=()):
+    """The report as one HTML string. data: a report_data.ReportData; curves: [(model_id, [CardRow])]."""
+    title = f'EnMAP Compress report: {os.path.basename(str(source))}'
+    parts = [f'<p>{_run_line(result)}</p>', _metrics_table(result)]
+    if curves:
+        parts.append(_rd_section(result, curves))
+    if data is not None:
+        parts += [_spectra_section(data), _band_error_section(data), _histogram_section(data)]
+    return (f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+            f'<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>{"".join(parts)}'
+            f'<p class="note">Generated {time.strftime("%Y-%m-%d %H:%M")}.</p></body></html>')
+
+
+def model_curves():
+    """(model_id, card rows) of every installed model whose card has a rate/PSNR table."""
+    from .cards import package_rows
+    from .runtime import list_models
+
+    curves = []
+    for package in list_models():
+        rows = [row for row in package_rows(package) if row.psnr is not None]
+        if rows:
+            curves.append((package.model_id, rows))
+    return curves
+
+
+def write_report(path, result, source, reconstructed=None, plots=True, progress=None, is_cancelled=None):
+    """Write the report; with plots, read `source` and the reconstruction (default result['reconstructed'])."""
+    data, curves = None, ()
+    if plots:
+        from .report_data import report_data
+
+        reconstructed = reconstructed or result.get('reconstructed')
+        if reconstructed and os.path.exists(reconstructed):
+            data = report_data(source, reconstructed, progress=progress, is_cancelled=is_cancelled)
+        curves = model_curves()
+    with atomic_output(path) as tmp, open(tmp, 'w', encoding='utf-8') as handle:
+        handle.write(render_report(result, source, data, curves))

@@ -1,0 +1,225 @@
+"""Model registry, ONNX Runtime sessions and device choice.
+
+A model is data: a folder with `encoder.onnx`, `decoder.onnx` (metadata inside both, key `enmap_compress`,
+a JSON document) and `card.md`. Bundled models live in the plugin's `models/`; a custom model package can be
+given by its folder (or either ONNX file). onnxruntime is imported lazily so the plugin loads without it.
+"""
+import hashlib
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..paths import MODELS_DIR
+from .errors import DeviceError, ModelError, ModelNotFoundError
+
+LOG = logging.getLogger('enmap_compress')
+METADATA_KEY = 'enmap_compress'
+DEVICES = ('auto', 'cpu', 'cuda')
+# Models listed first, in this order, in the MODEL enum; others follow alphabetically. Ids never change.
+PREFERRED_ORDER = ('pca', 'cae1d', 'sscnet', 'cae3d', 'hycot', 'rdnet')
+
+
+def onnxruntime():
+    try:
+        import onnxruntime as ort
+    except ImportError as exc:
+        raise ModelError(
+            'onnxruntime is not installed in the Python that QGIS uses. Install it with '
+            '"python -m pip install onnxruntime" (or onnxruntime-gpu for CUDA) and restart QGIS.') from exc
+    return ort
+
+
+def sha256_of(path, block=1 << 20):
+    digest = hashlib.sha256()
+    with open(path, 'rb') as handle:
+        for chunk in iter(lambda: handle.read(block), b''):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass
+class ModelPackage:
+    """A model folder on disk. `meta` is read lazily from the encoder's ONNX metadata."""
+
+    folder: str
+    model_id: str
+    _meta: dict = field(default=None, repr=False)
+
+    @property
+    def encoder_path(self):
+        return os.path.join(self.folder, 'encoder.onnx')
+
+    @property
+    def decoder_path(self):
+        return os.path.join(self.folder, 'decoder.onnx')
+
+    @property
+    def card_path(self):
+        return os.path.join(self.folder, 'card.md')
+
+    def title(self):
+        """One line for menus: the card's first heading, else the id."""
+        try:
+            with open(self.card_path, encoding='utf-8') as handle:
+                for line in handle:
+                    if line.startswith('#'):
+                        return line.lstrip('#').strip()
+        except OSError:
+            pass
+        return self.model_id
+
+    def card(self):
+        try:
+            with open(self.card_path, encoding='utf-8') as handle:
+                return handle.read()
+        except OSError:
+            return ''
+
+    @property
+    def meta(self):
+        if self._meta is None:
+            self._meta = read_onnx_metadata(self.decoder_path)
+            if self._meta.get('id') != self.model_id:
+                raise ModelError(f'model folder {self.folder} holds model "{self._meta.get("id")}", '
+                                 f'not "{self.model_id}"')
+        return self._meta
+
+    def decoder_sha256(self):
+        return sha256_of(self.decoder_path)
+
+    def quality_levels(self):
+        return self.meta['quality_levels']
+
+
+def read_onnx_metadata(path):
+    if not os.path.isfile(path):
+        raise ModelError(f'model file {path} is missing')
+    ort = onnxruntime()
+    try:
+        session = ort.InferenceSession(path, providers=['CPUExecutionProvider'])
+        text = session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
+    except Exception as exc:  # onnxruntime raises several private exception types
+        raise ModelError(f'{path} is not a readable ONNX model: {exc}') from exc
+    if not text:
+        raise ModelError(f'{path} has no "{METADATA_KEY}" metadata: it is not an EnMAP Compress model')
+    return json.loads(text)
+
+
+def _package_from_folder(folder):
+    folder = os.path.abspath(folder)
+    if not all(os.path.isfile(os.path.join(folder, name)) for name in ('encoder.onnx', 'decoder.onnx')):
+        return None
+    return ModelPackage(folder, os.path.basename(folder))
+
+
+def model_dirs():
+    dirs = [MODELS_DIR]
+    extra = os.environ.get('ENMAP_COMPRESS_MODELS', '')
+    dirs += [d for d in extra.split(os.pathsep) if d]
+    return dirs
+
+
+def list_models():
+    """All installed model packages, bundled first in PREFERRED_ORDER."""
+    found = {}
+    for base in model_dirs():
+        if not os.path.isdir(base):
+            continue
+        for name in sorted(os.listdir(base)):
+            package = _package_from_folder(os.path.join(base, name))
+            if package is not None and package.model_id not in found:
+                found[package.model_id] = package
+
+    def rank(model_id):
+        return (PREFERRED_ORDER.index(model_id) if model_id in PREFERRED_ORDER else len(PREFERRED_ORDER), model_id)
+
+    return [found[k] for k in sorted(found, key=rank)]
+
+
+def find_model(model):
+    """A model by id, or a custom package by folder or ONNX file path."""
+    if os.path.sep in model or model.endswith('.onnx') or os.path.isdir(model):
+        folder = os.path.dirname(model) if model.endswith('.onnx') else model
+        package = _package_from_folder(folder)
+        if package is None:
+            raise ModelNotFoundError(f'{model} is not a model package (a folder with encoder.onnx and decoder.onnx)')
+        return package
+    for package in list_models():
+        if package.model_id == model:
+            return package
+    installed = ', '.join(p.model_id for p in list_models()) or 'none'
+    raise ModelNotFoundError(f'model "{model}" is not installed (installed: {installed})')
+
+
+def default_threads():
+    """Leave one core to QGIS so the interface stays responsive; never more than 8."""
+    return max(1, min(8, (os.cpu_count() or 2) - 1))
+
+
+@dataclass
+class DeviceChoice:
+    device: str
+    providers: list
+    reason: str
+
+
+def choose_device(requested='auto'):
+    requested = (requested or 'auto').lower()
+    if requested not in DEVICES:
+        raise DeviceError(f'unknown device "{requested}"; expected one of {", ".join(DEVICES)}')
+    available = onnxruntime().get_available_providers()
+    has_cuda = 'CUDAExecutionProvider' in available
+    if requested == 'cuda' and not has_cuda:
+        raise DeviceError('CUDA was requested, but this onnxruntime has no CUDA provider (available: '
+                          f'{", ".join(available)}). Install onnxruntime-gpu with a matching CUDA, or choose cpu.')
+    if requested == 'cpu' or not has_cuda:
+        reason = 'CPU requested' if requested == 'cpu' else 'CPU only: onnxruntime has no CUDA provider'
+        return DeviceChoice('cpu', ['CPUExecutionProvider'], reason)
+    return DeviceChoice('cuda', ['CUDAExecutionProvider', 'CPUExecutionProvider'], 'CUDA provider available')
+
+
+class OnnxRunner:
+    """Runs a package's encoder or decoder in batches on the chosen device."""
+
+    def __init__(self, package, device='auto', threads=None, batch_rows=65536):
+        self.package = package
+        self.choice = choose_device(device)
+        self.threads = threads or default_threads()
+        self.batch_rows = batch_rows
+        self._sessions = {}
+
+    def _session(self, which):
+        if which not in self._sessions:
+            ort = onnxruntime()
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = self.threads
+            options.inter_op_num_threads = 1
+            path = self.package.encoder_path if which == 'encoder' else self.package.decoder_path
+            try:
+                session = ort.InferenceSession(path, options, providers=self.choice.providers)
+            except Exception as exc:  # onnxruntime raises private exception types
+                raise ModelError(f'cannot load {path}: {exc}') from exc
+            used = session.get_providers()[0]
+            if self.choice.device == 'cuda' and used != 'CUDAExecutionProvider':
+                raise DeviceError(f'CUDA was chosen but onnxruntime fell back to {used} for {path}')
+            LOG.info('%s %s runs on %s (%d threads)', self.package.model_id, which, used, self.threads)
+            self._sessions[which] = session
+        return self._sessions[which]
+
+    @property
+    def provider(self):
+        return self._session('decoder').get_providers()[0]
+
+    def run(self, which, array):
+        """Feed `array` (rows first) through the graph in row batches; returns float32."""
+        session = self._session(which)
+        name = session.get_inputs()[0].name
+        array = np.ascontiguousarray(array, dtype=np.float32)
+        if array.shape[0] <= self.batch_rows:
+            return session.run(None, {name: array})[0]
+        parts = [session.run(None, {name: array[i:i + self.batch_rows]})[0]
+                 for i in range(0, array.shape[0], self.batch_rows)]
+        return np.concatenate(parts, axis=0)

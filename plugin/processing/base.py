@@ -1,0 +1,209 @@
+"""One base class for every EnMAP Compress algorithm: typed parameter helpers, errors, progress and cancel."""
+import os
+
+from qgis.core import (
+    QgsProcessingAlgorithm,
+    QgsProcessingException,
+    QgsProcessingParameterBoolean,
+    QgsProcessingParameterDefinition,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterFile,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterRasterLayer,
+)
+from qgis.PyQt.QtCore import QCoreApplication, QThread
+from qgis.PyQt.QtGui import QIcon
+
+from ..core import runtime
+from ..core.errors import EnmapCompressError
+from ..paths import resource_path
+
+DEVICE_LABELS = ('auto — CUDA when it really works, else CPU', 'cpu', 'cuda')
+DEPENDENCIES = ('numpy', 'onnxruntime', 'constriction', 'defusedxml')
+
+
+def missing_dependencies():
+    missing = []
+    for name in DEPENDENCIES:
+        try:
+            __import__(name)
+        except ImportError:
+            missing.append(name)
+    return missing
+
+
+def install_hint(missing):
+    return ('EnMAP Compress needs these Python packages in the Python that QGIS uses: ' + ', '.join(missing) +
+            '. Install them with: python -m pip install ' + ' '.join(missing) +
+            ' (on Windows from the OSGeo4W Shell; on macOS with the Python inside the QGIS app), then restart QGIS.')
+
+
+def model_choices():
+    """(id, label) of every installed model; labels begin with the id, as qgis_process and scripts rely on."""
+    return [(p.model_id, f'{p.model_id} — {p.title().split("—", 1)[-1].strip()}') for p in runtime.list_models()]
+
+
+class EnmapAlgorithm(QgsProcessingAlgorithm):
+    """Subclasses define NAME, LABEL, HELP, `define()` and `execute(parameters, context, feedback)`.
+
+    Not `run`: that would hide QgsProcessingAlgorithm.run(), which processing.run() and the batch dialog call.
+    """
+
+    NAME = ''
+    LABEL = ''
+    HELP = ''
+    GROUP = 'Compression'
+    ICON = 'icon.svg'
+    STYLES = {}  # output name -> 'like_input' | 'true_colour' | 'error': how the loaded layer is styled
+
+    def createInstance(self):  # noqa: N802 (QGIS API name)
+        return type(self)()
+
+    def name(self):
+        return self.NAME
+
+    def displayName(self):  # noqa: N802 (QGIS API name)
+        return self.LABEL
+
+    def group(self):
+        return self.GROUP
+
+    def groupId(self):  # noqa: N802 (QGIS API name)
+        return self.GROUP.lower()
+
+    def icon(self):
+        path = resource_path(self.ICON)
+        return QIcon(path if os.path.isfile(path) else resource_path('icon.svg'))
+
+    def shortHelpString(self):  # noqa: N802 (QGIS API name)
+        return self.HELP
+
+    def helpUrl(self):  # noqa: N802 (QGIS API name)
+        return 'https://github.com/enmap-compress/enmap-compress#readme'
+
+    def initAlgorithm(self, config=None):  # noqa: N802 (QGIS API name)
+        self._models = model_choices()
+        self.define()
+
+    def canExecute(self):  # noqa: N802 (QGIS API name)
+        missing = missing_dependencies()
+        if missing:
+            return False, install_hint(missing)
+        if not runtime.list_models():
+            return False, 'No compression model is installed (the plugin folder models/ is empty).'
+        return True, ''
+
+    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API name)
+        ok, message = self.canExecute()
+        if not ok:
+            raise QgsProcessingException(message)
+        try:
+            self._results = self.execute(parameters, context, feedback)
+        except EnmapCompressError as exc:
+            raise QgsProcessingException(str(exc)) from exc
+        return self._results
+
+    # --- styling of loaded outputs (main thread: prepare and postProcess run there) ----------------------------
+
+    def prepareAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API name)
+        self._results = {}
+        self._template = None
+        if 'like_input' in self.STYLES.values():
+            self._template = self.input_renderer(parameters, context)
+        return True
+
+    def postProcessAlgorithm(self, context, feedback):  # noqa: N802 (QGIS API name)
+        from . import postprocess
+
+        factories = {'like_input': lambda: postprocess.like_input(self._template),
+                     'true_colour': postprocess.like_input, 'error': postprocess.error_layer}
+        for output, style in self.STYLES.items():
+            path = (getattr(self, '_results', None) or {}).get(output)
+            postprocess.attach(context, output, factories[style](), path if isinstance(path, str) else None)
+        return {}  # an empty map keeps processAlgorithm's results
+
+    def input_renderer(self, parameters, context, name='INPUT'):
+        """A clone of the input layer's renderer when the input is a layer of the project, else None.
+
+        Only on the main thread: a model runs its children's prepare() in a worker, where project layers are
+        off limits."""
+        app = QCoreApplication.instance()
+        if app is None or QThread.currentThread() != app.thread():
+            return None
+        value = parameters.get(name)
+        if isinstance(value, str) and (os.path.isdir(value) or value.lower().endswith(('.xml', '.zip'))):
+            return None
+        try:
+            layer = self.parameterAsRasterLayer(parameters, name, context)
+        except QgsProcessingException:
+            return None
+        project = context.project()
+        if layer is None or layer.renderer() is None or project is None or project.mapLayer(layer.id()) is None:
+            return None
+        return layer.renderer().clone()
+
+    # --- typed parameter helpers ---------------------------------------------------------------------------
+
+    def add(self, parameter, help_text='', advanced=False):
+        if help_text:
+            parameter.setHelp(help_text)
+        if advanced:
+            parameter.setFlags(parameter.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+        self.addParameter(parameter)
+        return parameter
+
+    def add_spectral_input(self, name='INPUT'):
+        self.add(QgsProcessingParameterRasterLayer(name, 'EnMAP image (layer, GeoTIFF/ENVI, product folder, '
+                                                         'METADATA.XML or product ZIP)'),
+                 'An EnMAP L2A image: a raster layer or file, or a product folder, its METADATA.XML or the ZIP '
+                 'as delivered by DLR.')
+
+    def add_model(self, name='MODEL'):
+        labels = [label for _, label in self._models] or ['(no model installed)']
+        self.add(QgsProcessingParameterEnum(name, 'Compressor model', options=labels, defaultValue=0),
+                 'The compressor. Each label begins with the model id.')
+        self.add(QgsProcessingParameterFile(name + '_FILE', 'Custom model package (encoder.onnx)', optional=True,
+                                            fileFilter='ONNX model (*.onnx)'),
+                 'Use a model package from disk (its encoder.onnx; decoder.onnx must sit beside it) instead of '
+                 'a bundled model.', advanced=True)
+
+    def add_quality(self, name='QUALITY'):
+        self.add(QgsProcessingParameterNumber(name, 'Quality (1 = smallest file, 10 = best)',
+                                              QgsProcessingParameterNumber.Integer, 5, False, 1, 10),
+                 'Ten levels for every model; rate and PSNR rise with the level.')
+
+    def add_device(self, name='DEVICE'):
+        self.add(QgsProcessingParameterEnum(name, 'Device', options=list(DEVICE_LABELS), defaultValue=0),
+                 'auto uses CUDA when onnxruntime-gpu and a GPU really work, else the CPU; cuda fails clearly '
+                 'when no GPU is usable.')
+
+    def add_flag(self, name, label, default=False, help_text='', advanced=True):
+        self.add(QgsProcessingParameterBoolean(name, label, defaultValue=default), help_text, advanced)
+
+    def input_source(self, parameters, context, name='INPUT'):
+        """The input as a path the core can open: a layer's source, or the path string as given."""
+        value = parameters.get(name)
+        if isinstance(value, str) and (os.path.isdir(value) or value.lower().endswith(('.xml', '.zip'))):
+            return value
+        layer = self.parameterAsRasterLayer(parameters, name, context)
+        if layer is not None:
+            return layer.source()
+        if isinstance(value, str) and value:
+            return value
+        raise QgsProcessingException('No input image given.')
+
+    def model_id(self, parameters, context, name='MODEL'):
+        custom = self.parameterAsFile(parameters, name + '_FILE', context)
+        if custom:
+            return custom
+        if not self._models:
+            raise QgsProcessingException('No compression model is installed.')
+        index = self.parameterAsEnum(parameters, name, context)
+        return self._models[min(index, len(self._models) - 1)][0]
+
+    def device(self, parameters, context, name='DEVICE'):
+        return runtime.DEVICES[self.parameterAsEnum(parameters, name, context)]
+
+
+def progress_hooks(feedback):
+    return {'progress': feedback.setProgress, 'is_cancelled': feedback.isCanceled}

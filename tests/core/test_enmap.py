@@ -1,0 +1,437 @@
+"""open_spectral: every input form, band order, nodata, dead bands, and every bad input."""
+import logging
+import os
+import shutil
+import zipfile
+
+import numpy as np
+import pytest
+from osgeo import gdal, osr
+
+from enmap_compress.plugin.core import bands, enmap, synthetic
+from enmap_compress.plugin.core.enmap import open_spectral
+from enmap_compress.plugin.core.errors import InputError
+
+W, H, SEED = 40, 32, 3
+DEAD = list(range(129, 135))  # 0-based canonical = detector-order bands 130-135
+
+
+@pytest.fixture(scope='module')
+def product(tmp_path_factory):
+    return synthetic.write_product(str(tmp_path_factory.mktemp('p')), width=W, height=H, seed=SEED, make_zip=True)
+
+
+@pytest.fixture(scope='module')
+def expected():
+    return synthetic.synthetic_block(W, H, 0, H, seed=SEED)
+
+
+def _write_tif(path, count, width=8, height=6, gdal_type=gdal.GDT_Int16, fill=100, wavelengths=None, units=None):
+    ds = gdal.GetDriverByName('GTiff').Create(str(path), width, height, count, gdal_type)
+    for i in range(count):
+        band = ds.GetRasterBand(i + 1)
+        band.Fill(fill)
+        if wavelengths is not None:
+            band.SetMetadataItem('wavelength', str(wavelengths[i]))
+            if units:
+                band.SetMetadataItem('wavelength_units', units)
+    ds = None
+    return str(path)
+
+
+def _copy_product(product, tmp_path):
+    return shutil.copytree(product.folder, str(tmp_path / os.path.basename(product.folder)))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Product forms
+
+def _check_product(raster, product, expected):
+    assert (raster.width, raster.height, raster.band_count) == (W, H, 224)
+    assert raster.dtype == np.int16 and raster.band_order == 'wavelength' and raster.is_standard_enmap
+    assert raster.product_name == product.product_name
+    assert np.allclose(raster.wavelengths, bands.standard_wavelengths(), atol=1e-3)
+    assert raster.fwhm is not None and np.allclose(raster.fwhm, bands.standard_fwhm(), atol=1e-3)
+    assert np.allclose(raster.gains, 1e-4) and np.all(raster.offsets == 0)
+    assert raster.nodata == -32768.0  # not in the TIF: the EnMAP default when METADATA.XML is known
+    assert list(np.flatnonzero(raster.dead_bands)) == DEAD
+    assert raster.warnings == []
+    assert np.array_equal(raster.read(0, 0, W, H), expected)
+
+
+@pytest.mark.parametrize('form', ['folder', 'parent_folder', 'xml', 'image'])
+def test_open_product_files(product, expected, form):
+    path = {'folder': product.folder, 'parent_folder': os.path.dirname(product.folder), 'xml': product.xml,
+            'image': product.image}[form]
+    with open_spectral(path) as raster:
+        _check_product(raster, product, expected)
+        assert raster.source == path and raster.metadata_xml == product.xml
+        assert raster.gdal_path == product.image
+
+
+def test_open_product_zip_in_place(product, expected):
+    before = sorted(os.listdir(os.path.dirname(product.zip)))
+    with open_spectral(product.zip) as raster:
+        _check_product(raster, product, expected)
+        assert raster.gdal_path.startswith('/vsizip/') and raster.gdal_path.endswith('-SPECTRAL_IMAGE.TIF')
+        assert raster.metadata_xml.endswith('-METADATA.XML')
+    assert sorted(os.listdir(os.path.dirname(product.zip))) == before  # nothing extracted
+
+
+def test_open_envi_product_folder_and_zip(tmp_path):
+    envi = synthetic.write_product(str(tmp_path), width=12, height=10, seed=1, image_format='ENVI', make_zip=True)
+    block = synthetic.synthetic_block(12, 10, 0, 10, seed=1)
+    for path in (envi.folder, envi.zip):
+        with open_spectral(path) as raster:
+            assert raster.gdal_path.endswith('-SPECTRAL_IMAGE.BSQ') and raster.is_standard_enmap
+            assert np.array_equal(raster.read(0, 0, 12, 10), block)
+
+
+def test_product_georeference(product):
+    with open_spectral(product.folder) as raster:
+        assert osr.SpatialReference(wkt=raster.crs_wkt).GetAuthorityCode(None) == '32633'
+        assert raster.geotransform == (synthetic.ORIGIN[0], 30.0, 0.0, synthetic.ORIGIN[1], 0.0, -30.0)
+
+
+def test_dead_bands_from_xml_alone(product, tmp_path):
+    folder = _copy_product(product, tmp_path)
+    xml = os.path.join(folder, os.path.basename(product.xml))
+    text = open(xml, encoding='utf-8').read()
+    start = text.index('<bandStatistics>')
+    entry = text.index('<bandID number="10">', start)
+    end = text.index('</bandID>', entry)
+    patched = (text[:entry] + '<bandID number="10"><waveLength>460</waveLength><mean>-1000000</mean>'
+               '<stdDeviation>0</stdDeviation>' + text[end:])
+    with open(xml, 'w', encoding='utf-8') as f:
+        f.write(patched)
+    with open_spectral(folder) as raster:
+        assert list(np.flatnonzero(raster.dead_bands)) == [9] + DEAD  # band 10 has data: only the XML says dead
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Single rasters
+
+@pytest.mark.parametrize('interleave,ext', [('BAND', 'bsq'), ('LINE', 'bil'), ('PIXEL', 'bip')])
+@pytest.mark.parametrize('open_header', [False, True])
+def test_open_envi_with_header_wavelengths(tmp_path, interleave, ext, open_header):
+    path = synthetic.write_scene(str(tmp_path / f'scene.{ext}'), width=10, height=7, seed=4, driver='ENVI',
+                                 interleave=interleave)
+    with open_spectral(str(tmp_path / 'scene.hdr') if open_header else path) as raster:
+        assert raster.gdal_path == path
+        assert np.allclose(raster.wavelengths, bands.standard_wavelengths(), atol=1e-3)
+        assert raster.fwhm is not None and np.allclose(raster.fwhm, bands.standard_fwhm(), atol=1e-3)
+        assert raster.nodata == -32768.0 and np.allclose(raster.gains, 1e-4) and raster.metadata_xml is None
+        assert raster.band_names[11].startswith('band 12 (') and raster.warnings == []
+        assert np.array_equal(raster.read(0, 0, 10, 7), synthetic.synthetic_block(10, 7, 0, 7, seed=4))
+
+
+def test_open_spectral_image_name_without_xml_warns(tmp_path):
+    path = synthetic.write_scene(str(tmp_path / 'X-SPECTRAL_IMAGE.TIF'), width=6, height=5)
+    with open_spectral(path) as raster:
+        assert raster.is_standard_enmap and raster.metadata_xml is None
+        assert any('X-METADATA.XML' in w for w in raster.warnings)
+
+
+@pytest.fixture(scope='module')
+def detector_tif(tmp_path_factory):
+    return synthetic.write_scene(str(tmp_path_factory.mktemp('d') / 'det.tif'), width=12, height=9, seed=7,
+                                 band_order='detector')
+
+
+def test_detector_order_geotiff(detector_tif):
+    block = synthetic.synthetic_block(12, 9, 0, 9, seed=7)
+    perm = bands.detector_order_permutation()
+    with open_spectral(detector_tif) as raster:
+        assert raster.band_order == 'detector' and raster.is_standard_enmap
+        assert np.array_equal(raster.wavelengths, bands.standard_wavelengths()[perm])
+        assert np.all(np.diff(raster.wavelengths[raster.canonical_index]) > 0)
+        cube = raster.read(0, 0, 12, 9)
+        assert np.array_equal(cube, block[perm])
+        assert np.array_equal(raster.read_canonical(0, 0, 12, 9), block)
+        assert np.array_equal(raster.read_canonical(2, 1, 5, 4), raster.to_canonical(raster.read(2, 1, 5, 4)))
+        assert list(np.flatnonzero(raster.dead_bands[raster.canonical_index])) == DEAD
+
+
+def test_canonical_round_trip_is_exact(detector_tif):
+    rng = np.random.default_rng(0)
+    cube = rng.integers(-5, 5, size=(224, 3, 2)).astype(np.int16)
+    with open_spectral(detector_tif) as raster:
+        assert np.array_equal(raster.to_file_order(raster.to_canonical(cube)), cube)
+        assert np.array_equal(raster.to_canonical(raster.to_file_order(cube)), cube)
+        with pytest.raises(ValueError, match='224 bands'):
+            raster.to_canonical(cube[:10])
+
+
+def test_float32_detector_order_like_potsdam(tmp_path):
+    path = synthetic.write_scene(str(tmp_path / 'f.tif'), width=8, height=6, band_order='detector', dtype='float32')
+    with open_spectral(path) as raster:
+        assert raster.dtype == np.float32 and raster.band_order == 'detector'
+        assert raster.nodata == -32768.0 and np.allclose(raster.gains, 1e-4)
+        block = synthetic.synthetic_block(8, 6, 0, 6, seed=0)
+        assert np.array_equal(raster.read_canonical(0, 0, 8, 6), block.astype(np.float32))
+
+
+def test_plain_224_band_raster_assumes_the_standard_table(tmp_path, caplog):
+    path = synthetic.write_scene(str(tmp_path / 'plain.tif'), width=6, height=5, spectral_metadata=False)
+    with caplog.at_level(logging.WARNING, logger='enmap_compress'):
+        raster = open_spectral(path)
+    with raster:
+        assert np.array_equal(raster.wavelengths, bands.standard_wavelengths())
+        assert raster.band_order == 'wavelength' and raster.is_standard_enmap
+        assert len(raster.warnings) == 1 and 'no wavelength metadata' in raster.warnings[0]
+        assert raster.band_names[0] == 'band 1 (418.2 Nanometers)'
+    assert any('no wavelength metadata' in r.getMessage() for r in caplog.records)
+
+
+def test_int16_enmap_without_scale_assumes_1e4(tmp_path):
+    raw = _write_tif(tmp_path / 'raw.tif', 224, wavelengths=bands.standard_wavelengths(), units='Nanometers')
+    with open_spectral(raw) as raster:
+        assert np.allclose(raster.gains, 1e-4) and np.all(raster.offsets == 0)
+        assert any('0.0001' in w for w in raster.warnings)
+        assert raster.nodata is None and not raster.dead_bands.any()
+
+
+def test_non_enmap_raster_defaults_to_unit_scale(tmp_path):
+    wl = np.linspace(0.45, 2.4, 20)  # micrometres, no units: guessed from the values
+    with open_spectral(_write_tif(tmp_path / 'um.tif', 20, wavelengths=wl)) as raster:
+        assert np.allclose(raster.wavelengths, wl * 1000)
+        assert np.all(raster.gains == 1.0) and raster.fwhm is None and not raster.is_standard_enmap
+        with pytest.raises(InputError, match='HySpecNet view needs a standard EnMAP L2A image'):
+            raster.hyspecnet_view(0, 0, 2, 2)
+
+
+def test_explicit_micrometer_units(tmp_path):
+    wl = np.linspace(0.4, 2.5, 12)
+    with open_spectral(_write_tif(tmp_path / 'u.tif', 12, wavelengths=wl, units='Micrometers')) as raster:
+        assert np.allclose(raster.wavelengths, wl * 1000)
+
+
+def test_read_band_subsets_and_windows(product, expected):
+    with open_spectral(product.image) as raster:
+        part = raster.read(5, 3, 7, 4, bands=[200, 0, 17])
+        assert part.shape == (3, 4, 7) and np.array_equal(part, expected[[200, 0, 17], 3:7, 5:12])
+        with pytest.raises(ValueError, match='outside the image'):
+            raster.read(35, 0, 10, 2)
+        with pytest.raises(ValueError, match='Band indices'):
+            raster.read(0, 0, 2, 2, bands=[224])
+
+
+def test_closed_raster_cannot_be_read(product):
+    raster = open_spectral(product.image)
+    raster.close()
+    with pytest.raises(ValueError, match='closed'):
+        raster.read(0, 0, 1, 1)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# HySpecNet view, dead bands, nodata
+
+def test_hyspecnet_view(product, expected):
+    with open_spectral(product.zip) as raster:
+        view = raster.hyspecnet_view(0, 0, W, H)
+    assert view.shape == (202, H, W) and view.dtype == np.float32
+    assert view.min() >= 0 and view.max() <= 1
+    assert np.array_equal(view, bands.to_hyspecnet(expected))
+    border = expected[0] == -32768
+    assert np.all(view[:, border] == 0)
+
+
+def test_hyspecnet_view_converts_other_scalings(tmp_path):
+    path = synthetic.write_scene(str(tmp_path / 'r.tif'), width=6, height=5, dtype='float32')
+    block = synthetic.synthetic_block(6, 5, 0, 5, seed=0)
+    ds = gdal.Open(path, gdal.GA_Update)
+    data = ds.ReadAsArray()
+    ds.WriteArray(np.where(data == -32768, data, data * 1e-4).astype(np.float32))
+    for i in range(224):
+        ds.GetRasterBand(i + 1).SetScale(1.0)
+    ds = None  # now reflectance 0..1 with scale 1
+    with open_spectral(path) as raster:
+        assert np.allclose(raster.hyspecnet_view(0, 0, 6, 5), bands.to_hyspecnet(block), atol=1e-6)
+
+
+def test_dead_band_scan_in_small_blocks(detector_tif, monkeypatch):
+    monkeypatch.setattr(enmap, 'SCAN_BLOCK_BYTES', 12 * 2 * 3)  # a few rows per read
+    with open_spectral(detector_tif) as raster:
+        assert raster.metadata_xml is None
+        dead = raster.dead_bands
+    detector_numbers = bands.standard_band_table().detector_order_band
+    assert list(np.flatnonzero(dead) + 1) == sorted(detector_numbers[DEAD])
+
+
+def test_all_nodata_image(tmp_path):
+    path = _write_tif(tmp_path / 'empty.tif', 12, fill=-32768, wavelengths=np.linspace(400, 1000, 12))
+    ds = gdal.Open(path, gdal.GA_Update)
+    for i in range(12):
+        ds.GetRasterBand(i + 1).SetNoDataValue(-32768)
+    ds = None
+    with open_spectral(path) as raster:  # opening stays cheap: no scan by default
+        with pytest.raises(InputError, match='only nodata'):
+            raster.check_not_empty()
+        assert raster.dead_bands.all()
+    with pytest.raises(InputError, match='only nodata pixels .*nothing to compress'):
+        open_spectral(path, check_empty=True)
+
+
+def test_check_not_empty_accepts_valid_data(product):
+    with open_spectral(product.folder, check_empty=True) as raster:
+        raster.check_not_empty()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Potsdam tiles (real EnMAP L2A, when the shared data is present)
+
+def test_potsdam_tiles(potsdam_tile_paths):
+    for path in potsdam_tile_paths:
+        with open_spectral(path, check_empty=True) as raster:
+            assert raster.band_count == 224 and raster.band_order == 'detector' and raster.is_standard_enmap
+            assert raster.dtype == np.float32 and raster.nodata == -32768.0
+            assert np.allclose(raster.gains, 1e-4) and np.all(raster.offsets == 0)
+            assert list(np.flatnonzero(raster.dead_bands) + 1) == list(range(130, 136))
+            assert raster.warnings == [] and raster.metadata_xml is None
+            assert osr.SpatialReference(wkt=raster.crs_wkt).GetAuthorityCode(None) == '32633'
+            view = raster.hyspecnet_view(0, 0, 32, 32)
+            assert view.shape == (202, 32, 32) and 0 < view.mean() < 0.5
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Bad inputs: one clear InputError each
+
+def test_missing_input(tmp_path):
+    with pytest.raises(InputError, match='does not exist.*Expected an EnMAP L2A product'):
+        open_spectral(str(tmp_path / 'nothing.tif'))
+
+
+def test_rgb_image(tmp_path):
+    with pytest.raises(InputError, match=r'has 3 bands; EnMAP Compress expects a hyperspectral image .*224 bands'):
+        open_spectral(_write_tif(tmp_path / 'rgb.tif', 3, gdal_type=gdal.GDT_Byte))
+
+
+def test_150_bands_without_wavelengths(tmp_path):
+    with pytest.raises(InputError, match='has 150 bands and no wavelength metadata'):
+        open_spectral(_write_tif(tmp_path / 'b150.tif', 150, width=2, height=2))
+
+
+def test_not_a_raster(tmp_path):
+    path = tmp_path / 'text.tif'
+    path.write_text('hello')
+    with pytest.raises(InputError, match='not a raster GDAL can open'):
+        open_spectral(str(path))
+
+
+@pytest.mark.parametrize('damage', ['corrupt', 'truncated', 'wrong_root', 'no_bands', 'entity'])
+def test_bad_metadata_xml(product, tmp_path, damage):
+    folder = _copy_product(product, tmp_path)
+    xml = os.path.join(folder, os.path.basename(product.xml))
+    data = open(xml, 'rb').read()
+    bad = {'corrupt': b'\x00\xffnot xml at all<<<',
+           'truncated': data[:len(data) // 2],
+           'wrong_root': b'<?xml version="1.0"?><PAMDataset><x/></PAMDataset>',
+           'no_bands': b'<level_X><specific/></level_X>',
+           'entity': b'<!DOCTYPE x [<!ENTITY a "aaaa">]><level_X>&a;</level_X>'}[damage]
+    with open(xml, 'wb') as f:
+        f.write(bad)
+    for path in (folder, xml, os.path.join(folder, os.path.basename(product.image))):
+        with pytest.raises(InputError, match='is not a readable EnMAP METADATA.XML') as info:
+            open_spectral(path)
+        assert os.path.basename(product.xml) in str(info.value)
+
+
+def test_metadata_band_count_differs_from_image(product, tmp_path):
+    folder = _copy_product(product, tmp_path)
+    image = os.path.join(folder, os.path.basename(product.image))
+    os.remove(image)
+    _write_tif(image, 150, width=4, height=4)
+    with pytest.raises(InputError, match='describes 224 bands but the image .* has 150'):
+        open_spectral(folder)
+
+
+def test_product_folder_without_image(product, tmp_path):
+    folder = _copy_product(product, tmp_path)
+    os.remove(os.path.join(folder, os.path.basename(product.image)))
+    with pytest.raises(InputError, match='no spectral image'):
+        open_spectral(folder)
+
+
+def test_folder_without_metadata(tmp_path):
+    (tmp_path / 'sub').mkdir()
+    with pytest.raises(InputError, match='contains no EnMAP METADATA.XML'):
+        open_spectral(str(tmp_path))
+
+
+def test_folder_with_two_products(product, tmp_path):
+    shutil.copytree(product.folder, str(tmp_path / 'a'))
+    shutil.copytree(product.folder, str(tmp_path / 'b'))
+    with pytest.raises(InputError, match='holds 2 EnMAP products'):
+        open_spectral(str(tmp_path))
+
+
+def _zip(path, members):
+    with zipfile.ZipFile(str(path), 'w', zipfile.ZIP_DEFLATED) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return str(path)
+
+
+@pytest.mark.parametrize('member', ['../evil-METADATA.XML', 'P/../../evil.txt', '/abs/P-METADATA.XML',
+                                    'C:/x/P-METADATA.XML', '..\\evil.txt'])
+def test_zip_with_unsafe_members(product, tmp_path, member):
+    path = _zip(tmp_path / 'bad.ZIP', {member: b'x', 'P/P-METADATA.XML': open(product.xml, 'rb').read()})
+    with pytest.raises(InputError, match='unsafe member path'):
+        open_spectral(path)
+
+
+def test_zip_without_metadata(tmp_path):
+    with pytest.raises(InputError, match=r'no <PRODUCT>-METADATA.XML.*as delivered by DLR'):
+        open_spectral(_zip(tmp_path / 'x.zip', {'P/readme.txt': b'hello'}))
+
+
+def test_zip_that_is_not_a_zip(tmp_path):
+    path = tmp_path / 'broken.ZIP'
+    path.write_bytes(b'PK\x03\x04 not really a zip')
+    with pytest.raises(InputError, match='not a readable ZIP'):
+        open_spectral(str(path))
+
+
+def test_zip_with_oversized_xml(product, tmp_path, monkeypatch):
+    monkeypatch.setattr(enmap, 'MAX_XML_BYTES', 1000)
+    path = _zip(tmp_path / 'big.ZIP', {'P/P-METADATA.XML': open(product.xml, 'rb').read()})
+    with pytest.raises(InputError, match='METADATA.XML is .* MB'):
+        open_spectral(path)
+
+
+def test_zip_with_extreme_compression_ratio(tmp_path, monkeypatch):
+    monkeypatch.setattr(enmap, 'MAX_XML_COMPRESSION_RATIO', 20)
+    path = _zip(tmp_path / 'bomb.ZIP', {'P/P-METADATA.XML': b'<level_X>' + b' ' * (2 * 2**20) + b'</level_X>'})
+    with pytest.raises(InputError, match='compressed more than'):
+        open_spectral(path)
+
+
+def test_zip_declaring_absurd_total_size(product, tmp_path, monkeypatch):
+    monkeypatch.setattr(enmap, 'MAX_ZIP_TOTAL_BYTES', 10_000)
+    with pytest.raises(InputError, match='declare .* GiB uncompressed'):
+        open_spectral(product.zip)
+
+
+def test_header_without_data_file(tmp_path):
+    (tmp_path / 'lonely.hdr').write_text('ENVI\nsamples = 2\n')
+    with pytest.raises(InputError, match='has no data file next to it'):
+        open_spectral(str(tmp_path / 'lonely.hdr'))
+
+
+def test_real_metadata_xml_sample(tmp_path):
+    """The DLR sample METADATA.XML (218 bands, shared data) drives a matching image, when present."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    shared = os.environ.get('ENMAP_SHARED_DATA', os.path.join(os.path.dirname(root), 'shared', 'data'))
+    folder = os.path.join(shared, 'enmap_metadata')
+    names = [n for n in os.listdir(folder) if n.endswith('-METADATA.XML')] if os.path.isdir(folder) else []
+    if not names:
+        pytest.skip(f'shared METADATA.XML sample not found in {folder}')
+    product = names[0][:-len('-METADATA.XML')]
+    shutil.copy(os.path.join(folder, names[0]), str(tmp_path))
+    _write_tif(tmp_path / f'{product}-SPECTRAL_IMAGE.TIF', 218, width=3, height=2)
+    with open_spectral(str(tmp_path)) as raster:
+        assert raster.band_count == 218 and raster.product_name == product
+        assert raster.wavelengths[0] == pytest.approx(423.03) and raster.fwhm[0] == pytest.approx(6.93)
+        assert np.allclose(raster.gains, 1e-4) and raster.nodata == -32768.0
+        assert raster.band_order == 'wavelength' and not raster.is_standard_enmap
+        assert not raster.dead_bands.any()

@@ -1,0 +1,89 @@
+"""Metrics against hand-computed values."""
+import math
+
+import numpy as np
+import pytest
+
+from enmap_compress.plugin.core.metrics import (
+    MetricsAccumulator,
+    per_pixel_errors,
+    psnr_from_mse,
+    rate_metrics,
+    spectral_angles_deg,
+    ssim_sum,
+)
+
+
+def test_psnr_of_a_uniform_100_dn_error_is_40_db():
+    original = np.full((202, 4, 4), 5000.0)
+    acc = MetricsAccumulator()
+    acc.update(original, original + 100.0, np.ones((4, 4), bool))
+    result = acc.result()
+    assert result['psnr'] == pytest.approx(40.0)
+    assert result['rmse_dn'] == pytest.approx(100.0)
+    assert result['max_abs_error_dn'] == 100.0
+
+
+def test_psnr_clips_to_the_hyspecnet_range_but_max_error_does_not():
+    original = np.full((2, 1, 1), 10000.0)
+    reconstructed = np.full((2, 1, 1), 12000.0)  # above 10000: identical after clipping
+    acc = MetricsAccumulator()
+    acc.update(original, reconstructed, np.ones((1, 1), bool))
+    assert acc.result()['psnr'] == math.inf
+    assert acc.result()['max_abs_error_dn'] == 2000.0
+
+
+def test_invalid_pixels_are_ignored():
+    original = np.zeros((3, 1, 2))
+    reconstructed = np.array([[[0.0, 9999.0]], [[0.0, 9999.0]], [[0.0, 9999.0]]])
+    acc = MetricsAccumulator()
+    acc.update(original, reconstructed, np.array([[True, False]]))
+    assert acc.result()['psnr'] == math.inf
+    assert acc.result()['valid_pixels'] == 1
+
+
+def test_spectral_angle_of_orthogonal_and_scaled_spectra():
+    x = np.array([[1.0, 1.0, 0.0], [0.0, 1.0, 0.0]])
+    y = np.array([[0.0, 2.0, 0.0], [1.0, 2.0, 0.0]])
+    np.testing.assert_allclose(spectral_angles_deg(x, y), [90.0, 0.0, 0.0], atol=1e-4)
+
+
+def test_hand_computed_mixed_example():
+    # two pixels, two bands; errors of 1000 DN (0.1) in one sample only
+    original = np.array([[[1000.0, 2000.0]], [[3000.0, 4000.0]]])
+    reconstructed = original.copy()
+    reconstructed[0, 0, 0] = 2000.0
+    acc = MetricsAccumulator()
+    acc.update(original, reconstructed, np.ones((1, 2), bool))
+    mse = 0.1 ** 2 / 4
+    assert acc.result()['psnr'] == pytest.approx(10 * math.log10(1 / mse))
+    angle = math.degrees(math.acos((0.2 * 0.1 + 0.3 * 0.3) / (math.hypot(0.2, 0.3) * math.hypot(0.1, 0.3))))
+    assert acc.result()['sa_deg'] == pytest.approx(angle / 2)
+
+
+def test_ssim_is_one_for_identical_images_and_lower_for_noise():
+    rng = np.random.default_rng(0)
+    x = rng.random((2, 16, 16))
+    s, n = ssim_sum(x, x)
+    assert s / n == pytest.approx(1.0)
+    s2, n2 = ssim_sum(x, np.clip(x + rng.normal(0, 0.2, x.shape), 0, 1))
+    assert s2 / n2 < 0.9
+
+
+def test_rate_from_file_bytes():
+    rate = rate_metrics(file_bytes=202 * 1000 // 8 * 2, valid_pixels=1000)
+    assert rate['bpppb'] == pytest.approx(2.0)
+    assert rate['compression_ratio'] == pytest.approx(8.0)
+
+
+def test_psnr_of_zero_mse_is_infinite():
+    assert psnr_from_mse(0.0) == math.inf
+
+
+def test_per_pixel_errors():
+    original = np.zeros((2, 1, 1))
+    reconstructed = np.array([[[300.0]], [[400.0]]])
+    rmse, angle, worst = per_pixel_errors(original, reconstructed)
+    assert rmse[0, 0] == pytest.approx(math.sqrt((300 ** 2 + 400 ** 2) / 2))
+    assert worst[0, 0] == 400.0
+    assert angle[0, 0] == pytest.approx(90.0)

@@ -1,0 +1,120 @@
+"""Output checks and atomic writing."""
+import os
+import sys
+
+import pytest
+from osgeo import gdal
+
+from enmap_compress.plugin.core.errors import OutputError
+from enmap_compress.plugin.core.outputs import atomic_output, check_writable
+
+
+def test_check_writable_accepts_a_writable_folder_and_leaves_nothing(tmp_path):
+    check_writable(str(tmp_path / 'out.tif'))
+    assert os.listdir(tmp_path) == []
+
+
+def test_check_writable_accepts_a_folder_that_can_be_created(tmp_path):
+    target = tmp_path / 'new' / 'deeper' / 'out.tif'
+    check_writable(str(target))
+    assert not (tmp_path / 'new').exists()  # checking creates nothing
+
+
+def test_check_writable_rejects_a_file_as_parent_folder(tmp_path):
+    blocker = tmp_path / 'not_a_folder'
+    blocker.write_text('x')
+    with pytest.raises(OutputError, match='Cannot write to folder .*is a file, not a folder'):
+        check_writable(str(blocker / 'out.tif'))
+
+
+def test_check_writable_rejects_a_folder_as_output(tmp_path):
+    with pytest.raises(OutputError, match='is a folder; expected a file name'):
+        check_writable(str(tmp_path))
+
+
+@pytest.mark.skipif(sys.platform == 'win32' or os.geteuid() == 0,
+                    reason='chmod does not stop root (or Windows) from writing')
+def test_check_writable_rejects_a_read_only_folder(tmp_path):
+    folder = tmp_path / 'ro'
+    folder.mkdir()
+    folder.chmod(0o500)
+    try:
+        with pytest.raises(OutputError, match='read-only or no permission'):
+            check_writable(str(folder / 'out.tif'))
+    finally:
+        folder.chmod(0o700)
+
+
+def test_atomic_output_moves_the_file_into_place(tmp_path):
+    target = tmp_path / 'rec.tif'
+    with atomic_output(str(target)) as tmp:
+        assert os.path.dirname(tmp) == str(tmp_path)
+        name = os.path.basename(tmp)
+        assert name.startswith('.rec.tif.') and name.endswith('.part.tif')
+        with open(tmp, 'w') as f:
+            f.write('new')
+    assert target.read_text() == 'new'
+    assert os.listdir(tmp_path) == ['rec.tif']
+
+
+def test_atomic_output_replaces_an_existing_file(tmp_path):
+    target = tmp_path / 'rec.tif'
+    target.write_text('old')
+    with atomic_output(str(target)) as tmp, open(tmp, 'w') as f:
+        f.write('new')
+    assert target.read_text() == 'new'
+
+
+@pytest.mark.parametrize('error', [RuntimeError('boom'), KeyboardInterrupt()])
+def test_atomic_output_leaves_nothing_on_error(tmp_path, error):
+    target = tmp_path / 'rec.tif'
+    target.write_text('old')
+    with pytest.raises(type(error)):
+        with atomic_output(str(target)) as tmp:
+            for name in (tmp, tmp + '.aux.xml', os.path.splitext(tmp)[0] + '.hdr'):
+                with open(name, 'w') as f:
+                    f.write('partial')
+            raise error
+    assert os.listdir(tmp_path) == ['rec.tif']
+    assert target.read_text() == 'old'
+
+
+def test_atomic_output_moves_gdal_side_cars(tmp_path):
+    target = tmp_path / 'scene.bsq'
+    (tmp_path / 'scene.bsq.aux.xml').write_text('stale statistics')
+    with atomic_output(str(target)) as tmp:
+        ds = gdal.GetDriverByName('ENVI').Create(tmp, 4, 3, 2, gdal.GDT_Int16)
+        ds.GetRasterBand(1).SetMetadataItem('wavelength', '500')  # makes GDAL write an .aux.xml
+        ds = None
+    assert sorted(os.listdir(tmp_path)) == ['scene.bsq', 'scene.bsq.aux.xml', 'scene.hdr']
+    assert 'stale' not in (tmp_path / 'scene.bsq.aux.xml').read_text()
+    assert gdal.Open(str(target)).RasterCount == 2
+
+
+def test_atomic_output_removes_a_stale_aux_xml(tmp_path):
+    target = tmp_path / 'x.tif'
+    (tmp_path / 'x.tif.aux.xml').write_text('stale')
+    with atomic_output(str(target)) as tmp, open(tmp, 'w') as f:
+        f.write('new')
+    assert os.listdir(tmp_path) == ['x.tif']
+
+
+def test_atomic_output_creates_the_folder(tmp_path):
+    target = tmp_path / 'a' / 'b' / 'x.ehc'
+    with atomic_output(str(target)) as tmp, open(tmp, 'wb') as f:
+        f.write(b'1')
+    assert target.read_bytes() == b'1'
+
+
+def test_atomic_output_without_a_written_file_is_an_error(tmp_path):
+    with pytest.raises(OutputError, match='Nothing was written'):
+        with atomic_output(str(tmp_path / 'x.tif')):
+            pass
+    assert os.listdir(tmp_path) == []
+
+
+def test_atomic_output_cannot_create_folder_under_a_file(tmp_path):
+    (tmp_path / 'file').write_text('x')
+    with pytest.raises(OutputError, match='Cannot create the output folder'):
+        with atomic_output(str(tmp_path / 'file' / 'x.tif')):
+            pass

@@ -1,0 +1,1 @@
+"""Development tooling: datasets, training and export. Never shipped in the plugin zip."""

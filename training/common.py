@@ -1,0 +1,66 @@
+"""Shared training helpers: the project's import alias, the shared data, held-out tiles, model packages."""
+import json
+import os
+import sys
+
+PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHARED_DATA = os.environ.get('ENMAP_SHARED_DATA', os.path.join(os.path.dirname(PROJECT_ROOT), 'shared', 'data'))
+POTSDAM_DIR = os.path.join(SHARED_DATA, 'enmap_potsdam')
+# Real Potsdam tiles that no model ever trains on: the validation set reported in every model card.
+HELD_OUT_TILES = ('enmap_potsdam_tile_128_0.tif', 'enmap_potsdam_tile_64_32.tif', 'enmap_potsdam_tile_96_96.tif')
+
+
+def import_plugin():
+    """Import the plugin package as `enmap_compress` from this checkout, whatever the folder is called."""
+    alias = os.path.join(PROJECT_ROOT, 'build', 'import_alias')
+    link = os.path.join(alias, 'enmap_compress')
+    if not os.path.exists(link):
+        os.makedirs(alias, exist_ok=True)
+        os.symlink(PROJECT_ROOT, link)
+    if alias not in sys.path:
+        sys.path.insert(0, alias)
+    import enmap_compress
+
+    return enmap_compress
+
+
+def potsdam_tiles(held_out):
+    """Paths of the shared Potsdam tiles: the held-out ones, or the training ones."""
+    if not os.path.isdir(POTSDAM_DIR):
+        raise SystemExit(f'shared EnMAP data not found in {POTSDAM_DIR} (set ENMAP_SHARED_DATA)')
+    names = sorted(f for f in os.listdir(POTSDAM_DIR) if f.endswith('.tif'))
+    return [os.path.join(POTSDAM_DIR, f) for f in names if (f in HELD_OUT_TILES) == held_out]
+
+
+def load_spectra(paths):
+    """Valid pixels of the given rasters in the HySpecNet 202-band [0, 1] view: (N, 202) float32."""
+    import numpy as np
+
+    import_plugin()
+    from enmap_compress.plugin.core.codec import valid_pixels
+    from enmap_compress.plugin.core.enmap import open_spectral
+
+    spectra = []
+    for path in paths:
+        with open_spectral(path) as raster:
+            cube = raster.read_canonical(0, 0, raster.width, raster.height).astype(np.float32)
+            dead = raster.to_canonical(np.asarray(raster.dead_bands)[:, None])[:, 0].astype(bool)
+            valid = valid_pixels(cube, raster.nodata, ~dead)
+            view = raster.hyspecnet_view(0, 0, raster.width, raster.height)
+            spectra.append(view[:, valid].T)
+    return np.concatenate(spectra, axis=0)
+
+
+def write_model_package(folder, encoder, decoder, meta, card):
+    """Write encoder.onnx and decoder.onnx (both carrying `meta` as JSON metadata) and card.md."""
+    import onnx
+
+    os.makedirs(folder, exist_ok=True)
+    for name, model in (('encoder.onnx', encoder), ('decoder.onnx', decoder)):
+        del model.metadata_props[:]
+        entry = model.metadata_props.add()
+        entry.key, entry.value = 'enmap_compress', json.dumps(meta, sort_keys=True)
+        onnx.checker.check_model(model)
+        onnx.save(model, os.path.join(folder, name))
+    with open(os.path.join(folder, 'card.md'), 'w', encoding='utf-8') as handle:
+        handle.write(card)
