@@ -34,19 +34,26 @@ def _box_mean(img, win):
     return s / float(win * win)
 
 
-def ssim_sum(x, y, win=7):
+def ssim_sum(x, y, win=7, valid=None):
     """Sum and count of SSIM values (uniform win x win window, data range 1) over all bands and windows.
 
-    x, y: (bands, h, w) on the [0, 1] scale. Returns (sum, count) so callers can average across tiles.
+    x, y: (bands, h, w) on the [0, 1] scale; only windows lying wholly on `valid` pixels count.
+    Returns (sum, count) so callers can average across tiles.
     """
     if x.shape[1] < win or x.shape[2] < win:
         return 0.0, 0
+    inside = None
+    if valid is not None:
+        inside = _box_mean(valid[None].astype(np.float64), win)[0] > 1.0 - 1e-9
+        x, y = np.where(valid, x, 0.0), np.where(valid, y, 0.0)
     c1, c2 = 0.01 ** 2, 0.03 ** 2
     mx, my = _box_mean(x, win), _box_mean(y, win)
     vx = _box_mean(x * x, win) - mx * mx
     vy = _box_mean(y * y, win) - my * my
     cxy = _box_mean(x * y, win) - mx * my
     s = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))
+    if inside is not None:
+        s = s[:, inside]
     return float(s.sum()), int(s.size)
 
 
@@ -74,10 +81,9 @@ class MetricsAccumulator:
         self.samples += x.size
         self.angle_sum += float(spectral_angles_deg(x, y).sum())
         self.pixels += x.shape[1]
-        if valid.all():
-            s, n = ssim_sum(to_unit(original), to_unit(reconstructed))
-            self.ssim_total += s
-            self.ssim_count += n
+        s, n = ssim_sum(to_unit(original), to_unit(reconstructed), valid=valid)
+        self.ssim_total += s
+        self.ssim_count += n
 
     @property
     def mse(self):

@@ -38,6 +38,11 @@ def install_hint(missing):
             ' (on Windows from the OSGeo4W Shell; on macOS with the Python inside the QGIS app), then restart QGIS.')
 
 
+def is_product_path(value):
+    """A path the core opens but QGIS cannot load as a layer: a product folder, METADATA.XML or product ZIP."""
+    return isinstance(value, str) and (os.path.isdir(value) or value.lower().endswith(('.xml', '.zip')))
+
+
 def model_choices():
     """(id, label) of every installed model; labels begin with the id, as qgis_process and scripts rely on."""
     return [(p.model_id, f'{p.model_id} — {p.title().split("—", 1)[-1].strip()}') for p in runtime.list_models()]
@@ -91,6 +96,17 @@ class EnmapAlgorithm(QgsProcessingAlgorithm):
             return False, install_hint(missing)
         if not runtime.list_models():
             return False, 'No compression model is installed (the plugin folder models/ is empty).'
+        return True, ''
+
+    def checkParameterValues(self, parameters, context):  # noqa: N802 (QGIS API name)
+        """As QGIS does, except that INPUT may also be a product folder, METADATA.XML or product ZIP path,
+        which a raster layer parameter would reject because QGIS cannot load them as layers."""
+        for definition in self.parameterDefinitions():
+            value = parameters.get(definition.name())
+            if definition.name() == 'INPUT' and is_product_path(value):
+                continue
+            if not definition.checkValueIsAcceptable(value, context):
+                return False, f'Incorrect parameter value for {definition.name()} ({definition.description()})'
         return True, ''
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API name)
@@ -183,7 +199,7 @@ class EnmapAlgorithm(QgsProcessingAlgorithm):
     def input_source(self, parameters, context, name='INPUT'):
         """The input as a path the core can open: a layer's source, or the path string as given."""
         value = parameters.get(name)
-        if isinstance(value, str) and (os.path.isdir(value) or value.lower().endswith(('.xml', '.zip'))):
+        if is_product_path(value):
             return value
         layer = self.parameterAsRasterLayer(parameters, name, context)
         if layer is not None:

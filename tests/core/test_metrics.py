@@ -87,3 +87,14 @@ def test_per_pixel_errors():
     assert rmse[0, 0] == pytest.approx(math.sqrt((300 ** 2 + 400 ** 2) / 2))
     assert worst[0, 0] == 400.0
     assert angle[0, 0] == pytest.approx(90.0)
+
+
+def test_ssim_ignores_windows_touching_invalid_pixels():
+    rng = np.random.default_rng(1)
+    x = rng.random((1, 12, 12))
+    y = x.copy()
+    y[0, :, :3] = 0.0  # damage only where pixels are invalid
+    valid = np.ones((12, 12), bool)
+    valid[:, :3] = False
+    s, n = ssim_sum(x, y, valid=valid)
+    assert n == 6 * 3 and s / n == pytest.approx(1.0)
