@@ -13,23 +13,25 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..paths import MODELS_DIR
 from . import entropy
 from .bands import hyspecnet_keep_mask
 from .container import EhcReader, EhcWriter
 from .enmap import open_spectral
-from .errors import FormatError, InputError, ModelError, OutputError
+from .errors import EnmapCompressError, FormatError, InputError, ModelError, ModelNotFoundError, OutputError
 from .geotiff import BandInfo, GeoTiffWriter, RasterLayout, cast_dn
 from .metrics import rate_metrics
 from .outputs import atomic_output, check_writable
 from .rasterheader import pack_raster, unpack_raster
-from .runtime import OnnxRunner, find_model
+from .runtime import OnnxRunner, find_model, list_models
 from .tiling import Progress, Tile, tile_grid
+from .transforms import make_transform
 
 LOG = logging.getLogger('enmap_compress')
 FORMAT_NAME = 'ehc'
 CODED_BAND_COUNT = 202
 CHUNK_VERSION = 1
-DEFAULT_TILE = 256
+DEFAULT_TILE = 256  # pixel models; spatial models bring their own tile size
 QUALITY_LEVELS = tuple(range(1, 11))
 
 
@@ -91,57 +93,103 @@ def decode_mask(data, height, width):
         raise FormatError('a tile mask is corrupt') from exc
 
 
-# --- the model codec ----------------------------------------------------------------------------------------
+# --- the tile coder -----------------------------------------------------------------------------------------
+
+def residual_symbols(residual, max_error):
+    """Quantise integer residuals so that |residual - symbol * (2E + 1)| <= E (E = 0: the residual itself)."""
+    step = 2 * max_error + 1
+    return (np.sign(residual) * ((np.abs(residual) + max_error) // step)).astype(np.int32)
+
 
 @dataclass
-class ModelCodec:
-    """Quantised transform coding with one model package at one quality level (pixel-wise models)."""
+class TileCoder:
+    """One model package at one quality level, plus the optional extra-band and error-bound layers.
+
+    Sections of a tile: mask, latent, [extra bands], [residual, checksum of the exact reconstruction].
+    """
 
     package: object
     quality: int
     runner: OnnxRunner
-    code_extra_bands: bool = False
+    extra: np.ndarray
+    max_error: object = None
+    coded: np.ndarray = field(init=False)
     step: float = field(init=False)
-    channel_scale: np.ndarray = field(init=False)
 
     def __post_init__(self):
         meta = self.package.meta
-        if meta.get('kind', 'pixel') != 'pixel':
-            raise ModelError(f'model {self.package.model_id} is of kind "{meta.get("kind")}", '
-                             'which this version of EnMAP Compress cannot run')
         levels = {int(q['level']): q for q in meta['quality_levels']}
         if self.quality not in levels:
             raise ModelError(f'model {self.package.model_id} has no quality level {self.quality} '
                              f'(levels: {sorted(levels)})')
+        self.transform = make_transform(self.runner, meta)
         self.step = float(levels[self.quality]['step'])
-        scale = meta.get('channel_step_scale')
-        self.channel_scale = np.asarray(scale if scale else [1.0] * int(meta['latent_channels']), np.float32)
-        self.extra_step_dn = max(1.0, round(self.step * 1e4 * 2.0))
+        scale = meta.get('channel_step_scale') or [1.0] * self.transform.channels
+        self.steps = (self.step * np.asarray(scale, np.float32))[:, None]
+        self.coded = model_band_indices(self.package)
+        # lossless needs an exact layer for the extra bands; otherwise a coarse one plus the residual layer
+        self.extra_step_dn = 1.0 if self.max_error == 0 else max(1.0, round(self.step * 1e4 * 2.0))
 
-    def encode(self, dn, valid, coded, extra):
-        """dn: (224, h, w) float DN canonical; returns the tile's sections (latent, extra bands)."""
-        x = np.clip(dn[coded][:, valid], 0.0, 1e4).T * np.float32(1e-4)
-        latent = self.runner.run('encoder', x) if x.shape[0] else np.zeros((0, self.channel_scale.size), np.float32)
-        symbols = np.rint(latent / (self.step * self.channel_scale)).astype(np.int32).T
+    @property
+    def bands(self):
+        """Canonical bands this coder restores: the model's set and the extra bands."""
+        return np.concatenate([self.coded, self.extra]).astype(int)
+
+    def _reconstruct(self, symbols, extra_symbols, valid, core):
+        unit = self.transform.decode(symbols.astype(np.float32) * self.steps, valid, core)
+        coded = unit * np.float32(1e4)
+        extra = extra_symbols.astype(np.float32) * np.float32(self.extra_step_dn)
+        return np.rint(np.concatenate([coded, extra])) if self.max_error is not None else np.concatenate([coded, extra])
+
+    def encode(self, dn, valid, core):
+        """dn: (224, window) float DN canonical; valid: window mask; core: slices of the tile in the window."""
+        unit = np.clip(dn[self.coded], 0.0, 1e4) * np.float32(1e-4)
+        latent = self.transform.encode(unit, valid, core)
+        symbols = np.rint(latent / self.steps).astype(np.int32)
         sections = [entropy.encode_channels(symbols)]
-        if extra.size:
-            values = np.clip(dn[extra][:, valid], -32767, 32767) / self.extra_step_dn
-            sections.append(entropy.encode_channels(np.rint(values).astype(np.int32)))
+        core_valid = valid[core]
+        original = dn[self.bands][:, core[0], core[1]][:, core_valid]
+        extra_symbols = np.rint(np.clip(original[len(self.coded):], -32767, 32767) / self.extra_step_dn)
+        extra_symbols = extra_symbols.astype(np.int32)
+        if self.extra.size:
+            sections.append(entropy.encode_channels(extra_symbols))
+        if self.max_error is not None:
+            if not np.array_equal(original, np.rint(original)):
+                raise InputError('MAX_ERROR needs integer DN values, but this image holds fractional values')
+            base = self._reconstruct(symbols, extra_symbols, valid, core)
+            residual = residual_symbols((original - base).astype(np.int64), self.max_error)
+            restored = base + residual * (2 * self.max_error + 1)
+            worst = float(np.abs(original - restored).max()) if restored.size else 0.0
+            if worst > self.max_error:
+                raise EnmapCompressError(f'internal error: the error bound {self.max_error} DN would be broken '
+                                         f'({worst} DN); no file was written')
+            sections += [entropy.encode_channels(residual), struct.pack('<I', checksum(restored))]
         return sections
 
-    def decode(self, sections, valid_count, coded, extra):
-        """Returns (coded DN (n_coded, N), extra DN (n_extra, N)) for the N valid pixels of a tile."""
+    def decode(self, sections, valid, core):
+        """Returns the restored DN (len(bands), valid pixels of the core)."""
+        count = self.transform.latent_count(valid, core)
         symbols = entropy.decode_channels(sections[0])
-        if symbols.shape != (self.channel_scale.size, valid_count):
+        if symbols.shape != (self.transform.channels, count):
             raise FormatError(f'a tile holds {symbols.shape} latent symbols, expected '
-                              f'{(self.channel_scale.size, valid_count)}')
-        latent = symbols.T.astype(np.float32) * (self.step * self.channel_scale)
-        x = self.runner.run('decoder', latent) if valid_count else np.zeros((0, len(coded)), np.float32)
-        coded_dn = x.T * np.float32(1e4)
-        extra_dn = np.zeros((len(extra), valid_count), np.float32)
-        if len(extra) and len(sections) > 1:
-            extra_dn = entropy.decode_channels(sections[1]).astype(np.float32) * self.extra_step_dn
-        return coded_dn, extra_dn
+                              f'{(self.transform.channels, count)}')
+        pixels = int(valid[core].sum())
+        extra_symbols = np.zeros((len(self.extra), pixels), np.int32)
+        if self.extra.size:
+            extra_symbols = entropy.decode_channels(sections[1], (len(self.extra), pixels))
+        values = self._reconstruct(symbols, extra_symbols, valid, core)
+        if self.max_error is not None:
+            residual = entropy.decode_channels(sections[-2], values.shape)
+            values = values + residual * (2 * self.max_error + 1)
+            if struct.unpack('<I', sections[-1])[0] != checksum(values):
+                raise FormatError('the error-bounded reconstruction on this machine differs from the encoder\'s '
+                                  '(floating-point differences between machines or devices); decode with the '
+                                  'same onnxruntime on the CPU')
+        return values
+
+
+def checksum(values):
+    return zlib.crc32(np.ascontiguousarray(values, dtype=np.float64).tobytes()) & 0xFFFFFFFF
 
 
 def model_band_indices(package):
@@ -185,6 +233,8 @@ class CompressResult:
     provider: str
     seconds: float
     warnings: list
+    quality: int = 5
+    max_error: object = None
 
 
 @dataclass
@@ -218,64 +268,115 @@ def _quality(value):
     return quality
 
 
+def _max_error(value):
+    if value is None or value == '':
+        return None
+    bound = int(value)
+    if bound < 0 or bound != float(value):
+        raise InputError(f'MAX_ERROR must be an integer number of DN >= 0 (or empty), not {value}')
+    return bound
+
+
+def auto_quality(package, max_error):
+    """The base quality for an error bound: measured on real EnMAP, the smallest files come from a base step of
+    about 1.45 x (2E + 1) DN, and never finer than about 35 DN (the residual then codes the rest more cheaply)."""
+    if max_error is None:
+        return 5
+    target = max(35.0, 1.45 * (2 * max_error + 1))
+    levels = package.meta['quality_levels']
+    best = min(levels, key=lambda q: abs(np.log(float(q['step']) * 1e4 / target)))
+    return int(best['level'])
+
+
+def _canonical_flags(raster, flags):
+    return raster.to_canonical(np.asarray(flags)[:, None])[:, 0].astype(bool)
+
+
 def compress(source, output, model='pca', quality=5, device='auto', threads=None, code_all_bands=False,
-             progress=None, is_cancelled=None, tile_size=DEFAULT_TILE):
-    """Compress an EnMAP input to a .ehc file; returns CompressResult with the rate measured from the file."""
+             progress=None, is_cancelled=None, tile_size=None, max_error=None):
+    """Compress an EnMAP input to a .ehc file; returns CompressResult with the rate measured from the file.
+
+    max_error (DN): guarantee |original - reconstruction| <= max_error on every valid sample of every coded band;
+    0 is lossless for all bands. quality None: chosen from max_error (auto_quality).
+    """
     started = time.perf_counter()
     _check_ehc_path(output)
+    max_error = _max_error(max_error)
     package = find_model(model)
+    quality = _quality(auto_quality(package, max_error) if quality is None else quality)
     runner = OnnxRunner(package, device, threads)
-    codec = ModelCodec(package, _quality(quality), runner, code_all_bands)
     with _open_input(source) as raster:
-        dead = raster.to_canonical(np.asarray(raster.dead_bands)[:, None])[:, 0].astype(bool)
+        dead = _canonical_flags(raster, raster.dead_bands)
         coded = model_band_indices(package)
+        all_bands = code_all_bands or max_error == 0
         extra = np.array([i for i in range(raster.band_count) if i not in set(coded) and not dead[i]], int) \
-            if code_all_bands else np.zeros(0, int)
+            if all_bands else np.zeros(0, int)
+        coder = TileCoder(package, quality, runner, extra, max_error)
+        tile_size = int(tile_size or coder.transform.tile_size)
         header = {
             'format': FORMAT_NAME,
             'raster': pack_raster(raster, np.asarray(raster.dead_bands)),
             'codec': {'model_id': package.model_id, 'model_sha256': package.decoder_sha256(),
-                      'quality': codec.quality, 'step': codec.step, 'tile_size': tile_size,
-                      'band_set': package.meta.get('band_set', 'hyspecnet202'),
-                      'extra_bands': [int(i) for i in extra],
-                      'extra_step_dn': codec.extra_step_dn, 'entropy_coder': 'constriction-ans-v1'},
+                      'model_kind': coder.transform.kind, 'quality': quality, 'step': coder.step,
+                      'tile_size': tile_size, 'band_set': package.meta.get('band_set', 'hyspecnet202'),
+                      'extra_bands': [int(i) for i in extra], 'extra_step_dn': coder.extra_step_dn,
+                      'max_error': max_error, 'entropy_coder': 'constriction-ans-v1'},
             'device': {'requested': device, 'used': runner.choice.device, 'provider': runner.provider,
                        'threads': runner.threads},
             'software': software_versions(),
             'created': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()),
         }
+        if package.folder != os.path.join(MODELS_DIR, package.model_id):
+            header['codec']['model_path'] = package.folder  # a custom package: where the decoder may find it
         tiles = tile_grid(raster.width, raster.height, tile_size)
         steps = Progress(len(tiles), progress, is_cancelled)
-        live = ~dead
-        coded_live = coded[live[coded]]
         count = 0
         steps.check()
         with EhcWriter(output, header) as writer:
             for tile in tiles:
-                cube = raster.read_canonical(tile.x, tile.y, tile.width, tile.height).astype(np.float32)
-                valid = valid_pixels(cube, raster.nodata, live)
-                if coded_live.size < coded.size:
-                    cube[coded[~live[coded]]] = 0.0  # dead bands inside the model's set: neutral input
-                sections = [encode_mask(valid)] + codec.encode(cube, valid, coded, extra)
+                window = coder.transform.window(tile, raster.width, raster.height)
+                cube = raster.read_canonical(window.x, window.y, window.width, window.height).astype(np.float32)
+                valid = valid_pixels(cube, raster.nodata, ~dead)
+                cube[dead] = 0.0  # dead bands: neutral model input, restored as nodata
+                core = _core(tile, window)
+                sections = [encode_mask(valid[core])] + coder.encode(cube, valid, core)
                 writer.add_chunk(pack_sections(sections), tile.as_dict())
-                count += int(valid.sum())
+                count += int(valid[core].sum())
                 steps.step()
             writer.footer_meta = {'valid_pixels': count}
         warnings = list(raster.warnings)
     size = os.path.getsize(output)
     rate = rate_metrics(size, count, CODED_BAND_COUNT)
     return CompressResult(output, size, count, rate['bpppb'], rate['compression_ratio'], runner.choice.device,
-                          runner.provider, time.perf_counter() - started, warnings)
+                          runner.provider, time.perf_counter() - started, warnings, quality, max_error)
+
+
+def _core(tile, window):
+    """Slices of the tile inside its window."""
+    return (slice(tile.y - window.y, tile.y - window.y + tile.height),
+            slice(tile.x - window.x, tile.x - window.x + tile.width))
+
+
+def _find_package(codec_info):
+    try:
+        return find_model(codec_info['model_id'])
+    except ModelNotFoundError:
+        path = codec_info.get('model_path')
+        if path and os.path.isdir(path):
+            return find_model(path)
+        raise ModelNotFoundError(f'this file needs the model "{codec_info["model_id"]}", which is not installed '
+                                 f'(installed: {", ".join(p.model_id for p in list_models()) or "none"})') from None
 
 
 def _decoder_for(header, device, threads):
     codec_info = header['codec']
-    package = find_model(codec_info['model_id'])
+    package = _find_package(codec_info)
     if package.decoder_sha256() != codec_info['model_sha256']:
         raise FormatError(f'this file was made with a different version of model "{package.model_id}" than the '
                           'one installed (sha256 differs); install the matching model to decode it')
     runner = OnnxRunner(package, device, threads)
-    return ModelCodec(package, int(codec_info['quality']), runner), runner
+    extra = np.asarray(codec_info['extra_bands'], int)
+    return TileCoder(package, int(codec_info['quality']), runner, extra, codec_info.get('max_error')), runner
 
 
 def decompress(source, output, device='auto', threads=None, progress=None, is_cancelled=None):
@@ -286,11 +387,12 @@ def decompress(source, output, device='auto', threads=None, progress=None, is_ca
         header = reader.header
         if header.get('format') != FORMAT_NAME:
             raise FormatError(f'{source} is not an EnMAP Compress image file')
-        codec, runner = _decoder_for(header, device, threads)
+        coder, runner = _decoder_for(header, device, threads)
         raster = unpack_raster(header['raster'])
-        coded = model_band_indices(codec.package)
-        extra = np.asarray(header['codec']['extra_bands'], int)
         canonical_index = np.asarray(raster['canonical_index'], int)
+        dead = np.zeros(raster['band_count'], bool)
+        dead[np.asarray(raster['dead_bands'], int)] = True
+        dead = dead[canonical_index]
         nodata = raster['nodata']
         fill = np.nan if nodata is not None else 0.0  # NaN marks nodata until the cast to the output type
         steps = Progress(reader.chunk_count, progress, is_cancelled)
@@ -301,15 +403,17 @@ def decompress(source, output, device='auto', threads=None, progress=None, is_ca
                 for index in range(reader.chunk_count):
                     tile = Tile.from_dict(reader.chunk_meta(index))
                     sections = unpack_sections(reader.read_chunk(index))
-                    valid = decode_mask(sections[0], tile.height, tile.width)
+                    window = coder.transform.window(tile, raster['width'], raster['height'])
+                    core = _core(tile, window)
+                    valid = np.zeros((window.height, window.width), bool)
+                    valid[core] = decode_mask(sections[0], tile.height, tile.width)
                     canonical = np.full((raster['band_count'], tile.height, tile.width), fill, np.float32)
-                    coded_dn, extra_dn = codec.decode(sections[1:], int(valid.sum()), coded, extra)
-                    _scatter(canonical, coded, valid, coded_dn)
-                    _scatter(canonical, extra, valid, extra_dn)
-                    canonical[np.asarray(raster['dead_bands'], int)] = fill
+                    values = coder.decode(sections[1:], valid, core)
+                    _scatter(canonical, coder.bands, valid[core], values)
+                    canonical[dead] = fill
                     file_order = np.empty_like(canonical)
                     file_order[canonical_index] = canonical
-                    writer.write(tile.x, tile.y, cast_dn(file_order, raster['dtype'], nodata))
+                    writer.write(tile.x, tile.y, cast_dn(file_order, raster['dtype'], nodata, coder.max_error is not None))
                     steps.step()
             finally:
                 writer.close()

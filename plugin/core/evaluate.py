@@ -41,6 +41,7 @@ class Evaluation:
     reconstructed: str
     error: str
     report: str
+    max_error: object = None
 
     def as_dict(self):
         return asdict(self)
@@ -88,7 +89,7 @@ def _scaled(progress, start, end):
 
 
 def evaluate(source, reconstructed, model='pca', quality=5, device='auto', threads=None, compressed=None,
-             error=None, report=None, progress=None, is_cancelled=None, tile_size=DEFAULT_TILE):
+             error=None, report=None, progress=None, is_cancelled=None, tile_size=None, max_error=None):
     """Compress `source`, decompress it to `reconstructed`, and measure; returns an Evaluation."""
     for path in (reconstructed, error, report):
         if path:
@@ -100,13 +101,13 @@ def evaluate(source, reconstructed, model='pca', quality=5, device='auto', threa
     created = []
     try:
         packed = compress(source, compressed, model, quality, device, threads, progress=_scaled(progress, 0, 45),
-                          is_cancelled=is_cancelled, tile_size=tile_size)
+                          is_cancelled=is_cancelled, tile_size=tile_size, max_error=max_error)
         created.append(compressed)
         unpacked = decompress(compressed, reconstructed, device, threads, progress=_scaled(progress, 45, 90),
                               is_cancelled=is_cancelled)
         created.append(reconstructed)
         metrics = measure(source, reconstructed, error, progress=_scaled(progress, 90, 100),
-                          is_cancelled=is_cancelled, tile_size=tile_size)
+                          is_cancelled=is_cancelled)
     except BaseException:
         for path in created:  # a failed or cancelled evaluation leaves nothing behind
             if os.path.exists(path):
@@ -119,10 +120,10 @@ def evaluate(source, reconstructed, model='pca', quality=5, device='auto', threa
         psnr=metrics['psnr'], sa_deg=metrics['sa_deg'], ssim=metrics['ssim'], rmse_dn=metrics['rmse_dn'],
         max_abs_error_dn=metrics['max_abs_error_dn'], bpppb=packed.bpppb,
         compression_ratio=packed.compression_ratio, file_bytes=packed.file_bytes, valid_pixels=packed.valid_pixels,
-        model=str(model), quality=int(quality), device=packed.device, provider=packed.provider,
+        model=str(model), quality=packed.quality, device=packed.device, provider=packed.provider,
         compress_seconds=packed.seconds, decompress_seconds=unpacked.seconds,
         compressed=compressed if scratch is None else '', reconstructed=reconstructed, error=error or '',
-        report=report or '')
+        report=report or '', max_error=max_error)
     if report:
         write_report(report, result.as_dict(), source)
     return result

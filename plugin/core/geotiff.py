@@ -90,17 +90,18 @@ class GeoTiffWriter:
             self.ds = None
 
 
-def cast_dn(values, dtype, nodata=None):
+def cast_dn(values, dtype, nodata=None, exact=False):
     """Round and clip reconstructed DN into the output type; NaN marks nodata.
 
-    Integer outputs never wrap around, and a reconstructed value never collides with the nodata value.
+    Integer outputs never wrap around; a lossy reconstruction never collides with the nodata value, while an
+    `exact` (error-bounded) one keeps every value, nodata samples inside valid pixels included.
     """
     dtype = np.dtype(dtype)
     values = np.asarray(values)
     missing = np.isnan(values)
     if dtype.kind in 'iu':
         info = np.iinfo(dtype)
-        low = info.min + 1 if nodata is not None and nodata == info.min else info.min
+        low = info.min + 1 if nodata is not None and nodata == info.min and not exact else info.min
         out = np.clip(np.rint(np.nan_to_num(values)), low, info.max).astype(dtype)
     else:
         out = values.astype(dtype)

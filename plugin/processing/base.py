@@ -188,6 +188,17 @@ class EnmapAlgorithm(QgsProcessingAlgorithm):
                                               QgsProcessingParameterNumber.Integer, 5, False, 1, 10),
                  'Ten levels for every model; rate and PSNR rise with the level.')
 
+    def add_max_error(self, name='MAX_ERROR'):
+        self.add(QgsProcessingParameterNumber(name, 'Maximum error in DN (empty = off, 0 = lossless)',
+                                              QgsProcessingParameterNumber.Integer, None, True, 0),
+                 'Guarantee that no valid sample of a coded band is off by more than this many DN (0: lossless, '
+                 'all 224 bands bit for bit). The base model quality is then chosen automatically to make the '
+                 'smallest file, and QUALITY is ignored.')
+
+    def max_error(self, parameters, name='MAX_ERROR'):
+        value = parameters.get(name)
+        return None if value in (None, '') else int(value)
+
     def add_device(self, name='DEVICE'):
         self.add(QgsProcessingParameterEnum(name, 'Device', options=list(DEVICE_LABELS), defaultValue=0),
                  'auto uses CUDA when onnxruntime-gpu and a GPU really work, else the CPU; cuda fails clearly '

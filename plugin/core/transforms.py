@@ -1,0 +1,99 @@
+"""How a model package's ONNX graphs see a tile.
+
+Pixel models take spectra [n, 202]; spatial models take [1, 202, H, W] windows whose size is a multiple of their
+spatial factor, with `tile_overlap` pixels of context around the tile so that tiles join without seams (the context
+is decoded and thrown away). Both work on the HySpecNet [0, 1] scale and return latents as (channels, samples).
+"""
+import math
+
+import numpy as np
+
+from .errors import FormatError, ModelError
+from .tiling import Tile
+
+
+class PixelTransform:
+    kind = 'pixel'
+
+    def __init__(self, runner, meta):
+        self.runner = runner
+        self.channels = int(meta['latent_channels'])
+        self.tile_size = int(meta.get('tile_size', 256))
+
+    def window(self, tile, width, height):
+        return tile
+
+    def encode(self, unit, valid, core):
+        """unit: (202, h, w) window on [0, 1]; returns the latent (channels, valid pixels of the core)."""
+        x = unit[:, valid].T
+        if not x.shape[0]:
+            return np.zeros((self.channels, 0), np.float32)
+        return self.runner.run('encoder', x).T
+
+    def latent_count(self, valid, core):
+        return int(valid.sum())
+
+    def decode(self, latent, valid, core):
+        """Returns the reconstruction (202, valid pixels of the core) on [0, 1]."""
+        if not latent.shape[1]:
+            return np.zeros((202, 0), np.float32)
+        return self.runner.run('decoder', latent.T).T
+
+
+class SpatialTransform:
+    kind = 'spatial'
+
+    def __init__(self, runner, meta):
+        self.runner = runner
+        self.factor = int(meta['spatial_factor'])
+        self.dims = [int(d) for d in meta['latent_dims']]
+        self.channels = int(np.prod(self.dims))
+        self.tile_size = int(meta.get('tile_size', 128))
+        self.overlap = int(meta.get('tile_overlap', 0))
+        if self.channels != int(meta['latent_channels']):
+            raise ModelError('latent_dims and latent_channels disagree in the model metadata')
+
+    def window(self, tile, width, height):
+        x0, y0 = max(0, tile.x - self.overlap), max(0, tile.y - self.overlap)
+        x1 = min(width, tile.x + tile.width + self.overlap)
+        y1 = min(height, tile.y + tile.height + self.overlap)
+        return Tile(x0, y0, x1 - x0, y1 - y0)
+
+    def _padded(self, shape):
+        return tuple(int(math.ceil(s / self.factor) * self.factor) for s in shape)
+
+    def encode(self, unit, valid, core):
+        if not valid[core].any():
+            return np.zeros((self.channels, 0), np.float32)
+        filled = unit.copy()
+        mean = unit[:, valid].mean(axis=1) if valid.any() else np.zeros(unit.shape[0], np.float32)
+        filled[:, ~valid] = mean[:, None]  # nodata gets a neutral spectrum, not an edge the model must code
+        height, width = self._padded(unit.shape[1:])
+        padded = np.pad(filled, ((0, 0), (0, height - unit.shape[1]), (0, width - unit.shape[2])), mode='edge')
+        latent = self.runner.run('encoder', padded[None])
+        return latent.reshape(self.channels, -1)
+
+    def latent_count(self, valid, core):
+        if not valid[core].any():
+            return 0
+        height, width = self._padded(valid.shape)
+        return (height // self.factor) * (width // self.factor)
+
+    def decode(self, latent, valid, core):
+        if not latent.shape[1]:
+            return np.zeros((202, 0), np.float32)
+        height, width = self._padded(valid.shape)
+        shape = [1, *self.dims, height // self.factor, width // self.factor]
+        if int(np.prod(shape)) != latent.size:
+            raise FormatError('a tile latent does not match the model geometry')
+        cube = self.runner.run('decoder', latent.reshape(shape))[0]
+        return cube[:, :valid.shape[0], :valid.shape[1]][:, core[0], core[1]][:, valid[core]]
+
+
+def make_transform(runner, meta):
+    kinds = {'pixel': PixelTransform, 'spatial': SpatialTransform}
+    kind = meta.get('kind', 'pixel')
+    if kind not in kinds:
+        raise ModelError(f'model {meta.get("id")} is of kind "{kind}", which this version of EnMAP Compress '
+                         'cannot run; update the plugin')
+    return kinds[kind](runner, meta)

@@ -1,0 +1,107 @@
+"""Error-bounded (near-lossless) and lossless modes: the guarantee holds on every valid sample."""
+import os
+
+import numpy as np
+import pytest
+from osgeo import gdal
+
+from enmap_compress.plugin.core import synthetic
+from enmap_compress.plugin.core.codec import auto_quality, compress, decompress, residual_symbols
+from enmap_compress.plugin.core.errors import InputError
+from enmap_compress.plugin.core.evaluate import evaluate
+from enmap_compress.plugin.core.runtime import find_model
+
+gdal.UseExceptions()
+DROPPED = np.r_[126:141, 160:167]  # 0-based canonical indices outside the HySpecNet 202
+
+
+@pytest.fixture(scope='module')
+def awkward_scene(tmp_path_factory):
+    """A synthetic scene with negative DN, DN above 10000 and a lone nodata sample inside a valid pixel."""
+    path = synthetic.write_scene(str(tmp_path_factory.mktemp('eb') / 'scene.tif'), width=40, height=36, seed=11)
+    ds = gdal.Open(path, gdal.GA_Update)
+    band = ds.GetRasterBand(20)
+    data = band.ReadAsArray()
+    data[18, 5:9] = [-500, -1, 10500, 32000]
+    band.WriteArray(data)
+    band = ds.GetRasterBand(150)
+    data = band.ReadAsArray()
+    data[20, 20] = -32768
+    band.WriteArray(data)
+    ds = None
+    return path
+
+
+def _read(path):
+    return gdal.Open(path).ReadAsArray().astype(np.int64)
+
+
+def test_residual_quantiser_respects_the_bound():
+    residual = np.arange(-300, 301)
+    for bound in (0, 1, 5, 25):
+        symbols = residual_symbols(residual, bound)
+        assert np.abs(residual - symbols * (2 * bound + 1)).max() <= bound
+
+
+@pytest.mark.parametrize('bound', [3, 25])
+def test_near_lossless_bound_holds_on_every_valid_coded_sample(awkward_scene, tmp_path, bound):
+    ehc, rec = str(tmp_path / 'e.ehc'), str(tmp_path / 'e.tif')
+    compress(awkward_scene, ehc, 'pca', None, 'cpu', max_error=bound, tile_size=16)
+    decompress(ehc, rec, 'cpu')
+    a, b = _read(awkward_scene), _read(rec)
+    valid = ~(a == -32768).all(axis=0)
+    coded = np.setdiff1d(np.arange(224), DROPPED)
+    live = coded[~(a[coded] == -32768).all(axis=(1, 2))]
+    assert np.abs(a[live][:, valid] - b[live][:, valid]).max() <= bound
+    assert (b[:, ~valid] == -32768).all()
+
+
+def test_lossless_is_bit_exact_for_all_224_bands(awkward_scene, tmp_path):
+    ehc, rec = str(tmp_path / 'l.ehc'), str(tmp_path / 'l.tif')
+    result = compress(awkward_scene, ehc, 'pca', None, 'cpu', max_error=0)
+    decompress(ehc, rec, 'cpu')
+    np.testing.assert_array_equal(_read(awkward_scene), _read(rec))
+    assert result.max_error == 0
+
+
+def test_fractional_float_input_is_refused_for_error_bounds(tmp_path):
+    path = synthetic.write_scene(str(tmp_path / 'f.tif'), width=12, height=10, seed=2, dtype='float32')
+    ds = gdal.Open(path, gdal.GA_Update)
+    band = ds.GetRasterBand(30)
+    data = band.ReadAsArray()
+    data[5, 5] += 0.25
+    band.WriteArray(data)
+    ds = None
+    with pytest.raises(InputError, match='integer DN'):
+        compress(path, str(tmp_path / 'f.ehc'), 'pca', None, 'cpu', max_error=5)
+    assert not os.path.exists(tmp_path / 'f.ehc')
+
+
+def test_bad_bounds_are_refused(awkward_scene, tmp_path):
+    for bad in (-1, 2.5):
+        with pytest.raises(InputError, match='MAX_ERROR'):
+            compress(awkward_scene, str(tmp_path / 'x.ehc'), 'pca', None, 'cpu', max_error=bad)
+
+
+def test_auto_quality_follows_the_bound():
+    package = find_model('pca')
+    levels = [auto_quality(package, bound) for bound in (0, 5, 10, 25, 50, 100)]
+    assert levels == sorted(levels, reverse=True) and levels[0] > levels[-1]
+
+
+def test_error_bounds_on_held_out_potsdam_tiles(potsdam_tile_paths, tmp_path):
+    """Rates over the tiles from bytes on disk: lossless under 6.5 bpppb over 224 bands, bounds always held."""
+    held = [p for p in potsdam_tile_paths if os.path.basename(p) in
+            ('enmap_potsdam_tile_128_0.tif', 'enmap_potsdam_tile_64_32.tif', 'enmap_potsdam_tile_96_96.tif')]
+    for bound in (0, 25):
+        bits = pixels = 0
+        for path in held:
+            result = evaluate(path, str(tmp_path / 'r.tif'), 'pca', None, 'cpu', compressed=str(tmp_path / 'r.ehc'),
+                              max_error=bound)
+            assert result.max_abs_error_dn <= bound
+            bits += result.file_bytes * 8
+            pixels += result.valid_pixels
+        if bound == 0:
+            assert bits / (pixels * 224) < 6.5
+        else:
+            assert bits / (pixels * 202) < 1.2
