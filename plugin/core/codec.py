@@ -19,7 +19,7 @@ from .bands import hyspecnet_keep_mask
 from .container import EhcReader, EhcWriter
 from .enmap import open_spectral
 from .errors import EnmapCompressError, FormatError, InputError, ModelError, ModelNotFoundError, OutputError
-from .geotiff import BandInfo, GeoTiffWriter, RasterLayout, cast_dn
+from .geotiff import BandInfo, GeoTiffWriter, RasterLayout, output_values
 from .metrics import rate_metrics
 from .outputs import atomic_output, check_writable
 from .rasterheader import pack_raster, unpack_raster
@@ -136,10 +136,10 @@ class TileCoder:
         return np.concatenate([self.coded, self.extra]).astype(int)
 
     def _reconstruct(self, symbols, extra_symbols, valid, core):
-        unit = self.transform.decode(symbols.astype(np.float32) * self.steps, valid, core)
-        coded = unit * np.float32(1e4)
-        extra = extra_symbols.astype(np.float32) * np.float32(self.extra_step_dn)
-        return np.rint(np.concatenate([coded, extra])) if self.max_error is not None else np.concatenate([coded, extra])
+        values = self.transform.decode(symbols.astype(np.float32) * self.steps, valid, core) * np.float32(1e4)
+        if self.extra.size:
+            values = np.concatenate([values, extra_symbols.astype(np.float32) * np.float32(self.extra_step_dn)])
+        return np.rint(values) if self.max_error is not None else values
 
     def encode(self, dn, valid, core):
         """dn: (224, window) float DN canonical; valid: window mask; core: slices of the tile in the window."""
@@ -394,7 +394,8 @@ def decompress(source, output, device='auto', threads=None, progress=None, is_ca
         dead[np.asarray(raster['dead_bands'], int)] = True
         dead = dead[canonical_index]
         nodata = raster['nodata']
-        fill = np.nan if nodata is not None else 0.0  # NaN marks nodata until the cast to the output type
+        fill = nodata if nodata is not None else 0
+        exact = coder.max_error is not None
         steps = Progress(reader.chunk_count, progress, is_cancelled)
         steps.check()
         with atomic_output(output) as tmp:
@@ -407,13 +408,13 @@ def decompress(source, output, device='auto', threads=None, progress=None, is_ca
                     core = _core(tile, window)
                     valid = np.zeros((window.height, window.width), bool)
                     valid[core] = decode_mask(sections[0], tile.height, tile.width)
-                    canonical = np.full((raster['band_count'], tile.height, tile.width), fill, np.float32)
-                    values = coder.decode(sections[1:], valid, core)
+                    values = output_values(coder.decode(sections[1:], valid, core), raster['dtype'], nodata, exact)
+                    canonical = np.full((raster['band_count'], tile.height, tile.width), fill, values.dtype)
                     _scatter(canonical, coder.bands, valid[core], values)
                     canonical[dead] = fill
                     file_order = np.empty_like(canonical)
                     file_order[canonical_index] = canonical
-                    writer.write(tile.x, tile.y, cast_dn(file_order, raster['dtype'], nodata, coder.max_error is not None))
+                    writer.write(tile.x, tile.y, file_order)
                     steps.step()
             finally:
                 writer.close()
