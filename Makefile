@@ -15,7 +15,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 .PHONY: test demo lint package check-package install qgis venv clean bench-rd bench-speed
 
 qgis:
-	@if $(PY_SYS) -c 'import qgis.core' 2>/dev/null && [ -x /usr/bin/qgis_process.bin ]; then :; \
+	@if $(PY_SYS) -c 'import qgis.core, ensurepip' 2>/dev/null && [ -x /usr/bin/qgis_process.bin ]; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  echo ">> installing QGIS from Debian ($(QGIS_PKGS))"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(QGIS_PKGS) >/dev/null; \
