@@ -85,8 +85,9 @@ CARD = """# pca — PCA transform coding (global KLT basis, classical anchor)
 **What it is.** A classical transform codec: each spectrum (the 202 HySpecNet bands, DN clipped to 0..10000 and
 scaled to 0..1) is projected on a global orthonormal PCA basis (all 202 components kept, so any spectrum is
 representable), the coefficients are quantised with one uniform step per quality level, and every tile's
-coefficients are entropy-coded per component (constriction ANS; per component the cheapest of a constant,
-a discretised Laplace/Gaussian or an empirical histogram model). Pixel-wise: no spatial context.
+coefficients are spatially predicted (per component the cheapest of no prediction, differences along rows or
+down columns) and entropy-coded per component (constriction ANS; per component the cheapest of a constant,
+a discretised Laplace/Gaussian or an empirical histogram model). The transform itself is pixel-wise.
 
 **Training data.** {spectra} valid spectra of the real EnMAP L2A Potsdam tiles (DT0000001867, 2022-07-24):
 {tiles}. Trained with `python training/train_pca.py` (closed form: mean and covariance, eigen-decomposition).

@@ -22,6 +22,7 @@ from .errors import EnmapCompressError, FormatError, InputError, ModelError, Mod
 from .geotiff import BandInfo, GeoTiffWriter, RasterLayout, output_values
 from .metrics import rate_metrics
 from .outputs import atomic_output, check_writable
+from .prediction import decode_predicted, encode_predicted
 from .rasterheader import pack_raster, unpack_raster
 from .runtime import OnnxRunner, find_model, list_models
 from .tiling import Progress, Tile, tile_grid
@@ -30,7 +31,7 @@ from .transforms import make_transform
 LOG = logging.getLogger('enmap_compress')
 FORMAT_NAME = 'ehc'
 CODED_BAND_COUNT = 202
-CHUNK_VERSION = 1
+CHUNK_VERSION = 2  # 2: spatially predicted latent and extra-band sections
 DEFAULT_TILE = 256  # pixel models; spatial models bring their own tile size
 QUALITY_LEVELS = tuple(range(1, 11))
 
@@ -146,13 +147,13 @@ class TileCoder:
         unit = np.clip(dn[self.coded], 0.0, 1e4) * np.float32(1e-4)
         latent = self.transform.encode(unit, valid, core)
         symbols = np.rint(latent / self.steps).astype(np.int32)
-        sections = [entropy.encode_channels(symbols)]
+        sections = [encode_predicted(symbols, self.transform.latent_mask(valid, core))]
         core_valid = valid[core]
         original = dn[self.bands][:, core[0], core[1]][:, core_valid]
         extra_symbols = np.rint(np.clip(original[len(self.coded):], -32767, 32767) / self.extra_step_dn)
         extra_symbols = extra_symbols.astype(np.int32)
         if self.extra.size:
-            sections.append(entropy.encode_channels(extra_symbols))
+            sections.append(encode_predicted(extra_symbols, core_valid))
         if self.max_error is not None:
             if not np.array_equal(original, np.rint(original)):
                 raise InputError('MAX_ERROR needs integer DN values, but this image holds fractional values')
@@ -168,15 +169,11 @@ class TileCoder:
 
     def decode(self, sections, valid, core):
         """Returns the restored DN (len(bands), valid pixels of the core)."""
-        count = self.transform.latent_count(valid, core)
-        symbols = entropy.decode_channels(sections[0])
-        if symbols.shape != (self.transform.channels, count):
-            raise FormatError(f'a tile holds {symbols.shape} latent symbols, expected '
-                              f'{(self.transform.channels, count)}')
+        symbols = decode_predicted(sections[0], self.transform.channels, self.transform.latent_mask(valid, core))
         pixels = int(valid[core].sum())
         extra_symbols = np.zeros((len(self.extra), pixels), np.int32)
         if self.extra.size:
-            extra_symbols = entropy.decode_channels(sections[1], (len(self.extra), pixels))
+            extra_symbols = decode_predicted(sections[1], len(self.extra), valid[core])
         values = self._reconstruct(symbols, extra_symbols, valid, core)
         if self.max_error is not None:
             residual = entropy.decode_channels(sections[-2], values.shape)

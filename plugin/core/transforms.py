@@ -30,8 +30,9 @@ class PixelTransform:
             return np.zeros((self.channels, 0), np.float32)
         return self.runner.run('encoder', x).T
 
-    def latent_count(self, valid, core):
-        return int(valid.sum())
+    def latent_mask(self, valid, core):
+        """Where the latent samples lie on a grid, in the order they are stored (for spatial prediction)."""
+        return valid[core]
 
     def decode(self, latent, valid, core):
         """Returns the reconstruction (202, valid pixels of the core) on [0, 1]."""
@@ -73,11 +74,9 @@ class SpatialTransform:
         latent = self.runner.run('encoder', padded[None])
         return latent.reshape(self.channels, -1)
 
-    def latent_count(self, valid, core):
-        if not valid[core].any():
-            return 0
+    def latent_mask(self, valid, core):
         height, width = self._padded(valid.shape)
-        return (height // self.factor) * (width // self.factor)
+        return np.full((height // self.factor, width // self.factor), bool(valid[core].any()))
 
     def decode(self, latent, valid, core):
         if not latent.shape[1]:
