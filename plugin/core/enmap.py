@@ -351,7 +351,20 @@ def _locate_raster(path):
     return located
 
 
+def _locate_virtual(path):
+    """GDAL virtual paths, as QGIS gives for a layer opened from a product ZIP: the ZIP's product when it is one,
+    else the raster as GDAL reads it."""
+    match = re.match(r'^/vsizip/(/?.+?\.zip)(/.*)?$', path, re.IGNORECASE)
+    if match and os.path.isfile(match.group(1)):
+        with zipfile.ZipFile(match.group(1)) as archive:
+            if any(_is_metadata_name(os.path.basename(n)) for n in archive.namelist()):
+                return _locate_zip(match.group(1))
+    return _Located(gdal_path=path, label=f'The input {path}')
+
+
 def _locate(path):
+    if path.startswith('/vsi'):
+        return _locate_virtual(path)
     if not os.path.exists(path):
         raise InputError(f'The input {path} does not exist. {_EXPECTED}')
     if os.path.isdir(path):

@@ -54,7 +54,7 @@ def _error_layout(raster):
 
 
 def measure(original_path, reconstructed_path, error_path=None, progress=None, is_cancelled=None,
-            tile_size=DEFAULT_TILE):
+            tile_size=DEFAULT_TILE, max_error=None):
     """Image-wide metrics of a reconstruction against its original, and optionally the per-pixel error raster."""
     keep = hyspecnet_keep_mask()
     accumulator = MetricsAccumulator()
@@ -78,6 +78,9 @@ def measure(original_path, reconstructed_path, error_path=None, progress=None, i
                     errors[:, ~valid] = ERROR_NODATA
                     writer.write(tile.x, tile.y, errors)
                 steps.step()
+            if writer is not None:
+                writer.set_metadata({'max_error_bound_dn': 'none' if max_error is None else max_error,
+                                     'achieved_max_abs_error_dn': accumulator.result()['max_abs_error_dn']})
     return accumulator.result()
 
 
@@ -86,6 +89,16 @@ def _scaled(progress, start, end):
     if progress is None:
         return None
     return lambda percent: progress(start + percent * (end - start) / 100.0)
+
+
+def _evaluation(metrics, packed, unpacked, model, compressed, reconstructed, error, report, max_error):
+    return Evaluation(
+        psnr=metrics['psnr'], sa_deg=metrics['sa_deg'], ssim=metrics['ssim'], rmse_dn=metrics['rmse_dn'],
+        max_abs_error_dn=metrics['max_abs_error_dn'], bpppb=packed.bpppb,
+        compression_ratio=packed.compression_ratio, file_bytes=packed.file_bytes, valid_pixels=packed.valid_pixels,
+        model=str(model), quality=packed.quality, device=packed.device, provider=packed.provider,
+        compress_seconds=packed.seconds, decompress_seconds=unpacked.seconds, compressed=compressed,
+        reconstructed=reconstructed, error=error or '', report=report or '', max_error=max_error)
 
 
 def evaluate(source, reconstructed, model='pca', quality=5, device='auto', threads=None, compressed=None,
@@ -99,31 +112,28 @@ def evaluate(source, reconstructed, model='pca', quality=5, device='auto', threa
         scratch = tempfile.mkdtemp(prefix='enmap_compress_')
         compressed = os.path.join(scratch, 'evaluate.ehc')
     created = []
+    last = 100 if not report else 90
     try:
-        packed = compress(source, compressed, model, quality, device, threads, progress=_scaled(progress, 0, 45),
+        packed = compress(source, compressed, model, quality, device, threads, progress=_scaled(progress, 0, 40),
                           is_cancelled=is_cancelled, tile_size=tile_size, max_error=max_error)
         created.append(compressed)
-        unpacked = decompress(compressed, reconstructed, device, threads, progress=_scaled(progress, 45, 90),
+        unpacked = decompress(compressed, reconstructed, device, threads, progress=_scaled(progress, 40, 75),
                               is_cancelled=is_cancelled)
         created.append(reconstructed)
-        metrics = measure(source, reconstructed, error, progress=_scaled(progress, 90, 100),
-                          is_cancelled=is_cancelled)
+        metrics = measure(source, reconstructed, error, progress=_scaled(progress, 75, last),
+                          is_cancelled=is_cancelled, max_error=max_error)
+        created.append(error)
+        result = _evaluation(metrics, packed, unpacked, model, compressed if scratch is None else '',
+                             reconstructed, error, report, max_error)
+        if report:
+            write_report(report, result.as_dict(), source, progress=_scaled(progress, last, 100),
+                         is_cancelled=is_cancelled)
     except BaseException:
         for path in created:  # a failed or cancelled evaluation leaves nothing behind
-            if os.path.exists(path):
+            if path and os.path.exists(path):
                 os.remove(path)
         raise
     finally:
         if scratch:
             shutil.rmtree(scratch, ignore_errors=True)
-    result = Evaluation(
-        psnr=metrics['psnr'], sa_deg=metrics['sa_deg'], ssim=metrics['ssim'], rmse_dn=metrics['rmse_dn'],
-        max_abs_error_dn=metrics['max_abs_error_dn'], bpppb=packed.bpppb,
-        compression_ratio=packed.compression_ratio, file_bytes=packed.file_bytes, valid_pixels=packed.valid_pixels,
-        model=str(model), quality=packed.quality, device=packed.device, provider=packed.provider,
-        compress_seconds=packed.seconds, decompress_seconds=unpacked.seconds,
-        compressed=compressed if scratch is None else '', reconstructed=reconstructed, error=error or '',
-        report=report or '', max_error=max_error)
-    if report:
-        write_report(report, result.as_dict(), source)
     return result

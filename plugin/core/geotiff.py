@@ -90,6 +90,11 @@ class GeoTiffWriter:
         for index in range(cube.shape[0]):
             self.ds.GetRasterBand(index + 1).WriteArray(cube[index], xoff=x, yoff=y)
 
+    def set_metadata(self, items):
+        """Dataset-level metadata items (for example the error bound and the achieved maximum error)."""
+        for key, value in items.items():
+            self.ds.SetMetadataItem(str(key), str(value))
+
     def close(self):
         if self.ds is not None:
             self.ds.FlushCache()

@@ -34,9 +34,14 @@ def _fmt(template, value):
         return str(value)
 
 
+BOUND_ROW = ('Guaranteed error bound', 'max_error', '{} DN',
+             'MAX_ERROR: no valid sample of a coded band is further off (0 = lossless)')
+
+
 def _metrics_table(result):
+    table = ROWS if result.get('max_error') is None else ROWS[:5] + (BOUND_ROW,) + ROWS[5:]
     rows = ''.join(f'<tr><th>{html.escape(label)}</th><td>{html.escape(_fmt(fmt, result.get(key)))}</td>'
-                   f'<td class="note">{html.escape(note)}</td></tr>' for label, key, fmt, note in ROWS)
+                   f'<td class="note">{html.escape(note)}</td></tr>' for label, key, fmt, note in table)
     return f'<table>{rows}</table>'
 
 
@@ -115,15 +120,27 @@ def model_curves():
     return curves
 
 
+def _plot_data(source, reconstructed, progress, is_cancelled):
+    """The plots' data, or None when it cannot be read: a report without plots beats no report."""
+    from .errors import CancelledError, EnmapCompressError
+    from .report_data import report_data
+
+    if not reconstructed or not os.path.exists(reconstructed):
+        return None
+    try:
+        return report_data(source, reconstructed, progress=progress, is_cancelled=is_cancelled)
+    except CancelledError:
+        raise
+    except (EnmapCompressError, OSError, ValueError) as exc:
+        LOG.warning('report without plots: %s', exc)
+        return None
+
+
 def write_report(path, result, source, reconstructed=None, plots=True, progress=None, is_cancelled=None):
     """Write the report; with plots, read `source` and the reconstruction (default result['reconstructed'])."""
     data, curves = None, ()
     if plots:
-        from .report_data import report_data
-
-        reconstructed = reconstructed or result.get('reconstructed')
-        if reconstructed and os.path.exists(reconstructed):
-            data = report_data(source, reconstructed, progress=progress, is_cancelled=is_cancelled)
+        data = _plot_data(source, reconstructed or result.get('reconstructed'), progress, is_cancelled)
         curves = model_curves()
     with atomic_output(path) as tmp, open(tmp, 'w', encoding='utf-8') as handle:
         handle.write(render_report(result, source, data, curves))

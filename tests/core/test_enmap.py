@@ -435,3 +435,12 @@ def test_real_metadata_xml_sample(tmp_path):
         assert np.allclose(raster.gains, 1e-4) and raster.nodata == -32768.0
         assert raster.band_order == 'wavelength' and not raster.is_standard_enmap
         assert not raster.dead_bands.any()
+
+
+def test_vsizip_layer_path_opens_the_product(tmp_path):
+    """QGIS names a layer opened from a product ZIP by its /vsizip/ path: that must open the whole product."""
+    product = synthetic.write_product(str(tmp_path / 'p'), width=12, height=10, seed=3, make_zip=True)
+    inner = f'/vsizip/{product.zip}/{product.product_name}/{product.product_name}-SPECTRAL_IMAGE.TIF'
+    with open_spectral(inner) as raster:
+        assert raster.product_name == product.product_name
+        assert raster.band_count == 224 and raster.metadata_xml

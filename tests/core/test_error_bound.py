@@ -105,3 +105,13 @@ def test_error_bounds_on_held_out_potsdam_tiles(potsdam_tile_paths, tmp_path):
             assert bits / (pixels * 224) < 6.5
         else:
             assert bits / (pixels * 202) < 1.2
+
+
+def test_report_and_error_layer_state_the_bound(awkward_scene, tmp_path):
+    result = evaluate(awkward_scene, str(tmp_path / 'r.tif'), 'pca', None, 'cpu', error=str(tmp_path / 'e.tif'),
+                      report=str(tmp_path / 'r.html'), max_error=9)
+    text = (tmp_path / 'r.html').read_text(encoding='utf-8')
+    assert 'Guaranteed error bound' in text and '9 DN' in text
+    meta = gdal.Open(str(tmp_path / 'e.tif')).GetMetadata()
+    assert meta['max_error_bound_dn'] == '9'
+    assert float(meta['achieved_max_abs_error_dn']) == result.max_abs_error_dn <= 9
