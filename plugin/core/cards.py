@@ -74,11 +74,13 @@ def card_rows(card_text):
 
 
 def card_summary(card_text):
-    """The card's first paragraph after the title, without Markdown emphasis (for tooltips and the dialog)."""
+    """The card's first paragraph after the title, without its bold lead-in ("**What it is.**") and Markdown
+    emphasis (for tooltips and the dialog)."""
     paragraphs = [p.strip() for p in re.split(r'\n\s*\n', card_text or '') if p.strip()]
     for paragraph in paragraphs:
         if not paragraph.startswith(('#', '|')):
-            return re.sub(r'\*\*|__|`', '', ' '.join(paragraph.split()))
+            text = re.sub(r'^\*\*[^*]{1,40}\*\*\s*', '', ' '.join(paragraph.split()))
+            return re.sub(r'\*\*|__|`', '', text)
     return ''
 
 

@@ -19,12 +19,8 @@ def nice_ticks(low, high, count=5):
     raw = (high - low) / max(1, count)
     magnitude = 10 ** math.floor(math.log10(raw))
     step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
-    start = math.floor(low / step) * step
-    ticks, value = [], start
-    while value <= high + step * 0.5:
-        ticks.append(round(value, 10))
-        value += step
-    return ticks
+    first, last = math.floor(low / step + 1e-9), math.ceil(high / step - 1e-9)
+    return [round(i * step, 10) for i in range(first, last + 1)]  # the last tick is >= high: nothing is cut
 
 
 def _fmt(value):

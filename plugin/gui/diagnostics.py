@@ -21,7 +21,8 @@ def _module_version(name):
         module = importlib.import_module(name)
     except ImportError as exc:
         return 'not installed' if isinstance(exc, ModuleNotFoundError) else f'broken: {exc}'
-    return str(getattr(module, '__version__', 'installed'))
+    version = getattr(module, '__version__', None)
+    return str(version) if version else _distribution_version(name).replace('not installed', 'installed')
 
 
 def _distribution_version(name):

@@ -2,7 +2,7 @@
 size; run compress or evaluate in the background with progress and Cancel."""
 import functools
 import os
-from dataclasses import dataclass
+import re
 
 from qgis.core import QgsMapLayerProxyModel, QgsRasterLayer
 from qgis.gui import QgsFileWidget, QgsMapLayerComboBox
@@ -29,26 +29,13 @@ from qgis.PyQt.QtWidgets import (
     QVBoxLayout,
 )
 
-from ..core import cards, runtime
+from ..core import cards
 from ..paths import resource_path
 from . import dependencies, devices, estimate, results
 from .job import CompressJob, JobRequest
+from .modelcards import CardViewer, installed_models, short_text
 
 TABLE_COLUMNS = ('quality', 'bpppb', 'PSNR dB', 'SA °')
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    model_id: str
-    title: str
-    summary: str
-    rows: tuple
-
-
-def installed_models():
-    """The installed models in the order of the algorithms' MODEL enum, with their card numbers."""
-    return [ModelInfo(p.model_id, p.title(), cards.card_summary(p.card()), tuple(cards.package_rows(p)))
-            for p in runtime.list_models()]
 
 
 def _writable_folder(path):
@@ -59,6 +46,14 @@ def _writable_folder(path):
 def default_output(source, model_id, quality):
     base = os.path.splitext(os.path.basename(source or 'image'))[0] or 'image'
     return os.path.join(_writable_folder(source), f'{base}_{model_id}_q{quality}.ehc')
+
+
+def input_path(layer):
+    """What the core opens for a layer: its file, or for a product ZIP that QGIS reads in place (/vsizip/...) the
+    ZIP itself, which also gives the core the product's METADATA.XML."""
+    source = layer.source()
+    match = re.match(r'^/vsizip/(.+?\.zip)(?=/|$)', source, re.IGNORECASE)
+    return match.group(1) if match else source
 
 
 def _cell(value, digits):
@@ -74,6 +69,7 @@ class CompressDialog(QDialog):
         self.iface = iface
         self.job = None
         self.models = installed_models()
+        self._pixels = {}  # source -> estimate.valid_pixels(), read once per layer
         self._auto_output = True
         self._setting_output = False
         self.setObjectName('EnmapCompressDialog')
@@ -100,7 +96,7 @@ class CompressDialog(QDialog):
         layout.addWidget(self._run_box())
         layout.addWidget(self._progress_row())
         layout.addWidget(self._buttons())
-        self.resize(620, 720)
+        self.resize(640, 860)
 
     def _input_box(self):
         box = QGroupBox('Input')
@@ -118,7 +114,12 @@ class CompressDialog(QDialog):
         self.model_combo = QComboBox()
         for info in self.models:
             self.model_combo.addItem(info.title, info.model_id)
-        form.addRow('Model', self.model_combo)
+        self.card_button = QPushButton('Model card…')
+        self.card_button.setToolTip('The full model card: what the model is, its training data and validation.')
+        row = QHBoxLayout()
+        row.addWidget(self.model_combo, 1)
+        row.addWidget(self.card_button)
+        form.addRow('Model', row)
         self.card_label = QLabel()
         self.card_label.setWordWrap(True)
         self.card_label.setObjectName('modelCard')
@@ -130,7 +131,8 @@ class CompressDialog(QDialog):
         self.card_table.setEditTriggers(QAbstractItemView.NoEditTriggers)
         self.card_table.setSelectionBehavior(QAbstractItemView.SelectRows)
         self.card_table.setSelectionMode(QAbstractItemView.SingleSelection)
-        self.card_table.setMaximumHeight(200)
+        self.card_table.setMinimumHeight(170)
+        self.card_table.setMaximumHeight(240)
         self.card_table.setToolTip('Measured on held-out EnMAP tiles (the model card). Click a row to choose it.')
         form.addRow(self.card_table)
         self.quality_slider = QSlider(Qt.Horizontal)
@@ -161,8 +163,10 @@ class CompressDialog(QDialog):
                 self.device_combo.model().item(index).setEnabled(False)
         self.device_label = QLabel()
         self.device_label.setWordWrap(True)
-        form.addRow('Device', self.device_combo)
-        form.addRow('', self.device_label)
+        column = QVBoxLayout()
+        column.addWidget(self.device_combo)
+        column.addWidget(self.device_label)
+        form.addRow('Device', column)
         self.output_widget = QgsFileWidget()
         self.output_widget.setStorageMode(QgsFileWidget.SaveFile)
         self.output_widget.setFilter('EnMAP Compress (*.ehc)')
@@ -215,6 +219,7 @@ class CompressDialog(QDialog):
         self.quality_spin.valueChanged.connect(self.quality_slider.setValue)
         self.quality_spin.valueChanged.connect(self._on_quality_changed)
         self.card_table.cellClicked.connect(self._on_card_row_clicked)
+        self.card_button.clicked.connect(self.show_card)
         self.device_combo.currentIndexChanged.connect(self._refresh_device)
         self.output_widget.fileChanged.connect(self._on_output_edited)
         self.run_button.clicked.connect(self.start)
@@ -284,7 +289,9 @@ class CompressDialog(QDialog):
 
     def _on_model_changed(self, *_):
         model = self.model()
-        self.card_label.setText(model.summary if model else 'No model installed.')
+        self.card_label.setText(short_text(model.summary) if model else 'No model installed.')
+        self.card_label.setToolTip(model.summary if model else '')
+        self.card_button.setEnabled(model is not None)
         self.card_table.setRowCount(len(model.rows) if model else 0)
         for row, entry in enumerate(model.rows if model else ()):
             values = (str(entry.level), _cell(entry.bpppb, 3), _cell(entry.psnr, 2), _cell(entry.sa_deg, 3))
@@ -309,9 +316,20 @@ class CompressDialog(QDialog):
         model = self.model()
         levels = [row.level for row in model.rows] if model else []
         if self.quality() in levels:
-            self.card_table.selectRow(levels.index(self.quality()))
+            row = levels.index(self.quality())
+            self.card_table.selectRow(row)
+            self.card_table.scrollToItem(self.card_table.item(row, 0), QAbstractItemView.PositionAtCenter)
         else:
             self.card_table.clearSelection()
+
+    def show_card(self):
+        """The whole card (Markdown) in a small window."""
+        model = self.model()
+        if model is None:
+            return None
+        viewer = CardViewer(model, self)
+        viewer.show()
+        return viewer
 
     def _on_card_row_clicked(self, row, _column):
         model = self.model()
@@ -327,7 +345,7 @@ class CompressDialog(QDialog):
         if not self._auto_output or layer is None:
             return
         self._setting_output = True
-        self.output_widget.setFilePath(default_output(layer.source(), model.model_id if model else 'model',
+        self.output_widget.setFilePath(default_output(input_path(layer), model.model_id if model else 'model',
                                                       self.quality()))
         self._setting_output = False
 
@@ -338,7 +356,10 @@ class CompressDialog(QDialog):
 
     def _refresh_size(self):
         layer, expected = self.layer(), self.expected()
-        found = estimate.estimate(layer.source(), expected.bpppb if expected else None) if layer else None
+        if layer is not None and layer.source() not in self._pixels:
+            self._pixels[layer.source()] = estimate.valid_pixels(layer.source())
+        pixels = self._pixels.get(layer.source()) if layer is not None else None
+        found = estimate.from_pixels(pixels, expected.bpppb if expected else None) if pixels else None
         if found is None:
             self.size_label.setText('unknown (choose a raster layer)')
             return
@@ -354,7 +375,7 @@ class CompressDialog(QDialog):
 
     def request(self):
         layer, model = self.layer(), self.model()
-        return JobRequest(source=layer.source(), layer_id=layer.id(), layer_name=layer.name(),
+        return JobRequest(source=input_path(layer), layer_id=layer.id(), layer_name=layer.name(),
                           model_index=self.model_combo.currentIndex(), model_id=model.model_id,
                           quality=self.quality(), device_index=max(0, self.device_combo.currentIndex()),
                           output=self.output_path(), evaluate=self.evaluate_radio.isChecked())

@@ -57,8 +57,11 @@ def valid_pixels(source):
 def estimate(source, bpppb=None):
     """SizeEstimate for `source` at an expected rate `bpppb` (None: unknown rate)."""
     found = valid_pixels(source)
-    if found is None:
-        return None
+    return from_pixels(found, bpppb) if found is not None else None
+
+
+def from_pixels(found, bpppb=None):
+    """SizeEstimate from valid_pixels()'s (width, height, bands, valid) at the rate `bpppb`."""
     width, height, bands, valid = found
     compressed = estimated_bytes(valid, bpppb, CODED_BANDS) if bpppb is not None else None
     return SizeEstimate(width, height, bands, valid, valid * CODED_BANDS * 2, compressed)

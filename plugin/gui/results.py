@@ -40,6 +40,8 @@ def add_result_layers(request, results, project=None):
         styling.style_like(reconstruction, template if isinstance(template, QgsRasterLayer) else None)
     if error is not None:
         styling.style_error(error)
+    if not layers:
+        return None, []
     group = result_group(project, request.layer_name)
     for index, layer in enumerate(layers):
         project.addMapLayer(layer, False)
@@ -84,6 +86,7 @@ def present(iface, request, outcome):
     if not outcome.ok:
         bar.pushMessage(TITLE, f'{request.layer_name}: {outcome.message}', Qgis.Critical, 0)
         return None
-    if request.evaluate:
-        add_result_layers(request, outcome.results)
+    if request.evaluate and not add_result_layers(request, outcome.results)[1]:
+        bar.pushMessage(TITLE, f'{request.layer_name}: the outputs were written but QGIS cannot open them: '
+                               f"{outcome.results.get('RECONSTRUCTED')}", Qgis.Warning, 0)
     return show_summary(bar, request, outcome.results)

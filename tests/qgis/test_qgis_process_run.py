@@ -37,7 +37,8 @@ def test_compress_decompress_evaluate(qgis_process, product_zip, tmp_path):
     metrics = _results(qgis_process([
         'run', 'enmapcompress:evaluate', '--json', '--', f'INPUT={product_zip}', 'MODEL=0', 'QUALITY=7', 'DEVICE=1',
         f'RECONSTRUCTED={tmp_path / "e.tif"}', f'ERROR={tmp_path / "err.tif"}', f'REPORT={tmp_path / "r.html"}']))
-    assert metrics['PSNR'] > 45 and metrics['SSIM'] > 0.9 and metrics['BPPPB'] == pytest.approx(packed['BPPPB'], rel=1e-3)
+    assert metrics['PSNR'] > 45 and metrics['SSIM'] > 0.9
+    assert metrics['BPPPB'] == pytest.approx(packed['BPPPB'], rel=1e-3)  # the header's timestamp varies
     assert os.path.exists(tmp_path / 'r.html') and gdal.Open(str(tmp_path / 'err.tif')).RasterCount == 3
 
 

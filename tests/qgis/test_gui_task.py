@@ -1,0 +1,167 @@
+"""Runs from the dialog as a user starts them: a background task with progress, layers and styles added on the
+main thread when it finishes, nothing added (and nothing left on disk) when it is cancelled."""
+import os
+
+import pytest
+from gui_helpers import RGB, STRETCH, part_files, rgb_and_stretch, styled_layer, wait_for
+from qgis.core import QgsProject, QgsRasterLayer
+from qgis.PyQt.QtCore import Qt, QThread
+from qgis.PyQt.QtWidgets import QPushButton
+
+TIMEOUT_S = 90
+
+pytest_plugins = ['gui_fixtures']  # the shared GUI fixtures (tests/qgis is on sys.path)
+
+
+def _dialog_for(plugin, layer, output, evaluate=True):
+    dialog = plugin.open_dialog(layer)
+    dialog.output_widget.setFilePath(output)
+    dialog.device_combo.setCurrentIndex(1)  # cpu: the same on every test machine
+    (dialog.evaluate_radio if evaluate else dialog.compress_radio).setChecked(True)
+    return dialog
+
+
+def _group_layers(name):
+    group = QgsProject.instance().layerTreeRoot().findGroup(name)
+    return None if group is None else [node.layer() for node in group.findLayers()]
+
+
+def _bar_texts(bar):
+    return [item.text() for item in bar.items()]
+
+
+def test_evaluate_adds_reconstruction_and_error_layers_styled_in_a_group(plugin, scene_layer, message_bar,
+                                                                          tmp_path):
+    output = str(tmp_path / 'scene.ehc')
+    dialog = _dialog_for(plugin, scene_layer, output)
+    progress = []
+    job = dialog.start()
+    assert job is not None, dialog.status_label.text()
+    job.progressChanged.connect(progress.append)
+    assert dialog.cancel_button.isEnabled() and not dialog.run_button.isEnabled()
+    assert wait_for(lambda: job.outcome is not None, TIMEOUT_S), 'the task did not finish'
+    assert job.outcome.ok, job.outcome.message
+    assert progress and max(progress) == pytest.approx(100, abs=1)
+
+    error, reconstruction = _group_layers('scene')
+    assert reconstruction.name() == f'scene reconstructed ({dialog.model().model_id} q5)'
+    assert reconstruction.source() == str(tmp_path / 'scene_reconstructed.tif')
+    assert reconstruction.renderer().type() == 'multibandcolor'
+    assert rgb_and_stretch(reconstruction.renderer()) == (RGB, STRETCH)
+
+    assert error.renderer().type() == 'singlebandpseudocolor'
+    assert error.renderer().band() == 1 and error.renderer().classificationMax() > 0
+    assert len(error.renderer().legendSymbologyItems()) >= 3
+    assert error.bandCount() == 3 and 'spectral_angle_deg' in error.bandName(2)
+    assert error.thread() == QThread.currentThread() == reconstruction.thread()
+
+    (text,) = _bar_texts(message_bar)
+    for part in ('PSNR', 'dB', 'SA', 'bpppb', 'ratio'):
+        assert part in text
+    buttons = message_bar.items()[0].findChildren(QPushButton, 'enmapcompress_open')
+    assert [b.text() for b in buttons] == ['Open report']
+    for name in ('scene.ehc', 'scene_reconstructed.tif', 'scene_error.tif', 'scene_report.html'):
+        assert (tmp_path / name).is_file(), name
+    assert part_files(tmp_path) == []
+    assert dialog.progress.value() == 100 and dialog.status_label.text().startswith('Done.')
+    assert dialog.run_button.isEnabled() and not dialog.cancel_button.isEnabled()
+    dialog.close()
+
+
+def test_compress_only_writes_the_file_and_reports_the_rate(plugin, scene_layer, message_bar, tmp_path):
+    dialog = _dialog_for(plugin, scene_layer, str(tmp_path / 'only.ehc'), evaluate=False)
+    job = dialog.start()
+    assert wait_for(lambda: job.outcome is not None, TIMEOUT_S)
+    assert job.outcome.ok, job.outcome.message
+    assert os.listdir(tmp_path) == ['only.ehc']
+    assert _group_layers('scene') is None
+    (text,) = _bar_texts(message_bar)
+    assert 'only.ehc' in text and 'bpppb' in text and 'ratio' in text
+    dialog.close()
+
+
+class _CancelAfterFirstTile:
+    """Replaces CompressJob: cancels from the worker thread as soon as the first tile reports progress."""
+
+    def __init__(self, job_class):
+        self.job_class = job_class
+        self.seen = []
+
+    def __call__(self, request):
+        job = self.job_class(request)
+
+        def on_progress(percent):
+            self.seen.append(percent)
+            if percent > 0:
+                job.feedback.cancel()
+
+        job.feedback.progressChanged.connect(on_progress, Qt.DirectConnection)
+        return job
+
+
+def test_cancel_stops_within_a_tile_removes_partial_files_and_adds_nothing(plugin, message_bar, wide_scene,
+                                                                            tmp_path, monkeypatch):
+    from enmap_compress.plugin.gui import dialog as dialog_module
+
+    layer = styled_layer(wide_scene, 'wide')
+    try:
+        hook = _CancelAfterFirstTile(dialog_module.CompressJob)
+        monkeypatch.setattr(dialog_module, 'CompressJob', hook)
+        layers_before = set(QgsProject.instance().mapLayers())
+        dialog = _dialog_for(plugin, layer, str(tmp_path / 'wide.ehc'))
+        job = dialog.start()
+        assert wait_for(lambda: job.outcome is not None, TIMEOUT_S)
+        assert job.outcome.cancelled and not job.outcome.ok
+        assert hook.seen and max(hook.seen) < 45, f'the run went past the first tile of compress: {hook.seen}'
+        assert os.listdir(tmp_path) == [], 'a cancelled run must leave no file behind'
+        assert set(QgsProject.instance().mapLayers()) == layers_before
+        assert _group_layers('wide') is None
+        assert any('cancelled' in text for text in _bar_texts(message_bar))
+        assert 'Cancelled' in dialog.status_label.text()
+        assert dialog.run_button.isEnabled()
+        dialog.close()
+    finally:
+        QgsProject.instance().removeAllMapLayers()
+
+
+def test_cancel_button_stops_the_run(plugin, scene_layer, tmp_path):
+    dialog = _dialog_for(plugin, scene_layer, str(tmp_path / 'c.ehc'))
+    job = dialog.start()
+    dialog.cancel_button.click()
+    assert wait_for(lambda: job.outcome is not None, TIMEOUT_S)
+    if job.outcome.ok:
+        pytest.skip('the run finished before Cancel reached it')
+    assert job.outcome.cancelled
+    assert os.listdir(tmp_path) == []
+    assert _group_layers('scene') is None
+    dialog.close()
+
+
+def test_a_closed_dialog_still_delivers_its_layers(plugin, scene_layer, tmp_path):
+    dialog = _dialog_for(plugin, scene_layer, str(tmp_path / 'closed.ehc'))
+    job = dialog.start()
+    dialog.close()
+    assert wait_for(lambda: job.outcome is not None, TIMEOUT_S)
+    assert job.outcome.ok, job.outcome.message
+    assert all(isinstance(layer, QgsRasterLayer) for layer in _group_layers('scene'))
+
+
+def test_a_product_zip_layer_is_read_from_the_zip(plugin, tmp_path):
+    """QGIS opens a product ZIP in place (/vsizip/...); the run gets the ZIP, with its METADATA.XML."""
+    from enmap_compress.plugin.core import synthetic
+
+    product = synthetic.write_product(str(tmp_path / 'product'), width=24, height=20, seed=2, make_zip=True)
+    member = os.path.relpath(product.image, os.path.dirname(product.folder)).replace(os.sep, '/')
+    layer = QgsRasterLayer(f'/vsizip/{product.zip}/{member}', 'product', 'gdal')
+    assert layer.isValid()
+    QgsProject.instance().addMapLayer(layer)
+    try:
+        dialog = _dialog_for(plugin, layer, str(tmp_path / 'product.ehc'))
+        assert dialog.request().source == product.zip
+        job = dialog.start()
+        assert wait_for(lambda: job.outcome is not None, TIMEOUT_S)
+        assert job.outcome.ok, job.outcome.message
+        assert len(_group_layers('product')) == 2
+        dialog.close()
+    finally:
+        QgsProject.instance().removeAllMapLayers()
