@@ -164,6 +164,7 @@ class DeviceChoice:
     device: str
     providers: list
     reason: str
+    requested: str = 'auto'
 
 
 def choose_device(requested='auto'):
@@ -177,8 +178,9 @@ def choose_device(requested='auto'):
                           f'{", ".join(available)}). Install onnxruntime-gpu with a matching CUDA, or choose cpu.')
     if requested == 'cpu' or not has_cuda:
         reason = 'CPU requested' if requested == 'cpu' else 'CPU only: onnxruntime has no CUDA provider'
-        return DeviceChoice('cpu', ['CPUExecutionProvider'], reason)
-    return DeviceChoice('cuda', ['CUDAExecutionProvider', 'CPUExecutionProvider'], 'CUDA provider available')
+        return DeviceChoice('cpu', ['CPUExecutionProvider'], reason, requested)
+    return DeviceChoice('cuda', ['CUDAExecutionProvider', 'CPUExecutionProvider'], 'CUDA provider available',
+                        requested)
 
 
 class OnnxRunner:
@@ -204,7 +206,13 @@ class OnnxRunner:
                 raise ModelError(f'cannot load {path}: {exc}') from exc
             used = session.get_providers()[0]
             if self.choice.device == 'cuda' and used != 'CUDAExecutionProvider':
-                raise DeviceError(f'CUDA was chosen but onnxruntime fell back to {used} for {path}')
+                if self.choice.requested == 'cuda':
+                    raise DeviceError(f'CUDA was requested but does not work here: onnxruntime fell back to {used} '
+                                      f'for {path} (check the CUDA and cuDNN versions onnxruntime-gpu needs)')
+                LOG.warning('CUDA is listed by onnxruntime but does not work here; running on the CPU')
+                self.choice = DeviceChoice('cpu', ['CPUExecutionProvider'], 'CPU: the CUDA provider failed', 'auto')
+                self._sessions.clear()
+                return self._session(which)
             LOG.info('%s %s runs on %s (%d threads)', self.package.model_id, which, used, self.threads)
             self._sessions[which] = session
         return self._sessions[which]
