@@ -8,6 +8,7 @@ One entry point, `open_spectral(path)`, accepts:
 5. a plain 224-band raster without spectral metadata (the standard band table is assumed, with a warning).
 Attributes of the returned SpectralRaster are in FILE band order; `canonical_index` maps to ascending wavelength.
 """
+import contextlib
 import logging
 import os
 import re
@@ -380,11 +381,24 @@ def _locate(path):
 # ----------------------------------------------------------------------------------------------------------------
 # Band information from GDAL
 
+@contextlib.contextmanager
+def _single_threaded_decoding():
+    """GDAL 3.6 crashes on band-subset reads of uncompressed GeoTIFFs when GDAL_NUM_THREADS is set (a user's
+    environment or QGIS option may set it), so files opened here decode in the calling thread."""
+    previous = gdal.GetThreadLocalConfigOption('GDAL_NUM_THREADS', None)
+    gdal.SetThreadLocalConfigOption('GDAL_NUM_THREADS', '1')
+    try:
+        yield
+    finally:
+        gdal.SetThreadLocalConfigOption('GDAL_NUM_THREADS', previous)
+
+
 def _gdal_open(located):
     gdal.PushErrorHandler('CPLQuietErrorHandler')
     try:
         gdal.ErrorReset()
-        ds = gdal.Open(located.gdal_path, gdal.GA_ReadOnly)
+        with _single_threaded_decoding():  # GTiff takes its decoding threads when the file is opened
+            ds = gdal.Open(located.gdal_path, gdal.GA_ReadOnly)
         message = gdal.GetLastErrorMsg()
     except RuntimeError as exc:  # when someone else in the process called gdal.UseExceptions()
         ds, message = None, str(exc)

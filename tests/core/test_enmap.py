@@ -444,3 +444,22 @@ def test_vsizip_layer_path_opens_the_product(tmp_path):
     with open_spectral(inner) as raster:
         assert raster.product_name == product.product_name
         assert raster.band_count == 224 and raster.metadata_xml
+
+
+def test_reads_survive_gdal_num_threads(tmp_path):
+    """GDAL 3.6 segfaults on band-subset reads of uncompressed GeoTIFFs with GDAL_NUM_THREADS set; the reader
+    must not (run in a subprocess, since the failure is a crash)."""
+    import subprocess
+    import sys
+
+    from conftest import PROJECT_ROOT
+
+    path = synthetic.write_scene(str(tmp_path / 'band.tif'), width=300, height=300, seed=1)
+    script = ('import sys; sys.path.insert(0, sys.argv[1]);'
+              'from enmap_compress.plugin.core.enmap import open_spectral;'
+              'r = open_spectral(sys.argv[2]);'
+              'print(r.read(0, 24, 300, 276, bands=[129, 130, 131, 132, 133, 134]).shape, int(r.dead_bands.sum()))')
+    proc = subprocess.run([sys.executable, '-c', script, os.path.join(PROJECT_ROOT, 'build', 'import_alias'), path],
+                          capture_output=True, text=True, env=dict(os.environ, GDAL_NUM_THREADS='2'), timeout=120)
+    assert proc.returncode == 0, proc.stderr[-500:]
+    assert '(6, 276, 300) 6' in proc.stdout

@@ -1,0 +1,98 @@
+"""Smoke tests of the benchmark scripts' functions on a tiny synthetic input (the benchmarks are not run here)."""
+import json
+import math
+import os
+import sys
+
+import numpy as np
+import pytest
+
+PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if PROJECT_ROOT not in sys.path:
+    sys.path.insert(0, PROJECT_ROOT)
+
+pytest.importorskip('onnxruntime')
+
+
+@pytest.fixture(scope='module')
+def tiny(tmp_path_factory):
+    from enmap_compress.plugin.core.synthetic import write_scene
+
+    return write_scene(str(tmp_path_factory.mktemp('bench') / 'tiny.tif'), 24, 20, seed=3)
+
+
+def test_pool_identity_and_lossless_anchors(tiny, tmp_path):
+    from bench import common
+
+    scene = common.load_scene(tiny)
+    keep = np.flatnonzero(common.hyspecnet_keep_mask())
+    mask = common.hyspecnet_keep_mask()
+    pool = common.Pool()
+    pool.add(1000, scene, scene.cube, mask)
+    result = pool.result()
+    assert math.isinf(result['psnr']) and result['max_abs_dn'] == 0
+    assert result['bpppb'] == pytest.approx(8000 / (scene.valid_count * 202))
+    for fn in (lambda: common.delta_zstd_roundtrip(scene, keep),
+               lambda: common.gtiff_roundtrip(scene, keep, ['COMPRESS=ZSTD', 'PREDICTOR=2', 'INTERLEAVE=PIXEL'],
+                                              str(tmp_path)),
+               lambda: common.jpeg2k_roundtrip(scene, keep[:3], None)):
+        size, rec, _, _ = fn()
+        assert size > 0
+        assert np.array_equal(rec, scene.cube)
+
+
+def test_lossy_anchor_respects_bound(tiny, tmp_path):
+    from bench import common
+
+    scene = common.load_scene(tiny)
+    keep = np.flatnonzero(common.hyspecnet_keep_mask())
+    size, rec, _, _ = common.gtiff_roundtrip(scene, keep, ['COMPRESS=LERC_ZSTD', 'MAX_Z_ERROR=10',
+                                                           'INTERLEAVE=PIXEL'], str(tmp_path))
+    diff = np.abs(rec[keep].astype(int) - scene.cube[keep])[:, scene.valid]
+    assert diff.max() <= 10 and size > 0
+
+
+def test_rate_distortion_run_tables_and_plot(tiny, tmp_path):
+    from bench import rate_distortion as rd
+
+    rows = rd.run(models=['pca'], levels=(3,), names=(tiny,), bounds=(10,), anchors=False, threads=1)
+    assert [r['section'] for r in rows] == ['rd', 'eb']
+    assert not any(r['note'].startswith('FAILED') for r in rows)
+    assert rows[0]['bpppb'] > 0 and 20 < rows[0]['psnr'] < 100
+    assert rows[1]['max_abs_dn'] <= 10
+    csv_path = tmp_path / 'rd.csv'
+    rd.write_csv(rows, str(csv_path))
+    assert csv_path.read_text().startswith('section,dataset')
+    name = rows[0]['dataset']
+    rd.plot(rows, name, str(tmp_path / 'rd.png'), 'tiny')
+    assert (tmp_path / 'rd.png').stat().st_size > 0
+    assert '| pca | quality=3 |' in rd.tables(rows, (name,))
+
+
+def test_published_variant_from_card():
+    from bench import rate_distortion as rd
+
+    class Fake:
+        def __init__(self, model_id, card):
+            self.model_id, self._card = model_id, card
+
+        def card(self):
+            return self._card
+
+    assert rd.published_variant(Fake('hycot', 'trained like hycot_cr4 of the paper')) == ('hycot_cr4', 8.08, 56.29)
+    assert rd.published_variant(Fake('cae1d', 'the cae1d_1bpppc variant')) == ('cae1d_cr32', 1.11, 48.95)
+    assert rd.published_variant(Fake('pca', 'anything')) is None
+    assert rd.published_variant(Fake('cae3d', 'no variant named')) is None
+    assert rd.published_variant(Fake('cae3d', '3D-CAE, the CR8 variant')) == ('cae3d_cr8', 4.04, 39.69)
+    assert rd.published_variant(Fake('cae3d', '3D-CAE: cr4 and cr32 were tried')) is None
+
+
+def test_speed_worker_measures_an_anchor(tiny, tmp_path):
+    from bench import speed
+
+    job = {'kind': 'anchor', 'name': 'gdal_zstd', 'op': 'compress', 'threads': 1, 'device': 'cpu', 'src': tiny,
+           'dst': str(tmp_path / 'out.tif'), 'options': speed.ANCHORS['zstd'](0)}
+    result = speed.measure(job, timeout=120)
+    assert 'seconds' in result, json.dumps(result)
+    assert result['peak_rss_mb'] >= result['base_rss_mb'] > 0 and result['output_bytes'] > 0
+    assert '| gdal_zstd |' in speed.table([dict(dict.fromkeys(speed.FIELDS, ''), name='gdal_zstd', **result)])
