@@ -1,0 +1,60 @@
+"""Multi-rate ("modified") 1D-CAE of HyCoT / HyCASS (reference-models.md §3.2).
+
+num_blocks = log2(32 // target_bpppc); the spectrum is front-padded to a multiple of 2**num_blocks.
+state_dict keys: encoder.0.<i>.0, encoder.1, encoder.3, decoder.0, decoder.2, decoder.5.<i>.0.
+"""
+import math
+
+import torch.nn.functional as f
+from torch import nn
+
+from .cae1d import ConvolutionalAutoencoder1D
+
+
+class ModifiedConvolutionalAutoencoder1D(nn.Module):
+    kind = 'pixel'
+
+    def __init__(self, src_channels=202, target_bpppc=4):
+        super().__init__()
+        nb = int(math.log2(32 // target_bpppc))
+        self.num_blocks = nb
+        self.src_channels = src_channels
+        factor = 2 ** nb
+        self.pad = int(math.ceil(src_channels / factor)) * factor - src_channels
+        self.latent_channels = (src_channels + self.pad) // factor
+        self.compression_ratio = src_channels / self.latent_channels
+        self.bpppc = 32.0 / self.compression_ratio
+        enc_blocks = []
+        for i in range(nb):
+            cin = 1 if i == 0 else 2 ** (nb + 5 - i)
+            enc_blocks.append(nn.Sequential(nn.Conv1d(cin, 2 ** (nb + 4 - i), 11, padding='same'),
+                                            nn.LeakyReLU(), nn.MaxPool1d(2)))
+        self.encoder = nn.Sequential(
+            nn.Sequential(*enc_blocks),
+            nn.Conv1d(32, 16, 9, padding='same'), nn.LeakyReLU(),
+            nn.Conv1d(16, 1, 7, padding='same'), nn.LeakyReLU(),
+        )
+        dec_blocks = []
+        for i in range(nb):
+            last = i == nb - 1
+            dec_blocks.append(nn.Sequential(
+                nn.Conv1d(2 ** (5 + i), 1 if last else 2 ** (6 + i), 11, padding='same'),
+                nn.Sigmoid() if last else nn.LeakyReLU(),
+                nn.Identity() if last else nn.Upsample(scale_factor=2)))
+        self.decoder = nn.Sequential(
+            nn.Conv1d(1, 16, 7, padding='same'), nn.LeakyReLU(),
+            nn.Conv1d(16, 32, 9, padding='same'), nn.LeakyReLU(), nn.Upsample(scale_factor=2),
+            nn.Sequential(*dec_blocks),
+        )
+
+    def encode_pixels(self, x):
+        x = f.pad(x, (self.pad, 0)).unsqueeze(1)
+        return self.encoder(x).squeeze(1)
+
+    def decode_pixels(self, y):
+        x = self.decoder(y.unsqueeze(1)).squeeze(1)
+        return x[:, self.pad:]
+
+    compress = ConvolutionalAutoencoder1D.compress
+    decompress = ConvolutionalAutoencoder1D.decompress
+    forward = ConvolutionalAutoencoder1D.forward
