@@ -5,11 +5,12 @@ to 51 latent values and decoded back. state_dict keys: encoder.{0,3,6,8}, decode
 """
 import math
 
-import torch.nn.functional as f
 from torch import nn
 
+from .pixelwise import PaddedConv1dModel
 
-class ConvolutionalAutoencoder1D(nn.Module):
+
+class ConvolutionalAutoencoder1D(PaddedConv1dModel):
     kind = 'pixel'
 
     def __init__(self, src_channels=202):
@@ -31,26 +32,3 @@ class ConvolutionalAutoencoder1D(nn.Module):
             nn.Conv1d(32, 64, 11, padding='same'), nn.LeakyReLU(), nn.Upsample(scale_factor=2),
             nn.Conv1d(64, 1, 11, padding='same'), nn.Sigmoid(),
         )
-
-    # pixel interface: (N, 202) <-> (N, latent)
-    def encode_pixels(self, x):
-        x = f.pad(x, (self.pad, 0)).unsqueeze(1)
-        return self.encoder(x).squeeze(1)
-
-    def decode_pixels(self, y):
-        x = self.decoder(y.unsqueeze(1)).squeeze(1)
-        return x[:, self.pad:]
-
-    # image interface of the authors: (B, 202, H, W) <-> (B, latent, H, W)
-    def compress(self, x):
-        b, c, h, w = x.shape
-        y = self.encode_pixels(x.permute(0, 2, 3, 1).reshape(-1, c))
-        return y.reshape(b, h, w, -1).permute(0, 3, 1, 2)
-
-    def decompress(self, y):
-        b, c, h, w = y.shape
-        x = self.decode_pixels(y.permute(0, 2, 3, 1).reshape(-1, c))
-        return x.reshape(b, h, w, -1).permute(0, 3, 1, 2)
-
-    def forward(self, x):
-        return self.decompress(self.compress(x))

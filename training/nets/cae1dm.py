@@ -5,13 +5,12 @@ state_dict keys: encoder.0.<i>.0, encoder.1, encoder.3, decoder.0, decoder.2, de
 """
 import math
 
-import torch.nn.functional as f
 from torch import nn
 
-from .cae1d import ConvolutionalAutoencoder1D
+from .pixelwise import PaddedConv1dModel
 
 
-class ModifiedConvolutionalAutoencoder1D(nn.Module):
+class ModifiedConvolutionalAutoencoder1D(PaddedConv1dModel):
     kind = 'pixel'
 
     def __init__(self, src_channels=202, target_bpppc=4):
@@ -46,15 +45,3 @@ class ModifiedConvolutionalAutoencoder1D(nn.Module):
             nn.Conv1d(16, 32, 9, padding='same'), nn.LeakyReLU(), nn.Upsample(scale_factor=2),
             nn.Sequential(*dec_blocks),
         )
-
-    def encode_pixels(self, x):
-        x = f.pad(x, (self.pad, 0)).unsqueeze(1)
-        return self.encoder(x).squeeze(1)
-
-    def decode_pixels(self, y):
-        x = self.decoder(y.unsqueeze(1)).squeeze(1)
-        return x[:, self.pad:]
-
-    compress = ConvolutionalAutoencoder1D.compress
-    decompress = ConvolutionalAutoencoder1D.decompress
-    forward = ConvolutionalAutoencoder1D.forward

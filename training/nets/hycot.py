@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as f
 from torch import nn
 
+from .pixelwise import PixelwiseModel
+
 
 class Residual(nn.Module):
     def __init__(self, fn):
@@ -76,7 +78,7 @@ class Transformer(nn.Module):
         return x
 
 
-class HyperspectralCompressionTransformer(nn.Module):
+class HyperspectralCompressionTransformer(PixelwiseModel):
     kind = 'pixel'
 
     def __init__(self, src_channels=202, target_compression_ratio=4, patch_depth=4, hidden_dim=1024, dim=64,
@@ -110,16 +112,3 @@ class HyperspectralCompressionTransformer(nn.Module):
 
     def decode_pixels(self, y):
         return self.patch_deembed(y)
-
-    def compress(self, x):
-        b, c, h, w = x.shape
-        y = self.encode_pixels(x.permute(0, 2, 3, 1).reshape(-1, c))
-        return y.reshape(b, h, w, -1).permute(0, 3, 1, 2)
-
-    def decompress(self, y):
-        b, c, h, w = y.shape
-        x = self.decode_pixels(y.permute(0, 2, 3, 1).reshape(-1, c))
-        return x.reshape(b, h, w, -1).permute(0, 3, 1, 2)
-
-    def forward(self, x):
-        return self.decompress(self.compress(x))
