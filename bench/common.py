@@ -63,7 +63,7 @@ class Scene:
 def load_scene(path):
     with open_spectral(path) as raster:
         cube = raster.read_canonical(0, 0, raster.width, raster.height)
-        dead = raster.to_canonical(np.asarray(raster.dead_bands)[:, None])[:, 0].astype(bool)
+        dead = raster.canonical_dead_bands
         valid = valid_pixels(cube.astype(np.float32), raster.nodata, ~dead)
         nodata = raster.nodata
     return Scene(path, np.asarray(cube).astype(np.int16), valid, dead, nodata)

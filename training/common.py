@@ -44,7 +44,7 @@ def load_spectra(paths):
     for path in paths:
         with open_spectral(path) as raster:
             cube = raster.read_canonical(0, 0, raster.width, raster.height).astype(np.float32)
-            dead = raster.to_canonical(np.asarray(raster.dead_bands)[:, None])[:, 0].astype(bool)
+            dead = raster.canonical_dead_bands
             valid = valid_pixels(cube, raster.nodata, ~dead)
             view = raster.hyspecnet_view(0, 0, raster.width, raster.height)
             spectra.append(view[:, valid].T)

@@ -149,12 +149,12 @@ class TileCoder:
         symbols = np.rint(latent / self.steps).astype(np.int32)
         sections = [encode_predicted(symbols, self.transform.latent_mask(valid, core))]
         core_valid = valid[core]
-        original = dn[self.bands][:, core[0], core[1]][:, core_valid]
-        extra_symbols = np.rint(np.clip(original[len(self.coded):], -32767, 32767) / self.extra_step_dn)
-        extra_symbols = extra_symbols.astype(np.int32)
+        extra = dn[self.extra][:, core[0], core[1]][:, core_valid]
+        extra_symbols = np.rint(np.clip(extra, -32767, 32767) / self.extra_step_dn).astype(np.int32)
         if self.extra.size:
             sections.append(encode_predicted(extra_symbols, core_valid))
         if self.max_error is not None:
+            original = np.concatenate([dn[self.coded][:, core[0], core[1]][:, core_valid], extra])
             if not np.array_equal(original, np.rint(original)):
                 raise InputError('MAX_ERROR needs integer DN values, but this image holds fractional values')
             base = self._reconstruct(symbols, extra_symbols, valid, core)
@@ -285,10 +285,6 @@ def auto_quality(package, max_error):
     return int(best['level'])
 
 
-def _canonical_flags(raster, flags):
-    return raster.to_canonical(np.asarray(flags)[:, None])[:, 0].astype(bool)
-
-
 def compress(source, output, model='pca', quality=5, device='auto', threads=None, code_all_bands=False,
              progress=None, is_cancelled=None, tile_size=None, max_error=None):
     """Compress an EnMAP input to a .ehc file; returns CompressResult with the rate measured from the file.
@@ -303,7 +299,7 @@ def compress(source, output, model='pca', quality=5, device='auto', threads=None
     quality = _quality(auto_quality(package, max_error) if quality is None else quality)
     runner = OnnxRunner(package, device, threads)
     with _open_input(source) as raster:
-        dead = _canonical_flags(raster, raster.dead_bands)
+        dead = raster.canonical_dead_bands
         coded = model_band_indices(package)
         all_bands = code_all_bands or max_error == 0
         extra = np.array([i for i in range(raster.band_count) if i not in set(coded) and not dead[i]], int) \

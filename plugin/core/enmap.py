@@ -708,6 +708,11 @@ class SpectralRaster:
             dead = dead | self._xml_dead
         return dead.copy()
 
+    @property
+    def canonical_dead_bands(self):
+        """dead_bands in canonical (ascending-wavelength) order."""
+        return self.dead_bands[self.canonical_index]
+
     def check_not_empty(self):
         """Raise InputError when every pixel of every band is nodata (stops at the first valid pixel)."""
         has_valid = self._valid_cache if self._valid_cache is not None else self._scan_valid(stop_at_first=True)

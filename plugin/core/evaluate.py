@@ -59,7 +59,7 @@ def measure(original_path, reconstructed_path, error_path=None, progress=None, i
     keep = hyspecnet_keep_mask()
     accumulator = MetricsAccumulator()
     with open_spectral(original_path) as original, open_spectral(reconstructed_path) as reconstruction:
-        dead = original.to_canonical(np.asarray(original.dead_bands)[:, None])[:, 0].astype(bool)
+        dead = original.canonical_dead_bands
         evaluated = keep & ~dead
         tiles = tile_grid(original.width, original.height, tile_size)
         steps = Progress(len(tiles), progress, is_cancelled)

@@ -124,8 +124,8 @@ def report_data(original_path, reconstructed_path, progress=None, is_cancelled=N
     """Per-band RMSE (DN), a histogram of signed errors (DN) and sample spectra, read tile by tile."""
     keep = hyspecnet_keep_mask()
     with open_spectral(original_path) as original, open_spectral(reconstructed_path) as reconstruction:
-        dead = original.to_canonical(np.asarray(original.dead_bands)[:, None])[:, 0].astype(bool)
-        wavelengths = original.to_canonical(np.asarray(original.wavelengths)[:, None])[:, 0]
+        dead = original.canonical_dead_bands
+        wavelengths = np.asarray(original.wavelengths)[original.canonical_index]
         collector = _Collector(original, keep & ~dead)
         tiles = tile_grid(original.width, original.height, tile_size)
         steps = Progress(len(tiles), progress, is_cancelled)
