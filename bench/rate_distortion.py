@@ -84,12 +84,12 @@ def read_canonical(path):
 
 def datasets(names, synthetic_size, scratch):
     out = {}
-    tiles = potsdam_tiles(held_out=True)
     for name in names:
         if name == 'potsdam':
-            out[name] = tiles
+            out[name] = potsdam_tiles(held_out=True)
         elif name == 'mosaic':
-            out[name] = [common.write_mosaic(tiles, os.path.join(scratch, 'potsdam_heldout_mosaic.tif'))]
+            out[name] = [common.write_mosaic(potsdam_tiles(held_out=True),
+                                             os.path.join(scratch, 'potsdam_heldout_mosaic.tif'))]
         elif name == 'synthetic':
             out[name] = [common.synthetic_scene(synthetic_size, synthetic_size)]
         elif os.path.exists(name):
