@@ -20,11 +20,12 @@ from .container import EhcReader, EhcWriter
 from .enmap import open_spectral
 from .errors import EnmapCompressError, FormatError, InputError, ModelError, ModelNotFoundError, OutputError
 from .geotiff import BandInfo, GeoTiffWriter, RasterLayout, output_values
+from .latent import make_latent_coder
 from .metrics import rate_metrics
 from .outputs import atomic_output, check_writable
 from .prediction import decode_predicted, encode_predicted
 from .rasterheader import pack_raster, unpack_raster
-from .runtime import OnnxRunner, find_model, list_models
+from .runtime import OnnxRunner, default_model_id, find_model, list_models
 from .tiling import Progress, Tile, tile_grid
 from .transforms import make_transform
 
@@ -127,6 +128,7 @@ class TileCoder:
         self.step = float(levels[self.quality]['step'])
         scale = meta.get('channel_step_scale') or [1.0] * self.transform.channels
         self.steps = (self.step * np.asarray(scale, np.float32))[:, None]
+        self.latent_coder = make_latent_coder(meta, self.transform, self.step, self.steps)
         self.coded = model_band_indices(self.package)
         # lossless needs an exact layer for the extra bands; otherwise a coarse one plus the residual layer
         self.extra_step_dn = 1.0 if self.max_error == 0 else max(1.0, round(self.step * 1e4 * 2.0))
@@ -137,7 +139,7 @@ class TileCoder:
         return np.concatenate([self.coded, self.extra]).astype(int)
 
     def _reconstruct(self, symbols, extra_symbols, valid, core):
-        values = self.transform.decode(symbols.astype(np.float32) * self.steps, valid, core) * np.float32(1e4)
+        values = self.transform.decode(self.latent_coder.dequantise(symbols), valid, core) * np.float32(1e4)
         if self.extra.size:
             values = np.concatenate([values, extra_symbols.astype(np.float32) * np.float32(self.extra_step_dn)])
         return np.rint(values) if self.max_error is not None else values
@@ -146,8 +148,8 @@ class TileCoder:
         """dn: (224, window) float DN canonical; valid: window mask; core: slices of the tile in the window."""
         unit = np.clip(dn[self.coded], 0.0, 1e4) * np.float32(1e-4)
         latent = self.transform.encode(unit, valid, core)
-        symbols = np.rint(latent / self.steps).astype(np.int32)
-        sections = [encode_predicted(symbols, self.transform.latent_mask(valid, core))]
+        symbols, latent_bytes = self.latent_coder.encode(latent, valid, core)
+        sections = [latent_bytes]
         core_valid = valid[core]
         extra = dn[self.extra][:, core[0], core[1]][:, core_valid]
         extra_symbols = np.rint(np.clip(extra, -32767, 32767) / self.extra_step_dn).astype(np.int32)
@@ -169,7 +171,7 @@ class TileCoder:
 
     def decode(self, sections, valid, core):
         """Returns the restored DN (len(bands), valid pixels of the core)."""
-        symbols = decode_predicted(sections[0], self.transform.channels, self.transform.latent_mask(valid, core))
+        symbols = self.latent_coder.decode(sections[0], valid, core)
         pixels = int(valid[core].sum())
         extra_symbols = np.zeros((len(self.extra), pixels), np.int32)
         if self.extra.size:
@@ -285,17 +287,17 @@ def auto_quality(package, max_error):
     return int(best['level'])
 
 
-def compress(source, output, model='pca', quality=5, device='auto', threads=None, code_all_bands=False,
+def compress(source, output, model=None, quality=5, device='auto', threads=None, code_all_bands=False,
              progress=None, is_cancelled=None, tile_size=None, max_error=None):
     """Compress an EnMAP input to a .ehc file; returns CompressResult with the rate measured from the file.
 
     max_error (DN): guarantee |original - reconstruction| <= max_error on every valid sample of every coded band;
-    0 is lossless for all bands. quality None: chosen from max_error (auto_quality).
+    0 is lossless for all bands. quality None: chosen from max_error (auto_quality). model None: the default model.
     """
     started = time.perf_counter()
     _check_ehc_path(output)
     max_error = _max_error(max_error)
-    package = find_model(model)
+    package = find_model(model or default_model_id() or 'pca')
     quality = _quality(auto_quality(package, max_error) if quality is None else quality)
     runner = OnnxRunner(package, device, threads)
     with _open_input(source) as raster:

@@ -101,7 +101,7 @@ def _evaluation(metrics, packed, unpacked, model, compressed, reconstructed, err
         reconstructed=reconstructed, error=error or '', report=report or '', max_error=max_error)
 
 
-def evaluate(source, reconstructed, model='pca', quality=5, device='auto', threads=None, compressed=None,
+def evaluate(source, reconstructed, model=None, quality=5, device='auto', threads=None, compressed=None,
              error=None, report=None, progress=None, is_cancelled=None, tile_size=None, max_error=None):
     """Compress `source`, decompress it to `reconstructed`, and measure; returns an Evaluation."""
     for path in (reconstructed, error, report):

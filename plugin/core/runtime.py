@@ -20,6 +20,8 @@ METADATA_KEY = 'enmap_compress'
 DEVICES = ('auto', 'cpu', 'cuda')
 # Models listed first, in this order, in the MODEL enum; others follow alphabetically. Ids never change.
 PREFERRED_ORDER = ('pca', 'cae1d', 'sscnet', 'cae3d', 'hycot', 'rdnet')
+# The default compressor (dialog, algorithms, API) when installed: it beats PCA at equal real rate (docs/benchmarks.md).
+DEFAULT_MODEL = 'rdnet'
 
 
 def onnxruntime():
@@ -152,6 +154,12 @@ def find_model(model):
             return package
     installed = ', '.join(p.model_id for p in list_models()) or 'none'
     raise ModelNotFoundError(f'model "{model}" is not installed (installed: {installed})')
+
+
+def default_model_id():
+    """DEFAULT_MODEL when installed, else the first installed model (None when there is none)."""
+    ids = [p.model_id for p in list_models()]
+    return DEFAULT_MODEL if DEFAULT_MODEL in ids else (ids[0] if ids else None)
 
 
 def default_threads():

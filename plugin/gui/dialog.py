@@ -30,6 +30,7 @@ from qgis.PyQt.QtWidgets import (
 )
 
 from ..core import cards
+from ..core.runtime import default_model_id
 from ..paths import resource_path
 from . import dependencies, devices, estimate, results
 from .job import CompressJob, JobRequest
@@ -114,6 +115,7 @@ class CompressDialog(QDialog):
         self.model_combo = QComboBox()
         for info in self.models:
             self.model_combo.addItem(info.title, info.model_id)
+        self.model_combo.setCurrentIndex(max(0, self.model_combo.findData(default_model_id())))
         self.card_button = QPushButton('Model card…')
         self.card_button.setToolTip('The full model card: what the model is, its training data and validation.')
         row = QHBoxLayout()

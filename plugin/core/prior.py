@@ -1,0 +1,126 @@
+"""Entropy coding with a learned factorised prior: fixed tables, no per-tile statistics in the file.
+
+A model with `entropy_model.family == "laplace"` (rdnet) gives every latent group (channel x subband) a Laplace scale
+b, learned with the transform. At quantiser step s and dead zone d, symbol q has the probability of its interval:
+P(0) = 1 - e0 and P(+-q) = e0 (1 - r) r^(|q| - 1) / 2, with e0 = exp(-(1/2 + d) s / b) and r = exp(-s / b).
+Groups whose b / s is below `skip_below` carry no bits: they are zero on both sides.
+
+Determinism: encoder and decoder must build identical tables. The two exponentials are evaluated with IEEE-754
++, *, / only (`exp_neg`: halving, a short Taylor series, repeated squaring), the rest by sequential products as in
+entropy.py, and tables are scaled to integers before constriction quantises them, so every platform agrees.
+"""
+import struct
+import zlib
+
+import numpy as np
+
+from .entropy import _ans_coder, _ans_words, _cut_tail, _pop_indices, _push_stream, _Stream
+from .errors import FormatError
+
+MAGIC = b'EP'
+VERSION = 1
+_HEAD = struct.Struct('<2sBIII')  # magic, version, rows, ANS words, escaped values
+_CRC = struct.Struct('<I')
+MAX_HALF_WIDTH = 32767  # table covers -A..A; larger magnitudes are escaped and stored as raw int32
+TAIL_BITS = 12.0  # A is chosen so that P(|q| > A) is about exp(-TAIL_BITS)
+_FLOOR = 2.0 ** -40  # every in-range symbol stays codable
+
+
+def exp_neg(x):
+    """exp(-x) for x >= 0 with + * / only (identical on every IEEE-754 platform); relative error < 1e-12."""
+    x = float(x)
+    if x > 700.0:
+        return 0.0
+    halvings = 0
+    while x > 2.0 ** -10:
+        x *= 0.5
+        halvings += 1
+    term, total = 1.0, 1.0
+    for k in range(1, 7):
+        term = term * (-x) / k
+        total += term
+    for _ in range(halvings):
+        total *= total
+    return total
+
+
+class LaplaceTable:
+    """The table of one group at one step: symbols -A..A (index q + A) and an escape entry (index 2A + 1)."""
+
+    def __init__(self, beta, deadzone):
+        self.beta = float(beta)  # b / s: the scale in quantiser steps
+        half = int(min(MAX_HALF_WIDTH, max(1.0, np.ceil(TAIL_BITS * self.beta + 1.0))))
+        self.half = half
+        e0 = exp_neg((0.5 + deadzone) / self.beta)
+        ratio = exp_neg(1.0 / self.beta)
+        factors = np.full(half, ratio, np.float64)
+        factors[0] = 0.5 * e0 * (1.0 - ratio)
+        side = _cut_tail(np.cumprod(factors))
+        table = np.empty(2 * half + 2, np.float64)
+        table[half] = 1.0 - e0
+        table[half + 1:2 * half + 1] = side
+        table[:half] = side[::-1]
+        table[-1] = 2.0 ** -24  # escape
+        table = np.maximum(table, _FLOOR)
+        self.weights = np.floor(table * 2.0 ** 52 / table.max())  # integers: constriction sees exact values
+
+
+def encode_groups(rows, tables):
+    """rows: int32 arrays, one per coded group; tables: their LaplaceTables. Returns one self-checking stream."""
+    coder = _ans_coder()
+    escaped = []
+    for row, table in zip(reversed(rows), reversed(tables)):  # a stack: the first group pops first
+        index = np.asarray(row, np.int64) + table.half
+        outlier = (index < 0) | (index > 2 * table.half)
+        if outlier.any():
+            escaped.append(np.asarray(row)[outlier].astype('<i4'))
+            index[outlier] = 2 * table.half + 1
+        _push_stream(coder, _stream(index.astype(np.int32), table))
+    raw = b''.join(e.tobytes() for e in reversed(escaped))
+    words = _ans_words(coder)
+    body = _HEAD.pack(MAGIC, VERSION, len(rows), len(words) // 4, len(raw) // 4) + words + raw
+    return body + _CRC.pack(zlib.crc32(body))
+
+
+def _stream(index, table):
+    # one symbol per ANS step: joint (grouped) tables would multiply the tiny tail weights below the cut-off
+    return _Stream(table.weights, 1, index, index[:0])
+
+
+def decode_groups(data, tables, lengths):
+    """Inverse of encode_groups for groups of the given lengths; FormatError on any damage."""
+    buf = bytes(data)
+    if len(buf) < _HEAD.size + _CRC.size or buf[:2] != MAGIC:
+        raise FormatError('not a learned-prior latent stream (bad magic or too short)')
+    if _CRC.unpack_from(buf, len(buf) - 4)[0] != zlib.crc32(buf[:-4]):
+        raise FormatError('a learned-prior latent stream is corrupt (checksum mismatch)')
+    _magic, version, count, n_words, n_escaped = _HEAD.unpack_from(buf, 0)
+    if version != VERSION:
+        raise FormatError(f'learned-prior stream version {version} is not supported (expected {VERSION})')
+    if count != len(tables) or _HEAD.size + 4 * (n_words + n_escaped) + 4 != len(buf):
+        raise FormatError('a learned-prior latent stream does not match the model geometry')
+    words = np.frombuffer(buf, '<u4', n_words, _HEAD.size).astype(np.uint32)
+    escaped = np.frombuffer(buf, '<i4', n_escaped, _HEAD.size + 4 * n_words)
+    coder = _ans_coder(words) if n_words else None
+    rows, used = [], 0
+    try:
+        for table, length in zip(tables, lengths):
+            index = np.empty(int(length), np.int32)
+            if length:
+                if coder is None:
+                    raise FormatError('a learned-prior latent stream holds no coded data')
+                _pop_indices(coder, table.weights, 1, index)
+            values = index - np.int32(table.half)
+            outlier = np.flatnonzero(index == 2 * table.half + 1)
+            values[outlier] = escaped[used:used + outlier.size]
+            used += outlier.size
+            rows.append(values)
+    except FormatError:
+        raise
+    except BaseException as exc:  # constriction reports bad input as ValueError or a Rust panic
+        if not isinstance(exc, Exception) and type(exc).__name__ != 'PanicException':
+            raise
+        raise FormatError(f'a learned-prior latent stream is corrupt ({type(exc).__name__}: {exc})') from exc
+    if used != escaped.size or (coder is not None and not coder.is_empty()):
+        raise FormatError('a learned-prior latent stream is corrupt (data left over)')
+    return rows
