@@ -1,7 +1,7 @@
 """Write the rdnet model package (ONNX encoder/decoder with metadata, card) from a training run.
 
-The quantiser's dead zone, the decoder's reconstruction offset and the threshold below which a group is not coded
-are chosen on the training tiles (never the held-out ones) by the same rate + lambda * distortion criterion.
+Per quality level, the quantiser's dead zone and the threshold (scale / step) below which a latent channel is not
+coded are chosen on the training tiles (never the held-out ones) by the same rate + lambda * distortion criterion.
 The card's table is measured through the real codec on the held-out tiles.
 """
 import io
@@ -17,9 +17,8 @@ from training.measure import card_table, measure_package
 from training.train_rdnet import STEP_RANGE, lagrangian, load_cubes, load_net, quality_steps
 
 OPSET = 17
-DEADZONES = (0.0, 0.1, 0.15, 0.2, 0.25)
-OFFSETS = (0.0, 0.05, 0.1)
-SKIP_BELOW = (0.03, 0.06, 0.12)
+DEADZONES = (0.0, 0.05, 0.1, 0.15, 0.2)
+SKIP_BELOW = (0.1, 0.2, 0.3, 0.45, 0.6)
 
 
 class _Encoder(torch.nn.Module):
@@ -104,20 +103,19 @@ def rd_cost(net, cubes, step, deadzone, offset, skip_below, latent=None):
 
 
 def choose_quantiser(net, cubes, steps, log=print):
-    """The (dead zone, offset, skip threshold) with the lowest mean R + lambda D over the quality steps."""
+    """Per quality step, the (dead zone, skip threshold) with the lowest R + lambda D on the training tiles."""
     with torch.no_grad():
         latent = net.compress(torch.from_numpy(cubes))
-    best = None
-    for deadzone, offset, skip in itertools.product(DEADZONES, OFFSETS, SKIP_BELOW):
-        cost = 0.0
-        for step in steps:
-            bits, mse = rd_cost(net, cubes, step, deadzone, offset, skip, latent)
-            cost += bits + lagrangian(step) * mse
-        if best is None or cost < best[0]:
-            best = (cost, deadzone, offset, skip)
-    log(f'quantiser chosen on the training tiles: dead zone {best[1]}, reconstruction offset {best[2]}, '
-        f'skip below {best[3]}')
-    return best[1:]
+    chosen = []
+    for step in steps:
+        costs = []
+        for deadzone, skip in itertools.product(DEADZONES, SKIP_BELOW):
+            bits, mse = rd_cost(net, cubes, step, deadzone, 0.0, skip, latent)
+            costs.append((bits + lagrangian(step) * mse, deadzone, skip))
+        chosen.append(min(costs)[1:])
+    log('quantiser chosen on the training tiles (dead zone, skip below) per quality: ' + ', '.join(
+        f'q{i + 1} {d}/{k}' for i, (d, k) in enumerate(chosen)))
+    return chosen
 
 
 def cached_quantiser(run_dir, trained_steps, choose):
@@ -126,25 +124,26 @@ def cached_quantiser(run_dir, trained_steps, choose):
     if os.path.isfile(path):
         with open(path, encoding='utf-8') as handle:
             saved = json.load(handle)
-        if saved.get('steps') == trained_steps:
-            return tuple(saved['quantiser'])
-    quantiser = tuple(choose())
+        if saved.get('steps') == trained_steps and saved.get('per_level'):
+            return [tuple(q) for q in saved['per_level']]
+    chosen = [tuple(q) for q in choose()]
     with open(path, 'w', encoding='utf-8') as handle:
-        json.dump({'steps': trained_steps, 'quantiser': list(quantiser)}, handle)
-    return quantiser
+        json.dump({'steps': trained_steps, 'per_level': [list(q) for q in chosen]}, handle)
+    return chosen
 
 
 def package_meta(net, steps, quantiser, training):
-    deadzone, offset, skip = quantiser
+    """quantiser: one (dead zone, skip threshold) per step."""
     return {
         'id': 'rdnet', 'name': 'rdnet: learned spatio-spectral transform coder', 'kind': 'spatial',
         'band_set': 'hyspecnet202', 'input_bands': 202, 'latent_channels': int(np.prod(net.latent_dims)),
         'latent_dims': [int(np.prod(net.latent_dims))], 'spatial_factor': int(net.spatial_factor),
         'tile_size': 256, 'tile_overlap': 0,
         'normalisation': {'clip_dn': [0, 10000], 'scale': 1e-4},
-        'quality_levels': [{'level': i + 1, 'step': float(s)} for i, s in enumerate(steps)],
-        'entropy_model': {'family': 'laplace', 'deadzone': deadzone, 'reconstruction_offset': offset,
-                          'skip_below': skip, 'scales': [float(f'{v:.6g}') for v in net.scales().detach().tolist()]},
+        'quality_levels': [{'level': i + 1, 'step': float(s), 'deadzone': float(q[0]), 'skip_below': float(q[1])}
+                           for i, (s, q) in enumerate(zip(steps, quantiser))],
+        'entropy_model': {'family': 'laplace', 'reconstruction_offset': 0.0,
+                          'scales': [float(f'{v:.6g}') for v in net.scales().detach().tolist()]},
         'architecture': 'RDNet', 'training': training, 'format_version': 1,
     }
 
@@ -167,7 +166,8 @@ def package(run_dir, out, log=print):
     card = CARD.format(tiles=', '.join(training['tiles']), held_out=', '.join(HELD_OUT_TILES),
                        steps=trained_steps, step_range=f'{STEP_RANGE[0]} to {STEP_RANGE[1]}',
                        lam_range=f'{lagrangian(STEP_RANGE[0]):.0f} to {lagrangian(STEP_RANGE[1]):.3g}',
-                       deadzone=quantiser[0], offset=quantiser[1], skip=quantiser[2], channels=net.latent_channels,
+                       quantiser=', '.join(f'q{i + 1} {d}/{k}' for i, (d, k) in enumerate(quantiser)),
+                       channels=net.latent_channels,
                        table=card_table(rows),
                        params=sum(p.numel() for p in net.parameters()))
     with open(os.path.join(out, 'card.md'), 'w', encoding='utf-8') as handle:
@@ -192,8 +192,8 @@ training/train_rdnet.py RUN_DIR --package models/rdnet`. Data: the real EnMAP L2
 2022-07-24) {tiles}, with random flips and 90 degree rotations. Quantisation: additive uniform noise of one step,
 the step drawn log-uniformly from {step_range} ([0, 1] reflectance units) with lambda = 6 / (ln 2 step^2)
 ({lam_range}): one variable-rate model serves all ten quality levels (the level sets the step). Chosen on the
-training tiles afterwards: dead zone {deadzone} step, reconstruction offset {offset} step, groups with scale / step
-below {skip} are not coded.
+training tiles afterwards, per quality level (dead zone in steps / channels with scale / step below this are not
+coded): {quantiser}.
 
 **Validation.** Held-out real tiles never used for training or for any choice: {held_out}. Measured through the real
 pipeline: rate from the bytes of the `.ehc` file (bpppb = file bits / (valid pixels x 202), 32 x 32 pixel files

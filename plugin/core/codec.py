@@ -128,7 +128,7 @@ class TileCoder:
         self.step = float(levels[self.quality]['step'])
         scale = meta.get('channel_step_scale') or [1.0] * self.transform.channels
         self.steps = (self.step * np.asarray(scale, np.float32))[:, None]
-        self.latent_coder = make_latent_coder(meta, self.transform, self.step, self.steps)
+        self.latent_coder = make_latent_coder(meta, self.transform, levels[self.quality], self.steps)
         self.coded = model_band_indices(self.package)
         # lossless needs an exact layer for the extra bands; otherwise a coarse one plus the residual layer
         self.extra_step_dn = 1.0 if self.max_error == 0 else max(1.0, round(self.step * 1e4 * 2.0))
@@ -353,10 +353,14 @@ def _core(tile, window):
 
 
 def _find_package(codec_info):
+    path = codec_info.get('model_path')
+    if path and os.path.isdir(path):  # a custom package (its id may equal a bundled one's): the one that made the file
+        custom = find_model(path)
+        if custom.decoder_sha256() == codec_info['model_sha256']:
+            return custom
     try:
         return find_model(codec_info['model_id'])
     except ModelNotFoundError:
-        path = codec_info.get('model_path')
         if path and os.path.isdir(path):
             return find_model(path)
         raise ModelNotFoundError(f'this file needs the model "{codec_info["model_id"]}", which is not installed '

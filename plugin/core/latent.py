@@ -30,18 +30,20 @@ class AdaptiveLatentCoder:
 class PriorLatentCoder:
     """Rows of the latent (channels, samples) coded with fixed tables from the model's per-channel Laplace scales."""
 
-    def __init__(self, transform, step, model):
+    def __init__(self, transform, level, model):
+        """level: the quality level's metadata (step, and optionally its own deadzone / skip_below)."""
         if model.get('family') != 'laplace':
             raise ModelError(f'entropy model family "{model.get("family")}" is not supported by this version')
         self.transform = transform
-        self.step = float(step)
-        self.deadzone = float(model.get('deadzone', 0.0))
+        self.step = float(level['step'])
+        self.deadzone = float(level.get('deadzone', model.get('deadzone', 0.0)))
         self.offset = float(model.get('reconstruction_offset', 0.0))
+        skip_below = float(level.get('skip_below', model.get('skip_below', 0.0)))
         scales = np.asarray(model['scales'], np.float64)
         if scales.shape != (transform.channels,):
             raise ModelError('the entropy model needs one scale per latent channel')
         betas = scales / self.step
-        self.coded = np.flatnonzero(betas >= float(model.get('skip_below', 0.0)))  # the others are always 0
+        self.coded = np.flatnonzero(betas >= skip_below)  # the others are always 0
         self.tables = [LaplaceTable(b, self.deadzone) for b in betas[self.coded]]
 
     def encode(self, latent, valid, core):
@@ -76,8 +78,9 @@ class PriorLatentCoder:
         return latent
 
 
-def make_latent_coder(meta, transform, step, steps):
+def make_latent_coder(meta, transform, level, steps):
+    """level: the quality level's metadata; steps: (channels, 1) steps of the adaptive coder."""
     model = meta.get('entropy_model')
     if model is None:
         return AdaptiveLatentCoder(transform, steps)
-    return PriorLatentCoder(transform, step, model)
+    return PriorLatentCoder(transform, level, model)

@@ -169,3 +169,35 @@ def test_potsdam_tiles_round_trip_above_the_anchor(potsdam_tile_paths, tmp_path)
         result = evaluate(path, str(tmp_path / 'rec.tif'), 'pca', 6, 'cpu', compressed=str(tmp_path / 'p.ehc'))
         assert result.psnr > 55.5 and result.bpppb < 0.45, (path, result.psnr, result.bpppb)
         assert result.bpppb == pytest.approx(os.path.getsize(tmp_path / 'p.ehc') * 8 / (result.valid_pixels * 202))
+
+
+def test_default_model_is_rdnet_and_it_round_trips_partial_and_empty_tiles(scene, tmp_path):
+    """rdnet (a spatial model with a learned prior): edge tiles padded to its block size, a tile with no valid pixel
+    (an empty latent section), nodata restored, quality levels monotonic."""
+    from enmap_compress.plugin.core.runtime import default_model_id, find_model
+
+    if default_model_id() != 'rdnet':
+        pytest.skip('rdnet is not installed')
+    assert find_model('rdnet').meta['entropy_model']['family'] == 'laplace'
+    holey = str(tmp_path / 'holey.tif')
+    gdal.Translate(holey, scene)
+    ds = gdal.Open(holey, gdal.GA_Update)
+    for index in range(1, 225):
+        band = ds.GetRasterBand(index)
+        data = band.ReadAsArray()
+        data[16:32, 16:32] = -32768  # one whole 16 x 16 tile without a valid pixel
+        band.WriteArray(data)
+    ds = None
+    rates, psnrs = [], []
+    for level in (2, 6, 10):
+        ehc, rec = str(tmp_path / f'r{level}.ehc'), str(tmp_path / f'r{level}.tif')
+        result = compress(holey, ehc, None, level, 'cpu', tile_size=16)
+        with EhcReader(ehc) as reader:
+            assert reader.header['codec']['model_id'] == 'rdnet'
+        decompress(ehc, rec, 'cpu')
+        restored = gdal.Open(rec).ReadAsArray()
+        assert (restored[:, 16:32, 16:32] == -32768).all()
+        rates.append(result.bpppb)
+        psnrs.append(measure(holey, rec)['psnr'])
+    assert rates == sorted(rates) and psnrs == sorted(psnrs), (rates, psnrs)
+    assert psnrs[-1] > 45

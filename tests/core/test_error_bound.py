@@ -115,3 +115,22 @@ def test_report_and_error_layer_state_the_bound(awkward_scene, tmp_path):
     meta = gdal.Open(str(tmp_path / 'e.tif')).GetMetadata()
     assert meta['max_error_bound_dn'] == '9'
     assert float(meta['achieved_max_abs_error_dn']) == result.max_abs_error_dn <= 9
+
+
+def test_error_bound_and_lossless_hold_with_the_learned_prior_model(awkward_scene, tmp_path):
+    from enmap_compress.plugin.core.runtime import list_models
+
+    if 'rdnet' not in [p.model_id for p in list_models()]:
+        pytest.skip('rdnet is not installed')
+    for bound in (0, 10):
+        ehc, rec = str(tmp_path / f'rd{bound}.ehc'), str(tmp_path / f'rd{bound}.tif')
+        compress(awkward_scene, ehc, 'rdnet', None, 'cpu', max_error=bound, tile_size=16)
+        decompress(ehc, rec, 'cpu')
+        a, b = _read(awkward_scene), _read(rec)
+        valid = ~(a == -32768).all(axis=0)
+        if bound == 0:
+            assert np.array_equal(a, b)
+        else:
+            coded = np.setdiff1d(np.arange(224), DROPPED)
+            live = coded[~(a[coded] == -32768).all(axis=(1, 2))]
+            assert np.abs(a[live][:, valid] - b[live][:, valid]).max() <= bound

@@ -90,10 +90,9 @@ def test_training_rate_estimate_matches_the_codecs_bytes(step):
     with torch.no_grad():  # a prior that fits the data, as after training (a mismatched one escapes a lot)
         y = net.compress(torch.from_numpy(x))
         net.log_scales.copy_(torch.log(y.abs().mean(dim=(0, 2, 3)).clamp(min=1e-6)))
-    quantiser = (0.1, 0.05, 0.05)
-    bits, _mse = rd_cost(net, x, step, *quantiser)
-    meta = package_meta(net, [step], quantiser, {})
-    coder = core_latent.PriorLatentCoder(_Transform(24 * 64, 64), step, meta['entropy_model'])
+    bits, _mse = rd_cost(net, x, step, 0.1, 0.0, 0.05)
+    meta = package_meta(net, [step], [(0.1, 0.05)], {})
+    coder = core_latent.PriorLatentCoder(_Transform(24 * 64, 64), meta['quality_levels'][0], meta['entropy_model'])
     symbols, data = coder.encode(y[0].reshape(24 * 64, -1).numpy(), None, None)
     coded_bits = 8 * len(data) / x.size
     assert coded_bits == pytest.approx(bits, rel=0.02, abs=64 / x.size)
