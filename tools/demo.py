@@ -41,14 +41,15 @@ def main():
     ehc, rec = os.path.join(OUT, 'sample.ehc'), os.path.join(OUT, 'sample_reconstructed.tif')
     rec_eval, error = os.path.join(OUT, 'evaluate_reconstructed.tif'), os.path.join(OUT, 'evaluate_error.tif')
     report = os.path.join(OUT, 'evaluate_report.html')
-    print('2. qgis_process: compress the product ZIP in place, decompress, evaluate (model pca, quality 8),\n'
+    print('2. qgis_process: compress the product ZIP in place, decompress, evaluate (the default\n'
+          '   model, rdnet when installed, quality 8),\n'
           '   and evaluate with a guaranteed maximum error of 10 DN')
-    packed = run(['enmapcompress:compress', f'INPUT={zip_path}', 'MODEL=0', 'QUALITY=8', 'DEVICE=1',
+    packed = run(['enmapcompress:compress', f'INPUT={zip_path}', 'QUALITY=8', 'DEVICE=1',
                   f'OUTPUT={ehc}'], home)
     run(['enmapcompress:decompress', f'INPUT={ehc}', 'DEVICE=1', f'OUTPUT={rec}'], home)
-    metrics = run(['enmapcompress:evaluate', f'INPUT={zip_path}', 'MODEL=0', 'QUALITY=8', 'DEVICE=1',
+    metrics = run(['enmapcompress:evaluate', f'INPUT={zip_path}', 'QUALITY=8', 'DEVICE=1',
                    f'RECONSTRUCTED={rec_eval}', f'ERROR={error}', f'REPORT={report}'], home)
-    bounded = run(['enmapcompress:evaluate', f'INPUT={zip_path}', 'MODEL=0', 'DEVICE=1', 'MAX_ERROR=10',
+    bounded = run(['enmapcompress:evaluate', f'INPUT={zip_path}', 'DEVICE=1', 'MAX_ERROR=10',
                    f'RECONSTRUCTED={os.path.join(OUT, "bounded_reconstructed.tif")}',
                    f'ERROR={os.path.join(OUT, "bounded_error.tif")}'], home)
     print('\nResults (rate measured from the bytes on disk):')

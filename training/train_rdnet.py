@@ -93,16 +93,25 @@ def psnr_at(rows, rates):
     return [float(np.interp(np.log(r), log_rate[order], np.array([p for _, _, p in rows])[order])) for r in rates]
 
 
+def initial_net(train_cubes, channels=202, device='cpu'):
+    """The untrained start: PCA basis and mean of the training tiles, Haar blocks, prior fitted to that latent."""
+    mean, basis, _ = fit_pca(train_cubes.transpose(0, 2, 3, 1).reshape(-1, 202))
+    net = RDNet(202, channels, basis=basis, mean=mean).to(device)
+    with torch.no_grad():
+        y = net.compress(torch.from_numpy(train_cubes).to(device))
+        net.log_scales.copy_(torch.log(y.abs().mean(dim=(0, 2, 3)).clamp(min=1e-6)))
+    return net
+
+
 def train(run_dir, steps=3000, lr=2e-4, seed=10587, threads=2, channels=202, batch=9, log_every=250, log=print,
           cubes=None):
     """cubes: optional (train, validation) arrays (N, 202, H, W) instead of the Potsdam tiles (tests)."""
     torch.set_num_threads(threads)
     os.makedirs(run_dir, exist_ok=True)
     train_cubes, val_cubes = cubes if cubes is not None else (load_cubes(False)[0], load_cubes(True)[0])
-    mean, basis, _ = fit_pca(train_cubes.transpose(0, 2, 3, 1).reshape(-1, 202))
     torch.manual_seed(seed)
     device = 'cuda' if torch.cuda.is_available() else 'cpu'
-    net = RDNet(202, channels, basis=basis, mean=mean).to(device)
+    net = initial_net(train_cubes, channels, device)
     spectral = [net.mean, net.analysis_matrix, net.synthesis_matrix]
     others = [p for p in net.parameters() if all(p is not q for q in spectral)]
     optimizer = torch.optim.Adam([{'params': spectral, 'lr': lr * 0.05}, {'params': others, 'lr': lr}])
@@ -114,10 +123,6 @@ def train(run_dir, steps=3000, lr=2e-4, seed=10587, threads=2, channels=202, bat
         optimizer.load_state_dict(state['optimizer'])
         done = int(state['step'])
         log(f'resumed from step {done}')
-    else:
-        with torch.no_grad():  # start the prior at the initial transform's statistics
-            y = net.compress(torch.from_numpy(train_cubes).to(device))
-            net.log_scales.copy_(torch.log(y.abs().mean(dim=(0, 2, 3)).clamp(min=1e-6)))
     log_path = os.path.join(run_dir, 'log.csv')
     lo, hi = math.log(STEP_RANGE[1]), math.log(STEP_RANGE[0])
     val_steps = quality_steps()
@@ -142,7 +147,7 @@ def train(run_dir, steps=3000, lr=2e-4, seed=10587, threads=2, channels=202, bat
         if done % log_every == 0 or done == steps:
             curve = psnr_at(validate(net, val_cubes, val_steps), val_rates)
             torch.save({'model': net.state_dict(), 'optimizer': optimizer.state_dict(), 'step': done,
-                        'config': {'channels': channels}}, checkpoint)
+                        'config': {'channels': channels, 'tied': net.tied}}, checkpoint)
             new = not os.path.exists(log_path)
             with open(log_path, 'a', newline='') as handle:
                 writer = csv.writer(handle)
@@ -156,11 +161,13 @@ def train(run_dir, steps=3000, lr=2e-4, seed=10587, threads=2, channels=202, bat
 
 
 def load_net(run_dir):
+    """(net, trained steps, trained with the tied inverse synthesis); the net always synthesises with the exact
+    inverse of its analysis (a checkpoint trained with a free synthesis keeps that synthesis unused)."""
     state = torch.load(os.path.join(run_dir, 'last.pt'), map_location='cpu', weights_only=True)
     config = {**DEFAULTS, **state.get('config', {})}
     net = RDNet(202, config['channels'])
     net.load_state_dict(state['model'])
-    return net.eval(), int(state['step'])
+    return net.eval(), int(state['step']), bool(config.get('tied', False))
 
 
 def main():

@@ -4,11 +4,13 @@ AdaptiveLatentCoder (PCA and the seed models): uniform rounding, per-channel spa
 statistics (entropy.py). PriorLatentCoder (rdnet): dead-zone rounding and fixed tables from the model's learned
 Laplace prior per latent channel (prior.py), so a tile carries no statistics at all.
 """
+import functools
+
 import numpy as np
 
 from .errors import FormatError, ModelError
 from .prediction import decode_predicted, encode_predicted
-from .prior import LaplaceTable, decode_groups, encode_groups
+from .prior import BYTE_TABLE, FLAG_TABLE, LaplaceTable, byte_scale, decode_groups, encode_groups
 
 
 class AdaptiveLatentCoder:
@@ -27,8 +29,28 @@ class AdaptiveLatentCoder:
         return symbols.astype(np.float32) * self.steps
 
 
+@functools.lru_cache(maxsize=512)
+def _own_table(code, deadzone):
+    return LaplaceTable(byte_scale(code), deadzone)
+
+
+def laplace_bits(zeros, nonzeros, excess, beta, deadzone):
+    """Estimated bits of rows under a dead-zone Laplace of scale beta (steps): zeros, nonzeros and the sum of
+    (|q| - 1) over the nonzeros per row (encoder-side choice only; the decoder never evaluates it)."""
+    beta = np.maximum(beta, 1e-3)
+    e0 = np.exp(-(0.5 + deadzone) / beta)
+    ratio = np.exp(-1.0 / beta)
+    return -(zeros * np.log2(np.maximum(1.0 - e0, 1e-300)) + nonzeros * np.log2(np.maximum(
+        0.5 * e0 * (1.0 - ratio), 1e-300)) + excess * np.log2(np.maximum(ratio, 1e-300)))
+
+
 class PriorLatentCoder:
-    """Rows of the latent (channels, samples) coded with fixed tables from the model's per-channel Laplace scales."""
+    """Rows of the latent (channels, samples) coded with fixed tables from the model's per-channel Laplace scales.
+
+    Robustness on data unlike the training tiles: the encoder may give any row its own scale (a flag per row, rare
+    and nearly free, plus one byte), when that is cheaper than the prior for a coded row, or, for a row the prior
+    would not code, when coding it lowers rate + lambda * distortion (lambda = 6 / (ln 2 step^2)).
+    """
 
     def __init__(self, transform, level, model):
         """level: the quality level's metadata (step, and optionally its own deadzone / skip_below)."""
@@ -42,19 +64,56 @@ class PriorLatentCoder:
         scales = np.asarray(model['scales'], np.float64)
         if scales.shape != (transform.channels,):
             raise ModelError('the entropy model needs one scale per latent channel')
-        betas = scales / self.step
-        self.coded = np.flatnonzero(betas >= skip_below)  # the others are always 0
-        self.tables = [LaplaceTable(b, self.deadzone) for b in betas[self.coded]]
+        self.betas = scales / self.step
+        self.is_coded = self.betas >= skip_below  # by the prior; an override can code any row
+        self.tables = [LaplaceTable(b, self.deadzone) if c else None for b, c in zip(self.betas, self.is_coded)]
+
+    def _quantise(self, scaled):
+        return np.copysign(np.floor(np.abs(scaled) + np.float32(0.5 - self.deadzone)), scaled).astype(np.int32)
+
+    def _overrides(self, scaled, symbols):
+        """(override mask, own scale codes) per row, chosen by estimated rate (+ lambda * distortion)."""
+        size = np.abs(symbols)
+        nonzeros = np.count_nonzero(size, axis=1).astype(np.float64)
+        total = size.sum(axis=1, dtype=np.float64)
+        zeros, excess = size.shape[1] - nonzeros, total - nonzeros
+        own = np.clip(np.rint(4.0 * np.log2(np.maximum(total / size.shape[1], 2.0 ** -30))), -128, 127)
+        own_bits = laplace_bits(zeros, nonzeros, excess, np.exp2(own / 4.0), self.deadzone) + 8.0 + 10.0
+        prior_bits = laplace_bits(zeros, nonzeros, excess, self.betas, self.deadzone)
+        gain = np.zeros(len(size))
+        skipped = np.flatnonzero(~self.is_coded & (nonzeros > 0))
+        if skipped.size:
+            x = scaled[skipped].astype(np.float64)
+            gain[skipped] = 6.0 / np.log(2.0) * (x * x - (x - symbols[skipped]) ** 2).sum(axis=1)
+        override = np.where(self.is_coded, own_bits < prior_bits, (nonzeros > 0) & (own_bits < gain))
+        return override, own.astype(np.int32)
 
     def encode(self, latent, valid, core):
-        """Dead-zone quantisation of the coded channels (the others stay 0), then one learned-prior stream."""
-        symbols = np.zeros(latent.shape, np.int32)
+        """Dead-zone quantisation; rows the prior skips and no override codes stay 0; one learned-prior stream."""
         if not latent.shape[1]:
-            return symbols, b''
-        scaled = latent[self.coded] * np.float32(1.0 / self.step)
-        coded = np.copysign(np.floor(np.abs(scaled) + np.float32(0.5 - self.deadzone)), scaled).astype(np.int32)
-        symbols[self.coded] = coded
-        return symbols, encode_groups(list(coded), self.tables)
+            return np.zeros(latent.shape, np.int32), b''
+        scaled = latent * np.float32(1.0 / self.step)
+        symbols = self._quantise(scaled)
+        override, own = self._overrides(scaled, symbols)
+        symbols[~self.is_coded & ~override] = 0
+        flags = override.astype(np.int32)
+        codes = own[override]
+        rows = [flags, codes] + [symbols[c] for c in np.flatnonzero(self.is_coded & ~override)]
+        rows += [symbols[c] for c in np.flatnonzero(override)]
+        tables = [FLAG_TABLE, BYTE_TABLE] + [self.tables[c] for c in np.flatnonzero(self.is_coded & ~override)]
+        tables += [_own_table(int(code), self.deadzone) for code in codes]
+        return symbols, encode_groups(rows, tables)
+
+    def _plan(self, samples):
+        def plan(rows):
+            yield FLAG_TABLE, self.transform.channels
+            override = rows[0].astype(bool)
+            yield BYTE_TABLE, int(override.sum())
+            for c in np.flatnonzero(self.is_coded & ~override):
+                yield self.tables[c], samples
+            for code in rows[1]:
+                yield _own_table(int(code), self.deadzone), samples
+        return plan
 
     def decode(self, data, valid, core):
         samples = int(self.transform.latent_mask(valid, core).sum())
@@ -63,19 +122,20 @@ class PriorLatentCoder:
             if data:
                 raise FormatError('a tile without valid pixels carries latent data')
             return symbols
-        rows = decode_groups(data, self.tables, [samples] * len(self.tables))
-        if rows:
-            symbols[self.coded] = np.stack(rows)
+        rows = decode_groups(data, self._plan(samples))
+        override = rows[0].astype(bool)
+        if rows[0].size != self.transform.channels or (rows[0] & ~1).any():
+            raise FormatError('a learned-prior latent stream has invalid row flags')
+        channels = np.concatenate([np.flatnonzero(self.is_coded & ~override), np.flatnonzero(override)])
+        if channels.size:
+            symbols[channels] = np.stack(rows[2:])
         return symbols
 
     def dequantise(self, symbols):
-        """Only the coded channels can be non-zero: the others are never touched (most of them at low quality)."""
-        latent = np.zeros(symbols.shape, np.float32)
-        rows = symbols[self.coded].astype(np.float32)
+        latent = symbols.astype(np.float32)
         if self.offset:
-            rows = np.copysign(np.maximum(np.abs(rows) - np.float32(self.offset), 0.0), rows)
-        latent[self.coded] = rows * np.float32(self.step)
-        return latent
+            latent = np.copysign(np.maximum(np.abs(latent) - np.float32(self.offset), 0.0), latent)
+        return latent * np.float32(self.step)
 
 
 def make_latent_coder(meta, transform, level, steps):

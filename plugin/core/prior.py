@@ -65,6 +65,26 @@ class LaplaceTable:
         self.weights = np.floor(table * 2.0 ** 52 / table.max())  # integers: constriction sees exact values
 
 
+class FixedTable:
+    """A table over symbols -half..half (index q + half) plus an escape entry, from explicit integer weights."""
+
+    def __init__(self, weights):
+        self.weights = np.asarray(weights, np.float64)
+        self.half = (self.weights.size - 2) // 2
+
+
+# per-row override flags (0: the model's prior, 1: the row's own scale), rare by design
+FLAG_TABLE = FixedTable([1.0, 1023.0 * 2.0 ** 20, 2.0 ** 20, 1.0])
+# the own scale of an overriding row: a byte b in -128..127, beta = 2 ** (b / 4)
+BYTE_TABLE = FixedTable([1.0] * 255 + [1e-6])
+
+
+def byte_scale(code):
+    """beta of an override scale code (-128..127): 2 ** (code / 4), by exact powers of two and of 2 ** (1/4)."""
+    quarter = (1.0, 1.189207115002721, 1.4142135623730951, 1.6817928305074292)
+    return float(np.ldexp(quarter[int(code) % 4], int(code) // 4))
+
+
 def encode_groups(rows, tables):
     """rows: int32 arrays, one per coded group; tables: their LaplaceTables. Returns one self-checking stream."""
     coder = _ans_coder()
@@ -87,8 +107,10 @@ def _stream(index, table):
     return _Stream(table.weights, 1, index, index[:0])
 
 
-def decode_groups(data, tables, lengths):
-    """Inverse of encode_groups for groups of the given lengths; FormatError on any damage."""
+def decode_groups(data, tables, lengths=None):
+    """Inverse of encode_groups. tables and lengths: the groups' tables and lengths; or `tables` is a callable
+    plan(rows) returning an iterator of (table, length) that may look at the rows decoded so far (filled in as it
+    goes), for streams whose later tables depend on earlier symbols. FormatError on any damage."""
     buf = bytes(data)
     if len(buf) < _HEAD.size + _CRC.size or buf[:2] != MAGIC:
         raise FormatError('not a learned-prior latent stream (bad magic or too short)')
@@ -97,14 +119,16 @@ def decode_groups(data, tables, lengths):
     _magic, version, count, n_words, n_escaped = _HEAD.unpack_from(buf, 0)
     if version != VERSION:
         raise FormatError(f'learned-prior stream version {version} is not supported (expected {VERSION})')
-    if count != len(tables) or _HEAD.size + 4 * (n_words + n_escaped) + 4 != len(buf):
+    rows = []
+    plan = tables(rows) if callable(tables) else zip(tables, lengths)
+    if (not callable(tables) and count != len(tables)) or _HEAD.size + 4 * (n_words + n_escaped) + 4 != len(buf):
         raise FormatError('a learned-prior latent stream does not match the model geometry')
     words = np.frombuffer(buf, '<u4', n_words, _HEAD.size).astype(np.uint32)
     escaped = np.frombuffer(buf, '<i4', n_escaped, _HEAD.size + 4 * n_words)
     coder = _ans_coder(words) if n_words else None
-    rows, used = [], 0
+    used = 0
     try:
-        for table, length in zip(tables, lengths):
+        for table, length in plan:
             index = np.empty(int(length), np.int32)
             if length:
                 if coder is None:
@@ -121,6 +145,6 @@ def decode_groups(data, tables, lengths):
         if not isinstance(exc, Exception) and type(exc).__name__ != 'PanicException':
             raise
         raise FormatError(f'a learned-prior latent stream is corrupt ({type(exc).__name__}: {exc})') from exc
-    if used != escaped.size or (coder is not None and not coder.is_empty()):
+    if len(rows) != count or used != escaped.size or (coder is not None and not coder.is_empty()):
         raise FormatError('a learned-prior latent stream is corrupt (data left over)')
     return rows

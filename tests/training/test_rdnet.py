@@ -69,7 +69,7 @@ def test_training_runs_logs_and_resumes(tmp_path):
     train(run, steps=4, batch=2, threads=1, channels=16, log_every=2, log=messages.append, cubes=cubes)
     assert messages[0] == 'resumed from step 2'
     state = torch.load(os.path.join(run, 'last.pt'), weights_only=True)
-    assert state['step'] == 4 and state['config'] == {'channels': 16}
+    assert state['step'] == 4 and state['config'] == {'channels': 16, 'tied': True}
     with open(os.path.join(run, 'log.csv'), newline='') as handle:
         assert [r['step'] for r in csv.DictReader(handle)] == ['2', '4']
 

@@ -3,7 +3,9 @@
 Analysis: a learned spectral matrix (202 -> K channels, initialised with the PCA basis of the training tiles), then a
 learned 8 x 8 block transform applied to every channel (64 filters of 8 x 8, stride 8, shared by all channels,
 initialised as the three-level Haar wavelet transform of the block: LL, then the coarse to fine detail bands).
-Synthesis: the transposed block transform and a learned spectral matrix, both free to differ from the analysis.
+Synthesis: by default (tied) the exact inverse of the analysis, so that a fine step reconstructs any input
+(a freely learned synthesis, tied=False, capped the reconstruction at ~70 dB on held-out EnMAP tiles and ~59 dB
+on unlike data, for about 0.1 dB at low rates).
 The latent has K x 64 channels at 1/8 of the resolution: exactly the `spatial` model interface of the codec.
 Entropy model: a factorised zero-mean Laplace prior with one learned scale per latent channel; the codec builds fixed
 tables from it for each quantiser step, so a file carries no per-tile statistics.
@@ -48,8 +50,9 @@ def haar_block_basis(block=BLOCK):
 class RDNet(nn.Module):
     kind = 'spatial'
 
-    def __init__(self, src_channels=202, latent_channels=202, block=BLOCK, basis=None, mean=None):
+    def __init__(self, src_channels=202, latent_channels=202, block=BLOCK, basis=None, mean=None, tied=True):
         super().__init__()
+        self.tied = tied
         self.src_channels, self.latent_channels, self.block = src_channels, latent_channels, block
         self.spatial_factor = block
         self.latent_dims = [latent_channels, block * block]
@@ -74,6 +77,11 @@ class RDNet(nn.Module):
                 'block': self.grouped(self.analysis_block)}
 
     def synthesis_weights(self):
+        if self.tied:  # the exact inverse of the analysis (pseudo-inverse when K < 202)
+            matrix = torch.linalg.pinv(self.analysis_matrix)
+            block = torch.linalg.inv(self.analysis_block.reshape(self.block ** 2, -1)).T
+            return {'matrix': matrix[:, :, None, None], 'bias': self.mean,
+                    'block': self.grouped(block.reshape(self.analysis_block.shape))}
         return {'matrix': self.synthesis_matrix[:, :, None, None], 'bias': self.mean,
                 'block': self.grouped(self.synthesis_block)}
 
