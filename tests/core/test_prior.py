@@ -66,3 +66,30 @@ def test_damage_and_geometry_mismatch_are_format_errors():
         decode_groups(bytes(data), tables, [400, 400])
     with pytest.raises(FormatError):
         decode_groups(b'XX' + bytes(30), tables, [400, 400])
+
+
+class _Grid:  # the codec's view of a latent with every sample valid
+    def __init__(self, channels, samples):
+        self.channels, self.samples = channels, samples
+
+    def latent_mask(self, valid, core):
+        return np.ones(self.samples, bool)
+
+
+def test_rows_unlike_the_prior_get_their_own_scale_and_skipped_rows_are_rescued():
+    from enmap_compress.plugin.core.latent import PriorLatentCoder
+
+    rng = np.random.default_rng(6)
+    scales = np.array([0.5, 0.5, 0.01, 0.01])  # rows 2 and 3 are below skip_below at this step: skipped by the prior
+    coder = PriorLatentCoder(_Grid(4, 4096), {'step': 0.1, 'deadzone': 0.1, 'skip_below': 0.3},
+                             {'family': 'laplace', 'scales': scales.tolist()})
+    latent = np.stack([rng.laplace(0, 0.5, 4096), rng.laplace(0, 5.0, 4096),  # row 1: 10x its prior scale
+                       rng.laplace(0, 0.001, 4096), rng.laplace(0, 0.8, 4096)]).astype(np.float32)  # row 3: energy
+    symbols, data = coder.encode(latent, None, None)
+    np.testing.assert_array_equal(coder.decode(data, None, None), symbols)
+    assert not symbols[2].any() and symbols[3].any()  # the tiny row stays skipped, the energetic one is coded
+    error = np.abs(coder.dequantise(symbols) - latent).max(axis=1)
+    assert error[1] <= 0.1 and error[3] <= 0.1  # within one step where coded
+    plain = PriorLatentCoder(_Grid(4, 4096), {'step': 0.1, 'deadzone': 0.1, 'skip_below': 0.0},
+                             {'family': 'laplace', 'scales': [0.5, 5.0, 0.01, 0.8]})
+    assert len(data) < 1.05 * len(plain.encode(latent, None, None)[1])  # about what the right prior would cost
