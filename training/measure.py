@@ -40,8 +40,13 @@ def measure_package(folder, rasters, levels=ALL_LEVELS):
     return rows
 
 
-def card_table(rows):
-    lines = ['| quality | real bpppb | PSNR dB | mean SA ° | max abs error DN |', '|---|---|---|---|---|']
+def card_table(rows, paper_bpppc=None):
+    """The card's Markdown table; with paper_bpppc, a last column repeats the paper's float rate of the variant
+    (the same at every level: a float32 latent without quantisation or entropy coding) next to the real rate."""
+    extra = paper_bpppc is not None
+    header = '| quality | real bpppb | PSNR dB | mean SA ° | max abs error DN |'
+    lines = [header + (' paper float bpppc |' if extra else ''),
+             '|---|---|---|---|---|' + ('---|' if extra else '')]
     lines += [f"| {r['level']} | {r['bpppb']:.4f} | {r['psnr']:.2f} | {r['sa_deg']:.3f} | {r['max_abs_error_dn']:.0f} |"
-              for r in rows]
+              + (f' {paper_bpppc:.4f} |' if extra else '') for r in rows]
     return '\n'.join(lines)

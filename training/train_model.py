@@ -1,16 +1,24 @@
 """Train one learned compressor on the shared data, resumably, with quantisation-aware fine-tuning.
 
 usage: python training/train_model.py VARIANT RUN_DIR [--epochs N] [--steps S] [--batch B] [--lr LR]
-                                      [--qat-from E] [--minutes M] [--patch P] [--seed S]
+                                      [--qat-from E] [--minutes M] [--patch P] [--seed S] [--threads T]
+                                      [--mix REAL OTHER SYNTHETIC] [--init smart] [--freeze-bn]
+                                      [--schedule cosine] [--warmup W]
 Every epoch writes RUN_DIR/last.pt (plain state dicts of model and optimizer, the latent channel scales and the
 epoch; loaded back with torch.load(weights_only=True)) and appends a row to RUN_DIR/log.csv. Run again to resume.
 Loss: MSE in the HySpecNet [0, 1] view. From epoch --qat-from on, uniform noise of one quantiser step
 (log-uniform between the finest and coarsest quality step, times the per-channel scale) is added to the latent,
 so that rounding the latent (what the codec does) loses little.
 Validation: the held-out real Potsdam tiles (training.common.HELD_OUT_TILES), never trained on.
+Spatial models: --mix weights the patch sources (real Potsdam training tiles, other sensors, synthetic mixtures);
+--init smart starts from a data-dependent map (training/init.py); --freeze-bn trains with the BatchNorm running
+statistics fixed (3D-CAE: per-batch statistics of a few patches make training and inference disagree);
+--schedule cosine decays the learning rate from --lr to 2% of it over all steps after --warmup linear steps.
+The options of the first run are stored in last.pt and the model card; a resumed run uses those given again.
 """
 import argparse
 import csv
+import json
 import math
 import os
 import sys
@@ -38,7 +46,7 @@ def psnr(mse):
 class Data:
     """Batches for pixel (spectra) or spatial (patches) models; validation on the held-out Potsdam tiles."""
 
-    def __init__(self, kind, seed, patch=32, source=None):
+    def __init__(self, kind, seed, patch=32, source=None, mix=None):
         self.kind = kind
         self.patch = patch
         if source is not None:  # tests: an in-memory (N, 202) array or a (B, 202, P, P) array
@@ -49,7 +57,8 @@ class Data:
         if kind == 'pixel':
             self.train = datasets.pixel_training_set(seed=seed)
         else:
-            self.sampler = datasets.PatchSampler(size=patch, seed=seed)
+            weights = dict(zip(('real_weight', 'other_weight', 'synthetic_weight'), mix)) if mix else {}
+            self.sampler = datasets.PatchSampler(size=patch, seed=seed, **weights)
         from training.common import potsdam_tiles
 
         cubes = []
@@ -100,7 +109,43 @@ def scale_view(net, y, scale):
     return scale.view(1, *y.shape[1:-2], 1, 1)
 
 
-def evaluate(net, data, device, scale=None, step=None):
+def set_mode(net, training, freeze_bn=False):
+    """train()/eval(); with freeze_bn the BatchNorm layers stay in eval mode (running statistics) while training."""
+    net.train(training)
+    if training and freeze_bn:
+        from training.init import freeze_batchnorm
+
+        freeze_batchnorm(net)
+
+
+def learning_rate(base, step, total, schedule='const', warmup=0, floor=0.02):
+    """The learning rate of global step `step` of `total` (a pure function of the step: resumable)."""
+    factor = min(1.0, (step + 1) / warmup) if warmup else 1.0
+    if schedule == 'cosine':
+        factor *= floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(step, total) / max(total, 1)))
+    return base * factor
+
+
+def smart_init(net, data, rng, log=print):
+    """Data-dependent initialisation (training/init.py) from the training data only; returns the start PSNR."""
+    from training import init
+
+    if net.kind == 'pixel':
+        raise ValueError('--init smart is implemented for the spatial models (sscnet, cae3d)')
+    if data.sampler is not None:
+        cubes = np.stack(data.sampler.real)
+    else:
+        cubes = np.asarray(data.train, np.float32)
+    if type(net).__name__ == 'SpectralSignalsCompressorNetwork':
+        start = init.init_sscnet(net, cubes, k=min(16, net.latent_channels // 2))
+    else:
+        batches = [data.batch(rng, 4) for _ in range(4)]
+        start = init.init_cae3d(net, batches)
+    log(f'smart init: training PSNR {start:.2f} dB at the start')
+    return start
+
+
+def evaluate(net, data, device, scale=None, step=None, freeze_bn=False):
     net.eval()
     with torch.no_grad():
         val = torch.from_numpy(data.val)
@@ -115,20 +160,24 @@ def evaluate(net, data, device, scale=None, step=None):
             x_hat = decode(net, y)
             sq += float(((x_hat - x) ** 2).sum())
             count += x.numel()
-    net.train()
+    set_mode(net, True, freeze_bn)
     return psnr(sq / count)
 
 
 def train(variant, run_dir, epochs=20, steps=200, batch=256, lr=1e-3, qat_from=None, minutes=None, patch=32,
-          seed=10587, threads=2, source=None, log=print):
+          seed=10587, threads=2, source=None, log=print, mix=None, init='default', freeze_bn=False,
+          schedule='const', warmup=0, bf16=False):
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
     device = 'cuda' if torch.cuda.is_available() else 'cpu'
     os.makedirs(run_dir, exist_ok=True)
     net = build(variant).to(device)
-    data = Data(net.kind, seed, patch, source)
-    opt = torch.optim.Adam(net.parameters(), lr=lr)
     qat_from = epochs // 2 if qat_from is None else qat_from
+    data = Data(net.kind, seed, patch, source, mix)
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    config = {'batch': batch, 'steps': steps, 'epochs': epochs, 'lr': lr, 'patch': patch, 'seed': seed,
+              'mix': list(mix) if mix else 'default', 'init': init, 'freeze_bn': bool(freeze_bn),
+              'schedule': schedule, 'warmup': warmup, 'qat_from': qat_from, 'bf16': bool(bf16)}
     ckpt_path = os.path.join(run_dir, 'last.pt')
     start, scale = 0, None
     if os.path.isfile(ckpt_path):
@@ -140,11 +189,13 @@ def train(variant, run_dir, epochs=20, steps=200, batch=256, lr=1e-3, qat_from=N
         start = int(state['epoch']) + 1
         scale = state.get('channel_scale')
         log(f'resumed {variant} from epoch {start}')
+    elif init == 'smart':
+        smart_init(net, data, np.random.default_rng([seed, 999]), log)
     log_path = os.path.join(run_dir, 'log.csv')
     new_log = not os.path.isfile(log_path)
     steps_q = quality_steps()
     began = time.time()
-    net.train()
+    set_mode(net, True, freeze_bn)
     for epoch in range(start, epochs):
         rng = np.random.default_rng([seed, epoch])
         torch.manual_seed(seed * 1000 + epoch)
@@ -152,34 +203,41 @@ def train(variant, run_dir, epochs=20, steps=200, batch=256, lr=1e-3, qat_from=N
         if qat and scale is None:
             scale = latent_scales(net, data, rng, device)
         total, t0 = 0.0, time.time()
-        for _ in range(steps):
+        for i in range(steps):
+            for group in opt.param_groups:
+                group['lr'] = learning_rate(lr, epoch * steps + i, epochs * steps, schedule, warmup)
             x = data.batch(rng, batch).to(device)
-            y = encode(net, x)
-            if qat:
-                step = math.exp(rng.uniform(math.log(steps_q[-1]), math.log(steps_q[0])))
-                y = y + (torch.rand_like(y) - 0.5) * (step * scale_view(net, y, scale.to(device)))
-            loss = torch.mean((decode(net, y) - x) ** 2)
+            with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=bool(bf16)):
+                y = encode(net, x)
+                if qat:
+                    step = math.exp(rng.uniform(math.log(steps_q[-1]), math.log(steps_q[0])))
+                    y = y + (torch.rand_like(y) - 0.5) * (step * scale_view(net, y, scale.to(device)))
+                x_hat = decode(net, y)
+            loss = torch.mean((x_hat.float() - x) ** 2)
             opt.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
             opt.step()
             total += float(loss.detach())
         train_psnr = psnr(total / steps)
-        val_psnr = evaluate(net, data, device)
-        val_q = evaluate(net, data, device, scale.to(device), steps_q[-1]) if scale is not None else float('nan')
+        val_psnr = evaluate(net, data, device, freeze_bn=freeze_bn)
+        val_q = (evaluate(net, data, device, scale.to(device), steps_q[-1], freeze_bn=freeze_bn)
+                 if scale is not None else float('nan'))
         row = {'epoch': epoch, 'train_psnr': round(train_psnr, 3), 'val_psnr_float': round(val_psnr, 3),
                'val_psnr_q10': round(val_q, 3), 'qat': int(qat), 'seconds': round(time.time() - t0, 1)}
+        # the checkpoint first: a row in log.csv always has its checkpoint (a run killed in between repeats it)
+        state = {'model': net.state_dict(), 'optimizer': opt.state_dict(), 'epoch': epoch, 'variant': variant,
+                 'config': json.dumps(config, sort_keys=True)}
+        if scale is not None:
+            state['channel_scale'] = scale.cpu()
+        torch.save(state, ckpt_path + '.tmp')
+        os.replace(ckpt_path + '.tmp', ckpt_path)
         with open(log_path, 'a', newline='') as handle:
             writer = csv.DictWriter(handle, fieldnames=list(row))
             if new_log:
                 writer.writeheader()
                 new_log = False
             writer.writerow(row)
-        state = {'model': net.state_dict(), 'optimizer': opt.state_dict(), 'epoch': epoch, 'variant': variant}
-        if scale is not None:
-            state['channel_scale'] = scale.cpu()
-        torch.save(state, ckpt_path + '.tmp')
-        os.replace(ckpt_path + '.tmp', ckpt_path)
         log(f'{variant} epoch {epoch}: ' + ', '.join(f'{k} {v}' for k, v in row.items() if k != 'epoch'))
         if minutes and (time.time() - began) > minutes * 60 and epoch < epochs - 1:
             if not qat and qat_from < epochs:  # time is up: jump to quantisation-aware fine-tuning
@@ -200,7 +258,7 @@ TITLES = {'cae1d': '1D-CAE (Kuester et al. 2021)', 'hycot': 'HyCoT (Fuchs et al.
           'sscnet': 'SSCNet (La Grassa et al. 2022)', 'cae3d': '3D-CAE (Chong et al. 2021)'}
 
 
-def package(variant, run_dir, out, fp16=False, steps=None, log=print):
+def package(variant, run_dir, out, fp16=False, steps=None, log=print, note=''):
     """Export a trained run to a package (id = folder name), measure it on the held-out tiles, write its card."""
     from training.common import HELD_OUT_TILES, potsdam_tiles
     from training.export_onnx import package_meta, write_package
@@ -212,10 +270,11 @@ def package(variant, run_dir, out, fp16=False, steps=None, log=print):
     net.eval()
     model_id = os.path.basename(os.path.normpath(out))
     with open(os.path.join(run_dir, 'log.csv'), newline='') as handle:
-        rows = list(csv.DictReader(handle))
+        logged = list(csv.DictReader(handle))
+    rows = list({r['epoch']: r for r in logged}.values())  # an epoch repeated after an interrupted run: the last
     steps = steps or quality_steps()
     training = {'variant': variant, 'epochs': len(rows), 'qat_epochs': sum(int(r['qat']) for r in rows),
-                'held_out': list(HELD_OUT_TILES), 'seconds': round(sum(float(r['seconds']) for r in rows)),
+                'held_out': list(HELD_OUT_TILES), 'seconds': round(sum(float(r['seconds']) for r in logged)),
                 'tiles': [os.path.basename(p) for p in potsdam_tiles(held_out=False)]}
     scale = state.get('channel_scale')
     if scale is None:  # a run stopped before quantisation-aware training: measure the spreads now
@@ -231,13 +290,66 @@ def package(variant, run_dir, out, fp16=False, steps=None, log=print):
                        size=size / 1e6, dtype='float16 weights (computed in float32)' if fp16 else 'float32 weights',
                        epochs=training['epochs'], qat=training['qat_epochs'], minutes=training['seconds'] / 60,
                        tiles=', '.join(training['tiles']), held_out=', '.join(HELD_OUT_TILES),
-                       val=rows[-1]['val_psnr_float'], val_q=rows[-1]['val_psnr_q10'], table=card_table(measured),
+                       val=rows[-1]['val_psnr_float'], val_q=rows[-1]['val_psnr_q10'],
+                       table=card_table(measured, net.bpppc),
                        kind=net.kind, minimum=MIN_PSNR.get(model_id, 0.0), run=variant,
-                       published=PUBLISHED.get(variant, 'no per-variant number retrieved'))
+                       published=PUBLISHED.get(variant, 'no per-variant number retrieved'),
+                       **training_text(state, training['tiles'],
+                                       next((int(r['epoch']) for r in rows if int(r['qat'])), len(rows))))
+    if note:
+        card = card.replace('\n\n**Validation.**', f'\n{note.strip()}\n\n**Validation.**', 1)
     with open(os.path.join(out, 'card.md'), 'w', encoding='utf-8') as handle:
         handle.write(card)
     log(card)
     return measured
+
+
+def training_text(state, tiles, qat_from=None):
+    """The card's command line, recipe and data sentences, from the options stored in last.pt."""
+    default_data = ('Data: the real EnMAP L2A Potsdam training tiles ({}), other sensors resampled to the EnMAP bands '
+                    'with Gaussian SRFs (HyMap and simulated EnMAP Berlin, Hyperion Gamsberg, AVIRIS Jasper Ridge) and '
+                    'synthetic mixtures of spectral-library spectra (earthlib, USGS splib07, Roberts 2017 AVIRIS).'
+                    ).format(', '.join(tiles))
+    if 'config' not in state:
+        return {'command': '...', 'recipe': ', seed 10587', 'data': default_data}
+    c = json.loads(state['config'])
+    command = (f"--epochs {c['epochs']} --steps {c['steps']} --batch {c['batch']} --patch {c['patch']} "
+               f"--lr {c['lr']:g} "
+               f"--qat-from {c.get('qat_from', qat_from)} --seed {c['seed']}")
+    recipe = [f", seed {c['seed']}, batches of {c['batch']}, {c['steps']} steps per epoch"]
+    if c['mix'] != 'default':
+        command += ' --mix ' + ' '.join(f'{w:g}' for w in c['mix'])
+    if c['init'] == 'smart':
+        command += ' --init smart'
+        recipe.append('a data-dependent start (training/init.py: SSCNet as a block-wise spectral-PCA code, 3D-CAE '
+                      'with identity residual blocks and BatchNorm statistics from training batches)')
+    if c['freeze_bn']:
+        command += ' --freeze-bn'
+        recipe.append('BatchNorm running statistics frozen during training (training and inference agree)')
+    if c['schedule'] == 'cosine':
+        command += f" --schedule cosine --warmup {c['warmup']}"
+        recipe.append(f"learning rate {c['lr']:g} with {c['warmup']} warm-up steps and a cosine decay to 2% of it")
+    else:
+        recipe.append(f"learning rate {c['lr']:g}")
+    if c.get('bf16'):
+        command += ' --bf16'
+        recipe.append('bfloat16 autocast in the training steps (float32 weights and optimizer)')
+    mix = [0.6, 0.2, 0.2] if c['mix'] == 'default' else c['mix']
+    if state.get('variant', '').startswith(('cae1d', 'hycot')):
+        data = default_data
+    else:
+        total = sum(mix)
+        parts = [f"{mix[0] / total:.0%} from the real EnMAP L2A Potsdam training tiles ({', '.join(tiles)})"]
+        if mix[1]:
+            small = '; the Hyperion Gamsberg cube is smaller than a patch' if c['patch'] > 10 else ''
+            parts.append(f'{mix[1] / total:.0%} from other sensors resampled to the EnMAP bands with Gaussian SRFs '
+                         '(HyMap and '
+                         f'simulated EnMAP Berlin, AVIRIS Jasper Ridge{small})')
+        if mix[2]:
+            parts.append(f'{mix[2] / total:.0%} from synthetic mixtures of spectral-library spectra')
+        data = (f"Data: random {c['patch']}x{c['patch']}-pixel crops with random flips and 90-degree rotations, drawn "
+                + ', '.join(parts) + '.')
+    return {'command': command, 'recipe': '; '.join(recipe), 'data': data}
 
 
 CARD = """# {id} — {title}
@@ -249,13 +361,11 @@ latent without entropy coding). {params:,} parameters; the package (encoder.onnx
 channel's spread on training data) and entropy-coded per channel by the plugin's coder: the table gives the real rate
 from the bytes of the `.ehc` files, next to which the paper's float "bpppc" is not comparable.
 
-**Training.** Trained here from scratch on CPU (`python training/train_model.py {run} RUN_DIR ...`, seed 10587,
-Adam, MSE in the HySpecNet [0, 1] view, gradient clipping 1.0): {epochs} epochs ({minutes:.0f} min on 2 shared CPU
-cores), the last {qat} with quantisation-aware noise (uniform noise of one quantiser step added to the latent). Data:
-the real EnMAP L2A Potsdam training tiles ({tiles}), other sensors resampled to the EnMAP bands with Gaussian SRFs
-(HyMap and simulated EnMAP Berlin, Hyperion Gamsberg, AVIRIS Jasper Ridge) and synthetic mixtures of spectral-library
-spectra (earthlib, USGS splib07, Roberts 2017 AVIRIS). No HySpecNet-11k data (not available here).
-This is a short CPU training: expect it to be well below the published numbers.
+**Training.** Trained here from scratch on CPU (`python training/train_model.py {run} RUN_DIR {command}`,
+Adam, MSE in the HySpecNet [0, 1] view, gradient clipping 1.0{recipe}): {epochs} epochs ({minutes:.0f} min on 2
+shared CPU cores), the last {qat} with quantisation-aware noise (uniform noise of one quantiser step added to the
+latent). {data} No HySpecNet-11k data (not available here). This is a short CPU training: expect it to be well below
+the published numbers.
 
 **Validation.** Held-out real tiles never trained on: {held_out}. Last epoch: PSNR {val} dB with the float latent,
 {val_q} dB with the latent rounded at quality 10. Measured through the real pipeline (rate from the `.ehc` bytes,
@@ -287,18 +397,32 @@ def main():
     parser.add_argument('--patch', type=int, default=32)
     parser.add_argument('--seed', type=int, default=10587)
     parser.add_argument('--threads', type=int, default=2)
+    parser.add_argument('--mix', nargs=3, type=float, metavar=('REAL', 'OTHER', 'SYNTHETIC'), default=None,
+                        help='spatial models: weights of the patch sources (default 0.6 0.2 0.2)')
+    parser.add_argument('--init', choices=('default', 'smart'), default='default',
+                        help='smart: data-dependent start (training/init.py; spatial models)')
+    parser.add_argument('--freeze-bn', action='store_true', help='train with fixed BatchNorm running statistics')
+    parser.add_argument('--schedule', choices=('const', 'cosine'), default='const')
+    parser.add_argument('--warmup', type=int, default=0, help='linear learning-rate warm-up steps')
+    parser.add_argument('--bf16', action='store_true',
+                        help='bfloat16 autocast for the training steps (about 2x faster on CPUs with AMX); '
+                             'weights, optimizer and validation stay float32')
     parser.add_argument('--package', metavar='MODEL_FOLDER', default=None,
                         help='export the trained run to this package folder (id = folder name), measure it, write card')
     parser.add_argument('--fp16', action='store_true', help='with --package: store weights as float16')
+    parser.add_argument('--card-note', default='', help='with --package: a sentence added to the Training paragraph '
+                        '(e.g. how a resumed run changed its options)')
     parser.add_argument('--step-range', nargs=2, type=float, metavar=('COARSE', 'FINE'), default=STEP_RANGE,
                         help='with --package: quality-1 and quality-10 steps in units of the channel scale')
     args = parser.parse_args()
     if args.package:
-        package(args.variant, args.run_dir, args.package, args.fp16, quality_steps(*args.step_range))
+        package(args.variant, args.run_dir, args.package, args.fp16, quality_steps(*args.step_range),
+                note=args.card_note)
         return
     try:
         train(args.variant, args.run_dir, args.epochs, args.steps, args.batch, args.lr, args.qat_from, args.minutes,
-              args.patch, args.seed, args.threads, log=lambda m: print(m, flush=True))
+              args.patch, args.seed, args.threads, log=lambda m: print(m, flush=True), mix=args.mix, init=args.init,
+              freeze_bn=args.freeze_bn, schedule=args.schedule, warmup=args.warmup, bf16=args.bf16)
     except datasets.SharedDataMissingError as exc:
         raise SystemExit(str(exc)) from None
 
