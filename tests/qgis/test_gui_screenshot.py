@@ -62,7 +62,7 @@ def _screenshots(folder):
     QgsProject.instance().addMapLayer(layer)
     dialog = CompressDialog(None, layer)
     dialog.quality_spin.setValue(7)
-    dialog.output_widget.setFilePath('/data/enmap/ENMAP_L2A_sample_pca_q7.ehc')  # a tidy path for the docs
+    dialog.output_widget.setFilePath('/data/enmap/ENMAP_L2A_sample_rdnet_q7.ehc')  # a tidy path for the docs
     _save(app, dialog, os.path.join(folder, 'dialog.png'))
     _save(app, DiagnosticsDialog(), os.path.join(folder, 'diagnostics.png'))
     QgsProject.instance().removeAllMapLayers()
