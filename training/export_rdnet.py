@@ -206,7 +206,10 @@ matrix (202 HySpecNet bands -> {channels} channels, initialised with the trainin
 Haar wavelet of the block). Synthesis: {synthesis}. Latent: {channels} x 64 channels at 1/8 resolution. Entropy
 model: a factorised zero-mean Laplace prior with one learned scale per latent channel; the codec builds fixed ANS
 tables from it for each quality step, so files carry no per-tile statistics. {params} parameters. Tiles of 256 x 256
-pixels are coded independently (decodable tile by tile); every graph operation is a plain or grouped convolution.
+pixels are coded independently (decodable tile by tile); every graph operation is a plain or grouped convolution. On
+data unlike the training tiles the encoder may give a latent row its own scale (a nearly free flag per row plus one
+byte), when the prior fits badly or a row it would skip is worth coding. Speed (docs/benchmarks.md, full 1200 x 1200
+x 224 tile, 2 CPU threads, quality 5): 87 MB/s encode, 94 MB/s decode, peak RSS 815 MB.
 
 **Training.** `python training/train_rdnet.py RUN_DIR --steps {steps}` (seed 10587, Adam, CPU), then `python
 training/train_rdnet.py RUN_DIR --package models/rdnet`. Data: the real EnMAP L2A Potsdam tiles (DT0000001867,
