@@ -1,9 +1,9 @@
 """Entropy coding with a learned factorised prior: fixed tables, no per-tile statistics in the file.
 
-A model with `entropy_model.family == "laplace"` (rdnet) gives every latent group (channel x subband) a Laplace scale
+A model with `entropy_model.family == "laplace"` (rdnet) gives every latent channel a Laplace scale
 b, learned with the transform. At quantiser step s and dead zone d, symbol q has the probability of its interval:
 P(0) = 1 - e0 and P(+-q) = e0 (1 - r) r^(|q| - 1) / 2, with e0 = exp(-(1/2 + d) s / b) and r = exp(-s / b).
-Groups whose b / s is below `skip_below` carry no bits: they are zero on both sides.
+The latent coder (latent.py) adds a flag per row and, for flagged rows, a scale code: see docs/format.md.
 
 Determinism: encoder and decoder must build identical tables. The two exponentials are evaluated with IEEE-754
 +, *, / only (`exp_neg`: halving, a short Taylor series, repeated squaring), the rest by sequential products as in
