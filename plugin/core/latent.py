@@ -88,6 +88,11 @@ class PriorLatentCoder:
         override = np.where(self.is_coded, own_bits < prior_bits, (nonzeros > 0) & (own_bits < gain))
         return override, own.astype(np.int32)
 
+    def _stored_rows(self, override, codes):
+        """(channel, table) of every stored row after the flags and codes: the prior's rows, then the overrides."""
+        prior = [(c, self.tables[c]) for c in np.flatnonzero(self.is_coded & ~override)]
+        return prior + [(c, _own_table(int(code), self.deadzone)) for c, code in zip(np.flatnonzero(override), codes)]
+
     def encode(self, latent, valid, core):
         """Dead-zone quantisation; rows the prior skips and no override codes stay 0; one learned-prior stream."""
         if not latent.shape[1]:
@@ -96,23 +101,23 @@ class PriorLatentCoder:
         symbols = self._quantise(scaled)
         override, own = self._overrides(scaled, symbols)
         symbols[~self.is_coded & ~override] = 0
-        flags = override.astype(np.int32)
         codes = own[override]
-        rows = [flags, codes] + [symbols[c] for c in np.flatnonzero(self.is_coded & ~override)]
-        rows += [symbols[c] for c in np.flatnonzero(override)]
-        tables = [FLAG_TABLE, BYTE_TABLE] + [self.tables[c] for c in np.flatnonzero(self.is_coded & ~override)]
-        tables += [_own_table(int(code), self.deadzone) for code in codes]
+        stored = self._stored_rows(override, codes)
+        rows = [override.astype(np.int32), codes] + [symbols[c] for c, _table in stored]
+        tables = [FLAG_TABLE, BYTE_TABLE] + [table for _c, table in stored]
         return symbols, encode_groups(rows, tables)
 
-    def _plan(self, samples):
+    def _plan(self, samples, stored):
+        """The decoder's (table, length) sequence; `stored` receives the stored rows' (channel, table) pairs."""
         def plan(rows):
             yield FLAG_TABLE, self.transform.channels
+            if (rows[0] & ~1).any():
+                raise FormatError('a learned-prior latent stream has invalid row flags')
             override = rows[0].astype(bool)
             yield BYTE_TABLE, int(override.sum())
-            for c in np.flatnonzero(self.is_coded & ~override):
-                yield self.tables[c], samples
-            for code in rows[1]:
-                yield _own_table(int(code), self.deadzone), samples
+            stored.extend(self._stored_rows(override, rows[1]))
+            for _c, table in stored:
+                yield table, samples
         return plan
 
     def decode(self, data, valid, core):
@@ -122,13 +127,10 @@ class PriorLatentCoder:
             if data:
                 raise FormatError('a tile without valid pixels carries latent data')
             return symbols
-        rows = decode_groups(data, self._plan(samples))
-        override = rows[0].astype(bool)
-        if rows[0].size != self.transform.channels or (rows[0] & ~1).any():
-            raise FormatError('a learned-prior latent stream has invalid row flags')
-        channels = np.concatenate([np.flatnonzero(self.is_coded & ~override), np.flatnonzero(override)])
-        if channels.size:
-            symbols[channels] = np.stack(rows[2:])
+        stored = []
+        rows = decode_groups(data, self._plan(samples, stored))
+        for (c, _table), row in zip(stored, rows[2:]):
+            symbols[c] = row
         return symbols
 
     def dequantise(self, symbols):

@@ -44,13 +44,20 @@ def exp_neg(x):
     return total
 
 
-class LaplaceTable:
-    """The table of one group at one step: symbols -A..A (index q + A) and an escape entry (index 2A + 1)."""
+class FixedTable:
+    """A table over symbols -half..half (index q + half) plus an escape entry (index 2 half + 1), from weights."""
+
+    def __init__(self, weights):
+        self.weights = np.asarray(weights, np.float64)
+        self.half = (self.weights.size - 2) // 2
+
+
+class LaplaceTable(FixedTable):
+    """The table of one row at one step: the dead-zone Laplace of scale beta (in steps) over -A..A."""
 
     def __init__(self, beta, deadzone):
         self.beta = float(beta)  # b / s: the scale in quantiser steps
         half = int(min(MAX_HALF_WIDTH, max(1.0, np.ceil(TAIL_BITS * self.beta + 1.0))))
-        self.half = half
         e0 = exp_neg((0.5 + deadzone) / self.beta)
         ratio = exp_neg(1.0 / self.beta)
         factors = np.full(half, ratio, np.float64)
@@ -62,15 +69,7 @@ class LaplaceTable:
         table[:half] = side[::-1]
         table[-1] = 2.0 ** -24  # escape
         table = np.maximum(table, _FLOOR)
-        self.weights = np.floor(table * 2.0 ** 52 / table.max())  # integers: constriction sees exact values
-
-
-class FixedTable:
-    """A table over symbols -half..half (index q + half) plus an escape entry, from explicit integer weights."""
-
-    def __init__(self, weights):
-        self.weights = np.asarray(weights, np.float64)
-        self.half = (self.weights.size - 2) // 2
+        super().__init__(np.floor(table * 2.0 ** 52 / table.max()))  # integers: constriction sees exact values
 
 
 # per-row override flags (0: the model's prior, 1: the row's own scale), rare by design
@@ -86,7 +85,7 @@ def byte_scale(code):
 
 
 def encode_groups(rows, tables):
-    """rows: int32 arrays, one per coded group; tables: their LaplaceTables. Returns one self-checking stream."""
+    """rows: int32 arrays; tables: their FixedTables (LaplaceTable is one). Returns one self-checking stream."""
     coder = _ans_coder()
     escaped = []
     for row, table in zip(reversed(rows), reversed(tables)):  # a stack: the first group pops first
