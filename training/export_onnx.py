@@ -13,38 +13,22 @@ from torch import nn
 OPSET = 17
 
 
-class PixelEncoder(nn.Module):
-    def __init__(self, net):
+class MethodGraph(nn.Module):
+    """One method of a net as the module to export: forward(x) = net.<method>(x, *extra) (extra: constants)."""
+
+    def __init__(self, net, method, *extra):
         super().__init__()
         self.net = net
+        self.method = method
+        self.extra = extra
 
     def forward(self, x):
-        return self.net.encode_pixels(x)
-
-
-class PixelDecoder(nn.Module):
-    def __init__(self, net):
-        super().__init__()
-        self.net = net
-
-    def forward(self, y):
-        return self.net.decode_pixels(y)
-
-
-class SpatialEncoder(PixelEncoder):
-    def forward(self, x):
-        return self.net.compress(x)
-
-
-class SpatialDecoder(PixelDecoder):
-    def forward(self, y):
-        return self.net.decompress(y)
+        return getattr(self.net, self.method)(x, *self.extra)
 
 
 def wrappers(net):
-    if net.kind == 'pixel':
-        return PixelEncoder(net).eval(), PixelDecoder(net).eval()
-    return SpatialEncoder(net).eval(), SpatialDecoder(net).eval()
+    methods = ('encode_pixels', 'decode_pixels') if net.kind == 'pixel' else ('compress', 'decompress')
+    return tuple(MethodGraph(net, method).eval() for method in methods)
 
 
 def example_inputs(net, size=16, n=8):
@@ -57,7 +41,7 @@ def example_inputs(net, size=16, n=8):
         return x, net.eval().compress(x)
 
 
-def _export(module, example, in_name, out_name, dynamic):
+def export_module(module, example, in_name, out_name, dynamic):
     import onnx
 
     buffer = io.BytesIO()
@@ -80,8 +64,8 @@ def export_onnx(net, fp16=False):
     else:
         dyn_x = {2: 'height', 3: 'width'}
         dyn_y = {y.dim() - 2: 'h', y.dim() - 1: 'w'}
-    encoder = _export(enc, x, 'x', 'y', (dyn_x, dyn_y))
-    decoder = _export(dec, y, 'y', 'x_hat', (dyn_y, dyn_x))
+    encoder = export_module(enc, x, 'x', 'y', (dyn_x, dyn_y))
+    decoder = export_module(dec, y, 'y', 'x_hat', (dyn_y, dyn_x))
     if fp16:
         encoder, decoder = weights_to_fp16(encoder), weights_to_fp16(decoder)
     return encoder, decoder

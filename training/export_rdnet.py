@@ -4,7 +4,6 @@ Per quality level, the quantiser's dead zone and the threshold (scale / step) be
 coded are chosen on the training tiles (never the held-out ones) by the same rate + lambda * distortion criterion.
 The card's table is measured through the real codec on the held-out tiles.
 """
-import io
 import itertools
 import json
 import os
@@ -13,6 +12,7 @@ import numpy as np
 import torch
 
 from training.common import HELD_OUT_TILES, potsdam_tiles
+from training.export_onnx import MethodGraph, export_module
 from training.measure import card_table, measure_package
 from training.train_rdnet import (
     STEP_RANGE,
@@ -25,42 +25,21 @@ from training.train_rdnet import (
     validate,
 )
 
-OPSET = 17
 DEADZONES = (0.0, 0.05, 0.1, 0.15, 0.2)
 SKIP_BELOW = (0.1, 0.2, 0.3, 0.45, 0.6)
 
 
-class _Encoder(torch.nn.Module):
-    def __init__(self, net, weights):
-        super().__init__()
-        self.net = net
-        self.weights = {k: v.detach().clone() for k, v in weights.items()}  # constants in the graph
-
-    def forward(self, x):
-        return self.net.compress(x, self.weights)
-
-
-class _Decoder(_Encoder):
-    def forward(self, y):
-        return self.net.decompress(y, self.weights)
-
-
 def export_graphs(net):
-    import onnx
-
-    graphs = []
+    """(encoder, decoder) ModelProtos; the convolution weights are frozen as constants, shared filters stored once."""
     x = torch.rand(1, net.src_channels, 32, 40)
     with torch.no_grad():
         y = net.compress(x)
-    for module, example, names in ((_Encoder(net, net.analysis_weights()), x, ('x', 'y')),
-                                   (_Decoder(net, net.synthesis_weights()), y, ('y', 'x_hat'))):
-        buffer = io.BytesIO()
-        with torch.no_grad():
-            torch.onnx.export(module.eval(), (example,), buffer, input_names=[names[0]], output_names=[names[1]],
-                              dynamic_axes={names[0]: {2: 'height', 3: 'width'}, names[1]: {2: 'height', 3: 'width'}},
-                              opset_version=OPSET, do_constant_folding=True, dynamo=False)
-        model = onnx.load_from_string(buffer.getvalue())
-        model.producer_name = 'enmap_compress'
+    dynamic = {2: 'height', 3: 'width'}
+    graphs = []
+    for method, weights, example, names in (('compress', net.analysis_weights(), x, ('x', 'y')),
+                                            ('decompress', net.synthesis_weights(), y, ('y', 'x_hat'))):
+        constants = {k: v.detach().clone() for k, v in weights.items()}
+        model = export_module(MethodGraph(net, method, constants).eval(), example, *names, (dynamic, dynamic))
         graphs.append(compact_repeated_weights(model, net.latent_channels))
     return graphs
 
