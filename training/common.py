@@ -51,6 +51,20 @@ def load_spectra(paths):
     return np.concatenate(spectra, axis=0)
 
 
+def potsdam_cubes(held_out):
+    """The held-out or the training Potsdam tiles as one (N, 202, H, W) float32 array on [0, 1] (HySpecNet view)."""
+    import numpy as np
+
+    import_plugin()
+    from enmap_compress.plugin.core.enmap import open_spectral
+
+    cubes = []
+    for path in potsdam_tiles(held_out):
+        with open_spectral(path) as raster:
+            cubes.append(np.clip(raster.hyspecnet_view(0, 0, raster.width, raster.height), 0, 1))
+    return np.stack(cubes).astype(np.float32)
+
+
 def write_model_package(folder, encoder, decoder, meta, card):
     """Write encoder.onnx and decoder.onnx (both carrying `meta` as JSON metadata) and card.md."""
     import onnx

@@ -11,14 +11,13 @@ import os
 import numpy as np
 import torch
 
-from training.common import HELD_OUT_TILES, potsdam_tiles
+from training.common import HELD_OUT_TILES, potsdam_cubes, potsdam_tiles
 from training.export_onnx import MethodGraph, export_module
 from training.measure import card_table, measure_package
 from training.train_rdnet import (
     STEP_RANGE,
     initial_net,
     lagrangian,
-    load_cubes,
     load_net,
     psnr_at,
     quality_steps,
@@ -138,8 +137,8 @@ def package_meta(net, steps, quantiser, training):
 
 def training_effect(net, rates=(0.1, 0.2, 0.4, 0.6)):
     """What end-to-end training changed: held-out PSNR (prior bits, no file) of the untrained start and of `net`."""
-    val_cubes = load_cubes(held_out=True)[0]
-    start = initial_net(load_cubes(held_out=False)[0], net.latent_channels)
+    val_cubes = potsdam_cubes(held_out=True)
+    start = initial_net(potsdam_cubes(held_out=False), net.latent_channels)
     before, after = (psnr_at(validate(n, val_cubes, quality_steps()), rates) for n in (start, net))
     return ', '.join(f'{r} bpppb {b:.2f} -> {a:.2f} dB' for r, b, a in zip(rates, before, after))
 
@@ -151,7 +150,7 @@ def package(run_dir, out, log=print):
     net, trained_steps, trained_tied = load_net(run_dir)
     steps = quality_steps()
     quantiser = cached_quantiser(run_dir, trained_steps, lambda: choose_quantiser(
-        net, load_cubes(held_out=False)[0], steps, log))
+        net, potsdam_cubes(held_out=False), steps, log))
     training = {'tiles': [os.path.basename(p) for p in potsdam_tiles(held_out=False)],
                 'held_out': list(HELD_OUT_TILES), 'steps': trained_steps,
                 'step_range': list(STEP_RANGE)}

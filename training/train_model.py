@@ -59,19 +59,10 @@ class Data:
         else:
             weights = dict(zip(('real_weight', 'other_weight', 'synthetic_weight'), mix)) if mix else {}
             self.sampler = datasets.PatchSampler(size=patch, seed=seed, **weights)
-        from training.common import potsdam_tiles
+        from training.common import potsdam_cubes
 
-        cubes = []
-        for path in potsdam_tiles(held_out=True):
-            from training.common import import_plugin
-
-            import_plugin()
-            from enmap_compress.plugin.core.enmap import open_spectral
-
-            with open_spectral(path) as raster:
-                view = raster.hyspecnet_view(0, 0, raster.width, raster.height)
-            cubes.append(np.clip(view, 0, 1).astype(np.float32))
-        self.val = np.stack(cubes) if kind == 'spatial' else np.concatenate([c.reshape(202, -1).T for c in cubes])
+        cubes = potsdam_cubes(held_out=True)
+        self.val = cubes if kind == 'spatial' else np.concatenate([c.reshape(202, -1).T for c in cubes])
 
     def batch(self, rng, size):
         if self.kind == 'pixel' or getattr(self, 'sampler', None) is None:

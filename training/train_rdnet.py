@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from training.common import import_plugin, potsdam_tiles  # noqa: E402
+from training.common import potsdam_cubes  # noqa: E402
 from training.nets.rdnet import RDNet  # noqa: E402
 from training.train_pca import fit_pca  # noqa: E402
 
@@ -30,20 +30,6 @@ DEFAULTS = {'channels': 202}
 
 def quality_steps(coarse=STEP_RANGE[0], fine=STEP_RANGE[1]):
     return [float(s) for s in np.geomspace(coarse, fine, 10)]
-
-
-def load_cubes(held_out):
-    """(N, 202, 32, 32) float32 tiles on [0, 1] and their (x, y) offsets in the scene."""
-    import_plugin()
-    from enmap_compress.plugin.core.enmap import open_spectral
-
-    cubes, offsets = [], []
-    for path in potsdam_tiles(held_out):
-        with open_spectral(path) as raster:
-            cubes.append(np.clip(raster.hyspecnet_view(0, 0, raster.width, raster.height), 0, 1))
-        x, y = os.path.basename(path)[:-4].split('_')[-2:]
-        offsets.append((int(x), int(y)))
-    return np.stack(cubes).astype(np.float32), offsets
 
 
 def augment(batch, rng):
@@ -108,7 +94,7 @@ def train(run_dir, steps=3000, lr=2e-4, seed=10587, threads=2, channels=202, bat
     """cubes: optional (train, validation) arrays (N, 202, H, W) instead of the Potsdam tiles (tests)."""
     torch.set_num_threads(threads)
     os.makedirs(run_dir, exist_ok=True)
-    train_cubes, val_cubes = cubes if cubes is not None else (load_cubes(False)[0], load_cubes(True)[0])
+    train_cubes, val_cubes = cubes if cubes is not None else (potsdam_cubes(False), potsdam_cubes(True))
     torch.manual_seed(seed)
     device = 'cuda' if torch.cuda.is_available() else 'cpu'
     net = initial_net(train_cubes, channels, device)
