@@ -177,7 +177,7 @@ class EnmapAlgorithm(QgsProcessingAlgorithm):
     def add_model(self, name='MODEL'):
         labels = [label for _, label in self._models] or ['(no model installed)']
         ids = [model_id for model_id, _ in self._models]
-        default = ids.index(runtime.default_model_id()) if runtime.default_model_id() in ids else 0
+        default = ids.index(runtime.DEFAULT_MODEL) if runtime.DEFAULT_MODEL in ids else 0  # else the first model
         self.add(QgsProcessingParameterEnum(name, 'Compressor model', options=labels, defaultValue=default),
                  'The compressor. Each label begins with the model id.')
         self.add(QgsProcessingParameterFile(name + '_FILE', 'Custom model package (encoder.onnx)', optional=True,
