@@ -25,10 +25,11 @@ qgis:
 	fi
 	@mkdir -p $(XDG_RUNTIME_DIR) && chmod 700 $(XDG_RUNTIME_DIR)
 
-$(STAMP): requirements.txt requirements-dev.txt | qgis
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml | qgis
 	@$(PY_SYS) -c 'import venv, ensurepip' 2>/dev/null || { echo "python3-venv is missing: sudo apt-get install -y python3-venv"; exit 1; }
 	@[ -x $(PY) ] || $(PY_SYS) -m venv --system-site-packages $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
 	@touch $(STAMP)
 
 venv: qgis $(STAMP)
@@ -38,7 +39,7 @@ test: venv
 	$(PY) -m pytest -p no:cacheprovider --qgis_disable_gui tests
 
 demo: venv
-	$(PY) tools/demo.py
+	$(PY) -m tools.demo
 
 lint: venv
 	$(PY) -m ruff check .
@@ -54,10 +55,10 @@ install:
 	$(PY_SYS) tools/install.py $(INSTALL_ARGS)
 
 bench-rd: venv
-	$(PY) bench/rate_distortion.py
+	$(PY) -m bench.rate_distortion
 
 bench-speed: venv
-	$(PY) bench/speed.py
+	$(PY) -m bench.speed
 
 clean:
 	rm -rf dist build .pytest_cache .ruff_cache

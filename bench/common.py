@@ -12,26 +12,18 @@ Conventions (the same as /work/shared/checks/holdout_eval.py and the model cards
 import os
 import platform
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
 
 import numpy as np
+from osgeo import gdal
+
+from enmap_compress.plugin.core.bands import hyspecnet_keep_mask
+from enmap_compress.plugin.core.codec import valid_pixels
+from enmap_compress.plugin.core.enmap import open_spectral
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if PROJECT_ROOT not in sys.path:
-    sys.path.insert(0, PROJECT_ROOT)
-
-from training.common import import_plugin  # noqa: E402
-
-import_plugin()
-
-from osgeo import gdal  # noqa: E402
-
-from enmap_compress.plugin.core.bands import hyspecnet_keep_mask  # noqa: E402
-from enmap_compress.plugin.core.codec import valid_pixels  # noqa: E402
-from enmap_compress.plugin.core.enmap import open_spectral  # noqa: E402
 
 gdal.UseExceptions()
 BUILD_DIR = os.path.join(PROJECT_ROOT, 'build', 'bench')

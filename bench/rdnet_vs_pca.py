@@ -1,6 +1,6 @@
 """rdnet against the PCA codec at equal real rate on the held-out real Potsdam tiles.
 
-usage: python bench/rdnet_vs_pca.py [--rates 0.1,0.15,...] [--csv out.csv] [--no-doc]
+usage: python -m bench.rdnet_vs_pca [--rates 0.1,0.15,...] [--csv out.csv] [--no-doc]
 Both codecs compress each held-out tile to its own .ehc file (bytes on disk, header included), decompress it and
 are measured like the shared checks (PSNR over the 202 bands on [0, 1], mean spectral angle), pooled over the tiles.
 PCA's ten levels start at 0.127 bpppb, so it is also run at coarser steps (a temporary copy of the package with
@@ -13,15 +13,13 @@ import csv
 import json
 import os
 import shutil
-import sys
 import tempfile
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from bench.common import replace_section  # noqa: E402
-from training.common import HELD_OUT_TILES, PROJECT_ROOT, potsdam_tiles  # noqa: E402
-from training.measure import measure_package  # noqa: E402
+from bench.common import replace_section
+from training.common import HELD_OUT_TILES, PROJECT_ROOT, potsdam_tiles
+from training.measure import measure_package
 
 RATES = (0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6)
 PCA_EXTRA_STEPS = (0.16, 0.12, 0.09, 0.075)  # coarser than PCA's quality 1 (0.06)
@@ -98,7 +96,7 @@ def doc_section(pca, rdnet, table):
     gains = [r['gain_db'] for r in table]
     return '\n'.join([
         f"Measured {time.strftime('%Y-%m-%d')} on {platform.machine()} ({os.cpu_count()} CPUs) with "
-        '`python bench/rdnet_vs_pca.py`; held-out tiles ' + ', '.join(HELD_OUT_TILES) + ', each its own `.ehc` '
+        '`python -m bench.rdnet_vs_pca`; held-out tiles ' + ', '.join(HELD_OUT_TILES) + ', each its own `.ehc` '
         'file, rates pooled from the file sizes, PSNR and SA as the shared checks compute them.', '',
         markdown(table), '',
         f'Smallest gain from {table[0]["bpppb"]} to {table[-1]["bpppb"]} bpppb: {min(gains):+.2f} dB, largest '

@@ -2,14 +2,11 @@
 import json
 import math
 import os
-import sys
 
 import numpy as np
 import pytest
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if PROJECT_ROOT not in sys.path:
-    sys.path.insert(0, PROJECT_ROOT)
 
 pytest.importorskip('onnxruntime')
 

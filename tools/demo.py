@@ -8,13 +8,10 @@ import os
 import sys
 import time
 
+from tools.qgis_env import qgis_process
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-sys.path.insert(0, HERE)
-sys.path.insert(0, ROOT)
-from qgis_env import qgis_process  # noqa: E402
-
-from training.common import import_plugin  # noqa: E402
 
 OUT = os.path.join(ROOT, 'demo_output')
 
@@ -30,7 +27,6 @@ def run(args, home):
 
 
 def main():
-    import_plugin()
     from enmap_compress.plugin.core import synthetic
 
     os.makedirs(OUT, exist_ok=True)

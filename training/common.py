@@ -1,27 +1,12 @@
 """Shared training helpers: the project's import alias, the shared data, held-out tiles, model packages."""
 import json
 import os
-import sys
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED_DATA = os.environ.get('ENMAP_SHARED_DATA', os.path.join(os.path.dirname(PROJECT_ROOT), 'shared', 'data'))
 POTSDAM_DIR = os.path.join(SHARED_DATA, 'enmap_potsdam')
 # Real Potsdam tiles that no model ever trains on: the validation set reported in every model card.
 HELD_OUT_TILES = ('enmap_potsdam_tile_128_0.tif', 'enmap_potsdam_tile_64_32.tif', 'enmap_potsdam_tile_96_96.tif')
-
-
-def import_plugin():
-    """Import the plugin package as `enmap_compress` from this checkout, whatever the folder is called."""
-    alias = os.path.join(PROJECT_ROOT, 'build', 'import_alias')
-    link = os.path.join(alias, 'enmap_compress')
-    if not os.path.exists(link):
-        os.makedirs(alias, exist_ok=True)
-        os.symlink(PROJECT_ROOT, link)
-    if alias not in sys.path:
-        sys.path.insert(0, alias)
-    import enmap_compress
-
-    return enmap_compress
 
 
 def potsdam_tiles(held_out):
@@ -36,7 +21,6 @@ def load_spectra(paths):
     """Valid pixels of the given rasters in the HySpecNet 202-band [0, 1] view: (N, 202) float32."""
     import numpy as np
 
-    import_plugin()
     from enmap_compress.plugin.core.codec import valid_pixels
     from enmap_compress.plugin.core.enmap import open_spectral
 
@@ -55,7 +39,6 @@ def potsdam_cubes(held_out):
     """The held-out or the training Potsdam tiles as one (N, 202, H, W) float32 array on [0, 1] (HySpecNet view)."""
     import numpy as np
 
-    import_plugin()
     from enmap_compress.plugin.core.enmap import open_spectral
 
     cubes = []

@@ -246,13 +246,10 @@ def synthetic_scene(library, rng, size=32, endmembers=5):
 
 def potsdam_training_cubes():
     """The real Potsdam training tiles (never the held-out ones) as (202, 32, 32) float32 cubes."""
-    from training.common import import_plugin
-
     try:
         paths = potsdam_tiles(held_out=False)
     except SystemExit as exc:
         raise SharedDataMissingError(str(exc)) from None
-    import_plugin()
     from enmap_compress.plugin.core.enmap import open_spectral
 
     cubes = []

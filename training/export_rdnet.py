@@ -189,8 +189,8 @@ data unlike the training tiles the encoder may give a latent row its own scale (
 byte), when the prior fits badly or a row it would skip is worth coding. Speed (docs/benchmarks.md, full 1200 x 1200
 x 224 tile, 2 CPU threads, quality 5): 87 MB/s encode, 94 MB/s decode, peak RSS 815 MB.
 
-**Training.** `python training/train_rdnet.py RUN_DIR --steps {steps}` (seed 10587, Adam, CPU), then `python
-training/train_rdnet.py RUN_DIR --package models/rdnet`. Data: the real EnMAP L2A Potsdam tiles (DT0000001867,
+**Training.** `python -m training.train_rdnet RUN_DIR --steps {steps}` (seed 10587, Adam, CPU), then `python
+-m training.train_rdnet RUN_DIR --package models/rdnet`. Data: the real EnMAP L2A Potsdam tiles (DT0000001867,
 2022-07-24) {tiles}, with random flips and 90 degree rotations. Quantisation: additive uniform noise of one step,
 the step drawn log-uniformly from {step_range} ([0, 1] reflectance units) with lambda = 6 / (ln 2 step^2)
 ({lam_range}): one variable-rate model serves all ten quality levels (the level sets the step). Chosen on the

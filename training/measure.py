@@ -4,14 +4,11 @@ import os
 import shutil
 import tempfile
 
-from training.common import import_plugin
-
 ALL_LEVELS = tuple(range(1, 11))
 
 
 def measure_package(folder, rasters, levels=ALL_LEVELS):
     """Rows of {level, bpppb, psnr, sa_deg, max_abs_error_dn} pooled over the rasters (rate from total bytes)."""
-    import_plugin()
     from enmap_compress.plugin.core.codec import compress, decompress
     from enmap_compress.plugin.core.evaluate import measure
 

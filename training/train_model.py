@@ -1,6 +1,6 @@
 """Train one learned compressor on the shared data, resumably, with quantisation-aware fine-tuning.
 
-usage: python training/train_model.py VARIANT RUN_DIR [--epochs N] [--steps S] [--batch B] [--lr LR]
+usage: python -m training.train_model VARIANT RUN_DIR [--epochs N] [--steps S] [--batch B] [--lr LR]
                                       [--qat-from E] [--minutes M] [--patch P] [--seed S] [--threads T]
                                       [--mix REAL OTHER SYNTHETIC] [--init smart] [--freeze-bn]
                                       [--schedule cosine] [--warmup W]
@@ -21,15 +21,13 @@ import csv
 import json
 import math
 import os
-import sys
 import time
 
 import numpy as np
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from training import datasets  # noqa: E402
-from training.nets import build  # noqa: E402
+from training import datasets
+from training.nets import build
 
 # Quality steps in units of each latent channel's scale (the std of the latent on training data): level 1 coarse.
 STEP_RANGE = (0.6, 0.02)
@@ -352,7 +350,7 @@ latent without entropy coding). {params:,} parameters; the package (encoder.onnx
 channel's spread on training data) and entropy-coded per channel by the plugin's coder: the table gives the real rate
 from the bytes of the `.ehc` files, next to which the paper's float "bpppc" is not comparable.
 
-**Training.** Trained here from scratch on CPU (`python training/train_model.py {run} RUN_DIR {command}`,
+**Training.** Trained here from scratch on CPU (`python -m training.train_model {run} RUN_DIR {command}`,
 Adam, MSE in the HySpecNet [0, 1] view, gradient clipping 1.0{recipe}): {epochs} epochs ({minutes:.0f} min on 2
 shared CPU cores), the last {qat} with quantisation-aware noise (uniform noise of one quantiser step added to the
 latent). {data} No HySpecNet-11k data (not available here). This is a short CPU training: expect it to be well below

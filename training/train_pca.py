@@ -1,18 +1,16 @@
 """Train the PCA transform codec (a global KLT basis) on the shared real EnMAP tiles and write models/pca.
 
-usage: python training/train_pca.py [--out models/pca]
+usage: python -m training.train_pca [--out models/pca]
 The held-out Potsdam tiles (training/common.py) are never used for fitting; the card reports the codec measured on
 them through the real pipeline (quantisation, entropy coding, bytes on disk).
 """
 import argparse
 import os
-import sys
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from training.common import HELD_OUT_TILES, PROJECT_ROOT, load_spectra, potsdam_tiles, write_model_package  # noqa: E402
-from training.measure import card_table, measure_package  # noqa: E402
+from training.common import HELD_OUT_TILES, PROJECT_ROOT, load_spectra, potsdam_tiles, write_model_package
+from training.measure import card_table, measure_package
 
 # Quantiser steps on the [0, 1] reflectance scale, geometric from coarse (1) to fine (10).
 STEPS = [float(s) for s in np.geomspace(0.06, 0.0025, 10)]
@@ -90,7 +88,7 @@ down columns) and entropy-coded per component (constriction ANS; per component t
 a discretised Laplace/Gaussian or an empirical histogram model). The transform itself is pixel-wise.
 
 **Training data.** {spectra} valid spectra of the real EnMAP L2A Potsdam tiles (DT0000001867, 2022-07-24):
-{tiles}. Trained with `python training/train_pca.py` (closed form: mean and covariance, eigen-decomposition).
+{tiles}. Trained with `python -m training.train_pca` (closed form: mean and covariance, eigen-decomposition).
 
 **Validation.** Held-out real tiles never used for fitting: {held_out}. Measured through the real pipeline:
 rate from the bytes of the `.ehc` file (bpppb = file bits / (valid pixels x 202)), PSNR and mean spectral

@@ -1,6 +1,6 @@
 """Train rdnet (training/nets/rdnet.py) end to end for rate + lambda * distortion, resumably, on CPU or GPU.
 
-usage: python training/train_rdnet.py RUN_DIR [--steps N] [--lr LR] [--seed S] [--threads T] [--channels K]
+usage: python -m training.train_rdnet RUN_DIR [--steps N] [--lr LR] [--seed S] [--threads T] [--channels K]
                                       [--package models/rdnet]
 Data: the real Potsdam training tiles (never the held-out ones, training/common.py), with random flips and 90 degree
 rotations (the held-out tiles touch some training tiles, so no windows across tile borders).
@@ -12,16 +12,14 @@ import argparse
 import csv
 import math
 import os
-import sys
 import time
 
 import numpy as np
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from training.common import potsdam_cubes  # noqa: E402
-from training.nets.rdnet import RDNet  # noqa: E402
-from training.train_pca import fit_pca  # noqa: E402
+from training.common import potsdam_cubes
+from training.nets.rdnet import RDNet
+from training.train_pca import fit_pca
 
 # Quantiser steps (latent units = [0, 1] reflectance): coarse (quality 1, ~0.05 bpppb) to fine (10, ~1 bpppb).
 STEP_RANGE = (0.2, 0.0025)

@@ -10,7 +10,6 @@
   a non-default RGB renderer and stretch.
 """
 import os
-import sys
 
 import numpy as np
 import pytest
@@ -31,7 +30,6 @@ def _card(rows):
 
 def build_test_model(folder):
     """A `pca` model package in `folder`/pca from a synthetic scene (no real data needed)."""
-    sys.path.insert(0, PROJECT_ROOT)
     from enmap_compress.plugin.core import synthetic
     from enmap_compress.plugin.core.enmap import open_spectral
     from training.common import write_model_package

@@ -48,7 +48,6 @@ def test_dialog_screenshot_under_xvfb(installed_model, tmp_path):
 # --- the script run under Xvfb -----------------------------------------------------------------------------------
 
 def _screenshots(folder):
-    sys.path.insert(0, os.path.join(PROJECT_ROOT, 'build', 'import_alias'))
     from qgis.core import QgsApplication, QgsProject, QgsRasterLayer
 
     app = QgsApplication([], True)
