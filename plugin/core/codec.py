@@ -331,12 +331,9 @@ def compress(source, output, model=None, quality=5, device='auto', threads=None,
             for tile in tiles:
                 window = coder.transform.window(tile, raster.width, raster.height)
                 cube = raster.read_canonical(window.x, window.y, window.width, window.height).astype(np.float32)
-                valid = valid_pixels(cube, raster.nodata, ~dead)
-                cube[dead] = 0.0  # dead bands: neutral model input, restored as nodata
-                core = _core(tile, window)
-                sections = [encode_mask(valid[core])] + coder.encode(cube, valid, core)
-                writer.add_chunk(pack_sections(sections), tile.as_dict())
-                count += int(valid[core].sum())
+                payload, pixels = encode_tile(coder, cube, raster.nodata, dead, _core(tile, window))
+                writer.add_chunk(payload, tile.as_dict())
+                count += pixels
                 steps.step()
             writer.footer_meta = {'valid_pixels': count}
         warnings = list(raster.warnings)
@@ -350,6 +347,44 @@ def _core(tile, window):
     """Slices of the tile inside its window."""
     return (slice(tile.y - window.y, tile.y - window.y + tile.height),
             slice(tile.x - window.x, tile.x - window.x + tile.width))
+
+
+def encode_tile(coder, cube, nodata, dead, core):
+    """The chunk payload of one tile and its count of valid pixels.
+
+    cube: the tile's window (224, h, w) as float32 DN in canonical order (its dead bands are zeroed in place: a
+    neutral model input, restored as nodata); dead: canonical bool per band; core: slices of the tile in the window.
+    """
+    valid = valid_pixels(cube, nodata, ~dead)
+    cube[dead] = 0.0
+    sections = [encode_mask(valid[core])] + coder.encode(cube, valid, core)
+    return pack_sections(sections), int(valid[core].sum())
+
+
+def decode_tile(coder, payload, tile, window, dtype, nodata, dead):
+    """One tile back from its chunk payload: (len(dead), tile.height, tile.width) in canonical order and `dtype`;
+    dead bands, bands the file does not restore and invalid pixels hold nodata (0 without one)."""
+    sections = unpack_sections(payload)
+    core = _core(tile, window)
+    valid = np.zeros((window.height, window.width), bool)
+    valid[core] = decode_mask(sections[0], tile.height, tile.width)
+    values = output_values(coder.decode(sections[1:], valid, core), dtype, nodata, coder.max_error is not None)
+    fill = nodata if nodata is not None else 0
+    canonical = np.full((len(dead), tile.height, tile.width), fill, values.dtype)
+    _scatter(canonical, coder.bands, valid[core], values)
+    canonical[dead] = fill
+    return canonical
+
+
+def decoded_tiles(reader, coder, raster):
+    """(tile, canonical cube) of every chunk of an open EhcReader, in file order; raster: the unpacked header."""
+    dead = np.zeros(raster['band_count'], bool)
+    dead[np.asarray(raster['dead_bands'], int)] = True
+    dead = dead[np.asarray(raster['canonical_index'], int)]
+    for index in range(reader.chunk_count):
+        tile = Tile.from_dict(reader.chunk_meta(index))
+        window = coder.transform.window(tile, raster['width'], raster['height'])
+        yield tile, decode_tile(coder, reader.read_chunk(index), tile, window, raster['dtype'], raster['nodata'], dead)
 
 
 def _find_package(codec_info):
@@ -389,28 +424,12 @@ def decompress(source, output, device='auto', threads=None, progress=None, is_ca
         coder, runner = _decoder_for(header, device, threads)
         raster = unpack_raster(header['raster'])
         canonical_index = np.asarray(raster['canonical_index'], int)
-        dead = np.zeros(raster['band_count'], bool)
-        dead[np.asarray(raster['dead_bands'], int)] = True
-        dead = dead[canonical_index]
-        nodata = raster['nodata']
-        fill = nodata if nodata is not None else 0
-        exact = coder.max_error is not None
         steps = Progress(reader.chunk_count, progress, is_cancelled)
         steps.check()
         with atomic_output(output) as tmp:
             writer = GeoTiffWriter(tmp, layout_from_header(raster))
             try:
-                for index in range(reader.chunk_count):
-                    tile = Tile.from_dict(reader.chunk_meta(index))
-                    sections = unpack_sections(reader.read_chunk(index))
-                    window = coder.transform.window(tile, raster['width'], raster['height'])
-                    core = _core(tile, window)
-                    valid = np.zeros((window.height, window.width), bool)
-                    valid[core] = decode_mask(sections[0], tile.height, tile.width)
-                    values = output_values(coder.decode(sections[1:], valid, core), raster['dtype'], nodata, exact)
-                    canonical = np.full((raster['band_count'], tile.height, tile.width), fill, values.dtype)
-                    _scatter(canonical, coder.bands, valid[core], values)
-                    canonical[dead] = fill
+                for tile, canonical in decoded_tiles(reader, coder, raster):
                     file_order = np.empty_like(canonical)
                     file_order[canonical_index] = canonical
                     writer.write(tile.x, tile.y, file_order)
