@@ -23,7 +23,7 @@ import traceback
 
 import numpy as np
 
-from bench import common
+from bench import common, pca_jpeg2000
 from enmap_compress.plugin.core.codec import compress, decompress
 from enmap_compress.plugin.core.enmap import open_spectral
 from enmap_compress.plugin.core.runtime import list_models
@@ -31,6 +31,7 @@ from training.common import potsdam_tiles
 
 ALL_LEVELS = tuple(range(1, 11))
 BOUNDS = (0, 5, 10, 25, 50, 100)
+PCA_JPEG2000_TARGETS = (0.06, 0.08, 0.10, 0.15, 0.20, 0.30, 0.40, 0.60, 0.80, 1.0)
 FIELDS = ('section', 'dataset', 'method', 'setting', 'bands', 'bytes', 'valid_px', 'bpppb', 'psnr', 'sa_deg',
           'max_abs_dn', 'enc_s', 'dec_s', 'published_bpppc', 'published_psnr', 'note')
 # /work/shared/docs/reference-models.md section 1: float-latent "bpppc" (= 32 / CR) and PSNR of each variant
@@ -141,6 +142,20 @@ def run_anchor(fn, scenes, bands_idx, scratch, bands=common.CODED):
     return pool.result()
 
 
+def pca_jpeg2000_rows(name, scenes, work):
+    """The strongest classical anchor (bench.pca_jpeg2000): best K at each target rate, measured."""
+    try:
+        mean, basis = pca_jpeg2000.fit_klt(potsdam_tiles(held_out=False))
+        best = pca_jpeg2000.best_at_targets(scenes, mean, basis, pca_jpeg2000.DEFAULT_KS, PCA_JPEG2000_TARGETS, work)
+    except (Exception, SystemExit) as exc:  # no shared training tiles, no glymur/OpenJPEG: one failed row
+        return [failure('rd', name, 'pca_jpeg2000', 'best K', exc)]
+    rows = [row('rd', name, 'pca_jpeg2000', f'target {target:g} bpppb, best K={k}', result)
+            for target, k, result in best]
+    for r in rows:
+        log(r)
+    return rows
+
+
 def fmt(value, digits=2):
     if value in ('', None):
         return ''
@@ -209,6 +224,7 @@ def run(models=None, levels=ALL_LEVELS, names=('potsdam', 'mosaic', 'synthetic')
                     log(rows[-1])
                 except Exception as exc:
                     rows.append(failure('rd', name, method, setting, exc))
+            rows += pca_jpeg2000_rows(name, scenes, work)
             eb_anchors = [(f'MAX_Z_ERROR={b}', 224 if b == 0 else common.CODED,
                            ['COMPRESS=LERC_ZSTD', f'MAX_Z_ERROR={b}', 'INTERLEAVE=PIXEL'], 'gdal_lerc_zstd')
                           for b in bounds]
@@ -248,8 +264,9 @@ def write_csv(rows, path):
 
 # --- plots and tables -----------------------------------------------------------------------------------------------
 
-STYLE = {'gdal_lerc_zstd': ('tab:red', 's'), 'jpeg2k_per_band': ('tab:purple', '^'),
-         'gdal_zstd_pred2': ('tab:gray', 'x'), 'delta_shuffle_zstd': ('black', '+')}
+STYLE = {'gdal_lerc_zstd': ('tab:red', 's'), 'pca_jpeg2000': ('darkgoldenrod', 'v'),
+         'jpeg2k_per_band': ('tab:purple', '^'), 'gdal_zstd_pred2': ('tab:gray', 'x'),
+         'delta_shuffle_zstd': ('black', '+')}
 MODEL_COLOURS = ('tab:blue', 'tab:green', 'tab:orange', 'tab:cyan', 'tab:olive', 'tab:pink', 'tab:brown')
 
 

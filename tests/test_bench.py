@@ -93,3 +93,21 @@ def test_speed_worker_measures_an_anchor(tiny, tmp_path):
     assert 'seconds' in result, json.dumps(result)
     assert result['peak_rss_mb'] >= result['base_rss_mb'] > 0 and result['output_bytes'] > 0
     assert '| gdal_zstd |' in speed.table([dict(dict.fromkeys(speed.FIELDS, ''), name='gdal_zstd', **result)])
+
+
+def test_pca_jpeg2000_anchor_roundtrip(tiny, tmp_path):
+    """The PCA + JPEG 2000 anchor hits its target rate and decodes to a real reconstruction."""
+    pytest.importorskip('glymur')
+    from bench import common, pca_jpeg2000
+
+    scene = common.load_scene(tiny)
+    mean, basis = pca_jpeg2000.fit_klt([tiny])
+    coarse = pca_jpeg2000.measure([scene], mean, basis, 8, 0.3, str(tmp_path))
+    fine = pca_jpeg2000.measure([scene], mean, basis, 8, 1.0, str(tmp_path))
+    assert 0.15 < coarse['bpppb'] < 0.35 and 0.5 < fine['bpppb'] < 1.05
+    assert 25 < coarse['psnr'] < fine['psnr'] < 100
+    (target, k, result), = pca_jpeg2000.best_at_targets([scene], mean, basis, (4, 8), (0.5,), str(tmp_path))
+    assert k in (4, 8) and result['psnr'] >= max(pca_jpeg2000.measure([scene], mean, basis, kk, 0.5, str(tmp_path))
+                                                 ['psnr'] for kk in (4, 8)) - 1e-9
+    assert pca_jpeg2000.interpolate([(0.1, 40.0, 1.0), (0.4, 50.0, 0.5)], 0.2) == pytest.approx(
+        (45.0, 0.75))
