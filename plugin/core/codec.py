@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..paths import MODELS_DIR
-from . import entropy
+from . import entropy, samples
 from .bands import hyspecnet_keep_mask
 from .container import EhcReader, EhcWriter
 from .enmap import open_spectral
@@ -33,6 +33,7 @@ LOG = logging.getLogger('enmap_compress')
 FORMAT_NAME = 'ehc'
 CODED_BAND_COUNT = 202
 CHUNK_VERSION = 2  # 2: spatially predicted latent and extra-band sections
+CHUNK_VERSION_SAMPLES = 3  # 3: as 2, plus a last section of samples restored one by one (samples.py)
 DEFAULT_TILE = 256  # pixel models; spatial models bring their own tile size
 QUALITY_LEVELS = tuple(range(1, 11))
 
@@ -53,16 +54,21 @@ def software_versions():
 
 # --- chunk payload: length-prefixed sections --------------------------------------------------------------
 
-def pack_sections(sections):
-    head = struct.pack('<BH', CHUNK_VERSION, len(sections)) + b''.join(struct.pack('<I', len(s)) for s in sections)
+def pack_sections(sections, sample_section=None):
+    """A tile's payload; tiles with a sample section get version 3, so older readers refuse them clearly."""
+    version = CHUNK_VERSION if sample_section is None else CHUNK_VERSION_SAMPLES
+    sections = list(sections) if sample_section is None else [*sections, sample_section]
+    head = struct.pack('<BH', version, len(sections)) + b''.join(struct.pack('<I', len(s)) for s in sections)
     return head + b''.join(sections)
 
 
 def unpack_sections(payload):
+    """(sections, the sample section or None) of a tile payload."""
     try:
         version, count = struct.unpack_from('<BH', payload, 0)
-        if version != CHUNK_VERSION:
-            raise FormatError(f'tile payload version {version} is not supported (expected {CHUNK_VERSION})')
+        if version not in (CHUNK_VERSION, CHUNK_VERSION_SAMPLES):
+            raise FormatError(f'tile payload version {version} is not supported (expected {CHUNK_VERSION} or '
+                              f'{CHUNK_VERSION_SAMPLES}); a newer EnMAP Compress wrote this file')
         lengths = struct.unpack_from(f'<{count}I', payload, 3)
     except struct.error as exc:
         raise FormatError('a tile payload is truncated') from exc
@@ -72,7 +78,11 @@ def unpack_sections(payload):
         offset += length
     if offset != len(payload):
         raise FormatError('a tile payload has an inconsistent length')
-    return sections
+    if version == CHUNK_VERSION_SAMPLES:
+        if not sections:
+            raise FormatError('a tile payload lacks its sample section')
+        return sections[:-1], sections[-1]
+    return sections, None
 
 
 def encode_mask(valid):
@@ -321,22 +331,26 @@ def compress(source, output, model=None, quality=5, device='auto', threads=None,
             'software': software_versions(),
             'created': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()),
         }
+        if raster.nodata is None and raster.dtype.kind == 'f':
+            header['raster']['fill'] = samples.fill_value(raster.dtype, None)  # NaN; older files meant 0
         if package.folder != os.path.join(MODELS_DIR, package.model_id):
             header['codec']['model_path'] = package.folder  # a custom package: where the decoder may find it
         tiles = tile_grid(raster.width, raster.height, tile_size)
         steps = Progress(len(tiles), progress, is_cancelled)
         count = 0
+        band_numbers, nonfinite = np.asarray(raster.canonical_index) + 1, np.zeros(raster.band_count, np.int64)
         steps.check()
         with EhcWriter(output, header) as writer:
             for tile in tiles:
                 window = coder.transform.window(tile, raster.width, raster.height)
-                cube = raster.read_canonical(window.x, window.y, window.width, window.height).astype(np.float32)
-                payload, pixels = encode_tile(coder, cube, raster.nodata, dead, _core(tile, window))
+                cube = raster.read_canonical(window.x, window.y, window.width, window.height)
+                payload, pixels = encode_tile(coder, cube, raster.nodata, dead, _core(tile, window), band_numbers,
+                                              nonfinite)
                 writer.add_chunk(payload, tile.as_dict())
                 count += pixels
                 steps.step()
             writer.footer_meta = {'valid_pixels': count}
-        warnings = list(raster.warnings)
+        warnings = list(raster.warnings) + _nonfinite_warning(nonfinite, band_numbers)
     size = os.path.getsize(output)
     rate = rate_metrics(size, count, CODED_BAND_COUNT)
     return CompressResult(output, size, count, rate['bpppb'], rate['compression_ratio'], runner.choice.device,
@@ -349,31 +363,68 @@ def _core(tile, window):
             slice(tile.x - window.x, tile.x - window.x + tile.width))
 
 
-def encode_tile(coder, cube, nodata, dead, core):
+def encode_tile(coder, cube, nodata, dead, core, band_numbers=None, nonfinite=None):
     """The chunk payload of one tile and its count of valid pixels.
 
-    cube: the tile's window (224, h, w) as float32 DN in canonical order (its dead bands are zeroed in place: a
-    neutral model input, restored as nodata); dead: canonical bool per band; core: slices of the tile in the window.
+    cube: the tile's window (224, h, w) of DN in canonical order, in the raster's own dtype (the sample section
+    stores values in it); dead: canonical bool per band (restored as nodata); core: slices of the tile in the
+    window. NaN and ±Inf never reach the model: they are replaced, and restored from the tile's sample section.
+    band_numbers: the 1-based band number of each canonical band, for messages; nonfinite: an int array per band
+    that counts the non-finite samples kept at valid pixels.
     """
     valid = valid_pixels(cube, nodata, ~dead)
-    cube[dead] = 0.0
-    sections = [encode_mask(valid[core])] + coder.encode(cube, valid, core)
-    return pack_sections(sections), int(valid[core].sum())
+    native = cube[:, core[0], core[1]]
+    restored = np.zeros(len(dead), bool)
+    restored[coder.bands] = True
+    restored &= ~dead
+    if coder.max_error is not None:
+        samples.check_exact_range(native, restored, valid[core],
+                                  np.arange(1, len(dead) + 1) if band_numbers is None else band_numbers)
+    sections = [encode_mask(valid[core])] + coder.encode(samples.model_input(cube, valid, dead), valid, core)
+    positions, values = samples.overrides(native, restored, valid[core], samples.fill_value(cube.dtype, nodata),
+                                          coder.max_error == 0)
+    if nonfinite is not None:
+        nonfinite += samples.count_nonfinite(native, valid[core]) * restored
+    section = samples.pack(positions, values, cube.dtype) if positions.size else None
+    return pack_sections(sections, section), int(valid[core].sum())
 
 
-def decode_tile(coder, payload, tile, window, dtype, nodata, dead):
+def _nonfinite_warning(counts, band_numbers):
+    if not counts.any():
+        return []
+    bands = band_numbers[counts > 0]
+    message = (f'{int(counts.sum())} NaN or infinite samples inside valid pixels (band{"s" if bands.size > 1 else ""} '
+               f'{samples.describe_bands(np.sort(bands))}) were kept out of the model and are restored exactly.')
+    LOG.warning(message)
+    return [message]
+
+
+def decode_tile(coder, payload, tile, window, dtype, nodata, dead, fill=None):
     """One tile back from its chunk payload: (len(dead), tile.height, tile.width) in canonical order and `dtype`;
-    dead bands, bands the file does not restore and invalid pixels hold nodata (0 without one)."""
-    sections = unpack_sections(payload)
+    dead bands, bands the file does not restore and invalid pixels hold `fill` (default samples.fill_value:
+    nodata, else NaN for floats and 0 for integers), then the tile's sample section is written back."""
+    sections, sample_section = unpack_sections(payload)
     core = _core(tile, window)
     valid = np.zeros((window.height, window.width), bool)
     valid[core] = decode_mask(sections[0], tile.height, tile.width)
     values = output_values(coder.decode(sections[1:], valid, core), dtype, nodata, coder.max_error is not None)
-    fill = nodata if nodata is not None else 0
+    fill = samples.fill_value(dtype, nodata) if fill is None else fill
     canonical = np.full((len(dead), tile.height, tile.width), fill, values.dtype)
     _scatter(canonical, coder.bands, valid[core], values)
     canonical[dead] = fill
+    if sample_section is not None:
+        samples.restore(canonical, sample_section)
     return canonical
+
+
+def header_fill(raster):
+    """The fill value of a file's nodata pixels: `raster.fill` (NaN for float rasters without nodata, written
+    since 0.2) or, in older files, nodata, else 0."""
+    nodata = raster['nodata']
+    fill = raster.get('fill', nodata if nodata is not None else 0)
+    if isinstance(fill, bool) or not isinstance(fill, (int, float)):
+        raise FormatError(f'the header\'s raster.fill must be a number, not {fill!r}')
+    return fill
 
 
 def decoded_tiles(reader, coder, raster):
@@ -384,7 +435,8 @@ def decoded_tiles(reader, coder, raster):
     for index in range(reader.chunk_count):
         tile = Tile.from_dict(reader.chunk_meta(index))
         window = coder.transform.window(tile, raster['width'], raster['height'])
-        yield tile, decode_tile(coder, reader.read_chunk(index), tile, window, raster['dtype'], raster['nodata'], dead)
+        yield tile, decode_tile(coder, reader.read_chunk(index), tile, window, raster['dtype'], raster['nodata'], dead,
+                                header_fill(raster))
 
 
 def _find_package(codec_info):

@@ -1,0 +1,143 @@
+"""Samples that no model ever sees, restored one by one: NaN and ±Inf in float rasters, and in lossless mode
+every sample the decoder would not otherwise reproduce bit for bit.
+
+Before a tile is coded its non-finite samples are replaced by a neutral value (the rounded median of the band's
+finite samples at the window's valid pixels), so NaN never reaches a model, a quantiser or an entropy coder.
+The tile's *sample section* (docs/format.md) lists the positions and original values the decoder writes back
+over its output:
+
+- lossy and error-bounded (MAX_ERROR > 0) files: the non-finite samples of restored bands at valid pixels;
+- lossless (MAX_ERROR = 0) files: those, plus every sample that would otherwise come back as the fill value
+  although it differs from it (NaN where the nodata value is numeric, a mix of NaN and nodata in a nodata pixel,
+  -0.0, data in a band flagged dead), so the output equals the input bit for bit.
+
+Pixels that are nodata or non-finite in every live band are nodata pixels, written as the fill value: the nodata
+value, NaN for float rasters that declare none, 0 for integer rasters that declare none.
+"""
+import struct
+import zlib
+
+import numpy as np
+
+from .errors import FormatError, InputError
+
+SECTION_VERSION = 1
+_HEAD = struct.Struct('<BI')  # version, sample count; then zlib(u32 position deltas, values in the raster dtype)
+EXACT_LIMIT = 2 ** 23  # |DN| of an error-bounded input: float32 model paths hold these integers and their residuals
+
+
+def fill_value(dtype, nodata):
+    """What nodata pixels, dead and unrestored bands are written as."""
+    if nodata is not None:
+        return nodata
+    return float('nan') if np.dtype(dtype).kind == 'f' else 0
+
+
+def _nonfinite(cube):
+    return ~np.isfinite(cube) if cube.dtype.kind == 'f' else np.zeros(cube.shape, bool)
+
+
+def model_input(cube, valid, dead):
+    """float32 copy of a window (bands, h, w) for the models: non-finite samples replaced by a neutral value,
+    dead bands 0, finite values beyond float32's range clipped (they cannot be coded exactly anyway)."""
+    bad = _nonfinite(cube)
+    if cube.dtype == np.float64:
+        limit = np.finfo(np.float32).max
+        cube = np.clip(cube, -limit, limit)  # no overflow warning; the non-finite ones are replaced below
+    out = cube.astype(np.float32)
+    for band in np.flatnonzero(bad.any(axis=(1, 2))):
+        good = valid & ~bad[band]
+        out[band][bad[band]] = np.rint(np.median(cube[band][good])) if good.any() else 0.0
+    out[dead] = 0.0
+    return out
+
+
+def _same(a, b):
+    """Elementwise bit-level sameness as the output can show it: NaN equals NaN, -0.0 differs from 0.0."""
+    if a.dtype.kind != 'f':
+        return a == b
+    return ((a == b) & (np.signbit(a) == np.signbit(b))) | (np.isnan(a) & np.isnan(b))
+
+
+def overrides(native, restored, valid, fill, lossless):
+    """Flat positions (in the tile's (bands, h, w) canonical order) and original values the decoder must write
+    back. native: the tile's samples as read; restored: bool per band that the file codes (not dead); valid: the
+    tile's pixel mask."""
+    coded = restored[:, None, None] & valid[None]
+    differ = coded & _nonfinite(native)
+    if lossless:
+        if native.dtype.kind == 'f':
+            differ |= coded & (native == 0) & np.signbit(native)
+        differ |= ~coded & ~_same(native, np.asarray(fill, native.dtype))
+    positions = np.flatnonzero(differ)
+    return positions, native.reshape(-1)[positions]
+
+
+def check_exact_range(native, restored, valid, band_numbers):
+    """Error-bounded coding needs DN that float32 holds exactly; raise InputError naming the bands otherwise."""
+    if native.dtype.itemsize <= 2 and native.dtype.kind in 'iu':
+        return
+    values = native[restored][:, valid]
+    outside = np.isfinite(values) & (np.abs(values) > EXACT_LIMIT) if values.dtype.kind == 'f' \
+        else np.abs(values.astype(np.float64)) > EXACT_LIMIT
+    if outside.any():
+        per_band = outside.sum(axis=1)
+        bands = np.asarray(band_numbers)[restored][per_band > 0]
+        raise InputError(f'MAX_ERROR needs DN values within ±{EXACT_LIMIT}, but {int(per_band.sum())} samples in '
+                         f'band{"s" if bands.size > 1 else ""} {describe_bands(bands)} lie outside that range; '
+                         'compress this image without MAX_ERROR.')
+
+
+def describe_bands(numbers, shown=8):
+    numbers = [int(n) for n in numbers]
+    text = ', '.join(str(n) for n in numbers[:shown])
+    return text + (f' and {len(numbers) - shown} more' if len(numbers) > shown else '')
+
+
+def count_nonfinite(native, valid):
+    """Non-finite samples per band at valid pixels (for the warning that tells the user they were kept)."""
+    return _nonfinite(native)[:, valid].sum(axis=1)
+
+
+# --- the tile's sample section -------------------------------------------------------------------------------
+
+def pack(positions, values, dtype):
+    """The sample section: positions ascending (u32 each, stored as differences), values in the raster dtype."""
+    positions = np.asarray(positions, np.int64)
+    if positions.size and positions[-1] >= 2 ** 32:
+        raise InputError('a tile is too large for its sample positions; choose a smaller tile size')
+    deltas = np.diff(positions, prepend=0).astype('<u4')
+    body = deltas.tobytes() + np.asarray(values, np.dtype(dtype).newbyteorder('<')).tobytes()
+    return _HEAD.pack(SECTION_VERSION, positions.size) + zlib.compress(body, 9)
+
+
+def unpack(data, shape, dtype):
+    """(positions, values) of a sample section, checked against the tile's shape before anything is allocated."""
+    dtype = np.dtype(dtype).newbyteorder('<')
+    try:
+        version, count = _HEAD.unpack_from(data, 0)
+    except struct.error as exc:
+        raise FormatError('a tile\'s sample section is truncated') from exc
+    if version != SECTION_VERSION:
+        raise FormatError(f'a tile\'s sample section has version {version} (expected {SECTION_VERSION})')
+    total = int(np.prod(shape))
+    if count > total:
+        raise FormatError(f'a tile\'s sample section lists {count} samples, more than the tile holds ({total})')
+    size = count * (4 + dtype.itemsize)
+    inflater = zlib.decompressobj()
+    try:
+        body = inflater.decompress(bytes(data[_HEAD.size:]), size + 1)
+    except zlib.error as exc:
+        raise FormatError('a tile\'s sample section is corrupt') from exc
+    if len(body) != size or not inflater.eof or inflater.unused_data:
+        raise FormatError('a tile\'s sample section has the wrong length')
+    positions = np.cumsum(np.frombuffer(body, '<u4', count).astype(np.int64))
+    if count and (positions[-1] >= total or (count > 1 and (np.diff(positions) <= 0).any())):
+        raise FormatError('a tile\'s sample section lists positions outside the tile or out of order')
+    return positions, np.frombuffer(body, dtype, count, offset=4 * count)
+
+
+def restore(canonical, section):
+    """Write a tile's sample section back over its decoded canonical cube (in place)."""
+    positions, values = unpack(section, canonical.shape, canonical.dtype)
+    canonical.flat[positions] = values
