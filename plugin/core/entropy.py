@@ -53,15 +53,15 @@ def encode_channels(symbols: np.ndarray) -> bytes:
     """Encode a 2-D integer array (C channels, N samples each; values within int32) into a byte stream."""
     sym = _as_int32_2d(symbols)
     los, his = _channel_ranges(sym)
-    coder = _ans_coder()
+    coder = ans_coder()
     sides, raws = [], []
     for c in range(sym.shape[0] - 1, -1, -1):  # ANS is a stack: push the last channel first, channel 0 pops first
         plan = _plan_channel(sym[c], int(los[c]), int(his[c]))
         for stream in reversed(plan.streams):
-            _push_stream(coder, stream)
+            push_stream(coder, stream)
         sides.append(plan.side)
         raws.append(plan.raw)
-    return _assemble(sym.shape, b''.join(reversed(sides)), _ans_words(coder), b''.join(reversed(raws)))
+    return _assemble(sym.shape, b''.join(reversed(sides)), ans_words(coder), b''.join(reversed(raws)))
 
 
 def _assemble(shape: tuple, side: bytes, words: bytes, raw: bytes) -> bytes:
@@ -146,7 +146,7 @@ def _channel_ranges(sym: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 # --------------------------------------------------------------------------------------------------------- plans
 @dataclass
-class _Stream:
+class IndexStream:
     """Table indices ready for ANS: `joint` codes `group` indices per symbol with the product table."""
 
     table: np.ndarray  # marginal weights (float64); the alphabet is len(table)
@@ -156,7 +156,7 @@ class _Stream:
 
 
 @dataclass
-class _Plan:
+class _ChannelPlan:
     """How one channel is coded: its side-info record, raw bytes and ANS streams (in decoding order)."""
 
     side: bytes
@@ -165,9 +165,9 @@ class _Plan:
     streams: list = field(default_factory=list)
 
 
-def _plan_channel(x: np.ndarray, lo: int, hi: int) -> _Plan:
+def _plan_channel(x: np.ndarray, lo: int, hi: int) -> _ChannelPlan:
     if x.size == 0 or lo == hi:
-        return _Plan(side=bytes([MODE_CONST]) + _svarint(lo))
+        return _ChannelPlan(side=bytes([MODE_CONST]) + _svarint(lo))
     width = (hi - lo).bit_length()
     raw_side = bytes([MODE_RAW]) + _svarint(lo) + bytes([width])
     raw_bits = 8.0 * (len(raw_side) + (x.size * width + 7) // 8)
@@ -177,10 +177,10 @@ def _plan_channel(x: np.ndarray, lo: int, hi: int) -> _Plan:
         best = _table_plan(x - np.int32(lo), hi - lo + 1, lo, escape=False)  # no overflow: hi - lo < 2**16
     if best is not None and best.bits < raw_bits:
         return best
-    return _Plan(side=raw_side, raw=_pack_bits(x.astype(np.int64) - lo, width), bits=raw_bits)
+    return _ChannelPlan(side=raw_side, raw=_pack_bits(x.astype(np.int64) - lo, width), bits=raw_bits)
 
 
-def _escape_plan(x: np.ndarray) -> _Plan | None:
+def _escape_plan(x: np.ndarray) -> _ChannelPlan | None:
     """Huge range: code the central values with a histogram and send the rare outliers as raw int32."""
     k = int(x.size * _ESCAPE_QUANTILE)
     part = np.partition(x, (k, x.size - 1 - k))
@@ -196,7 +196,7 @@ def _escape_plan(x: np.ndarray) -> _Plan | None:
     return plan
 
 
-def _table_plan(index: np.ndarray, alphabet: int, lo: int, escape: bool) -> _Plan:
+def _table_plan(index: np.ndarray, alphabet: int, lo: int, escape: bool) -> _ChannelPlan:
     """Pick the cheapest table (histogram, Laplace, Gaussian) by exact payload + side-info bits."""
     group = _group_size(alphabet, index.size)
     counts = _counts(index, alphabet)
@@ -215,8 +215,9 @@ def _table_plan(index: np.ndarray, alphabet: int, lo: int, escape: bool) -> _Pla
                 if cand_bits < bits:
                     side, table, bits = cand_side, candidate, cand_bits
     if split is None:
-        return _Plan(side=side, bits=bits, streams=[_Stream(table, group, *_group_indices(index, alphabet, group))])
-    return _Plan(side=side, bits=bits, streams=_split_streams(index, table, *split))
+        streams = [IndexStream(table, group, *_group_indices(index, alphabet, group))]
+        return _ChannelPlan(side=side, bits=bits, streams=streams)
+    return _ChannelPlan(side=side, bits=bits, streams=_split_streams(index, table, *split))
 
 
 def _side_head(kind: int, lo: int, alphabet: int, group: int, split: tuple | None) -> bytes:
@@ -278,8 +279,8 @@ def _split_streams(index: np.ndarray, table: np.ndarray, m: int, flag_group: int
         flag_joint = np.packbits(not_m[:whole]).astype(np.int32)
     else:
         flag_joint = _group_indices(not_m[:whole].astype(np.int32), 2, flag_group)[0]
-    flags = _Stream(_flag_table(table, m), flag_group, flag_joint, not_m[whole:].astype(np.int32))
-    return [flags, _Stream(value_table, v_group, *_group_indices(values, value_table.size, v_group))]
+    flags = IndexStream(_flag_table(table, m), flag_group, flag_joint, not_m[whole:].astype(np.int32))
+    return [flags, IndexStream(value_table, v_group, *_group_indices(values, value_table.size, v_group))]
 
 
 def _flag_table(table: np.ndarray, m: int) -> np.ndarray:
@@ -366,8 +367,8 @@ def _gauss_table(alphabet: int, m: int, q: float, s: float) -> np.ndarray | None
     qpow = _geometric(q, q * q, steps)  # q**(2d-1), d = 1..steps
     table = np.zeros(alphabet, np.float64)
     table[m] = 1.0
-    table[m + 1:] = _cut_tail(np.cumprod(qpow * s))[:alphabet - m - 1]
-    table[:m] = _cut_tail(np.cumprod(qpow / s))[:m][::-1]
+    table[m + 1:] = cut_tail(np.cumprod(qpow * s))[:alphabet - m - 1]
+    table[:m] = cut_tail(np.cumprod(qpow / s))[:m][::-1]
     return table if np.isfinite(table).all() else None  # only parameters no encoder writes can overflow
 
 
@@ -384,10 +385,10 @@ def _geometric(first: float, ratio: float, n: int) -> np.ndarray:
     factors = np.full(n, ratio, np.float64)
     if n:
         factors[0] = first
-    return _cut_tail(np.cumprod(factors))
+    return cut_tail(np.cumprod(factors))
 
 
-def _cut_tail(seq: np.ndarray) -> np.ndarray:
+def cut_tail(seq: np.ndarray) -> np.ndarray:
     """Zero a product sequence from its first entry below _CUT: later entries may be subnormal (FTZ-dependent)."""
     small = seq < _CUT
     if small.any():
@@ -396,6 +397,10 @@ def _cut_tail(seq: np.ndarray) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------------------- ANS coding
+# The table layer, public for the other coders of the codec (prior.py): an ANS stack (`ans_coder`, `ans_words`),
+# index streams pushed and popped against a weight table (`IndexStream`, `push_stream`, `pop_indices`) and the
+# determinism rule for tables built from products (`cut_tail`). The rules stated at the top of this module hold for
+# every table passed in.
 def _constriction():
     try:
         import constriction  # lazy: the plugin must load without it (its submodules are attributes only)
@@ -404,7 +409,7 @@ def _constriction():
     return constriction
 
 
-def _ans_coder(words: np.ndarray | None = None):
+def ans_coder(words: np.ndarray | None = None):
     coder_type = _constriction().stream.stack.AnsCoder
     return coder_type() if words is None else coder_type(words)
 
@@ -424,7 +429,7 @@ def _joint_table(table: np.ndarray, group: int) -> np.ndarray:
     return joint
 
 
-def _push_stream(coder, stream: _Stream) -> None:
+def push_stream(coder, stream: IndexStream) -> None:
     """Push one index stream; the trailing single indices go first because the stack pops them last."""
     if stream.rest.size:
         coder.encode_reverse(np.ascontiguousarray(stream.rest), _categorical(_joint_table(stream.table, 1)))
@@ -432,12 +437,12 @@ def _push_stream(coder, stream: _Stream) -> None:
         coder.encode_reverse(stream.joint, _categorical(_joint_table(stream.table, stream.group)))
 
 
-def _ans_words(coder) -> bytes:
+def ans_words(coder) -> bytes:
     words = np.asarray(coder.get_compressed(), dtype=np.uint32)
     return words.astype('<u4').tobytes()
 
 
-def _pop_indices(coder, table: np.ndarray, group: int, out: np.ndarray) -> None:
+def pop_indices(coder, table: np.ndarray, group: int, out: np.ndarray) -> None:
     """Decode len(out) table indices into `out` (int32)."""
     n = out.size
     whole = n - n % group
@@ -485,7 +490,7 @@ def _split_stream(data) -> tuple:
 def _decode_body(n_ch: int, n: int, flags: int, side: bytes, words: np.ndarray, raw: bytes) -> np.ndarray:
     records = _read_records(n_ch, flags, side)
     raw_reader = _Reader(raw)
-    coder = _ans_coder(words) if words.size else None
+    coder = ans_coder(words) if words.size else None
     out = np.empty((n_ch, n), np.int32)
     for record, row in zip(records, out):
         _decode_record(record, raw_reader, coder, row)
@@ -558,7 +563,7 @@ def _decode_table_channel(record: _Record, raw_reader: _Reader, coder, out: np.n
     if coder is None:
         raise FormatError('entropy stream is corrupt (no coded data for a coded channel)')
     if record.split is None:
-        _pop_indices(coder, record.table, record.group, out)
+        pop_indices(coder, record.table, record.group, out)
     else:
         _pop_split(coder, record.table, record.group, record.split, out)
     lo = np.int32(record.lo)  # adding cannot overflow: lo + (table size - 1) was checked to be an int32
@@ -577,7 +582,7 @@ def _pop_split(coder, table: np.ndarray, group: int, split: tuple[int, int], out
     out[:] = m
     if where.size:
         values = np.empty(where.size, np.int32)
-        _pop_indices(coder, np.delete(table, m), group, values)
+        pop_indices(coder, np.delete(table, m), group, values)
         values += values >= m
         out[where] = values
 
@@ -587,7 +592,7 @@ def _pop_flags(coder, table: np.ndarray, group: int, n: int) -> np.ndarray:
     whole = n - n % group
     if group != 8:
         flags = np.empty(n, np.int32)
-        _pop_indices(coder, table, group, flags)
+        pop_indices(coder, table, group, flags)
         return flags.astype(bool)
     flags = np.empty(n, np.uint8)
     if whole:

@@ -14,7 +14,7 @@ import zlib
 
 import numpy as np
 
-from .entropy import _ans_coder, _ans_words, _cut_tail, _pop_indices, _push_stream, _Stream
+from .entropy import IndexStream, ans_coder, ans_words, cut_tail, pop_indices, push_stream
 from .errors import FormatError
 
 MAGIC = b'EP'
@@ -62,7 +62,7 @@ class LaplaceTable(FixedTable):
         ratio = exp_neg(1.0 / self.beta)
         factors = np.full(half, ratio, np.float64)
         factors[0] = 0.5 * e0 * (1.0 - ratio)
-        side = _cut_tail(np.cumprod(factors))
+        side = cut_tail(np.cumprod(factors))
         table = np.empty(2 * half + 2, np.float64)
         table[half] = 1.0 - e0
         table[half + 1:2 * half + 1] = side
@@ -86,7 +86,7 @@ def byte_scale(code):
 
 def encode_groups(rows, tables):
     """rows: int32 arrays; tables: their FixedTables (LaplaceTable is one). Returns one self-checking stream."""
-    coder = _ans_coder()
+    coder = ans_coder()
     escaped = []
     for row, table in zip(reversed(rows), reversed(tables)):  # a stack: the first group pops first
         index = np.asarray(row, np.int64) + table.half
@@ -94,16 +94,16 @@ def encode_groups(rows, tables):
         if outlier.any():
             escaped.append(np.asarray(row)[outlier].astype('<i4'))
             index[outlier] = 2 * table.half + 1
-        _push_stream(coder, _stream(index.astype(np.int32), table))
+        push_stream(coder, _stream(index.astype(np.int32), table))
     raw = b''.join(e.tobytes() for e in reversed(escaped))
-    words = _ans_words(coder)
+    words = ans_words(coder)
     body = _HEAD.pack(MAGIC, VERSION, len(rows), len(words) // 4, len(raw) // 4) + words + raw
     return body + _CRC.pack(zlib.crc32(body))
 
 
 def _stream(index, table):
     # one symbol per ANS step: joint (grouped) tables would multiply the tiny tail weights below the cut-off
-    return _Stream(table.weights, 1, index, index[:0])
+    return IndexStream(table.weights, 1, index, index[:0])
 
 
 def decode_groups(data, tables, lengths=None):
@@ -124,7 +124,7 @@ def decode_groups(data, tables, lengths=None):
         raise FormatError('a learned-prior latent stream does not match the model geometry')
     words = np.frombuffer(buf, '<u4', n_words, _HEAD.size).astype(np.uint32)
     escaped = np.frombuffer(buf, '<i4', n_escaped, _HEAD.size + 4 * n_words)
-    coder = _ans_coder(words) if n_words else None
+    coder = ans_coder(words) if n_words else None
     used = 0
     try:
         for table, length in plan:
@@ -132,7 +132,7 @@ def decode_groups(data, tables, lengths=None):
             if length:
                 if coder is None:
                     raise FormatError('a learned-prior latent stream holds no coded data')
-                _pop_indices(coder, table.weights, 1, index)
+                pop_indices(coder, table.weights, 1, index)
             values = index - np.int32(table.half)
             outlier = np.flatnonzero(index == 2 * table.half + 1)
             values[outlier] = escaped[used:used + outlier.size]
