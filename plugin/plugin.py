@@ -5,6 +5,7 @@ from qgis.PyQt.QtCore import Qt
 from qgis.PyQt.QtGui import QIcon
 from qgis.PyQt.QtWidgets import QAction
 
+from . import dependencies
 from .paths import resource_path
 from .processing.provider import EnmapCompressProvider
 
@@ -15,6 +16,7 @@ LAYER_ACTION_TEXT = 'Compress with EnMAP Compress…'
 class EnmapCompressPlugin:
     def __init__(self, iface):
         self.iface = iface
+        dependencies.configure(dependencies.install_folder(QgsApplication.qgisSettingsDirPath()))
         self.provider = None
         self.layer_action = None
         self.dialog_action = None
@@ -66,12 +68,27 @@ class EnmapCompressPlugin:
     # --- actions ------------------------------------------------------------------------------------------------
 
     def _warn_missing_dependencies(self):
-        """One message at start when packages are missing; the provider is registered all the same."""
-        from .gui import dependencies
+        """One message at start when packages are missing, with the Install button; the provider is registered
+        all the same."""
+        from qgis.gui import QgsMessageBar
+        from qgis.PyQt.QtWidgets import QPushButton
+
+        from .gui import installer
 
         missing = dependencies.missing()
-        if missing:
-            self.iface.messageBar().pushMessage('EnMAP Compress', dependencies.message(missing), Qgis.Warning, 0)
+        if not missing:
+            return None
+        item = QgsMessageBar.createMessage('EnMAP Compress', dependencies.message(missing))
+        button = QPushButton(installer.BUTTON_TEXT)
+        button.setObjectName('enmapcompress_install')
+        button.clicked.connect(lambda: self._keep_installer(installer.ask_and_install(self.iface.mainWindow())))
+        item.layout().addWidget(button)
+        self.iface.messageBar().pushWidget(item, Qgis.Warning, 0)
+        return item
+
+    def _keep_installer(self, dialog):
+        if dialog is not None:
+            self._keep(dialog)
 
     def current_raster_layer(self):
         """The layer the user right-clicked (QGIS makes it current before showing the menu)."""

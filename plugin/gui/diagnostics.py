@@ -9,10 +9,10 @@ from qgis.core import Qgis
 from qgis.PyQt.QtGui import QGuiApplication, QIcon
 from qgis.PyQt.QtWidgets import QDialog, QDialogButtonBox, QPushButton, QTextBrowser, QVBoxLayout
 
-from .. import __version__
+from .. import __version__, dependencies
 from ..core import runtime
 from ..paths import MODELS_DIR, PLUGIN_ROOT, resource_path
-from . import dependencies, devices
+from . import devices, installer
 
 
 def _module_version(name):
@@ -41,9 +41,15 @@ def _gdal_version():
     return gdal.__version__
 
 
+def _python_for_pip():
+    python, found = dependencies.qgis_python()
+    return python if found else f'{python} (not found)'
+
+
 def software():
     return [('EnMAP Compress', __version__), ('QGIS', Qgis.QGIS_VERSION), ('Python', platform.python_version()),
-            ('Python executable', sys.executable), ('Platform', platform.platform()),
+            ('Python executable', sys.executable), ('Python of QGIS (for pip)', _python_for_pip()),
+            ('Platform', platform.platform()),
             ('GDAL (Python)', _gdal_version()), ('numpy', _module_version('numpy')),
             ('onnxruntime', _module_version('onnxruntime')), ('constriction', _module_version('constriction')),
             ('defusedxml', _module_version('defusedxml')), ('torch (optional, training only)',
@@ -76,8 +82,10 @@ def models():
 def collect():
     """[(section, [(key, value)])]."""
     missing = dependencies.missing()
-    problems = [('missing packages', ', '.join(missing)), ('install with', dependencies.install_command(missing))] \
-        if missing else [('missing packages', 'none')]
+    problems = [('missing packages', ', '.join(missing) or 'none'),
+                ('install folder', dependencies.configured_folder() or 'not set')]
+    if missing:
+        problems.append(('install with', dependencies.install_command(missing)))
     return [('Software', software()), ('Compute', compute()), ('Models', models()),
             ('Dependencies', problems), ('Plugin folder', [('path', PLUGIN_ROOT)])]
 
@@ -114,9 +122,18 @@ class DiagnosticsDialog(QDialog):
         self.copy_button = QPushButton('Copy to clipboard')
         buttons.addButton(self.copy_button, QDialogButtonBox.ActionRole)
         self.copy_button.clicked.connect(self.copy)
+        self.install_button = QPushButton(installer.BUTTON_TEXT)
+        self.install_button.setVisible(bool(dependencies.missing()))
+        buttons.addButton(self.install_button, QDialogButtonBox.ActionRole)
+        self.install_button.clicked.connect(self.install)
+        self.installer = None
         buttons.rejected.connect(self.reject)
         layout.addWidget(buttons)
         self.resize(640, 520)
+
+    def install(self):
+        self.installer = installer.ask_and_install(self)
+        return self.installer
 
     def copy(self):
         QGuiApplication.clipboard().setText(as_text(self.sections))

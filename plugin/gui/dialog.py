@@ -29,10 +29,11 @@ from qgis.PyQt.QtWidgets import (
     QVBoxLayout,
 )
 
+from .. import dependencies
 from ..core import cards
 from ..core.runtime import default_model_id
 from ..paths import resource_path
-from . import dependencies, devices, estimate, results
+from . import devices, estimate, results
 from .job import CompressJob, JobRequest
 from .modelcards import CardViewer, installed_models, short_text
 

@@ -14,28 +14,12 @@ from qgis.core import (
 from qgis.PyQt.QtCore import QCoreApplication, QThread
 from qgis.PyQt.QtGui import QIcon
 
+from .. import dependencies
 from ..core import runtime
 from ..core.errors import EnmapCompressError
 from ..paths import resource_path
 
 DEVICE_LABELS = ('auto — CUDA when it really works, else CPU', 'cpu', 'cuda')
-DEPENDENCIES = ('numpy', 'onnxruntime', 'constriction', 'defusedxml')
-
-
-def missing_dependencies():
-    missing = []
-    for name in DEPENDENCIES:
-        try:
-            __import__(name)
-        except ImportError:
-            missing.append(name)
-    return missing
-
-
-def install_hint(missing):
-    return ('EnMAP Compress needs these Python packages in the Python that QGIS uses: ' + ', '.join(missing) +
-            '. Install them with: python -m pip install ' + ' '.join(missing) +
-            ' (on Windows from the OSGeo4W Shell; on macOS with the Python inside the QGIS app), then restart QGIS.')
 
 
 def is_product_path(value):
@@ -83,17 +67,14 @@ class EnmapAlgorithm(QgsProcessingAlgorithm):
     def shortHelpString(self):  # noqa: N802 (QGIS API name)
         return self.HELP
 
-    def helpUrl(self):  # noqa: N802 (QGIS API name)
-        return 'https://github.com/enmap-compress/enmap-compress#readme'
-
     def initAlgorithm(self, config=None):  # noqa: N802 (QGIS API name)
         self._models = model_choices()
         self.define()
 
     def canExecute(self):  # noqa: N802 (QGIS API name)
-        missing = missing_dependencies()
+        missing = dependencies.missing()
         if missing:
-            return False, install_hint(missing)
+            return False, dependencies.message(missing)
         if not runtime.list_models():
             return False, 'No compression model is installed (the plugin folder models/ is empty).'
         return True, ''
