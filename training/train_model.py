@@ -3,7 +3,8 @@
 usage: python -m training.train_model VARIANT RUN_DIR [--epochs N] [--steps S] [--batch B] [--lr LR]
                                       [--qat-from E] [--minutes M] [--patch P] [--seed S] [--threads T]
                                       [--mix REAL OTHER SYNTHETIC] [--init smart] [--freeze-bn]
-                                      [--schedule cosine] [--warmup W]
+                                      [--schedule cosine] [--warmup W] [--bf16] [--compact PATH]
+       python -m training.train_model VARIANT RUN_DIR --package MODEL_FOLDER [--fp16] [--card-note TEXT]
 Every epoch writes RUN_DIR/last.pt (plain state dicts of model and optimizer, the latent channel scales and the
 epoch; loaded back with torch.load(weights_only=True)) and appends a row to RUN_DIR/log.csv. Run again to resume.
 Loss: MSE in the HySpecNet [0, 1] view. From epoch --qat-from on, uniform noise of one quantiser step
@@ -15,6 +16,8 @@ Spatial models: --mix weights the patch sources (real Potsdam training tiles, ot
 statistics fixed (3D-CAE: per-batch statistics of a few patches make training and inference disagree);
 --schedule cosine decays the learning rate from --lr to 2% of it over all steps after --warmup linear steps.
 The options of the first run are stored in last.pt and the model card; a resumed run uses those given again.
+--compact PATH (training/checkpoints/<id>.pt, committed) is a small copy of the run that a later session resumes
+from on another machine when RUN_DIR is empty (training/checkpoint.py: float16 weights, no Adam moments).
 """
 import argparse
 import csv
@@ -107,9 +110,12 @@ def set_mode(net, training, freeze_bn=False):
         freeze_batchnorm(net)
 
 
-def learning_rate(base, step, total, schedule='const', warmup=0, floor=0.02):
-    """The learning rate of global step `step` of `total` (a pure function of the step: resumable)."""
+def learning_rate(base, step, total, schedule='const', warmup=0, rewarm_from=None, floor=0.02, rewarm=100):
+    """The learning rate of global step `step` of `total` (a pure function of the step: resumable); after a resume
+    from a compact checkpoint at step `rewarm_from` (fresh Adam moments) it ramps up again over `rewarm` steps."""
     factor = min(1.0, (step + 1) / warmup) if warmup else 1.0
+    if rewarm_from is not None:
+        factor *= min(1.0, (step - rewarm_from + 1) / rewarm)
     if schedule == 'cosine':
         factor *= floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(step, total) / max(total, 1)))
     return base * factor
@@ -155,7 +161,7 @@ def evaluate(net, data, device, scale=None, step=None, freeze_bn=False):
 
 def train(variant, run_dir, epochs=20, steps=200, batch=256, lr=1e-3, qat_from=None, minutes=None, patch=32,
           seed=10587, threads=2, source=None, log=print, mix=None, init='default', freeze_bn=False,
-          schedule='const', warmup=0, bf16=False):
+          schedule='const', warmup=0, bf16=False, compact=None):
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
     device = 'cuda' if torch.cuda.is_available() else 'cpu'
@@ -168,8 +174,12 @@ def train(variant, run_dir, epochs=20, steps=200, batch=256, lr=1e-3, qat_from=N
               'mix': list(mix) if mix else 'default', 'init': init, 'freeze_bn': bool(freeze_bn),
               'schedule': schedule, 'warmup': warmup, 'qat_from': qat_from, 'bf16': bool(bf16)}
     ckpt_path = os.path.join(run_dir, 'last.pt')
-    start, scale = 0, None
-    if os.path.isfile(ckpt_path):
+    log_path = os.path.join(run_dir, 'log.csv')
+    start, scale, rewarm_from = 0, None, None
+    if not os.path.isfile(ckpt_path) and compact and os.path.isfile(compact):
+        start, scale = resume_compact(net, compact, variant, log_path, log)
+        rewarm_from = start * steps  # the Adam moments start from zero again: ramp the learning rate up
+    elif os.path.isfile(ckpt_path):
         state = torch.load(ckpt_path, map_location=device, weights_only=True)
         net.load_state_dict(state['model'])
         opt.load_state_dict(state['optimizer'])
@@ -180,7 +190,6 @@ def train(variant, run_dir, epochs=20, steps=200, batch=256, lr=1e-3, qat_from=N
         log(f'resumed {variant} from epoch {start}')
     elif init == 'smart':
         smart_init(net, data, np.random.default_rng([seed, 999]), log)
-    log_path = os.path.join(run_dir, 'log.csv')
     new_log = not os.path.isfile(log_path)
     steps_q = quality_steps()
     began = time.time()
@@ -194,7 +203,7 @@ def train(variant, run_dir, epochs=20, steps=200, batch=256, lr=1e-3, qat_from=N
         total, t0 = 0.0, time.time()
         for i in range(steps):
             for group in opt.param_groups:
-                group['lr'] = learning_rate(lr, epoch * steps + i, epochs * steps, schedule, warmup)
+                group['lr'] = learning_rate(lr, epoch * steps + i, epochs * steps, schedule, warmup, rewarm_from)
             x = data.batch(rng, batch).to(device)
             with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=bool(bf16)):
                 y = encode(net, x)
@@ -227,6 +236,8 @@ def train(variant, run_dir, epochs=20, steps=200, batch=256, lr=1e-3, qat_from=N
                 writer.writeheader()
                 new_log = False
             writer.writerow(row)
+        if compact:
+            write_compact(compact, state, log_path)
         log(f'{variant} epoch {epoch}: ' + ', '.join(f'{k} {v}' for k, v in row.items() if k != 'epoch'))
         if minutes and (time.time() - began) > minutes * 60 and epoch < epochs - 1:
             if not qat and qat_from < epochs:  # time is up: jump to quantisation-aware fine-tuning
@@ -235,7 +246,34 @@ def train(variant, run_dir, epochs=20, steps=200, batch=256, lr=1e-3, qat_from=N
             elif qat:
                 log('time limit reached')
                 break
+    if compact and start >= epochs and os.path.isfile(ckpt_path):  # a finished run: write its compact checkpoint
+        write_compact(compact, torch.load(ckpt_path, map_location='cpu', weights_only=True), log_path)
     return net, scale
+
+
+def resume_compact(net, path, variant, log_path, log=print):
+    """Load a compact checkpoint (training/checkpoint.py) into net; restore log.csv; return (start epoch, scale)."""
+    from training.checkpoint import load_compact
+
+    state = load_compact(path)
+    if state['variant'] != variant:
+        raise ValueError(f'{path} holds a {state["variant"]} run, not {variant}')
+    net.load_state_dict(state['model'])
+    if state['log_csv'] and not os.path.isfile(log_path):
+        with open(log_path, 'w', newline='', encoding='utf-8') as handle:
+            handle.write(state['log_csv'])
+    start = int(state['epoch']) + 1
+    log(f'resumed {variant} from epoch {start} (compact checkpoint {path}; optimizer restarted)')
+    return start, state.get('channel_scale')
+
+
+def write_compact(path, state, log_path):
+    from training.checkpoint import save_compact
+
+    with open(log_path, encoding='utf-8') as handle:
+        log_csv = handle.read()
+    return save_compact(path, state['model'], state['variant'], state['epoch'], state.get('config', '{}'),
+                        state.get('channel_scale'), log_csv)
 
 
 MIN_PSNR = {'cae1d': 45.0, 'hycot': 45.0, 'sscnet': 38.0, 'cae3d': 35.0}
@@ -396,6 +434,10 @@ def main():
     parser.add_argument('--bf16', action='store_true',
                         help='bfloat16 autocast for the training steps (about 2x faster on CPUs with AMX); '
                              'weights, optimizer and validation stay float32')
+    parser.add_argument('--compact', metavar='PATH', default=None,
+                        help='compact checkpoint (float16 weights, <= 8 MB, training/checkpoints/<id>.pt): resumed '
+                             'from when RUN_DIR has no last.pt, rewritten after every epoch (and written for a '
+                             'finished run)')
     parser.add_argument('--package', metavar='MODEL_FOLDER', default=None,
                         help='export the trained run to this package folder (id = folder name), measure it, write card')
     parser.add_argument('--fp16', action='store_true', help='with --package: store weights as float16')
@@ -411,7 +453,8 @@ def main():
     try:
         train(args.variant, args.run_dir, args.epochs, args.steps, args.batch, args.lr, args.qat_from, args.minutes,
               args.patch, args.seed, args.threads, log=lambda m: print(m, flush=True), mix=args.mix, init=args.init,
-              freeze_bn=args.freeze_bn, schedule=args.schedule, warmup=args.warmup, bf16=args.bf16)
+              freeze_bn=args.freeze_bn, schedule=args.schedule, warmup=args.warmup, bf16=args.bf16,
+              compact=args.compact)
     except datasets.SharedDataMissingError as exc:
         raise SystemExit(str(exc)) from None
 
