@@ -18,8 +18,9 @@ from .errors import DeviceError, ModelError, ModelNotFoundError
 LOG = logging.getLogger('enmap_compress')
 METADATA_KEY = 'enmap_compress'
 DEVICES = ('auto', 'cpu', 'cuda')
-# Models listed first, in this order, in the MODEL enum; others follow alphabetically. Ids never change.
-PREFERRED_ORDER = ('pca', 'cae1d', 'sscnet', 'cae3d', 'hycot', 'rdnet')
+# Models listed first, in this order, in the MODEL enum; others follow alphabetically. Ids never change, and new
+# bundled models are appended, so that the enum index of every earlier one (saved in Processing models) stays.
+PREFERRED_ORDER = ('pca', 'cae1d', 'hycot', 'rdnet', 'sscnet', 'cae3d')
 # The default compressor (dialog, algorithms, API) when installed: it beats PCA at equal real rate (docs/benchmarks.md).
 DEFAULT_MODEL = 'rdnet'
 

@@ -42,6 +42,13 @@ def test_registry_lists_pca_first_and_reads_metadata():
     assert steps == sorted(steps, reverse=True)
 
 
+def test_bundled_models_keep_their_enum_index_when_models_are_added():
+    # the MODEL enum index is what saved Processing models and scripts store: earlier ids keep their place
+    assert runtime.PREFERRED_ORDER[:4] == ('pca', 'cae1d', 'hycot', 'rdnet')
+    bundled = [p.model_id for p in runtime.list_models() if p.model_id in runtime.PREFERRED_ORDER]
+    assert bundled == [m for m in runtime.PREFERRED_ORDER if m in bundled]
+
+
 def test_missing_model_names_what_is_installed():
     with pytest.raises(ModelNotFoundError, match='installed: pca'):
         runtime.find_model('nope')
