@@ -72,6 +72,7 @@ def measure(original_path, reconstructed_path, error_path=None, progress=None, i
                 a = original.read_canonical(tile.x, tile.y, tile.width, tile.height).astype(np.float64)
                 b = reconstruction.read_canonical(tile.x, tile.y, tile.width, tile.height).astype(np.float64)
                 valid = valid_pixels(a, original.nodata, ~dead)
+                _zero_restored_nonfinite(a, b)
                 accumulator.update(a[evaluated], b[evaluated], valid)
                 if writer is not None:
                     errors = np.stack(per_pixel_errors(a[evaluated], b[evaluated])).astype(np.float32)
@@ -82,6 +83,14 @@ def measure(original_path, reconstructed_path, error_path=None, progress=None, i
                 writer.set_metadata({'max_error_bound_dn': 'none' if max_error is None else max_error,
                                      'achieved_max_abs_error_dn': accumulator.result()['max_abs_error_dn']})
     return accumulator.result()
+
+
+def _zero_restored_nonfinite(original, reconstruction):
+    """NaN and ±Inf samples that came back as they were carry no error: zero them in both (in place) so that
+    they do not turn every metric into NaN; any other mismatch still counts."""
+    kept = ~np.isfinite(original) & ((original == reconstruction) | (np.isnan(original) & np.isnan(reconstruction)))
+    original[kept] = 0.0
+    reconstruction[kept] = 0.0
 
 
 def _scaled(progress, start, end):

@@ -1,0 +1,167 @@
+"""Float rasters with NaN and ±Inf: nothing non-finite reaches a model, and every mode restores them exactly."""
+import os
+
+import numpy as np
+import pytest
+from osgeo import gdal
+
+from enmap_compress.plugin.core import samples, synthetic
+from enmap_compress.plugin.core.codec import compress, decompress, unpack_sections
+from enmap_compress.plugin.core.container import EhcReader
+from enmap_compress.plugin.core.errors import FormatError, InputError
+from enmap_compress.plugin.core.evaluate import evaluate
+
+CODED_BAND = 30  # 1-based, a HySpecNet band (coded by every model)
+WATER_BAND = 135  # 1-based, a water-vapour band (coded only with CODE_ALL_BANDS or lossless)
+
+
+def _float_scene(path, dtype='float32', nodata='nan', specials=(), width=24, height=20):
+    """A synthetic scene as `dtype`: its nodata border becomes NaN (nodata 'nan'), stays at a numeric nodata
+    (a number) or becomes NaN without any nodata declared (None); `specials`: (band, row, col, value)."""
+    base = synthetic.write_scene(path + '.int16.tif', width=width, height=height, seed=7)
+    ds = gdal.Translate(path, base, outputType=gdal.GetDataTypeByName(dtype.capitalize()),
+                        noData='none' if nodata is None else nodata)
+    for index in range(1, ds.RasterCount + 1):
+        band = ds.GetRasterBand(index)
+        data = band.ReadAsArray()
+        data[data == -32768] = np.nan if nodata is None else float(nodata)
+        for number, row, col, value in specials:
+            if number == index:
+                data[row, col] = value
+        band.WriteArray(data)
+    ds = None
+    os.remove(base)
+    return path
+
+
+def _read(path):
+    return gdal.Open(path).ReadAsArray()
+
+
+def _nodata(path):
+    ds = gdal.Open(path)  # held: a band outliving its dataset crashes GDAL
+    return ds.GetRasterBand(1).GetNoDataValue()
+
+
+def _round_trip(tmp_path, source, name, **options):
+    ehc, rec = str(tmp_path / f'{name}.ehc'), str(tmp_path / f'{name}.tif')
+    result = compress(source, ehc, options.pop('model', 'pca'), options.pop('quality', 8), 'cpu', **options)
+    decompress(ehc, rec, 'cpu')
+    return result, _read(source), _read(rec)
+
+
+SPECIALS = ((CODED_BAND, 10, 10, np.nan), (CODED_BAND + 1, 11, 12, np.inf), (CODED_BAND + 2, 12, 7, -np.inf))
+
+
+@pytest.mark.parametrize('model', ['pca', 'rdnet'])
+def test_a_nan_sample_in_a_valid_pixel_does_not_damage_its_tile(tmp_path, model):
+    """Finding 1: one NaN sample turned thousands of samples of its tile into errors of up to 1e12 DN."""
+    source = _float_scene(str(tmp_path / 'nan.tif'), specials=SPECIALS)
+    result, a, b = _round_trip(tmp_path, source, model, model=model)
+    for number, row, col, value in SPECIALS:
+        assert np.array_equal(b[number - 1, row, col], value, equal_nan=True)
+    live = np.isfinite(a) & np.isfinite(b)
+    assert np.abs(a[live] - b[live]).max() < 1000  # lossy, but nowhere near the 1e12 DN of the bug
+    assert any('3 NaN or infinite samples' in w for w in result.warnings)
+
+
+def test_every_finite_sample_of_a_valid_pixel_stays_finite(tmp_path):
+    source = _float_scene(str(tmp_path / 'fin.tif'), specials=SPECIALS)
+    _, a, b = _round_trip(tmp_path, source, 'fin', code_all_bands=True)
+    valid = ~np.isnan(a).all(axis=0)
+    assert np.isfinite(b[:, valid][np.isfinite(a[:, valid])]).all()  # code_all_bands: every live band is restored
+
+
+@pytest.mark.parametrize('nodata', [None, 'nan', -9999.0])
+@pytest.mark.parametrize('dtype', ['float32', 'float64'])
+def test_lossless_is_bit_exact_with_nan_positions(tmp_path, dtype, nodata):
+    """Finding 2: without a nodata value, NaN pixels came back as 0.0 even with MAX_ERROR=0."""
+    specials = SPECIALS + ((WATER_BAND, 5, 5, np.nan), (CODED_BAND, 3, 3, -0.0), (CODED_BAND, 0, 0, np.nan))
+    source = _float_scene(str(tmp_path / 'l.tif'), dtype, nodata, specials)
+    _, a, b = _round_trip(tmp_path, source, 'l', quality=None, max_error=0)
+    assert a.dtype == b.dtype == np.dtype(dtype)
+    assert np.array_equal(a, b, equal_nan=True)
+    assert np.array_equal(np.signbit(a), np.signbit(b))
+    out = _nodata(str(tmp_path / 'l.tif'))
+    assert (out is None) if nodata is None else np.array_equal(out, float(nodata), equal_nan=True)
+
+
+def test_nan_pixels_of_a_raster_with_a_numeric_nodata_are_exact_in_lossless_mode(tmp_path):
+    """NaN in every band of a pixel although nodata is -9999: a nodata pixel whose NaN comes back as NaN."""
+    source = _float_scene(str(tmp_path / 'm.tif'), 'float32', -9999.0)
+    ds = gdal.Open(source, gdal.GA_Update)
+    for index in range(1, 225):
+        band = ds.GetRasterBand(index)
+        data = band.ReadAsArray()
+        data[8, 4:9] = np.nan
+        band.WriteArray(data)
+    ds = None
+    _, a, b = _round_trip(tmp_path, source, 'm', quality=None, max_error=0)
+    assert np.isnan(a[:, 8, 4:9]).all() and np.array_equal(a, b, equal_nan=True)
+
+
+def test_nodata_pixels_without_a_declared_nodata_are_nan_in_lossy_mode(tmp_path):
+    source = _float_scene(str(tmp_path / 'n.tif'), nodata=None)
+    _, a, b = _round_trip(tmp_path, source, 'n')
+    border = np.isnan(a).all(axis=0)
+    assert border.any() and np.isnan(b[:, border]).all()
+    assert _nodata(str(tmp_path / 'n.tif')) is None
+
+
+def test_error_bound_holds_and_non_finite_samples_come_back(tmp_path):
+    source = _float_scene(str(tmp_path / 'e.tif'), specials=SPECIALS)
+    _, a, b = _round_trip(tmp_path, source, 'e', quality=None, max_error=4)
+    for number, row, col, value in SPECIALS:
+        assert np.array_equal(b[number - 1, row, col], value, equal_nan=True)
+    coded = np.isfinite(a) & np.isfinite(b)
+    assert np.abs(a[coded] - b[coded]).max() <= 4
+
+
+def test_lossless_refuses_values_float32_cannot_hold(tmp_path):
+    source = _float_scene(str(tmp_path / 'big.tif'), 'float64', specials=((CODED_BAND, 4, 4, 2.0 ** 24 + 1),))
+    with pytest.raises(InputError, match=rf'1 samples in band {CODED_BAND} lie outside'):
+        compress(source, str(tmp_path / 'big.ehc'), 'pca', None, 'cpu', max_error=0)
+    assert not os.path.exists(tmp_path / 'big.ehc')
+
+
+def test_files_without_non_finite_samples_keep_the_old_payload_version(tmp_path):
+    """Only tiles that need the sample section use chunk version 3 (which 0.1 readers refuse clearly)."""
+    source = _float_scene(str(tmp_path / 'v.tif'), nodata=None, width=40, height=20,
+                          specials=((CODED_BAND, 10, 30, np.nan),))
+    ehc = str(tmp_path / 'v.ehc')
+    compress(source, ehc, 'pca', 5, 'cpu', tile_size=20)
+    with EhcReader(ehc) as reader:
+        versions = [reader.read_chunk(i)[0] for i in range(reader.chunk_count)]
+        assert reader.header['raster']['fill'] != reader.header['raster']['fill']  # NaN
+    assert versions == [2, 3]
+
+
+def test_evaluate_measures_only_finite_samples(tmp_path):
+    source = _float_scene(str(tmp_path / 'ev.tif'), specials=SPECIALS)
+    result = evaluate(source, str(tmp_path / 'ev_rec.tif'), 'pca', 8, 'cpu')
+    assert np.isfinite([result.psnr, result.sa_deg, result.max_abs_error_dn]).all()
+    assert 40 < result.psnr < 100
+
+
+def test_sample_section_round_trips_and_rejects_damage():
+    canonical = np.zeros((4, 3, 5), np.float32)
+    positions = np.array([0, 7, 8, 59])
+    values = np.array([np.nan, np.inf, -np.inf, 3.5], np.float32)
+    section = samples.pack(positions, values, np.float32)
+    restored = canonical.copy()
+    samples.restore(restored, section)
+    assert np.array_equal(restored.reshape(-1)[positions], values, equal_nan=True)
+    assert (np.delete(restored.reshape(-1), positions) == 0).all()
+    bad = [section[:3], b'\x02' + section[1:], section[:5] + b'garbage', section + b'x',
+           samples.pack([0, 60], values[:2], np.float32), samples.pack([5, 5], values[:2], np.float32),
+           samples._HEAD.pack(1, 61) + section[5:], samples._HEAD.pack(1, 2) + section[5:]]
+    for damaged in bad:
+        with pytest.raises(FormatError):
+            samples.restore(canonical.copy(), damaged)
+    with pytest.raises(FormatError):
+        samples.restore(np.zeros((4, 3, 5), np.float64), section)  # another dtype: the lengths disagree
+
+
+def test_a_payload_of_an_unknown_version_is_refused():
+    with pytest.raises(FormatError, match='version 4'):
+        unpack_sections(b'\x04\x00\x00')
