@@ -1,6 +1,8 @@
 """Each bundled learned package (models/<id>) round-trips a real held-out Potsdam tile through the codec.
 
-Skips cleanly when the shared data or the package is absent.
+Skips cleanly when the shared data or the package is absent. The seed's spatial models (sscnet, cae3d) have their
+floor pooled over the three held-out tiles (issue #18); the tile used here is about 1.1 dB below that pooled figure
+for both, so its own minimum is the floor less a 1.5 dB margin.
 """
 import json
 import os
@@ -11,7 +13,8 @@ from enmap_compress.plugin.core.codec import compress, decompress
 from enmap_compress.plugin.core.evaluate import measure
 from training.common import HELD_OUT_TILES, POTSDAM_DIR, PROJECT_ROOT
 
-MIN_PSNR = {'cae1d': 45.0, 'hycot': 45.0, 'sscnet': 38.0, 'cae3d': 35.0, 'rdnet': 60.0}
+POOLED_FLOOR = {'sscnet': 35.0, 'cae3d': 35.0}  # dB at quality 10, pooled over the held-out tiles
+MIN_PSNR = {'cae1d': 45.0, 'hycot': 45.0, 'rdnet': 60.0, **{k: v - 1.5 for k, v in POOLED_FLOOR.items()}}
 TILE = os.path.join(POTSDAM_DIR, HELD_OUT_TILES[2])
 
 
@@ -51,6 +54,15 @@ def test_bundled_model_quality_levels(model_id, tmp_path):
     rates, psnrs = [r[0] for r in results], [r[1] for r in results]
     assert rates == sorted(rates) and psnrs == sorted(psnrs), results
     assert psnrs[-1] >= MIN_PSNR[model_id], f'{model_id} reaches {psnrs[-1]:.2f} dB at quality 10'
+
+
+@pytest.mark.parametrize('model_id', sorted(POOLED_FLOOR))
+def test_spatial_seed_model_reaches_its_floor_pooled_over_the_held_out_tiles(model_id):
+    from training.measure import measure_package
+
+    folder = _package(model_id)
+    (row,) = measure_package(folder, [os.path.join(POTSDAM_DIR, t) for t in HELD_OUT_TILES], levels=(10,))
+    assert row['psnr'] >= POOLED_FLOOR[model_id], f"{model_id} reaches {row['psnr']:.2f} dB pooled at quality 10"
 
 
 def test_rdnet_beats_pca_by_a_decibel_at_equal_real_rate(tmp_path):

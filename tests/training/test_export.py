@@ -9,7 +9,8 @@ from training.export_onnx import export_onnx, run_onnx  # noqa: E402
 from training.nets import build  # noqa: E402
 
 
-@pytest.mark.parametrize('name', ['cae1d_cr4', 'cae1d_cr8', 'hycot_cr4', 'sscnet_cr128', 'cae3d_cr32'])
+@pytest.mark.parametrize('name', ['cae1d_cr4', 'cae1d_cr8', 'hycot_cr4', 'sscnet_cr128', 'sscnet_cr051', 'cae3d_cr32',
+                                  'cae3d_cr4'])
 def test_onnx_equals_torch(name):
     torch.manual_seed(0)
     net = build(name).eval()
