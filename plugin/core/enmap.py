@@ -8,6 +8,7 @@ One entry point, `open_spectral(path)`, accepts:
 5. a plain 224-band raster without spectral metadata (the standard band table is assumed, with a warning).
 Attributes of the returned SpectralRaster are in FILE band order; `canonical_index` maps to ascending wavelength.
 """
+import collections
 import contextlib
 import logging
 import os
@@ -86,18 +87,31 @@ def _float_or_none(text):
     return value if np.isfinite(value) else None
 
 
+def _band_number(entry, label):
+    text = entry.get('number')
+    if text is None:
+        raise _not_readable(label, 'a bandID has no number attribute')
+    try:
+        return int(text.strip())
+    except ValueError:
+        raise _not_readable(label, f'bandID number {text[:20]!r} is not an integer') from None
+
+
 def _band_entries(root, label):
-    """bandCharacterisation/bandID elements sorted by their 1-based number (which must be 1..n)."""
+    """bandCharacterisation/bandID elements in the order of their 1-based numbers, which must be 1..n once each."""
     entries = root.findall('specific/bandCharacterisation/bandID')
     if not entries:
         raise _not_readable(label, 'no specific/bandCharacterisation/bandID entries')
-    try:
-        numbered = sorted((int(e.get('number', '')), e) for e in entries)
-    except ValueError as exc:
-        raise _not_readable(label, 'a bandID has no valid number attribute') from exc
-    if [n for n, _ in numbered] != list(range(1, len(numbered) + 1)):
-        raise _not_readable(label, 'the bandID numbers are not 1..n')
-    return [e for _, e in numbered]
+    numbers = [_band_number(e, label) for e in entries]
+    count = len(entries)
+    repeated = sorted((n, times) for n, times in collections.Counter(numbers).items() if times > 1)
+    if repeated:
+        raise _not_readable(label, f'bandID number {repeated[0][0]} appears {repeated[0][1]} times; each of '
+                                   f'1..{count} must appear once')
+    if min(numbers) != 1 or max(numbers) != count:
+        raise _not_readable(label, f'the bandID numbers must be 1..{count}, found {min(numbers)}..{max(numbers)}')
+    by_number = dict(zip(numbers, entries))
+    return [by_number[n] for n in range(1, count + 1)]
 
 
 def _band_values(entries, tag):

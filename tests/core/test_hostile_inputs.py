@@ -1,0 +1,75 @@
+"""Hostile or malformed inputs (METADATA.XML, product folder, ZIP, truncated rasters): one clear InputError each."""
+import os
+import re
+import shutil
+import zipfile
+
+import pytest
+
+from enmap_compress.plugin.core import synthetic
+from enmap_compress.plugin.core.enmap import open_spectral
+from enmap_compress.plugin.core.errors import InputError
+
+CHARACTERISATION = re.compile(rb'(<bandCharacterisation>.*?</bandCharacterisation>)', re.S)
+
+
+@pytest.fixture(scope='module')
+def product(tmp_path_factory):
+    return synthetic.write_product(str(tmp_path_factory.mktemp('p')), width=8, height=6, seed=1)
+
+
+def _with_band_numbers(product, tmp_path, edit):
+    """A copy of the product whose bandCharacterisation numbers went through `edit(number bytes) -> bytes`."""
+    folder = shutil.copytree(product.folder, str(tmp_path / os.path.basename(product.folder)))
+    xml = os.path.join(folder, os.path.basename(product.xml))
+    data = open(xml, 'rb').read()
+    block = CHARACTERISATION.search(data).group(1)
+    edited = re.sub(rb'<bandID number="(\d+)">', lambda m: edit(m.group(1)), block)
+    with open(xml, 'wb') as f:
+        f.write(data.replace(block, edited))
+    return folder, xml
+
+
+BAD_NUMBERS = {
+    'duplicate': (lambda n: b'<bandID number="1">' if n == b'2' else b'<bandID number="%s">' % n,
+                  r'bandID number 1 appears 2 times'),
+    'missing': (lambda n: b'<bandID>' if n == b'7' else b'<bandID number="%s">' % n, r'a bandID has no number'),
+    'not a number': (lambda n: b'<bandID number="seven">' if n == b'7' else b'<bandID number="%s">' % n,
+                     r"bandID number 'seven' is not an integer"),
+    'fraction': (lambda n: b'<bandID number="7.5">' if n == b'7' else b'<bandID number="%s">' % n,
+                 r"bandID number '7.5' is not an integer"),
+    'zero': (lambda n: b'<bandID number="0">' if n == b'7' else b'<bandID number="%s">' % n,
+             r'numbers must be 1\.\.224'),
+    'out of range': (lambda n: b'<bandID number="99999999999999999999">' if n == b'7' else b'<bandID number="%s">' % n,
+                     r'numbers must be 1\.\.224'),
+    'negative': (lambda n: b'<bandID number="-7">' if n == b'7' else b'<bandID number="%s">' % n,
+                 r'numbers must be 1\.\.224'),
+}
+
+
+@pytest.mark.parametrize('damage', sorted(BAD_NUMBERS))
+def test_bad_band_numbers_give_one_clear_input_error(product, tmp_path, damage):
+    """Finding 6: two <bandID number="1"> raised a TypeError (sorting compared the XML elements)."""
+    edit, message = BAD_NUMBERS[damage]
+    folder, xml = _with_band_numbers(product, tmp_path, edit)
+    for path in (folder, xml):
+        with pytest.raises(InputError, match=message) as info:
+            open_spectral(path)
+        assert 'is not a readable EnMAP METADATA.XML' in str(info.value)
+
+
+def test_duplicate_band_numbers_in_a_zip_give_one_clear_input_error(product, tmp_path):
+    folder, _ = _with_band_numbers(product, tmp_path, BAD_NUMBERS['duplicate'][0])
+    archive = str(tmp_path / (os.path.basename(folder) + '.ZIP'))
+    with zipfile.ZipFile(archive, 'w') as zf:
+        for name in os.listdir(folder):
+            zf.write(os.path.join(folder, name), f'{os.path.basename(folder)}/{name}')
+    with pytest.raises(InputError, match='bandID number 1 appears 2 times'):
+        open_spectral(archive)
+
+
+def test_shuffled_band_numbers_are_read_in_number_order(product, tmp_path):
+    swap = {b'1': b'2', b'2': b'1'}
+    folder, _ = _with_band_numbers(product, tmp_path, lambda n: b'<bandID number="%s">' % swap.get(n, n))
+    with open_spectral(folder) as raster:
+        assert raster.wavelengths[0] > raster.wavelengths[1]  # entry "2" (423.8 nm) now holds the first wavelength
