@@ -111,6 +111,91 @@ def detect_band_order(wavelengths):
     return 'other'
 
 
+# --- band sets: which canonical bands a model codes, looked up by the id stored in its metadata -----------------
+
+@dataclass(frozen=True)
+class BandSet:
+    """The canonical bands a model package codes, in canonical order."""
+
+    band_set_id: str
+    keep: np.ndarray  # bool[224], read-only
+
+    @property
+    def indices(self):
+        return np.flatnonzero(self.keep)
+
+    @property
+    def count(self):
+        return int(self.keep.sum())
+
+
+HYSPECNET202 = 'hyspecnet202'
+
+
+@functools.cache
+def band_set(band_set_id=HYSPECNET202):
+    """The band set of a model package's `band_set` metadata; InputError for an id this version does not know."""
+    if band_set_id == HYSPECNET202:
+        return BandSet(HYSPECNET202, _frozen(hyspecnet_keep_mask(), bool))
+    raise InputError(f'band set "{band_set_id}" is not known to this version of EnMAP Compress '
+                     f'(known: {HYSPECNET202})')
+
+
+# --- the radiometric scale: DN <-> the models' [0, 1] reflectance view ------------------------------------------
+
+DN_PEAK = 10000.0  # reflectance 1 in EnMAP DN; the PSNR peak in the HySpecNet convention
+ENMAP_GAIN = 1e-4  # EnMAP L2A: reflectance = DN x 1e-4, offset 0
+
+
+@dataclass(frozen=True)
+class Radiometry:
+    """Per-band gain and offset (reflectance = DN x gain + offset) of a set of bands, in that set's order.
+
+    The models see reflectance clipped to [0, 1]. For EnMAP's own scale (gain 1e-4, offset 0) the conversion is the
+    float32 expression every file so far was written with, so those files keep their exact bytes.
+    """
+
+    gains: np.ndarray
+    offsets: np.ndarray
+
+    @classmethod
+    def enmap(cls, count):
+        return cls(np.full(count, ENMAP_GAIN), np.zeros(count))
+
+    @classmethod
+    def of(cls, gains, offsets):
+        gains = np.asarray(gains, np.float64)
+        offsets = np.zeros_like(gains) if offsets is None else np.asarray(offsets, np.float64)
+        if gains.shape != offsets.shape or not np.all(np.isfinite(gains)) or np.any(gains == 0):
+            raise InputError('band gains must be finite, non-zero numbers, one per band (with one offset each)')
+        return cls(gains, offsets)
+
+    @property
+    def is_enmap(self):
+        return bool(np.allclose(self.gains, ENMAP_GAIN, rtol=1e-6) and np.allclose(self.offsets, 0.0))
+
+    @property
+    def dn_per_unit(self):
+        """DN per reflectance unit, one number (the median band's): sizes DN steps from model steps."""
+        return float(np.median(1.0 / np.abs(self.gains))) if self.gains.size else DN_PEAK
+
+    def to_unit(self, dn):
+        """(bands, ...) DN -> float32 reflectance clipped to [0, 1]."""
+        if self.is_enmap:
+            return np.clip(dn, 0.0, DN_PEAK) * np.float32(ENMAP_GAIN)
+        shape = (-1,) + (1,) * (np.ndim(dn) - 1)
+        unit = np.asarray(dn, np.float64) * self.gains.reshape(shape) + self.offsets.reshape(shape)
+        return np.clip(unit, 0.0, 1.0).astype(np.float32)
+
+    def to_dn(self, unit):
+        """(bands, ...) reflectance -> float32 DN."""
+        if self.is_enmap:
+            return unit * np.float32(DN_PEAK)
+        shape = (-1,) + (1,) * (np.ndim(unit) - 1)
+        dn = (np.asarray(unit, np.float64) - self.offsets.reshape(shape)) / self.gains.reshape(shape)
+        return dn.astype(np.float32)
+
+
 def to_hyspecnet(dn_canonical):
     """The 202 HySpecNet bands as float32 reflectance: DN clipped to 0..10000, divided by 10000.
 

@@ -1,0 +1,92 @@
+"""The radiometric scale: models see reflectance through each band's gain and offset, whatever the DN scale."""
+import numpy as np
+import pytest
+from osgeo import gdal
+
+from enmap_compress.plugin.core import synthetic
+from enmap_compress.plugin.core.bands import DN_PEAK, ENMAP_GAIN, Radiometry, band_set
+from enmap_compress.plugin.core.codec import compress, decompress
+from enmap_compress.plugin.core.enmap import open_spectral
+from enmap_compress.plugin.core.errors import InputError
+
+pytest.importorskip('onnxruntime')
+
+
+def test_enmap_scale_is_the_expression_every_file_was_written_with():
+    dn = np.array([[-5.0, 0.0, 1234.0, 10000.0, 12000.0]], np.float32)
+    radiometry = Radiometry.enmap(1)
+    assert radiometry.is_enmap and radiometry.dn_per_unit == DN_PEAK
+    assert np.array_equal(radiometry.to_unit(dn), np.clip(dn, 0.0, 1e4) * np.float32(1e-4))
+    unit = np.array([[0.25, 0.5]], np.float32)
+    assert np.array_equal(radiometry.to_dn(unit), unit * np.float32(1e4))
+
+
+def test_other_scales_round_trip_through_reflectance():
+    radiometry = Radiometry.of([2e-5, 1.0], [0.0, -0.1])
+    dn = np.array([[25000.0, 60000.0], [0.35, 2.0]])
+    unit = radiometry.to_unit(dn)
+    assert unit.dtype == np.float32
+    np.testing.assert_allclose(unit, [[0.5, 1.0], [0.25, 1.0]], rtol=1e-6)  # clipped to [0, 1]
+    np.testing.assert_allclose(radiometry.to_dn(unit), [[25000.0, 50000.0], [0.35, 1.1]], rtol=1e-6)
+    assert not radiometry.is_enmap and radiometry.dn_per_unit == pytest.approx((5e4 + 1.0) / 2)
+
+
+def test_bad_gains_and_unknown_band_sets_are_clear_errors():
+    with pytest.raises(InputError, match='gains'):
+        Radiometry.of([1e-4, 0.0], None)
+    with pytest.raises(InputError, match='not known'):
+        band_set('sentinel2')
+    assert band_set().count == 202 and band_set().indices[0] == 0
+
+
+def _rescaled_copy(src, dst, gain, offset, gdal_type, numpy_type):
+    """The same reflectance as `src` (EnMAP DN, gain 1e-4) stored with another gain and offset."""
+    ds = gdal.Open(src)
+    gdal.GetDriverByName('GTiff').CreateCopy(dst, ds)  # keeps georeferencing and band metadata
+    data = ds.ReadAsArray().astype(np.float64)
+    nodata = ds.GetRasterBand(1).GetNoDataValue()
+    ds = None
+    target = gdal.GetDriverByName('GTiff').Create(dst + '.tmp.tif', data.shape[2], data.shape[1], data.shape[0],
+                                                  gdal_type)
+    source = gdal.Open(dst)
+    target.SetGeoTransform(source.GetGeoTransform())
+    target.SetProjection(source.GetProjection())
+    target.SetMetadata(source.GetMetadata())
+    for i in range(data.shape[0]):
+        band, ref = target.GetRasterBand(i + 1), source.GetRasterBand(i + 1)
+        band.SetMetadata(ref.GetMetadata())
+        band.SetDescription(ref.GetDescription())
+        invalid = data[i] == nodata
+        values = (data[i] * ENMAP_GAIN - offset) / gain
+        values[invalid] = nodata
+        band.SetNoDataValue(nodata)
+        band.SetScale(gain)
+        band.SetOffset(offset)
+        band.WriteArray(values.astype(numpy_type))
+    target = source = None
+    gdal.GetDriverByName('GTiff').Delete(dst)
+    gdal.Rename(dst + '.tmp.tif', dst)
+    return dst
+
+
+def _reflectance_psnr(original, reconstruction):
+    with open_spectral(original) as a, open_spectral(reconstruction) as b:
+        x = a.hyspecnet_view(0, 0, a.width, a.height)
+        y = b.hyspecnet_view(0, 0, b.width, b.height)
+    return -10 * np.log10(np.mean((x.astype(np.float64) - y) ** 2))
+
+
+@pytest.mark.parametrize('model', ['pca', 'rdnet'])
+def test_a_224_band_input_with_another_gain_compresses_like_enmap_dn(tmp_path, model):
+    """Today's finding: the codec assumed gain 1e-4 while the reader applied the file's gains."""
+    scene = synthetic.write_scene(str(tmp_path / 'enmap.tif'), 48, 40, seed=6)
+    rescaled = _rescaled_copy(scene, str(tmp_path / 'gain2e-5.tif'), 2e-5, -0.01, gdal.GDT_Int32, np.int32)
+    psnr = {}
+    for name, path in (('enmap', scene), ('rescaled', rescaled)):
+        compress(path, str(tmp_path / f'{name}.ehc'), model, 6, 'cpu', 1)
+        decompress(str(tmp_path / f'{name}.ehc'), str(tmp_path / f'{name}_rec.tif'), 'cpu', 1)
+        psnr[name] = _reflectance_psnr(path, str(tmp_path / f'{name}_rec.tif'))
+        with open_spectral(str(tmp_path / f'{name}_rec.tif')) as rec:
+            assert rec.gains[0] == pytest.approx(2e-5 if name == 'rescaled' else 1e-4)
+    assert psnr['enmap'] > 40
+    assert abs(psnr['rescaled'] - psnr['enmap']) < 0.5, psnr
