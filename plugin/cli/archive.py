@@ -1,0 +1,425 @@
+"""`enmap-compress archive SRC DEST`: every product under SRC into DEST, resumable, one bad product never stops it.
+
+One task per source (a product folder, ZIP, spectral image TIF, or a .tar.gz order holding ZIPs), run one after
+another here, or on Dask (`--workers N` starts a local cluster of N worker processes, `--scheduler ADDRESS` uses an
+existing one: the same code path). Each task returns its records; they are appended to DEST/manifest.jsonl as the
+tasks complete. A task first checks whether its output already exists, unchanged, with the settings asked for
+(its manifest record's sha256, input size and options), and then skips it. Outputs are written atomically by the
+core, so a killed run leaves no partial .ehc; a worker that dies mid-task is replaced by Dask and its task runs again
+elsewhere, so every product is recorded exactly once per run.
+"""
+import contextlib
+import hashlib
+import logging
+import os
+import posixpath
+import shutil
+import socket
+import sys
+import tarfile
+import tempfile
+import time
+import zlib
+from dataclasses import dataclass, field
+
+from ..core.errors import EnmapCompressError
+from .console import one_line
+from .discover import Source, discover, ehc_name
+from .manifest import Manifest
+from .options import add_coding_options, add_runtime_options, coding_kwargs, positive_int
+
+EXIT_SOME_FAILED = 10  # exit status 10 + number of failed products (at most 100 counted)
+SCRATCH_PREFIX = '.enmap_compress_scratch_'
+COPY_BLOCK = 8 << 20
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What every task needs (small and picklable: Dask sends it to the workers)."""
+
+    coding: dict
+    device: str = 'auto'
+    threads: object = None
+    verify: bool = False
+    scratch: str = ''
+
+
+@dataclass(frozen=True)
+class Task:
+    source: Source
+    dest: str
+    previous: dict = field(default_factory=dict)  # input -> its latest manifest record
+
+
+@dataclass(frozen=True)
+class _Product:
+    input: str
+    output: str
+    source: str
+    bytes_in: int
+
+
+# --- one task (runs on a worker) ----------------------------------------------------------------------------
+
+def process_source(task, settings):
+    """All records of one source; never raises for a bad product (it becomes a failed record)."""
+    source = task.source
+    if source.kind == 'tar':
+        return _tar_records(task, settings)
+    product = _Product(source.input, source.output, source.input, _size_of(source.path))
+    return [_product_record(product, source.path, task, settings)]
+
+
+def _size_of(path):
+    if not os.path.isdir(path):
+        return os.path.getsize(path)
+    return sum(os.path.getsize(os.path.join(root, name)) for root, _, names in os.walk(path) for name in names)
+
+
+def _tar_records(task, settings):
+    source, records = task.source, []
+    try:
+        with tarfile.open(source.path, mode='r|*') as tar:  # streamed: a tar.gz cannot be read in place
+            for member in tar:
+                if not (member.isfile() and member.name.lower().endswith('.zip')):
+                    continue
+                product = _Product(f'{source.input}/{_safe_member(member.name)}',
+                                   f'{source.output}/{_member_output(member.name)}', source.input, member.size)
+                previous = task.previous.get(product.input)
+                if _unchanged(previous, product, task.dest, settings):
+                    records.append(_skipped(previous))
+                    continue
+                with _scratch_copy(tar.extractfile(member), settings.scratch) as path:
+                    records.append(_product_record(product, path, task, settings))
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+        records.append(_failed(_Product(source.input, source.output, source.input, _safe_size(source.path)),
+                               settings, f'{source.input} is not a readable tar archive ({exc})'))
+        return records
+    if not records:
+        records.append(_failed(_Product(source.input, source.output, source.input, _safe_size(source.path)),
+                               settings, f'the order {source.input} holds no product ZIP'))
+    return records
+
+
+def _safe_member(name):
+    """A member's path without absolute or parent parts (a label and output path, never used to extract)."""
+    parts = [p for p in name.replace('\\', '/').split('/') if p not in ('', '.', '..')]
+    return '/'.join(parts)
+
+
+def _member_output(name):
+    folder, _, base = _safe_member(name).rpartition('/')
+    return posixpath.join(folder, ehc_name(base)) if folder else ehc_name(base)
+
+
+def _safe_size(path):
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return None
+
+
+@contextlib.contextmanager
+def _scratch_copy(stream, scratch):
+    """Copy a tar member to a private temporary folder; the folder is removed whatever happens."""
+    os.makedirs(scratch, exist_ok=True)
+    folder = tempfile.mkdtemp(prefix='product_', dir=scratch)
+    try:
+        path = os.path.join(folder, 'product.zip')
+        with open(path, 'wb') as out:
+            shutil.copyfileobj(stream, out, COPY_BLOCK)
+        yield path
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _product_record(product, path, task, settings):
+    started = time.perf_counter()
+    previous = task.previous.get(product.input)
+    if _unchanged(previous, product, task.dest, settings):
+        return _skipped(previous)
+    output = _dest_path(task.dest, product.output)
+    _remove_stale_parts(output)
+    record = _record(product, settings)
+    try:
+        record.update(_compress(path, output, settings))
+        record['status'] = 'ok'
+        if settings.verify:
+            _verify_into(record, output, path, settings)
+    except EnmapCompressError as exc:
+        record.update(status='failed', error=one_line(exc))
+    except Exception as exc:  # a bug or an odd file must not stop the archive: recorded, the run goes on
+        record.update(status='failed', error=one_line(f'unexpected {type(exc).__name__}: {exc}'))
+    record.update(seconds=time.perf_counter() - started, peak_rss_mb=peak_rss_mb(), finished=_now())
+    return record
+
+
+def _compress(path, output, settings):
+    from ..core.codec import compress
+    from ..core.runtime import sha256_of
+    from .inspect import describe
+
+    result = compress(path, output, device=settings.device, threads=settings.threads, **settings.coding)
+    info = describe(output)
+    return {'bytes_out': result.file_bytes, 'bpppb': result.bpppb, 'sha256': sha256_of(output),
+            'model': info['model'], 'model_sha256': info['model_sha256'], 'quality': result.quality,
+            'max_error': result.max_error, 'warnings': [one_line(w) for w in result.warnings]}
+
+
+def _verify_into(record, output, original, settings):
+    from .inspect import verify
+
+    check = verify(output, original, settings.device, settings.threads)
+    record.update(max_abs_error=check['max_abs_error'], psnr=check['psnr'], exact=check['exact'])
+    if not check['ok']:
+        os.remove(output)  # a file that breaks its promise must not be taken as done by the next run
+        record.update(status='failed', error=one_line(check['error']))
+
+
+def _record(product, settings):
+    return {'input': product.input, 'output': product.output, 'source': product.source, 'status': None,
+            'error': None, 'bytes_in': product.bytes_in, 'bytes_out': None, 'bpppb': None, 'seconds': None,
+            'sha256': None, 'model': settings.coding.get('model'), 'model_sha256': None,
+            'quality': settings.coding.get('quality'), 'max_error': settings.coding.get('max_error'),
+            'options': dict(settings.coding), 'verify': settings.verify,
+            'finished': None, 'worker': f'{socket.gethostname()}:{os.getpid()}', 'peak_rss_mb': None}
+
+
+def _failed(product, settings, message):
+    record = _record(product, settings)
+    record.update(status='failed', error=one_line(message), finished=_now())
+    return record
+
+
+def _skipped(previous):
+    return dict(previous, status='skipped', error=None, finished=_now(), seconds=0.0)
+
+
+def _now():
+    return time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())
+
+
+def _dest_path(dest, relative_output):
+    return os.path.join(dest, *relative_output.split('/'))
+
+
+def _unchanged(previous, product, dest, settings):
+    """Whether the output exists exactly as its last ok record describes, made from the same input size with the
+    same options (a --verify run also needs a verified record)."""
+    if not previous or previous.get('status') not in ('ok', 'skipped') or not previous.get('sha256'):
+        return False
+    if previous.get('bytes_in') != product.bytes_in or previous.get('options') != settings.coding:
+        return False
+    if settings.verify and not previous.get('verify'):
+        return False
+    output = _dest_path(dest, product.output)
+    try:
+        if os.path.getsize(output) != previous.get('bytes_out'):
+            return False
+        return _sha256(output) == previous['sha256']
+    except OSError:
+        return False
+
+
+def _sha256(path, block=1 << 20):
+    digest = hashlib.sha256()
+    with open(path, 'rb') as handle:
+        for chunk in iter(lambda: handle.read(block), b''):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _remove_stale_parts(output):
+    """Temporary files of a writer that was killed (`<name>.ehc.<random>.part`, see container.EhcWriter)."""
+    folder, name = os.path.split(output)
+    with contextlib.suppress(OSError):
+        for entry in os.listdir(folder):
+            if entry.startswith(name + '.') and entry.endswith('.part'):
+                with contextlib.suppress(OSError):
+                    os.remove(os.path.join(folder, entry))
+
+
+def peak_rss_mb():
+    """This process's peak resident memory in MiB (None where the platform does not say, e.g. Windows)."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    return peak / 2**20 if sys.platform == 'darwin' else peak / 1024
+
+
+# --- executors ----------------------------------------------------------------------------------------------
+
+def run_here(tasks, settings):
+    """One task after another in this process; yields (task, records) as each completes."""
+    for task in tasks:
+        yield task, process_source(task, settings)
+
+
+def run_on_dask(client, tasks, settings):
+    """One Dask task per source; yields (task, records) in completion order. A task whose workers all died (the
+    scheduler retries it on other workers a few times first) becomes a failed record with the reason."""
+    from dask.distributed import as_completed
+
+    run_id = hashlib.sha256(f'{time.time()}-{os.getpid()}'.encode()).hexdigest()[:8]
+    owners, futures = {}, []
+    for number, task in enumerate(tasks):
+        future = client.submit(process_source, task, settings, key=f'enmap-compress-{run_id}-{number}', pure=False)
+        owners[future.key] = task
+        futures.append(future)
+    for future in as_completed(futures):
+        task = owners[future.key]
+        try:
+            records = future.result()
+        except Exception as exc:  # KilledWorker, a lost scheduler connection, ...
+            records = [_lost(task, settings, exc)]
+        future.release()
+        yield task, records
+
+
+def _lost(task, settings, exc):
+    name = type(exc).__name__
+    reason = ('every worker that ran it died (out of memory? give workers more with --memory-limit, or run fewer)'
+              if name == 'KilledWorker' else f'{name}: {exc}')
+    source = task.source
+    return _failed(_Product(source.input, source.output, source.input, _safe_size(source.path)), settings,
+                   f'the Dask task failed: {reason}')
+
+
+# --- the run ------------------------------------------------------------------------------------------------
+
+def run_archive(src, dest, settings, client=None, progress=None, on_record=None):
+    """Compress every product under `src` into `dest`; returns the summary dict (see `summary_text`).
+
+    client: a dask.distributed Client (None: here, one at a time). progress(percent, detail) and on_record(record)
+    are called as tasks complete.
+    """
+    started = time.perf_counter()
+    dest = os.path.abspath(dest)
+    sources, duplicates = discover(src, dest)
+    with Manifest(dest) as manifest:
+        settings = _with_scratch(settings, dest)
+        shutil.rmtree(settings.scratch, ignore_errors=True)  # left by a killed run (we hold DEST's lock)
+        tasks = [Task(s, dest, _previous_records(manifest.latest, s)) for s in sources]
+        counts = {'ok': 0, 'skipped': 0, 'failed': 0}
+        failures, totals = [], {'bytes_in': 0, 'bytes_out': 0}
+        runner = run_on_dask(client, tasks, settings) if client is not None else run_here(tasks, settings)
+        try:
+            for done, (_, records) in enumerate(runner, start=1):
+                for record in records:
+                    manifest.append(record)
+                    counts[record['status']] += 1
+                    if record['status'] == 'failed':
+                        failures.append({'input': record['input'], 'error': record['error']})
+                    elif record['status'] == 'ok':
+                        totals['bytes_in'] += record['bytes_in'] or 0
+                        totals['bytes_out'] += record['bytes_out'] or 0
+                    if on_record is not None:
+                        on_record(record)
+                if progress is not None:
+                    progress(100.0 * done / max(1, len(tasks)),
+                             f'{done}/{len(tasks)} sources, {counts["failed"]} failed')
+        finally:
+            shutil.rmtree(settings.scratch, ignore_errors=True)
+        dropped = manifest.dropped_lines
+    return {'src': os.path.abspath(src), 'dest': dest, 'manifest': manifest.path, 'sources': len(tasks),
+            'products': sum(counts.values()), **counts, **totals, 'failures': failures, 'duplicates': duplicates,
+            'repaired_manifest_lines': dropped, 'seconds': time.perf_counter() - started,
+            'workers': _worker_count(client)}
+
+
+def _with_scratch(settings, dest):
+    base = settings.scratch or dest
+    tag = hashlib.sha256(dest.encode('utf-8')).hexdigest()[:12]  # one scratch folder per DEST
+    return Settings(settings.coding, settings.device, settings.threads, settings.verify,
+                    os.path.join(os.path.abspath(base), SCRATCH_PREFIX + tag))
+
+
+def _previous_records(latest, source):
+    if source.kind != 'tar':
+        return {source.input: latest[source.input]} if source.input in latest else {}
+    return {k: r for k, r in latest.items() if r.get('source') == source.input}
+
+
+def _worker_count(client):
+    if client is None:
+        return 1
+    with contextlib.suppress(Exception):
+        return len(client.scheduler_info()['workers'])
+    return None
+
+
+def exit_status(summary):
+    return 0 if not summary['failed'] else EXIT_SOME_FAILED + min(summary['failed'], 100)
+
+
+def summary_text(summary):
+    mb_in, mb_out = summary['bytes_in'] / 1e6, summary['bytes_out'] / 1e6
+    lines = [f'{summary["products"]} products from {summary["sources"]} sources: {summary["ok"]} ok, '
+             f'{summary["skipped"]} skipped, {summary["failed"]} failed in {summary["seconds"]:.1f} s '
+             f'({mb_in:,.1f} MB in, {mb_out:,.1f} MB out)', f'manifest: {summary["manifest"]}']
+    lines += [f'failed: {f["input"]}: {f["error"]}' for f in summary['failures']]
+    lines += [f'not compressed twice: {d["input"]} (same product as {d["same_output_as"]})'
+              for d in summary['duplicates']]
+    return '\n'.join(lines)
+
+
+# --- Dask clients -------------------------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def dask_client(workers=None, scheduler=None, memory_limit='auto'):
+    """None without workers or scheduler; else a Client of a new local cluster or of an existing scheduler."""
+    if not workers and not scheduler:
+        yield None
+        return
+    try:
+        from dask.distributed import Client, LocalCluster
+    except ImportError as exc:
+        raise EnmapCompressError('--workers and --scheduler need dask.distributed, which is not installed: '
+                                 'pip install "enmap-compress[archive]" (without them, products are compressed '
+                                 'one at a time)') from exc
+    if scheduler:
+        try:
+            client = Client(scheduler, timeout=30)
+        except (OSError, TimeoutError) as exc:
+            raise EnmapCompressError(f'cannot reach the Dask scheduler at {scheduler} ({exc})') from exc
+        with client:
+            yield client
+        return
+    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, memory_limit=memory_limit,
+                      host='127.0.0.1', dashboard_address=None, silence_logs=logging.ERROR) as cluster, \
+            Client(cluster) as client:
+        yield client
+
+
+# --- the command --------------------------------------------------------------------------------------------
+
+def add_archive_parser(sub):
+    sub.add_argument('src', help='the archive folder: product folders, DLR ZIPs, .tar.gz orders, SPECTRAL_IMAGE TIFs')
+    sub.add_argument('dest', help='the output folder (mirrors SRC; holds manifest.jsonl)')
+    add_coding_options(sub)
+    add_runtime_options(sub)
+    group = sub.add_argument_group('archive')
+    group.add_argument('--verify', action='store_true',
+                       help='decode every output and compare it with its input (max_abs_error, psnr, exact)')
+    where = group.add_mutually_exclusive_group()
+    where.add_argument('--workers', type=positive_int, metavar='N',
+                       help='start a local Dask cluster of N worker processes (one thread each)')
+    where.add_argument('--scheduler', metavar='ADDRESS',
+                       help='use an existing Dask cluster (every worker needs this package and SRC/DEST)')
+    group.add_argument('--memory-limit', default='auto', metavar='LIMIT',
+                       help='memory per local worker, e.g. 4GiB (default: the machine\'s memory / N)')
+    group.add_argument('--scratch', metavar='DIR',
+                       help='where ZIPs streamed out of .tar.gz orders are held while compressed (default DEST); '
+                            'always cleaned')
+
+
+def run_from_args(args, console):
+    on_dask = bool(args.workers or args.scheduler)
+    settings = Settings(coding_kwargs(args), args.device, args.threads or (1 if on_dask else None), args.verify,
+                        args.scratch or '')
+    with dask_client(args.workers, args.scheduler, args.memory_limit) as client:
+        summary = run_archive(args.src, args.dest, settings, client, progress=console.progress('archive'))
+    console.result(dict(summary, command='archive', ok=not summary['failed']), summary_text(summary))
+    return exit_status(summary)

@@ -1,0 +1,150 @@
+"""What the command line prints: results (text or --json), one-line errors and warnings, a progress bar on a terminal.
+
+Results go to stdout; progress, warnings and errors to stderr, so `--json` output stays parseable when piped.
+"""
+import json
+import logging
+import math
+import sys
+import time
+
+PROGRAM = 'enmap-compress'
+
+
+def one_line(text):
+    """A message on one line (core messages may wrap lists or paths)."""
+    return ' '.join(str(text).split())
+
+
+def jsonable(value):
+    """JSON-safe copy: non-finite floats become null (JSON has no NaN or Infinity), tuples become lists."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if hasattr(value, 'item') and callable(value.item):  # numpy scalars
+        return jsonable(value.item())
+    return value
+
+
+class ProgressBar:
+    """`bar(percent)` redraws at most ten times a second; `detail` adds text such as '12/30 products'."""
+
+    WIDTH = 30
+
+    def __init__(self, label, stream):
+        self.label, self.stream = label, stream
+        self.started = time.monotonic()
+        self._drawn = 0.0
+        self._length = 0
+
+    def __call__(self, percent, detail=''):
+        now = time.monotonic()
+        if now - self._drawn < 0.1 and percent < 100:
+            return
+        self._drawn = now
+        fraction = max(0.0, min(1.0, percent / 100.0))
+        filled = int(round(self.WIDTH * fraction))
+        elapsed = now - self.started
+        left = f' {_clock(elapsed * (1 - fraction) / fraction)} left' if 0.02 < fraction < 1 else ''
+        line = f'{self.label} [{"#" * filled}{"." * (self.WIDTH - filled)}] {100 * fraction:3.0f}%{left}'
+        if detail:
+            line += f'  {detail}'
+        self.stream.write('\r' + line.ljust(self._length))
+        self.stream.flush()
+        self._length = len(line)
+
+    def close(self):
+        if self._length:
+            self.stream.write('\r' + ' ' * self._length + '\r')
+            self.stream.flush()
+            self._length = 0
+
+
+def _clock(seconds):
+    seconds = int(seconds)
+    return f'{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}' if seconds >= 3600 else \
+        f'{seconds // 60}:{seconds % 60:02d}'
+
+
+class Console:
+    def __init__(self, as_json=False, quiet=False, stdout=None, stderr=None):
+        self.as_json, self.quiet = as_json, quiet
+        self.stdout = stdout or sys.stdout
+        self.stderr = stderr or sys.stderr
+        self._bar = None
+
+    # -- progress ------------------------------------------------------------------------------------------------
+    def progress(self, label):
+        """A progress callback (percent[, detail]) for the core, or None when not on a terminal or --quiet."""
+        if self.quiet or not _is_terminal(self.stderr):
+            return None
+        self.end_progress()
+        self._bar = ProgressBar(label, self.stderr)
+        return self._bar
+
+    def end_progress(self):
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+    # -- messages ------------------------------------------------------------------------------------------------
+    def warning(self, message):
+        if not self.quiet:
+            self._line(f'{PROGRAM}: warning: {one_line(message)}')
+
+    def info(self, message):
+        """A line of progress text (not a result): stderr, never with --quiet."""
+        if not self.quiet:
+            self._line(one_line(message))
+
+    def error(self, command, message, hint=''):
+        text = one_line(message) + (f' ({hint})' if hint else '')
+        self._line(f'{PROGRAM}: error: {text}')
+        if self.as_json:
+            self.result({'command': command, 'ok': False, 'error': text}, '')
+
+    def _line(self, text):
+        self.end_progress()
+        self.stderr.write(text + '\n')
+        self.stderr.flush()
+
+    # -- results -------------------------------------------------------------------------------------------------
+    def result(self, data, text):
+        """The command's result: `data` as JSON with --json, else `text` (unless --quiet)."""
+        self.end_progress()
+        if self.as_json:
+            self.stdout.write(json.dumps(jsonable(data), indent=2, allow_nan=False) + '\n')
+        elif text and not self.quiet:
+            self.stdout.write(text.rstrip('\n') + '\n')
+        self.stdout.flush()
+
+
+def _is_terminal(stream):
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+class WarningHandler(logging.Handler):
+    """Routes the core's log warnings ('enmap_compress' logger) to the console as one-line warnings."""
+
+    def __init__(self, console):
+        super().__init__(logging.WARNING)
+        self.console = console
+
+    def emit(self, record):
+        try:
+            self.console.warning(record.getMessage())
+        except Exception:  # a broken stderr must not turn a warning into a failure
+            self.handleError(record)
+
+
+def key_values(pairs):
+    """Aligned 'key: value' lines for the text output, skipping empty values."""
+    shown = [(k, v) for k, v in pairs if v not in (None, '', [])]
+    width = max((len(k) for k, _ in shown), default=0)
+    return '\n'.join(f'{k + ":":<{width + 1}} {v}' for k, v in shown)

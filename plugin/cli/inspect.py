@@ -1,0 +1,196 @@
+"""`info` and `verify`: what a .ehc file holds, and whether every tile decodes (and matches its original)."""
+import os
+import time
+
+import numpy as np
+
+from ..core import codec
+from ..core.bands import hyspecnet_keep_mask
+from ..core.container import EhcReader
+from ..core.enmap import open_spectral
+from ..core.errors import FormatError, InputError, ModelError
+from ..core.metrics import MetricsAccumulator, rate_metrics
+from ..core.rasterheader import unpack_raster
+from ..core.runtime import sha256_of
+from ..core.tiling import Progress
+
+
+def _read_header(path):
+    with EhcReader(path) as reader:
+        header, footer, chunks, version = reader.header, reader.footer, reader.chunk_count, reader.version
+    if header.get('format') != codec.FORMAT_NAME:
+        raise FormatError(f'{path} is not an EnMAP Compress image file')
+    return header, footer, chunks, version
+
+
+def coding_mode(max_error):
+    if max_error is None:
+        return 'lossy'
+    return 'lossless' if max_error == 0 else 'error-bounded'
+
+
+def model_state(codec_info):
+    """'installed', 'missing' or 'different version installed' for the model a file needs."""
+    try:
+        package = codec._find_package(codec_info)
+    except ModelError:
+        return 'missing'
+    return 'installed' if package.decoder_sha256() == codec_info.get('model_sha256') else 'different version installed'
+
+
+def _crs_label(packed):
+    if not packed or packed.startswith('EPSG:'):
+        return packed or 'none'
+    from osgeo import osr
+
+    srs = osr.SpatialReference()
+    return srs.GetName() if srs.ImportFromWkt(packed) == 0 and srs.GetName() else 'custom (WKT)'
+
+
+def describe(path):
+    """Everything `info` shows, as a JSON-ready dict."""
+    header, footer, chunks, version = _read_header(path)
+    raster, info = unpack_raster(header['raster']), header['codec']
+    size = os.path.getsize(path)
+    valid = footer.get('valid_pixels')
+    rate = rate_metrics(size, valid, codec.CODED_BAND_COUNT) if valid is not None else {}
+    wavelengths = [w for w in raster['wavelengths'] if w is not None]
+    return {
+        'file': os.path.abspath(path), 'file_bytes': size, 'container_version': '.'.join(map(str, version)),
+        'tiles': chunks, 'model': info['model_id'], 'model_sha256': info['model_sha256'],
+        'model_kind': info.get('model_kind'), 'model_state': model_state(info),
+        'mode': coding_mode(info.get('max_error')),
+        'quality': info.get('quality'), 'max_error': info.get('max_error'), 'tile_size': info.get('tile_size'),
+        'extra_bands': len(info.get('extra_bands') or []),
+        'width': raster['width'], 'height': raster['height'], 'bands': raster['band_count'],
+        'dtype': raster['dtype'], 'nodata': raster['nodata'], 'crs': _crs_label(raster['crs']),
+        'geotransform': raster['geotransform'], 'band_order': raster.get('band_order'),
+        'wavelength_range_nm': [min(wavelengths), max(wavelengths)] if wavelengths else None,
+        'dead_bands': len(raster['dead_bands']), 'product_name': raster.get('product_name'),
+        'valid_pixels': valid, 'bpppb': rate.get('bpppb'), 'compression_ratio': rate.get('compression_ratio'),
+        'created': header.get('created'), 'software': header.get('software', {}), 'device': header.get('device', {}),
+        'codec': info,
+    }
+
+
+def _tiles(count):
+    return f'{count} tile' + ('s' if count != 1 else '')
+
+
+def describe_text(d):
+    from .console import key_values
+
+    bound = {'lossy': f'quality {d["quality"]}', 'lossless': 'lossless (MAX_ERROR 0)',
+             'error-bounded': f'MAX_ERROR {d["max_error"]} DN (base quality {d["quality"]})'}[d['mode']]
+    rate = f'{d["bpppb"]:.4f} bpppb, ratio {d["compression_ratio"]:.1f}:1' if d['bpppb'] is not None else ''
+    software = ', '.join(f'{k} {v}' for k, v in d['software'].items())
+    wl = d['wavelength_range_nm']
+    return key_values([
+        ('file', d['file']), ('size', f'{d["file_bytes"]:,} bytes in {_tiles(d["tiles"])} (container '
+                                      f'{d["container_version"]})'),
+        ('model', f'{d["model"]} ({d["model_kind"]}, {d["model_state"]})'), ('model sha256', d['model_sha256']),
+        ('mode', bound), ('image', f'{d["width"]} x {d["height"]} pixels, {d["bands"]} bands, {d["dtype"]}, '
+                                   f'nodata {d["nodata"]}'),
+        ('wavelengths', f'{wl[0]:.1f}-{wl[1]:.1f} nm, {d["band_order"]} order' if wl else ''),
+        ('dead bands', d['dead_bands']), ('crs', d['crs']), ('geotransform', d['geotransform']),
+        ('product', d['product_name']), ('rate', rate), ('valid pixels', d['valid_pixels']),
+        ('created', d['created']), ('software', software),
+    ])
+
+
+# --- verify -------------------------------------------------------------------------------------------------
+
+def verify(path, against=None, device='auto', threads=None, progress=None):
+    """Check every checksum and decode every tile; with `against` (the original in any input form), measure the
+    decoded image against it and check the file's promise (the bound, or bit-exactness when lossless).
+
+    Returns a dict with 'ok'; raises FormatError for a damaged file, InputError for an unusable original.
+    """
+    started = time.perf_counter()
+    with EhcReader(path) as reader:
+        header = reader.header
+        if header.get('format') != codec.FORMAT_NAME:
+            raise FormatError(f'{path} is not an EnMAP Compress image file')
+        reader.verify()  # every CRC before any decoding
+        coder, _ = codec._decoder_for(header, device, threads)
+        raster = unpack_raster(header['raster'])
+        steps = Progress(reader.chunk_count, progress)
+        comparison = _Comparison(against, raster, coder) if against else None
+        try:
+            for tile, canonical in codec.decoded_tiles(reader, coder, raster):
+                if comparison is not None:
+                    comparison.update(tile, canonical)
+                steps.step()
+        finally:
+            if comparison is not None:
+                comparison.close()
+        result = {'file': os.path.abspath(path), 'tiles': reader.chunk_count, 'checksums': 'ok', 'decoded': 'ok',
+                  'mode': coding_mode(coder.max_error), 'max_error': coder.max_error,
+                  'sha256': sha256_of(path), 'ok': True}
+    if comparison is not None:
+        result.update(comparison.result())
+    result['seconds'] = time.perf_counter() - started
+    return result
+
+
+class _Comparison:
+    """Streams decoded tiles against the original: the metrics of `evaluate`, bit-exactness and the file's bound."""
+
+    def __init__(self, source, raster, coder):
+        self.original = open_spectral(source)
+        shape = (self.original.width, self.original.height, self.original.band_count)
+        expected = (raster['width'], raster['height'], raster['band_count'])
+        if shape != expected:
+            self.original.close()
+            raise InputError(f'{source} is {shape[0]} x {shape[1]} x {shape[2]}, but the file holds an image of '
+                             f'{expected[0]} x {expected[1]} x {expected[2]}; is it the original of this file?')
+        self.source, self.max_error = source, coder.max_error
+        dead = np.zeros(raster['band_count'], bool)
+        dead[np.asarray(raster['dead_bands'], int)] = True
+        self.dead = dead[np.asarray(raster['canonical_index'], int)]
+        self.evaluated = hyspecnet_keep_mask() & ~self.dead
+        restored = np.zeros(raster['band_count'], bool)
+        restored[coder.bands] = True
+        self.promised = restored & ~self.dead  # the bands whose samples the file's bound covers
+        self.nodata = raster['nodata']
+        self.metrics = MetricsAccumulator()
+        self.exact, self.worst_promised = True, 0.0
+
+    def update(self, tile, decoded):
+        a = self.original.read_canonical(tile.x, tile.y, tile.width, tile.height)
+        self.exact = self.exact and np.array_equal(a, decoded)
+        a, b = a.astype(np.float64), decoded.astype(np.float64)
+        valid = codec.valid_pixels(a, self.nodata, ~self.dead)
+        self.metrics.update(a[self.evaluated], b[self.evaluated], valid)
+        if valid.any():
+            diff = np.abs(a[self.promised][:, valid] - b[self.promised][:, valid])
+            self.worst_promised = max(self.worst_promised, float(diff.max()) if diff.size else 0.0)
+
+    def close(self):
+        self.original.close()
+
+    def result(self):
+        metrics = self.metrics.result()
+        held = self.max_error is None or self.worst_promised <= self.max_error
+        result = {'against': os.path.abspath(self.source), 'exact': bool(self.exact), 'psnr': metrics['psnr'],
+                  'sa_deg': metrics['sa_deg'], 'ssim': metrics['ssim'], 'rmse_dn': metrics['rmse_dn'],
+                  'max_abs_error': metrics['max_abs_error_dn'], 'bound_held': held, 'ok': held}
+        if not held:
+            promise = 'bit-exact' if self.max_error == 0 else f'within {self.max_error} DN'
+            result['error'] = (f'the file promises {promise} but differs from {self.source} by up to '
+                               f'{self.worst_promised:g} DN; is it the original of this file?')
+        return result
+
+
+def verify_text(r):
+    from .console import key_values
+
+    pairs = [('file', r['file']), ('checksums', f'{_tiles(r["tiles"])}, all ok'), ('decoded', 'every tile'),
+             ('mode', r['mode'] + (f' ({r["max_error"]} DN)' if r['mode'] == 'error-bounded' else ''))]
+    if 'against' in r:
+        pairs += [('against', r['against']), ('bit-exact', 'yes' if r['exact'] else 'no'),
+                  ('psnr', f'{r["psnr"]:.2f} dB'), ('max error', f'{r["max_abs_error"]:g} DN (202 coded bands)'),
+                  ('spectral angle', f'{r["sa_deg"]:.4f} deg')]
+    pairs.append(('result', 'OK' if r['ok'] else 'FAILED: ' + r.get('error', '')))
+    return key_values(pairs)
+

@@ -1,0 +1,81 @@
+"""The options the commands share, and the one place where parsed options become the core's keyword arguments.
+
+The coding options mirror the Processing algorithms (MODEL, QUALITY, MAX_ERROR, CODE_ALL_BANDS, DEVICE); a new
+core option (per-band or relative bounds, ...) needs an `add_argument` in `add_coding_options` and a line in
+`coding_kwargs`, and every command that codes (compress, evaluate, archive) has it.
+"""
+import argparse
+
+from ..core.runtime import DEVICES, list_models
+
+QUALITY_LEVELS = range(1, 11)
+
+
+def _quality(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value not in QUALITY_LEVELS:
+        raise argparse.ArgumentTypeError(f'must be an integer from 1 to 10, not {text!r}')
+    return value
+
+
+def _dn_bound(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f'must be an integer number of DN >= 0, not {text!r}')
+    return value
+
+
+def positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f'must be a whole number >= 1, not {text!r}')
+    return value
+
+
+def _model_help():
+    ids = [p.model_id for p in list_models()]
+    return ('compressor model: an installed id (' + (', '.join(ids) or 'none installed') +
+            '; default: rdnet when installed) or the folder of a custom model package')
+
+
+def add_coding_options(parser, code_all_bands=True):
+    group = parser.add_argument_group('coding')
+    group.add_argument('--model', metavar='ID', help=_model_help())
+    group.add_argument('--quality', type=_quality, metavar='N',
+                       help='quality level 1 (smallest file) to 10 (best); default 5, or chosen automatically '
+                            'for the smallest file when --max-error is given')
+    group.add_argument('--max-error', type=_dn_bound, metavar='E',
+                       help='guarantee |original - reconstruction| <= E DN on every valid sample of every coded '
+                            'band; 0 is lossless (all 224 bands bit for bit)')
+    if code_all_bands:
+        group.add_argument('--code-all-bands', action='store_true',
+                           help='also keep the 22 water-vapour bands (simple coarse coder, larger file)')
+
+
+def add_runtime_options(parser):
+    group = parser.add_argument_group('runtime')
+    group.add_argument('--device', choices=DEVICES, default='auto',
+                       help='auto: CUDA when onnxruntime-gpu and a GPU really work, else the CPU (default auto)')
+    group.add_argument('--threads', type=positive_int, metavar='N',
+                       help='CPU threads for the model (default: all cores but one, at most 8)')
+
+
+def coding_kwargs(args):
+    """The core's coding keyword arguments (codec.compress, evaluate.evaluate) from the parsed options."""
+    kwargs = {'model': args.model, 'quality': args.quality, 'max_error': args.max_error}
+    if hasattr(args, 'code_all_bands'):
+        kwargs['code_all_bands'] = args.code_all_bands
+    return kwargs
+
+
+def runtime_kwargs(args):
+    return {'device': args.device, 'threads': args.threads}
