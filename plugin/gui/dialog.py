@@ -1,43 +1,67 @@
-"""The Compress dialog: pick a layer, a model (with its card), quality, device and output; see the expected
-size; run compress or evaluate in the background with progress and Cancel."""
+"""The Compress dialog: pick a layer, a model (with its card), a mode (lossy quality, error-bounded or lossless),
+device and output; see the expected size; run compress or evaluate in the background with progress and Cancel.
+
+Choices are remembered between openings (QgsSettings) and the form scrolls, so it fits a 768 px high screen.
+"""
 import functools
 import os
 import re
 
-from qgis.core import QgsMapLayerProxyModel, QgsRasterLayer
+from qgis.core import QgsMapLayerProxyModel, QgsRasterLayer, QgsSettings
 from qgis.gui import QgsFileWidget, QgsMapLayerComboBox
 from qgis.PyQt.QtCore import Qt
 from qgis.PyQt.QtGui import QIcon
 from qgis.PyQt.QtWidgets import (
     QAbstractItemView,
     QButtonGroup,
+    QCheckBox,
     QComboBox,
     QDialog,
     QDialogButtonBox,
     QFormLayout,
+    QFrame,
     QGroupBox,
     QHBoxLayout,
     QHeaderView,
     QLabel,
+    QMessageBox,
     QProgressBar,
     QPushButton,
     QRadioButton,
+    QScrollArea,
     QSlider,
     QSpinBox,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
+    QWidget,
 )
 
 from .. import dependencies
-from ..core import cards
+from ..core import cards, preview
 from ..core.runtime import default_model_id
 from ..paths import resource_path
-from . import devices, estimate, results
-from .job import CompressJob, JobRequest
-from .modelcards import CardViewer, installed_models, short_text
+from . import devices, estimate, installer, results
+from .job import EVALUATE_ID, CompressJob, JobRequest, has_parameter
+from .modelcards import CardViewer, far_behind_warning, installed_models, short_text
 
 TABLE_COLUMNS = ('quality', 'bpppb', 'PSNR dB', 'SA °')
+SETTINGS_GROUP = 'enmapcompress/dialog'
+LOSSY, BOUNDED, LOSSLESS = 'lossy', 'bounded', 'lossless'
+MODE_TEXT = {
+    LOSSY: ('Lossy (quality 1–10)', 'The smallest files, for viewing, classification and most analysis; errors are '
+                                   'small on average but not bounded per sample.'),
+    BOUNDED: ('Error-bounded', 'Every valid sample comes back within the bound you set (checked before the file is '
+                               'written); for methods that need a hard tolerance. 10–25 DN is below EnMAP\'s noise '
+                               'in most bands.'),
+    LOSSLESS: ('Lossless', 'Bit for bit, all 224 bands; for archiving. Files are several times larger than '
+                           'lossy ones.'),
+}
+CODE_ALL_TEXT = ('Code all bands: also keep the 22 water-vapour bands (coarsely, a larger file) instead of '
+                 'returning them as nodata; for users of the absorption bands.')
+WARNING_STYLE = 'background:#fff3cd;border:1px solid #e0a800;padding:6px;'
+PROBLEM_STYLE = 'background:#fde2e1;border:1px solid #d9534f;padding:6px;'
+DIALOG_SIZE = (660, 720)  # fits a 1366 x 768 screen with a taskbar; the form scrolls inside
 
 
 def _writable_folder(path):
@@ -45,9 +69,15 @@ def _writable_folder(path):
     return folder if folder and os.path.isdir(folder) and os.access(folder, os.W_OK) else os.path.expanduser('~')
 
 
-def default_output(source, model_id, quality):
+def setting_suffix(model_id, quality, mode=LOSSY, max_error=None):
+    if mode == LOSSLESS:
+        return f'{model_id}_lossless'
+    return f'{model_id}_e{max_error}' if mode == BOUNDED else f'{model_id}_q{quality}'
+
+
+def default_output(source, model_id, quality, mode=LOSSY, max_error=None):
     base = os.path.splitext(os.path.basename(source or 'image'))[0] or 'image'
-    return os.path.join(_writable_folder(source), f'{base}_{model_id}_q{quality}.ehc')
+    return os.path.join(_writable_folder(source), f'{base}_{setting_suffix(model_id, quality, mode, max_error)}.ehc')
 
 
 def input_path(layer):
@@ -58,8 +88,21 @@ def input_path(layer):
     return match.group(1) if match else source
 
 
+def versioned(path, taken):
+    """`path` with _2, _3 ... before the extension until none of the files `taken(candidate)` exist."""
+    root, ext = os.path.splitext(path)
+    return next(f'{root}_{n}{ext}' for n in range(2, 10_000) if not taken(f'{root}_{n}{ext}'))
+
+
 def _cell(value, digits):
     return '' if value is None else f'{value:.{digits}f}'
+
+
+def _note(text, style=''):
+    label = QLabel(text)
+    label.setWordWrap(True)
+    label.setStyleSheet(style or 'color:#555;')
+    return label
 
 
 class CompressDialog(QDialog):
@@ -70,14 +113,16 @@ class CompressDialog(QDialog):
         super().__init__(parent or (iface.mainWindow() if iface is not None else None))
         self.iface = iface
         self.job = None
+        self.installer = None
         self.models = installed_models()
-        self._pixels = {}  # source -> estimate.valid_pixels(), read once per layer
+        self._inputs = {}  # source -> core InputSummary, read once per layer
         self._auto_output = True
         self._setting_output = False
         self.setObjectName('EnmapCompressDialog')
         self.setWindowTitle('EnMAP Compress')
         self.setWindowIcon(QIcon(resource_path('icon.svg')))
         self._build()
+        self._restore_settings()
         self._connect()
         if layer is not None:
             self.layer_combo.setLayer(layer)
@@ -86,19 +131,37 @@ class CompressDialog(QDialog):
     # --- building ---------------------------------------------------------------------------------------------
 
     def _build(self):
-        layout = QVBoxLayout(self)
-        self.banner = QLabel()
-        self.banner.setObjectName('dependencyBanner')
-        self.banner.setWordWrap(True)
-        self.banner.setTextInteractionFlags(Qt.TextSelectableByMouse)
-        self.banner.setStyleSheet('background:#fde2e1;border:1px solid #d9534f;padding:6px;')
-        layout.addWidget(self.banner)
+        outer = QVBoxLayout(self)
+        self.scroll = QScrollArea()
+        self.scroll.setWidgetResizable(True)
+        self.scroll.setFrameShape(QFrame.NoFrame)
+        body = QWidget()
+        layout = QVBoxLayout(body)
+        layout.addWidget(self._banner())
         layout.addWidget(self._input_box())
         layout.addWidget(self._model_box())
+        layout.addWidget(self._mode_box())
         layout.addWidget(self._run_box())
-        layout.addWidget(self._progress_row())
-        layout.addWidget(self._buttons())
-        self.resize(640, 860)
+        layout.addStretch(1)
+        self.scroll.setWidget(body)
+        outer.addWidget(self.scroll, 1)
+        outer.addWidget(self._progress_row())
+        outer.addWidget(self._buttons())
+        self.resize(*DIALOG_SIZE)
+
+    def _banner(self):
+        box = QWidget()
+        row = QHBoxLayout(box)
+        row.setContentsMargins(0, 0, 0, 0)
+        self.banner = _note('', PROBLEM_STYLE)
+        self.banner.setObjectName('dependencyBanner')
+        self.banner.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.install_button = QPushButton(installer.BUTTON_TEXT)
+        self.install_button.clicked.connect(self.install_packages)
+        row.addWidget(self.banner, 1)
+        row.addWidget(self.install_button, 0, Qt.AlignTop)
+        self.banner_box = box
+        return box
 
     def _input_box(self):
         box = QGroupBox('Input')
@@ -108,6 +171,9 @@ class CompressDialog(QDialog):
         self.layer_combo.setToolTip('An EnMAP L2A image loaded in QGIS (224 bands). It is read from its file, '
                                     'not through the map.')
         form.addRow('Raster layer', self.layer_combo)
+        self.input_problem = _note('', PROBLEM_STYLE)
+        self.input_problem.setObjectName('inputProblem')
+        form.addRow(self.input_problem)
         return box
 
     def _model_box(self):
@@ -123,10 +189,12 @@ class CompressDialog(QDialog):
         row.addWidget(self.model_combo, 1)
         row.addWidget(self.card_button)
         form.addRow('Model', row)
-        self.card_label = QLabel()
-        self.card_label.setWordWrap(True)
+        self.card_label = _note('', 'color:#222;')
         self.card_label.setObjectName('modelCard')
         form.addRow(self.card_label)
+        self.behind_label = _note('', WARNING_STYLE)
+        self.behind_label.setObjectName('farBehind')
+        form.addRow(self.behind_label)
         self.card_table = QTableWidget(0, len(TABLE_COLUMNS))
         self.card_table.setHorizontalHeaderLabels(TABLE_COLUMNS)
         self.card_table.verticalHeader().setVisible(False)
@@ -134,10 +202,40 @@ class CompressDialog(QDialog):
         self.card_table.setEditTriggers(QAbstractItemView.NoEditTriggers)
         self.card_table.setSelectionBehavior(QAbstractItemView.SelectRows)
         self.card_table.setSelectionMode(QAbstractItemView.SingleSelection)
-        self.card_table.setMinimumHeight(170)
-        self.card_table.setMaximumHeight(240)
+        self.card_table.setMinimumHeight(150)
+        self.card_table.setMaximumHeight(200)
         self.card_table.setToolTip('Measured on held-out EnMAP tiles (the model card). Click a row to choose it.')
         form.addRow(self.card_table)
+        return box
+
+    def _mode_box(self):
+        box = QGroupBox('Mode')
+        column = QVBoxLayout(box)
+        self.mode_buttons = {}
+        self.mode_group = QButtonGroup(self)
+        for mode, (label, sentence) in MODE_TEXT.items():
+            button = QRadioButton(label)
+            button.setToolTip(sentence)
+            self.mode_buttons[mode] = button
+            self.mode_group.addButton(button)
+            column.addWidget(button)
+            if mode == LOSSY:
+                column.addLayout(self._quality_row())
+            elif mode == BOUNDED:
+                column.addLayout(self._bound_row())
+            column.addWidget(_note(sentence))
+        self.mode_buttons[LOSSY].setChecked(True)
+        self.code_all_check = QCheckBox('Code all bands')
+        self.code_all_check.setToolTip(CODE_ALL_TEXT)
+        column.addWidget(self.code_all_check)
+        self.code_all_note = _note(CODE_ALL_TEXT)
+        column.addWidget(self.code_all_note)
+        self.expected_label = QLabel()
+        self.expected_label.setWordWrap(True)
+        column.addWidget(self.expected_label)
+        return box
+
+    def _quality_row(self):
         self.quality_slider = QSlider(Qt.Horizontal)
         self.quality_slider.setRange(1, 10)
         self.quality_slider.setValue(5)
@@ -145,14 +243,26 @@ class CompressDialog(QDialog):
         self.quality_spin.setRange(1, 10)
         self.quality_spin.setValue(5)
         row = QHBoxLayout()
+        row.addSpacing(24)
         row.addWidget(QLabel('smallest'))
         row.addWidget(self.quality_slider, 1)
         row.addWidget(QLabel('best'))
         row.addWidget(self.quality_spin)
-        form.addRow('Quality', row)
-        self.expected_label = QLabel()
-        form.addRow('Expected', self.expected_label)
-        return box
+        return row
+
+    def _bound_row(self):
+        self.max_error_spin = QSpinBox()
+        self.max_error_spin.setRange(1, 1000)
+        self.max_error_spin.setValue(10)
+        self.max_error_spin.setSuffix(' DN')
+        self.max_error_spin.setToolTip('MAX_ERROR: the largest difference allowed between any valid sample and '
+                                       'its reconstruction.')
+        row = QHBoxLayout()
+        row.addSpacing(24)
+        row.addWidget(QLabel('Maximum error'))
+        row.addWidget(self.max_error_spin)
+        row.addStretch(1)
+        return row
 
     def _run_box(self):
         box = QGroupBox('Run')
@@ -182,18 +292,19 @@ class CompressDialog(QDialog):
                                            'write an HTML report')
         self.compress_radio = QRadioButton('Compress only')
         self.evaluate_radio.setChecked(True)
-        self.mode_group = QButtonGroup(self)
-        self.mode_group.addButton(self.evaluate_radio)
-        self.mode_group.addButton(self.compress_radio)
+        self.run_group = QButtonGroup(self)
+        self.run_group.addButton(self.evaluate_radio)
+        self.run_group.addButton(self.compress_radio)
         modes = QVBoxLayout()
         modes.addWidget(self.evaluate_radio)
         modes.addWidget(self.compress_radio)
-        form.addRow('Mode', modes)
+        form.addRow('Do', modes)
         return box
 
     def _progress_row(self):
-        box = QGroupBox()
+        box = QWidget()
         row = QHBoxLayout(box)
+        row.setContentsMargins(0, 0, 0, 0)
         self.progress = QProgressBar()
         self.progress.setRange(0, 100)
         self.progress.setValue(0)
@@ -221,13 +332,51 @@ class CompressDialog(QDialog):
         self.quality_slider.valueChanged.connect(self.quality_spin.setValue)
         self.quality_spin.valueChanged.connect(self.quality_slider.setValue)
         self.quality_spin.valueChanged.connect(self._on_quality_changed)
+        self.max_error_spin.valueChanged.connect(self._on_mode_changed)
+        self.mode_group.buttonToggled.connect(self._on_mode_changed)
+        self.run_group.buttonToggled.connect(self._on_mode_changed)
         self.card_table.cellClicked.connect(self._on_card_row_clicked)
+        self.card_table.currentCellChanged.connect(lambda row, *_: self._on_card_row_clicked(row, 0))
         self.card_button.clicked.connect(self.show_card)
         self.device_combo.currentIndexChanged.connect(self._refresh_device)
         self.output_widget.fileChanged.connect(self._on_output_edited)
         self.run_button.clicked.connect(self.start)
         self.cancel_button.clicked.connect(self.cancel)
         self.close_button.clicked.connect(self.close)
+
+    # --- remembered settings ----------------------------------------------------------------------------------
+
+    def _restore_settings(self):
+        settings = QgsSettings()
+        settings.beginGroup(SETTINGS_GROUP)
+        model = self.model_combo.findData(settings.value('model', ''))
+        if model >= 0:
+            self.model_combo.setCurrentIndex(model)
+        self.quality_spin.setValue(int(settings.value('quality', 5)))
+        self.quality_slider.setValue(self.quality_spin.value())
+        self.max_error_spin.setValue(int(settings.value('max_error', 10)))
+        self.mode_buttons.get(settings.value('mode', LOSSY), self.mode_buttons[LOSSY]).setChecked(True)
+        self.code_all_check.setChecked(settings.value('code_all_bands', False, type=bool))
+        device = self.device_combo.findData(settings.value('device', 'auto'))
+        if device >= 0 and self.device_combo.model().item(device).isEnabled():
+            self.device_combo.setCurrentIndex(device)
+        (self.evaluate_radio if settings.value('evaluate', True, type=bool) else self.compress_radio).setChecked(True)
+        settings.endGroup()
+
+    def save_settings(self):
+        model = self.model()
+        settings = QgsSettings()
+        settings.beginGroup(SETTINGS_GROUP)
+        for key, value in (('model', model.model_id if model else ''), ('quality', self.quality()),
+                           ('max_error', self.max_error_spin.value()), ('mode', self.mode()),
+                           ('code_all_bands', self.code_all_check.isChecked()),
+                           ('device', self.device_combo.currentData()), ('evaluate', self.evaluate_radio.isChecked())):
+            settings.setValue(key, value)
+        settings.endGroup()
+
+    def closeEvent(self, event):  # noqa: N802 (Qt API name)
+        self.save_settings()
+        super().closeEvent(event)
 
     # --- state --------------------------------------------------------------------------------------------------
 
@@ -242,13 +391,35 @@ class CompressDialog(QDialog):
     def quality(self):
         return self.quality_spin.value()
 
+    def mode(self):
+        return next(mode for mode, button in self.mode_buttons.items() if button.isChecked())
+
+    def max_error(self):
+        """MAX_ERROR for the run: None (lossy), 0 (lossless) or the bound in DN."""
+        return {LOSSY: None, LOSSLESS: 0}.get(self.mode(), self.max_error_spin.value())
+
     def expected(self):
         model = self.model()
-        return cards.expected_for(model.rows, self.quality()) if model is not None else None
+        if model is None or self.mode() != LOSSY:
+            return None
+        return cards.expected_for(model.rows, self.quality())
+
+    def input_summary(self):
+        """The core's InputSummary of the current layer (cached per source)."""
+        layer = self.layer()
+        if layer is None:
+            return None
+        source = input_path(layer)
+        if source not in self._inputs:
+            self._inputs[source] = preview.summarize(source)
+        return self._inputs[source]
 
     def output_path(self):
         path = self.output_widget.filePath().strip()
         return path if not path or path.lower().endswith('.ehc') else path + '.ehc'
+
+    def _code_all_supported(self):
+        return not self.evaluate_radio.isChecked() or has_parameter(EVALUATE_ID, 'CODE_ALL_BANDS')
 
     def problems(self):
         """Why Run is not possible now ([] when it is)."""
@@ -256,8 +427,11 @@ class CompressDialog(QDialog):
         found = [dependencies.message(missing)] if missing else []
         if not self.models:
             found.append('No compression model is installed (the plugin folder models/ is empty).')
+        summary = self.input_summary()
         if self.layer() is None:
             found.append('Choose a raster layer.')
+        elif summary is not None and not summary.compressible:
+            found.append(f'This layer cannot be compressed: {summary.problem}')
         if not self.output_path():
             found.append('Choose an output file.')
         return found
@@ -266,6 +440,7 @@ class CompressDialog(QDialog):
 
     def _refresh_all(self):
         self._on_model_changed()
+        self._on_mode_changed()
         self._on_layer_changed()
         self._refresh_device()
         self._refresh_banner()
@@ -276,7 +451,8 @@ class CompressDialog(QDialog):
         if not self.models:
             text = (text + '\n' if text else '') + 'No compression model is installed.'
         self.banner.setText(text)
-        self.banner.setVisible(bool(text))
+        self.banner_box.setVisible(bool(text))
+        self.install_button.setVisible(bool(missing))
         self._refresh_run_button()
 
     def _refresh_run_button(self):
@@ -286,6 +462,10 @@ class CompressDialog(QDialog):
         self.run_button.setToolTip('\n'.join(problems))
 
     def _on_layer_changed(self, *_):
+        summary = self.input_summary()
+        problem = summary.problem if summary is not None and not summary.compressible else ''
+        self.input_problem.setText(f'Cannot be compressed: {problem}' if problem else '')
+        self.input_problem.setVisible(bool(problem))
         self._refresh_output()
         self._refresh_size()
         self._refresh_run_button()
@@ -294,7 +474,11 @@ class CompressDialog(QDialog):
         model = self.model()
         self.card_label.setText(short_text(model.summary) if model else 'No model installed.')
         self.card_label.setToolTip(model.summary if model else '')
+        warning = far_behind_warning(model, self.models)
+        self.behind_label.setText(warning)
+        self.behind_label.setVisible(bool(warning))
         self.card_button.setEnabled(model is not None)
+        self.card_table.blockSignals(True)
         self.card_table.setRowCount(len(model.rows) if model else 0)
         for row, entry in enumerate(model.rows if model else ()):
             values = (str(entry.level), _cell(entry.bpppb, 3), _cell(entry.psnr, 2), _cell(entry.sa_deg, 3))
@@ -302,15 +486,32 @@ class CompressDialog(QDialog):
                 item = QTableWidgetItem(text)
                 item.setTextAlignment(Qt.AlignCenter)
                 self.card_table.setItem(row, column, item)
+        self.card_table.blockSignals(False)
+        self._on_quality_changed()
+
+    def _on_mode_changed(self, *_):
+        mode = self.mode()
+        for widget in (self.quality_slider, self.quality_spin):
+            widget.setEnabled(mode == LOSSY and not self._running())
+        self.max_error_spin.setEnabled(mode == BOUNDED and not self._running())
+        self.code_all_check.setEnabled(mode != LOSSLESS and self._code_all_supported() and not self._running())
+        self.code_all_note.setEnabled(self.code_all_check.isEnabled())
         self._on_quality_changed()
 
     def _on_quality_changed(self, *_):
-        expected = self.expected()
-        if expected is None:
-            self.expected_label.setText('no measurements in this model\'s card')
+        expected, mode = self.expected(), self.mode()
+        if mode == LOSSLESS:
+            self.expected_label.setText('Expected: bit-exact; the size depends on the image (the report measures '
+                                        'it).')
+        elif mode == BOUNDED:
+            self.expected_label.setText(f'Expected: every sample within {self.max_error_spin.value()} DN; the model '
+                                        'quality is chosen for the smallest file.')
+        elif expected is None:
+            self.expected_label.setText('Expected: no measurements in this model\'s card')
         else:
             psnr = f', PSNR ≈ {expected.psnr:.1f} dB' if expected.psnr is not None else ''
-            self.expected_label.setText(f'≈ {expected.bpppb:.3f} bpppb{psnr} (model card, held-out tiles)')
+            self.expected_label.setText(f'Expected: ≈ {expected.bpppb:.3f} bpppb{psnr} (model card, held-out '
+                                        'tiles)')
         self._select_card_row()
         self._refresh_output()
         self._refresh_size()
@@ -318,12 +519,14 @@ class CompressDialog(QDialog):
     def _select_card_row(self):
         model = self.model()
         levels = [row.level for row in model.rows] if model else []
-        if self.quality() in levels:
+        self.card_table.blockSignals(True)
+        if self.mode() == LOSSY and self.quality() in levels:
             row = levels.index(self.quality())
             self.card_table.selectRow(row)
             self.card_table.scrollToItem(self.card_table.item(row, 0), QAbstractItemView.PositionAtCenter)
         else:
             self.card_table.clearSelection()
+        self.card_table.blockSignals(False)
 
     def show_card(self):
         """The whole card (Markdown) in a small window."""
@@ -335,9 +538,12 @@ class CompressDialog(QDialog):
         return viewer
 
     def _on_card_row_clicked(self, row, _column):
+        """A click on a row chooses that quality (lossy mode) and selects the row."""
         model = self.model()
         if model and 0 <= row < len(model.rows):
+            self.mode_buttons[LOSSY].setChecked(True)
             self.quality_spin.setValue(model.rows[row].level)
+            self._select_card_row()
 
     def _refresh_device(self, *_):
         option = devices.device_options()[max(0, self.device_combo.currentIndex())]
@@ -349,7 +555,7 @@ class CompressDialog(QDialog):
             return
         self._setting_output = True
         self.output_widget.setFilePath(default_output(input_path(layer), model.model_id if model else 'model',
-                                                      self.quality()))
+                                                      self.quality(), self.mode(), self.max_error_spin.value()))
         self._setting_output = False
 
     def _on_output_edited(self, *_):
@@ -358,17 +564,15 @@ class CompressDialog(QDialog):
         self._refresh_run_button()
 
     def _refresh_size(self):
-        layer, expected = self.layer(), self.expected()
-        if layer is not None and layer.source() not in self._pixels:
-            self._pixels[layer.source()] = estimate.valid_pixels(layer.source())
-        pixels = self._pixels.get(layer.source()) if layer is not None else None
-        found = estimate.from_pixels(pixels, expected.bpppb if expected else None) if pixels else None
+        expected = self.expected()
+        found = estimate.from_summary(self.input_summary(), expected.bpppb if expected else None)
         if found is None:
-            self.size_label.setText('unknown (choose a raster layer)')
+            self.size_label.setText('unknown (choose an EnMAP image)')
             return
         original = estimate.human_bytes(found.original_bytes)
         if found.compressed_bytes is None:
-            self.size_label.setText(f'unknown rate; {found.valid_pixels:,} valid pixels ({original} as int16)')
+            self.size_label.setText(f'depends on the image; {found.valid_pixels:,} valid pixels ({original} as '
+                                    'int16)')
             return
         self.size_label.setText(
             f'≈ {estimate.human_bytes(found.compressed_bytes)}: {found.valid_pixels:,} valid pixels × 202 bands × '
@@ -376,20 +580,48 @@ class CompressDialog(QDialog):
 
     # --- running ----------------------------------------------------------------------------------------------
 
-    def request(self):
+    def request(self, output=None):
         layer, model = self.layer(), self.model()
         return JobRequest(source=input_path(layer), layer_id=layer.id(), layer_name=layer.name(),
-                          model_index=self.model_combo.currentIndex(), model_id=model.model_id,
-                          quality=self.quality(), device_index=max(0, self.device_combo.currentIndex()),
-                          output=self.output_path(), evaluate=self.evaluate_radio.isChecked())
+                          model_id=model.model_id, quality=self.quality(),
+                          device_index=max(0, self.device_combo.currentIndex()), output=output or self.output_path(),
+                          evaluate=self.evaluate_radio.isChecked(), max_error=self.max_error(),
+                          code_all_bands=self.code_all_check.isChecked() and self.code_all_check.isEnabled())
+
+    def _confirm_outputs(self, request):
+        """The request to run, after asking when its files exist (None: the user cancelled)."""
+        existing = [path for path in request.files() if os.path.exists(path)]
+        if not existing:
+            return request
+        box = QMessageBox(QMessageBox.Question, 'EnMAP Compress', 'These files exist and would be replaced:\n' +
+                          '\n'.join(existing), parent=self)
+        replace = box.addButton('Replace', QMessageBox.DestructiveRole)
+        keep = box.addButton('Keep both (new names)', QMessageBox.AcceptRole)
+        box.addButton(QMessageBox.Cancel)
+        box.setDefaultButton(keep)
+        box.exec_()
+        if box.clickedButton() is replace:
+            return request
+        if box.clickedButton() is keep:
+            taken = lambda root: any(os.path.exists(p) for p in self.request(root).files())  # noqa: E731
+            output = versioned(request.output, taken)
+            self._setting_output = True
+            self.output_widget.setFilePath(output)
+            self._setting_output = False
+            return self.request(output)
+        return None
 
     def start(self):
         """Launch the run in the background (returns the job, or None when something is missing)."""
         problems = self.problems()
-        if problems or (self.job is not None and self.job.is_running()):
+        if problems or self._running():
             self.status_label.setText('\n'.join(problems))
             return None
-        request = self.request()
+        request = self._confirm_outputs(self.request())
+        if request is None:
+            self.status_label.setText('Not started: the existing files are kept.')
+            return None
+        self.save_settings()
         self.job = CompressJob(request)
         self.job.progressChanged.connect(self._on_progress)
         self.job.finished.connect(functools.partial(results.present, self.iface, request))
@@ -398,23 +630,32 @@ class CompressDialog(QDialog):
             self.job.start()
         except RuntimeError as exc:
             self.status_label.setText(str(exc))
+            self.job = None
             return None
         self._set_running(True)
         self.status_label.setText('Evaluating…' if request.evaluate else 'Compressing…')
         return self.job
 
     def cancel(self):
-        if self.job is not None and self.job.is_running():
-            self.status_label.setText('Cancelling after the current tile…')
+        if self._running():
+            self.status_label.setText('Cancelling…')
+            self.cancel_button.setEnabled(False)  # one click is enough; the run stops at its next check
             self.job.cancel()
 
+    def install_packages(self):
+        self.installer = installer.ask_and_install(self)
+        return self.installer
+
+    def _running(self):
+        return self.job is not None and self.job.is_running()
+
     def _set_running(self, running):
-        for widget in (self.layer_combo, self.model_combo, self.card_table, self.quality_slider,
-                       self.quality_spin, self.device_combo, self.output_widget, self.evaluate_radio,
-                       self.compress_radio):
+        for widget in (self.layer_combo, self.model_combo, self.card_table, self.device_combo, self.output_widget,
+                       self.evaluate_radio, self.compress_radio, *self.mode_buttons.values()):
             widget.setEnabled(not running)
         self.cancel_button.setEnabled(running)
         self.progress.setValue(0)
+        self._on_mode_changed()
         self._refresh_run_button()
 
     def _on_progress(self, percent):

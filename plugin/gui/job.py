@@ -7,6 +7,7 @@ as its file path, so the worker opens its own GDAL handle and never reads throug
 import contextlib
 import os
 from dataclasses import dataclass, field
+from typing import Optional
 
 from qgis.core import (
     QgsApplication,
@@ -28,12 +29,13 @@ class JobRequest:
     source: str
     layer_id: str
     layer_name: str
-    model_index: int
-    model_id: str
+    model_id: str  # resolved to the algorithm's own MODEL index at start (model_index)
     quality: int
     device_index: int
     output: str  # the .ehc file
     evaluate: bool = True
+    max_error: Optional[int] = None  # None: lossy at `quality`; 0: lossless; E: every sample within E DN
+    code_all_bands: bool = False
 
     def outputs(self):
         """Paths written next to the .ehc file (evaluate mode)."""
@@ -44,23 +46,46 @@ class JobRequest:
     def algorithm_id(self):
         return EVALUATE_ID if self.evaluate else COMPRESS_ID
 
-    def parameters(self):
-        common = {'INPUT': self.source, 'MODEL': self.model_index, 'QUALITY': self.quality,
+    def parameters(self, model_index):
+        common = {'INPUT': self.source, 'MODEL': model_index, 'QUALITY': self.quality,
                   'DEVICE': self.device_index}
+        if self.max_error is not None:
+            common['MAX_ERROR'] = self.max_error
         if not self.evaluate:
-            return {**common, 'CODE_ALL_BANDS': False, 'OUTPUT': self.output}
-        return {**common, 'COMPRESSED': self.output, **self.outputs()}
+            return {**common, 'CODE_ALL_BANDS': self.code_all_bands, 'OUTPUT': self.output}
+        extra = {'CODE_ALL_BANDS': True} if self.code_all_bands and has_parameter(EVALUATE_ID, 'CODE_ALL_BANDS') \
+            else {}
+        return {**common, **extra, 'COMPRESSED': self.output, **self.outputs()}
 
     def files(self):
         return [self.output] + (list(self.outputs().values()) if self.evaluate else [])
 
 
+def has_parameter(algorithm_id, name):
+    algorithm = QgsApplication.processingRegistry().algorithmById(algorithm_id)
+    return algorithm is not None and algorithm.parameterDefinition(name) is not None
+
+
+def model_index(algorithm, model_id):
+    """The MODEL enum index of `model_id` in this algorithm's own option list (each label begins with the id),
+    so a dialog opened before the models changed still runs the model it shows."""
+    for index, label in enumerate(algorithm.parameterDefinition('MODEL').options()):
+        if label.split(' ', 1)[0] == model_id:
+            return index
+    raise RuntimeError(f'the model {model_id} is not installed any more; reopen the dialog')
+
+
 class _Feedback(QgsProcessingFeedback):
-    """Keeps the last error text (reportError is called from the worker thread; only a string is stored)."""
+    """Keeps the last error text (reportError is called from the worker thread; only a string is stored), and
+    counts a Cancel from QGIS's task manager too: QgsProcessingAlgRunnerTask only cancels feedback it owns."""
 
     def __init__(self):
         super().__init__()
         self.errors = []
+        self.task = None
+
+    def isCanceled(self):  # noqa: N802 (QGIS API name; the core's progress hooks call it)
+        return super().isCanceled() or (self.task is not None and self.task.isCanceled())
 
     def reportError(self, error, fatalError=False):  # noqa: N802, N803 (QGIS API names)
         self.errors.append(error)
@@ -95,7 +120,9 @@ class CompressJob(QObject):
         if algorithm is None:
             raise RuntimeError(f'the Processing algorithm {self.request.algorithm_id()} is not registered')
         name = 'Evaluating' if self.request.evaluate else 'Compressing'
-        self.task = QgsProcessingAlgRunnerTask(algorithm, self.request.parameters(), self.context, self.feedback)
+        parameters = self.request.parameters(model_index(algorithm, self.request.model_id))
+        self.task = QgsProcessingAlgRunnerTask(algorithm, parameters, self.context, self.feedback)
+        self.feedback.task = self.task
         self.task.setDescription(f'EnMAP Compress: {name.lower()} {self.request.layer_name}')
         self.task.progressChanged.connect(self._relay_progress)
         self.task.executed.connect(self._on_executed)

@@ -46,3 +46,33 @@ class CardViewer(QDialog):
         buttons.rejected.connect(self.close)
         layout.addWidget(buttons)
         self.resize(640, 560)
+
+
+REFERENCE_MODEL = 'pca'  # the classical anchor every learned model must beat
+FAR_BEHIND_DB = 3.0
+
+
+def quality_gap_db(rows, reference_rows):
+    """Median PSNR shortfall (dB) of a model against the reference at the same measured rate, from the two
+    cards; None when either card has no PSNR column."""
+    import numpy as np
+
+    ref = sorted((r.bpppb, r.psnr) for r in reference_rows if r.psnr is not None)
+    own = [(r.bpppb, r.psnr) for r in rows if r.psnr is not None]
+    if len(ref) < 2 or not own:
+        return None
+    rates, psnrs = np.array(ref).T
+    return float(np.median([np.interp(rate, rates, psnrs) - psnr for rate, psnr in own]))
+
+
+def far_behind_warning(model, models):
+    """Plain words when `model` is far behind the reference model at equal file size ('' otherwise)."""
+    reference = next((m for m in models if m.model_id == REFERENCE_MODEL), None)
+    if model is None or reference is None or model.model_id == REFERENCE_MODEL:
+        return ''
+    gap = quality_gap_db(model.rows, reference.rows)
+    if gap is None or gap < FAR_BEHIND_DB:
+        return ''
+    return (f'Far behind: at the same file size, images come back with about {10 ** (gap / 20):.0f} times the '
+            f'error of {REFERENCE_MODEL} ({gap:.0f} dB lower PSNR on held-out EnMAP tiles). It is here to compare '
+            f'with the published method; for real work choose {REFERENCE_MODEL} or the default model.')

@@ -1,7 +1,8 @@
 """Layer styles for the outputs: the reconstruction looks like its input, the error layer gets a colour ramp.
 
 Used by the Processing post-processors and by the dialog's task, so both paths style layers the same way.
-Main thread only (renderers belong to layers in the project).
+Error layers of every run share one colour scale (0 to ERROR_SCALE_DN, a setting), so two error maps side by side
+compare at a glance; the legend says the unit. Main thread only (renderers belong to layers in the project).
 """
 import re
 
@@ -14,6 +15,7 @@ from qgis.core import (
     QgsRasterLayer,
     QgsRasterMinMaxOrigin,
     QgsRasterShader,
+    QgsSettings,
     QgsSingleBandPseudoColorRenderer,
     QgsStyle,
 )
@@ -21,28 +23,24 @@ from qgis.PyQt.QtGui import QColor
 
 TRUE_COLOUR_NM = (640.0, 550.0, 460.0)  # red, green, blue
 ERROR_RAMP = 'Magma'
-ERROR_CUT = 0.98  # the ramp ends at this quantile of rmse_dn, so a few outliers do not wash it out
+ERROR_SCALE_KEY = 'enmapcompress/error_scale_dn'  # QgsSettings: the top of the shared error colour scale
+ERROR_SCALE_DN = 50.0  # RMSE of rdnet from q3 to q8 on real tiles lies well inside; larger errors saturate
+ERROR_CLASSES = 6
+ROLE_PROPERTY = 'enmapcompress/role'  # layer custom property: 'reconstruction' | 'error' | 'decoded'
 _WAVELENGTH_IN_NAME = re.compile(r'\(([\d.]+)\s*(?:nm|nanometers)\)', re.IGNORECASE)
 
 
 def band_wavelengths(layer):
-    """Wavelength (nm) per band from the GDAL band metadata or the band names; None where unknown."""
-    values = [None] * layer.bandCount()
-    try:
-        from osgeo import gdal
+    """Wavelength (nm) per band as the core reads the file, else from the band names; None where unknown."""
+    from ..core.preview import wavelengths
 
-        dataset = gdal.Open(layer.source())
-    except (ImportError, RuntimeError):
-        dataset = None
+    known = wavelengths(layer.source()) if layer.bandCount() >= 3 else None
+    if known is not None and len(known) == layer.bandCount():
+        return known
+    values = []
     for index in range(layer.bandCount()):
-        text = dataset.GetRasterBand(index + 1).GetMetadataItem('wavelength') if dataset is not None else None
-        if text is None:
-            match = _WAVELENGTH_IN_NAME.search(layer.bandName(index + 1) or '')
-            text = match.group(1) if match else None
-        try:
-            values[index] = float(text) if text is not None else None
-        except ValueError:
-            values[index] = None
+        match = _WAVELENGTH_IN_NAME.search(layer.bandName(index + 1) or '')
+        values.append(float(match.group(1)) if match else None)
     return values
 
 
@@ -100,19 +98,36 @@ def error_ramp():
     return QgsGradientColorRamp(QColor(0, 0, 4), QColor(252, 253, 191), False, stops)
 
 
-def style_error(layer, band=1):
-    """Singleband pseudocolor on rmse_dn (band 1) from 0 to its 98 % quantile, with a legend; other bands stay
-    selectable in the layer properties."""
+def error_scale_dn():
+    """The top of the shared error colour scale (DN): the user's setting, else ERROR_SCALE_DN."""
+    try:
+        value = float(QgsSettings().value(ERROR_SCALE_KEY, ERROR_SCALE_DN))
+    except (TypeError, ValueError):
+        value = ERROR_SCALE_DN
+    return value if value > 0 else ERROR_SCALE_DN
+
+
+def style_error(layer, band=1, maximum=None):
+    """Singleband pseudocolor on rmse_dn (band 1) from 0 to the shared scale (or `maximum`) DN, with a legend in
+    DN; other bands stay selectable in the layer properties."""
     provider = layer.dataProvider()
-    _low, high = provider.cumulativeCut(band, 0.0, ERROR_CUT)
-    high = high if high > 0 else 1.0
+    high = float(maximum) if maximum else error_scale_dn()
     function = QgsColorRampShader(0.0, high, error_ramp(), QgsColorRampShader.Interpolated,
                                   QgsColorRampShader.EqualInterval)
-    function.classifyColorRamp(6, band)
+    ramp = error_ramp()
+    values = [high * i / (ERROR_CLASSES - 1) for i in range(ERROR_CLASSES)]
+    function.setColorRampItemList([QgsColorRampShader.ColorRampItem(v, ramp.color(v / high), f'{v:g} DN')
+                                   for v in values])
+    function.setClip(False)  # errors beyond the scale show in the top colour
+    if hasattr(function, 'legendSettings'):  # QGIS >= 3.18: the continuous legend bar's labels
+        legend = function.legendSettings()
+        legend.setSuffix(' DN')
+        function.setLegendSettings(legend)
     shader = QgsRasterShader(0.0, high)
     shader.setRasterShaderFunction(function)
     renderer = QgsSingleBandPseudoColorRenderer(provider, band, shader)
     renderer.setClassificationMin(0.0)
     renderer.setClassificationMax(high)
     layer.setRenderer(renderer)
+    layer.setCustomProperty(ROLE_PROPERTY, 'error')
     layer.triggerRepaint()

@@ -105,3 +105,14 @@ def scene_layer(scene, qgis_app):
     QgsProject.instance().layerTreeRoot().removeAllChildren()
 
 
+
+@pytest.fixture(autouse=True)
+def fresh_dialog_settings(qgis_app):
+    """Each test opens the dialog as a first-time user: the remembered choices are cleared before and after."""
+    from qgis.core import QgsSettings
+
+    from enmap_compress.plugin.gui.dialog import SETTINGS_GROUP
+
+    QgsSettings().remove(SETTINGS_GROUP)
+    yield
+    QgsSettings().remove(SETTINGS_GROUP)

@@ -44,7 +44,7 @@ def test_evaluate_adds_reconstruction_and_error_layers_styled_in_a_group(plugin,
     assert progress and max(progress) == pytest.approx(100, abs=1)
 
     error, reconstruction = _group_layers('scene')
-    assert reconstruction.name() == f'scene reconstructed ({dialog.model().model_id} q5)'
+    assert reconstruction.name() == f'scene {dialog.model().model_id} q5 reconstructed'
     assert reconstruction.source() == str(tmp_path / 'scene_reconstructed.tif')
     assert reconstruction.renderer().type() == 'multibandcolor'
     assert rgb_and_stretch(reconstruction.renderer()) == (RGB, STRETCH)
