@@ -9,12 +9,19 @@ rewriting because values known only at the end go into the footer.
 The writer works on `<path>.<random>.part` and moves it into place (os.replace) only when finalised, so `path`
 either holds a complete file or is untouched. The reader checks magic, version, header, trailer and index on open
 and each chunk's CRC when it is read; it seeks and reads per chunk and never loads the whole file.
+
+The reader trusts nothing it has not checked (docs/format.md, "What the decoder validates"): sizes are checked
+before anything is read or allocated from them, the header and index inflate to at most a set number of bytes
+(zlib bombs stop there), JSON nesting is bounded before it is parsed, payloads must lie inside the payload area
+without overlapping, and since version 1.1 every chunk carries its own meta (the codec's tile position), which
+must equal the index's, so chunks cannot be swapped, duplicated or moved without the reader noticing.
 """
 from __future__ import annotations
 
 import contextlib
 import json
 import os
+import re
 import secrets
 import struct
 import zlib
@@ -25,10 +32,17 @@ from .errors import FormatError, OutputError
 
 MAGIC = b'\x89EHC\r\n\x1a\n'
 END_MAGIC = b'\x89EHCEND\n'  # 8 bytes, like MAGIC
-VERSION = (1, 0)  # (major, minor): readers refuse another major; a higher minor only adds optional JSON keys
+# (major, minor): readers refuse another major. 1.1: each chunk is stored with its own meta (a chunk record).
+VERSION = (1, 1)
+RECORDS_SINCE = (1, 1)  # files of this version and later store chunk records, older ones bare payloads
 _PREFIX = struct.Struct('<8sHHII')  # magic, major, minor, header length, header CRC-32
 _TRAILER = struct.Struct('<QQII8s')  # index offset, index length, index CRC-32, trailer CRC-32, end magic
+_META_LENGTH = struct.Struct('<I')  # a chunk record: u32 length of the meta JSON, the meta JSON, the payload
 _ZLIB_LEVEL = 6
+MAX_HEADER_BYTES = 1 << 20  # inflated; a header with every per-band table spelled out takes about 30 KB
+DEFAULT_INDEX_LIMIT = 16 << 20  # inflated index, unless the caller bounds it from the header (the codec does)
+MAX_META_BYTES = 1 << 16  # the meta JSON of one chunk
+MAX_JSON_DEPTH = 32  # valid headers nest 4 deep; json.loads recurses once per level (RecursionError beyond ~1000)
 
 
 def file_size_bits(path) -> int:
@@ -68,14 +82,64 @@ def _json_key(key, where: str) -> str:
     raise TypeError(f'{where}: dict key {key!r} is not a string (JSON keys must be strings)')
 
 
-def _parse_json(raw: bytes, what: str, path: str) -> dict:
+_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)
+_ESCAPED_SURROGATE = re.compile(r'\\u[dD][89a-fA-F]')
+_OPENERS, _CLOSERS = np.frombuffer(b'[{', np.uint8), np.frombuffer(b']}', np.uint8)
+
+
+class _DuplicateKeyError(ValueError):
+    pass
+
+
+def _unique_keys(pairs):
+    value = dict(pairs)
+    if len(value) != len(pairs):
+        seen = set()
+        raise _DuplicateKeyError(f'the key {next(k for k, _v in pairs if k in seen or seen.add(k))!r} appears twice')
+    return value
+
+
+def json_depth(text: str) -> int:
+    """How deeply [ and { nest outside strings, found without recursion (json.loads recurses once per level)."""
+    skeleton = np.frombuffer(_JSON_STRING.sub('', text).encode('utf-8', 'replace'), np.uint8)
+    steps = np.isin(skeleton, _OPENERS).astype(np.int64) - np.isin(skeleton, _CLOSERS)
+    return int(np.cumsum(steps).max(initial=0))
+
+
+def parse_json_text(data: bytes, what: str, path: str) -> dict:
+    """A JSON object from UTF-8 bytes, or FormatError: nesting bounded before parsing, duplicate keys and text
+    that cannot be written back as UTF-8 (lone surrogates) refused."""
     try:
-        value = json.loads(zlib.decompress(raw).decode('utf-8'))
-    except (zlib.error, UnicodeDecodeError, ValueError) as exc:
+        text = bytes(data).decode('utf-8')
+        if json_depth(text) > MAX_JSON_DEPTH:
+            raise ValueError(f'nested more than {MAX_JSON_DEPTH} levels deep')
+        value = json.loads(text, object_pairs_hook=_unique_keys)
+        if _ESCAPED_SURROGATE.search(text):
+            json.dumps(value, ensure_ascii=False).encode('utf-8')  # a lone surrogate cannot be encoded
+    except (UnicodeError, ValueError, RecursionError) as exc:
         raise FormatError(f'{path}: the {what} is corrupt ({exc})') from exc
     if not isinstance(value, dict):
         raise FormatError(f'{path}: the {what} is not a JSON object')
     return value
+
+
+def inflate(raw: bytes, limit: int, what: str, path: str) -> bytes:
+    """zlib-decompress at most `limit` bytes; a stream that holds more (a zlib bomb) or is damaged: FormatError."""
+    inflater = zlib.decompressobj()
+    try:
+        data = inflater.decompress(raw, limit + 1)
+    except zlib.error as exc:
+        raise FormatError(f'{path}: the {what} is corrupt ({exc})') from exc
+    if len(data) > limit:
+        raise FormatError(f'{path}: the {what} inflates to more than {limit} bytes, more than a valid file of this '
+                          'size needs (a zlib bomb or a corrupt file)')
+    if not inflater.eof or inflater.unused_data:
+        raise FormatError(f'{path}: the {what} is corrupt (the zlib stream is incomplete or followed by other data)')
+    return data
+
+
+def _parse_json(raw: bytes, what: str, path: str, limit: int) -> dict:
+    return parse_json_text(inflate(raw, limit, what, path), what, path)
 
 
 # ----------------------------------------------------------------------------------------------------- writer
@@ -94,7 +158,10 @@ class EhcWriter:
         self.footer_meta: dict = {}
         self._chunks: list = []
         self._blobs: dict = {}
-        header_raw = zlib.compress(to_json_bytes(header), _ZLIB_LEVEL)
+        header_json = to_json_bytes(header)
+        if len(header_json) > MAX_HEADER_BYTES:
+            raise ValueError(f'the header takes {len(header_json)} bytes; readers accept at most {MAX_HEADER_BYTES}')
+        header_raw = zlib.compress(header_json, _ZLIB_LEVEL)
         self._pos, self._done = 0, False
         self._file = self._temp = None
         self._temp, self._file = _open_temp(self.path)
@@ -120,11 +187,17 @@ class EhcWriter:
         return len(self._chunks)
 
     def add_chunk(self, payload: bytes, meta: dict | None = None) -> int:
-        """Append one independently decodable chunk; returns its number (0, 1, ...)."""
+        """Append one independently decodable chunk; returns its number (0, 1, ...).
+
+        It is stored as a record, the meta JSON first, so that the chunk itself says which tile it is."""
         meta = _jsonable(meta or {}, f'meta of chunk {len(self._chunks)}')
         if not isinstance(meta, dict):
             raise TypeError('chunk meta must be a dict')
-        self._chunks.append(dict(self._store(payload), meta=meta))
+        meta_json = to_json_bytes(meta, f'meta of chunk {len(self._chunks)}')
+        if len(meta_json) > MAX_META_BYTES:
+            raise ValueError(f'the meta of chunk {len(self._chunks)} takes {len(meta_json)} bytes; readers accept at '
+                             f'most {MAX_META_BYTES}')
+        self._chunks.append(dict(self._store(_META_LENGTH.pack(len(meta_json)) + meta_json, payload), meta=meta))
         return len(self._chunks) - 1
 
     def add_blob(self, name: str, payload: bytes) -> None:
@@ -180,12 +253,16 @@ class EhcWriter:
                 os.remove(temp)
 
     # -- internals
-    def _store(self, payload) -> dict:
-        if not isinstance(payload, (bytes, bytearray, memoryview)):
-            raise TypeError(f'a payload must be bytes, got {type(payload).__name__}')
-        payload = memoryview(payload).cast('B')  # len() in bytes whatever the item size
-        entry = {'offset': self._pos, 'length': len(payload), 'crc32': zlib.crc32(payload)}
-        self._write(payload)
+    def _store(self, *parts) -> dict:
+        """Write `parts` back to back as one payload; its index entry (offset, length, CRC-32 of all parts)."""
+        entry = {'offset': self._pos, 'length': 0, 'crc32': 0}
+        for part in parts:
+            if not isinstance(part, (bytes, bytearray, memoryview)):
+                raise TypeError(f'a payload must be bytes, got {type(part).__name__}')
+            part = memoryview(part).cast('B')  # len() in bytes whatever the item size
+            entry['length'] += len(part)
+            entry['crc32'] = zlib.crc32(part, entry['crc32'])
+            self._write(part)
         return entry
 
     def _write(self, data) -> None:
@@ -232,10 +309,13 @@ def _fsync_folder(folder: str) -> None:
 class EhcReader:
     """Read a .ehc file: `header`, `footer`, `chunk_count`, `chunk_meta(i)`, `read_chunk(i)`, `blob(name)`.
 
-    Everything but the chunk and blob payloads is checked on open; each payload's CRC is checked when read.
+    Everything but the chunk and blob payloads is checked on open; each payload's CRC (and, since 1.1, the meta it
+    records) is checked when read. index_limit: the most bytes the index may inflate to, or a function
+    (header, payload area bytes) -> that limit, called before the index is read (the codec bounds the index by the
+    tile count its header declares, and checks the header there); default DEFAULT_INDEX_LIMIT.
     """
 
-    def __init__(self, path):
+    def __init__(self, path, index_limit=None):
         self.path = os.fspath(path)
         self._file = None
         try:
@@ -245,8 +325,13 @@ class EhcReader:
         try:
             self._size = os.fstat(self._file.fileno()).st_size
             self.version, self.header, data_start = self._read_head()
-            index = self._read_index(data_start)
-            self._chunks, self._blobs, self.footer = _checked_index(index, data_start, self._index_offset, self.path)
+            self._records = self.version >= RECORDS_SINCE
+            offset, length, index_crc = self._read_trailer(data_start)
+            limit = index_limit(self.header, offset - data_start) if callable(index_limit) else \
+                (DEFAULT_INDEX_LIMIT if index_limit is None else index_limit)
+            index = self._read_index(offset, length, index_crc, limit)
+            self._chunks, self._blobs, self.footer = _checked_index(index, data_start, offset, self._records,
+                                                                    self.path)
         except BaseException:
             self.close()
             raise
@@ -273,9 +358,15 @@ class EhcReader:
     def chunk_meta(self, i: int) -> dict:
         return self._chunk(i)['meta']
 
+    def stored_size(self, i: int) -> int:
+        """Bytes chunk i takes in the file (its payload and, since 1.1, its meta): known before it is read."""
+        return self._chunk(i)['length']
+
     def read_chunk(self, i: int) -> bytes:
-        """The payload of chunk i, checked against its CRC-32."""
-        return self._payload(self._chunk(i), f'chunk {i}')
+        """The payload of chunk i, checked against its CRC-32 and (since 1.1) the meta it records."""
+        entry = self._chunk(i)
+        data = self._payload(entry, f'chunk {i}')
+        return self._split_record(data, entry['meta'], i) if self._records else data
 
     def iter_chunks(self):
         """Yield (meta, payload) for every chunk in order, reading one at a time."""
@@ -307,12 +398,16 @@ class EhcReader:
         if major != VERSION[0]:
             raise FormatError(f'{self.path} is a version {major}.{minor} .ehc file; this EnMAP Compress reads '
                               f'version {VERSION[0]}.x only. Update the plugin to read it.')
+        if header_len > _stored_limit(MAX_HEADER_BYTES):
+            raise FormatError(f'{self.path}: the header is corrupt (its length, {header_len} bytes, is more than a '
+                              f'valid header needs)')
         header_raw = self._read_at(_PREFIX.size, header_len, 'header')
         if zlib.crc32(header_raw, zlib.crc32(prefix[8:16])) != header_crc:
             raise FormatError(f'{self.path}: the header is corrupt (checksum mismatch)')
-        return (major, minor), _parse_json(header_raw, 'header', self.path), _PREFIX.size + header_len
+        header = _parse_json(header_raw, 'header', self.path, MAX_HEADER_BYTES)
+        return (major, minor), header, _PREFIX.size + header_len
 
-    def _read_index(self, data_start: int) -> dict:
+    def _read_trailer(self, data_start: int) -> tuple:
         if self._size < data_start + _TRAILER.size:
             raise FormatError(f'{self.path} is truncated ({self._size} bytes): it was not written completely')
         trailer = self._read_at(self._size - _TRAILER.size, _TRAILER.size, 'trailer')
@@ -323,11 +418,29 @@ class EhcReader:
         if zlib.crc32(trailer[:20]) != trailer_crc or offset < data_start or \
                 offset + length != self._size - _TRAILER.size:
             raise FormatError(f'{self.path}: the trailer is corrupt')
-        self._index_offset = offset
+        return offset, length, index_crc
+
+    def _read_index(self, offset: int, length: int, index_crc: int, limit: int) -> dict:
+        if length > _stored_limit(limit):
+            raise FormatError(f'{self.path}: the chunk index takes {length} bytes, more than a valid file of this '
+                              'size needs')
         index_raw = self._read_at(offset, length, 'index')
         if zlib.crc32(index_raw) != index_crc:
             raise FormatError(f'{self.path}: the chunk index is corrupt (checksum mismatch)')
-        return _parse_json(index_raw, 'chunk index', self.path)
+        return _parse_json(index_raw, 'chunk index', self.path, limit)
+
+    def _split_record(self, data: bytes, meta: dict, i: int) -> bytes:
+        """The payload of a chunk record, after checking that the meta it records is the index's."""
+        if len(data) < _META_LENGTH.size:
+            raise FormatError(f'{self.path}: chunk {i} is corrupt (too short for its meta)')
+        (size,) = _META_LENGTH.unpack_from(data, 0)
+        if size > min(MAX_META_BYTES, len(data) - _META_LENGTH.size):
+            raise FormatError(f'{self.path}: chunk {i} is corrupt (its meta length, {size} bytes, is invalid)')
+        recorded = parse_json_text(data[_META_LENGTH.size:_META_LENGTH.size + size], f'meta of chunk {i}', self.path)
+        if recorded != meta:
+            raise FormatError(f'{self.path}: chunk {i} is stored as {recorded!r:.80} but the index lists it as '
+                              f'{meta!r:.80} (chunks were moved, swapped or duplicated)')
+        return data[_META_LENGTH.size + size:]
 
     def _chunk(self, i: int) -> dict:
         if not isinstance(i, (int, np.integer)) or not 0 <= i < len(self._chunks):
@@ -355,24 +468,48 @@ class EhcReader:
         return data
 
 
-def _checked_index(index: dict, data_start: int, data_end: int, path: str) -> tuple:
-    """Validate the index structure so that later reads cannot go out of the payload area."""
+def _stored_limit(inflated: int) -> int:
+    """The longest zlib stream of at most `inflated` bytes (deflate's worst case: 5 bytes per 16 KB + 6)."""
+    return inflated + 5 * (inflated // 16384 + 1) + 6
+
+
+def _checked_index(index: dict, data_start: int, data_end: int, records: bool, path: str) -> tuple:
+    """Validate the index structure so that later reads cannot go out of the payload area or overlap."""
     chunks, blobs, footer = index.get('chunks'), index.get('blobs', {}), index.get('footer', {})
     if not isinstance(chunks, list) or not isinstance(blobs, dict) or not isinstance(footer, dict):
-        raise FormatError(f'{path}: the chunk index is malformed')
-    for entry in chunks + list(blobs.values()):
-        if not _valid_entry(entry, data_start, data_end):
-            raise FormatError(f'{path}: the chunk index is malformed (bad entry {entry!r:.120})')
-    if not all(isinstance(entry.get('meta'), dict) for entry in chunks):
-        raise FormatError(f'{path}: the chunk index is malformed (chunk meta must be objects)')
+        raise FormatError(f'{path}: the chunk index is malformed (chunks must be a list, blobs and footer objects)')
+    entries = [(f'chunk {i}', e) for i, e in enumerate(chunks)] + [(f'blob {n!r}', e) for n, e in blobs.items()]
+    for what, entry in entries:
+        problem = _entry_problem(entry, data_start, data_end)
+        if problem:
+            raise FormatError(f'{path}: the chunk index is malformed ({what}: {problem})')
+    for i, entry in enumerate(chunks):
+        if not isinstance(entry.get('meta'), dict):
+            raise FormatError(f'{path}: the chunk index is malformed (chunk {i}: meta must be an object)')
+        if records and entry['length'] < _META_LENGTH.size:
+            raise FormatError(f'{path}: the chunk index is malformed (chunk {i}: too short to hold its meta)')
+    _check_disjoint(entries, path)
     return chunks, blobs, footer
 
 
-def _valid_entry(entry, start: int, end: int) -> bool:
+def _entry_problem(entry, start: int, end: int) -> str:
+    """Why an index entry is invalid, or ''."""
     if not isinstance(entry, dict):
-        return False
-    values = [entry.get(k) for k in ('offset', 'length', 'crc32')]
-    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in values):
-        return False
-    offset, length, crc = values
-    return start <= offset and offset + length <= end and crc <= 0xFFFFFFFF
+        return 'an entry must be an object'
+    for key in ('offset', 'length', 'crc32'):
+        value = entry.get(key)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            return f'{key} must be an integer >= 0, not {value!r:.40}'
+    if entry['crc32'] > 0xFFFFFFFF:
+        return f'crc32 {entry["crc32"]} is not a 32-bit value'
+    if entry['offset'] < start or entry['offset'] + entry['length'] > end:
+        return f'bytes {entry["offset"]}-{entry["offset"] + entry["length"]} lie outside the payload area {start}-{end}'
+    return ''
+
+
+def _check_disjoint(entries: list, path: str) -> None:
+    """Payloads never share bytes in a valid file: entries that do are duplicated or forged."""
+    spans = sorted((e['offset'], e['length'], what) for what, e in entries)
+    for (offset, length, what), (next_offset, _length, other) in zip(spans, spans[1:]):
+        if next_offset < offset + length:
+            raise FormatError(f'{path}: the chunk index is malformed ({what} and {other} share bytes)')
