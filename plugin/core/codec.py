@@ -15,7 +15,8 @@ import numpy as np
 
 from ..paths import MODELS_DIR
 from . import entropy, samples
-from .bands import hyspecnet_keep_mask
+from .bands import HYSPECNET202, Radiometry, band_set
+from .bounds import ErrorBound, UniformQuantiser, error_bound, uniform_bound
 from .container import EhcReader, EhcWriter
 from .enmap import open_spectral
 from .errors import EnmapCompressError, FormatError, InputError, ModelError, ModelNotFoundError, OutputError
@@ -34,7 +35,9 @@ FORMAT_NAME = 'ehc'
 CODED_BAND_COUNT = 202
 CHUNK_VERSION = 2  # 2: spatially predicted latent and extra-band sections
 CHUNK_VERSION_SAMPLES = 3  # 3: as 2, plus a last section of samples restored one by one (samples.py)
+CHUNK_VERSION_BOUNDS = 4  # 4: as 3 (the last section may be empty), residuals under codec.error_bound (bounds.py)
 DEFAULT_TILE = 256  # pixel models; spatial models bring their own tile size
+BAND_GAINS = 'band-gains'  # codec info `radiometry`: models saw reflectance = DN x gain + offset of each band
 QUALITY_LEVELS = tuple(range(1, 11))
 
 
@@ -42,7 +45,7 @@ def software_versions():
     from .. import __version__ as plugin_version
 
     versions = {'enmap_compress': plugin_version, 'python': platform.python_version(), 'numpy': np.__version__,
-                'platform': platform.platform(terse=True)}
+                'platform': f'{platform.system()} {platform.machine()}'}  # informative: short (every byte counts)
     try:
         import onnxruntime
 
@@ -54,10 +57,14 @@ def software_versions():
 
 # --- chunk payload: length-prefixed sections --------------------------------------------------------------
 
-def pack_sections(sections, sample_section=None):
-    """A tile's payload; tiles with a sample section get version 3, so older readers refuse them clearly."""
-    version = CHUNK_VERSION if sample_section is None else CHUNK_VERSION_SAMPLES
-    sections = list(sections) if sample_section is None else [*sections, sample_section]
+def pack_sections(sections, sample_section=None, bounds=False):
+    """A tile's payload; tiles with a sample section get version 3, tiles coded under a per-band or relative
+    error bound version 4 (sample section last, possibly empty), so older readers refuse them clearly."""
+    if bounds:
+        version, sections = CHUNK_VERSION_BOUNDS, [*sections, sample_section or b'']
+    else:
+        version = CHUNK_VERSION if sample_section is None else CHUNK_VERSION_SAMPLES
+        sections = list(sections) if sample_section is None else [*sections, sample_section]
     head = struct.pack('<BH', version, len(sections)) + b''.join(struct.pack('<I', len(s)) for s in sections)
     return head + b''.join(sections)
 
@@ -66,9 +73,9 @@ def unpack_sections(payload):
     """(sections, the sample section or None) of a tile payload."""
     try:
         version, count = struct.unpack_from('<BH', payload, 0)
-        if version not in (CHUNK_VERSION, CHUNK_VERSION_SAMPLES):
-            raise FormatError(f'tile payload version {version} is not supported (expected {CHUNK_VERSION} or '
-                              f'{CHUNK_VERSION_SAMPLES}); a newer EnMAP Compress wrote this file')
+        if version not in (CHUNK_VERSION, CHUNK_VERSION_SAMPLES, CHUNK_VERSION_BOUNDS):
+            raise FormatError(f'tile payload version {version} is not supported (expected {CHUNK_VERSION} to '
+                              f'{CHUNK_VERSION_BOUNDS}); a newer EnMAP Compress wrote this file')
         lengths = struct.unpack_from(f'<{count}I', payload, 3)
     except struct.error as exc:
         raise FormatError('a tile payload is truncated') from exc
@@ -78,10 +85,10 @@ def unpack_sections(payload):
         offset += length
     if offset != len(payload):
         raise FormatError('a tile payload has an inconsistent length')
-    if version == CHUNK_VERSION_SAMPLES:
+    if version in (CHUNK_VERSION_SAMPLES, CHUNK_VERSION_BOUNDS):
         if not sections:
             raise FormatError('a tile payload lacks its sample section')
-        return sections[:-1], sections[-1]
+        return sections[:-1], sections[-1] or None
     return sections, None
 
 
@@ -109,8 +116,7 @@ def decode_mask(data, height, width):
 
 def residual_symbols(residual, max_error):
     """Quantise integer residuals so that |residual - symbol * (2E + 1)| <= E (E = 0: the residual itself)."""
-    step = 2 * max_error + 1
-    return (np.sign(residual) * ((np.abs(residual) + max_error) // step)).astype(np.int32)
+    return UniformQuantiser(int(max_error)).symbols(np.asarray(residual), 0)
 
 
 @dataclass
@@ -124,11 +130,15 @@ class TileCoder:
     quality: int
     runner: OnnxRunner
     extra: np.ndarray
-    max_error: object = None
+    max_error: object = None  # a plain MAX_ERROR; `bound` (bounds.ErrorBound) is the general form
+    radiometry: Radiometry = None  # of the coded bands; None: EnMAP's scale (and every file before band gains)
+    bound: object = None
     coded: np.ndarray = field(init=False)
     step: float = field(init=False)
 
     def __post_init__(self):
+        if self.bound is None and self.max_error is not None:
+            self.bound = uniform_bound(self.max_error)
         meta = self.package.meta
         levels = {int(q['level']): q for q in meta['quality_levels']}
         if self.quality not in levels:
@@ -140,8 +150,15 @@ class TileCoder:
         self.steps = (self.step * np.asarray(scale, np.float32))[:, None]
         self.latent_coder = make_latent_coder(meta, self.transform, levels[self.quality], self.steps)
         self.coded = model_band_indices(self.package)
+        if self.radiometry is None:
+            self.radiometry = Radiometry.enmap(len(self.coded))
         # lossless needs an exact layer for the extra bands; otherwise a coarse one plus the residual layer
-        self.extra_step_dn = 1.0 if self.max_error == 0 else max(1.0, round(self.step * 1e4 * 2.0))
+        self.extra_step_dn = 1.0 if self.lossless else max(1.0, round(self.step * self.radiometry.dn_per_unit
+                                                                            * 2.0))
+
+    @property
+    def lossless(self):
+        return self.bound is not None and self.bound.lossless
 
     @property
     def bands(self):
@@ -149,14 +166,14 @@ class TileCoder:
         return np.concatenate([self.coded, self.extra]).astype(int)
 
     def _reconstruct(self, symbols, extra_symbols, valid, core):
-        values = self.transform.decode(self.latent_coder.dequantise(symbols), valid, core) * np.float32(1e4)
+        values = self.radiometry.to_dn(self.transform.decode(self.latent_coder.dequantise(symbols), valid, core))
         if self.extra.size:
             values = np.concatenate([values, extra_symbols.astype(np.float32) * np.float32(self.extra_step_dn)])
-        return np.rint(values) if self.max_error is not None else values
+        return np.rint(values) if self.bound is not None else values
 
     def encode(self, dn, valid, core):
         """dn: (224, window) float DN canonical; valid: window mask; core: slices of the tile in the window."""
-        unit = np.clip(dn[self.coded], 0.0, 1e4) * np.float32(1e-4)
+        unit = self.radiometry.to_unit(dn[self.coded])
         latent = self.transform.encode(unit, valid, core)
         symbols, latent_bytes = self.latent_coder.encode(latent, valid, core)
         sections = [latent_bytes]
@@ -165,17 +182,14 @@ class TileCoder:
         extra_symbols = np.rint(np.clip(extra, -32767, 32767) / self.extra_step_dn).astype(np.int32)
         if self.extra.size:
             sections.append(encode_predicted(extra_symbols, core_valid))
-        if self.max_error is not None:
+        if self.bound is not None:
             original = np.concatenate([dn[self.coded][:, core[0], core[1]][:, core_valid], extra])
             if not np.array_equal(original, np.rint(original)):
-                raise InputError('MAX_ERROR needs integer DN values, but this image holds fractional values')
+                raise InputError('an error bound needs integer DN values, but this image holds fractional values')
             base = self._reconstruct(symbols, extra_symbols, valid, core)
-            residual = residual_symbols((original - base).astype(np.int64), self.max_error)
-            restored = base + residual * (2 * self.max_error + 1)
-            worst = float(np.abs(original - restored).max()) if restored.size else 0.0
-            if worst > self.max_error:
-                raise EnmapCompressError(f'internal error: the error bound {self.max_error} DN would be broken '
-                                         f'({worst} DN); no file was written')
+            residual = self.bound.symbols(original, base, self.bands)
+            restored = self.bound.restore(base, residual, self.bands)
+            check_bound(self.bound, original, restored, self.bands)
             sections += [entropy.encode_channels(residual), struct.pack('<I', checksum(restored))]
         return sections
 
@@ -187,9 +201,9 @@ class TileCoder:
         if self.extra.size:
             extra_symbols = decode_predicted(sections[1], len(self.extra), valid[core])
         values = self._reconstruct(symbols, extra_symbols, valid, core)
-        if self.max_error is not None:
+        if self.bound is not None:
             residual = entropy.decode_channels(sections[-2], values.shape)
-            values = values + residual * (2 * self.max_error + 1)
+            values = self.bound.restore(values, residual, self.bands)
             if struct.unpack('<I', sections[-1])[0] != checksum(values):
                 raise FormatError('the error-bounded reconstruction on this machine differs from the encoder\'s '
                                   '(floating-point differences between machines or devices); decode with the '
@@ -197,16 +211,25 @@ class TileCoder:
         return values
 
 
+def check_bound(bound, original, restored, bands):
+    """The guarantee, checked on every sample before anything is written."""
+    excess = np.abs(original - restored) - bound.limits(original, bands)
+    if excess.size and excess.max() > 0:
+        row, column = np.unravel_index(int(np.argmax(excess)), excess.shape)
+        raise EnmapCompressError(f'internal error: the error bound ({bound.describe()}) would be broken in band '
+                                 f'{int(bands[row]) + 1} by {float(excess[row, column])} DN; no file was written')
+
+
 def checksum(values):
     return zlib.crc32(np.ascontiguousarray(values, dtype=np.float64).tobytes()) & 0xFFFFFFFF
 
 
 def model_band_indices(package):
-    """Canonical band indices a model codes (the HySpecNet 202-band set for every bundled model)."""
-    band_set = package.meta.get('band_set', 'hyspecnet202')
-    if band_set != 'hyspecnet202':
-        raise ModelError(f'model {package.model_id} uses band set "{band_set}", which is not supported')
-    return np.flatnonzero(hyspecnet_keep_mask())
+    """Canonical indices of the bands the package's model codes (its band set)."""
+    try:
+        return band_set(package.meta.get('band_set', HYSPECNET202)).indices
+    except InputError as exc:
+        raise ModelError(f'model {package.model_id}: {exc}') from None
 
 
 def valid_pixels(cube, nodata, live_bands):
@@ -244,6 +267,7 @@ class CompressResult:
     warnings: list
     quality: int = 5
     max_error: object = None
+    error_bound: object = None  # bounds.ErrorBound (None: lossy); max_error is its plain MAX_ERROR, if it is one
 
 
 @dataclass
@@ -277,15 +301,6 @@ def _quality(value):
     return quality
 
 
-def _max_error(value):
-    if value is None or value == '':
-        return None
-    bound = int(value)
-    if bound < 0 or bound != float(value):
-        raise InputError(f'MAX_ERROR must be an integer number of DN >= 0 (or empty), not {value}')
-    return bound
-
-
 def auto_quality(package, max_error):
     """The base quality for an error bound: measured on real EnMAP, the smallest files come from a base step of
     about 1.45 x (2E + 1) DN, and never finer than about 35 DN (the residual then codes the rest more cheaply)."""
@@ -298,25 +313,32 @@ def auto_quality(package, max_error):
 
 
 def compress(source, output, model=None, quality=5, device='auto', threads=None, code_all_bands=False,
-             progress=None, is_cancelled=None, tile_size=None, max_error=None):
+             progress=None, is_cancelled=None, tile_size=None, max_error=None, band_max_errors=None,
+             relative_error=None, relative_floor=None):
     """Compress an EnMAP input to a .ehc file; returns CompressResult with the rate measured from the file.
 
     max_error (DN): guarantee |original - reconstruction| <= max_error on every valid sample of every coded band;
-    0 is lossless for all bands. quality None: chosen from max_error (auto_quality). model None: the default model.
+    0 is lossless for all bands. band_max_errors: a limit per EnMAP band (224 values or a CSV path; every band is
+    then coded); relative_error, relative_floor: |error| <= max(floor, r x |value|). See bounds.error_bound.
+    quality None: chosen from the bound (auto_quality). model None: the default model.
     """
     started = time.perf_counter()
     _check_ehc_path(output)
-    max_error = _max_error(max_error)
+    bound = error_bound(max_error, band_max_errors, relative_error, relative_floor)
+    max_error = bound.uniform if bound is not None else None
     package = find_model(model or default_model_id() or 'pca')
-    quality = _quality(auto_quality(package, max_error) if quality is None else quality)
+    coded = model_band_indices(package)
+    quality = _quality(auto_quality(package, None if bound is None else bound.representative_dn(coded))
+                       if quality is None else quality)
     runner = OnnxRunner(package, device, threads)
     with _open_input(source) as raster:
         dead = raster.canonical_dead_bands
-        coded = model_band_indices(package)
-        all_bands = code_all_bands or max_error == 0
+        all_bands = code_all_bands or max_error == 0 or band_max_errors not in (None, '')
         extra = np.array([i for i in range(raster.band_count) if i not in set(coded) and not dead[i]], int) \
             if all_bands else np.zeros(0, int)
-        coder = TileCoder(package, quality, runner, extra, max_error)
+        radiometry = Radiometry.of(raster.gains[raster.canonical_index][coded],
+                                   raster.offsets[raster.canonical_index][coded])
+        coder = TileCoder(package, quality, runner, extra, max_error, radiometry, bound)
         tile_size = int(tile_size or coder.transform.tile_size)
         header = {
             'format': FORMAT_NAME,
@@ -326,6 +348,7 @@ def compress(source, output, model=None, quality=5, device='auto', threads=None,
                       'tile_size': tile_size, 'band_set': package.meta.get('band_set', 'hyspecnet202'),
                       'extra_bands': [int(i) for i in extra], 'extra_step_dn': coder.extra_step_dn,
                       'max_error': max_error, 'entropy_coder': 'constriction-ans-v1'},
+            # MAX_ERROR files keep 0.1.0's layout; other bounds are stated here and use tile payload version 4
             'device': {'requested': device, 'used': runner.choice.device, 'provider': runner.provider,
                        'threads': runner.threads},
             'software': software_versions(),
@@ -333,6 +356,10 @@ def compress(source, output, model=None, quality=5, device='auto', threads=None,
         }
         if raster.nodata is None and raster.dtype.kind == 'f':
             header['raster']['fill'] = samples.fill_value(raster.dtype, None)  # NaN; older files meant 0
+        if not radiometry.is_enmap:  # the models see reflectance through these gains (files before: always 1e-4)
+            header['codec']['radiometry'] = BAND_GAINS
+        if bound is not None and max_error is None:
+            header['codec']['error_bound'] = bound.codec_info()
         if package.folder != os.path.join(MODELS_DIR, package.model_id):
             header['codec']['model_path'] = package.folder  # a custom package: where the decoder may find it
         tiles = tile_grid(raster.width, raster.height, tile_size)
@@ -354,7 +381,7 @@ def compress(source, output, model=None, quality=5, device='auto', threads=None,
     size = os.path.getsize(output)
     rate = rate_metrics(size, count, CODED_BAND_COUNT)
     return CompressResult(output, size, count, rate['bpppb'], rate['compression_ratio'], runner.choice.device,
-                          runner.provider, time.perf_counter() - started, warnings, quality, max_error)
+                          runner.provider, time.perf_counter() - started, warnings, quality, max_error, bound)
 
 
 def _core(tile, window):
@@ -377,16 +404,17 @@ def encode_tile(coder, cube, nodata, dead, core, band_numbers=None, nonfinite=No
     restored = np.zeros(len(dead), bool)
     restored[coder.bands] = True
     restored &= ~dead
-    if coder.max_error is not None:
+    if coder.bound is not None:
         samples.check_exact_range(native, restored, valid[core],
                                   np.arange(1, len(dead) + 1) if band_numbers is None else band_numbers)
     sections = [encode_mask(valid[core])] + coder.encode(samples.model_input(cube, valid, dead), valid, core)
     positions, values = samples.overrides(native, restored, valid[core], samples.fill_value(cube.dtype, nodata),
-                                          coder.max_error == 0)
+                                          coder.lossless)
     if nonfinite is not None:
         nonfinite += samples.count_nonfinite(native, valid[core]) * restored
     section = samples.pack(positions, values, cube.dtype) if positions.size else None
-    return pack_sections(sections, section), int(valid[core].sum())
+    extended = coder.bound is not None and coder.bound.uniform is None
+    return pack_sections(sections, section, extended), int(valid[core].sum())
 
 
 def _nonfinite_warning(counts, band_numbers):
@@ -407,7 +435,7 @@ def decode_tile(coder, payload, tile, window, dtype, nodata, dead, fill=None):
     core = _core(tile, window)
     valid = np.zeros((window.height, window.width), bool)
     valid[core] = decode_mask(sections[0], tile.height, tile.width)
-    values = output_values(coder.decode(sections[1:], valid, core), dtype, nodata, coder.max_error is not None)
+    values = output_values(coder.decode(sections[1:], valid, core), dtype, nodata, coder.bound is not None)
     fill = samples.fill_value(dtype, nodata) if fill is None else fill
     canonical = np.full((len(dead), tile.height, tile.width), fill, values.dtype)
     _scatter(canonical, coder.bands, valid[core], values)
@@ -462,7 +490,16 @@ def _decoder_for(header, device, threads):
                           'one installed (sha256 differs); install the matching model to decode it')
     runner = OnnxRunner(package, device, threads)
     extra = np.asarray(codec_info['extra_bands'], int)
-    return TileCoder(package, int(codec_info['quality']), runner, extra, codec_info.get('max_error')), runner
+    radiometry = None
+    if codec_info.get('radiometry') == BAND_GAINS:
+        raster = unpack_raster(header['raster'])
+        order, coded = np.asarray(raster['canonical_index'], int), model_band_indices(package)
+        radiometry = Radiometry.of(np.asarray(raster['gains'])[order][coded],
+                                   np.asarray(raster['offsets'])[order][coded])
+    bound = ErrorBound.from_codec_info(codec_info)
+    coder = TileCoder(package, int(codec_info['quality']), runner, extra, bound.uniform if bound else None,
+                      radiometry, bound)
+    return coder, runner
 
 
 def decompress(source, output, device='auto', threads=None, progress=None, is_cancelled=None):

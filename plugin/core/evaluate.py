@@ -42,6 +42,7 @@ class Evaluation:
     error: str
     report: str
     max_error: object = None
+    error_bound: str = ''  # bounds.ErrorBound.describe() of the guaranteed bound ('' lossy)
 
     def as_dict(self):
         return asdict(self)
@@ -107,12 +108,15 @@ def _evaluation(metrics, packed, unpacked, model, compressed, reconstructed, err
         compression_ratio=packed.compression_ratio, file_bytes=packed.file_bytes, valid_pixels=packed.valid_pixels,
         model=str(model), quality=packed.quality, device=packed.device, provider=packed.provider,
         compress_seconds=packed.seconds, decompress_seconds=unpacked.seconds, compressed=compressed,
-        reconstructed=reconstructed, error=error or '', report=report or '', max_error=max_error)
+        reconstructed=reconstructed, error=error or '', report=report or '', max_error=max_error,
+        error_bound=packed.error_bound.describe() if packed.error_bound is not None else '')
 
 
 def evaluate(source, reconstructed, model=None, quality=5, device='auto', threads=None, compressed=None,
-             error=None, report=None, progress=None, is_cancelled=None, tile_size=None, max_error=None):
-    """Compress `source`, decompress it to `reconstructed`, and measure; returns an Evaluation."""
+             error=None, report=None, progress=None, is_cancelled=None, tile_size=None, max_error=None,
+             band_max_errors=None, relative_error=None, relative_floor=None):
+    """Compress `source`, decompress it to `reconstructed`, and measure; returns an Evaluation.
+    The error-bound arguments are those of codec.compress (bounds.error_bound)."""
     for path in (reconstructed, error, report):
         if path:
             check_writable(path)
@@ -124,13 +128,17 @@ def evaluate(source, reconstructed, model=None, quality=5, device='auto', thread
     last = 100 if not report else 90
     try:
         packed = compress(source, compressed, model, quality, device, threads, progress=_scaled(progress, 0, 40),
-                          is_cancelled=is_cancelled, tile_size=tile_size, max_error=max_error)
+                          is_cancelled=is_cancelled, tile_size=tile_size, max_error=max_error,
+                          band_max_errors=band_max_errors, relative_error=relative_error,
+                          relative_floor=relative_floor)
         created.append(compressed)
+        max_error = packed.max_error
+        stated = max_error if packed.error_bound is None or max_error is not None else packed.error_bound.describe()
         unpacked = decompress(compressed, reconstructed, device, threads, progress=_scaled(progress, 40, 75),
                               is_cancelled=is_cancelled)
         created.append(reconstructed)
         metrics = measure(source, reconstructed, error, progress=_scaled(progress, 75, last),
-                          is_cancelled=is_cancelled, max_error=max_error)
+                          is_cancelled=is_cancelled, max_error=stated)
         created.append(error)
         result = _evaluation(metrics, packed, unpacked, model, compressed if scratch is None else '',
                              reconstructed, error, report, max_error)

@@ -27,7 +27,7 @@ class CompressAlgorithm(EnmapAlgorithm):
         self.add_flag('CODE_ALL_BANDS', 'Code all bands (also the 22 water-vapour bands, simple fallback coder)',
                       help_text='Also keep the 22 water-vapour bands (coarsely quantised, larger file). Off: they '
                                 'come back as nodata, as in HySpecNet-11k.')
-        self.add_max_error()
+        self.add_error_bounds()
         self.add(QgsProcessingParameterFileDestination('OUTPUT', 'Compressed file', 'EnMAP Compress (*.ehc)'),
                  'Destination .ehc file.')
         self.addOutput(QgsProcessingOutputNumber('BPPPB', 'Rate (bits per pixel per band)'))
@@ -37,12 +37,12 @@ class CompressAlgorithm(EnmapAlgorithm):
         from ..core.codec import compress
 
         output = self.parameterAsFileOutput(parameters, 'OUTPUT', context)
-        max_error = self.max_error(parameters)
-        quality = None if max_error is not None else self.parameterAsInt(parameters, 'QUALITY', context)
+        bounds, bounded = self.error_bound_args(parameters)
+        quality = None if bounded else self.parameterAsInt(parameters, 'QUALITY', context)
         result = compress(self.input_source(parameters, context), output, self.model_id(parameters, context),
                           quality, self.device(parameters, context),
                           code_all_bands=self.parameterAsBool(parameters, 'CODE_ALL_BANDS', context),
-                          max_error=max_error, **progress_hooks(feedback))
+                          **bounds, **progress_hooks(feedback))
         for warning in result.warnings:
             feedback.pushWarning(warning)
         feedback.pushInfo(f'{result.file_bytes:,} bytes, {result.bpppb:.4f} bpppb, ratio '
@@ -95,7 +95,7 @@ class EvaluateAlgorithm(EnmapAlgorithm):
         self.add_model()
         self.add_quality()
         self.add_device()
-        self.add_max_error()
+        self.add_error_bounds()
         self.add(QgsProcessingParameterFileDestination('COMPRESSED', 'Compressed file', 'EnMAP Compress (*.ehc)',
                                                        optional=True, createByDefault=False),
                  'Keep the .ehc file here (optional).')
@@ -117,11 +117,11 @@ class EvaluateAlgorithm(EnmapAlgorithm):
         error = self.parameterAsOutputLayer(parameters, 'ERROR', context)
         compressed = self.parameterAsFileOutput(parameters, 'COMPRESSED', context) or None
         report = self.parameterAsFileOutput(parameters, 'REPORT', context) or None
-        max_error = self.max_error(parameters)
-        quality = None if max_error is not None else self.parameterAsInt(parameters, 'QUALITY', context)
+        bounds, bounded = self.error_bound_args(parameters)
+        quality = None if bounded else self.parameterAsInt(parameters, 'QUALITY', context)
         result = evaluate(self.input_source(parameters, context), reconstructed, self.model_id(parameters, context),
                           quality, self.device(parameters, context), compressed=compressed, error=error,
-                          report=report, max_error=max_error, **progress_hooks(feedback))
+                          report=report, **bounds, **progress_hooks(feedback))
         feedback.pushInfo(f'PSNR {result.psnr:.2f} dB, SA {result.sa_deg:.3f}°, {result.bpppb:.4f} bpppb, '
                           f'ratio {result.compression_ratio:.1f}:1, max error {result.max_abs_error_dn:.0f} DN')
         return {'RECONSTRUCTED': reconstructed, 'ERROR': error, 'COMPRESSED': compressed, 'REPORT': report,

@@ -10,6 +10,7 @@ from qgis.core import (
     QgsProcessingParameterFile,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterLayer,
+    QgsProcessingParameterString,
 )
 from qgis.PyQt.QtCore import QCoreApplication, QThread
 from qgis.PyQt.QtGui import QIcon
@@ -171,16 +172,37 @@ class EnmapAlgorithm(QgsProcessingAlgorithm):
                                               QgsProcessingParameterNumber.Integer, 5, False, 1, 10),
                  'Ten levels for every model; rate and PSNR rise with the level.')
 
-    def add_max_error(self, name='MAX_ERROR'):
-        self.add(QgsProcessingParameterNumber(name, 'Maximum error in DN (empty = off, 0 = lossless)',
+    def add_error_bounds(self):
+        """MAX_ERROR, BAND_MAX_ERRORS, RELATIVE_ERROR and RELATIVE_FLOOR (core: bounds.error_bound)."""
+        self.add(QgsProcessingParameterNumber('MAX_ERROR', 'Maximum error in DN (empty = off, 0 = lossless)',
                                               QgsProcessingParameterNumber.Integer, None, True, 0),
                  'Guarantee that no valid sample of a coded band is off by more than this many DN (0: lossless, '
-                 'all 224 bands bit for bit). The base model quality is then chosen automatically to make the '
-                 'smallest file, and QUALITY is ignored.')
+                 'all 224 bands bit for bit). With any error bound the base model quality is chosen '
+                 'automatically to make the smallest file, and QUALITY is ignored.')
+        self.add(QgsProcessingParameterString('BAND_MAX_ERRORS', 'Maximum error per band in DN (224 values or a '
+                                              'CSV file)', optional=True),
+                 'A limit for each EnMAP band: 224 integers in band-number order separated by commas, or the path '
+                 'of a CSV file with rows "band,bound" (band number 1-224, one row per band). Every band is then '
+                 'coded. With MAX_ERROR too, each band gets the smaller limit.', advanced=True)
+        self.add(QgsProcessingParameterNumber('RELATIVE_ERROR', 'Maximum relative error (fraction of the value)',
+                                              QgsProcessingParameterNumber.Double, None, True, 0.0, 1.0),
+                 'Guarantee |error| <= this fraction of |value| (0.01 = 1 %, from 0.0001 to 1), but never less '
+                 'than RELATIVE_FLOOR DN. Together with MAX_ERROR or BAND_MAX_ERRORS both limits hold.',
+                 advanced=True)
+        self.add(QgsProcessingParameterNumber('RELATIVE_FLOOR', 'Least error allowed by the relative bound (DN)',
+                                              QgsProcessingParameterNumber.Integer, None, True, 0),
+                 'The relative bound allows at least this many DN, however small the value (default 0).',
+                 advanced=True)
 
-    def max_error(self, parameters, name='MAX_ERROR'):
-        value = parameters.get(name)
-        return None if value in (None, '') else int(value)
+    def error_bound_args(self, parameters):
+        """The error-bound keyword arguments of core compress/evaluate, checked (InputError when invalid)."""
+        from ..core.bounds import error_bound
+
+        args = {'max_error': parameters.get('MAX_ERROR'), 'band_max_errors': parameters.get('BAND_MAX_ERRORS'),
+                'relative_error': parameters.get('RELATIVE_ERROR'),
+                'relative_floor': parameters.get('RELATIVE_FLOOR')}
+        args = {key: None if value in (None, '') else value for key, value in args.items()}
+        return args, error_bound(**args) is not None
 
     def add_device(self, name='DEVICE'):
         self.add(QgsProcessingParameterEnum(name, 'Device', options=list(DEVICE_LABELS), defaultValue=0),
