@@ -24,6 +24,7 @@ from osgeo import gdal
 
 from . import bands as _bands
 from .errors import InputError
+from .gdalerrors import GdalError, checked, failure
 
 logger = logging.getLogger('enmap_compress')
 
@@ -641,11 +642,16 @@ class SpectralRaster:
         x, y, width, height = int(x), int(y), int(width), int(height)
         self._check_window(x, y, width, height)
         idx = self._band_list(bands)
-        buf = self._dataset().ReadRaster(x, y, width, height, buf_type=self._gdal_type,
+        dataset = self._dataset()
+        try:
+            with checked() as recorder:
+                buf = dataset.ReadRaster(x, y, width, height, buf_type=self._gdal_type,
                                          band_list=[int(b) + 1 for b in idx])
-        if buf is None:
-            raise InputError(f'Reading {self.gdal_path} failed ({gdal.GetLastErrorMsg() or "I/O error"}); '
-                             'the file may be truncated or damaged.')
+                if buf is None:
+                    raise failure(recorder, 'I/O error')
+        except GdalError as exc:
+            raise InputError(f'Reading {self.gdal_path} failed ({exc}); the file may be truncated or damaged.') \
+                from None
         cube = np.frombuffer(buf, dtype=self.dtype).reshape(idx.size, height, width)
         return cube if cube.flags.writeable else cube.copy()
 

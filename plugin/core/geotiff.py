@@ -1,10 +1,13 @@
 """Writing spectral GeoTIFFs window by window, with georeferencing, nodata, wavelengths and scale carried over."""
+import contextlib
+import os
 from dataclasses import dataclass
 from typing import List, Optional
 
 import numpy as np
 
 from .errors import OutputError
+from .gdalerrors import GdalError, checked, disk_space_message, failure, out_of_space
 
 GDAL_TYPES = {'int16': 'Int16', 'uint16': 'UInt16', 'int32': 'Int32', 'float32': 'Float32', 'float64': 'Float64',
               'uint8': 'Byte'}
@@ -33,7 +36,6 @@ class RasterLayout:
 def _gdal():
     from osgeo import gdal
 
-    gdal.UseExceptions()
     return gdal
 
 
@@ -50,24 +52,43 @@ def creation_options(dtype, band_count):
 
 
 class GeoTiffWriter:
-    """Creates the file at `path` (the caller makes it atomic) and writes (bands, h, w) windows."""
+    """Creates the file at `path` (the caller makes it atomic) and writes (bands, h, w) windows.
+
+    Every GDAL failure is an OutputError (disk full says so), whatever GDAL's exception mode.
+    """
 
     def __init__(self, path, layout: RasterLayout):
         gdal = _gdal()
         gdal_type = getattr(gdal, 'GDT_' + GDAL_TYPES[layout.dtype])
-        try:
+        self.path, self.ds = path, None
+        with self._gdal('create') as recorder:
             self.ds = gdal.GetDriverByName('GTiff').Create(
                 path, layout.width, layout.height, len(layout.bands), gdal_type,
                 options=creation_options(layout.dtype, len(layout.bands)))
-        except RuntimeError as exc:
-            raise OutputError(f'cannot create {path}: {exc}') from exc
-        if layout.crs_wkt:
-            self.ds.SetProjection(layout.crs_wkt)
-        if layout.geotransform:
-            self.ds.SetGeoTransform(tuple(layout.geotransform))
-        for index, info in enumerate(layout.bands, start=1):
-            self._describe(self.ds.GetRasterBand(index), info, layout.nodata)
+            if self.ds is None:
+                raise failure(recorder)
+            if layout.crs_wkt:
+                self.ds.SetProjection(layout.crs_wkt)
+            if layout.geotransform:
+                self.ds.SetGeoTransform(tuple(layout.geotransform))
+            for index, info in enumerate(layout.bands, start=1):
+                self._describe(self.ds.GetRasterBand(index), info, layout.nodata)
         self.dtype = np.dtype(layout.dtype)
+
+    @contextlib.contextmanager
+    def _gdal(self, action):
+        try:
+            with checked() as recorder:
+                yield recorder
+        except GdalError as exc:
+            self._release()
+            folder = os.path.dirname(os.path.abspath(self.path))
+            if out_of_space(folder, exc):
+                raise OutputError(f'Cannot {action} {self.path}: {disk_space_message(folder)} ({exc}).') from None
+            raise OutputError(f'Cannot {action} {self.path} ({exc}).') from None
+
+    def _release(self):
+        self.ds = None  # closes the file (Windows cannot move or delete open files)
 
     @staticmethod
     def _describe(band, info, nodata):
@@ -87,18 +108,23 @@ class GeoTiffWriter:
 
     def write(self, x, y, cube):
         cube = np.asarray(cube, dtype=self.dtype)
-        for index in range(cube.shape[0]):
-            self.ds.GetRasterBand(index + 1).WriteArray(cube[index], xoff=x, yoff=y)
+        with self._gdal('write') as recorder:
+            for index in range(cube.shape[0]):
+                if self.ds.GetRasterBand(index + 1).WriteArray(cube[index], xoff=x, yoff=y) != 0:
+                    raise failure(recorder)
 
     def set_metadata(self, items):
         """Dataset-level metadata items (for example the error bound and the achieved maximum error)."""
-        for key, value in items.items():
-            self.ds.SetMetadataItem(str(key), str(value))
+        with self._gdal('write'):
+            for key, value in items.items():
+                self.ds.SetMetadataItem(str(key), str(value))
 
     def close(self):
+        """Flush and close; a failure (the last blocks did not fit on the disk) is an OutputError."""
         if self.ds is not None:
-            self.ds.FlushCache()
-            self.ds = None
+            with self._gdal('finish writing'):
+                self.ds.FlushCache()
+                self._release()  # the file's last bytes are written here
 
 
 def output_values(values, dtype, nodata=None, exact=False):
