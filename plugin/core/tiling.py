@@ -28,30 +28,60 @@ def tile_grid(width, height, tile_size):
 
 
 class Progress:
-    """Reports progress in percent over `total` steps and raises CancelledError when asked to stop.
+    """Reports progress in percent over `total` steps, says what is happening, and raises CancelledError when
+    asked to stop.
 
-    `callback(percent)` and `is_cancelled()` are optional; Processing feedback and QgsTask plug in here.
+    `callback(percent)`, `is_cancelled()` and `describe(text)` are optional; Processing feedback and QgsTask plug
+    in here. `callback` may also be a parent Progress: this one then fills the parent's range and shares its
+    cancel check and label (so a core call run inside a larger one moves the larger one's bar).
     """
 
-    def __init__(self, total, callback=None, is_cancelled=None, start=0.0, end=100.0):
+    def __init__(self, total, callback=None, is_cancelled=None, start=0.0, end=100.0, describe=None):
+        if isinstance(callback, Progress):
+            parent = callback
+            callback, describe = parent.callback, describe or parent.describe
+            is_cancelled = is_cancelled or parent.is_cancelled
+            start, end = parent.position(start / 100.0), parent.position(end / 100.0)
         self.total = max(1, total)
         self.callback = callback
         self.is_cancelled = is_cancelled
+        self.describe = describe
         self.start, self.end = start, end
         self.done = 0
+
+    def position(self, fraction):
+        """The percent that `fraction` (0..1) of this reporter's range stands for."""
+        return self.start + (self.end - self.start) * min(1.0, max(0.0, fraction))
 
     def check(self):
         if self.is_cancelled is not None and self.is_cancelled():
             raise CancelledError('cancelled by the user; no output was written')
 
+    def say(self, text):
+        """Show what is happening now ("tile 37 of 64", "writing the report")."""
+        if self.describe is not None:
+            self.describe(text)
+
     def step(self, count=1):
         self.done += count
-        if self.callback is not None:
-            self.callback(self.start + (self.end - self.start) * min(1.0, self.done / self.total))
+        self.report(self.done / self.total)
         self.check()
+
+    def each(self, items, label):
+        """Yield `items`, one step each, saying `label.format(number, count)` before each ("tile {} of {}")."""
+        items = list(items)
+        for number, item in enumerate(items, start=1):
+            self.say(label.format(number, len(items)))
+            self.check()
+            yield item
+            self.step()
+
+    def report(self, fraction):
+        """Move the bar to `fraction` (0..1) of this reporter's range without counting steps."""
+        if self.callback is not None:
+            self.callback(self.position(fraction))
 
     def sub(self, total, fraction_start, fraction_end):
         """A child reporter covering [fraction_start, fraction_end] of this one's range."""
-        span = self.end - self.start
-        return Progress(total, self.callback, self.is_cancelled,
-                        self.start + span * fraction_start, self.start + span * fraction_end)
+        return Progress(total, self.callback, self.is_cancelled, self.position(fraction_start),
+                        self.position(fraction_end), self.describe)
