@@ -64,6 +64,14 @@ def test_rate_distortion_run_tables_and_plot(tiny, tmp_path):
     rd.plot(rows, name, str(tmp_path / 'rd.png'), 'tiny')
     assert (tmp_path / 'rd.png').stat().st_size > 0
     assert '| pca | quality=3 |' in rd.tables(rows, (name,))
+    # --merge: the CSV read back keeps its numbers, and a new model's rows join the old ones without repeating them
+    old = rd.read_csv(str(csv_path))
+    assert old[0]['bpppb'] == pytest.approx(rows[0]['bpppb'], rel=1e-5) and old[0]['note'] == rows[0]['note']
+    renamed = [dict(r, method='other') for r in rows]
+    merged = rd.merge_rows(old, renamed)
+    assert [r['method'] for r in merged] == ['pca', 'pca', 'other', 'other']
+    assert [r['method'] for r in rd.merge_rows(merged, rows)] == ['other', 'other', 'pca', 'pca']
+    assert '| other | quality=3 |' in rd.tables(merged, (name,))
 
 
 def test_published_variant_from_card():
