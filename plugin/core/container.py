@@ -37,11 +37,10 @@ VERSION = (1, 1)
 RECORDS_SINCE = (1, 1)  # files of this version and later store chunk records, older ones bare payloads
 _PREFIX = struct.Struct('<8sHHII')  # magic, major, minor, header length, header CRC-32
 _TRAILER = struct.Struct('<QQII8s')  # index offset, index length, index CRC-32, trailer CRC-32, end magic
-_META_LENGTH = struct.Struct('<I')  # a chunk record: u32 length of the meta JSON, the meta JSON, the payload
 _ZLIB_LEVEL = 6
 MAX_HEADER_BYTES = 1 << 20  # inflated; a header with every per-band table spelled out takes about 30 KB
 DEFAULT_INDEX_LIMIT = 16 << 20  # inflated index, unless the caller bounds it from the header (the codec does)
-MAX_META_BYTES = 1 << 16  # the meta JSON of one chunk
+MAX_META_VALUES = 255  # a chunk record: u8 n, n svarints (the meta's integers, keys sorted), then the payload
 MAX_JSON_DEPTH = 32  # valid headers nest 4 deep; json.loads recurses once per level (RecursionError beyond ~1000)
 
 
@@ -189,15 +188,13 @@ class EhcWriter:
     def add_chunk(self, payload: bytes, meta: dict | None = None) -> int:
         """Append one independently decodable chunk; returns its number (0, 1, ...).
 
-        It is stored as a record, the meta JSON first, so that the chunk itself says which tile it is."""
-        meta = _jsonable(meta or {}, f'meta of chunk {len(self._chunks)}')
+        It is stored as a record that starts with the meta's integer values, so the chunk itself says which tile it
+        is (the index's meta must agree); meta values must therefore be integers."""
+        where = f'meta of chunk {len(self._chunks)}'
+        meta = _jsonable(meta or {}, where)
         if not isinstance(meta, dict):
             raise TypeError('chunk meta must be a dict')
-        meta_json = to_json_bytes(meta, f'meta of chunk {len(self._chunks)}')
-        if len(meta_json) > MAX_META_BYTES:
-            raise ValueError(f'the meta of chunk {len(self._chunks)} takes {len(meta_json)} bytes; readers accept at '
-                             f'most {MAX_META_BYTES}')
-        self._chunks.append(dict(self._store(_META_LENGTH.pack(len(meta_json)) + meta_json, payload), meta=meta))
+        self._chunks.append(dict(self._store(meta_record(meta, where), payload), meta=meta))
         return len(self._chunks) - 1
 
     def add_blob(self, name: str, payload: bytes) -> None:
@@ -303,6 +300,47 @@ def _fsync_folder(folder: str) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def meta_record(meta: dict, where: str = 'chunk meta') -> bytes:
+    """The start of a chunk record: u8 count, then each integer value of `meta` (keys sorted) as a zigzag LEB128
+    varint (as in the entropy stream); 4 to 9 bytes for a tile's x, y, w, h."""
+    values = [meta[key] for key in sorted(meta)]
+    if len(values) > MAX_META_VALUES or not all(_is_int(v) for v in values):
+        raise TypeError(f'{where}: a chunk meta holds at most {MAX_META_VALUES} integers (it is recorded in the '
+                        f'chunk), not {meta!r:.80}')
+    out = bytearray([len(values)])
+    for value in values:
+        number = 2 * value if value >= 0 else -2 * value - 1
+        while number >= 0x80:
+            out.append(0x80 | (number & 0x7F))
+            number >>= 7
+        out.append(number)
+    return bytes(out)
+
+
+def _read_meta_record(data: bytes) -> tuple:
+    """(the recorded integers, where the payload starts), or (None, 0) when the record is damaged."""
+    if not data:
+        return None, 0
+    values, pos = [], 1
+    for _ in range(data[0]):
+        number = shift = 0
+        while True:
+            if pos >= len(data) or shift > 63:
+                return None, 0
+            byte = data[pos]
+            pos += 1
+            number |= (byte & 0x7F) << shift
+            shift += 7
+            if byte < 0x80:
+                break
+        values.append(number // 2 if number % 2 == 0 else -(number + 1) // 2)
+    return values, pos
 
 
 # ----------------------------------------------------------------------------------------------------- reader
@@ -431,16 +469,14 @@ class EhcReader:
 
     def _split_record(self, data: bytes, meta: dict, i: int) -> bytes:
         """The payload of a chunk record, after checking that the meta it records is the index's."""
-        if len(data) < _META_LENGTH.size:
-            raise FormatError(f'{self.path}: chunk {i} is corrupt (too short for its meta)')
-        (size,) = _META_LENGTH.unpack_from(data, 0)
-        if size > min(MAX_META_BYTES, len(data) - _META_LENGTH.size):
-            raise FormatError(f'{self.path}: chunk {i} is corrupt (its meta length, {size} bytes, is invalid)')
-        recorded = parse_json_text(data[_META_LENGTH.size:_META_LENGTH.size + size], f'meta of chunk {i}', self.path)
-        if recorded != meta:
-            raise FormatError(f'{self.path}: chunk {i} is stored as {recorded!r:.80} but the index lists it as '
-                              f'{meta!r:.80} (chunks were moved, swapped or duplicated)')
-        return data[_META_LENGTH.size + size:]
+        recorded, start = _read_meta_record(data)
+        listed = [meta[key] for key in sorted(meta)]
+        if recorded is None or recorded != listed or not all(_is_int(v) for v in listed):
+            shown = 'a corrupt record' if recorded is None else dict(zip(sorted(meta), recorded)) \
+                if len(recorded) == len(meta) else f'the values {recorded}'
+            raise FormatError(f'{self.path}: chunk {i} is stored as {shown!s:.80} but the index lists it as '
+                              f'{meta!r:.80} (chunks were moved, swapped or duplicated, or the chunk is corrupt)')
+        return data[start:]
 
     def _chunk(self, i: int) -> dict:
         if not isinstance(i, (int, np.integer)) or not 0 <= i < len(self._chunks):
@@ -486,7 +522,7 @@ def _checked_index(index: dict, data_start: int, data_end: int, records: bool, p
     for i, entry in enumerate(chunks):
         if not isinstance(entry.get('meta'), dict):
             raise FormatError(f'{path}: the chunk index is malformed (chunk {i}: meta must be an object)')
-        if records and entry['length'] < _META_LENGTH.size:
+        if records and entry['length'] < 1:
             raise FormatError(f'{path}: the chunk index is malformed (chunk {i}: too short to hold its meta)')
     _check_disjoint(entries, path)
     return chunks, blobs, footer
