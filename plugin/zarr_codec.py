@@ -1,0 +1,228 @@
+"""EnMAP Compress as a numcodecs codec, so Zarr stores (and xarray / Dask on top) hold EnMAP cubes coded by any
+bundled model: lossy, error-bounded or lossless.
+
+    from enmap_compress.plugin.zarr_codec import EhcCodec, write_zarr
+    write_zarr('ENMAP01-...Z.ZIP', 'scene.zarr', model='rdnet', quality=6)      # any input the reader accepts
+    xarray.open_zarr('scene.zarr')['reflectance']                                # lazily, in parallel with Dask
+
+The codec is registered under the id `enmap_ehc` by the package's `numcodecs.codecs` entry point, so a store
+opens anywhere the package is installed, without importing this module first. Arrays are (bands, y, x) with
+chunks of whole spectra by a spatial tile: (224, ty, tx). Each chunk is coded on its own by the core's tile coder
+(codec.encode_tile / decode_tile, the same bytes as a tile of a .ehc file) behind a small header: its shape and
+the bands that are nodata throughout it. The codec's configuration, stored in the array's metadata, carries what
+decoding needs: model id and decoder sha256, quality, the bound, the extra bands, nodata, dtype, the wavelengths
+and the band order. A store whose model is missing names the model to install.
+
+Only numcodecs is imported with this module; the core (GDAL, onnxruntime) on first use, zarr by write_zarr.
+"""
+import struct
+import threading
+
+import numpy as np
+from numcodecs.abc import Codec
+from numcodecs.compat import ensure_bytes, ndarray_copy
+
+CODEC_ID = 'enmap_ehc'
+CHUNK_MAGIC = b'EHZ1'
+_CHUNK_HEAD = struct.Struct('<4sIII')  # magic, bands, height, width; then the dead-band bits and the tile payload
+DEFAULT_VARIABLE = 'reflectance'
+
+
+class EhcCodec(Codec):
+    """A numcodecs codec for (bands, y, x) chunks of an EnMAP cube. Build one for writing with `for_model`;
+    readers get it from the store's metadata (`numcodecs.get_codec(config)`)."""
+
+    codec_id = CODEC_ID
+
+    def __init__(self, model, model_sha256, quality, wavelengths, canonical_index, dtype='int16', nodata=-32768.0,
+                 max_error=None, extra_bands=(), format_version=1):
+        if int(format_version) != 1:
+            raise ValueError(f'this EnMAP Compress reads {CODEC_ID} format version 1, not {format_version}; '
+                             'update enmap-compress to read this store')
+        self.model = str(model)
+        self.model_sha256 = str(model_sha256)
+        self.quality = int(quality)
+        self.wavelengths = [float(w) for w in wavelengths]
+        self.canonical_index = [int(i) for i in canonical_index]
+        self.dtype = np.dtype(dtype).name
+        self.nodata = None if nodata is None else float(nodata)
+        self.max_error = None if max_error is None else int(max_error)
+        self.extra_bands = [int(i) for i in extra_bands]
+        self.format_version = 1
+        if sorted(self.canonical_index) != list(range(len(self.wavelengths))):
+            raise ValueError('canonical_index must be a permutation of the band numbers 0..bands-1')
+        self._coder = None
+        self._lock = threading.Lock()
+
+    # -- construction for writing --------------------------------------------------------------------------------
+    @classmethod
+    def for_model(cls, wavelengths, model=None, quality=None, max_error=None, code_all_bands=False, dtype='int16',
+                  nodata=-32768.0):
+        """A codec for writing: resolves the model (default: the default model) and its decoder's sha256, the
+        quality (from the bound when None, as `compress` does) and the extra bands; wavelengths in array order."""
+        from .core import bands, codec, runtime
+        from .core.errors import InputError
+
+        wavelengths = np.asarray(wavelengths, float)
+        if not bands.matches_standard(wavelengths):
+            raise InputError(f'the {CODEC_ID} codec needs the 224 EnMAP L2A bands (wavelengths 418-2446 nm); '
+                             f'got {wavelengths.size} bands')
+        if max_error is not None and (int(max_error) != max_error or max_error < 0):
+            raise InputError(f'max_error must be an integer number of DN >= 0 (or None), not {max_error}')
+        package = runtime.find_model(model or runtime.default_model_id() or 'pca')
+        coded = codec.model_band_indices(package)
+        if quality is None:
+            quality = codec.auto_quality(package, max_error)
+        extra = [i for i in range(wavelengths.size) if i not in set(coded)] \
+            if code_all_bands or max_error == 0 else []
+        return cls(package.model_id if _is_bundled(package) else package.folder, package.decoder_sha256(),
+                   codec._quality(quality), wavelengths, bands.canonical_order(wavelengths), dtype, nodata,
+                   max_error, extra)
+
+    # -- pickling (Dask ships codecs to its workers): the configuration only, never the model sessions -----------
+    def __getstate__(self):
+        return self.get_config()
+
+    def __setstate__(self, config):
+        config = dict(config)
+        config.pop('id', None)
+        self.__init__(**config)
+
+    # -- numcodecs API -------------------------------------------------------------------------------------------
+    def encode(self, buf):
+        from .core.codec import encode_tile
+
+        chunk = np.asarray(buf)
+        self._check_chunk(chunk)
+        coder, _ = self._tile_coder()
+        canonical = chunk[self.canonical_index]
+        dead = self._nodata_mask(canonical).all(axis=(1, 2))
+        tile, window, core = _whole_chunk(coder, chunk.shape)
+        payload, _ = encode_tile(coder, canonical, self.nodata, dead, core)
+        head = _CHUNK_HEAD.pack(CHUNK_MAGIC, *chunk.shape)
+        return head + np.packbits(dead).tobytes() + payload
+
+    def decode(self, buf, out=None):
+        from .core.codec import decode_tile
+        from .core.errors import FormatError
+
+        data = ensure_bytes(buf)
+        try:
+            magic, count, height, width = _CHUNK_HEAD.unpack_from(data, 0)
+        except struct.error as exc:
+            raise FormatError(f'a {CODEC_ID} chunk is truncated ({len(data)} bytes)') from exc
+        if magic != CHUNK_MAGIC or count != len(self.wavelengths):
+            raise FormatError(f'not a {CODEC_ID} chunk of this array (magic {magic!r}, {count} bands)')
+        bits = (count + 7) // 8
+        dead = np.unpackbits(np.frombuffer(data, np.uint8, bits, _CHUNK_HEAD.size))[:count].astype(bool)
+        coder, _ = self._tile_coder()
+        tile, window, _ = _whole_chunk(coder, (count, height, width))
+        canonical = decode_tile(coder, data[_CHUNK_HEAD.size + bits:], tile, window, self.dtype, self.nodata, dead)
+        chunk = np.empty_like(canonical)
+        chunk[self.canonical_index] = canonical
+        return ndarray_copy(chunk, out)
+
+    # -- internals -----------------------------------------------------------------------------------------------
+    def _check_chunk(self, chunk):
+        if chunk.ndim != 3 or chunk.shape[0] != len(self.wavelengths):
+            raise ValueError(f'the {CODEC_ID} codec codes chunks of whole spectra, (bands={len(self.wavelengths)}, '
+                             f'y, x); got a chunk of shape {chunk.shape}: chunk the band axis as one piece')
+        if chunk.dtype != np.dtype(self.dtype):
+            raise ValueError(f'this {CODEC_ID} codec was made for {self.dtype} data, not {chunk.dtype}')
+
+    def _nodata_mask(self, cube):
+        invalid = ~np.isfinite(cube) if cube.dtype.kind == 'f' else np.zeros(cube.shape, bool)
+        if self.nodata is not None:
+            invalid |= cube == self.nodata
+        return invalid
+
+    def _tile_coder(self):
+        """The core's TileCoder for this configuration, built once (thread-safe: Dask decodes chunks in threads)."""
+        with self._lock:
+            if self._coder is None:
+                self._coder = self._build_coder()
+            return self._coder
+
+    def _build_coder(self):
+        from .core import codec
+        from .core.errors import FormatError, ModelNotFoundError
+
+        info = {'model_id': self.model, 'model_sha256': self.model_sha256, 'quality': self.quality,
+                'extra_bands': self.extra_bands, 'max_error': self.max_error}
+        if '/' in self.model or '\\' in self.model:
+            info.update(model_id=self.model.replace('\\', '/').rstrip('/').rsplit('/', 1)[-1], model_path=self.model)
+        try:
+            return codec._decoder_for({'codec': info}, 'cpu', 1)
+        except (ModelNotFoundError, FormatError) as exc:
+            raise ModelNotFoundError(
+                f'this Zarr store is coded with the EnMAP Compress model "{info["model_id"]}" (decoder sha256 '
+                f'{self.model_sha256[:16]}...), which is not installed here ({exc}). Install the enmap-compress '
+                'version that wrote the store, or put that model package in a folder listed in '
+                'ENMAP_COMPRESS_MODELS.') from None
+
+
+def _is_bundled(package):
+    import os
+
+    from .paths import MODELS_DIR
+
+    return os.path.abspath(package.folder) == os.path.abspath(os.path.join(MODELS_DIR, package.model_id))
+
+
+def _whole_chunk(coder, shape):
+    """A chunk is one tile that is its own window (chunks are independent: no context across their borders)."""
+    from .core.tiling import Tile
+
+    _, height, width = shape
+    tile = Tile(0, 0, width, height)
+    window = coder.transform.window(tile, width, height)
+    core = (slice(tile.y - window.y, tile.y - window.y + height), slice(tile.x - window.x, tile.x - window.x + width))
+    return tile, window, core
+
+
+# --- writing a product to a Zarr store ---------------------------------------------------------------------
+
+def write_zarr(source, store, model=None, quality=None, max_error=None, code_all_bands=False, chunk=256,
+               variable=DEFAULT_VARIABLE, progress=None):
+    """Write an EnMAP image (any input the reader accepts) to a Zarr store that xarray opens: `variable` (bands,
+    y, x) coded by EhcCodec, with wavelength, fwhm, x and y coordinates and the CRS and geotransform as attributes.
+    Returns the codec. The band axis keeps the input's band order; chunks are (bands, chunk, chunk)."""
+    import zarr
+
+    from .core.enmap import open_spectral
+    from .core.tiling import Progress, tile_grid
+
+    with open_spectral(source) as raster:
+        codec = EhcCodec.for_model(raster.wavelengths, model, quality, max_error, code_all_bands,
+                                   raster.dtype, raster.nodata)
+        root = zarr.open_group(store, mode='w')
+        data = root.create_dataset(variable, shape=(raster.band_count, raster.height, raster.width),
+                                   chunks=(raster.band_count, chunk, chunk), dtype=raster.dtype, compressor=codec,
+                                   fill_value=raster.nodata, write_empty_chunks=False)
+        data.attrs.update(_ARRAY_DIMENSIONS=['band', 'y', 'x'], crs_wkt=raster.crs_wkt,
+                          geotransform=list(raster.geotransform), nodata=raster.nodata,
+                          scale_factor_reflectance=float(raster.gains[0]), product_name=raster.product_name)
+        _coordinates(root, raster, data)
+        tiles = tile_grid(raster.width, raster.height, chunk)
+        steps = Progress(len(tiles), progress)
+        for tile in tiles:
+            data[:, tile.y:tile.y + tile.height, tile.x:tile.x + tile.width] = raster.read(tile.x, tile.y, tile.width,
+                                                                                      tile.height)
+            steps.step()
+    zarr.consolidate_metadata(store)
+    return codec
+
+
+def _coordinates(root, raster, data):
+    x0, dx, _, y0, _, dy = raster.geotransform
+    values = {'band': np.arange(1, raster.band_count + 1), 'wavelength': raster.wavelengths,
+              'x': x0 + dx * (np.arange(raster.width) + 0.5), 'y': y0 + dy * (np.arange(raster.height) + 0.5)}
+    if raster.fwhm is not None:
+        values['fwhm'] = raster.fwhm
+    for name, array in values.items():
+        dim = name if name in ('band', 'x', 'y') else 'band'
+        coord = root.create_dataset(name, data=np.asarray(array), chunks=False)
+        coord.attrs['_ARRAY_DIMENSIONS'] = [dim]
+        if name in ('wavelength', 'fwhm'):
+            coord.attrs['units'] = 'nm'
+    data.attrs['coordinates'] = 'wavelength fwhm' if raster.fwhm is not None else 'wavelength'
