@@ -23,6 +23,7 @@ from defusedxml import DefusedXmlException
 from osgeo import gdal
 
 from . import bands as _bands
+from . import zipstage
 from .errors import InputError
 from .gdalerrors import GdalError, checked, failure
 
@@ -184,6 +185,7 @@ class _Located:
     label: str  # what to name in messages
     xml: Optional[_XmlInfo] = None
     note: Optional[str] = None  # a warning found while locating
+    zip_image: Optional[zipstage.ZipImage] = None  # the image is a member of this product ZIP
 
 
 def _is_metadata_name(name):
@@ -320,7 +322,8 @@ def _locate_zip(path):
     if image is None:
         raise _zip_error(path, f'it has {xml_name} but no spectral image next to it')
     member = f'{folder}/{image}' if folder else image
-    return _Located(gdal_path=_vsizip_path(path, member), label=f'The ZIP {path}', xml=xml)
+    return _Located(gdal_path=_vsizip_path(path, member), label=f'The ZIP {path}', xml=xml,
+                    zip_image=zipstage.zip_image(path, infos, member))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -527,6 +530,9 @@ class SpectralRaster:
         self._label = located.label
         self._xml_dead = located.xml.dead if located.xml else None
         self._valid_cache = None
+        self._zip_image = located.zip_image if located.zip_image and located.zip_image.deflated else None
+        self._staged = self._staged_ds = None
+        self._bytes_read = 0
         if located.note:
             self._warn(located.note)
         self._init_geometry(ds)
@@ -605,7 +611,10 @@ class SpectralRaster:
 
     # -- life cycle ----------------------------------------------------------------------------------------------
     def close(self):
-        self._ds = None  # releases the GDAL handle (and the file lock on Windows)
+        self._ds = self._staged_ds = None  # releases the GDAL handles (and the file locks on Windows)
+        if self._staged is not None:
+            self._staged.close()  # removes the unpacked copy of a ZIP member
+            self._staged = None
 
     def __enter__(self):
         return self
@@ -623,6 +632,37 @@ class SpectralRaster:
         if self._ds is None:
             raise ValueError(f'{self.source} has been closed; open it again with open_spectral().')
         return self._ds
+
+    def stage(self, progress=None):
+        """Make a walk over the whole image cheap. A deflated spectral image inside a product ZIP is inflated once
+        into a private temporary folder, read from there, and removed by close(); `progress` (a tiling.Progress)
+        moves with the bytes and may cancel. Anything else reads in place: this does nothing. read() stages by
+        itself once the pixels read add up to an eighth of the image."""
+        if self._zip_image is None or self._staged is not None:
+            return
+        image, self._zip_image = self._zip_image, None  # one attempt: on failure the ZIP is read in place
+        staged, reason = zipstage.stage(image, progress)
+        if staged is None:
+            self._warn(f'{self._label}: {reason}; reading the image inside the ZIP instead, which is much slower.')
+            return
+        try:
+            ds = _gdal_open(_Located(gdal_path=staged.path, label=self._label))
+            if (ds.RasterXSize, ds.RasterYSize, ds.RasterCount) != (self.width, self.height, self.band_count):
+                raise InputError(f'{self._label}: the unpacked image differs from the one GDAL reads in the ZIP.')
+        except BaseException:
+            ds = None
+            staged.close()
+            raise
+        self._staged, self._staged_ds = staged, ds
+
+    def _pixel_dataset(self, nbytes):
+        """The dataset pixels come from: the staged copy of a ZIP member once the reads add up to a walk."""
+        if self._zip_image is not None:
+            self._bytes_read += nbytes
+            if self._bytes_read > self._zip_image.size // 8:
+                self.stage()
+        dataset = self._dataset()
+        return self._staged_ds if self._staged_ds is not None else dataset
 
     def _check_window(self, x, y, width, height):
         if width <= 0 or height <= 0 or x < 0 or y < 0 or x + width > self.width or y + height > self.height:
@@ -642,7 +682,7 @@ class SpectralRaster:
         x, y, width, height = int(x), int(y), int(width), int(height)
         self._check_window(x, y, width, height)
         idx = self._band_list(bands)
-        dataset = self._dataset()
+        dataset = self._pixel_dataset(idx.size * width * height * self.dtype.itemsize)
         try:
             with checked() as recorder:
                 buf = dataset.ReadRaster(x, y, width, height, buf_type=self._gdal_type,
