@@ -523,7 +523,7 @@ class CompressDialog(QDialog):
         if self.mode() == LOSSY and self.quality() in levels:
             row = levels.index(self.quality())
             self.card_table.selectRow(row)
-            self.card_table.scrollToItem(self.card_table.item(row, 0), QAbstractItemView.PositionAtCenter)
+            self.card_table.scrollToItem(self.card_table.item(row, 0), QAbstractItemView.EnsureVisible)
         else:
             self.card_table.clearSelection()
         self.card_table.blockSignals(False)
