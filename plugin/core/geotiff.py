@@ -45,9 +45,16 @@ def _fast_compression():
     return ['COMPRESS=ZSTD', 'ZSTD_LEVEL=1'] if 'ZSTD' in options else ['COMPRESS=DEFLATE', 'ZLEVEL=1']
 
 
-def creation_options(dtype, band_count):
+def _block(size):
+    """256 px, or less for a small raster (TIFF tiles are multiples of 16): a 224-band 8 x 8 px image would
+    otherwise write 224 full 256 x 256 tiles."""
+    return 256 if size is None else min(256, -(-int(size) // 16) * 16)
+
+
+def creation_options(dtype, band_count, width=None, height=None):
     predictor = '3' if dtype.startswith('float') else '2'
-    return ['TILED=YES', 'BLOCKXSIZE=256', 'BLOCKYSIZE=256', *_fast_compression(), f'PREDICTOR={predictor}',
+    return ['TILED=YES', f'BLOCKXSIZE={_block(width)}', f'BLOCKYSIZE={_block(height)}', *_fast_compression(),
+            f'PREDICTOR={predictor}',
             'NUM_THREADS=2', 'BIGTIFF=IF_SAFER', 'INTERLEAVE=PIXEL' if band_count <= 4 else 'INTERLEAVE=BAND']
 
 
@@ -64,7 +71,7 @@ class GeoTiffWriter:
         with self._gdal('create') as recorder:
             self.ds = gdal.GetDriverByName('GTiff').Create(
                 path, layout.width, layout.height, len(layout.bands), gdal_type,
-                options=creation_options(layout.dtype, len(layout.bands)))
+                options=creation_options(layout.dtype, len(layout.bands), layout.width, layout.height))
             if self.ds is None:
                 raise failure(recorder)
             if layout.crs_wkt:
