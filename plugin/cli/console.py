@@ -100,10 +100,12 @@ class Console:
         if not self.quiet:
             self._line(one_line(message))
 
-    def error(self, command, message, hint=''):
+    def error(self, command, message, hint='', result_printed=False):
+        """The one-line error on stderr; with --json also `{"ok": false, "error": ...}` on stdout, unless the
+        command already printed its (failed) result there."""
         text = one_line(message) + (f' ({hint})' if hint else '')
         self._line(f'{PROGRAM}: error: {text}')
-        if self.as_json:
+        if self.as_json and not result_printed:
             self.result({'command': command, 'ok': False, 'error': text}, '')
 
     def _line(self, text):

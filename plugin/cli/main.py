@@ -96,7 +96,7 @@ def cmd_verify(args, console):
     result = verify(args.file, args.against, progress=console.progress('verify'), **runtime_kwargs(args))
     console.result(dict(result, command='verify'), verify_text(result))
     if not result['ok']:
-        console.error('verify', result['error'])
+        console.error('verify', result['error'], result_printed=True)
         return EXIT_FAILED
     return EXIT_OK
 

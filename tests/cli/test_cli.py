@@ -1,0 +1,205 @@
+"""The enmap-compress command line end to end: every command, --json parsed, exit codes, one-line errors."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from osgeo import gdal
+
+from enmap_compress.plugin.cli import main as cli
+from enmap_compress.plugin.core import synthetic
+from enmap_compress.plugin.core.runtime import find_model
+
+ENTRY_POINT = os.path.join(os.path.dirname(sys.executable), 'enmap-compress')
+
+
+@pytest.fixture(scope='module')
+def product(tmp_path_factory):
+    return synthetic.write_product(str(tmp_path_factory.mktemp('cli')), width=48, height=40, seed=7, make_zip=True)
+
+
+@pytest.fixture(scope='module')
+def lossless(product, tmp_path_factory):
+    path = str(tmp_path_factory.mktemp('lossless') / 'l.ehc')
+    assert cli.main(['compress', product.zip, path, '--model', 'pca', '--max-error', '0', '--quiet']) == 0
+    return path
+
+
+def run(capsys, *argv):
+    """(exit status, stdout, stderr) of one in-process run."""
+    status = cli.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def run_json(capsys, *argv):
+    status, out, err = run(capsys, *argv, '--json')
+    return status, json.loads(out), err
+
+
+def assert_one_line_error(err, fragment):
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith('enmap-compress: error: ') and fragment in lines[0], err
+    assert 'Traceback' not in err
+
+
+def test_compress_json_reports_the_file_on_disk(product, tmp_path, capsys):
+    out = tmp_path / 'a.ehc'
+    status, data, _ = run_json(capsys, 'compress', product.zip, out, '--model', 'pca', '--quality', '6',
+                               '--device', 'cpu', '--threads', '1')
+    assert status == 0 and data['ok'] and data['command'] == 'compress'
+    assert data['file_bytes'] == os.path.getsize(out)
+    assert data['bpppb'] == pytest.approx(os.path.getsize(out) * 8 / (data['valid_pixels'] * 202))
+    assert (data['model'], data['quality'], data['max_error']) == ('pca', 6, None)
+    assert data['model_sha256'] == find_model('pca').decoder_sha256()
+
+
+def test_compress_accepts_every_input_form(product, tmp_path, capsys):
+    for number, source in enumerate((product.folder, product.xml, product.zip, product.image)):
+        status, data, _ = run_json(capsys, 'compress', source, tmp_path / f'{number}.ehc', '--model', 'pca')
+        assert status == 0, source
+        assert data['valid_pixels'] > 0
+
+
+def test_info_shows_model_bound_size_crs_bands_rate_and_versions(lossless, capsys):
+    status, data, _ = run_json(capsys, 'info', lossless)
+    assert status == 0
+    assert data['model'] == 'pca' and data['model_sha256'] == find_model('pca').decoder_sha256()
+    assert data['model_state'] == 'installed'
+    assert (data['mode'], data['max_error']) == ('lossless', 0)
+    assert (data['width'], data['height'], data['bands'], data['dtype']) == (48, 40, 224, 'int16')
+    assert data['crs'] == 'EPSG:32633' and data['nodata'] == -32768
+    assert data['file_bytes'] == os.path.getsize(lossless)
+    assert data['bpppb'] == pytest.approx(data['file_bytes'] * 8 / (data['valid_pixels'] * 202))
+    assert {'enmap_compress', 'numpy', 'python'} <= set(data['software'])
+    status, text, _ = run(capsys, 'info', lossless)
+    assert status == 0 and 'model sha256:' in text and 'EPSG:32633' in text and 'lossless' in text
+
+
+def test_verify_lossless_against_the_original_is_bit_exact(lossless, product, capsys):
+    status, data, _ = run_json(capsys, 'verify', lossless, '--against', product.folder)
+    assert status == 0 and data['ok'] and data['checksums'] == 'ok'
+    assert data['exact'] is True and data['max_abs_error'] == 0 and data['bound_held']
+
+
+def test_verify_against_another_image_fails(lossless, tmp_path, capsys):
+    other = synthetic.write_scene(str(tmp_path / 'other.tif'), width=48, height=40, seed=8)
+    status, data, err = run_json(capsys, 'verify', lossless, '--against', other)
+    assert status == 1 and data['ok'] is False and data['exact'] is False
+    assert 'promises bit-exact' in data['error']
+    assert 'enmap-compress: error:' in err and 'Traceback' not in err
+
+
+def test_verify_reports_metrics_of_a_bounded_file(product, tmp_path, capsys):
+    path = tmp_path / 'b.ehc'
+    assert run(capsys, 'compress', product.zip, path, '--model', 'pca', '--max-error', '7')[0] == 0
+    status, data, _ = run_json(capsys, 'verify', path, '--against', product.zip)
+    assert status == 0 and data['mode'] == 'error-bounded'
+    assert 0 < data['max_abs_error'] <= 7 and data['psnr'] > 60
+
+
+def test_verify_finds_a_damaged_tile(lossless, tmp_path, capsys):
+    damaged = tmp_path / 'damaged.ehc'
+    data = bytearray(open(lossless, 'rb').read())
+    data[len(data) // 2] ^= 0xFF
+    damaged.write_bytes(bytes(data))
+    status, out, err = run_json(capsys, 'verify', damaged)
+    assert status == 1 and out['ok'] is False
+    assert_one_line_error(err, 'corrupt')
+
+
+def test_decompress_and_evaluate(lossless, product, tmp_path, capsys):
+    tif = tmp_path / 'r.tif'
+    status, data, _ = run_json(capsys, 'decompress', lossless, tif, '--device', 'cpu')
+    assert status == 0 and data['output'] == str(tif)
+    restored = gdal.Open(str(tif)).ReadAsArray()
+    original = gdal.Open(product.image).ReadAsArray()
+    np.testing.assert_array_equal(restored, original)
+    status, data, _ = run_json(capsys, 'evaluate', product.zip, '--model', 'pca', '--quality', '4',
+                               '--error', tmp_path / 'err.tif')
+    assert status == 0 and 30 < data['psnr'] < 80 and data['bpppb'] > 0
+    assert os.path.isfile(tmp_path / 'err.tif') and data['reconstructed'] is None
+
+
+def test_a_bad_input_is_one_line_and_exit_1(tmp_path, capsys):
+    status, _, err = run(capsys, 'compress', tmp_path / 'missing.ZIP', tmp_path / 'x.ehc')
+    assert status == 1
+    assert_one_line_error(err, 'does not exist')
+    (tmp_path / 'junk.ehc').write_bytes(b'not an ehc file')
+    status, data, err = run_json(capsys, 'info', tmp_path / 'junk.ehc')
+    assert status == 1 and data == {'command': 'info', 'ok': False, 'error': data['error']}
+    assert_one_line_error(err, 'not an EnMAP Compress .ehc file')
+    assert not os.path.exists(tmp_path / 'x.ehc')
+
+
+@pytest.mark.parametrize('argv', [
+    ['compress', 'in.zip', 'out.ehc', '--quality', '11'],
+    ['compress', 'in.zip', 'out.ehc', '--max-error', '-1'],
+    ['compress', 'in.zip'],
+    ['archive', 'src', 'dest', '--workers', '2', '--scheduler', 'tcp://127.0.0.1:1'],
+    ['frobnicate'],
+    [],
+])
+def test_usage_errors_exit_2(argv, capsys):
+    with pytest.raises(SystemExit) as stop:
+        cli.main(argv)
+    assert stop.value.code == 2
+    assert 'usage:' in capsys.readouterr().err
+
+
+def test_an_unexpected_error_is_one_line_with_a_hint_and_debug_shows_the_traceback(lossless, monkeypatch, capsys):
+    def broken(path):
+        raise RuntimeError('a bug')
+
+    monkeypatch.setattr('enmap_compress.plugin.cli.inspect.describe', broken)
+    status, _, err = run(capsys, 'info', lossless)
+    assert status == 1
+    assert_one_line_error(err, 'unexpected RuntimeError: a bug (run again with --debug')
+    status, _, err = run(capsys, 'info', lossless, '--debug')
+    assert status == 1 and 'Traceback' in err
+
+
+def test_quiet_prints_nothing_and_piped_output_has_no_progress_bar(product, tmp_path, capsys):
+    status, out, err = run(capsys, 'compress', product.zip, tmp_path / 'q.ehc', '--model', 'pca', '--quiet')
+    assert status == 0 and out == '' and err == ''
+    status, out, err = run(capsys, 'compress', product.zip, tmp_path / 'p.ehc', '--model', 'pca')
+    assert status == 0 and 'bpppb' in out and '\r' not in err
+
+
+def test_the_installed_entry_point_runs_and_exits_like_main(lossless, tmp_path):
+    result = subprocess.run([ENTRY_POINT, 'info', lossless, '--json'], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and json.loads(result.stdout)['model'] == 'pca'
+    result = subprocess.run([ENTRY_POINT, 'info', str(tmp_path / 'none.ehc')], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 1 and result.stdout == ''
+    assert_one_line_error(result.stderr, 'Cannot open')
+
+
+@pytest.mark.skipif(os.name != 'posix', reason='pseudo-terminals are POSIX')
+def test_a_terminal_gets_a_progress_bar(product, tmp_path):
+    import pty
+
+    leader, follower = pty.openpty()
+    try:
+        result = subprocess.run([ENTRY_POINT, 'compress', product.zip, str(tmp_path / 't.ehc'), '--model', 'pca'],
+                                stdout=subprocess.PIPE, stderr=follower, timeout=120)
+        os.close(follower)
+        follower = None
+        shown = b''
+        while True:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:  # the terminal closed
+                break
+            if not chunk:
+                break
+            shown += chunk
+    finally:
+        if follower is not None:
+            os.close(follower)
+        os.close(leader)
+    assert result.returncode == 0
+    assert b'compress [' in shown and b'100%' in shown
