@@ -324,7 +324,8 @@ def run_archive(src, dest, settings, client=None, progress=None, on_record=None)
             shutil.rmtree(settings.scratch, ignore_errors=True)
         dropped = manifest.dropped_lines
     return {'src': os.path.abspath(src), 'dest': dest, 'manifest': manifest.path, 'sources': len(tasks),
-            'products': sum(counts.values()), **counts, **totals, 'failures': failures, 'duplicates': duplicates,
+            'products': sum(counts.values()), 'compressed': counts['ok'], 'skipped': counts['skipped'],
+            'failed': counts['failed'], **totals, 'failures': failures, 'duplicates': duplicates,
             'repaired_manifest_lines': dropped, 'seconds': time.perf_counter() - started,
             'workers': _worker_count(client)}
 
@@ -356,7 +357,7 @@ def exit_status(summary):
 
 def summary_text(summary):
     mb_in, mb_out = summary['bytes_in'] / 1e6, summary['bytes_out'] / 1e6
-    lines = [f'{summary["products"]} products from {summary["sources"]} sources: {summary["ok"]} ok, '
+    lines = [f'{summary["products"]} products from {summary["sources"]} sources: {summary["compressed"]} compressed, '
              f'{summary["skipped"]} skipped, {summary["failed"]} failed in {summary["seconds"]:.1f} s '
              f'({mb_in:,.1f} MB in, {mb_out:,.1f} MB out)', f'manifest: {summary["manifest"]}']
     lines += [f'failed: {f["input"]}: {f["error"]}' for f in summary['failures']]

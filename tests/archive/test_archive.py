@@ -1,0 +1,159 @@
+"""`enmap-compress archive`: discovery, the manifest, reruns that skip, a kill in the middle and the rerun."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from archive_fixtures import make_archive, product_name, write_zip
+
+from enmap_compress.plugin.cli import main as cli
+from enmap_compress.plugin.cli.discover import discover
+from enmap_compress.plugin.cli.manifest import Manifest, read_records
+from enmap_compress.plugin.core.errors import OutputError
+from enmap_compress.plugin.core.runtime import sha256_of
+
+FIELDS = {'input', 'output', 'status', 'error', 'bytes_in', 'bytes_out', 'bpppb', 'seconds', 'sha256', 'model',
+          'quality', 'max_error'}
+ENTRY_POINT = os.path.join(os.path.dirname(sys.executable), 'enmap-compress')
+
+
+def archive_json(capsys, src, dest, *extra):
+    status = cli.main(['archive', src, dest, '--model', 'pca', '--quality', '4', '--json', *map(str, extra)])
+    out = capsys.readouterr().out
+    return status, json.loads(out)
+
+
+def outputs_under(dest):
+    return sorted(os.path.relpath(os.path.join(root, n), dest).replace(os.sep, '/')
+                  for root, _, names in os.walk(dest) for n in names if n.endswith('.ehc'))
+
+
+def leftovers(dest):
+    """Temporary files or folders a run must never leave behind."""
+    return [os.path.join(root, n) for root, dirs, names in os.walk(dest) for n in names + dirs
+            if n.endswith('.part') or n.startswith('.enmap_compress_scratch')]
+
+
+def test_discovery_mirrors_src_and_takes_the_zip_over_its_folder(tmp_path):
+    src, expected = make_archive(str(tmp_path))
+    synthetic_dup = write_zip(os.path.join(src, '2024'), 1)  # the ZIP of the product folder 2024/<1>
+    sources, duplicates = discover(src)
+    assert sorted(s.output for s in sources if s.kind != 'tar') + ['order_17'] == \
+        sorted([e for e in expected if not e.startswith('order_17')] + [f'2024/june/{product_name(9)}.ehc',
+                                                                        'order_17'])
+    assert {s.kind for s in sources} == {'zip', 'tar', 'tif'}
+    assert [d['input'] for d in duplicates] == [f'2024/{product_name(1)}']
+    assert any(s.path == synthetic_dup for s in sources)
+
+
+def test_archive_records_every_product_and_one_bad_one_never_stops_it(archive, tmp_path, capsys):
+    src, expected = archive
+    dest = str(tmp_path / 'dest')
+    status, summary = archive_json(capsys, src, dest, '--verify')
+    assert status == 11 and summary['failed'] == 1 and summary['compressed'] == 5 and summary['ok'] is False
+    assert outputs_under(dest) == expected
+    records = read_records(dest)
+    assert len(records) == 6
+    by_input = {r['input']: r for r in records}
+    bad = by_input[f'2024/june/{product_name(9)}.ZIP']
+    assert bad['status'] == 'failed' and 'ZIP' in bad['error'] and '\n' not in bad['error']
+    assert bad['sha256'] is None and not os.path.exists(os.path.join(dest, bad['output']))
+    for record in records:
+        assert FIELDS <= set(record)
+        if record['status'] == 'ok':
+            output = os.path.join(dest, record['output'])
+            assert record['sha256'] == sha256_of(output) and record['bytes_out'] == os.path.getsize(output)
+            assert record['model'] == 'pca' and record['quality'] == 4 and record['max_error'] is None
+            assert record['bpppb'] > 0 and record['bytes_in'] > 0 and record['psnr'] > 30
+            assert record['exact'] is False and record['max_abs_error'] > 0
+    tarred = by_input[f'order_17.tar.gz/order_17/{product_name(4)}.ZIP']
+    assert tarred['status'] == 'ok' and tarred['source'] == 'order_17.tar.gz'
+    assert leftovers(dest) == []
+
+
+def test_a_rerun_skips_what_is_done_and_redoes_what_is_missing_failed_or_changed(archive, tmp_path, capsys):
+    src, expected = archive
+    dest = str(tmp_path / 'dest')
+    archive_json(capsys, src, dest)
+    os.remove(os.path.join(dest, expected[0]))  # missing
+    with open(os.path.join(dest, expected[1]), 'r+b') as handle:  # damaged (same size)
+        handle.seek(100)
+        handle.write(b'\0\0\0\0')
+    status, summary = archive_json(capsys, src, dest)
+    assert (summary['compressed'], summary['skipped'], summary['failed']) == (2, 3, 1) and status == 11
+    latest = {r['input']: r for r in read_records(dest)}
+    for record in latest.values():
+        if record['status'] != 'failed':
+            assert sha256_of(os.path.join(dest, record['output'])) == record['sha256']
+    status, summary = archive_json(capsys, src, dest, '--quality', '5')  # other options: everything again
+    assert (summary['compressed'], summary['skipped']) == (5, 0)
+
+
+def test_a_torn_last_line_is_repaired(archive, tmp_path, capsys):
+    src, _ = archive
+    dest = str(tmp_path / 'dest')
+    archive_json(capsys, src, dest)
+    manifest = os.path.join(dest, 'manifest.jsonl')
+    lines = open(manifest, 'rb').read().splitlines(keepends=True)
+    with open(manifest, 'wb') as handle:  # as a kill in the middle of the last write would leave it
+        handle.write(b''.join(lines[:-1]) + lines[-1][:25])
+    status, summary = archive_json(capsys, src, dest)
+    assert summary['repaired_manifest_lines'] == 1
+    assert summary['skipped'] + summary['compressed'] == 5
+    for line in open(manifest, 'rb').read().splitlines():
+        json.loads(line)
+
+
+def test_one_run_per_dest_at_a_time(tmp_path):
+    with Manifest(str(tmp_path)), pytest.raises(OutputError, match='Another archive run'):
+        with Manifest(str(tmp_path)):
+            pass
+
+
+def test_a_product_folder_as_src_is_a_clear_error(archive, tmp_path, capsys):
+    src, _ = archive
+    status = cli.main(['archive', os.path.join(src, '2024', product_name(1)), str(tmp_path / 'd')])
+    err = capsys.readouterr().err
+    assert status == 1 and 'is itself a product folder' in err and 'Traceback' not in err
+
+
+def test_workers_without_dask_say_what_to_install(archive, tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, 'dask.distributed', None)  # as if dask were not installed
+    src, _ = archive
+    status = cli.main(['archive', src, str(tmp_path / 'd'), '--workers', '2'])
+    err = capsys.readouterr().err
+    assert status == 1 and 'pip install "enmap-compress[archive]"' in err
+
+
+@pytest.mark.skipif(os.name != 'posix', reason='SIGKILL is POSIX')
+def test_a_kill_in_the_middle_then_a_rerun_completes_everything_once(tmp_path):
+    src = str(tmp_path / 'src')
+    os.makedirs(src)
+    names = [os.path.basename(write_zip(src, number, (64, 64))) for number in range(20, 28)]
+    dest = str(tmp_path / 'dest')
+    manifest = os.path.join(dest, 'manifest.jsonl')
+    command = [ENTRY_POINT, 'archive', src, dest, '--model', 'rdnet', '--quality', '3', '--quiet']
+    process = subprocess.Popen(command)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        if os.path.exists(manifest) and open(manifest, 'rb').read().count(b'\n') >= 2:
+            break
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait(30)
+    recorded_before = open(manifest, 'rb').read().count(b'\n')
+    assert 2 <= recorded_before < len(names), 'the kill came too late to be in the middle'
+    rerun = subprocess.run(command + ['--json'], capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    summary = json.loads(rerun.stdout)
+    assert summary['ok'] and summary['skipped'] >= 2 and summary['skipped'] + summary['compressed'] == len(names)
+    latest = {r['input']: r for r in read_records(dest)}
+    assert sorted(latest) == sorted(names)
+    for record in latest.values():
+        assert record['status'] in ('ok', 'skipped')
+        assert sha256_of(os.path.join(dest, record['output'])) == record['sha256']
+    assert leftovers(dest) == []
+    assert cli.main(['verify', os.path.join(dest, latest[names[-1]]['output']), '--quiet']) == 0
