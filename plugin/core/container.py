@@ -29,15 +29,20 @@ import zlib
 import numpy as np
 
 from .errors import FormatError, OutputError
+from .outputs import OutputClaim, write_error
+from .headerdict import DICTIONARY
 
 MAGIC = b'\x89EHC\r\n\x1a\n'
 END_MAGIC = b'\x89EHCEND\n'  # 8 bytes, like MAGIC
-# (major, minor): readers refuse another major. 1.1: each chunk is stored with its own meta (a chunk record).
-VERSION = (1, 1)
+# (major, minor): readers refuse a major they do not know. 1.1: each chunk is stored with its own meta (a chunk
+# record). 2.0: header and index are raw DEFLATE streams with the preset dictionary of headerdict.py (a small
+# file's header shrinks about five times); a 1.x reader would misread them, hence the major version.
+VERSION = (2, 0)
+READ_MAJORS = (1, 2)
 RECORDS_SINCE = (1, 1)  # files of this version and later store chunk records, older ones bare payloads
+DICTIONARY_SINCE = (2, 0)  # files of this version and later deflate header and index with DICTIONARY
 _PREFIX = struct.Struct('<8sHHII')  # magic, major, minor, header length, header CRC-32
 _TRAILER = struct.Struct('<QQII8s')  # index offset, index length, index CRC-32, trailer CRC-32, end magic
-_ZLIB_LEVEL = 6
 MAX_HEADER_BYTES = 1 << 20  # inflated; a header with every per-band table spelled out takes about 30 KB
 DEFAULT_INDEX_LIMIT = 16 << 20  # inflated index, unless the caller bounds it from the header (the codec does)
 MAX_META_VALUES = 255  # a chunk record: u8 n, n svarints (the meta's integers, keys sorted), then the payload
@@ -122,9 +127,16 @@ def parse_json_text(data: bytes, what: str, path: str) -> dict:
     return value
 
 
-def inflate(raw: bytes, limit: int, what: str, path: str) -> bytes:
-    """zlib-decompress at most `limit` bytes; a stream that holds more (a zlib bomb) or is damaged: FormatError."""
-    inflater = zlib.decompressobj()
+def deflate_json(data: bytes) -> bytes:
+    """The stored form of a header or index JSON since 2.0: raw DEFLATE (RFC 1951) with the preset DICTIONARY."""
+    deflater = zlib.compressobj(9, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, DICTIONARY)
+    return deflater.compress(data) + deflater.flush()
+
+
+def inflate(raw: bytes, limit: int, what: str, path: str, version: tuple = (1, 1)) -> bytes:
+    """Decompress at most `limit` bytes (a zlib stream before 2.0, raw DEFLATE with DICTIONARY since); a stream
+    that holds more (a zlib bomb) or is damaged: FormatError."""
+    inflater = zlib.decompressobj(-15, DICTIONARY) if tuple(version) >= DICTIONARY_SINCE else zlib.decompressobj()
     try:
         data = inflater.decompress(raw, limit + 1)
     except zlib.error as exc:
@@ -137,8 +149,8 @@ def inflate(raw: bytes, limit: int, what: str, path: str) -> bytes:
     return data
 
 
-def _parse_json(raw: bytes, what: str, path: str, limit: int) -> dict:
-    return parse_json_text(inflate(raw, limit, what, path), what, path)
+def _parse_json(raw: bytes, what: str, path: str, limit: int, version: tuple) -> dict:
+    return parse_json_text(inflate(raw, limit, what, path, version), what, path)
 
 
 # ----------------------------------------------------------------------------------------------------- writer
@@ -160,10 +172,11 @@ class EhcWriter:
         header_json = to_json_bytes(header)
         if len(header_json) > MAX_HEADER_BYTES:
             raise ValueError(f'the header takes {len(header_json)} bytes; readers accept at most {MAX_HEADER_BYTES}')
-        header_raw = zlib.compress(header_json, _ZLIB_LEVEL)
+        header_raw = deflate_json(header_json)
         self._pos, self._done = 0, False
-        self._file = self._temp = None
-        self._temp, self._file = _open_temp(self.path)
+        self._file = self._temp = self._claim = None
+        self._claim, self._file = _open_temp(self.path)
+        self._temp = self._claim.temp
         prefix = _PREFIX.pack(MAGIC, VERSION[0], VERSION[1], len(header_raw), 0)
         crc = zlib.crc32(header_raw, zlib.crc32(prefix[8:16]))
         self._write(_PREFIX.pack(MAGIC, VERSION[0], VERSION[1], len(header_raw), crc) + header_raw)
@@ -218,7 +231,7 @@ class EhcWriter:
             raise TypeError(f'footer_meta must be a dict, got {type(self.footer_meta).__name__}')
         try:
             index = {'chunks': self._chunks, 'blobs': self._blobs, 'footer': _jsonable(self.footer_meta, 'footer')}
-            index_raw = zlib.compress(to_json_bytes(index, 'index'), _ZLIB_LEVEL)
+            index_raw = deflate_json(to_json_bytes(index, 'index'))
             offset = self._pos
             self._write(index_raw)
             head = struct.pack('<QQI', offset, len(index_raw), zlib.crc32(index_raw))
@@ -226,11 +239,10 @@ class EhcWriter:
             self._file.flush()
             os.fsync(self._file.fileno())
             self._file.close()
-            os.replace(self._temp, self.path)
+            self._claim.commit()
         except OSError as exc:
             self.abort()
-            raise OutputError(f'Cannot write {self.path} ({exc.strerror or exc}); is it open in another program?') \
-                from exc
+            raise write_error(self.path, exc) from exc
         except BaseException:
             self.abort()
             raise
@@ -244,10 +256,9 @@ class EhcWriter:
         if file is not None:
             with contextlib.suppress(OSError):
                 file.close()
-        temp, self._temp = getattr(self, '_temp', None), None
-        if temp:
-            with contextlib.suppress(OSError):
-                os.remove(temp)
+        claim, self._claim, self._temp = getattr(self, '_claim', None), None, None
+        if claim is not None:
+            claim.abandon()
 
     # -- internals
     def _store(self, *parts) -> dict:
@@ -268,7 +279,7 @@ class EhcWriter:
             self._file.write(data)
         except OSError as exc:
             self.abort()
-            raise OutputError(f'Cannot write {self.path} ({exc.strerror or exc}); is the disk full?') from exc
+            raise write_error(self.path, exc) from exc
         self._pos += len(data)
 
     def _check_open(self) -> None:
@@ -277,17 +288,14 @@ class EhcWriter:
 
 
 def _open_temp(path: str):
-    """Create and open `<path>.<random>.part` next to the target (folder created if missing), or OutputError."""
-    folder = os.path.dirname(path)
-    if os.path.isdir(path):
-        raise OutputError(f'The output {path} is a folder; expected a file name.')
-    temp = f'{path}.{secrets.token_hex(4)}.part'
+    """Claim `path` (outputs.OutputClaim: one run per output, cleanup after killed runs) and open its temporary
+    file; OutputError when it cannot be written."""
+    claim = OutputClaim(path)
     try:
-        os.makedirs(folder, exist_ok=True)
-        return temp, open(temp, 'xb')  # closed by finalize or abort
+        return claim, open(claim.temp, 'xb')  # closed by finalize or abort
     except OSError as exc:
-        raise OutputError(f'Cannot write {path}: {exc.strerror or exc} (folder {folder}). '
-                          'Choose an output folder you can write to.') from exc
+        claim.abandon()
+        raise write_error(path, exc) from exc
 
 
 def _fsync_folder(folder: str) -> None:
@@ -433,16 +441,17 @@ class EhcReader:
         if len(prefix) < _PREFIX.size:
             raise FormatError(f'{self.path} is truncated ({self._size} bytes): it was not written completely')
         _magic, major, minor, header_len, header_crc = _PREFIX.unpack(prefix)
-        if major != VERSION[0]:
+        if major not in READ_MAJORS:
+            known = ', '.join(f'{m}.x' for m in READ_MAJORS)
             raise FormatError(f'{self.path} is a version {major}.{minor} .ehc file; this EnMAP Compress reads '
-                              f'version {VERSION[0]}.x only. Update the plugin to read it.')
+                              f'versions {known} only. Update the plugin to read it.')
         if header_len > _stored_limit(MAX_HEADER_BYTES):
             raise FormatError(f'{self.path}: the header is corrupt (its length, {header_len} bytes, is more than a '
                               f'valid header needs)')
         header_raw = self._read_at(_PREFIX.size, header_len, 'header')
         if zlib.crc32(header_raw, zlib.crc32(prefix[8:16])) != header_crc:
             raise FormatError(f'{self.path}: the header is corrupt (checksum mismatch)')
-        header = _parse_json(header_raw, 'header', self.path, MAX_HEADER_BYTES)
+        header = _parse_json(header_raw, 'header', self.path, MAX_HEADER_BYTES, (major, minor))
         return (major, minor), header, _PREFIX.size + header_len
 
     def _read_trailer(self, data_start: int) -> tuple:
@@ -465,7 +474,7 @@ class EhcReader:
         index_raw = self._read_at(offset, length, 'index')
         if zlib.crc32(index_raw) != index_crc:
             raise FormatError(f'{self.path}: the chunk index is corrupt (checksum mismatch)')
-        return _parse_json(index_raw, 'chunk index', self.path, limit)
+        return _parse_json(index_raw, 'chunk index', self.path, limit, self.version)
 
     def _split_record(self, data: bytes, meta: dict, i: int) -> bytes:
         """The payload of a chunk record, after checking that the meta it records is the index's."""

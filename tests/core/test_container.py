@@ -11,6 +11,9 @@ import pytest
 from enmap_compress.plugin.core import container
 from enmap_compress.plugin.core.container import EhcReader, EhcWriter, file_size_bits
 from enmap_compress.plugin.core.errors import FormatError, OutputError
+from enmap_compress.plugin.core.headerdict import DICTIONARY
+
+HEADER_DICTIONARY_SHA256 = 'f47e9f9398a87cb0edcf38dc4eca172f276dbea6d280630920819054c0b00b71'
 
 HEADER = {
     'format': 'enmap-compress',
@@ -247,30 +250,59 @@ def _with_version(data, major, minor):
 
 def test_a_future_major_version_is_refused_naming_both_versions(tmp_path):
     path = _write(tmp_path / 'a.ehc')
-    path.write_bytes(_with_version(path.read_bytes(), 2, 1))
-    with pytest.raises(FormatError, match=r'version 2\.1 .ehc file; this EnMAP Compress reads version 1\.x'):
+    path.write_bytes(_with_version(path.read_bytes(), 3, 1))
+    with pytest.raises(FormatError, match=r'version 3\.1 .ehc file; this EnMAP Compress reads versions 1\.x, 2\.x'):
         EhcReader(path)
 
 
 def test_a_newer_minor_version_is_still_read(tmp_path):
     path = _write(tmp_path / 'a.ehc')
-    path.write_bytes(_with_version(path.read_bytes(), 1, 7))
+    path.write_bytes(_with_version(path.read_bytes(), 2, 7))
     with EhcReader(path) as reader:
-        assert reader.version == (1, 7) and reader.read_chunk(0) == b'first'
+        assert reader.version == (2, 7) and reader.read_chunk(0) == b'first'
 
 
 def test_the_layout_is_the_documented_one(tmp_path):
     """Decode a file by hand, as docs/format.md describes it, without the reader."""
     data = _write(tmp_path / 'a.ehc').read_bytes()
     magic, major, minor, header_len, _crc = struct.unpack_from('<8sHHII', data, 0)
-    assert (magic, major, minor) == (b'\x89EHC\r\n\x1a\n', 1, 1)
-    header = json.loads(zlib.decompress(data[20:20 + header_len]))
+    assert (magic, major, minor) == (b'\x89EHC\r\n\x1a\n', 2, 0)
+    header = json.loads(zlib.decompressobj(-15, DICTIONARY).decompress(data[20:20 + header_len]))
     assert header['format'] == 'enmap-compress'
     index_offset, index_len, index_crc, _trailer_crc, end = struct.unpack_from('<QQII8s', data, len(data) - 32)
     assert end == b'\x89EHCEND\n' and index_offset + index_len == len(data) - 32
-    index = json.loads(zlib.decompress(data[index_offset:index_offset + index_len]))
+    index = json.loads(zlib.decompressobj(-15, DICTIONARY).decompress(data[index_offset:index_offset + index_len]))
     first = index['chunks'][0]
     record = data[first['offset']:first['offset'] + first['length']]
     assert first['meta'] == {'x': 0} and record == b'\x01\x00first'  # one meta value, x = 0 (zigzag varint 0)
     assert zlib.crc32(record) == first['crc32'] and index['footer'] == {'valid_pixels': 123}
     assert index['blobs']['mask']['length'] == 3 and zlib.crc32(data[index_offset:-32]) == index_crc
+
+
+def test_the_preset_dictionary_never_changes():
+    """Every 2.x file's header and index inflate with this dictionary: changing it would break them all."""
+    import hashlib
+
+    assert hashlib.sha256(DICTIONARY).hexdigest() == HEADER_DICTIONARY_SHA256
+
+
+def test_a_version_1_0_file_still_reads(tmp_path):
+    """Files of 0.1.0: zlib header and index, bare chunk payloads."""
+    header = json.dumps({'format': 'enmap-compress'}).encode()
+    head = zlib.compress(header, 6)
+    prefix = struct.pack('<8sHHII', container.MAGIC, 1, 0, len(head), 0)
+    prefix = struct.pack('<8sHHII', container.MAGIC, 1, 0, len(head), zlib.crc32(head, zlib.crc32(prefix[8:16])))
+    payload = b'first'
+    start = len(prefix) + len(head)
+    index = zlib.compress(json.dumps({'chunks': [{'offset': start, 'length': 5, 'crc32': zlib.crc32(payload),
+                                                  'meta': {'x': 0}}], 'blobs': {}, 'footer': {}}).encode(), 6)
+    offset = start + len(payload)
+    trailer_head = struct.pack('<QQI', offset, len(index), zlib.crc32(index))
+    trailer = struct.pack('<QQII8s', offset, len(index), zlib.crc32(index), zlib.crc32(trailer_head),
+                          container.END_MAGIC)
+    path = tmp_path / 'old.ehc'
+    path.write_bytes(prefix + head + payload + index + trailer)
+    with EhcReader(path) as reader:
+        assert reader.version == (1, 0) and reader.header == {'format': 'enmap-compress'}
+        assert reader.read_chunk(0) == b'first' and reader.chunk_meta(0) == {'x': 0}
+
