@@ -1,0 +1,132 @@
+"""The numcodecs codec `enmap_ehc`: Zarr stores written and read back with zarr, xarray and Dask."""
+import json
+import os
+import pickle
+
+import numpy as np
+import pytest
+from osgeo import gdal
+
+from enmap_compress.plugin.core import synthetic
+from enmap_compress.plugin.core.bands import hyspecnet_keep_mask, standard_wavelengths
+from enmap_compress.plugin.core.errors import ModelNotFoundError
+from enmap_compress.plugin.core.runtime import find_model
+
+zarr = pytest.importorskip('zarr')
+xr = pytest.importorskip('xarray')
+dask = pytest.importorskip('dask')
+numcodecs = pytest.importorskip('numcodecs')
+from enmap_compress.plugin.zarr_codec import CODEC_ID, EhcCodec, write_zarr  # noqa: E402 (needs numcodecs)
+
+WIDTH, HEIGHT, CHUNK = 70, 50, 32
+
+
+@pytest.fixture(scope='module')
+def product(tmp_path_factory):
+    return synthetic.write_product(str(tmp_path_factory.mktemp('zarr')), WIDTH, HEIGHT, seed=12, make_zip=True)
+
+
+@pytest.fixture(scope='module')
+def original(product):
+    return gdal.Open(product.image).ReadAsArray()
+
+
+def store_of(tmp_path_factory, product, name, **options):
+    store = str(tmp_path_factory.mktemp('store') / f'{name}.zarr')
+    write_zarr(product.zip, store, chunk=CHUNK, **options)
+    return store
+
+
+@pytest.fixture(scope='module')
+def lossy_store(tmp_path_factory, product):
+    return store_of(tmp_path_factory, product, 'lossy', model='rdnet', quality=6)
+
+
+def decoded(store, **dask_options):
+    """The whole cube through xarray and Dask (threads: chunks decode in parallel)."""
+    with dask.config.set(scheduler='threads', num_workers=2, **dask_options):
+        return xr.open_zarr(store, mask_and_scale=False)['reflectance'].data.compute()
+
+
+def coded_valid(original):
+    """Coded (HySpecNet) bands with data, and valid pixels: where lossy and bounded errors are measured."""
+    valid = ~(original == -32768).all(axis=0)
+    bands = hyspecnet_keep_mask() & ~(original == -32768).all(axis=(1, 2))
+    return bands, valid
+
+
+def test_the_store_opens_in_xarray_with_coordinates_and_its_codec_by_entry_point(lossy_store, original):
+    dataset = xr.open_zarr(lossy_store, mask_and_scale=False)
+    cube = dataset['reflectance']
+    assert cube.dims == ('band', 'y', 'x') and cube.shape == (224, HEIGHT, WIDTH) and cube.dtype == np.int16
+    assert cube.data.chunksize == (224, CHUNK, CHUNK)
+    assert float(dataset['wavelength'][0]) == pytest.approx(418.2, abs=1) and dataset['wavelength'].size == 224
+    assert cube.attrs['crs_wkt'] and len(cube.attrs['geotransform']) == 6
+    config = json.load(open(os.path.join(lossy_store, 'reflectance', '.zarray')))['compressor']
+    assert config['id'] == CODEC_ID and config['model'] == 'rdnet' and config['quality'] == 6
+    assert config['model_sha256'] == find_model('rdnet').decoder_sha256()
+    assert len(config['wavelengths']) == 224 and config['nodata'] == -32768
+    assert isinstance(numcodecs.get_codec(config), EhcCodec)  # registered by the package's entry point
+
+
+def test_a_window_reads_like_the_same_window_of_the_whole_cube(lossy_store, original):
+    window = xr.open_zarr(lossy_store, mask_and_scale=False)['reflectance'][:, 10:41, 5:66].values
+    whole = decoded(lossy_store)
+    np.testing.assert_array_equal(window, whole[:, 10:41, 5:66])
+    bands, valid = coded_valid(original)
+    error = (whole[bands][:, valid].astype(float) - original[bands][:, valid]) / 1e4
+    assert 10 * np.log10(1.0 / np.mean(error ** 2)) > 40  # PSNR of a real lossy reconstruction
+
+
+def test_a_parallel_dask_read_equals_a_sequential_zarr_read(lossy_store):
+    sequential = zarr.open(lossy_store, mode='r')['reflectance'][:]
+    np.testing.assert_array_equal(decoded(lossy_store), sequential)
+
+
+def test_lossless_is_bit_exact(tmp_path_factory, product, original):
+    store = store_of(tmp_path_factory, product, 'lossless', model='pca', max_error=0)
+    np.testing.assert_array_equal(decoded(store), original)
+    stored = sum(os.path.getsize(os.path.join(root, n)) for root, _, names in os.walk(store) for n in names)
+    assert stored < original.nbytes / 2
+
+
+def test_the_bound_holds_on_every_valid_coded_sample(tmp_path_factory, product, original):
+    store = store_of(tmp_path_factory, product, 'bounded', model='pca', max_error=4)
+    restored = decoded(store)
+    bands, valid = coded_valid(original)
+    diff = np.abs(restored[bands][:, valid].astype(int) - original[bands][:, valid])
+    assert 0 < diff.max() <= 4
+
+
+def test_xarray_writes_a_cube_with_the_codec_and_reads_it_back(tmp_path, original):
+    codec = EhcCodec.for_model(standard_wavelengths(), model='pca', max_error=0)
+    cube = xr.DataArray(original, dims=('band', 'y', 'x'), name='reflectance').chunk({'band': 224, 'y': 24, 'x': 24})
+    store = str(tmp_path / 'xr.zarr')
+    cube.to_dataset().to_zarr(store, encoding={'reflectance': {'compressor': codec, '_FillValue': -32768}})
+    np.testing.assert_array_equal(decoded(store), original)
+
+
+def test_the_codec_config_and_pickle_round_trip(lossy_store):
+    codec = zarr.open(lossy_store, mode='r')['reflectance'].compressor
+    config = json.loads(json.dumps(codec.get_config()))
+    assert numcodecs.get_codec(config) == codec
+    assert pickle.loads(pickle.dumps(codec)).get_config() == codec.get_config()  # as Dask ships it to workers
+
+
+def test_chunks_must_hold_whole_spectra(tmp_path):
+    codec = EhcCodec.for_model(standard_wavelengths(), model='pca')
+    array = zarr.open(str(tmp_path / 'bad.zarr'), mode='w', shape=(224, 8, 8), chunks=(100, 8, 8), dtype='int16',
+                      compressor=codec)
+    with pytest.raises(ValueError, match='whole spectra'):
+        array[:] = 1000
+
+
+def test_a_store_whose_model_is_missing_names_the_model_to_install(tmp_path_factory, product):
+    store = store_of(tmp_path_factory, product, 'future', model='pca', quality=3)
+    meta_path = os.path.join(store, 'reflectance', '.zarray')
+    meta = json.load(open(meta_path))
+    meta['compressor'].update(model='sscnet', model_sha256='ab' * 32)  # as written where sscnet is installed
+    json.dump(meta, open(meta_path, 'w'))
+    os.remove(os.path.join(store, '.zmetadata'))  # no stale consolidated copy
+    with pytest.raises(ModelNotFoundError, match='model "sscnet".*not installed'):
+        zarr.open(store, mode='r')['reflectance'][:, :8, :8]
