@@ -22,15 +22,14 @@ import contextlib
 import json
 import os
 import re
-import secrets
 import struct
 import zlib
 
 import numpy as np
 
 from .errors import FormatError, OutputError
-from .outputs import OutputClaim, write_error
 from .headerdict import DICTIONARY
+from .outputs import OutputClaim, write_error
 
 MAGIC = b'\x89EHC\r\n\x1a\n'
 END_MAGIC = b'\x89EHCEND\n'  # 8 bytes, like MAGIC

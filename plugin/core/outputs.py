@@ -1,4 +1,5 @@
-"""Safe output writing: check the target folder early and never leave a half-written file behind.
+"""Safe output writing: check the target folder early, never leave a half-written file behind, never let two
+runs write one output, and clean up after runs that were killed.
 
 Usage::
 
@@ -10,11 +11,21 @@ Usage::
 
 On normal exit the temporary file and its side-cars (`.aux.xml`, ENVI `.hdr`, ...) replace the target with
 os.replace; on any exception, KeyboardInterrupt included, they are deleted and the exception propagates.
+
+While a run writes `<folder>/<name>` it holds the *claim folder* `<folder>/.<name>.enmapcompress.part/`, made
+with the exclusive os.mkdir: it holds the file being written and `owner` (host, process id and a token of the
+process). A second run for the same output fails with a message naming the first; a run killed with kill -9 leaves
+only that folder, which the next run writing into the same folder removes once its owner process is gone.
 """
 import contextlib
+import errno
+import json
 import os
+import platform
 import secrets
+import shutil
 import tempfile
+import time
 
 from .errors import OutputError
 
@@ -59,9 +70,178 @@ def check_writable(path):
         raise OutputError(f'Cannot overwrite {target}: the file is read-only. Choose another name or make it writable.')
 
 
-def _temp_prefix(target):
-    folder, base = os.path.split(target)
-    return os.path.join(folder, f'.{base}.{secrets.token_hex(4)}.part')
+CLAIM_SUFFIX = '.enmapcompress.part'
+_OWNER = 'owner'
+_TOKEN = secrets.token_hex(8)  # tells this process from an earlier one that had the same process id
+_HOST = platform.node()
+_HELD = set()  # claim folders this process holds
+_SETUP_SECONDS = 600  # a claim folder without its owner file younger than this is being set up, not stale
+_LEGACY_SECONDS = 86400  # 0.1 left `.<name>.<8 hex>.part<ext>` and `<name>.<8 hex>.part` without an owner
+
+
+def _process_alive(pid):
+    """Whether a local process `pid` exists (conservative: True when it cannot be told)."""
+    if os.name == 'nt':
+        return _windows_process_alive(pid)
+    try:
+        os.kill(pid, 0)  # signal 0: existence check only (POSIX)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True
+
+
+def _windows_process_alive(pid):
+    import ctypes
+
+    kernel32 = ctypes.windll.kernel32
+    handle = kernel32.OpenProcess(0x1000, False, int(pid))  # PROCESS_QUERY_LIMITED_INFORMATION
+    if not handle:
+        return ctypes.GetLastError() == 5  # access denied: it exists; invalid parameter: it does not
+    try:
+        code = ctypes.c_ulong()
+        if not kernel32.GetExitCodeProcess(handle, ctypes.byref(code)):
+            return True
+        return code.value == 259  # STILL_ACTIVE
+    finally:
+        kernel32.CloseHandle(handle)
+
+
+def _read_owner(claim):
+    try:
+        with open(os.path.join(claim, _OWNER), encoding='utf-8') as f:
+            owner = json.load(f)
+        return owner if isinstance(owner, dict) else {}
+    except (OSError, ValueError):
+        return None
+
+
+def _owner_alive(claim, owner):
+    """Whether the run that made `claim` may still be writing."""
+    if owner is None:  # no owner yet: being set up, unless it was left like that long ago
+        try:
+            return time.time() - os.path.getmtime(claim) < _SETUP_SECONDS
+        except OSError:
+            return False
+    pid, host = owner.get('pid'), owner.get('host')
+    if not isinstance(pid, int) or host != _HOST:
+        return True  # another machine writing to a shared folder: never touch its files
+    if pid == os.getpid():
+        return owner.get('token') == _TOKEN and claim in _HELD
+    return _process_alive(pid)
+
+
+def _describe_owner(owner):
+    if not owner:
+        return 'another run'
+    here = '' if owner.get('host') == _HOST else f' on {owner.get("host")}'
+    if owner.get('pid') == os.getpid():
+        return 'another run in this session'
+    return f'another run (process {owner.get("pid")}{here})'
+
+
+def _legacy_temp(name, path):
+    """A temporary file of EnMAP Compress 0.1 (no owner recorded): `.<name>.<8 hex>.part<ext>` or
+    `<name>.<8 hex>.part`."""
+    parts = name.split('.')
+    for index, part in enumerate(parts[1:-1], start=1):
+        if len(part) == 8 and all(c in '0123456789abcdef' for c in part) and parts[index + 1] == 'part':
+            return os.path.isfile(path)
+    return False
+
+
+def remove_stale_temporaries(folder):
+    """Remove what killed runs left in `folder`: claim folders whose owner process is gone, and 0.1's temporary
+    files older than a day. Returns the names removed."""
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return []
+    removed = []
+    for name in names:
+        path = os.path.join(folder, name)
+        if name.startswith('.') and name.endswith(CLAIM_SUFFIX) and os.path.isdir(path):
+            if not _owner_alive(path, _read_owner(path)):
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(name)
+        elif name.endswith('.part') or '.part.' in name:
+            with contextlib.suppress(OSError):
+                if _legacy_temp(name, path) and time.time() - os.path.getmtime(path) > _LEGACY_SECONDS:
+                    os.remove(path)
+                    removed.append(name)
+    return removed
+
+
+def write_error(target, exc):
+    """The OutputError for an OSError while writing `target`; a full disk says so and names the folder."""
+    folder = os.path.dirname(target)
+    if getattr(exc, 'errno', None) == errno.ENOSPC:
+        return OutputError(f'Cannot write {target}: not enough disk space in {folder}; free some space or choose '
+                           'another output folder.')
+    return OutputError(f'Cannot write {target} ({exc.strerror or exc}; folder {folder}). '
+                       'Choose an output folder you can write to.')
+
+
+class OutputClaim:
+    """The right to write `target`, held until commit() or abandon(): see the module docstring.
+
+    `temp` is the file to write (in the claim folder, with the target's extension); its side-cars go next to it.
+    """
+
+    def __init__(self, path):
+        self.target = os.path.abspath(os.fspath(path))
+        folder, name = os.path.split(self.target)
+        if os.path.isdir(self.target):
+            raise OutputError(f'The output {self.target} is a folder; expected a file name.')
+        try:
+            os.makedirs(folder, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f'Cannot create the output folder {folder} ({exc.strerror or exc}).') from exc
+        remove_stale_temporaries(folder)
+        self.folder = os.path.join(folder, f'.{name}{CLAIM_SUFFIX}')
+        self._take()
+        self.prefix = os.path.join(self.folder, 'part')
+        self.temp = self.prefix + os.path.splitext(name)[1]
+
+    def _take(self):
+        try:
+            os.mkdir(self.folder)
+        except FileExistsError:
+            owner = _read_owner(self.folder)
+            raise OutputError(f'{_describe_owner(owner)} is writing {self.target}; wait for it to finish or choose '
+                              f'another output name (if no such run exists, delete the folder {self.folder}).') \
+                from None
+        except OSError as exc:
+            raise write_error(self.target, exc) from exc
+        _HELD.add(self.folder)
+        try:
+            with open(os.path.join(self.folder, _OWNER), 'w', encoding='utf-8') as f:
+                json.dump({'pid': os.getpid(), 'host': _HOST, 'token': _TOKEN, 'target': self.target}, f)
+        except OSError as exc:
+            self.abandon()
+            raise write_error(self.target, exc) from exc
+
+    def commit(self):
+        """Move side-cars first and the main file last, so the main file appears only when everything is there."""
+        try:
+            _commit(self.prefix, self.temp, self.target)
+        except OSError as exc:
+            self.abandon()
+            if exc.errno == errno.ENOSPC:
+                raise write_error(self.target, exc) from exc
+            raise OutputError(f'Cannot replace {self.target} ({exc.strerror or exc}); is it open in another '
+                              'program?') from exc
+        except BaseException:
+            self.abandon()
+            raise
+        self.abandon()  # only the owner file is left
+
+    def abandon(self):
+        """Delete everything written (idempotent)."""
+        if self.folder in _HELD:
+            shutil.rmtree(self.folder, ignore_errors=True)
+            _HELD.discard(self.folder)
 
 
 def _temp_files(prefix):
@@ -71,12 +251,6 @@ def _temp_files(prefix):
     except OSError:
         return []
     return [os.path.join(folder, e) for e in entries if e.startswith(name)]
-
-
-def _remove_quietly(paths):
-    for p in paths:
-        with contextlib.suppress(OSError):
-            os.remove(p)
 
 
 def _final_name(temp_file, prefix, target):
@@ -90,7 +264,6 @@ def _final_name(temp_file, prefix, target):
 
 
 def _commit(prefix, main_temp, target):
-    """Move side-cars first and the main file last, so the main file appears only when everything is there."""
     temps = _temp_files(prefix)
     if main_temp not in temps:
         raise OutputError(f'Nothing was written to {target}: the writer produced no file.')
@@ -105,28 +278,25 @@ def _commit(prefix, main_temp, target):
 
 @contextlib.contextmanager
 def atomic_output(path):
-    """Yield a temporary path next to `path` (same extension); move it into place only on success.
+    """Yield a temporary path for `path` (same extension); move it into place only on success.
 
     The caller must close all handles to the temporary file before the block ends (required on Windows).
     """
-    target = os.path.abspath(os.fspath(path))
-    folder = os.path.dirname(target)
+    claim = OutputClaim(path)
     try:
-        os.makedirs(folder, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f'Cannot create the output folder {folder} ({exc.strerror or exc}).') from exc
-    prefix = _temp_prefix(target)
-    main_temp = prefix + os.path.splitext(target)[1]
-    try:
-        yield main_temp
+        yield claim.temp
     except BaseException:
-        _remove_quietly(_temp_files(prefix))
+        claim.abandon()
         raise
+    claim.commit()
+
+
+@contextlib.contextmanager
+def scratch_folder():
+    """A private folder in the system's temporary folder for intermediate files, removed afterwards (and, after a
+    killed run, by the next run that makes one)."""
+    claim = OutputClaim(os.path.join(tempfile.gettempdir(), f'enmapcompress-scratch-{secrets.token_hex(4)}'))
     try:
-        _commit(prefix, main_temp, target)
-    except OSError as exc:
-        _remove_quietly(_temp_files(prefix))
-        raise OutputError(f'Cannot replace {target} ({exc.strerror or exc}); is it open in another program?') from exc
-    except BaseException:
-        _remove_quietly(_temp_files(prefix))
-        raise
+        yield claim.folder
+    finally:
+        claim.abandon()

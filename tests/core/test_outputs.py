@@ -48,9 +48,8 @@ def test_check_writable_rejects_a_read_only_folder(tmp_path):
 def test_atomic_output_moves_the_file_into_place(tmp_path):
     target = tmp_path / 'rec.tif'
     with atomic_output(str(target)) as tmp:
-        assert os.path.dirname(tmp) == str(tmp_path)
-        name = os.path.basename(tmp)
-        assert name.startswith('.rec.tif.') and name.endswith('.part.tif')
+        assert os.path.dirname(tmp) == str(tmp_path / '.rec.tif.enmapcompress.part')
+        assert tmp.endswith('.tif')
         with open(tmp, 'w') as f:
             f.write('new')
     assert target.read_text() == 'new'
