@@ -3,6 +3,7 @@
 read (canonical order) -> tile -> model transform -> quantise -> entropy-code -> .ehc chunk, and back.
 Every call streams tile by tile, reports progress, honours cancellation and writes its outputs atomically.
 """
+import contextlib
 import logging
 import os
 import platform
@@ -14,11 +15,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..paths import MODELS_DIR
-from . import entropy, samples
-from .bands import HYSPECNET202, Radiometry, band_set
+from . import entropy, samples, spectral
+from .bands import HYSPECNET202, N_BANDS, Radiometry, band_set
 from .bounds import ErrorBound, UniformQuantiser, error_bound, uniform_bound
-from .container import EhcReader, EhcWriter
-from .enmap import open_spectral
+from .container import EhcWriter
+from .enmap import SpectralRaster, open_spectral
 from .errors import EnmapCompressError, FormatError, InputError, ModelError, ModelNotFoundError, OutputError
 from .geotiff import BandInfo, GeoTiffWriter, RasterLayout, output_values
 from .latent import make_latent_coder
@@ -29,6 +30,7 @@ from .rasterheader import pack_raster, unpack_raster
 from .runtime import OnnxRunner, default_model_id, find_model, list_models
 from .tiling import Progress, Tile, tile_grid
 from .transforms import make_transform
+from .validation import check_coder, open_checked
 
 LOG = logging.getLogger('enmap_compress')
 FORMAT_NAME = 'ehc'
@@ -39,6 +41,8 @@ CHUNK_VERSION_BOUNDS = 4  # 4: as 3 (the last section may be empty), residuals u
 DEFAULT_TILE = 256  # pixel models; spatial models bring their own tile size
 BAND_GAINS = 'band-gains'  # codec info `radiometry`: models saw reflectance = DN x gain + offset of each band
 QUALITY_LEVELS = tuple(range(1, 11))
+EXTRA_PREDICTED, EXTRA_SPECTRAL = 'predicted', 'spectral-v1'  # codec.extra_coder (absent: predicted)
+STAGE_SHARE = 0.2  # of a compress run, unpacking a deflated ZIP member takes about this much (measured: 15-25 %)
 
 
 def software_versions():
@@ -105,11 +109,24 @@ def decode_mask(data, height, width):
         return np.ones((height, width), bool)
     if data == b'\x00':
         return np.zeros((height, width), bool)
+    size = (height * width + 7) // 8
+    inflater = zlib.decompressobj()
     try:
-        bits = np.frombuffer(zlib.decompress(data[1:]), np.uint8)
-        return np.unpackbits(bits)[:height * width].reshape(height, width).astype(bool)
-    except (zlib.error, ValueError) as exc:
+        packed = inflater.decompress(data[1:], size + 1) if data[:1] == b'\x02' else b''
+    except zlib.error as exc:
         raise FormatError('a tile mask is corrupt') from exc
+    if len(packed) != size or not inflater.eof or inflater.unused_data:  # a bomb stops at size + 1 bytes
+        raise FormatError(f'a tile mask is corrupt (not {height} x {width} packed bits)')
+    return np.unpackbits(np.frombuffer(packed, np.uint8))[:height * width].reshape(height, width).astype(bool)
+
+
+def check_sections(coder, sections):
+    """A tile's sections are the ones its coder reads: mask, latent, [extra bands], [residual, checksum]."""
+    expected = 2 + bool(coder.extra.size) + 2 * (coder.bound is not None)
+    if len(sections) != expected:
+        raise FormatError(f'a tile payload holds {len(sections)} sections; the tiles of this file have {expected}')
+    if coder.bound is not None and len(sections[-1]) != 4:
+        raise FormatError('a tile\'s checksum section is not 4 bytes long')
 
 
 # --- the tile coder -----------------------------------------------------------------------------------------
@@ -133,6 +150,7 @@ class TileCoder:
     max_error: object = None  # a plain MAX_ERROR; `bound` (bounds.ErrorBound) is the general form
     radiometry: Radiometry = None  # of the coded bands; None: EnMAP's scale (and every file before band gains)
     bound: object = None
+    extra_coder: str = None  # how extra bands are coded: EXTRA_PREDICTED, or EXTRA_SPECTRAL (lossless, since 0.2)
     coded: np.ndarray = field(init=False)
     step: float = field(init=False)
 
@@ -155,6 +173,18 @@ class TileCoder:
         # lossless needs an exact layer for the extra bands; otherwise a coarse one plus the residual layer
         self.extra_step_dn = 1.0 if self.lossless else max(1.0, round(self.step * self.radiometry.dn_per_unit
                                                                             * 2.0))
+        if self.extra_coder is None:  # new files: lossless extra bands are predicted from the restored bands
+            self.extra_coder = EXTRA_SPECTRAL if self.lossless and self.extra.size else EXTRA_PREDICTED
+        if self.extra_coder not in (EXTRA_PREDICTED, EXTRA_SPECTRAL) or (
+                self.extra_coder == EXTRA_SPECTRAL and not self.lossless):
+            raise FormatError(f'extra bands coded as "{self.extra_coder}" are not supported here; update the plugin')
+
+    @property
+    def spectral_extra(self):
+        return self.extra_coder == EXTRA_SPECTRAL and self.extra.size > 0
+
+    def _rows(self):
+        return {int(band): row for row, band in enumerate(self.bands)}
 
     @property
     def lossless(self):
@@ -179,13 +209,18 @@ class TileCoder:
         sections = [latent_bytes]
         core_valid = valid[core]
         extra = dn[self.extra][:, core[0], core[1]][:, core_valid]
-        extra_symbols = np.rint(np.clip(extra, -32767, 32767) / self.extra_step_dn).astype(np.int32)
-        if self.extra.size:
-            sections.append(encode_predicted(extra_symbols, core_valid))
+        if self.spectral_extra:  # the base of an extra band is the band itself; its section follows below
+            extra_symbols = extra.astype(np.int64)
+        else:
+            extra_symbols = np.rint(np.clip(extra, -32767, 32767) / self.extra_step_dn).astype(np.int32)
+            if self.extra.size:
+                sections.append(encode_predicted(extra_symbols, core_valid))
         if self.bound is not None:
             original = np.concatenate([dn[self.coded][:, core[0], core[1]][:, core_valid], extra])
             if not np.array_equal(original, np.rint(original)):
                 raise InputError('an error bound needs integer DN values, but this image holds fractional values')
+            if self.spectral_extra:
+                sections.append(spectral.encode(original, self._rows(), self.extra, self.coded, core_valid))
             base = self._reconstruct(symbols, extra_symbols, valid, core)
             residual = self.bound.symbols(original, base, self.bands)
             restored = self.bound.restore(base, residual, self.bands)
@@ -198,12 +233,16 @@ class TileCoder:
         symbols = self.latent_coder.decode(sections[0], valid, core)
         pixels = int(valid[core].sum())
         extra_symbols = np.zeros((len(self.extra), pixels), np.int32)
-        if self.extra.size:
+        if self.extra.size and not self.spectral_extra:
             extra_symbols = decode_predicted(sections[1], len(self.extra), valid[core])
         values = self._reconstruct(symbols, extra_symbols, valid, core)
         if self.bound is not None:
             residual = entropy.decode_channels(sections[-2], values.shape)
             values = self.bound.restore(values, residual, self.bands)
+            if self.spectral_extra:  # the model bands are exact now: predict the extra bands from them
+                if residual[len(self.coded):].any():
+                    raise FormatError('a lossless tile has residuals in its spectrally predicted extra bands')
+                spectral.decode(sections[1], values, self._rows(), self.extra, self.coded, valid[core])
             if struct.unpack('<I', sections[-1])[0] != checksum(values):
                 raise FormatError('the error-bounded reconstruction on this machine differs from the encoder\'s '
                                   '(floating-point differences between machines or devices); decode with the '
@@ -285,13 +324,24 @@ def _check_ehc_path(path):
 
 
 def _open_input(source):
-    raster = open_spectral(source)
+    """The input raster for a `with`; an open SpectralRaster (evaluate's) is used as it is and stays open."""
+    owned = not isinstance(source, SpectralRaster)
+    raster = open_spectral(source) if owned else source
     if not raster.is_standard_enmap:
-        raster.close()
-        raise InputError(f'{source} has {raster.band_count} bands; the compressors need the 224 EnMAP L2A bands '
-                         '(wavelengths 418-2446 nm)')
+        if owned:
+            raster.close()
+        raise InputError(f'{raster.source} has {raster.band_count} bands; the compressors need the 224 EnMAP L2A '
+                         'bands (wavelengths 418-2446 nm)')
+    return raster if owned else contextlib.nullcontext(raster)
+
+
+def _prepare_input(raster, progress):
+    """Unpack a deflated ZIP member on the first STAGE_SHARE of `progress` when it needs it (SpectralRaster.stage)
+    and check the image is not empty; returns the Progress for the rest of the run."""
+    share = STAGE_SHARE if raster.needs_staging else 0.0
+    raster.stage(progress.sub(1, 0.0, share))
     raster.check_not_empty()
-    return raster
+    return progress.sub(1, share, 1.0)
 
 
 def _quality(value):
@@ -332,6 +382,7 @@ def compress(source, output, model=None, quality=5, device='auto', threads=None,
                        if quality is None else quality)
     runner = OnnxRunner(package, device, threads)
     with _open_input(source) as raster:
+        progress = _prepare_input(raster, Progress(1, progress, is_cancelled))
         dead = raster.canonical_dead_bands
         all_bands = code_all_bands or max_error == 0 or band_max_errors not in (None, '')
         extra = np.array([i for i in range(raster.band_count) if i not in set(coded) and not dead[i]], int) \
@@ -360,22 +411,23 @@ def compress(source, output, model=None, quality=5, device='auto', threads=None,
             header['codec']['radiometry'] = BAND_GAINS
         if bound is not None and max_error is None:
             header['codec']['error_bound'] = bound.codec_info()
+        if coder.extra_coder != EXTRA_PREDICTED:
+            header['codec']['extra_coder'] = coder.extra_coder
         if package.folder != os.path.join(MODELS_DIR, package.model_id):
             header['codec']['model_path'] = package.folder  # a custom package: where the decoder may find it
         tiles = tile_grid(raster.width, raster.height, tile_size)
-        steps = Progress(len(tiles), progress, is_cancelled)
+        steps = Progress(len(tiles), progress)
         count = 0
         band_numbers, nonfinite = np.asarray(raster.canonical_index) + 1, np.zeros(raster.band_count, np.int64)
         steps.check()
         with EhcWriter(output, header) as writer:
-            for tile in tiles:
+            for tile in steps.each(tiles, 'compressing tile {} of {}'):
                 window = coder.transform.window(tile, raster.width, raster.height)
                 cube = raster.read_canonical(window.x, window.y, window.width, window.height)
                 payload, pixels = encode_tile(coder, cube, raster.nodata, dead, _core(tile, window), band_numbers,
                                               nonfinite)
                 writer.add_chunk(payload, tile.as_dict())
                 count += pixels
-                steps.step()
             writer.footer_meta = {'valid_pixels': count}
         warnings = list(raster.warnings) + _nonfinite_warning(nonfinite, band_numbers)
     size = os.path.getsize(output)
@@ -413,7 +465,7 @@ def encode_tile(coder, cube, nodata, dead, core, band_numbers=None, nonfinite=No
     if nonfinite is not None:
         nonfinite += samples.count_nonfinite(native, valid[core]) * restored
     section = samples.pack(positions, values, cube.dtype) if positions.size else None
-    extended = coder.bound is not None and coder.bound.uniform is None
+    extended = (coder.bound is not None and coder.bound.uniform is None) or coder.spectral_extra
     return pack_sections(sections, section, extended), int(valid[core].sum())
 
 
@@ -432,6 +484,7 @@ def decode_tile(coder, payload, tile, window, dtype, nodata, dead, fill=None):
     dead bands, bands the file does not restore and invalid pixels hold `fill` (default samples.fill_value:
     nodata, else NaN for floats and 0 for integers), then the tile's sample section is written back."""
     sections, sample_section = unpack_sections(payload)
+    check_sections(coder, sections)
     core = _core(tile, window)
     valid = np.zeros((window.height, window.width), bool)
     valid[core] = decode_mask(sections[0], tile.height, tile.width)
@@ -456,15 +509,30 @@ def header_fill(raster):
 
 
 def decoded_tiles(reader, coder, raster):
-    """(tile, canonical cube) of every chunk of an open EhcReader, in file order; raster: the unpacked header."""
+    """(tile, canonical cube) of every chunk of an open EhcReader, in file order; raster: the unpacked header.
+    Open the reader with validation.open_checked: its header and index are then known to be consistent."""
     dead = np.zeros(raster['band_count'], bool)
     dead[np.asarray(raster['dead_bands'], int)] = True
     dead = dead[np.asarray(raster['canonical_index'], int)]
     for index in range(reader.chunk_count):
         tile = Tile.from_dict(reader.chunk_meta(index))
         window = coder.transform.window(tile, raster['width'], raster['height'])
-        yield tile, decode_tile(coder, reader.read_chunk(index), tile, window, raster['dtype'], raster['nodata'], dead,
-                                header_fill(raster))
+        if reader.stored_size(index) > max_chunk_bytes(window):
+            raise FormatError(f'{reader.path}: chunk {index} takes {reader.stored_size(index)} bytes, more than a '
+                              f'{window.width} x {window.height} px tile can need')
+        try:
+            yield tile, decode_tile(coder, reader.read_chunk(index), tile, window, raster['dtype'], raster['nodata'],
+                                    dead, header_fill(raster))
+        except FormatError as exc:
+            if reader.path in str(exc):
+                raise
+            raise FormatError(f'{reader.path}: chunk {index} (the tile at {tile.x}, {tile.y}): {exc}') from exc
+
+
+def max_chunk_bytes(window):
+    """The most bytes a valid chunk of a tile with this context window takes: every one of its samples stored
+    raw (32 bits), escaped and listed in the sample section (u32 position and a float64), with room to spare."""
+    return 32 * N_BANDS * window.width * window.height + (1 << 20)
 
 
 def _find_package(codec_info):
@@ -498,7 +566,7 @@ def _decoder_for(header, device, threads):
                                    np.asarray(raster['offsets'])[order][coded])
     bound = ErrorBound.from_codec_info(codec_info)
     coder = TileCoder(package, int(codec_info['quality']), runner, extra, bound.uniform if bound else None,
-                      radiometry, bound)
+                      radiometry, bound, codec_info.get('extra_coder', EXTRA_PREDICTED))
     return coder, runner
 
 
@@ -506,23 +574,22 @@ def decompress(source, output, device='auto', threads=None, progress=None, is_ca
     """Decompress a .ehc file to a GeoTIFF in the input's band order, dtype, nodata and georeferencing."""
     started = time.perf_counter()
     check_writable(output)
-    with EhcReader(source) as reader:
-        header = reader.header
-        if header.get('format') != FORMAT_NAME:
-            raise FormatError(f'{source} is not an EnMAP Compress image file')
-        coder, runner = _decoder_for(header, device, threads)
-        raster = unpack_raster(header['raster'])
+    reader, checked = open_checked(source)
+    with reader:
+        coder, runner = _decoder_for(reader.header, device, threads)
+        check_coder(checked, coder, source)
+        raster = checked.raster
         canonical_index = np.asarray(raster['canonical_index'], int)
         steps = Progress(reader.chunk_count, progress, is_cancelled)
         steps.check()
         with atomic_output(output) as tmp:
             writer = GeoTiffWriter(tmp, layout_from_header(raster))
             try:
-                for tile, canonical in decoded_tiles(reader, coder, raster):
+                for tile, canonical in steps.each(decoded_tiles(reader, coder, raster), 'decoding tile {} of {}'):
                     file_order = np.empty_like(canonical)
                     file_order[canonical_index] = canonical
                     writer.write(tile.x, tile.y, file_order)
-                    steps.step()
+                steps.say('writing the last blocks of the GeoTIFF')
             finally:
                 writer.close()
     return DecompressResult(output, runner.choice.device, runner.provider, time.perf_counter() - started)

@@ -46,6 +46,8 @@ _MIN_PARAMETRIC_ALPHABET = 8
 _INT32 = np.iinfo(np.int32)
 _COPY_BLOCK = 512
 _MODE_NAMES = ('const', 'raw', 'hist', 'laplace', 'gauss')
+# the longest channel record: kind, lo, K, g, split m and fg, and A + 1 histogram weights, each varint 5 bytes
+_MAX_RECORD_BYTES = 1 + 5 + 5 + 1 + 5 + 1 + 5 * (MAX_ALPHABET + 1)
 
 
 # ----------------------------------------------------------------------------------------------------- public API
@@ -517,7 +519,10 @@ class _Record:
 
 def _read_records(n_ch: int, flags: int, side: bytes) -> list:
     if flags & _FLAG_SIDE_ZLIB:
-        side = zlib.decompress(side)
+        inflater = zlib.decompressobj()
+        side = inflater.decompress(side, n_ch * _MAX_RECORD_BYTES + 1)  # a zlib bomb stops here
+        if not inflater.eof or inflater.unused_data:
+            raise FormatError('entropy stream side info is corrupt (its zlib stream is too long or incomplete)')
     if n_ch * 2 > len(side):
         raise FormatError(f'entropy stream side info is too short for {n_ch} channels')
     reader = _Reader(side)

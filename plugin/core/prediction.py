@@ -81,9 +81,12 @@ def encode_predicted(symbols, valid):
 def decode_predicted(data, channels, valid):
     try:
         (length,) = struct.unpack_from('<H', data, 0)
-        modes = np.frombuffer(zlib.decompress(data[2:2 + length]), np.uint8)
+        inflater = zlib.decompressobj()
+        modes = np.frombuffer(inflater.decompress(data[2:2 + length], channels + 1), np.uint8)  # bombs stop here
     except (struct.error, zlib.error) as exc:
         raise FormatError('a tile\'s prediction modes are corrupt') from exc
+    if not inflater.eof or inflater.unused_data:
+        raise FormatError('a tile\'s prediction modes are corrupt (not one byte per channel)')
     pixels = int(valid.sum())
     if modes.size != channels or (modes >= len(MODES)).any():
         raise FormatError('a tile\'s prediction modes do not match its channels')
