@@ -8,6 +8,7 @@ import numpy as np
 
 from .errors import OutputError
 from .gdalerrors import GdalError, checked, disk_space_message, failure, out_of_space
+from .outputs import shown_path
 
 GDAL_TYPES = {'int16': 'Int16', 'uint16': 'UInt16', 'int32': 'Int32', 'float32': 'Float32', 'float64': 'Float64',
               'uint8': 'Byte'}
@@ -89,10 +90,11 @@ class GeoTiffWriter:
                 yield recorder
         except GdalError as exc:
             self._release()
-            folder = os.path.dirname(os.path.abspath(self.path))
-            if out_of_space(folder, exc):
-                raise OutputError(f'Cannot {action} {self.path}: {disk_space_message(folder)} ({exc}).') from None
-            raise OutputError(f'Cannot {action} {self.path} ({exc}).') from None
+            target = shown_path(self.path)
+            folder, first = os.path.dirname(target), str(exc).split('; ')[0]  # GDAL's first complaint is the cause
+            if out_of_space(os.path.dirname(self.path), exc):
+                raise OutputError(f'Cannot {action} {target}: {disk_space_message(folder)} ({first}).') from None
+            raise OutputError(f'Cannot {action} {target} ({first}).') from None
 
     def _release(self):
         self.ds = None  # closes the file (Windows cannot move or delete open files)

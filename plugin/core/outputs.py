@@ -183,6 +183,15 @@ def write_error(target, exc):
                        'Choose an output folder you can write to.')
 
 
+def shown_path(path):
+    """The path to name in messages: the output a claim folder's temporary file stands for, else `path` itself."""
+    folder, name = os.path.split(os.path.abspath(path))
+    parent, claim = os.path.split(folder)
+    if claim.startswith('.') and claim.endswith(CLAIM_SUFFIX):
+        return os.path.join(parent, claim[1:-len(CLAIM_SUFFIX)])
+    return path
+
+
 class OutputClaim:
     """The right to write `target`, held until commit() or abandon(): see the module docstring.
 

@@ -1,0 +1,167 @@
+"""Temporary files, concurrent runs and full disks (finding 7): a killed run leaves one clearly named claim folder
+that the next run in that folder removes, two runs cannot both write one output, and a full disk says so."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from enmap_compress.plugin.core import outputs, synthetic
+from enmap_compress.plugin.core.codec import compress, decompress
+from enmap_compress.plugin.core.errors import OutputError
+from enmap_compress.plugin.core.outputs import CLAIM_SUFFIX, OutputClaim, atomic_output, remove_stale_temporaries
+
+# A real run in another process that prints "running <pid>" once it writes and then waits, tile after tile, until
+# the file `go` exists (or is killed).
+SLOW_RUN = textwrap.dedent('''
+    import os, sys, time
+    from enmap_compress.plugin.core.codec import compress, decompress
+    action, source, output, go = sys.argv[1:5]
+    announced = []
+    def progress(percent):
+        if not announced:
+            print('running', os.getpid(), flush=True)
+            announced.append(True)
+        while not os.path.exists(go):
+            time.sleep(0.05)
+    if action == 'compress':
+        compress(source, output, 'pca', 5, 'cpu', tile_size=16, progress=progress)
+    else:
+        decompress(source, output, 'cpu', progress=progress)
+    print('done', flush=True)
+''')
+
+
+@pytest.fixture(scope='module')
+def scene(tmp_path_factory):
+    folder = tmp_path_factory.mktemp('scene')
+    source = synthetic.write_scene(str(folder / 'scene.tif'), width=48, height=40, seed=5)
+    compress(source, str(folder / 'scene.ehc'), 'pca', 5, 'cpu', tile_size=16)
+    return source, str(folder / 'scene.ehc')
+
+
+def _start(action, source, output, go):
+    proc = subprocess.Popen([sys.executable, '-c', SLOW_RUN, action, source, output, go], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    line = proc.stdout.readline()
+    assert line.startswith('running'), proc.stderr.read()
+    return proc
+
+
+@pytest.mark.skipif(os.name != 'posix', reason='kill -9 is POSIX')
+@pytest.mark.parametrize('action', ['compress', 'decompress'])
+def test_a_killed_run_leaves_one_claim_folder_that_the_next_run_removes(scene, tmp_path, action):
+    source, ehc = scene
+    out = tmp_path / 'out'
+    target = str(out / ('a.ehc' if action == 'compress' else 'a.tif'))
+    proc = _start(action, source if action == 'compress' else ehc, target, str(tmp_path / 'never'))
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    left = os.listdir(out)
+    assert left == [f'.{os.path.basename(target)}{CLAIM_SUFFIX}'], left
+    assert json.load(open(out / left[0] / 'owner'))['pid'] == proc.pid
+    compress(source, str(out / 'b.ehc'), 'pca', 5, 'cpu')  # any later run writing into this folder
+    assert os.listdir(out) == ['b.ehc']
+
+
+def test_two_runs_cannot_both_write_one_output(scene, tmp_path):
+    source, _ = scene
+    target, go = str(tmp_path / 'same.ehc'), str(tmp_path / 'go')
+    first = _start('compress', source, target, go)
+    try:
+        with pytest.raises(OutputError, match=rf'another run \(process {first.pid}\) is writing .*same\.ehc; wait'):
+            compress(source, target, 'pca', 5, 'cpu')
+        assert not os.path.exists(target)
+    finally:
+        open(go, 'w').close()
+        stdout, stderr = first.communicate(timeout=120)
+    assert first.returncode == 0 and 'done' in stdout, stderr
+    assert sorted(os.listdir(tmp_path)) == ['go', 'same.ehc']
+
+
+def test_one_process_cannot_claim_an_output_twice(scene, tmp_path):
+    _, ehc = scene
+    target = str(tmp_path / 'x.tif')
+    with atomic_output(target) as tmp:
+        with pytest.raises(OutputError, match='another run in this session is writing'):
+            decompress(ehc, target, 'cpu')
+        open(tmp, 'w').close()
+    decompress(ehc, target, 'cpu')  # released: the next run may replace it
+    assert os.listdir(tmp_path) == ['x.tif']
+
+
+def _fake_claim(folder, name, **owner):
+    claim = folder / f'.{name}{CLAIM_SUFFIX}'
+    claim.mkdir()
+    (claim / 'part.tif').write_bytes(b'partial')
+    (claim / 'owner').write_text(json.dumps(owner))
+    return claim
+
+
+def _dead_pid():
+    proc = subprocess.Popen([sys.executable, '-c', 'pass'])
+    proc.wait()
+    return proc.pid  # reaped: no such process any more (pid reuse within the test is vanishingly unlikely)
+
+
+def test_stale_claims_are_removed_and_live_or_foreign_ones_kept(tmp_path):
+    host = outputs._HOST
+    dead = _fake_claim(tmp_path, 'dead.tif', pid=_dead_pid(), host=host, token='x')
+    same_pid_earlier_process = _fake_claim(tmp_path, 'mine.tif', pid=os.getpid(), host=host, token='earlier')
+    alive = _fake_claim(tmp_path, 'alive.tif', pid=os.getppid(), host=host, token='x')
+    foreign = _fake_claim(tmp_path, 'foreign.tif', pid=1, host=host + '-elsewhere', token='x')
+    removed = remove_stale_temporaries(str(tmp_path))
+    assert sorted(removed) == sorted([dead.name, same_pid_earlier_process.name])
+    assert alive.exists() and foreign.exists()
+    with pytest.raises(OutputError, match=rf'another run \(process {os.getppid()}\) is writing .*alive\.tif'):
+        OutputClaim(str(tmp_path / 'alive.tif'))
+    with pytest.raises(OutputError, match='elsewhere'):
+        OutputClaim(str(tmp_path / 'foreign.tif'))
+
+
+def test_old_temporaries_of_version_0_1_are_removed_after_a_day(tmp_path):
+    old = [tmp_path / '.rec.tif.0123abcd.part.tif', tmp_path / '.rec.tif.0123abcd.part.tif.aux.xml',
+           tmp_path / 'scene.ehc.89abcdef.part']
+    young = tmp_path / 'other.ehc.deadbeef.part'
+    unrelated = tmp_path / 'notes.part'
+    for path in old + [young, unrelated]:
+        path.write_text('x')
+    for path in old + [unrelated]:
+        os.utime(path, (time.time() - 2 * 86400,) * 2)
+    assert sorted(remove_stale_temporaries(str(tmp_path))) == sorted(p.name for p in old)
+    assert young.exists() and unrelated.exists()
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 192 KB tmpfs (needs root on Linux; skipped elsewhere)."""
+    folder = tmp_path / 'small'
+    folder.mkdir()
+    if not sys.platform.startswith('linux'):
+        pytest.skip('tmpfs is Linux')
+    mounted = subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=192k', 'tmpfs', str(folder)], capture_output=True,
+                             check=False)
+    if mounted.returncode != 0:
+        pytest.skip(f'cannot mount a small tmpfs here: {mounted.stderr.decode(errors="replace").strip()}')
+    try:
+        yield folder
+    finally:
+        subprocess.run(['umount', str(folder)], check=False)
+
+
+def test_a_full_disk_says_so_and_leaves_nothing(scene, tmp_path, small_disk):
+    source = synthetic.write_scene(str(tmp_path / 'big.tif'), width=64, height=64, seed=4)
+    lossless = str(tmp_path / 'big.ehc')
+    compress(source, lossless, 'pca', None, 'cpu', max_error=0)
+    assert os.path.getsize(lossless) > 192 * 1024
+    runs = {'compress': lambda: compress(source, str(small_disk / 'x.ehc'), 'pca', None, 'cpu', max_error=0),
+            'decompress (GDAL writing a GeoTIFF)': lambda: decompress(lossless, str(small_disk / 'x.tif'), 'cpu')}
+    for what, run in runs.items():
+        with pytest.raises(OutputError, match=rf'not enough disk space in {small_disk}; ') as info:
+            run()
+        assert '.enmapcompress.part' not in str(info.value), what
+        assert os.listdir(small_disk) == [], what
