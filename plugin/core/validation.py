@@ -29,7 +29,9 @@ INDEX_BYTES_PER_TILE = 256  # a chunk's index entry takes about 100 bytes of JSO
 INDEX_BASE_BYTES = 1 << 16  # blobs, footer and slack
 MAX_BAND_TABLE_MILLI = 10 ** 9  # |delta| of a 0.1 band table in 1/1000 nm
 MAX_TEXT = 4096  # characters of a band name, product name or model id
+MAX_BOUND_DN = 2 ** 53  # error bounds in DN: integers float64 holds exactly (larger ones overflow the residual layer)
 ENTROPY_CODER = 'constriction-ans-v1'
+RADIOMETRY = 'band-gains'  # codec.radiometry: the models saw DN x gain + offset of each band
 _MODEL_ID = re.compile(r'[^/\\\x00]{1,200}')
 _SHA256 = re.compile(r'[0-9a-f]{64}')
 _EPSG = re.compile(r'EPSG:([1-9][0-9]{0,5})')
@@ -135,6 +137,8 @@ def checked_header(header, path, payload_bytes):
     top.optional_type('created', str, 'a text')
     packed = _checked_raster(_Fields(header.get('raster'), 'raster', path))
     codec = _checked_codec(_Fields(header.get('codec'), 'codec', path))
+    if codec.get('radiometry') is not None:
+        _check_band_gains(_Fields(packed, 'raster', path))
     width, height, size = packed['width'], packed['height'], codec['tile_size']
     count = math.ceil(width / size) * math.ceil(height / size)
     if count * MIN_CHUNK_BYTES > payload_bytes:
@@ -264,7 +268,35 @@ def _checked_codec(fields):
     if extra_step is not None and extra_step < 1:
         fields.fail('extra_step_dn', f'must be at least 1, not {extra_step}')
     fields.text('entropy_coder', required=False, choices=(ENTROPY_CODER,))
+    fields.text('radiometry', required=False, choices=(RADIOMETRY,))
+    fields.integer('max_error', 0, MAX_BOUND_DN, required=False)
+    _check_error_bound(fields)
     return fields.obj
+
+
+def _check_error_bound(codec):
+    """codec.error_bound (bounds.ErrorBound.from_codec_info reads it): its integers within MAX_BOUND_DN."""
+    if codec.obj.get('error_bound') is None:
+        return
+    bound = _Fields(codec.obj['error_bound'], 'codec.error_bound', codec.path)
+    if bound.obj.get('band_max_errors') is not None:
+        limits = bound.obj['band_max_errors']
+        if not isinstance(limits, list) or len(limits) != N_BANDS or \
+                not all(_is_int(v) and 0 <= v <= MAX_BOUND_DN for v in limits):
+            bound.fail('band_max_errors', f'must be a list of {N_BANDS} integers from 0 to {MAX_BOUND_DN}, not '
+                                          f'{_shown(limits)}')
+    bound.number('relative_error', required=False)
+    bound.integer('relative_floor', 0, MAX_BOUND_DN, required=False)
+
+
+def _check_band_gains(raster):
+    """Files whose models saw DN x gain + offset: gains finite and non-zero, offsets finite."""
+    for key, allow_zero in (('gains', False), ('offsets', True)):
+        value = raster.obj[key]
+        values = value if isinstance(value, list) else [value]
+        if not all(math.isfinite(v) and (allow_zero or v != 0) for v in values):
+            raster.fail(key, f'must be finite{"" if allow_zero else ", non-zero"} numbers when codec.radiometry is '
+                             f'{RADIOMETRY!r}, not {_shown(value)}')
 
 
 # --- the model named by the header ----------------------------------------------------------------------------------
