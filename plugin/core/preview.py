@@ -77,3 +77,21 @@ def wavelengths(source):
             return [float(w) for w in raster.wavelengths]
     except (EnmapCompressError, ImportError):
         return None
+
+
+def spectrum_at(source, x, y):
+    """The stored values (DN) of every band at map coordinates (x, y) in the raster's own CRS, in file band
+    order, NaN for nodata; None when the point lies outside the image or the file cannot be read."""
+    try:
+        from .enmap import open_spectral
+
+        with open_spectral(source) as raster:
+            origin_x, pixel_w, _rx, origin_y, _ry, pixel_h = raster.geotransform
+            column, row = int(np.floor((x - origin_x) / pixel_w)), int(np.floor((y - origin_y) / pixel_h))
+            if not (0 <= column < raster.width and 0 <= row < raster.height):
+                return None
+            values = raster.read(column, row, 1, 1)[:, 0, 0].astype(np.float64)
+            values[_invalid(values, raster.nodata)] = np.nan
+            return [float(v) for v in values]
+    except (EnmapCompressError, ImportError):
+        return None

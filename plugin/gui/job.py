@@ -75,7 +75,7 @@ def model_index(algorithm, model_id):
     raise RuntimeError(f'the model {model_id} is not installed any more; reopen the dialog')
 
 
-class _Feedback(QgsProcessingFeedback):
+class RunFeedback(QgsProcessingFeedback):
     """Keeps the last error text (reportError is called from the worker thread; only a string is stored), and
     counts a Cancel from QGIS's task manager too: QgsProcessingAlgRunnerTask only cancels feedback it owns."""
 
@@ -112,7 +112,7 @@ class CompressJob(QObject):
         self.outcome = None
         self._existing = {path for path in request.files() if os.path.exists(path)}
         self.context = QgsProcessingContext()  # no project: the worker must not touch project layers
-        self.feedback = _Feedback()
+        self.feedback = RunFeedback()
         self.task = None
 
     def start(self):

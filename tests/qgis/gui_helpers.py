@@ -64,7 +64,11 @@ class GuiIface:
         self._bar = message_bar
         self.calls = []
         self.layer_actions = []
+        self.layer_action_layers = {}  # action -> [layers it is offered on]
         self.raster_menu = {}
+        self.add_layer_actions = []
+        self.drop_handlers = []
+        self.docks = []
 
     def __getattr__(self, name):
         return getattr(self._iface, name)
@@ -85,6 +89,34 @@ class GuiIface:
             self.layer_actions.remove(action)
             return True
         return False
+
+    def addCustomActionForLayer(self, action, layer):
+        self._record('addCustomActionForLayer', action, layer)
+        self.layer_action_layers.setdefault(action, []).append(layer)
+
+    def insertAddLayerAction(self, action):
+        self._record('insertAddLayerAction', action)
+        self.add_layer_actions.append(action)
+
+    def removeAddLayerAction(self, action):
+        self._record('removeAddLayerAction', action)
+        self.add_layer_actions.remove(action)
+
+    def registerCustomDropHandler(self, handler):
+        self._record('registerCustomDropHandler', handler)
+        self.drop_handlers.append(handler)
+
+    def unregisterCustomDropHandler(self, handler):
+        self._record('unregisterCustomDropHandler', handler)
+        self.drop_handlers.remove(handler)
+
+    def addDockWidget(self, area, dock):
+        self._record('addDockWidget', area, dock)
+        self.docks.append(dock)
+
+    def removeDockWidget(self, dock):
+        self._record('removeDockWidget', dock)
+        self.docks.remove(dock)
 
     def addPluginToRasterMenu(self, menu, action):
         self._record('addPluginToRasterMenu', menu, action)

@@ -28,14 +28,19 @@ def test_context_action_menu_and_toolbar_are_added_and_removed(gui_iface, qgis_p
         (action,) = gui_iface.layer_actions
         assert action.text() == 'Compress with EnMAP Compress…'
         add = next(args for name, args in gui_iface.calls if name == 'addCustomActionForLayerType')
-        assert add[1:] == ('', QgsMapLayerType.RasterLayer, True)
+        assert add[1:] == ('', QgsMapLayerType.RasterLayer, False), 'offered per layer, on hyperspectral ones'
         (entries,) = gui_iface.raster_menu.values()
-        assert [a.text() for a in entries] == ['Compress / evaluate EnMAP image…', 'Diagnostics…']
-        assert any(name == 'addToolBarIcon' for name, _ in gui_iface.calls)
+        assert [a.text() for a in entries] == ['Compress / evaluate EnMAP image…', 'Decompress…',
+                                               'Spectrum inspector', 'Diagnostics…']
+        toolbar = [args[0].text() for name, args in gui_iface.calls if name == 'addToolBarIcon']
+        assert toolbar == ['Compress / evaluate EnMAP image…', 'Decompress…', 'Spectrum inspector']
+        assert [a.text() for a in gui_iface.add_layer_actions] == ['Add EnMAP Compress Image (.ehc)…']
+        assert len(gui_iface.drop_handlers) == 1
     finally:
         plugin.unload()
     flush_deletes()
     assert gui_iface.layer_actions == [] and gui_iface.raster_menu == {}
+    assert gui_iface.add_layer_actions == [] and gui_iface.drop_handlers == []
     removed = [args[0] for name, args in gui_iface.calls if name == 'removeCustomActionForLayerType']
     assert removed == [action]
     assert any(name == 'removeToolBarIcon' for name, _ in gui_iface.calls)
@@ -57,6 +62,20 @@ def test_right_click_action_opens_the_dialog_prefilled_with_that_layer(plugin, g
     dialog.close()
 
 
+def test_the_context_action_is_offered_only_on_hyperspectral_layers(plugin, gui_iface, scene_layer, tmp_path):
+    from osgeo import gdal
+    from qgis.core import QgsProject, QgsRasterLayer
+
+    path = str(tmp_path / 'rgb.tif')
+    gdal.GetDriverByName('GTiff').Create(path, 8, 8, 3, gdal.GDT_Byte).FlushCache()
+    rgb = QgsRasterLayer(path, 'rgb', 'gdal')
+    error = QgsRasterLayer(scene_layer.source(), 'an error layer', 'gdal')
+    error.setCustomProperty('enmapcompress/role', 'error')
+    QgsProject.instance().addMapLayers([rgb, error])
+    offered = gui_iface.layer_action_layers[plugin.layer_action]
+    assert scene_layer in offered and rgb not in offered and error not in offered
+
+
 def test_menu_entry_opens_the_dialog_for_the_current_layer(plugin, gui_iface, scene_layer):
     gui_iface.setActiveLayer(scene_layer)
     menu_action = next(iter(gui_iface.raster_menu.values()))[0]
@@ -67,7 +86,7 @@ def test_menu_entry_opens_the_dialog_for_the_current_layer(plugin, gui_iface, sc
 
 def test_diagnostics_dialog_shows_versions_devices_and_models(plugin, gui_iface, installed_model):
     entries = next(iter(gui_iface.raster_menu.values()))
-    entries[1].trigger()
+    entries[-1].trigger()
     dialog = plugin.dialogs[-1]
     text = dialog.browser.toPlainText()
     for expected in ('QGIS', 'Python', 'numpy', 'onnxruntime', 'onnxruntime providers', 'CPUExecutionProvider',

@@ -1,0 +1,231 @@
+"""An .ehc opens like any raster: the drop handler, Layer ▸ Add, the Browser's data items (with their info), the
+decode cache (reused while the file is unchanged, kept under its limit) and the background task; plus the
+Decompress… entry and the spectrum inspector."""
+import os
+import shutil
+import time
+
+import numpy as np
+import pytest
+from gui_helpers import flush_deletes, wait_for
+from qgis.core import QgsApplication, QgsDataItem, QgsPointXY, QgsProject, QgsSettings
+from qgis.PyQt.QtCore import QEvent, QPoint, Qt
+
+pytest_plugins = ['gui_fixtures']  # the shared GUI fixtures (tests/qgis/test_gui_*.py)
+
+TIMEOUT_S = 90
+
+
+@pytest.fixture(scope='module')
+def ehc_file(scene, installed_model, tmp_path_factory):
+    from enmap_compress.plugin.core.codec import compress
+
+    path = str(tmp_path_factory.mktemp('ehc') / 'scene.ehc')
+    compress(scene, path, installed_model, 5, 'cpu')
+    return path
+
+
+@pytest.fixture
+def fresh_cache(monkeypatch, tmp_path):
+    from enmap_compress.plugin.gui import opener
+
+    folder = tmp_path / 'cache'
+    monkeypatch.setattr(opener, 'cache_folder', lambda: str(folder))
+    yield folder
+    QgsProject.instance().removeAllMapLayers()
+
+
+def _open_and_wait(opener, path):
+    added = []
+    opener.opened.connect(added.append)
+    result = opener.open(path)
+    assert wait_for(lambda: added or not opener.running(), TIMEOUT_S), 'the decode task did not finish'
+    opener.opened.disconnect(added.append)
+    return result, added
+
+
+def test_the_decode_cache_keys_on_the_file_and_stays_under_its_limit(tmp_path):
+    from enmap_compress.plugin.core.decodecache import DecodeCache
+
+    ehc = tmp_path / 'a.ehc'
+    ehc.write_bytes(b'one')
+    cache = DecodeCache(str(tmp_path / 'cache'), 2500)
+    first = cache.entry_path(str(ehc))
+    assert cache.entry_path(str(ehc)) == first and cache.lookup(str(ehc)) is None
+    os.makedirs(os.path.dirname(first))
+    open(first, 'wb').write(b'x' * 1000)
+    assert cache.lookup(str(ehc)) == first
+    stat = os.stat(ehc)
+    ehc.write_bytes(b'two')  # same size, same time: only the content tells
+    os.utime(ehc, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert cache.entry_path(str(ehc)) != first and cache.lookup(str(ehc)) is None
+    paths = []
+    for index in range(3):
+        path = os.path.join(str(tmp_path / 'cache'), f'e{index}.tif')
+        open(path, 'wb').write(b'y' * 1000)
+        os.utime(path, (time.time() - 100 + index, time.time() - 100 + index))
+        paths.append(path)
+    os.utime(first, (time.time() - 1000, time.time() - 1000))
+    removed = cache.trim(keep=[first])
+    assert first not in removed and os.path.isfile(first), 'an entry in use is never removed'
+    assert removed == paths[:2] and cache.total_bytes() <= 2500
+
+
+def test_a_dropped_ehc_decodes_in_a_task_and_opens_in_true_colour(plugin, gui_iface, ehc_file, fresh_cache, scene):
+    from osgeo import gdal
+
+    (handler,) = gui_iface.drop_handlers
+    assert handler.handleFileDrop(str(fresh_cache / 'nothing.tif')) is False
+    added = []
+    plugin.opener.opened.connect(added.append)
+    tasks = []
+    QgsApplication.taskManager().taskAdded.connect(lambda task_id: tasks.append(
+        QgsApplication.taskManager().task(task_id).description()))
+    assert handler.handleFileDrop(ehc_file) is True
+    assert wait_for(lambda: added, TIMEOUT_S), 'the decode task did not finish'
+    assert tasks == ['EnMAP Compress: opening scene.ehc']
+    (layer,) = added
+    assert layer.isValid() and layer.bandCount() == 224 and QgsProject.instance().mapLayer(layer.id())
+    assert layer.source().startswith(str(fresh_cache)) and layer.source().endswith('.tif')
+    assert layer.customProperty('enmapcompress/ehc') == ehc_file
+    assert layer.renderer().type() == 'multibandcolor' and layer.renderer().redBand() != 1
+    assert layer.name().startswith('scene ') and layer.name().endswith('(.ehc)')
+    decoded, original = gdal.Open(layer.source()), gdal.Open(scene)
+    assert decoded.GetGeoTransform() == original.GetGeoTransform()
+    # unchanged file: the cached GeoTIFF is reused at once, no second task
+    again = plugin.opener.open(ehc_file)
+    assert again.source() == layer.source() and len(tasks) == 1
+
+
+def test_a_file_that_cannot_be_decoded_says_why(plugin, gui_iface, message_bar, fresh_cache, tmp_path):
+    bad = tmp_path / 'broken.ehc'
+    bad.write_bytes(b'not an ehc file at all')
+    _result, added = _open_and_wait(plugin.opener, str(bad))
+    assert not added and not QgsProject.instance().mapLayers()
+    (text,) = [item.text() for item in message_bar.items()]
+    assert text.startswith('broken.ehc: ') and 'Traceback' not in text
+    assert not fresh_cache.exists() or os.listdir(fresh_cache) == []
+
+
+def test_the_browser_shows_ehc_files_with_their_info(plugin, ehc_file, fresh_cache, installed_model):
+    providers = [p for p in QgsApplication.dataItemProviderRegistry().providers() if p.name() == 'EnMAP Compress']
+    (provider,) = providers
+    assert provider.createDataItem(ehc_file + '.missing', None) is None
+    item = provider.createDataItem(ehc_file, None)
+    assert item is not None and item.name() == 'scene.ehc' and item.state() == QgsDataItem.Populated
+    info = item.toolTip()
+    assert f'model {installed_model}, q5' in info and 'bpppb' in info and 'KB on disk' in info
+    assert '48 x 40 px, 224 bands' in info
+    added = []
+    plugin.opener.opened.connect(added.append)
+    assert item.handleDoubleClick()
+    assert wait_for(lambda: added, TIMEOUT_S)
+    assert [a.text() for a in item.actions(None)] == ['Open (decode to a cached GeoTIFF)']
+
+
+def test_layer_add_menu_opens_the_chosen_files(plugin, gui_iface, ehc_file, fresh_cache, monkeypatch):
+    from qgis.PyQt.QtWidgets import QFileDialog
+
+    (action,) = gui_iface.add_layer_actions
+    monkeypatch.setattr(QFileDialog, 'getOpenFileNames', lambda *args: ([ehc_file], ''))  # the user's choice
+    added = []
+    plugin.opener.opened.connect(added.append)
+    action.trigger()
+    assert wait_for(lambda: added, TIMEOUT_S) and added[0].bandCount() == 224
+
+
+def test_the_cache_limit_is_a_setting(plugin, ehc_file, fresh_cache, tmp_path):
+    from enmap_compress.plugin.gui import opener
+
+    QgsSettings().setValue(opener.CACHE_LIMIT_KEY, 0.001)  # about 1 KB: every entry is over it
+    try:
+        copy = str(tmp_path / 'copy.ehc')
+        shutil.copyfile(ehc_file, copy)
+        _open_and_wait(plugin.opener, ehc_file)
+        _open_and_wait(plugin.opener, copy)
+        assert len(os.listdir(fresh_cache)) == 2, 'both are in use as layers: neither is removed'
+        QgsProject.instance().removeAllMapLayers()
+        opener.decode_cache().trim()
+        assert os.listdir(fresh_cache) == []
+    finally:
+        QgsSettings().remove(opener.CACHE_LIMIT_KEY)
+
+
+def test_the_decompress_entry_opens_the_processing_dialog(plugin, gui_iface, monkeypatch):
+    import qgis.utils
+    from qgis.gui import QgsBrowserGuiModel
+
+    model = QgsBrowserGuiModel()  # the one thing pytest-qgis's iface lacks for Processing's file widgets
+    monkeypatch.setattr(qgis.utils.iface, 'browserModel', lambda: model, raising=False)
+    action = plugin.actions['decompress']
+    assert action.text() == 'Decompress…'
+    assert action in next(iter(gui_iface.raster_menu.values()))
+    action.trigger()
+    dialog = plugin.dialogs[-1]
+    assert dialog.isVisible() and dialog.algorithm().id() == 'enmapcompress:decompress'
+    dialog.close()
+    flush_deletes()
+
+
+@pytest.fixture
+def evaluated_pair(plugin, scene_layer, tmp_path):
+    """The test scene and the reconstruction a dialog run put on the map."""
+    dialog = plugin.open_dialog(scene_layer)
+    dialog.device_combo.setCurrentIndex(1)
+    dialog.quality_spin.setValue(2)
+    dialog.output_widget.setFilePath(str(tmp_path / 'pair.ehc'))
+    job = dialog.start()
+    assert wait_for(lambda: job.outcome is not None, TIMEOUT_S) and job.outcome.ok, job.outcome.message
+    dialog.close()
+    (reconstruction,) = [lay for lay in QgsProject.instance().mapLayers().values()
+                         if lay.customProperty('enmapcompress/role') == 'reconstruction']
+    return scene_layer, reconstruction
+
+
+def test_the_spectrum_inspector_shows_both_spectra_and_their_difference(plugin, gui_iface, evaluated_pair):
+    from osgeo import gdal
+    from qgis.gui import QgsMapCanvas, QgsMapMouseEvent
+
+    from enmap_compress.plugin.core.preview import wavelengths
+
+    original, reconstruction = evaluated_pair
+    canvas = QgsMapCanvas()
+    canvas.resize(400, 400)
+    canvas.setDestinationCrs(original.crs())
+    canvas.setExtent(original.extent())
+    canvas.setLayers([original])
+    canvas.refresh()
+    monkey_canvas = gui_iface._iface.mapCanvas
+    gui_iface._iface.mapCanvas = lambda: canvas
+    try:
+        plugin.actions['spectrum'].trigger()
+        tool, dock = plugin.spectrum_tool, plugin.spectrum_dock
+        assert canvas.mapTool() is tool and dock in gui_iface.docks
+        assert dock.reconstructed_combo.currentLayer() is reconstruction
+        assert dock.original_combo.currentLayer() is original, 'the input is paired by itself'
+        x, y = 20, 13  # a pixel (column, row) of the scene
+        transform = original.dataProvider().extent()
+        px = original.rasterUnitsPerPixelX()
+        point = QgsPointXY(transform.xMinimum() + (x + 0.5) * px,
+                           transform.yMaximum() - (y + 0.5) * original.rasterUnitsPerPixelY())
+        screen = canvas.getCoordinateTransform().transform(point)
+        event = QgsMapMouseEvent(canvas, QEvent.MouseButtonPress, QPoint(int(screen.x()), int(screen.y())),
+                                 Qt.LeftButton)
+        tool.canvasPressEvent(event)
+        plot = dock.plot
+        a_ds, b_ds = gdal.Open(original.source()), gdal.Open(reconstruction.source())
+        a = a_ds.ReadAsArray(x, y, 1, 1)[:, 0, 0].astype(float)
+        b = b_ds.ReadAsArray(x, y, 1, 1)[:, 0, 0].astype(float)
+        nodata = a_ds.GetRasterBand(1).GetNoDataValue()
+        a[a == nodata], b[b == nodata] = np.nan, np.nan
+        assert np.allclose(plot.original, a, equal_nan=True) and np.allclose(plot.reconstructed, b, equal_nan=True)
+        assert np.allclose(plot.difference(), b - a, equal_nan=True)
+        assert plot.wavelengths == wavelengths(original.source())
+        assert 'RMSE' in dock.info_label.text() and 'DN' in dock.info_label.text()
+        image = plot.grab().toImage()
+        colours = {image.pixel(i, j) for i in range(0, image.width(), 3) for j in range(0, image.height(), 3)}
+        assert len(colours) > 4, 'the plot draws curves'
+        plugin.actions['spectrum'].trigger()  # toggles off
+        assert canvas.mapTool() is not tool
+    finally:
+        gui_iface._iface.mapCanvas = monkey_canvas
