@@ -163,5 +163,5 @@ def test_sample_section_round_trips_and_rejects_damage():
 
 
 def test_a_payload_of_an_unknown_version_is_refused():
-    with pytest.raises(FormatError, match='version 4'):
-        unpack_sections(b'\x04\x00\x00')
+    with pytest.raises(FormatError, match='version 9'):  # 4 holds error-bound tiles (bounds.py)
+        unpack_sections(b'\x09\x00\x00')
