@@ -32,6 +32,7 @@ class RasterLayout:
     crs_wkt: str
     geotransform: tuple
     bands: List[BandInfo]
+    bad_bands: Optional[List[int]] = None  # 0-based file bands flagged bad (written as ENVI's bbl list)
 
 
 def _gdal():
@@ -81,6 +82,10 @@ class GeoTiffWriter:
                 self.ds.SetGeoTransform(tuple(layout.geotransform))
             for index, info in enumerate(layout.bands, start=1):
                 self._describe(self.ds.GetRasterBand(index), info, layout.nodata)
+            if layout.bad_bands is not None:
+                bad = set(layout.bad_bands)
+                self.ds.SetMetadataItem('bbl', '{' + ', '.join('0' if i in bad else '1'
+                                                               for i in range(len(layout.bands))) + '}', 'ENVI')
         self.dtype = np.dtype(layout.dtype)
 
     @contextlib.contextmanager
