@@ -132,17 +132,25 @@ def _unpack_names(packed, wavelengths):
 
 
 def _pack_crs(wkt):
+    """'EPSG:<code>' when that reproduces the WKT exactly, else the WKT (also when OSR cannot tell, in either of
+    its exception modes: a CRS without an EPSG code raises when someone turned osr.UseExceptions() on)."""
     if not wkt:
         return ''
     from osgeo import osr
 
-    srs = osr.SpatialReference()
-    if srs.ImportFromWkt(wkt) != 0 or srs.AutoIdentifyEPSG() != 0:
-        return wkt
-    code = srs.GetAuthorityCode(None)
-    candidate = osr.SpatialReference()
-    if code and candidate.ImportFromEPSG(int(code)) == 0 and candidate.ExportToWkt() == wkt:
-        return f'EPSG:{code}'
+    from .gdalerrors import GdalError, checked
+
+    try:
+        with checked():
+            srs = osr.SpatialReference()
+            if srs.ImportFromWkt(wkt) != 0 or srs.AutoIdentifyEPSG() != 0:
+                return wkt
+            code = srs.GetAuthorityCode(None)
+            candidate = osr.SpatialReference()
+            if code and code.isdigit() and candidate.ImportFromEPSG(int(code)) == 0 and candidate.ExportToWkt() == wkt:
+                return f'EPSG:{code}'
+    except GdalError:
+        pass
     return wkt
 
 

@@ -73,3 +73,26 @@ def test_shuffled_band_numbers_are_read_in_number_order(product, tmp_path):
     folder, _ = _with_band_numbers(product, tmp_path, lambda n: b'<bandID number="%s">' % swap.get(n, n))
     with open_spectral(folder) as raster:
         assert raster.wavelengths[0] > raster.wavelengths[1]  # entry "2" (423.8 nm) now holds the first wavelength
+
+
+def test_a_crs_without_epsg_code_compresses_when_osr_exceptions_are_on(tmp_path):
+    """Another plugin may have called osr.UseExceptions(): AutoIdentifyEPSG then raises for a custom CRS."""
+    from osgeo import gdal, osr
+
+    from enmap_compress.plugin.core.codec import compress, decompress
+
+    source = synthetic.write_scene(str(tmp_path / 'custom.tif'), width=8, height=8, seed=1)
+    custom = osr.SpatialReference()
+    custom.SetFromUserInput('+proj=tmerc +lon_0=13.3 +k=0.9996 +x_0=500000 +ellps=GRS80 +units=m +no_defs')
+    ds = gdal.Open(source, gdal.GA_Update)
+    ds.SetProjection(custom.ExportToWkt())
+    ds = None
+    before = osr.GetUseExceptions()
+    osr.UseExceptions()
+    try:
+        compress(source, str(tmp_path / 'c.ehc'), 'pca', 5, 'cpu')
+    finally:
+        osr.UseExceptions() if before else osr.DontUseExceptions()
+    decompress(str(tmp_path / 'c.ehc'), str(tmp_path / 'c.tif'), 'cpu')
+    restored = gdal.Open(str(tmp_path / 'c.tif'))
+    assert restored.GetSpatialRef().IsSame(custom)
