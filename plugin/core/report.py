@@ -1,4 +1,6 @@
-"""A self-contained HTML report of an evaluation (no external files, scripts or fonts; charts are inline SVG)."""
+"""A self-contained HTML report of an evaluation (no external files, scripts or fonts; charts are inline SVG and
+the quick looks inline PNG data), readable on its own: metrics, images, spectra with their residual, errors."""
+import base64
 import html
 import logging
 import math
@@ -24,7 +26,11 @@ ROWS = (
 
 STYLE = ('body{font-family:sans-serif;margin:2em;color:#222;max-width:60em}table{border-collapse:collapse}'
          'td,th{border:1px solid #ccc;padding:4px 10px;text-align:left}th{background:#eef}'
-         '.note{color:#666;font-size:90%}h2{margin-top:1.6em;border-bottom:1px solid #ddd}' + svgplot.STYLE)
+         '.note{color:#666;font-size:90%}h2{margin-top:1.6em;border-bottom:1px solid #ddd}'
+         'h1{font-size:1.5em;overflow-wrap:anywhere;word-break:break-word}'
+         '.looks{display:flex;flex-wrap:wrap;gap:1em}.looks figure{margin:0}.looks img{image-rendering:pixelated;'
+         'background:repeating-conic-gradient(#eee 0 25%,#fff 0 50%) 0 0/16px 16px;max-width:100%}'
+         'figcaption{font-size:90%;color:#444}' + svgplot.STYLE)
 
 
 def _fmt(template, value):
@@ -57,17 +63,65 @@ def _section(title, chart, note=''):
     return f'<h2>{html.escape(title)}</h2>{chart}{note_html}'
 
 
+def _residual(sample):
+    return [b - a for a, b in zip(sample.original, sample.reconstructed)]  # NaN stays NaN: a gap
+
+
 def _spectra_section(data):
     charts = []
     for sample in data.samples:
         series = [('original', data.wavelengths, sample.original, False),
                   ('reconstructed', data.wavelengths, sample.reconstructed, True)]
         title = f'{sample.label} (x {sample.x}, y {sample.y}): RMSE {sample.rmse_dn:.1f} DN'
+        residual = svgplot.line_chart([('reconstructed - original', data.wavelengths, _residual(sample), False)],
+                                      f'{title}: residual', 'wavelength (nm)', 'residual (DN)',
+                                      height=svgplot.SHORT_HEIGHT, zero_line=True)
         charts.append(f'<h3>{html.escape(title)}</h3>' +
-                      svgplot.line_chart(series, title, 'wavelength (nm)', 'DN (reflectance x 10000)'))
-    note = ('Gaps are the bands the compressors do not code (water-vapour absorption and dead bands). The last '
-            'chart is the pixel with the largest RMSE.')
+                      svgplot.line_chart(series, title, 'wavelength (nm)', 'DN (reflectance x 10000)') + residual)
+    note = ('Under each pair of spectra, their difference: at high quality the two curves coincide, and only the '
+            'residual shows where the error is. Gaps are the bands the compressors do not code (water-vapour '
+            'absorption and dead bands). The last chart is the pixel with the largest RMSE.')
     return _section('Spectra at sample pixels', ''.join(charts), note)
+
+
+def _png(data, alt, width):
+    encoded = base64.b64encode(data).decode('ascii')
+    return f'<img alt="{html.escape(alt)}" width="{width}" src="data:image/png;base64,{encoded}">'
+
+
+def _images_section(looks, width=320):
+    """True colour of the original and the reconstruction (one stretch for both) and the error map with its
+    colour bar."""
+    from .quicklook import scale_stops
+
+    figures = [(looks.original_png, 'original, true colour'), (looks.reconstructed_png, 'reconstruction, true '
+                                                                                          'colour'),
+               (looks.error_png, 'error per pixel (RMSE over the evaluated bands)')]
+    body = ''.join(f'<figure>{_png(data, caption, width)}<figcaption>{html.escape(caption)}</figcaption></figure>'
+                   for data, caption in figures)
+    bar = svgplot.colour_bar(scale_stops(looks.error_scale_dn), 0.0, looks.error_scale_dn, 'RMSE (DN)')
+    note = (f'Bands nearest to 640, 550 and 460 nm, both stretched from 2 % to 98 % of the original. One quick-look '
+            f'pixel per {looks.step} x {looks.step} image pixels; transparent: no data. The error map runs from 0 to '
+            f'{looks.error_scale_dn:g} DN (about the 99th percentile).')
+    return _section('The image', f'<div class="looks">{body}</div>{bar}', note)
+
+
+def _quick_look(data, source, reconstructed):
+    """The quick looks the evaluation gathered, else read from the files; None when neither works."""
+    from .errors import CancelledError, EnmapCompressError
+
+    looks = getattr(data, 'quicklook', None)
+    if looks is not None or not reconstructed or not os.path.exists(reconstructed):
+        return looks
+    try:
+        from .quicklook import from_files
+
+        return from_files(source, reconstructed)
+    except CancelledError:
+        raise
+    except (EnmapCompressError, OSError, ValueError) as exc:
+        LOG.warning('report without quick looks: %s', exc)
+        return None
 
 
 def _band_error_section(data):
@@ -94,10 +148,15 @@ def _rd_section(result, curves):
                                               '(their cards). The marked point is this image.')
 
 
-def render_report(result, source, data=None, curves=()):
-    """The report as one HTML string. data: a report_data.ReportData; curves: [(model_id, [CardRow])]."""
+def render_report(result, source, data=None, curves=(), images=None):
+    """The report as one HTML string. data: a report_data.ReportData; curves: [(model_id, [CardRow])];
+    images: a quicklook.QuickLook (default: the one in `data`, else read from the files)."""
     title = f'EnMAP Compress report: {os.path.basename(str(source))}'
     parts = [f'<p>{_run_line(result)}</p>', _metrics_table(result)]
+    if data is not None and images is None:
+        images = _quick_look(data, source, result.get('reconstructed'))
+    if images is not None:
+        parts.append(_images_section(images))
     if curves:
         parts.append(_rd_section(result, curves))
     if data is not None:
@@ -136,11 +195,16 @@ def _plot_data(source, reconstructed, progress, is_cancelled):
         return None
 
 
-def write_report(path, result, source, reconstructed=None, plots=True, progress=None, is_cancelled=None):
-    """Write the report; with plots, read `source` and the reconstruction (default result['reconstructed'])."""
-    data, curves = None, ()
-    if plots:
+def write_report(path, result, source, reconstructed=None, plots=True, progress=None, is_cancelled=None,
+                 data=None):
+    """Write the report; with plots, read `source` and the reconstruction (default result['reconstructed']),
+    unless `data` (a report_data.ReportData, as evaluate gathers it in its one pass) is given."""
+    curves = ()
+    if not plots:
+        data = None
+    elif data is None:
         data = _plot_data(source, reconstructed or result.get('reconstructed'), progress, is_cancelled)
+    if plots:
         curves = model_curves()
     with atomic_output(path) as tmp, open(tmp, 'w', encoding='utf-8') as handle:
         handle.write(render_report(result, source, data, curves))

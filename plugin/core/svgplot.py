@@ -6,6 +6,7 @@ import html
 import math
 
 WIDTH, HEIGHT = 640, 300
+SHORT_HEIGHT = 170  # a residual under its spectra
 MARGIN = {'left': 64, 'right': 30, 'top': 28, 'bottom': 44}
 PALETTE = ('#1f77b4', '#d62728', '#2ca02c', '#9467bd', '#ff7f0e', '#8c564b', '#e377c2', '#17becf')
 
@@ -102,12 +103,17 @@ def _svg(frame, title, body):
             f'{body}</svg>')
 
 
-def line_chart(series, title, x_label, y_label, marks=()):
-    """series: [(label, xs, ys, dashed)]; marks: [(label, x, y)] drawn as labelled stars on top."""
+def line_chart(series, title, x_label, y_label, marks=(), height=HEIGHT, zero_line=False):
+    """series: [(label, xs, ys, dashed)]; marks: [(label, x, y)] drawn as labelled stars on top; zero_line: the
+    y axis includes 0 and a line marks it (for residuals)."""
     all_x = [x for _, xs, _, _ in series for x in xs] + [m[1] for m in marks]
-    all_y = [y for _, _, ys, _ in series for y in ys] + [m[2] for m in marks]
-    frame = Frame(all_x, all_y)
+    all_y = [y for _, _, ys, _ in series for y in ys] + [m[2] for m in marks] + ([0.0] if zero_line else [])
+    frame = Frame(all_x, all_y, height=height)
     body, legend = [_axes(frame, x_label, y_label)], []
+    if zero_line:
+        zero = frame.py(0.0)
+        body.append(f'<line x1="{MARGIN["left"]}" y1="{zero:.1f}" x2="{frame.width - MARGIN["right"]}" '
+                    f'y2="{zero:.1f}" class="zero"/>')
     for index, (label, xs, ys, dashed) in enumerate(series):
         colour = PALETTE[index % len(PALETTE)]
         dash = ' stroke-dasharray="5,3"' if dashed else ''
@@ -124,6 +130,20 @@ def line_chart(series, title, x_label, y_label, marks=()):
     return _svg(frame, title, ''.join(body))
 
 
+def colour_bar(stops, low, high, label, width=WIDTH, height=56):
+    """A horizontal colour scale: stops [(position 0..1, colour)], with round ticks from `low` to `high`."""
+    left, right = MARGIN['left'], width - MARGIN['right']
+    gradient = ''.join(f'<stop offset="{position:.3f}" stop-color="{colour}"/>' for position, colour in stops)
+    ticks = [t for t in nice_ticks(low, high) if low - 1e-9 <= t <= high + 1e-9]
+    span = (high - low) or 1.0
+    marks = ''.join(f'<text x="{left + (t - low) / span * (right - left):.1f}" y="44" text-anchor="middle">'
+                    f'{_fmt(t)}</text>' for t in ticks)
+    return (f'<svg role="img" width="{width}" height="{height}" viewBox="0 0 {width} {height}" class="chart">'
+            f'<title>{html.escape(label)}</title><defs><linearGradient id="scale">{gradient}</linearGradient></defs>'
+            f'<rect x="{left}" y="8" width="{right - left}" height="20" fill="url(#scale)" stroke="#888"/>{marks}'
+            f'<text x="{right}" y="{height - 1}" text-anchor="end">{html.escape(label)}</text></svg>')
+
+
 def histogram(edges, counts, title, x_label, y_label='pixels x bands'):
     """Bars between consecutive edges."""
     frame = Frame([edges[0], edges[-1]], [0.0, max(counts or [1])])
@@ -138,4 +158,5 @@ def histogram(edges, counts, title, x_label, y_label='pixels x bands'):
 
 STYLE = ('svg.chart{background:#fff;margin:0.5em 0;font-size:11px}svg.chart .grid{stroke:#e4e4e4}'
          'svg.chart .frame{fill:none;stroke:#888}svg.chart .bar{fill:#1f77b4}'
-         'svg.chart .mark{fill:#ffcc00;stroke:#000}svg.chart .marklabel{font-weight:bold}')
+         'svg.chart .mark{fill:#ffcc00;stroke:#000}svg.chart .marklabel{font-weight:bold}'
+         'svg.chart .zero{stroke:#888;stroke-dasharray:2,2}')

@@ -23,9 +23,10 @@ def evaluated(scene, installed_model, tmp_path_factory):
 def test_report_is_self_contained_with_all_charts(evaluated, installed_model):
     result, folder = evaluated
     text = (folder / 'report.html').read_text(encoding='utf-8')
-    for forbidden in ('<script', '<link', 'src=', 'http://', 'https://', '@import'):
+    for forbidden in ('<script', '<link', 'http://', 'https://', '@import'):
         assert forbidden not in text, forbidden
-    for heading in ('Rate-distortion', 'Spectra at sample pixels', 'Error per band', 'Error histogram'):
+    assert re.findall(r'src="([^:"]*):', text) == ['data'] * 3, 'only the three inline quick looks'
+    for heading in ('The image', 'Rate-distortion', 'Spectra at sample pixels', 'Error per band', 'Error histogram'):
         assert f'<h2>{heading}</h2>' in text
     assert text.count('<svg') >= 6  # RD, >= 2 sample spectra + worst pixel, band error, histogram
     assert 'worst pixel' in text and f'{installed_model} (card)' in text
@@ -104,3 +105,66 @@ def test_report_without_plots_still_has_the_metrics(tmp_path):
     text = path.read_text(encoding='utf-8')
     assert '40.00 dB' in text and '<svg' not in text
     assert os.listdir(tmp_path) == ['r.html']
+
+
+def _png_image(text, index):
+    from qgis.PyQt.QtCore import QByteArray
+    from qgis.PyQt.QtGui import QImage
+
+    encoded = re.findall(r'src="data:image/png;base64,([^"]+)"', text)[index]
+    image = QImage()
+    assert image.loadFromData(QByteArray.fromBase64(encoded.encode('ascii')), 'PNG')
+    return image
+
+
+def test_the_report_reads_alone_images_residuals_and_a_wrapping_title(evaluated, scene):
+    from osgeo import gdal
+
+    from enmap_compress.plugin.core.quicklook import SIZE
+
+    result, folder = evaluated
+    text = (folder / 'report.html').read_text(encoding='utf-8')
+    assert 'overflow-wrap:anywhere' in text
+    assert text.count('residual (DN)') == text.count('<h3>') >= 3, 'each spectra chart has its residual'
+    dataset = gdal.Open(scene)
+    width, height = dataset.RasterXSize, dataset.RasterYSize
+    band = dataset.GetRasterBand(112)
+    nodata = band.ReadAsArray() == band.GetNoDataValue()
+    original, reconstruction, error = (_png_image(text, i) for i in range(3))
+    assert (original.width(), original.height()) == (width, height) and max(width, height) <= SIZE
+    assert (reconstruction.width(), reconstruction.height()) == (error.width(), error.height()) == (width, height)
+    y, x = np.argwhere(nodata)[0]
+    vy, vx = np.argwhere(~nodata)[len(np.argwhere(~nodata)) // 2]
+    assert original.pixelColor(int(x), int(y)).alpha() == 0, 'no data is transparent'
+    assert original.pixelColor(int(vx), int(vy)).alpha() == 255 and error.pixelColor(int(vx), int(vy)).alpha() == 255
+    colours = {original.pixel(i, j) for i in range(width) for j in range(height)}
+    assert len(colours) > 50, 'a true-colour image, not a flat fill'
+    assert 'RMSE (DN)' in text and 'The error map runs from 0 to' in text
+
+
+def test_quick_looks_read_from_the_files_match_those_gathered_in_the_pass(evaluated, scene):
+    from enmap_compress.plugin.core.quicklook import from_files
+    from enmap_compress.plugin.core.report_data import report_data
+
+    result, _folder = evaluated
+    gathered = report_data(scene, result.reconstructed).quicklook
+    read = from_files(scene, result.reconstructed)
+    if gathered is None:
+        pytest.skip('this report_data does not gather quick looks (the report reads them from the files)')
+    assert gathered.original_png == read.original_png and gathered.reconstructed_png == read.reconstructed_png
+    assert gathered.step == read.step and gathered.bands == read.bands
+
+
+def test_a_large_image_is_sampled_down_to_the_quick_look_size():
+    from enmap_compress.plugin.core.quicklook import QuickLookCollector
+    from enmap_compress.plugin.core.tiling import tile_grid
+
+    collector = QuickLookCollector(1000, 700, size=320, bands=(0, 1, 2))
+    assert collector.step == 4 and collector.valid.shape == (175, 250)
+    for tile in tile_grid(1000, 700, 256):
+        a = np.full((3, tile.height, tile.width), 100.0, np.float32)
+        ys, xs = np.mgrid[tile.y:tile.y + tile.height, tile.x:tile.x + tile.width]
+        a[0] = xs  # red grows to the right: the sampled columns must land in order
+        collector.update(tile, a, a, np.ones((tile.height, tile.width), bool), np.zeros((tile.height, tile.width)))
+    assert collector.valid.all()
+    assert np.array_equal(collector.original[0][0], np.arange(0, 1000, 4))
