@@ -56,6 +56,12 @@ def test_bundled_model_quality_levels(model_id, tmp_path):
     assert psnrs[-1] >= MIN_PSNR[model_id], f'{model_id} reaches {psnrs[-1]:.2f} dB at quality 10'
 
 
+def test_all_bundled_models_stay_under_20_mb():
+    folder = os.path.join(PROJECT_ROOT, 'models')
+    total = sum(os.path.getsize(os.path.join(root, name)) for root, _, names in os.walk(folder) for name in names)
+    assert total < 20_000_000, f'models/ holds {total / 1e6:.2f} MB'
+
+
 @pytest.mark.parametrize('model_id', sorted(POOLED_FLOOR))
 def test_spatial_seed_model_reaches_its_floor_pooled_over_the_held_out_tiles(model_id):
     from training.measure import measure_package
