@@ -729,7 +729,8 @@ class SpectralRaster:
 
     # -- nodata --------------------------------------------------------------------------------------------------
     def _invalid(self, block):
-        invalid = np.isnan(block) if block.dtype.kind == 'f' else np.zeros(block.shape, dtype=bool)
+        """Nodata samples: the nodata value, NaN and ±Inf (as the codec's valid_pixels counts them)."""
+        invalid = ~np.isfinite(block) if block.dtype.kind == 'f' else np.zeros(block.shape, dtype=bool)
         if _representable(self.nodata, block.dtype):
             invalid |= block == np.asarray(self.nodata).astype(block.dtype)
         return invalid
@@ -777,8 +778,9 @@ class SpectralRaster:
         """Raise InputError when every pixel of every band is nodata (stops at the first valid pixel)."""
         has_valid = self._valid_cache if self._valid_cache is not None else self._scan_valid(stop_at_first=True)
         if not has_valid.any():
-            raise InputError(f'{self._label} contains only nodata pixels ({self.nodata}); there is nothing to '
-                             'compress. Expected an image with valid data.')
+            what = 'NaN or ±Inf' if self.nodata is None or np.isnan(self.nodata) else f'{self.nodata:g}, NaN or ±Inf'
+            raise InputError(f'{self._label} contains only nodata pixels ({what}); there is nothing to compress. '
+                             'Expected an image with valid data.')
 
 
 def open_spectral(path, check_empty=False):

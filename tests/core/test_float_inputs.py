@@ -165,3 +165,15 @@ def test_sample_section_round_trips_and_rejects_damage():
 def test_a_payload_of_an_unknown_version_is_refused():
     with pytest.raises(FormatError, match='version 9'):  # 4 holds error-bound tiles (bounds.py)
         unpack_sections(b'\x09\x00\x00')
+
+
+@pytest.mark.parametrize('value', [np.nan, np.inf, -np.inf])
+def test_an_image_of_only_non_finite_samples_is_refused_as_empty(tmp_path, value):
+    path = str(tmp_path / 'inf.tif')
+    ds = gdal.GetDriverByName('GTiff').Create(path, 4, 4, 224, gdal.GDT_Float32)
+    for index in range(1, 225):
+        ds.GetRasterBand(index).Fill(float(value))
+    ds = None
+    with pytest.raises(InputError, match=r'only nodata pixels \(NaN or ±Inf\); there is nothing to compress'):
+        compress(path, str(tmp_path / 'inf.ehc'), 'pca', 5, 'cpu')
+    assert os.listdir(tmp_path) == ['inf.tif']
