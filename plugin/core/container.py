@@ -6,8 +6,9 @@ CRC), the zlib-compressed JSON header, the chunk and blob payloads back to back,
 points at the index. The index sits at the end so chunks stream to disk one at a time; the header never needs
 rewriting because values known only at the end go into the footer.
 
-The writer works on `<path>.<random>.part` and moves it into place (os.replace) only when finalised, so `path`
-either holds a complete file or is untouched. The reader checks magic, version, header, trailer and index on open
+The writer works on a temporary file in the claim folder of `path` (outputs.OutputClaim: one run per output,
+cleaned up after killed runs) and moves it into place (os.replace) only when finalised, so `path` either holds a
+complete file or is untouched. The reader checks magic, version, header, trailer and index on open
 and each chunk's CRC when it is read; it seeks and reads per chunk and never loads the whole file.
 
 The reader trusts nothing it has not checked (docs/format.md, "What the decoder validates"): sizes are checked
