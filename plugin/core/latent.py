@@ -69,7 +69,11 @@ class PriorLatentCoder:
         self.tables = [LaplaceTable(b, self.deadzone) if c else None for b, c in zip(self.betas, self.is_coded)]
 
     def _quantise(self, scaled):
-        return np.copysign(np.floor(np.abs(scaled) + np.float32(0.5 - self.deadzone)), scaled).astype(np.int32)
+        """sign(y) floor(|y| + 1/2 - d), computed as trunc(y + sign(y) (1/2 - d)): the same integers (negation is
+        exact in IEEE arithmetic), in three passes over the latent instead of five (the encoder's hottest line)."""
+        shifted = np.copysign(np.float32(0.5 - self.deadzone), scaled)
+        shifted += scaled
+        return shifted.astype(np.int32)
 
     def _overrides(self, scaled, symbols):
         """(override mask, own scale codes) per row, chosen by estimated rate (+ lambda * distortion)."""

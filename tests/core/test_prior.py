@@ -93,3 +93,15 @@ def test_rows_unlike_the_prior_get_their_own_scale_and_skipped_rows_are_rescued(
     plain = PriorLatentCoder(_Grid(4, 4096), {'step': 0.1, 'deadzone': 0.1, 'skip_below': 0.0},
                              {'family': 'laplace', 'scales': [0.5, 5.0, 0.01, 0.8]})
     assert len(data) < 1.05 * len(plain.encode(latent, None, None)[1])  # about what the right prior would cost
+
+
+@pytest.mark.parametrize('deadzone', [0.0, 0.1, 0.15, 0.5])
+def test_the_dead_zone_quantiser_is_sign_times_floor_of_magnitude_plus_half_minus_d(deadzone):
+    from enmap_compress.plugin.core.latent import PriorLatentCoder
+
+    coder = PriorLatentCoder(_Grid(1, 8), {'step': 1.0, 'deadzone': deadzone}, {'family': 'laplace', 'scales': [1.0]})
+    rng = np.random.default_rng(3)
+    edges = np.float32([0.0, -0.0, 0.5, -0.5, 0.5 + deadzone, -0.5 - deadzone, 1.5 + deadzone, -1.5 - deadzone])
+    scaled = np.concatenate([edges, np.nextafter(edges, np.float32(0)), rng.laplace(0, 3, 10000).astype(np.float32)])
+    expected = np.sign(scaled) * np.floor(np.abs(scaled) + np.float32(0.5 - deadzone))
+    np.testing.assert_array_equal(coder._quantise(scaled), expected.astype(np.int32))
