@@ -45,12 +45,20 @@ def _nearest_existing(folder):
 
 
 def _probe_folder(folder):
-    """Create and delete a tiny file: os.access is unreliable for folders on Windows and network drives."""
+    """Create, write one byte to and delete a tiny file: os.access is unreliable for folders on Windows and network
+    drives, and the byte finds a full disk (on most file systems) before any long computation."""
     try:
         fd, probe = tempfile.mkstemp(prefix='.enmap_compress_probe_', dir=folder)
-        os.close(fd)
-        os.remove(probe)
+        try:
+            os.write(fd, b'\0')
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+            os.remove(probe)
     except OSError as exc:
+        if _disk_full(exc):
+            raise OutputError(f'Cannot write to folder {folder}: not enough disk space; free some space or choose '
+                              'another output folder.') from exc
         raise OutputError(f'Cannot write to folder {folder}: read-only or no permission ({exc.strerror or exc}). '
                           'Choose an output folder you can write to.') from exc
 
@@ -173,10 +181,14 @@ def remove_stale_temporaries(folder):
     return removed
 
 
+def _disk_full(exc):
+    return getattr(exc, 'errno', None) in (errno.ENOSPC, getattr(errno, 'EDQUOT', errno.ENOSPC))
+
+
 def write_error(target, exc):
     """The OutputError for an OSError while writing `target`; a full disk says so and names the folder."""
     folder = os.path.dirname(target)
-    if getattr(exc, 'errno', None) == errno.ENOSPC:
+    if _disk_full(exc):
         return OutputError(f'Cannot write {target}: not enough disk space in {folder}; free some space or choose '
                            'another output folder.')
     return OutputError(f'Cannot write {target} ({exc.strerror or exc}; folder {folder}). '
@@ -237,7 +249,7 @@ class OutputClaim:
             _commit(self.prefix, self.temp, self.target)
         except OSError as exc:
             self.abandon()
-            if exc.errno == errno.ENOSPC:
+            if _disk_full(exc):
                 raise write_error(self.target, exc) from exc
             raise OutputError(f'Cannot replace {self.target} ({exc.strerror or exc}); is it open in another '
                               'program?') from exc
@@ -294,6 +306,11 @@ def atomic_output(path):
     claim = OutputClaim(path)
     try:
         yield claim.temp
+    except OSError as exc:
+        claim.abandon()
+        if _disk_full(exc):  # the caller's own writes (a report, a ZIP) ran out of space
+            raise write_error(claim.target, exc) from exc
+        raise
     except BaseException:
         claim.abandon()
         raise

@@ -165,3 +165,17 @@ def test_a_full_disk_says_so_and_leaves_nothing(scene, tmp_path, small_disk):
             run()
         assert '.enmapcompress.part' not in str(info.value), what
         assert os.listdir(small_disk) == [], what
+
+
+def test_a_full_disk_while_writing_a_report_or_probing_the_folder_says_so(tmp_path, small_disk):
+    from enmap_compress.plugin.core.outputs import check_writable
+
+    with pytest.raises(OutputError, match=rf'report\.html: not enough disk space in {small_disk}; '):
+        with atomic_output(str(small_disk / 'report.html')) as tmp, open(tmp, 'w') as f:
+            f.write('x' * 400_000)
+    assert os.listdir(small_disk) == []
+    with open(small_disk / 'filler', 'wb') as f, pytest.raises(OSError):
+        f.write(b'x' * 400_000)
+        f.flush()
+    with pytest.raises(OutputError, match='not enough disk space'):
+        check_writable(str(small_disk / 'out.tif'))
