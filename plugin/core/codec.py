@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..paths import MODELS_DIR
-from . import entropy, samples, spectral
+from . import entropy, residual, samples, spectral
 from .bands import HYSPECNET202, N_BANDS, Radiometry, band_set
 from .bounds import ErrorBound, UniformQuantiser, error_bound, uniform_bound
 from .container import EhcWriter
@@ -42,6 +42,7 @@ DEFAULT_TILE = 256  # pixel models; spatial models bring their own tile size
 BAND_GAINS = 'band-gains'  # codec info `radiometry`: models saw reflectance = DN x gain + offset of each band
 QUALITY_LEVELS = tuple(range(1, 11))
 EXTRA_PREDICTED, EXTRA_SPECTRAL = 'predicted', 'spectral-v1'  # codec.extra_coder (absent: predicted)
+RESIDUAL_PLAIN, RESIDUAL_PREDICTED = 'plain', 'predicted-v1'  # codec.residual_coder (absent: plain)
 STAGE_SHARE = 0.2  # of a compress run, unpacking a deflated ZIP member takes about this much (measured: 15-25 %)
 
 
@@ -151,6 +152,7 @@ class TileCoder:
     radiometry: Radiometry = None  # of the coded bands; None: EnMAP's scale (and every file before band gains)
     bound: object = None
     extra_coder: str = None  # how extra bands are coded: EXTRA_PREDICTED, or EXTRA_SPECTRAL (lossless, since 0.2)
+    residual_coder: str = None  # RESIDUAL_PLAIN, or RESIDUAL_PREDICTED (absolute bounds, since 0.2)
     coded: np.ndarray = field(init=False)
     step: float = field(init=False)
 
@@ -178,6 +180,12 @@ class TileCoder:
         if self.extra_coder not in (EXTRA_PREDICTED, EXTRA_SPECTRAL) or (
                 self.extra_coder == EXTRA_SPECTRAL and not self.lossless):
             raise FormatError(f'extra bands coded as "{self.extra_coder}" are not supported here; update the plugin')
+        if self.residual_coder is None:
+            self.residual_coder = RESIDUAL_PREDICTED if self.bound is not None and \
+                self.bound.relative_error is None else RESIDUAL_PLAIN
+        if self.residual_coder not in (RESIDUAL_PLAIN, RESIDUAL_PREDICTED) or (
+                self.residual_coder == RESIDUAL_PREDICTED and (self.bound is None or self.bound.relative_error)):
+            raise FormatError(f'residuals coded as "{self.residual_coder}" are not supported here; update the plugin')
 
     @property
     def spectral_extra(self):
@@ -185,6 +193,24 @@ class TileCoder:
 
     def _rows(self):
         return {int(band): row for row, band in enumerate(self.bands)}
+
+    def _residual_layer(self, valid, base, original=None, symbols=None):
+        """(symbols, restored values) of the error-bound layer: encoding when `original` is given."""
+        if self.residual_coder == RESIDUAL_PLAIN:
+            if original is not None:
+                symbols = self.bound.symbols(original, base, self.bands)
+            return symbols, self.bound.restore(base, symbols, self.bands)
+        count = len(self.coded) if self.spectral_extra else len(self.bands)  # spectral extra rows: d = 0
+        limits = self.bound.absolute(self.bands)[:count]
+        if original is not None:
+            rest = self.bound.symbols(original[count:], base[count:], self.bands[count:])
+            head, restored = residual.code(valid, limits, residual=(original[:count] - base[:count]).astype(np.int64))
+            symbols = np.concatenate([head, rest])
+        else:
+            restored = residual.code(valid, limits, symbols=symbols[:count])[1]
+        values = np.concatenate([base[:count] + restored,
+                                 self.bound.restore(base[count:], symbols[count:], self.bands[count:])])
+        return symbols, values
 
     @property
     def lossless(self):
@@ -222,10 +248,9 @@ class TileCoder:
             if self.spectral_extra:
                 sections.append(spectral.encode(original, self._rows(), self.extra, self.coded, core_valid))
             base = self._reconstruct(symbols, extra_symbols, valid, core)
-            residual = self.bound.symbols(original, base, self.bands)
-            restored = self.bound.restore(base, residual, self.bands)
+            residual_symbols, restored = self._residual_layer(core_valid, base, original)
             check_bound(self.bound, original, restored, self.bands)
-            sections += [entropy.encode_channels(residual), struct.pack('<I', checksum(restored))]
+            sections += [entropy.encode_channels(residual_symbols), struct.pack('<I', checksum(restored))]
         return sections
 
     def decode(self, sections, valid, core):
@@ -237,10 +262,10 @@ class TileCoder:
             extra_symbols = decode_predicted(sections[1], len(self.extra), valid[core])
         values = self._reconstruct(symbols, extra_symbols, valid, core)
         if self.bound is not None:
-            residual = entropy.decode_channels(sections[-2], values.shape)
-            values = self.bound.restore(values, residual, self.bands)
+            residual_symbols = entropy.decode_channels(sections[-2], values.shape)
+            values = self._residual_layer(valid[core], values, symbols=residual_symbols)[1]
             if self.spectral_extra:  # the model bands are exact now: predict the extra bands from them
-                if residual[len(self.coded):].any():
+                if residual_symbols[len(self.coded):].any():
                     raise FormatError('a lossless tile has residuals in its spectrally predicted extra bands')
                 spectral.decode(sections[1], values, self._rows(), self.extra, self.coded, valid[core])
             if struct.unpack('<I', sections[-1])[0] != checksum(values):
@@ -391,6 +416,8 @@ def compress(source, output, model=None, quality=5, device='auto', threads=None,
                                    raster.offsets[raster.canonical_index][coded])
         coder = TileCoder(package, quality, runner, extra, max_error, radiometry, bound)
         tile_size = int(tile_size or coder.transform.tile_size)
+        if tile_size * tile_size > residual.MAX_PIXELS:  # its sums would not stay exact
+            coder.residual_coder = RESIDUAL_PLAIN
         header = {
             'format': FORMAT_NAME,
             'raster': pack_raster(raster, np.asarray(raster.dead_bands)),
@@ -413,6 +440,8 @@ def compress(source, output, model=None, quality=5, device='auto', threads=None,
             header['codec']['error_bound'] = bound.codec_info()
         if coder.extra_coder != EXTRA_PREDICTED:
             header['codec']['extra_coder'] = coder.extra_coder
+        if coder.residual_coder != RESIDUAL_PLAIN:
+            header['codec']['residual_coder'] = coder.residual_coder
         if package.folder != os.path.join(MODELS_DIR, package.model_id):
             header['codec']['model_path'] = package.folder  # a custom package: where the decoder may find it
         tiles = tile_grid(raster.width, raster.height, tile_size)
@@ -465,7 +494,8 @@ def encode_tile(coder, cube, nodata, dead, core, band_numbers=None, nonfinite=No
     if nonfinite is not None:
         nonfinite += samples.count_nonfinite(native, valid[core]) * restored
     section = samples.pack(positions, values, cube.dtype) if positions.size else None
-    extended = (coder.bound is not None and coder.bound.uniform is None) or coder.spectral_extra
+    extended = (coder.bound is not None and coder.bound.uniform is None) or coder.spectral_extra or \
+        coder.residual_coder != RESIDUAL_PLAIN
     return pack_sections(sections, section, extended), int(valid[core].sum())
 
 
@@ -566,7 +596,8 @@ def _decoder_for(header, device, threads):
                                    np.asarray(raster['offsets'])[order][coded])
     bound = ErrorBound.from_codec_info(codec_info)
     coder = TileCoder(package, int(codec_info['quality']), runner, extra, bound.uniform if bound else None,
-                      radiometry, bound, codec_info.get('extra_coder', EXTRA_PREDICTED))
+                      radiometry, bound, codec_info.get('extra_coder', EXTRA_PREDICTED),
+                      codec_info.get('residual_coder', RESIDUAL_PLAIN))
     return coder, runner
 
 

@@ -158,12 +158,13 @@ def test_relative_bounds_hold_on_every_sample(awkward_scene, tmp_path):
         assert np.abs(original[keep] - restored[keep]).max() > kwargs['relative_floor']  # the bound is used
 
 
-def test_a_plain_max_error_file_keeps_the_old_layout(awkward_scene, tmp_path):
+def test_a_plain_max_error_file_states_only_max_error(awkward_scene, tmp_path):
     _, ehc, restored = _round_trip(tmp_path, awkward_scene, max_error=4)
     with EhcReader(ehc) as reader:
         codec = reader.header['codec']
         versions = {reader.read_chunk(i)[0] for i in range(reader.chunk_count)}
-    assert codec['max_error'] == 4 and 'error_bound' not in codec and versions <= {2, 3}
+    assert codec['max_error'] == 4 and 'error_bound' not in codec
+    assert codec['residual_coder'] == 'predicted-v1' and versions == {4}
     _assert_within(uniform_bound(4), _read(awkward_scene), restored, all_bands=False)
 
 
