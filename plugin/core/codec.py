@@ -285,7 +285,8 @@ def check_bound(bound, original, restored, bands):
 
 
 def checksum(values):
-    return zlib.crc32(np.ascontiguousarray(values, dtype=np.float64).tobytes()) & 0xFFFFFFFF
+    """CRC-32 of the values as little-endian float64, read from the array's buffer (no bytes copy of a tile)."""
+    return zlib.crc32(np.ascontiguousarray(values, dtype='<f8')) & 0xFFFFFFFF
 
 
 def model_band_indices(package):
@@ -620,10 +621,18 @@ def decompress(source, output, device='auto', threads=None, progress=None, is_ca
                     file_order = np.empty_like(canonical)
                     file_order[canonical_index] = canonical
                     writer.write(tile.x, tile.y, file_order)
+                    if _ends_block_row(tile, raster, writer.block_rows):
+                        writer.flush()  # at most one row of TIFF blocks waits in memory
                 steps.say('writing the last blocks of the GeoTIFF')
             finally:
                 writer.close()
     return DecompressResult(output, runner.choice.device, runner.provider, time.perf_counter() - started)
+
+
+def _ends_block_row(tile, raster, block_rows):
+    """Whether a tile completes a row of output blocks (the last tile of a tile row that ends a block row)."""
+    bottom = tile.y + tile.height
+    return tile.x + tile.width == raster['width'] and (bottom % block_rows == 0 or bottom == raster['height'])
 
 
 def _scatter(canonical, bands, valid, values):

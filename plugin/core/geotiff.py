@@ -87,6 +87,7 @@ class GeoTiffWriter:
                 self.ds.SetMetadataItem('bbl', '{' + ', '.join('0' if i in bad else '1'
                                                                for i in range(len(layout.bands))) + '}', 'ENVI')
         self.dtype = np.dtype(layout.dtype)
+        self.block_rows = _block(layout.height)  # rows of a TIFF block: flush() after whole rows of them
 
     @contextlib.contextmanager
     def _gdal(self, action):
@@ -132,6 +133,12 @@ class GeoTiffWriter:
         with self._gdal('write'):
             for key, value in items.items():
                 self.ds.SetMetadataItem(str(key), str(value))
+
+    def flush(self):
+        """Write the blocks held in GDAL's cache to the file and drop them (decoding keeps its memory bounded
+        whatever the process-wide GDAL_CACHEMAX): call it when whole rows of blocks are complete."""
+        with self._gdal('write'):
+            self.ds.FlushCache()
 
     def close(self):
         """Flush and close; a failure (the last blocks did not fit on the disk) is an OutputError."""
