@@ -40,14 +40,13 @@ def _nonfinite(cube):
 def model_input(cube, valid, dead):
     """float32 copy of a window (bands, h, w) for the models: non-finite samples replaced by a neutral value,
     dead bands 0, finite values beyond float32's range clipped (they cannot be coded exactly anyway)."""
-    bad = _nonfinite(cube)
-    if cube.dtype == np.float64:
-        limit = np.finfo(np.float32).max
-        cube = np.clip(cube, -limit, limit)  # no overflow warning; the non-finite ones are replaced below
-    out = cube.astype(np.float32)
-    for band in np.flatnonzero(bad.any(axis=(1, 2))):
-        good = valid & ~bad[band]
-        out[band][bad[band]] = np.rint(np.median(cube[band][good])) if good.any() else 0.0
+    limit = np.finfo(np.float32).max
+    out = np.clip(cube, -limit, limit).astype(np.float32) if cube.dtype == np.float64 else cube.astype(np.float32)
+    if cube.dtype.kind == 'f':
+        bad = ~np.isfinite(cube)
+        for band in np.flatnonzero(bad.any(axis=(1, 2))):
+            good = valid & ~bad[band]
+            out[band][bad[band]] = np.rint(np.median(cube[band][good])) if good.any() else 0.0
     out[dead] = 0.0
     return out
 
