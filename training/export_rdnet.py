@@ -203,8 +203,8 @@ or more data (HySpecNet-11k) is where more would come from.
 
 **Validation.** Held-out real tiles never used for training or for any choice: {held_out}. Measured through the real
 pipeline: rate from the bytes of the `.ehc` file (bpppb = file bits / (valid pixels x 202), 32 x 32 pixel files
-including their ~0.7 KB header), PSNR and mean spectral angle in the HySpecNet convention. The paper's float "bpppc"
-does not apply (rdnet is not a paper model).
+including their ~0.33 KB of header, index and framing), PSNR and mean spectral angle in the HySpecNet convention.
+The paper's float "bpppc" does not apply (rdnet is not a paper model).
 
 {table}
 
