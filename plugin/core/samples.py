@@ -62,12 +62,20 @@ def overrides(native, restored, valid, fill, lossless):
     """Flat positions (in the tile's (bands, h, w) canonical order) and original values the decoder must write
     back. native: the tile's samples as read; restored: bool per band that the file codes (not dead); valid: the
     tile's pixel mask."""
-    coded = restored[:, None, None] & valid[None]
-    differ = coded & _nonfinite(native)
-    if lossless:
-        if native.dtype.kind == 'f':
-            differ |= coded & (native == 0) & np.signbit(native)
-        differ |= ~coded & ~_same(native, np.asarray(fill, native.dtype))
+    if native.dtype.kind == 'f':
+        differ = ~np.isfinite(native)
+        if lossless:
+            differ |= (native == 0) & np.signbit(native)  # -0.0 would come back as 0.0
+        differ[~restored] = False
+        differ[:, ~valid] = False
+    elif lossless:
+        differ = np.zeros(native.shape, bool)
+    else:
+        return np.zeros(0, np.int64), native.reshape(-1)[:0]
+    if lossless:  # the samples the decoder fills: dead and unrestored bands, nodata pixels
+        fill = np.asarray(fill, native.dtype)
+        differ[:, ~valid] = ~_same(native[:, ~valid], fill)
+        differ[~restored] = ~_same(native[~restored], fill)
     positions = np.flatnonzero(differ)
     return positions, native.reshape(-1)[positions]
 
