@@ -114,16 +114,19 @@ def table(rows):
 
 
 def estimate(rows, size, tiles, clusters):
-    """Hours for `tiles` full tiles on clusters of the given worker counts, from the 1-worker cost per product."""
+    """Hours for `tiles` full tiles on clusters of the given worker counts, from the 1-worker cost per product, at
+    the scaling efficiency measured with the most workers and at perfect scaling (independent tasks, one core each)."""
     single = next((r for r in rows if r['workers'] == 1), rows[0])
     per_tile = single['worker_seconds'] * (FULL_TILE / size) ** 2
-    widest = max(rows, key=lambda r: r['workers'])  # the efficiency of the most workers measured
+    widest = max(rows, key=lambda r: r['workers'])
     efficiency = min(1.0, widest['efficiency'] or 1.0)
     lines = [f'Estimate for {tiles:,} tiles of {FULL_TILE} x {FULL_TILE} x 224: {per_tile:.1f} worker-seconds per '
              f'tile (the 1-worker cost per {size} x {size} product x {(FULL_TILE / size) ** 2:.0f}), '
-             f'{tiles * per_tile / 3600:,.0f} worker-hours in all; at a scaling efficiency of {efficiency:.2f}:', '']
-    lines += [f'* {workers} workers (one core each): {tiles * per_tile / (workers * efficiency) / 3600:,.1f} h'
-              for workers in clusters]
+             f'{tiles * per_tile / 3600:,.0f} worker-hours in all.', '',
+             f'| cluster (workers, one core each) | hours at the measured efficiency {efficiency:.2f} | '
+             'hours at efficiency 1 |', '|---|---|---|']
+    hours = tiles * per_tile / 3600
+    lines += [f'| {workers} | {hours / (workers * efficiency):,.1f} | {hours / workers:,.1f} |' for workers in clusters]
     return '\n'.join(lines)
 
 

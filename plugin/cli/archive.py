@@ -138,8 +138,7 @@ def _product_record(product, path, task, settings):
     previous = task.previous.get(product.input)
     if _unchanged(previous, product, task.dest, settings):
         return _skipped(previous)
-    output = _dest_path(task.dest, product.output)
-    _remove_stale_parts(output)
+    output = _dest_path(task.dest, product.output)  # what a killed writer left there, the core removes
     record = _record(product, settings)
     try:
         record.update(_compress(path, output, settings))
@@ -227,16 +226,6 @@ def _sha256(path, block=1 << 20):
         for chunk in iter(lambda: handle.read(block), b''):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def _remove_stale_parts(output):
-    """Temporary files of a writer that was killed (`<name>.ehc.<random>.part`, see container.EhcWriter)."""
-    folder, name = os.path.split(output)
-    with contextlib.suppress(OSError):
-        for entry in os.listdir(folder):
-            if entry.startswith(name + '.') and entry.endswith('.part'):
-                with contextlib.suppress(OSError):
-                    os.remove(os.path.join(folder, entry))
 
 
 def peak_rss_mb():

@@ -40,3 +40,9 @@ def make_archive(root, size=SIZE):
     expected = [f'2024/{product_name(1)}.ehc', f'2024/june/{product_name(2)}.ehc', f'2024/june/{product_name(3)}.ehc',
                 f'order_17/order_17/{product_name(4)}.ehc', '2024/loose.ehc']
     return src, sorted(expected)
+
+
+def leftovers(dest):
+    """Temporary files, claim folders or scratch folders a finished run must not leave behind."""
+    return [os.path.join(root, n) for root, dirs, names in os.walk(dest) for n in names + dirs
+            if n.endswith('.part') or n.startswith('.enmap_compress_scratch')]

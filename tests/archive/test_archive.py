@@ -7,7 +7,7 @@ import sys
 import time
 
 import pytest
-from archive_fixtures import make_archive, product_name, write_zip
+from archive_fixtures import leftovers, make_archive, product_name, write_zip
 
 from enmap_compress.plugin.cli import main as cli
 from enmap_compress.plugin.cli.discover import discover
@@ -29,12 +29,6 @@ def archive_json(capsys, src, dest, *extra):
 def outputs_under(dest):
     return sorted(os.path.relpath(os.path.join(root, n), dest).replace(os.sep, '/')
                   for root, _, names in os.walk(dest) for n in names if n.endswith('.ehc'))
-
-
-def leftovers(dest):
-    """Temporary files or folders a run must never leave behind."""
-    return [os.path.join(root, n) for root, dirs, names in os.walk(dest) for n in names + dirs
-            if n.endswith('.part') or n.startswith('.enmap_compress_scratch')]
 
 
 def test_discovery_mirrors_src_and_takes_the_zip_over_its_folder(tmp_path):

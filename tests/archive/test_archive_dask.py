@@ -4,7 +4,7 @@ import os
 import signal
 
 import pytest
-from archive_fixtures import make_archive, write_zip
+from archive_fixtures import leftovers, make_archive, write_zip
 
 from enmap_compress.plugin.cli import main as cli
 from enmap_compress.plugin.cli.archive import Settings, run_archive
@@ -55,4 +55,4 @@ def test_a_killed_worker_s_product_is_retried_and_every_product_is_done_once(tmp
     assert killed[0] not in pids[1:]  # the killed worker finished nothing after its death
     for record in records:
         assert sha256_of(os.path.join(dest, record['output'])) == record['sha256']
-    assert not [n for _, _, files in os.walk(dest) for n in files if n.endswith('.part')]
+    assert leftovers(dest) == []
