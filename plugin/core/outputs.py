@@ -317,12 +317,7 @@ def atomic_output(path):
     claim.commit()
 
 
-@contextlib.contextmanager
-def scratch_folder():
-    """A private folder in the system's temporary folder for intermediate files, removed afterwards (and, after a
-    killed run, by the next run that makes one)."""
-    claim = OutputClaim(os.path.join(tempfile.gettempdir(), f'enmapcompress-scratch-{secrets.token_hex(4)}'))
-    try:
-        yield claim.folder
-    finally:
-        claim.abandon()
+def scratch_claim():
+    """A claim on a private folder in the system's temporary folder (its `folder`) for intermediate files; call
+    abandon() when done. A killed run's scratch folder is removed by the next run that makes one."""
+    return OutputClaim(os.path.join(tempfile.gettempdir(), f'enmapcompress-scratch-{secrets.token_hex(4)}'))
