@@ -2,71 +2,79 @@
 
 The residual layer restores x = base + d, where d is the band's residual after the transform base. Residuals of
 neighbouring bands and pixels are alike, so d is predicted, closed loop, from residuals the decoder already has:
-the previous band's restored residual at the pixel and its four neighbours, and, in three passes over the tile
-(pixels with even row and column; odd row and column; the rest), the current band's restored residuals around
-the pixel. Only the quantised prediction error is coded: q = Q(d - p) with step 2E + 1, restored d = p + q (2E + 1),
-so |x - restored| <= E holds exactly as before.
+the previous band's restored residual at the pixel and the sum of its four neighbours, and, in three passes over
+the tile (pixels with even row and column; odd row and column; the rest), the sum of the current band's restored
+residuals around the pixel (diagonal neighbours in pass 2, the four direct ones in pass 3) and of the previous
+band's at the same places. Only the quantised prediction error is coded: q = Q(d - p) with step 2E + 1, restored
+d = p + q (2E + 1), so |x - restored| <= E holds exactly as before.
 
 The prediction weights are not sent: for band b they are the least-squares fit of the same predictor on band
 b - 1's restored residuals (residual statistics change slowly across wavelength). Everything the decoder computes
 is exact: features are clipped integers, the normal equations are sums of integer products below 2**53 (exact in
-float64 whatever the summation order), they are solved with Python floats in a fixed order, and the weights are
-rounded to fixed point; the prediction is integer arithmetic. Layout: docs/format.md, "Predicted residuals".
+float64 whatever the summation order or CPU), they are solved with Python floats in a fixed order, and the weights
+are rounded to fixed point; the prediction is then a sum of integer products below 2**53. Layout: docs/format.md,
+"Predicted residuals".
 """
 import numpy as np
 
 SHIFT = 8  # weights in units of 2**-8
-FEATURE_LIMIT = 2 ** 13  # |feature| and |target| clipped here: every normal-equation sum stays below 2**53
+VALUE_LIMIT = 2 ** 11  # residuals are clipped here where they serve as features: a feature (a sum of at most 4)
+FEATURE_LIMIT = 4 * VALUE_LIMIT  # stays within 2**13, every normal-equation sum below 2**53
 MAX_PIXELS = 2 ** 20  # tiles larger than this keep the plain residual layer (the sums would not be exact)
 WEIGHT_LIMIT = 2 ** 12
 _DIAGONAL = ((-1, -1), (-1, 1), (1, -1), (1, 1))
 _CROSS = ((-1, 0), (1, 0), (0, -1), (0, 1))
+# the three passes: the (row, column) strided pieces of the tile each covers, and which neighbours it may use
+_PASSES = ((((0, 0),), ()), (((1, 1),), _DIAGONAL), (((0, 1), (1, 0)), _CROSS))
 
 
-def usable(valid):
-    return valid.size <= MAX_PIXELS
-
-
-def _passes(valid):
-    rows, cols = np.indices(valid.shape)
-    first = (rows % 2 == 0) & (cols % 2 == 0)
-    second = (rows % 2 == 1) & (cols % 2 == 1)
-    return ((first & valid, ()), (second & valid, _DIAGONAL), (~first & ~second & valid, _CROSS))
-
-
-def _neighbour_sum(grid, offsets):
-    """Sum of grid[y + dy, x + dx] over the offsets, zero outside the tile."""
-    out = np.zeros_like(grid)
-    height, width = grid.shape
+def _around(grid, piece, offsets):
+    """For the pixels (r + 2i, c + 2j) of one strided piece: the sum of grid at (y + dy, x + dx) over the offsets,
+    zero outside the tile. Works on the quarter-size pieces only (the neighbours lie in other pieces)."""
+    r, c = piece
+    out = np.zeros(grid[r::2, c::2].shape)
+    rows, cols = out.shape
     for dy, dx in offsets:
-        out[max(0, -dy):height - max(0, dy), max(0, -dx):width - max(0, dx)] += \
-            grid[max(0, dy):height - max(0, -dy), max(0, dx):width - max(0, -dx)]
+        source = grid[(r + dy) % 2::2, (c + dx) % 2::2]
+        oy, ox = (r + dy) // 2, (c + dx) // 2  # -1, 0 or 1: where piece index i meets source index i + oy
+        height, width = min(rows, source.shape[0] - oy), min(cols, source.shape[1] - ox)
+        out[max(0, -oy):height, max(0, -ox):width] += source[max(0, oy):height + oy, max(0, ox):width + ox]
     return out
 
 
-def _features(previous, current, known, where, offsets):
-    """(pixels, k) int64 features of the pixels `where`: previous band's residual at the pixel and around it;
-    with offsets, the current band's known residuals there and the previous band's at the same places."""
-    columns = [previous[where], _neighbour_sum(previous, _CROSS)[where]]
-    if offsets:
-        columns += [_neighbour_sum(current * known, offsets)[where], _neighbour_sum(previous * known, offsets)[where]]
-    return np.clip(np.stack(columns, axis=1), -FEATURE_LIMIT, FEATURE_LIMIT)
+def _gather(grid, pieces, offsets=None):
+    """The pieces' pixels of grid (offsets None) or of their neighbour sums, in pass order."""
+    if offsets is None:
+        return np.concatenate([grid[r::2, c::2].ravel() for r, c in pieces])
+    return np.concatenate([_around(grid, piece, offsets).ravel() for piece in pieces])
 
 
-def _predict(features, weights):
-    if not weights.any():
-        return np.zeros(features.shape[0], np.int64)
-    return (features @ weights + (1 << (SHIFT - 1))) >> SHIFT
+def _scatter(grid, pieces, values):
+    start = 0
+    for r, c in pieces:
+        view = grid[r::2, c::2]
+        view[...] = values[start:start + view.size].reshape(view.shape)
+        start += view.size
 
 
-def _solve(features, target):
-    """Fixed-point least-squares weights, computed identically on every machine."""
-    if features.shape[0] < 4 * features.shape[1]:
-        return np.zeros(features.shape[1], np.int64)
-    floats = features.astype(np.float64)
-    gram = (floats.T @ floats).tolist()  # exact: integer sums below 2**53
-    right = (floats.T @ np.clip(target, -FEATURE_LIMIT, FEATURE_LIMIT).astype(np.float64)).tolist()
-    k = len(right)
+def _predict(columns, weights):
+    """floor((columns . weights + 2**(SHIFT-1)) / 2**SHIFT); exact in float64: every term is an integer < 2**53.
+    Column by column (no matrix product: BLAS threads would only contend on a busy machine)."""
+    total = np.full(columns[0].size, float(1 << (SHIFT - 1)))
+    for column, weight in zip(columns, weights):
+        if weight:
+            total += column * weight
+    return np.floor(total * (1.0 / (1 << SHIFT)))
+
+
+def _solve(columns, target, count):
+    """Fixed-point least-squares weights (floats holding integers), computed identically on every machine."""
+    k = len(columns)
+    if count < 4 * k:
+        return [0.0] * k
+    gram = [[float(np.dot(a, b)) for b in columns] for a in columns]  # exact: integer sums below 2**53
+    target = np.clip(target, -FEATURE_LIMIT, FEATURE_LIMIT)
+    right = [float(np.dot(a, target)) for a in columns]
     ridge = 1.0 + sum(gram[i][i] for i in range(k)) * 1e-4 / k
     matrix = [row[:] + [right[i]] for i, row in enumerate(gram)]
     for i in range(k):
@@ -79,45 +87,66 @@ def _solve(features, target):
     weights = [0.0] * k
     for i in range(k - 1, -1, -1):
         weights[i] = (matrix[i][k] - sum(matrix[i][m] * weights[m] for m in range(i + 1, k))) / matrix[i][i]
-    return np.array([max(-WEIGHT_LIMIT, min(WEIGHT_LIMIT, round(w * (1 << SHIFT)))) for w in weights], np.int64)
+    return [float(max(-WEIGHT_LIMIT, min(WEIGHT_LIMIT, round(w * (1 << SHIFT))))) for w in weights]
+
+
+class _Tile:
+    """Where each pass's pixels are: their valid flags and their place among the tile's valid pixels."""
+
+    def __init__(self, valid):
+        order = np.full(valid.shape, -1, np.int64)
+        order[valid] = np.arange(int(valid.sum()))
+        self.valid = valid.astype(np.float64)
+        self.keep, self.index = [], []
+        for pieces, _ in _PASSES:
+            place = _gather(order, pieces)
+            self.keep.append(place >= 0)
+            self.index.append(place[place >= 0])
 
 
 def code(valid, max_errors, residual=None, symbols=None):
     """Run the predictor over a tile's bands; exactly one of residual (encode) and symbols (decode) is given.
 
-    valid: (h, w) mask of the tile; max_errors: (bands,) ints; residual: (bands, N) integer d = original - base at
-    the valid pixels (row-major); symbols: (bands, N) int32 coded symbols. Returns (symbols, restored residual).
+    valid: (h, w) mask of the tile (at most MAX_PIXELS); max_errors: (bands,) ints; residual: (bands, N) integer
+    d = original - base at the valid pixels (row-major); symbols: (bands, N) int32 coded symbols.
+    Returns (symbols, restored residual (bands, N) int64).
     """
+    if valid.size > MAX_PIXELS:
+        raise ValueError(f'a tile of {valid.size} pixels is too large for predicted residuals')
     encoding = symbols is None
-    bands = len(max_errors)
-    pixels = int(valid.sum())
+    tile = _Tile(valid)
+    bands, pixels = len(max_errors), int(valid.sum())
     out_symbols = np.zeros((bands, pixels), np.int32) if encoding else symbols
     restored = np.zeros((bands, pixels), np.int64)
-    passes = _passes(valid)
-    positions = [np.flatnonzero(where[valid]) for where, _ in passes]
-    previous = np.zeros(valid.shape, np.int64)
-    weights = [np.zeros(2 + 2 * bool(offsets), np.int64) for _, offsets in passes]
-    target_grid = np.zeros(valid.shape, np.int64)
+    previous = np.zeros(valid.shape)  # restored residuals of the previous band, clipped to VALUE_LIMIT
+    weights = [[0.0] * (2 + 2 * bool(offsets)) for _, offsets in _PASSES]
+    target = np.zeros(valid.shape)
     for band in range(bands):
-        step = 2 * int(max_errors[band]) + 1
-        current = np.zeros(valid.shape, np.int64)
-        known = np.zeros(valid.shape, np.int64)
-        fitted = []
+        bound = int(max_errors[band])
+        step = 2 * bound + 1
+        current = np.zeros(valid.shape)
+        clipped = np.zeros(valid.shape)
         if encoding:
-            target_grid[valid] = residual[band]
-        for (where, offsets), index, w in zip(passes, positions, weights):
-            features = _features(previous, current, known, where, offsets)
-            prediction = _predict(features, w)
+            target[valid] = residual[band]
+        fitted = []
+        for (pieces, offsets), keep, index, w in zip(_PASSES, tile.keep, tile.index, weights):
+            # neighbours in `offsets` lie in earlier passes, all known (invalid pixels hold 0 in both bands)
+            columns = [_gather(previous, pieces), _gather(previous, pieces, _CROSS)]
+            if offsets:
+                columns += [_gather(clipped, pieces, offsets), _gather(previous, pieces, offsets)]
+            prediction = _predict(columns, w)
             if encoding:
-                error = target_grid[where] - prediction
-                q = np.sign(error) * ((np.abs(error) + int(max_errors[band])) // step)
-                out_symbols[band, index] = q
+                error = _gather(target, pieces) - prediction
+                q = np.sign(error) * ((np.abs(error) + bound) // step)
+                out_symbols[band, index] = q[keep]
             else:
-                q = out_symbols[band, index].astype(np.int64)
-            current[where] = prediction + q * step
-            known[where] = 1
-            fitted.append((features, current[where]))
+                q = np.zeros(prediction.size)
+                q[keep] = out_symbols[band, index]
+            value = (prediction + q * step) * keep  # invalid pixels stay 0
+            _scatter(current, pieces, value)
+            _scatter(clipped, pieces, np.clip(value, -VALUE_LIMIT, VALUE_LIMIT))
+            fitted.append(([c * keep for c in columns], value, index.size))
         restored[band] = current[valid]
-        weights = [_solve(f, t) for f, t in fitted]  # this band's fit predicts the next band
-        previous = current
+        weights = [_solve(*fit) for fit in fitted]  # this band's fit predicts the next band
+        previous = clipped
     return out_symbols, restored
