@@ -162,7 +162,7 @@ def _compress(path, output, settings):
     info = describe(output)
     return {'bytes_out': result.file_bytes, 'bpppb': result.bpppb, 'sha256': sha256_of(output),
             'model': info['model'], 'model_sha256': info['model_sha256'], 'quality': result.quality,
-            'max_error': result.max_error, 'warnings': [one_line(w) for w in result.warnings]}
+            'max_error': result.max_error, 'bound': info['bound'], 'warnings': [one_line(w) for w in result.warnings]}
 
 
 def _verify_into(record, output, original, settings):
@@ -179,7 +179,7 @@ def _record(product, settings):
     return {'input': product.input, 'output': product.output, 'source': product.source, 'status': None,
             'error': None, 'bytes_in': product.bytes_in, 'bytes_out': None, 'bpppb': None, 'seconds': None,
             'sha256': None, 'model': settings.coding.get('model'), 'model_sha256': None,
-            'quality': settings.coding.get('quality'), 'max_error': settings.coding.get('max_error'),
+            'quality': settings.coding.get('quality'), 'max_error': settings.coding.get('max_error'), 'bound': None,
             'options': dict(settings.coding), 'verify': settings.verify,
             'finished': None, 'worker': f'{socket.gethostname()}:{os.getpid()}', 'peak_rss_mb': None}
 

@@ -6,6 +6,7 @@ import numpy as np
 
 from ..core import codec
 from ..core.bands import hyspecnet_keep_mask
+from ..core.bounds import ErrorBound
 from ..core.container import EhcReader
 from ..core.enmap import open_spectral
 from ..core.errors import FormatError, InputError, ModelError
@@ -23,10 +24,11 @@ def _read_header(path):
     return header, footer, chunks, version
 
 
-def coding_mode(max_error):
-    if max_error is None:
+def coding_mode(bound):
+    """'lossy', 'lossless' or 'error-bounded' for a bounds.ErrorBound (None: lossy)."""
+    if bound is None:
         return 'lossy'
-    return 'lossless' if max_error == 0 else 'error-bounded'
+    return 'lossless' if bound.lossless else 'error-bounded'
 
 
 def model_state(codec_info):
@@ -55,11 +57,12 @@ def describe(path):
     valid = footer.get('valid_pixels')
     rate = rate_metrics(size, valid, codec.CODED_BAND_COUNT) if valid is not None else {}
     wavelengths = [w for w in raster['wavelengths'] if w is not None]
+    bound = ErrorBound.from_codec_info(info)
     return {
         'file': os.path.abspath(path), 'file_bytes': size, 'container_version': '.'.join(map(str, version)),
         'tiles': chunks, 'model': info['model_id'], 'model_sha256': info['model_sha256'],
         'model_kind': info.get('model_kind'), 'model_state': model_state(info),
-        'mode': coding_mode(info.get('max_error')),
+        'mode': coding_mode(bound), 'bound': bound.describe() if bound else None,
         'quality': info.get('quality'), 'max_error': info.get('max_error'), 'tile_size': info.get('tile_size'),
         'extra_bands': len(info.get('extra_bands') or []),
         'width': raster['width'], 'height': raster['height'], 'bands': raster['band_count'],
@@ -81,7 +84,7 @@ def describe_text(d):
     from .console import key_values
 
     bound = {'lossy': f'quality {d["quality"]}', 'lossless': 'lossless (MAX_ERROR 0)',
-             'error-bounded': f'MAX_ERROR {d["max_error"]} DN (base quality {d["quality"]})'}[d['mode']]
+             'error-bounded': f'error {d["bound"]} (base quality {d["quality"]})'}[d['mode']]
     rate = f'{d["bpppb"]:.4f} bpppb, ratio {d["compression_ratio"]:.1f}:1' if d['bpppb'] is not None else ''
     software = ', '.join(f'{k} {v}' for k, v in d['software'].items())
     wl = d['wavelength_range_nm']
@@ -125,7 +128,8 @@ def verify(path, against=None, device='auto', threads=None, progress=None):
             if comparison is not None:
                 comparison.close()
         result = {'file': os.path.abspath(path), 'tiles': reader.chunk_count, 'checksums': 'ok', 'decoded': 'ok',
-                  'mode': coding_mode(coder.max_error), 'max_error': coder.max_error,
+                  'mode': coding_mode(coder.bound), 'max_error': coder.max_error,
+                  'bound': coder.bound.describe() if coder.bound else None,
                   'sha256': sha256_of(path), 'ok': True}
     if comparison is not None:
         result.update(comparison.result())
@@ -144,7 +148,7 @@ class _Comparison:
             self.original.close()
             raise InputError(f'{source} is {shape[0]} x {shape[1]} x {shape[2]}, but the file holds an image of '
                              f'{expected[0]} x {expected[1]} x {expected[2]}; is it the original of this file?')
-        self.source, self.max_error = source, coder.max_error
+        self.source, self.bound = source, coder.bound
         dead = np.zeros(raster['band_count'], bool)
         dead[np.asarray(raster['dead_bands'], int)] = True
         self.dead = dead[np.asarray(raster['canonical_index'], int)]
@@ -154,7 +158,7 @@ class _Comparison:
         self.promised = restored & ~self.dead  # the bands whose samples the file's bound covers
         self.nodata = raster['nodata']
         self.metrics = MetricsAccumulator()
-        self.exact, self.worst_promised = True, 0.0
+        self.exact, self.worst_promised, self.worst_excess = True, 0.0, 0.0
 
     def update(self, tile, decoded):
         a = self.original.read_canonical(tile.x, tile.y, tile.width, tile.height)
@@ -162,21 +166,24 @@ class _Comparison:
         a, b = a.astype(np.float64), decoded.astype(np.float64)
         valid = codec.valid_pixels(a, self.nodata, ~self.dead)
         self.metrics.update(a[self.evaluated], b[self.evaluated], valid)
-        if valid.any():
-            diff = np.abs(a[self.promised][:, valid] - b[self.promised][:, valid])
-            self.worst_promised = max(self.worst_promised, float(diff.max()) if diff.size else 0.0)
+        if valid.any() and self.bound is not None and self.promised.any():
+            original = a[self.promised][:, valid]
+            diff = np.abs(original - b[self.promised][:, valid])
+            excess = diff - self.bound.limits(original, np.flatnonzero(self.promised))
+            self.worst_promised = max(self.worst_promised, float(diff.max()))
+            self.worst_excess = max(self.worst_excess, float(excess.max()))
 
     def close(self):
         self.original.close()
 
     def result(self):
         metrics = self.metrics.result()
-        held = self.max_error is None or self.worst_promised <= self.max_error
+        held = self.worst_excess <= 0
         result = {'against': os.path.abspath(self.source), 'exact': bool(self.exact), 'psnr': metrics['psnr'],
                   'sa_deg': metrics['sa_deg'], 'ssim': metrics['ssim'], 'rmse_dn': metrics['rmse_dn'],
                   'max_abs_error': metrics['max_abs_error_dn'], 'bound_held': held, 'ok': held}
         if not held:
-            promise = 'bit-exact' if self.max_error == 0 else f'within {self.max_error} DN'
+            promise = 'bit-exact' if self.bound.lossless else f'an error {self.bound.describe()}'
             result['error'] = (f'the file promises {promise} but differs from {self.source} by up to '
                                f'{self.worst_promised:g} DN; is it the original of this file?')
         return result
@@ -186,7 +193,7 @@ def verify_text(r):
     from .console import key_values
 
     pairs = [('file', r['file']), ('checksums', f'{_tiles(r["tiles"])}, all ok'), ('decoded', 'every tile'),
-             ('mode', r['mode'] + (f' ({r["max_error"]} DN)' if r['mode'] == 'error-bounded' else ''))]
+             ('mode', r['mode'] + (f' ({r["bound"]})' if r['mode'] == 'error-bounded' else ''))]
     if 'against' in r:
         pairs += [('against', r['against']), ('bit-exact', 'yes' if r['exact'] else 'no'),
                   ('psnr', f'{r["psnr"]:.2f} dB'), ('max error', f'{r["max_abs_error"]:g} DN (202 coded bands)'),

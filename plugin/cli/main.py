@@ -32,16 +32,16 @@ def cmd_compress(args, console):
     data = {'command': 'compress', 'ok': True, 'input': os.path.abspath(args.input), 'output': info['file'],
             'file_bytes': result.file_bytes, 'valid_pixels': result.valid_pixels, 'bpppb': result.bpppb,
             'compression_ratio': result.compression_ratio, 'model': info['model'], 'model_sha256': info['model_sha256'],
-            'quality': result.quality, 'max_error': result.max_error, 'device': result.device,
+            'quality': result.quality, 'max_error': result.max_error, 'bound': info['bound'], 'device': result.device,
             'provider': result.provider, 'seconds': result.seconds, 'warnings': result.warnings}
     console.result(data, f'{args.output}: {result.file_bytes:,} bytes, {result.bpppb:.4f} bpppb (ratio '
                          f'{result.compression_ratio:.1f}:1), {info["model"]} {info["mode"]} quality {result.quality}'
-                         f'{_bound_text(result.max_error)}, {result.device}, {result.seconds:.1f} s')
+                         f'{_bound_text(info["bound"])}, {result.device}, {result.seconds:.1f} s')
     return EXIT_OK
 
 
-def _bound_text(max_error):
-    return '' if max_error is None else f', max error {max_error} DN'
+def _bound_text(bound):
+    return '' if bound is None else f', error {bound}'
 
 
 def cmd_decompress(args, console):
@@ -74,7 +74,8 @@ def cmd_evaluate(args, console):
         ('ssim', f'{result.ssim:.5f}'), ('rmse', f'{result.rmse_dn:.2f} DN'),
         ('max error', f'{result.max_abs_error_dn:g} DN'), ('rate', f'{result.bpppb:.4f} bpppb (ratio '
                                                                    f'{result.compression_ratio:.1f}:1)'),
-        ('model', f'{result.model} quality {result.quality}{_bound_text(result.max_error)}'),
+        ('model', f'{result.model} quality {result.quality}'
+                  f'{_bound_text(None if result.max_error is None else f"<= {result.max_error} DN")}'),
         ('time', f'compress {result.compress_seconds:.1f} s, decompress {result.decompress_seconds:.1f} s'),
         ('reconstructed', args.reconstructed), ('error', args.error), ('compressed', args.compressed),
         ('report', args.report)])

@@ -1,8 +1,9 @@
 """The options the commands share, and the one place where parsed options become the core's keyword arguments.
 
-The coding options mirror the Processing algorithms (MODEL, QUALITY, MAX_ERROR, CODE_ALL_BANDS, DEVICE); a new
-core option (per-band or relative bounds, ...) needs an `add_argument` in `add_coding_options` and a line in
-`coding_kwargs`, and every command that codes (compress, evaluate, archive) has it.
+The coding options mirror the Processing algorithms (MODEL, QUALITY, MAX_ERROR, BAND_MAX_ERRORS, RELATIVE_ERROR,
+RELATIVE_FLOOR, CODE_ALL_BANDS, DEVICE); a new core option needs an `add_argument` in `add_coding_options` and a
+line in `coding_kwargs`, and every command that codes (compress, evaluate, archive) has it. The core checks the
+values (bounds.error_bound) and says what is wrong in one line.
 """
 import argparse
 
@@ -31,6 +32,16 @@ def _dn_bound(text):
     return value
 
 
+def _fraction(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f'must be a fraction above 0 and at most 1 (0.01 = 1 %), not {text!r}')
+    return value
+
+
 def positive_int(text):
     try:
         value = int(text)
@@ -56,6 +67,13 @@ def add_coding_options(parser, code_all_bands=True):
     group.add_argument('--max-error', type=_dn_bound, metavar='E',
                        help='guarantee |original - reconstruction| <= E DN on every valid sample of every coded '
                             'band; 0 is lossless (all 224 bands bit for bit)')
+    group.add_argument('--band-max-errors', metavar='LIST|CSV',
+                       help='a limit in DN per EnMAP band: 224 numbers separated by commas, or a CSV file of rows '
+                            '"band,bound" (band 1-224); with --max-error each band gets the smaller limit')
+    group.add_argument('--relative-error', type=_fraction, metavar='R',
+                       help='|error| <= R x |value| on every valid sample (0.01 = 1 %%), never below --relative-floor')
+    group.add_argument('--relative-floor', type=_dn_bound, metavar='F',
+                       help='the least error in DN the relative bound allows however small the value (default 0)')
     if code_all_bands:
         group.add_argument('--code-all-bands', action='store_true',
                            help='also keep the 22 water-vapour bands (simple coarse coder, larger file)')
@@ -71,7 +89,9 @@ def add_runtime_options(parser):
 
 def coding_kwargs(args):
     """The core's coding keyword arguments (codec.compress, evaluate.evaluate) from the parsed options."""
-    kwargs = {'model': args.model, 'quality': args.quality, 'max_error': args.max_error}
+    kwargs = {'model': args.model, 'quality': args.quality, 'max_error': args.max_error,
+              'band_max_errors': args.band_max_errors, 'relative_error': args.relative_error,
+              'relative_floor': args.relative_floor}
     if hasattr(args, 'code_all_bands'):
         kwargs['code_all_bands'] = args.code_all_bands
     return kwargs

@@ -101,6 +101,20 @@ def test_verify_reports_metrics_of_a_bounded_file(product, tmp_path, capsys):
     assert 0 < data['max_abs_error'] <= 7 and data['psnr'] > 60
 
 
+def test_relative_and_per_band_bounds_are_options_and_verify_checks_them(product, tmp_path, capsys):
+    path = tmp_path / 'rel.ehc'
+    status, data, _ = run_json(capsys, 'compress', product.zip, path, '--model', 'pca', '--relative-error', '0.01',
+                               '--relative-floor', '2')
+    assert status == 0 and data['bound'] == '<= 1 % of the value, at least 2 DN' and data['max_error'] is None
+    status, info, _ = run_json(capsys, 'info', path)
+    assert info['mode'] == 'error-bounded' and info['bound'] == data['bound']
+    status, check, _ = run_json(capsys, 'verify', path, '--against', product.zip)
+    assert status == 0 and check['bound_held'] and check['max_abs_error'] > 2
+    status, _, err = run(capsys, 'compress', product.zip, tmp_path / 'x.ehc', '--band-max-errors', '1,2,3')
+    assert status == 1
+    assert_one_line_error(err, 'BAND_MAX_ERRORS must give 224 values')
+
+
 def test_verify_finds_a_damaged_tile(lossless, tmp_path, capsys):
     damaged = tmp_path / 'damaged.ehc'
     data = bytearray(open(lossless, 'rb').read())
@@ -138,6 +152,7 @@ def test_a_bad_input_is_one_line_and_exit_1(tmp_path, capsys):
 @pytest.mark.parametrize('argv', [
     ['compress', 'in.zip', 'out.ehc', '--quality', '11'],
     ['compress', 'in.zip', 'out.ehc', '--max-error', '-1'],
+    ['compress', 'in.zip', 'out.ehc', '--relative-error', '2'],
     ['compress', 'in.zip'],
     ['archive', 'src', 'dest', '--workers', '2', '--scheduler', 'tcp://127.0.0.1:1'],
     ['frobnicate'],
