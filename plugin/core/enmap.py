@@ -633,6 +633,11 @@ class SpectralRaster:
             raise ValueError(f'{self.source} has been closed; open it again with open_spectral().')
         return self._ds
 
+    @property
+    def needs_staging(self):
+        """Whether stage() would unpack a deflated ZIP member (not done yet)."""
+        return self._zip_image is not None
+
     def stage(self, progress=None):
         """Make a walk over the whole image cheap. A deflated spectral image inside a product ZIP is inflated once
         into a private temporary folder, read from there, and removed by close(); `progress` (a tiling.Progress)
@@ -663,6 +668,13 @@ class SpectralRaster:
                 self.stage()
         dataset = self._dataset()
         return self._staged_ds if self._staged_ds is not None else dataset
+
+    def drop_cache(self):
+        """Let GDAL forget the blocks it cached for this raster (a walk that will not come back to them calls
+        this after each row of tiles, so the cache does not grow to the whole image)."""
+        for dataset in (self._ds, self._staged_ds):
+            if dataset is not None:
+                dataset.FlushCache()
 
     def _check_window(self, x, y, width, height):
         if width <= 0 or height <= 0 or x < 0 or y < 0 or x + width > self.width or y + height > self.height:

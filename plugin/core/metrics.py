@@ -5,6 +5,8 @@ peak 1, over valid pixels. SA: mean per-pixel spectral angle in degrees on the s
 absolute error are in DN; the maximum is taken on the unclipped values, so it is an honest worst case.
 """
 import math
+from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 
@@ -27,14 +29,92 @@ def spectral_angles_deg(x, y):
     return np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
 
 
-def _box_mean(img, win):
-    """Mean over win x win windows ('valid' region) with summed-area tables; img is (bands, h, w)."""
-    c = np.cumsum(np.cumsum(np.pad(img, ((0, 0), (1, 0), (1, 0))), axis=1), axis=2)
-    s = c[:, win:, win:] - c[:, :-win, win:] - c[:, win:, :-win] + c[:, :-win, :-win]
-    return s / float(win * win)
+SSIM_WINDOW = 7
+SSIM_C1, SSIM_C2 = 0.01 ** 2, 0.03 ** 2  # data range 1
+BAND_CHUNK = 8  # bands per pass: the working arrays of a 256 x 256 tile stay in the CPU cache
 
 
-def ssim_sum(x, y, win=7, valid=None):
+def _window_sums(x, win, axis):
+    """Sums over `win` consecutive elements along `axis` ('valid' positions), by doubling: about log2(win) + popcount
+    additions instead of win - 1, and never a running sum, so float32 keeps its precision."""
+    def part(a, offset, length):
+        index = [slice(None)] * a.ndim
+        index[axis] = slice(offset, offset + length)
+        return a[tuple(index)]
+
+    length = x.shape[axis] - win + 1
+    pieces, offset, power, width = [], 0, x, 1  # power: sums of `width` consecutive elements
+    while True:
+        if win & width:
+            pieces.append(part(power, offset, length))
+            offset += width
+        if width * 2 > win:
+            break
+        span = power.shape[axis] - width
+        power = np.add(part(power, 0, span), part(power, width, span))
+        width *= 2
+    if len(pieces) == 1:
+        return pieces[0].copy()
+    total = np.add(pieces[0], pieces[1])
+    for piece in pieces[2:]:
+        total += piece
+    return total
+
+
+def _box_sums(x, win):
+    """Sums over every win x win window ('valid' region) of (bands, h, w)."""
+    return _window_sums(_window_sums(x, win, 1), win, 2)
+
+
+def _ssim_windows(x, y, win, inside, peak=1.0):
+    """Sum of SSIM over the windows flagged in `inside` (h - win + 1, w - win + 1), all bands of x, y (data range
+    `peak`). x and y are overwritten.
+
+    Works on window sums S rather than means (n = win^2 times them), with each band shifted near zero first:
+    variances and covariance are shift-invariant, and their window sums are then differences of small numbers,
+    which float32 carries to about 1e-7 of the SSIM (the float64 reference agrees to that).
+    """
+    n = float(win * win)
+    c1, c2 = SSIM_C1 * (n * peak) ** 2, SSIM_C2 * (n * peak) ** 2
+    shift_x, shift_y = (v[:, ::8, ::8].mean(axis=(1, 2), keepdims=True) for v in (x, y))
+    x -= shift_x
+    y -= shift_y
+    sx, sy = _box_sums(x, win), _box_sums(y, win)
+    product = x * y
+    cov = _box_sums(product, win)
+    np.multiply(x, x, out=x)
+    np.multiply(y, y, out=y)
+    x += y
+    var = _box_sums(x, win)
+    var *= n  # n^2 (variance x + variance y) + c2
+    np.multiply(sx, sx, out=product[:, :sx.shape[1], :sx.shape[2]])
+    var -= product[:, :sx.shape[1], :sx.shape[2]]
+    var -= sy * sy
+    var += c2
+    cov *= 2.0 * n  # 2 n^2 covariance + c2
+    cov -= 2.0 * sx * sy
+    cov += c2
+    sx += n * shift_x  # window sums of the values themselves
+    sy += n * shift_y
+    num = sx * sy
+    num *= 2.0
+    num += c1
+    num *= cov
+    np.multiply(sx, sx, out=sx)
+    np.multiply(sy, sy, out=sy)
+    sx += sy
+    sx += c1
+    sx *= var
+    num /= sx
+    return float((num if inside.all() else num[:, inside]).sum(dtype=np.float64))
+
+
+def _inside_windows(valid, win):
+    """Windows lying wholly on valid pixels."""
+    return _box_sums(valid[None].astype(np.float32), win)[0] == win * win
+
+
+def ssim_sum(x, y, win=SSIM_WINDOW, valid=None):
     """Sum and count of SSIM values (uniform win x win window, data range 1) over all bands and windows.
 
     x, y: (bands, h, w) on the [0, 1] scale; only windows lying wholly on `valid` pixels count.
@@ -42,19 +122,188 @@ def ssim_sum(x, y, win=7, valid=None):
     """
     if x.shape[1] < win or x.shape[2] < win:
         return 0.0, 0
-    inside = None
-    if valid is not None:
-        inside = _box_mean(valid[None].astype(np.float64), win)[0] > 1.0 - 1e-9
-        x, y = np.where(valid, x, 0.0), np.where(valid, y, 0.0)
-    c1, c2 = 0.01 ** 2, 0.03 ** 2
-    mx, my = _box_mean(x, win), _box_mean(y, win)
-    vx = _box_mean(x * x, win) - mx * mx
-    vy = _box_mean(y * y, win) - my * my
-    cxy = _box_mean(x * y, win) - mx * my
-    s = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))
-    if inside is not None:
-        s = s[:, inside]
-    return float(s.sum()), int(s.size)
+    valid = np.ones(x.shape[1:], bool) if valid is None else valid
+    inside = _inside_windows(valid, win)
+    x, y = (np.where(valid, np.asarray(v, np.float64), 0.0) for v in (x, y))
+    return _ssim_windows(x, y, win, inside), int(inside.sum()) * x.shape[0]
+
+
+@dataclass
+class TileErrors:
+    """What one pass over a tile pair yields: per-pixel maps of the tile and sums over its valid pixels."""
+
+    valid: np.ndarray  # (h, w) bool
+    unit_sq: np.ndarray  # (h, w): squared error on the [0, 1] scale, summed over the bands
+    dn_sq: np.ndarray  # (h, w): squared error in DN (unclipped), summed over the bands
+    max_abs_dn: np.ndarray  # (h, w): largest absolute error in DN (unclipped)
+    angle_deg: np.ndarray  # (h, w): spectral angle on the [0, 1] scale
+    band_dn_sq: np.ndarray  # (bands,): squared DN error summed over the valid pixels
+    histogram: Optional[np.ndarray]  # counts of signed DN errors, 1-DN bins over -limit..limit (clipped), valid only
+    ssim_total: float
+    ssim_count: int
+    bands: int
+
+    @property
+    def rmse_dn(self):
+        """(h, w) RMSE per pixel in DN, of the errors on the [0, 1] scale (the error layer's first band)."""
+        return np.sqrt(self.unit_sq / max(1, self.bands)) * DN_PEAK
+
+
+def _work_dtype(*arrays):
+    """float32 is exact for int16/uint8 DN and for float32 data; anything wider is measured in float64."""
+    exact = all(a.dtype == np.float32 or (a.dtype.kind in 'iub' and a.dtype.itemsize <= 2) for a in arrays)
+    return np.float32 if exact else np.float64
+
+
+def _zero_restored_nonfinite(original, reconstruction):
+    """NaN and ±Inf samples that came back as they were carry no error: zero them in both (in place) so that
+    they do not turn every metric into NaN; any other mismatch still counts."""
+    kept = ~np.isfinite(original) & ((original == reconstruction) | (np.isnan(original) & np.isnan(reconstruction)))
+    original[kept] = 0.0
+    reconstruction[kept] = 0.0
+
+
+class _TileSums:
+    """Per-pixel and per-band sums of one tile (or of some of its band chunks: merge() adds two up)."""
+
+    def __init__(self, shape, bands, hist_limit):
+        self.clipped_sq, self.dn_sq, self.xy, self.xx, self.yy, self.max_abs = np.zeros((6, *shape), np.float64)
+        self.band_dn_sq = np.zeros(bands, np.float64)
+        self.hist_limit = hist_limit
+        self.histogram = None if hist_limit is None else np.zeros(2 * hist_limit + 2, np.int64)  # + invalid bin
+        self.ssim_total = 0.0
+
+    def merge(self, other):
+        for name in ('clipped_sq', 'dn_sq', 'xy', 'xx', 'yy', 'band_dn_sq'):
+            getattr(self, name).__iadd__(getattr(other, name))
+        np.maximum(self.max_abs, other.max_abs, out=self.max_abs)
+        if self.histogram is not None:
+            self.histogram += other.histogram
+        self.ssim_total += other.ssim_total
+        return self
+
+    def add_dn(self, rows, a, b, valid, integral):
+        """a, b: (k, h, w) DN of the tile's pixels, unclipped; integral: both hold whole numbers."""
+        diff = b - a
+        np.maximum(self.max_abs, np.abs(diff).max(axis=0), out=self.max_abs)
+        squared = diff * diff
+        self.dn_sq += squared.sum(axis=0)
+        self.band_dn_sq[rows] = np.where(valid, squared, 0).sum(axis=2).sum(axis=1, dtype=np.float64)
+        if self.histogram is not None:
+            self._count_errors(diff, valid, integral)
+
+    def _count_errors(self, diff, valid, integral):
+        limit = self.hist_limit
+        bins = diff if integral else np.rint(diff, out=diff)
+        np.minimum(np.maximum(bins, -limit, out=bins), limit, out=bins)
+        bins += limit
+        if not valid.all():
+            bins[:, ~valid] = 2 * limit + 1  # the extra bin, dropped in result
+        self.histogram += np.bincount(bins.astype(np.int16 if limit < 16383 else np.intp).ravel(),
+                                      minlength=self.histogram.size)
+
+    def add_clipped(self, x, y):
+        """x, y: (k, h, w) of the tile's pixels, clipped to 0..DN_PEAK."""
+        error = x - y
+        self.clipped_sq += np.einsum('khw,khw->hw', error, error)
+        self.xy += np.einsum('khw,khw->hw', x, y)
+        self.xx += np.einsum('khw,khw->hw', x, x)
+        self.yy += np.einsum('khw,khw->hw', y, y)
+
+    @property
+    def unit_sq(self):
+        return self.clipped_sq / (DN_PEAK * DN_PEAK)
+
+    def angles_deg(self):
+        """From |x - y|^2 = (|x| - |y|)^2 + 4 |x| |y| sin^2(angle / 2): accurate for small angles, where arccos of
+        the cosine loses most digits. A zero spectrum against a non-zero one is 90 degrees, two zero ones 0."""
+        nx, ny = np.sqrt(self.xx), np.sqrt(self.yy)
+        product = nx * ny
+        half_sine = np.sqrt(np.maximum(self.clipped_sq - (nx - ny) ** 2, 0.0) / np.maximum(4.0 * product, 1e-300))
+        angles = np.degrees(2.0 * np.arcsin(np.minimum(half_sine, 1.0)))
+        return np.where(product > 0, angles, np.where((nx == 0) & (ny == 0), 0.0, 90.0))
+
+
+@dataclass
+class _TilePass:
+    """One tile's geometry and inputs, shared by the band chunks (which may run in threads)."""
+
+    original: np.ndarray
+    reconstructed: np.ndarray
+    bands: np.ndarray
+    valid: np.ndarray
+    core: tuple
+    win: int
+    hist_limit: Optional[int]
+    check: object
+
+    def __post_init__(self):
+        height, width = self.valid.shape
+        core, win = self.core, self.win
+        self.work = _work_dtype(self.original, self.reconstructed)
+        kinds = (self.original.dtype.kind, self.reconstructed.dtype.kind)
+        self.floats, self.integral = 'f' in kinds, 'f' not in kinds
+        self.valid_core = self.valid[core]
+        # SSIM: windows whose top-left pixel lies in the core, within the window
+        self.region = (slice(core[0].start, min(height, core[0].stop + win - 1)),
+                       slice(core[1].start, min(width, core[1].stop + win - 1)))
+        valid = self.valid[self.region]
+        fits = valid.shape[0] >= win and valid.shape[1] >= win
+        self.inside = _inside_windows(valid, win) if fits else np.zeros((0, 0), bool)
+        self.invalid = None if valid.all() else ~valid
+
+    def sums(self, starts):
+        """_TileSums of the band chunks starting at `starts`."""
+        sums = _TileSums(self.valid_core.shape, self.bands.size, self.hist_limit)
+        rows_, cols_ = self.core
+        for start in starts:
+            if self.check is not None:
+                self.check()
+            rows = slice(start, start + BAND_CHUNK)
+            a = self.original[self.bands[rows]].astype(self.work)
+            b = self.reconstructed[self.bands[rows]].astype(self.work)
+            if self.floats:
+                _zero_restored_nonfinite(a, b)
+            sums.add_dn(rows, a[:, rows_, cols_], b[:, rows_, cols_], self.valid_core, self.integral)
+            x, y = (np.minimum(np.maximum(v, 0.0, out=v), DN_PEAK, out=v) for v in (a, b))
+            sums.add_clipped(x[:, rows_, cols_], y[:, rows_, cols_])
+            if self.inside.any():
+                x, y = x[:, self.region[0], self.region[1]], y[:, self.region[0], self.region[1]]
+                if self.invalid is not None:
+                    x[:, self.invalid] = 0.0
+                    y[:, self.invalid] = 0.0
+                sums.ssim_total += _ssim_windows(x, y, self.win, self.inside, DN_PEAK)
+        return sums
+
+
+def tile_errors(original, reconstructed, valid, core=None, bands=None, hist_limit=None, check=None,
+                win=SSIM_WINDOW, pool=None, threads=1):
+    """Every error measure of one tile pair in one pass over its samples, BAND_CHUNK bands at a time.
+
+    original, reconstructed: (all bands, H, W) DN of a window; valid: (H, W) bool; core: the tile's (row, column)
+    slices in the window (default: all of it); bands: the band indices measured (default: all). The per-pixel
+    maps and sums cover the core; SSIM counts the windows whose top-left pixel lies in the core, so a window that
+    reaches `win - 1` pixels past the core on the right and bottom makes tiled SSIM equal whole-image SSIM.
+    hist_limit: also count signed DN errors in 1-DN bins over +-hist_limit. check(): called between chunks (cancel).
+    pool, threads: a concurrent.futures executor and how many of its threads share the chunks (numpy runs them
+    without the GIL); the sums do not depend on it.
+    The clipped values are not scaled to 0..1: SSIM's constants are scaled instead, the sums at the end.
+    """
+    height, width = valid.shape
+    core = core if core is not None else (slice(0, height), slice(0, width))
+    bands = np.arange(original.shape[0]) if bands is None else np.asarray(bands)
+    tile = _TilePass(original, reconstructed, bands, valid, core, win, hist_limit, check)
+    starts = list(range(0, bands.size, BAND_CHUNK))
+    if pool is not None and threads > 1 and len(starts) > 1:
+        parts = [pool.submit(tile.sums, starts[i::threads]) for i in range(min(threads, len(starts)))]
+        sums = parts[0].result()
+        for part in parts[1:]:
+            sums.merge(part.result())
+    else:
+        sums = tile.sums(starts)
+    histogram = None if sums.histogram is None else sums.histogram[:-1]
+    return TileErrors(tile.valid_core, sums.unit_sq, sums.dn_sq, sums.max_abs, sums.angles_deg(), sums.band_dn_sq,
+                      histogram, sums.ssim_total, int(tile.inside.sum()) * bands.size, int(bands.size))
 
 
 class MetricsAccumulator:
@@ -71,19 +320,23 @@ class MetricsAccumulator:
 
     def update(self, original, reconstructed, valid):
         """original, reconstructed: (bands, h, w) DN of the evaluated bands; valid: (h, w) bool pixel mask."""
-        if not valid.any():
+        errors = tile_errors(original, reconstructed, valid)
+        self.add(errors)
+        return errors
+
+    def add(self, errors):
+        """Count one tile's TileErrors."""
+        valid = errors.valid
+        pixels = int(valid.sum())
+        if not pixels:
             return
-        a = np.asarray(original, dtype=np.float64)[:, valid]
-        b = np.asarray(reconstructed, dtype=np.float64)[:, valid]
-        self.max_abs_dn = max(self.max_abs_dn, float(np.abs(a - b).max()) if a.size else 0.0)
-        x, y = to_unit(a), to_unit(b)
-        self.sq_err += float(((x - y) ** 2).sum())
-        self.samples += x.size
-        self.angle_sum += float(spectral_angles_deg(x, y).sum())
-        self.pixels += x.shape[1]
-        s, n = ssim_sum(to_unit(original), to_unit(reconstructed), valid=valid)
-        self.ssim_total += s
-        self.ssim_count += n
+        self.max_abs_dn = max(self.max_abs_dn, float(errors.max_abs_dn[valid].max()) if errors.bands else 0.0)
+        self.sq_err += float(errors.unit_sq[valid].sum())
+        self.samples += pixels * errors.bands
+        self.angle_sum += float(errors.angle_deg[valid].sum())
+        self.pixels += pixels
+        self.ssim_total += errors.ssim_total
+        self.ssim_count += errors.ssim_count
 
     @property
     def mse(self):
@@ -111,8 +364,5 @@ def rate_metrics(file_bytes, valid_pixels, coded_bands=202):
 
 def per_pixel_errors(original, reconstructed):
     """Per-pixel error bands for the error layer: RMSE in DN, spectral angle in degrees, max abs error in DN."""
-    a = np.asarray(original, dtype=np.float64)
-    b = np.asarray(reconstructed, dtype=np.float64)
-    x, y = to_unit(a), to_unit(b)
-    rmse_dn = np.sqrt(((x - y) ** 2).mean(axis=0)) * DN_PEAK
-    return rmse_dn, spectral_angles_deg(x, y), np.abs(a - b).max(axis=0)
+    errors = tile_errors(np.asarray(original), np.asarray(reconstructed), np.ones(np.shape(original)[1:], bool))
+    return errors.rmse_dn, errors.angle_deg, errors.max_abs_dn

@@ -1,17 +1,15 @@
 """The data behind the report's plots, computed tile by tile from an original and its reconstruction.
 
-Kept apart from evaluate.measure() so the metrics stay one small loop; this second pass runs only when a report
-is asked for. Memory stays bounded: per-band sums, a 1-DN histogram of signed errors and a few sample spectra.
+Collected in the same pass over the tiles as the metrics (compare.compare), from the same per-tile sums. Memory
+stays bounded: per-band sums, a 1-DN histogram of signed errors and a few sample spectra.
 """
 from dataclasses import dataclass, field
 from typing import List
 
 import numpy as np
 
-from .bands import hyspecnet_keep_mask
-from .codec import DEFAULT_TILE, valid_pixels
-from .enmap import open_spectral
-from .tiling import Progress, tile_grid
+from .codec import DEFAULT_TILE
+from .quicklook import QuickLookCollector
 
 HIST_LIMIT_DN = 3000  # signed errors beyond +-this are counted in the outermost bins
 HIST_BINS = 61
@@ -36,28 +34,33 @@ class ReportData:
     hist_edges: List[float]
     hist_counts: List[int]
     samples: List[SampleSpectrum] = field(default_factory=list)
+    quicklook: object = None  # quicklook.QuickLook: the report's image panels, from the same tiles
 
 
-class _Collector:
-    def __init__(self, raster, evaluated):
+class ReportCollector:
+    """Gathers the report's data from the TileErrors of each tile (compare.compare feeds it)."""
+
+    def __init__(self, width, height, evaluated):
         self.evaluated = evaluated
-        self.sq = np.zeros(evaluated.size, np.float64)
+        self.sq = np.zeros(int(evaluated.sum()), np.float64)
         self.count = 0
         self.hist = np.zeros(2 * HIST_LIMIT_DN + 1, np.int64)
-        self.targets = [(int(fx * (raster.width - 1)), int(fy * (raster.height - 1))) for fx, fy in SAMPLE_FRACTIONS]
+        self.targets = [(int(fx * (width - 1)), int(fy * (height - 1))) for fx, fy in SAMPLE_FRACTIONS]
         self.samples = {}
         self.worst = None
+        self.quicklook = QuickLookCollector(width, height)
 
-    def update(self, tile, a, b, valid):
+    def update(self, tile, a, b, errors):
+        """a, b: (all bands, h, w) DN of the tile in canonical order; errors: metrics.TileErrors of the tile."""
+        valid = errors.valid
+        self.quicklook.update(tile, a, b, valid, errors.rmse_dn)
         if not valid.any():
             return
-        diff = (b - a)[:, valid]
-        self.sq[self.evaluated] += (diff[self.evaluated].astype(np.float64) ** 2).sum(axis=1)
+        self.sq += errors.band_dn_sq
         self.count += int(valid.sum())
-        clipped = np.clip(np.rint(diff[self.evaluated]), -HIST_LIMIT_DN, HIST_LIMIT_DN).astype(np.int64)
-        self.hist += np.bincount((clipped + HIST_LIMIT_DN).ravel(), minlength=self.hist.size)
+        self.hist += errors.histogram
         self._pick_samples(tile, a, b, valid)
-        self._track_worst(tile, a, b, valid)
+        self._track_worst(tile, a, b, errors)
 
     def _pick_samples(self, tile, a, b, valid):
         for index, (tx, ty) in enumerate(self.targets):
@@ -69,15 +72,14 @@ class _Collector:
             r, c = int(rows[nearest]), int(cols[nearest])
             self.samples[index] = self._sample(f'pixel {index + 1}', tile, a, b, r, c)
 
-    def _track_worst(self, tile, a, b, valid):
-        rmse = np.sqrt(((b - a)[self.evaluated] ** 2).mean(axis=0))
-        rmse[~valid] = -1.0
+    def _track_worst(self, tile, a, b, errors):
+        rmse = np.where(errors.valid, errors.dn_sq, -1.0)
         r, c = np.unravel_index(int(np.argmax(rmse)), rmse.shape)
-        if self.worst is None or rmse[r, c] > self.worst.rmse_dn:
+        if self.worst is None or np.sqrt(rmse[r, c] / max(1, errors.bands)) > self.worst.rmse_dn:
             self.worst = self._sample('worst pixel', tile, a, b, int(r), int(c))
 
     def _sample(self, label, tile, a, b, r, c):
-        original, reconstructed = a[:, r, c], b[:, r, c]
+        original, reconstructed = a[:, r, c].astype(np.float64), b[:, r, c].astype(np.float64)
         rmse = float(np.sqrt(((reconstructed - original)[self.evaluated] ** 2).mean()))
         return SampleSpectrum(label, tile.x + c, tile.y + r, _listed(original, self.evaluated),
                               _listed(reconstructed, self.evaluated), rmse)
@@ -85,11 +87,11 @@ class _Collector:
     def result(self, wavelengths):
         band_rmse = np.full(self.evaluated.size, np.nan)
         if self.count:
-            band_rmse[self.evaluated] = np.sqrt(self.sq[self.evaluated] / self.count)
+            band_rmse[self.evaluated] = np.sqrt(self.sq / self.count)
         edges, counts = _rebinned(self.hist)
         samples = [self.samples[i] for i in sorted(self.samples)] + ([self.worst] if self.worst else [])
         return ReportData([float(w) for w in wavelengths], [bool(e) for e in self.evaluated],
-                          _listed(band_rmse), edges, counts, samples)
+                          _listed(band_rmse), edges, counts, samples, self.quicklook.result())
 
 
 def _listed(values, mask=None):
@@ -122,16 +124,7 @@ def _rebinned(hist):
 
 def report_data(original_path, reconstructed_path, progress=None, is_cancelled=None, tile_size=DEFAULT_TILE):
     """Per-band RMSE (DN), a histogram of signed errors (DN) and sample spectra, read tile by tile."""
-    keep = hyspecnet_keep_mask()
-    with open_spectral(original_path) as original, open_spectral(reconstructed_path) as reconstruction:
-        dead = original.canonical_dead_bands
-        wavelengths = np.asarray(original.wavelengths)[original.canonical_index]
-        collector = _Collector(original, keep & ~dead)
-        tiles = tile_grid(original.width, original.height, tile_size)
-        steps = Progress(len(tiles), progress, is_cancelled)
-        for tile in tiles:
-            a = original.read_canonical(tile.x, tile.y, tile.width, tile.height).astype(np.float32)
-            b = reconstruction.read_canonical(tile.x, tile.y, tile.width, tile.height).astype(np.float32)
-            collector.update(tile, a, b, valid_pixels(a, original.nodata, ~dead))
-            steps.step()
-    return collector.result(wavelengths)
+    from .compare import compare  # compare builds on this module
+
+    return compare(original_path, reconstructed_path, progress=progress, is_cancelled=is_cancelled,
+                   tile_size=tile_size, with_report=True).report

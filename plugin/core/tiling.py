@@ -68,11 +68,17 @@ class Progress:
         self.check()
 
     def each(self, items, label):
-        """Yield `items`, one step each, saying `label.format(number, count)` before each ("tile {} of {}")."""
-        items = list(items)
-        for number, item in enumerate(items, start=1):
-            self.say(label.format(number, len(items)))
+        """Yield `items` (a sequence, or an iterator of `total` items), one step each, saying
+        `label.format(number, count)` ("tile {} of {}") before each is fetched."""
+        count = len(items) if hasattr(items, '__len__') else self.total
+        iterator = iter(items)
+        for number in range(1, count + 1):
+            self.say(label.format(number, count))
             self.check()
+            try:
+                item = next(iterator)
+            except StopIteration:
+                return
             yield item
             self.step()
 
