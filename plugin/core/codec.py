@@ -30,7 +30,7 @@ from .rasterheader import pack_raster, unpack_raster
 from .runtime import OnnxRunner, default_model_id, find_model, list_models
 from .tiling import Progress, Tile, tile_grid
 from .transforms import make_transform
-from .validation import check_coder, open_checked
+from .validation import MAX_TILE_SIZE, check_coder, open_checked
 
 LOG = logging.getLogger('enmap_compress')
 FORMAT_NAME = 'ehc'
@@ -417,6 +417,8 @@ def compress(source, output, model=None, quality=5, device='auto', threads=None,
                                    raster.offsets[raster.canonical_index][coded])
         coder = TileCoder(package, quality, runner, extra, max_error, radiometry, bound)
         tile_size = int(tile_size or coder.transform.tile_size)
+        if not 1 <= tile_size <= MAX_TILE_SIZE:  # decoding a larger tile could need more than 1.5 GB
+            raise InputError(f'the tile size must be from 1 to {MAX_TILE_SIZE} px, not {tile_size}')
         if tile_size * tile_size > residual.MAX_PIXELS:  # its sums would not stay exact
             coder.residual_coder = RESIDUAL_PLAIN
         header = {

@@ -23,7 +23,7 @@ from .tiling import Tile, tile_grid
 
 FORMAT_NAME = 'ehc'
 MAX_SIDE = 1 << 20  # pixels per raster side: 31,000 km of EnMAP swath
-MAX_TILE_SIZE = 512  # decoding a tile this size takes at most about 1.3 GB (docs/format.md)
+MAX_TILE_SIZE = 256  # the models' tile size; decoding one takes about 0.5 GB (a 512 px one up to 1.6 GB)
 MIN_CHUNK_BYTES = 12  # the smallest chunk a valid file holds: payload head, two section lengths and a mask byte
 INDEX_BYTES_PER_TILE = 256  # a chunk's index entry takes about 100 bytes of JSON
 INDEX_BASE_BYTES = 1 << 16  # blobs, footer and slack
@@ -57,7 +57,7 @@ class _Fields:
         self.obj = obj
 
     def fail(self, key, problem):
-        field = f'{self.name}.{key}' if key else self.name
+        field = '.'.join(part for part in (self.name, key) if part)
         raise FormatError(f'{self.path}: the header field {field} {problem}')
 
     def get(self, key, required=True):
@@ -130,7 +130,7 @@ def _shown(value):
 def checked_header(header, path, payload_bytes):
     """CheckedHeader of a parsed header, or FormatError. payload_bytes: the size of the file's payload area (a file
     cannot hold more tiles than it has bytes for, so the tile count and the index are bounded by the file size)."""
-    top = _Fields(header, 'header', path)
+    top = _Fields(header, '', path)
     top.text('format', choices=(FORMAT_NAME,))
     for key in ('device', 'software'):
         top.optional_type(key, dict, 'an object')

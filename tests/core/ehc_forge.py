@@ -1,0 +1,166 @@
+"""Take a .ehc file apart and put it back together with any part edited and every checksum recomputed, the way
+the writer computes them: what a buggy writer or an attacker can produce. Used by the hostile-file tests and the
+fuzz test; `EhcParts.read(path).build()` gives back the original bytes (checked in test_decoder_validation.py).
+"""
+import copy
+import json
+import struct
+import zlib
+from dataclasses import dataclass, field
+
+from enmap_compress.plugin.core.headerdict import DICTIONARY
+
+PREFIX = struct.Struct('<8sHHII')
+TRAILER = struct.Struct('<QQII8s')
+MAGIC = b'\x89EHC\r\n\x1a\n'
+END_MAGIC = b'\x89EHCEND\n'
+
+
+def dumps(obj) -> bytes:
+    """Compact JSON as the writer makes it; text the writer could not encode (a lone surrogate) as \\u escapes."""
+    try:
+        return json.dumps(obj, ensure_ascii=False, separators=(',', ':'), allow_nan=True).encode()
+    except UnicodeEncodeError:
+        return json.dumps(obj, separators=(',', ':'), allow_nan=True).encode()
+
+
+def _inflate(data, version):
+    """Header or index JSON as stored: zlib before 2.0, raw DEFLATE with the preset dictionary since."""
+    if tuple(version) >= (2, 0):
+        return json.loads(zlib.decompressobj(-15, DICTIONARY).decompress(data))
+    return json.loads(zlib.decompress(data))
+
+
+def deflate(data: bytes, version) -> bytes:
+    if tuple(version) >= (2, 0):
+        compressor = zlib.compressobj(9, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, DICTIONARY)
+        return compressor.compress(data) + compressor.flush()
+    return zlib.compress(data, 6)
+
+
+def varint(value: int) -> bytes:
+    """Zigzag LEB128, as docs/format.md describes it."""
+    number, out = 2 * value if value >= 0 else -2 * value - 1, bytearray()
+    while number >= 0x80:
+        out.append(0x80 | (number & 0x7F))
+        number >>= 7
+    return bytes(out + bytes([number]))
+
+
+def chunk_record(meta: dict, payload: bytes) -> bytes:
+    """A chunk as stored from container version 1.1 on: u8 count, the meta's values (keys sorted) as varints, the
+    payload."""
+    return bytes([len(meta)]) + b''.join(varint(meta[k]) for k in sorted(meta)) + payload
+
+
+def split_record(stored: bytes) -> tuple:
+    """(recorded values, payload) of a 1.1 chunk record."""
+    values, pos = [], 1
+    for _ in range(stored[0]):
+        number = shift = 0
+        while True:
+            byte = stored[pos]
+            pos += 1
+            number |= (byte & 0x7F) << shift
+            shift += 7
+            if byte < 0x80:
+                break
+        values.append(number // 2 if number % 2 == 0 else -(number + 1) // 2)
+    return values, stored[pos:]
+
+
+@dataclass
+class Chunk:
+    meta: dict
+    payload: bytes
+    record: bytes = None  # the stored bytes, when a test wants them different from what meta + payload give
+
+
+@dataclass
+class EhcParts:
+    version: tuple
+    header: dict
+    chunks: list
+    blobs: dict
+    footer: dict
+    index_extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def read(cls, path):
+        data = open(path, 'rb').read()
+        _magic, major, minor, header_len, _crc = PREFIX.unpack_from(data, 0)
+        header = _inflate(data[20:20 + header_len], (major, minor))
+        offset, length, _c, _t, _end = TRAILER.unpack_from(data, len(data) - TRAILER.size)
+        index = _inflate(data[offset:offset + length], (major, minor))
+        chunks = []
+        for entry in index['chunks']:
+            stored = data[entry['offset']:entry['offset'] + entry['length']]
+            if (major, minor) >= (1, 1):
+                stored = split_record(stored)[1]
+            chunks.append(Chunk(entry['meta'], stored))
+        blobs = {name: data[e['offset']:e['offset'] + e['length']] for name, e in index['blobs'].items()}
+        extra = {k: v for k, v in index.items() if k not in ('chunks', 'blobs', 'footer')}
+        return cls((major, minor), header, chunks, blobs, index['footer'], extra)
+
+    def copy(self):
+        return copy.deepcopy(self)
+
+    def build(self, header_json=None, header_raw=None, index_edit=None, index_json=None, index_raw=None,
+              major=None, minor=None) -> bytes:
+        """The file's bytes. header_json / index_json: the JSON text to store instead of the dicts'; header_raw /
+        index_raw: the stored (zlib) bytes instead; index_edit(index): edit the index dict after the offsets,
+        lengths and CRCs were filled in (so a test can break them)."""
+        major = self.version[0] if major is None else major
+        minor = self.version[1] if minor is None else minor
+        if header_raw is None:
+            header_raw = deflate(dumps(self.header) if header_json is None else header_json, (major, minor))
+        out = bytearray(PREFIX.pack(MAGIC, major, minor, len(header_raw), 0))
+        crc = zlib.crc32(header_raw, zlib.crc32(bytes(out[8:16])))
+        out = bytearray(PREFIX.pack(MAGIC, major, minor, len(header_raw), crc)) + header_raw
+        entries = []
+        for chunk in self.chunks:
+            stored = chunk.record
+            if stored is None:
+                stored = chunk_record(chunk.meta, chunk.payload) if (major, minor) >= (1, 1) else chunk.payload
+            entries.append({'offset': len(out), 'length': len(stored), 'crc32': zlib.crc32(stored),
+                            'meta': chunk.meta})
+            out += stored
+        blobs = {}
+        for name, payload in self.blobs.items():
+            blobs[name] = {'offset': len(out), 'length': len(payload), 'crc32': zlib.crc32(payload)}
+            out += payload
+        index = copy.deepcopy({'chunks': entries, 'blobs': blobs, 'footer': self.footer, **self.index_extra})
+        if index_edit is not None:
+            index_edit(index)  # in place
+        if index_raw is None:
+            index_raw = deflate(dumps(index) if index_json is None else index_json, (major, minor))
+        offset = len(out)
+        out += index_raw
+        head = struct.pack('<QQI', offset, len(index_raw), zlib.crc32(index_raw))
+        out += TRAILER.pack(offset, len(index_raw), zlib.crc32(index_raw), zlib.crc32(head), END_MAGIC)
+        return bytes(out)
+
+
+def zlib_bomb(size: int, block: int = 1 << 20, version=(1, 1)) -> bytes:
+    """A valid zlib stream of `size` zero bytes (a multiple of `block`), about size / 1000 bytes long, made
+    without ever holding `size` bytes: after a full flush the compressor's output for the same block repeats.
+    For version 2.0 and later a raw DEFLATE stream with the preset dictionary, as those files store it."""
+    count = size // block
+    if tuple(version) >= (2, 0):
+        compressor = zlib.compressobj(9, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, DICTIONARY)
+        zeros = bytes(block)
+        first = compressor.compress(zeros) + compressor.flush(zlib.Z_FULL_FLUSH)
+        second = compressor.compress(zeros) + compressor.flush(zlib.Z_FULL_FLUSH)
+        return first + second * (count - 1) + compressor.flush()
+    compressor = zlib.compressobj(9)
+    zeros = bytes(block)
+    first = compressor.compress(zeros) + compressor.flush(zlib.Z_FULL_FLUSH)
+    second = compressor.compress(zeros) + compressor.flush(zlib.Z_FULL_FLUSH)
+    end = compressor.flush()[:-4]  # the final empty block; its adler32 is for two blocks, replaced below
+    assert first[2:] == second, 'the deflate output of a block after a full flush must repeat'
+    adler = ((count * block) % 65521) << 16 | 1  # adler32 of n zero bytes: A = 1, B = n mod 65521
+    return first + second * (count - 1) + end + struct.pack('>I', adler)
+
+
+def nested_json(depth: int) -> bytes:
+    return b'{"a":' * depth + b'1' + b'}' * depth
