@@ -10,7 +10,8 @@ opens anywhere the package is installed, without importing this module first. Ar
 chunks of whole spectra by a spatial tile: (224, ty, tx). Each chunk is coded on its own by the core's tile coder
 (codec.encode_tile / decode_tile, the same bytes as a tile of a .ehc file) behind a small header: its shape and
 the bands that are nodata throughout it. The codec's configuration, stored in the array's metadata, carries what
-decoding needs: model id and decoder sha256, quality, the bound, the extra bands, nodata, dtype, the wavelengths
+decoding needs: model id and decoder sha256, quality, the bound (MAX_ERROR, or a per-band / relative bound), the
+extra bands, nodata, dtype, the wavelengths
 and the band order. A store whose model is missing names the model to install.
 
 Only numcodecs is imported with this module; the core (GDAL, onnxruntime) on first use, zarr by write_zarr.
@@ -35,7 +36,7 @@ class EhcCodec(Codec):
     codec_id = CODEC_ID
 
     def __init__(self, model, model_sha256, quality, wavelengths, canonical_index, dtype='int16', nodata=-32768.0,
-                 max_error=None, extra_bands=(), format_version=1):
+                 max_error=None, extra_bands=(), error_bound=None, format_version=1):
         if int(format_version) != 1:
             raise ValueError(f'this EnMAP Compress reads {CODEC_ID} format version 1, not {format_version}; '
                              'update enmap-compress to read this store')
@@ -48,6 +49,7 @@ class EhcCodec(Codec):
         self.nodata = None if nodata is None else float(nodata)
         self.max_error = None if max_error is None else int(max_error)
         self.extra_bands = [int(i) for i in extra_bands]
+        self.error_bound = None if error_bound is None else dict(error_bound)  # per-band or relative (bounds.py)
         self.format_version = 1
         if sorted(self.canonical_index) != list(range(len(self.wavelengths))):
             raise ValueError('canonical_index must be a permutation of the band numbers 0..bands-1')
@@ -57,27 +59,29 @@ class EhcCodec(Codec):
     # -- construction for writing --------------------------------------------------------------------------------
     @classmethod
     def for_model(cls, wavelengths, model=None, quality=None, max_error=None, code_all_bands=False, dtype='int16',
-                  nodata=-32768.0):
-        """A codec for writing: resolves the model (default: the default model) and its decoder's sha256, the
-        quality (from the bound when None, as `compress` does) and the extra bands; wavelengths in array order."""
+                  nodata=-32768.0, band_max_errors=None, relative_error=None, relative_floor=None):
+        """A codec for writing: resolves the model (default: the default model) and its decoder's sha256, the bound
+        (the arguments of codec.compress), the quality (from the bound when None, as `compress` does) and the extra
+        bands; wavelengths in array order."""
         from .core import bands, codec, runtime
+        from .core.bounds import error_bound
         from .core.errors import InputError
 
         wavelengths = np.asarray(wavelengths, float)
         if not bands.matches_standard(wavelengths):
             raise InputError(f'the {CODEC_ID} codec needs the 224 EnMAP L2A bands (wavelengths 418-2446 nm); '
                              f'got {wavelengths.size} bands')
-        if max_error is not None and (int(max_error) != max_error or max_error < 0):
-            raise InputError(f'max_error must be an integer number of DN >= 0 (or None), not {max_error}')
+        bound = error_bound(max_error, band_max_errors, relative_error, relative_floor)
         package = runtime.find_model(model or runtime.default_model_id() or 'pca')
         coded = codec.model_band_indices(package)
         if quality is None:
-            quality = codec.auto_quality(package, max_error)
-        extra = [i for i in range(wavelengths.size) if i not in set(coded)] \
-            if code_all_bands or max_error == 0 else []
+            quality = codec.auto_quality(package, None if bound is None else bound.representative_dn(coded))
+        all_bands = code_all_bands or (bound is not None and bound.lossless) or band_max_errors not in (None, '')
+        extra = [i for i in range(wavelengths.size) if i not in set(coded)] if all_bands else []
+        uniform = None if bound is None else bound.uniform
         return cls(package.model_id if _is_bundled(package) else package.folder, package.decoder_sha256(),
                    codec._quality(quality), wavelengths, bands.canonical_order(wavelengths), dtype, nodata,
-                   max_error, extra)
+                   uniform, extra, bound.codec_info() if bound is not None and uniform is None else None)
 
     # -- pickling (Dask ships codecs to its workers): the configuration only, never the model sessions -----------
     def __getstate__(self):
@@ -149,6 +153,8 @@ class EhcCodec(Codec):
 
         info = {'model_id': self.model, 'model_sha256': self.model_sha256, 'quality': self.quality,
                 'extra_bands': self.extra_bands, 'max_error': self.max_error}
+        if self.error_bound is not None:
+            info['error_bound'] = self.error_bound
         if '/' in self.model or '\\' in self.model:
             info.update(model_id=self.model.replace('\\', '/').rstrip('/').rsplit('/', 1)[-1], model_path=self.model)
         try:
@@ -183,10 +189,11 @@ def _whole_chunk(coder, shape):
 # --- writing a product to a Zarr store ---------------------------------------------------------------------
 
 def write_zarr(source, store, model=None, quality=None, max_error=None, code_all_bands=False, chunk=256,
-               variable=DEFAULT_VARIABLE, progress=None):
+               variable=DEFAULT_VARIABLE, progress=None, **bounds):
     """Write an EnMAP image (any input the reader accepts) to a Zarr store that xarray opens: `variable` (bands,
     y, x) coded by EhcCodec, with wavelength, fwhm, x and y coordinates and the CRS and geotransform as attributes.
-    Returns the codec. The band axis keeps the input's band order; chunks are (bands, chunk, chunk)."""
+    Returns the codec. The band axis keeps the input's band order; chunks are (bands, chunk, chunk). `bounds`:
+    band_max_errors, relative_error, relative_floor as for codec.compress."""
     import zarr
 
     from .core.enmap import open_spectral
@@ -194,7 +201,7 @@ def write_zarr(source, store, model=None, quality=None, max_error=None, code_all
 
     with open_spectral(source) as raster:
         codec = EhcCodec.for_model(raster.wavelengths, model, quality, max_error, code_all_bands,
-                                   raster.dtype, raster.nodata)
+                                   raster.dtype, raster.nodata, **bounds)
         root = zarr.open_group(store, mode='w')
         data = root.create_dataset(variable, shape=(raster.band_count, raster.height, raster.width),
                                    chunks=(raster.band_count, chunk, chunk), dtype=raster.dtype, compressor=codec,

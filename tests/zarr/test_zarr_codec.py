@@ -98,6 +98,15 @@ def test_the_bound_holds_on_every_valid_coded_sample(tmp_path_factory, product, 
     assert 0 < diff.max() <= 4
 
 
+def test_a_relative_bound_holds_on_every_valid_coded_sample(tmp_path_factory, product, original):
+    store = store_of(tmp_path_factory, product, 'relative', model='pca', relative_error=0.02, relative_floor=3)
+    restored = decoded(store)
+    bands, valid = coded_valid(original)
+    a, b = original[bands][:, valid].astype(int), restored[bands][:, valid].astype(int)
+    assert (np.abs(a - b) <= np.maximum(3, np.floor(0.02 * np.abs(a)))).all()
+    assert np.abs(a - b).max() > 3
+
+
 def test_xarray_writes_a_cube_with_the_codec_and_reads_it_back(tmp_path, original):
     codec = EhcCodec.for_model(standard_wavelengths(), model='pca', max_error=0)
     cube = xr.DataArray(original, dims=('band', 'y', 'x'), name='reflectance').chunk({'band': 224, 'y': 24, 'x': 24})
