@@ -624,6 +624,7 @@ class CompressDialog(QDialog):
         self.save_settings()
         self.job = CompressJob(request)
         self.job.progressChanged.connect(self._on_progress)
+        self.job.progressTextChanged.connect(self._on_progress_text)
         self.job.finished.connect(functools.partial(results.present, self.iface, request))
         self.job.finished.connect(self._on_finished)
         try:
@@ -660,6 +661,10 @@ class CompressDialog(QDialog):
 
     def _on_progress(self, percent):
         self.progress.setValue(int(percent))
+
+    def _on_progress_text(self, text):
+        if self.cancel_button.isEnabled():  # while cancelling, 'Cancelling…' stays
+            self.status_label.setText(text[:1].upper() + text[1:] + '…')
 
     def _on_finished(self, outcome):
         self._set_running(False)

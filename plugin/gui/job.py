@@ -76,8 +76,11 @@ def model_index(algorithm, model_id):
 
 
 class RunFeedback(QgsProcessingFeedback):
-    """Keeps the last error text (reportError is called from the worker thread; only a string is stored), and
-    counts a Cancel from QGIS's task manager too: QgsProcessingAlgRunnerTask only cancels feedback it owns."""
+    """Keeps the last error text (reportError is called from the worker thread; only a string is stored), relays
+    what the run is doing ("tile 37 of 64") as textChanged, and counts a Cancel from QGIS's task manager too:
+    QgsProcessingAlgRunnerTask only cancels feedback it owns."""
+
+    textChanged = pyqtSignal(str)  # noqa: N815 (Qt naming; QgsProcessingFeedback has no such signal in 3.22)
 
     def __init__(self):
         super().__init__()
@@ -91,6 +94,10 @@ class RunFeedback(QgsProcessingFeedback):
         self.errors.append(error)
         super().reportError(error, fatalError)
 
+    def setProgressText(self, text):  # noqa: N802 (QGIS API name; the core's Progress.say calls it)
+        super().setProgressText(text)
+        self.textChanged.emit(str(text))  # queued to the main thread
+
 
 @dataclass
 class JobOutcome:
@@ -101,9 +108,11 @@ class JobOutcome:
 
 
 class CompressJob(QObject):
-    """Signals arrive on the main thread: progressChanged(percent) and finished(JobOutcome)."""
+    """Signals arrive on the main thread: progressChanged(percent), progressTextChanged(text) and
+    finished(JobOutcome)."""
 
     progressChanged = pyqtSignal(float)  # noqa: N815 (Qt naming)
+    progressTextChanged = pyqtSignal(str)  # noqa: N815 (Qt naming)
     finished = pyqtSignal(object)
 
     def __init__(self, request, parent=None):
@@ -113,6 +122,7 @@ class CompressJob(QObject):
         self._existing = {path for path in request.files() if os.path.exists(path)}
         self.context = QgsProcessingContext()  # no project: the worker must not touch project layers
         self.feedback = RunFeedback()
+        self.feedback.textChanged.connect(self.progressTextChanged)
         self.task = None
 
     def start(self):

@@ -18,6 +18,7 @@ from qgis.PyQt.QtGui import QIcon
 from .. import dependencies
 from ..core import runtime
 from ..core.errors import EnmapCompressError
+from ..core.tiling import Progress
 from ..paths import resource_path
 
 DEVICE_LABELS = ('auto — CUDA when it really works, else CPU', 'cpu', 'cuda')
@@ -238,4 +239,6 @@ class EnmapAlgorithm(QgsProcessingAlgorithm):
 
 
 def progress_hooks(feedback):
-    return {'progress': feedback.setProgress, 'is_cancelled': feedback.isCanceled}
+    """The core's progress, label ("tile 37 of 64") and cancel hooks on a Processing feedback."""
+    return {'progress': Progress(1, feedback.setProgress, describe=feedback.setProgressText),
+            'is_cancelled': feedback.isCanceled}
