@@ -21,7 +21,7 @@ from training.common import PROJECT_ROOT, potsdam_tiles
 from training.measure import ALL_LEVELS, measure_package
 
 RATES = (0.10, 0.15, 0.20, 0.25, 0.30, 0.40, 0.50, 0.60)
-SYNTHETIC_KS = (8, 12, 16, 24, 32, 48)  # the full tile takes minutes per K
+SYNTHETIC_KS = (16, 32, 64, 96, 128)  # the noisy synthetic scene needs K > 48 above 0.1 bpppb; minutes per K
 
 
 def rasters_of(name, synthetic_size, scratch):
