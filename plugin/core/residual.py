@@ -22,6 +22,7 @@ VALUE_LIMIT = 2 ** 11  # residuals are clipped here where they serve as features
 FEATURE_LIMIT = 4 * VALUE_LIMIT  # stays within 2**13, every normal-equation sum below 2**53
 MAX_PIXELS = 2 ** 20  # tiles larger than this keep the plain residual layer (the sums would not be exact)
 WEIGHT_LIMIT = 2 ** 12
+FORGET = 0.5  # in the fit, band b - 2 counts half as much as b - 1, b - 3 a quarter, ...
 _DIAGONAL = ((-1, -1), (-1, 1), (1, -1), (1, 1))
 _CROSS = ((-1, 0), (1, 0), (0, -1), (0, 1))
 # the three passes: the (row, column) strided pieces of the tile each covers, and which neighbours it may use
@@ -67,14 +68,25 @@ def _predict(columns, weights):
     return np.floor(total * (1.0 / (1 << SHIFT)))
 
 
-def _solve(columns, target, count):
+def _normal_equations(columns, target, count, memory=None):
+    """(gram, right, count) of a least-squares fit, plus FORGET x those of the bands before (`memory`).
+    The new sums are exact (integers below 2**53); the rest is Python float arithmetic in a fixed order."""
+    target = np.clip(target, -FEATURE_LIMIT, FEATURE_LIMIT)
+    gram = [[float(np.dot(a, b)) for b in columns] for a in columns]
+    right = [float(np.dot(a, target)) for a in columns]
+    if memory is not None:
+        old_gram, old_right, old_count = memory
+        gram = [[g + FORGET * o for g, o in zip(row, old_row)] for row, old_row in zip(gram, old_gram)]
+        right = [r + FORGET * o for r, o in zip(right, old_right)]
+        count += FORGET * old_count
+    return gram, right, count
+
+
+def _solve(gram, right, count):
     """Fixed-point least-squares weights (floats holding integers), computed identically on every machine."""
-    k = len(columns)
+    k = len(right)
     if count < 4 * k:
         return [0.0] * k
-    gram = [[float(np.dot(a, b)) for b in columns] for a in columns]  # exact: integer sums below 2**53
-    target = np.clip(target, -FEATURE_LIMIT, FEATURE_LIMIT)
-    right = [float(np.dot(a, target)) for a in columns]
     ridge = 1.0 + sum(gram[i][i] for i in range(k)) * 1e-4 / k
     matrix = [row[:] + [right[i]] for i, row in enumerate(gram)]
     for i in range(k):
@@ -120,6 +132,7 @@ def code(valid, max_errors, residual=None, symbols=None):
     restored = np.zeros((bands, pixels), np.int64)
     previous = np.zeros(valid.shape)  # restored residuals of the previous band, clipped to VALUE_LIMIT
     weights = [[0.0] * (2 + 2 * bool(offsets)) for _, offsets in _PASSES]
+    memory = [None] * len(_PASSES)
     target = np.zeros(valid.shape)
     for band in range(bands):
         bound = int(max_errors[band])
@@ -147,6 +160,7 @@ def code(valid, max_errors, residual=None, symbols=None):
             _scatter(clipped, pieces, np.clip(value, -VALUE_LIMIT, VALUE_LIMIT))
             fitted.append(([c * keep for c in columns], value, index.size))
         restored[band] = current[valid]
-        weights = [_solve(*fit) for fit in fitted]  # this band's fit predicts the next band
+        memory = [_normal_equations(*fit, old) for fit, old in zip(fitted, memory)]
+        weights = [_solve(*equations) for equations in memory]  # the fit so far predicts the next band
         previous = clipped
     return out_symbols, restored
