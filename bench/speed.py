@@ -1,7 +1,8 @@
 """Throughput and peak memory of every installed model and of the GDAL anchors (`make bench-speed`).
 
 usage: python -m bench.speed [--models pca,hycot] [--size 1200] [--threads 1,2] [--device cpu|cuda]
-                             [--quality 5] [--anchors lerc_zstd,zstd] [--lerc-error 25] [--no-doc]
+                             [--quality 5] [--max-errors 0,10] [--anchors lerc_zstd,zstd] [--lerc-error 25]
+                             [--no-doc]
 
 Input: a synthetic full-size EnMAP tile (default 1200 x 1200 x 224 int16, plugin.core.synthetic.write_scene, seed 0),
 written once to build/bench/cache/. Each measurement runs in its own Python subprocess (`--worker`), which times only
@@ -11,6 +12,7 @@ is set for every subprocess.
 
 Operations (MB/s = size x size x 224 x 2 bytes of int16 input / seconds, MB = 10^6 bytes):
 * model compress: codec.compress(tile.tif -> .ehc) at --quality, on --device, with `threads` onnxruntime threads;
+  and once more for each of --max-errors (MAX_ERROR = E, 0 = lossless; the base quality is then automatic);
 * model decompress: codec.decompress(.ehc -> GeoTIFF) (the plugin writes ZSTD-1 + PREDICTOR=2 tiled output);
 * GDAL anchors: gdal.Translate(tile.tif -> GTiff COMPRESS=LERC_ZSTD MAX_Z_ERROR=--lerc-error, or COMPRESS=ZSTD
   PREDICTOR=2, INTERLEAVE=PIXEL, TILED 256, NUM_THREADS=threads) for encode; decode = gdal.Translate back to a GTiff
@@ -63,7 +65,8 @@ def worker(job):
     base = _rss_mb()
     started = time.perf_counter()
     if job['kind'] == 'model' and job['op'] == 'compress':
-        packed = compress(job['src'], job['dst'], job['name'], job['quality'], job['device'], threads)
+        packed = compress(job['src'], job['dst'], job['name'], job['quality'], job['device'], threads,
+                          max_error=job.get('max_error'))
         out['note'] = f'quality {packed.quality}, {packed.provider}'
         out['bpppb_202'] = packed.bpppb
     elif job['kind'] == 'model' and job['op'] == 'decompress':
@@ -109,13 +112,15 @@ def measure(job, timeout):
     return json.loads(lines[-1][len('RESULT '):])
 
 
-def jobs(models, anchors, threads_list, device, quality, lerc_error, src, work):
+def jobs(models, anchors, threads_list, device, quality, lerc_error, src, work, max_errors=()):
     """(name, op, threads, job) in run order; a decompress follows the compress that made its input."""
     out = []
     for threads in threads_list:
-        for model in models:
-            ehc = os.path.join(work, f'{model}_{threads}.ehc')
-            base = {'kind': 'model', 'name': model, 'threads': threads, 'device': device, 'quality': quality}
+        for model, bound in [(m, None) for m in models] + [(m, e) for m in models for e in max_errors]:
+            label = model if bound is None else f'{model} MAX_ERROR={bound}'
+            ehc = os.path.join(work, f'{model}_{threads}_{bound}.ehc')
+            base = {'kind': 'model', 'name': model, 'label': label, 'threads': threads, 'device': device,
+                    'quality': quality if bound is None else None, 'max_error': bound}
             out.append(dict(base, op='compress', src=src, dst=ehc))
             out.append(dict(base, op='decompress', src=ehc, dst=os.path.join(work, f'{model}_{threads}.tif')))
         for anchor in anchors:
@@ -129,7 +134,7 @@ def jobs(models, anchors, threads_list, device, quality, lerc_error, src, work):
 
 
 def run(models=None, size=1200, threads_list=(1, 2), device='cpu', quality=5, anchors=('lerc_zstd', 'zstd'),
-        lerc_error=25, timeout=3600, keep_outputs=False):
+        lerc_error=25, timeout=3600, keep_outputs=False, max_errors=()):
     from bench import common as bench_common
     from enmap_compress.plugin.core.runtime import list_models
 
@@ -149,11 +154,11 @@ def run(models=None, size=1200, threads_list=(1, 2), device='cpu', quality=5, an
     work = bench_common.scratch_dir('speed_')
     rows = []
     try:
-        for job in jobs(models, anchors, threads_list, device, quality, lerc_error, src, work):
+        for job in jobs(models, anchors, threads_list, device, quality, lerc_error, src, work, max_errors):
             result = measure(job, timeout)
             row = dict.fromkeys(FIELDS, '')
-            row.update({'name': job['name'], 'op': job['op'], 'device': job['device'], 'threads': job['threads'],
-                        'size': f'{size}x{size}'})
+            row.update({'name': job.get('label', job['name']), 'op': job['op'], 'device': job['device'],
+                        'threads': job['threads'], 'size': f'{size}x{size}'})
             row.update({k: v for k, v in result.items() if k in FIELDS})
             if 'seconds' in result:
                 row['mb_per_s'] = raw / result['seconds'] / 1e6
@@ -195,6 +200,7 @@ def main(argv=None):
     parser.add_argument('--threads', default='1,2')
     parser.add_argument('--device', default='cpu', choices=('cpu', 'cuda', 'auto'))
     parser.add_argument('--quality', type=int, default=5)
+    parser.add_argument('--max-errors', default='0,10', help='MAX_ERROR runs of each model ("" for none)')
     parser.add_argument('--anchors', default='lerc_zstd,zstd', help='lerc_zstd,zstd ("" for none)')
     parser.add_argument('--lerc-error', type=int, default=25)
     parser.add_argument('--timeout', type=int, default=3600, help='seconds per measurement')
@@ -220,7 +226,8 @@ def main(argv=None):
         raise SystemExit(f'unknown anchors {unknown} (known: {", ".join(ANCHORS)})')
     started = time.time()
     rows = run(models, args.size, tuple(int(t) for t in args.threads.split(',')), args.device, args.quality,
-               anchors, args.lerc_error, args.timeout)
+               anchors, args.lerc_error, args.timeout,
+               max_errors=tuple(int(e) for e in args.max_errors.split(',') if e))
     elapsed = time.time() - started
     suffix = '' if args.device == 'cpu' else f'_{args.device}'
     out_csv = args.out_csv or os.path.join(PROJECT_ROOT, 'docs', f'benchmarks_speed{suffix}.csv')
