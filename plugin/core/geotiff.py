@@ -103,7 +103,10 @@ class GeoTiffWriter:
             raise OutputError(f'Cannot {action} {target} ({first}).') from None
 
     def _release(self):
-        self.ds = None  # closes the file (Windows cannot move or delete open files)
+        """Close the file (Windows cannot move or delete open files); after a failure GDAL's complaints about the
+        last flush repeat the first one and are dropped."""
+        with contextlib.suppress(GdalError), checked():
+            self.ds = None
 
     @staticmethod
     def _describe(band, info, nodata):

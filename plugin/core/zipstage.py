@@ -5,7 +5,8 @@ every backward seek inflates again from the nearest point it saved (about one pe
 over a band-interleaved image seeks back for every band of every tile and inflates the member dozens of times
 (measured on a 1000 x 1000 synthetic product: 219 s to read it tile by tile from the ZIP, 2.3 s unpacked). A stored
 member has no such cost (GDAL reads it at its offset); a deflated one is inflated once, front to back, into a
-private temporary folder, which is removed when the raster is closed (or collected, or at exit).
+private temporary folder, which is removed when the raster is closed (or collected, or at exit), and after a
+killed run by the next run that makes one (outputs.scratch_claim).
 """
 import os
 import shutil
@@ -14,9 +15,9 @@ import weakref
 import zipfile
 from dataclasses import dataclass
 
-from .errors import InputError
+from .errors import InputError, OutputError
+from .outputs import scratch_claim
 
-STAGE_PREFIX = 'enmap_compress_zip_'  # what the temporary folders are called (in the system's temp folder)
 COPY_BLOCK = 8 * 1024 * 1024
 FREE_SPACE_MARGIN = 256 * 1024 * 1024
 
@@ -49,8 +50,9 @@ class StagedImage:
     """A ZipImage inflated into a new temporary folder; `path` is the image there. close() removes the folder."""
 
     def __init__(self, image, progress=None):
-        self.folder = tempfile.mkdtemp(prefix=STAGE_PREFIX)
-        self._remove = weakref.finalize(self, shutil.rmtree, self.folder, True)
+        claim = scratch_claim()
+        self.folder = claim.folder
+        self._remove = weakref.finalize(self, claim.abandon)
         try:
             self._inflate(image, progress)
         except BaseException:
@@ -93,5 +95,5 @@ def stage(image, progress=None):
                       f'{image.size / 2 ** 20:.0f} MB needed')
     try:
         return StagedImage(image, progress), None
-    except OSError as exc:  # disk full, permissions: reading in place still works, only slower
-        return None, f'unpacking into {folder} failed ({exc.strerror or exc})'
+    except (OSError, OutputError) as exc:  # disk full, permissions: reading in place still works, only slower
+        return None, f'unpacking into {folder} failed ({getattr(exc, "strerror", None) or exc})'

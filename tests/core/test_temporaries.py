@@ -150,10 +150,11 @@ def small_disk(tmp_path):
     try:
         yield folder
     finally:
-        subprocess.run(['umount', str(folder)], check=False)
+        if subprocess.run(['umount', str(folder)], check=False).returncode != 0:
+            subprocess.run(['umount', '-l', str(folder)], check=False)  # never leave a mount behind
 
 
-def test_a_full_disk_says_so_and_leaves_nothing(scene, tmp_path, small_disk):
+def test_a_full_disk_says_so_and_leaves_nothing(scene, tmp_path, small_disk, capfd):
     source = synthetic.write_scene(str(tmp_path / 'big.tif'), width=64, height=64, seed=4)
     lossless = str(tmp_path / 'big.ehc')
     compress(source, lossless, 'pca', None, 'cpu', max_error=0)
@@ -163,6 +164,7 @@ def test_a_full_disk_says_so_and_leaves_nothing(scene, tmp_path, small_disk):
     for what, run in runs.items():
         with pytest.raises(OutputError, match=rf'not enough disk space in {small_disk}; ') as info:
             run()
+        assert 'ERROR' not in capfd.readouterr().err, what  # GDAL's repeated complaints are not printed
         assert '.enmapcompress.part' not in str(info.value), what
         assert os.listdir(small_disk) == [], what
 
@@ -179,3 +181,25 @@ def test_a_full_disk_while_writing_a_report_or_probing_the_folder_says_so(tmp_pa
         f.flush()
     with pytest.raises(OutputError, match='not enough disk space'):
         check_writable(str(small_disk / 'out.tif'))
+
+
+@pytest.mark.skipif(os.name != 'posix', reason='kill -9 is POSIX')
+def test_a_killed_run_s_unpacked_zip_image_is_removed_by_the_next_run(tmp_path, monkeypatch):
+    """Reading a product ZIP unpacks its image into the system's temporary folder; after kill -9 only a claim
+    folder is left there, and the next run that needs a temporary folder removes it."""
+    product = synthetic.write_product(str(tmp_path / 'p'), width=16, height=12, seed=3, make_zip=True)
+    temp = tmp_path / 'temp'
+    temp.mkdir()
+    script = ('import sys, time\nfrom enmap_compress.plugin.core.enmap import open_spectral\n'
+              'raster = open_spectral(sys.argv[1])\nraster.stage()\nprint("staged", flush=True)\ntime.sleep(600)\n')
+    proc = subprocess.Popen([sys.executable, '-c', script, product.zip], stdout=subprocess.PIPE, text=True,
+                            env=dict(os.environ, TMPDIR=str(temp)))
+    assert proc.stdout.readline().startswith('staged')
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    left = os.listdir(temp)
+    assert len(left) == 1 and left[0].endswith(CLAIM_SUFFIX), left
+    assert any(n.endswith('SPECTRAL_IMAGE.TIF') for n in os.listdir(temp / left[0]))
+    monkeypatch.setattr('tempfile.tempdir', str(temp))
+    outputs.scratch_claim().abandon()
+    assert os.listdir(temp) == []
