@@ -17,12 +17,12 @@ import shutil
 import socket
 import sys
 import tarfile
-import tempfile
 import time
 import zlib
 from dataclasses import dataclass, field
 
 from ..core.errors import EnmapCompressError
+from ..core.outputs import scratch_claim
 from .console import one_line
 from .discover import Source, discover, ehc_name
 from .manifest import Manifest
@@ -121,16 +121,16 @@ def _safe_size(path):
 
 @contextlib.contextmanager
 def _scratch_copy(stream, scratch):
-    """Copy a tar member to a private temporary folder; the folder is removed whatever happens."""
-    os.makedirs(scratch, exist_ok=True)
-    folder = tempfile.mkdtemp(prefix='product_', dir=scratch)
+    """Copy a tar member to a private temporary folder; the folder is removed whatever happens (after a killed
+    run, by the next run that makes one there)."""
+    claim = scratch_claim(scratch)
     try:
-        path = os.path.join(folder, 'product.zip')
+        path = os.path.join(claim.folder, 'product.zip')
         with open(path, 'wb') as out:
             shutil.copyfileobj(stream, out, COPY_BLOCK)
         yield path
     finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        claim.abandon()
 
 
 def _product_record(product, path, task, settings):

@@ -6,9 +6,7 @@ error; `archive` exits 10 + the number of failed products (at most 110) when som
 import argparse
 import logging
 import os
-import shutil
 import sys
-import tempfile
 import traceback
 
 from .. import __version__
@@ -57,16 +55,17 @@ def cmd_decompress(args, console):
 
 def cmd_evaluate(args, console):
     from ..core.evaluate import evaluate
+    from ..core.outputs import scratch_claim
 
-    scratch = None if args.reconstructed else tempfile.mkdtemp(prefix='enmap_compress_evaluate_')
+    scratch = None if args.reconstructed else scratch_claim()  # a killed run's is removed by the next run
     try:
-        reconstructed = args.reconstructed or os.path.join(scratch, 'reconstructed.tif')
+        reconstructed = args.reconstructed or os.path.join(scratch.folder, 'reconstructed.tif')
         result = evaluate(args.input, reconstructed, compressed=args.compressed, error=args.error,
                           report=args.report, progress=console.progress('evaluate'), **coding_kwargs(args),
                           **runtime_kwargs(args))
     finally:
         if scratch:
-            shutil.rmtree(scratch, ignore_errors=True)
+            scratch.abandon()
     data = dict(result.as_dict(), command='evaluate', ok=True, input=os.path.abspath(args.input),
                 reconstructed=os.path.abspath(args.reconstructed) if args.reconstructed else None)
     text = key_values([

@@ -317,7 +317,8 @@ def atomic_output(path):
     claim.commit()
 
 
-def scratch_claim():
-    """A claim on a private folder in the system's temporary folder (its `folder`) for intermediate files; call
-    abandon() when done. A killed run's scratch folder is removed by the next run that makes one."""
-    return OutputClaim(os.path.join(tempfile.gettempdir(), f'enmapcompress-scratch-{secrets.token_hex(4)}'))
+def scratch_claim(parent=None):
+    """A claim on a private folder (its `folder`) for intermediate files, in `parent` or the system's temporary
+    folder; call abandon() when done. A killed run's scratch folder is removed by the next run that makes one."""
+    parent = tempfile.gettempdir() if parent is None else parent
+    return OutputClaim(os.path.join(parent, f'enmapcompress-scratch-{secrets.token_hex(4)}'))
