@@ -158,6 +158,7 @@ def _checked_raster(fields):
     fields.integer('height', 1, MAX_SIDE)
     fields.integer('band_count', N_BANDS, N_BANDS)
     dtype = np.dtype(fields.text('dtype', choices=tuple(GDAL_TYPES)))
+    fields.get('nodata')  # present in every file (null: none); a missing one must not read as "no nodata"
     for key in ('nodata', 'fill'):
         _check_fill_value(fields, key, dtype)
     _check_crs(fields)
