@@ -3,14 +3,12 @@
 The input is opened once (a product ZIP is unpacked once) and read twice: by the compressor and by the one
 comparison pass (compare.compare), which yields every metric, the error raster and the report's data."""
 import os
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass
 
 from .codec import DEFAULT_TILE, compress, decompress
 from .compare import compare
 from .enmap import open_spectral
-from .outputs import check_writable
+from .outputs import check_writable, scratch_claim
 from .report import write_report
 from .tiling import Progress
 
@@ -74,8 +72,8 @@ def evaluate(source, reconstructed, model=None, quality=5, device='auto', thread
             check_writable(path)
     scratch = None
     if not compressed:
-        scratch = tempfile.mkdtemp(prefix='enmap_compress_')
-        compressed = os.path.join(scratch, 'evaluate.ehc')
+        scratch = scratch_claim()  # removed below, and after a killed run by the next run that makes one
+        compressed = os.path.join(scratch.folder, 'evaluate.ehc')
     created = []
     root = Progress(1, progress, is_cancelled)
     try:
@@ -108,5 +106,5 @@ def evaluate(source, reconstructed, model=None, quality=5, device='auto', thread
         raise
     finally:
         if scratch:
-            shutil.rmtree(scratch, ignore_errors=True)
+            scratch.abandon()
     return result

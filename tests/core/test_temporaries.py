@@ -203,3 +203,20 @@ def test_a_killed_run_s_unpacked_zip_image_is_removed_by_the_next_run(tmp_path, 
     monkeypatch.setattr('tempfile.tempdir', str(temp))
     outputs.scratch_claim().abandon()
     assert os.listdir(temp) == []
+
+
+def test_evaluate_keeps_its_intermediate_file_in_a_scratch_claim(scene, tmp_path, monkeypatch):
+    from enmap_compress.plugin.core.evaluate import evaluate
+
+    source, _ = scene
+    temp = tmp_path / 'temp'
+    temp.mkdir()
+    monkeypatch.setattr('tempfile.tempdir', str(temp))
+    seen = []
+
+    def progress(percent):
+        seen.extend(n for n in os.listdir(temp) if n not in seen)
+
+    evaluate(source, str(tmp_path / 'rec.tif'), 'pca', 5, 'cpu', progress=progress)
+    assert seen and all(n.startswith('.enmapcompress-scratch-') and n.endswith(CLAIM_SUFFIX) for n in seen), seen
+    assert os.listdir(temp) == []
