@@ -64,7 +64,8 @@ def _probe_folder(folder):
 
 
 def check_writable(path):
-    """Raise OutputError unless a file can be written at `path` (its folder exists or can be created)."""
+    """Raise OutputError unless a file can be written at `path` (its folder exists or can be created) and no other
+    run is writing it."""
     target = os.path.abspath(os.fspath(path))
     if os.path.isdir(target):
         raise OutputError(f'The output {target} is a folder; expected a file name.')
@@ -76,6 +77,21 @@ def check_writable(path):
     _probe_folder(existing)
     if os.path.exists(target) and not os.access(target, os.W_OK):
         raise OutputError(f'Cannot overwrite {target}: the file is read-only. Choose another name or make it writable.')
+    claim = _claim_folder(target)
+    if os.path.isdir(claim):
+        owner = _read_owner(claim)
+        if _owner_alive(claim, owner):
+            raise _busy(target, claim, owner)
+
+
+def _claim_folder(target):
+    folder, name = os.path.split(target)
+    return os.path.join(folder, f'.{name}{CLAIM_SUFFIX}')
+
+
+def _busy(target, claim, owner):
+    return OutputError(f'{_describe_owner(owner)} is writing {target}; wait for it to finish or choose another '
+                       f'output name (if no such run exists, delete the folder {claim}).')
 
 
 CLAIM_SUFFIX = '.enmapcompress.part'
@@ -220,7 +236,7 @@ class OutputClaim:
         except OSError as exc:
             raise OutputError(f'Cannot create the output folder {folder} ({exc.strerror or exc}).') from exc
         remove_stale_temporaries(folder)
-        self.folder = os.path.join(folder, f'.{name}{CLAIM_SUFFIX}')
+        self.folder = _claim_folder(self.target)
         self._take()
         self.prefix = os.path.join(self.folder, 'part')
         self.temp = self.prefix + os.path.splitext(name)[1]
@@ -229,10 +245,7 @@ class OutputClaim:
         try:
             os.mkdir(self.folder)
         except FileExistsError:
-            owner = _read_owner(self.folder)
-            raise OutputError(f'{_describe_owner(owner)} is writing {self.target}; wait for it to finish or choose '
-                              f'another output name (if no such run exists, delete the folder {self.folder}).') \
-                from None
+            raise _busy(self.target, self.folder, _read_owner(self.folder)) from None
         except OSError as exc:
             raise write_error(self.target, exc) from exc
         _HELD.add(self.folder)

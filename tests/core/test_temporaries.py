@@ -75,6 +75,8 @@ def test_two_runs_cannot_both_write_one_output(scene, tmp_path):
     try:
         with pytest.raises(OutputError, match=rf'another run \(process {first.pid}\) is writing .*same\.ehc; wait'):
             compress(source, target, 'pca', 5, 'cpu')
+        with pytest.raises(OutputError, match='is writing'):
+            outputs.check_writable(target)  # what every run checks first, before any long computation
         assert not os.path.exists(target)
     finally:
         open(go, 'w').close()
