@@ -3,6 +3,7 @@ from the Browser panel. It is decoded once, in a background task with progress, 
 (size-limited, reused while the .ehc is unchanged), and that GeoTIFF is added as a layer in true colour.
 """
 import os
+import re
 
 from qgis.core import (
     Qgis,
@@ -59,6 +60,8 @@ def layer_name(path):
         info = describe(path)
     except Exception:  # noqa: BLE001 (a name is never worth an error; decoding will say what is wrong)
         return stem
+    # the dialog names files <input>_<model>_q5 / _e10 / _lossless: say the setting once
+    stem = re.sub(rf'_{re.escape(info.model_id)}_(q\d+|e\d+|lossless)$', '', stem)
     scene = results.scene_label(info.product_name) if info.product_name else results.scene_label(stem)
     return f'{scene} {info.model_id} {info.quality_text()} (.ehc)'
 
@@ -116,7 +119,11 @@ class EhcOpener(QObject):
         cached = cache.lookup(path)
         if cached is not None:
             return self._add(path, cached, project)
-        job = DecodeJob(path, cache.entry_path(path), self)
+        target = cache.entry_path(path)
+        running = next((job for job in self.running() if job.target == target), None)
+        if running is not None:  # dropped again while decoding: one decode, one layer
+            return running
+        job = DecodeJob(path, target, self)
         job.finished.connect(lambda target, message, j=job: self._on_decoded(j, target, message, project))
         self.jobs.append(job)
         try:

@@ -1,0 +1,153 @@
+"""The real QGIS application in a (virtual) window: an .ehc file dropped on the main window opens as a layer,
+decoded in the background, exactly as a user's drag and drop; a screenshot of the window goes to
+docs/img/open_ehc.png.
+
+The test starts /usr/bin/qgis under Xvfb with the plugin enabled in a throw-away profile and this file as its
+--code script; the script drops the file (a QDropEvent with the file's URL, the event QGIS gets from the desktop),
+waits for the layer and the map to render, saves the screenshot and a JSON of what it saw, and quits.
+"""
+import json
+import os
+import shutil
+import signal
+import subprocess
+
+import pytest
+
+PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+DOCS_IMG = os.path.join(PROJECT_ROOT, 'docs', 'img')
+QGIS_BIN = '/usr/bin/qgis'
+SCREEN = '1280x900x24'
+TIMEOUT_S = 240
+LAUNCHER = '''import os, sys, traceback
+sys.path.insert(0, {folder!r})
+try:
+    import test_gui_qgis_window
+    test_gui_qgis_window.run_in_qgis()
+except Exception:
+    traceback.print_exc()
+    os._exit(4)
+'''
+
+pytest_plugins = ['gui_fixtures']  # the shared GUI fixtures (tests/qgis is on sys.path)
+
+
+def test_an_ehc_dropped_on_the_real_qgis_window_opens_as_a_layer(installed_model, qgis_env_tool, tmp_path):
+    if not shutil.which('xvfb-run') or not os.path.isfile(QGIS_BIN):
+        pytest.skip('needs xvfb-run and the QGIS application (/usr/bin/qgis)')
+    from enmap_compress.plugin.core import synthetic
+    from enmap_compress.plugin.core.codec import compress
+    from enmap_compress.plugin.core.runtime import default_model_id
+
+    model = default_model_id() or installed_model
+    scene = synthetic.write_scene(str(tmp_path / 'ENMAP_L2A_sample.tif'), 320, 240, seed=4)
+    ehc = str(tmp_path / f'ENMAP_L2A_sample_{model}_q6.ehc')
+    compress(scene, ehc, model, 6, 'cpu')
+    home = tmp_path / 'home'
+    env = qgis_env_tool.qgis_process_env(home)
+    qgis_env_tool.enable_plugin(home, env)
+    env.update({'QT_QPA_PLATFORM': 'xcb', 'ENMAP_SHOT_EHC': ehc, 'ENMAP_SHOT_DIR': str(tmp_path),
+                'ENMAP_COMPRESS_MODELS': os.environ.get('ENMAP_COMPRESS_MODELS', '')})
+    if not env['ENMAP_COMPRESS_MODELS']:
+        env.pop('ENMAP_COMPRESS_MODELS')
+    launcher = tmp_path / 'launch.py'  # QGIS exec()s --code scripts, without __file__: import this module instead
+    launcher.write_text(LAUNCHER.format(folder=os.path.dirname(os.path.abspath(__file__))), encoding='utf-8')
+    command = ['xvfb-run', '-a', '-s', f'-screen 0 {SCREEN}', QGIS_BIN, '--nologo', '--noversioncheck', '--code',
+               str(launcher)]
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)  # its own process group: QGIS and Xvfb end together
+    try:
+        out, err = proc.communicate(timeout=TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+    seen_path, log = tmp_path / 'seen.json', tmp_path / 'steps.log'
+    steps = log.read_text(encoding='utf-8') if log.is_file() else ''
+    assert seen_path.is_file(), steps + out[-3000:] + err[-3000:]
+    seen = json.loads(seen_path.read_text(encoding='utf-8'))
+    assert seen['accepted'], seen
+    assert seen['bands'] == 224 and seen['renderer'] == 'multibandcolor', seen
+    assert seen['name'].endswith('(.ehc)') and seen['source'].endswith('.tif'), seen
+    assert seen['name'] == f'ENMAP_L2A_sample {model} q6 (.ehc)', seen
+    assert seen['in_layer_tree'] and seen['task'] == f'EnMAP Compress: opening {os.path.basename(ehc)}', seen
+    shot = tmp_path / 'open_ehc.png'
+    from qgis.PyQt.QtGui import QImage
+
+    image = QImage(str(shot))
+    assert image.width() >= 1000 and image.height() >= 700
+    canvas = seen['canvas']  # the map area of the screenshot must show the image, not an empty map
+    colours = {image.pixel(x, y) for x in range(canvas[0], canvas[0] + canvas[2], 7)
+               for y in range(canvas[1], canvas[1] + canvas[3], 7)}
+    assert len(colours) > 200, 'the map canvas shows the decoded image'
+    os.makedirs(DOCS_IMG, exist_ok=True)
+    shutil.copyfile(shot, os.path.join(DOCS_IMG, 'open_ehc.png'))
+
+
+# --- the script QGIS runs (--code) --------------------------------------------------------------------------------
+
+def run_in_qgis():
+    from qgis.core import QgsApplication, QgsProject
+    from qgis.PyQt.QtCore import QMimeData, QPoint, Qt, QTimer, QUrl
+    from qgis.PyQt.QtGui import QDragEnterEvent, QDropEvent
+    from qgis.PyQt.QtWidgets import QDockWidget
+    from qgis.utils import iface, plugins
+
+    ehc, folder = os.environ['ENMAP_SHOT_EHC'], os.environ['ENMAP_SHOT_DIR']
+    plugin = plugins['enmap_compress']
+    window, canvas = iface.mainWindow(), iface.mapCanvas()
+    window.resize(1280, 860)
+    layers = window.findChild(QDockWidget, 'Layers')
+    if layers is not None:  # wide enough to read the layer's name in the screenshot
+        window.resizeDocks([layers], [420], Qt.Horizontal)
+    seen = {'accepted': False, 'task': None}
+
+    def step(text):
+        with open(os.path.join(folder, 'steps.log'), 'a', encoding='utf-8') as handle:
+            handle.write(text + '\n')
+
+    def task_added(task_id):
+        seen.update(task=QgsApplication.taskManager().task(task_id).description())
+        step(f'task {seen["task"]}')
+
+    QgsApplication.taskManager().taskAdded.connect(task_added)
+    iface.messageBar().widgetAdded.connect(lambda item: step(f'message {item.text()}'))
+    step(f'started; plugin {plugin}; drop handler {plugin.drop_handler}')
+
+    def drop():
+        """What the desktop sends when a file is dragged onto the map: DragEnter, then Drop."""
+        mime = QMimeData()
+        mime.setUrls([QUrl.fromLocalFile(ehc)])
+        target, where = canvas.viewport(), canvas.viewport().rect().center()
+        enter = QDragEnterEvent(where, Qt.CopyAction, mime, Qt.LeftButton, Qt.NoModifier)
+        QgsApplication.sendEvent(target, enter)
+        event = QDropEvent(where, Qt.CopyAction, mime, Qt.LeftButton, Qt.NoModifier)
+        QgsApplication.sendEvent(target, event)
+        seen['accepted'] = enter.isAccepted() and event.isAccepted()
+        step(f'dropped {ehc}: accepted {seen["accepted"]}')
+
+    def opened(layer):
+        step(f'opened {layer.name()}')
+        seen.update(name=layer.name(), bands=layer.bandCount(), renderer=layer.renderer().type(),
+                    source=layer.source(),
+                    in_layer_tree=QgsProject.instance().layerTreeRoot().findLayer(layer.id()) is not None)
+        canvas.setExtent(layer.extent())
+        canvas.zoomByFactor(1.1)
+        canvas.mapCanvasRefreshed.connect(lambda: QTimer.singleShot(1500, shoot))
+        canvas.refresh()
+
+    def shoot():
+        if 'canvas' in seen:
+            return
+        iface.layerTreeView().setCurrentLayer(QgsProject.instance().mapLayersByName(seen['name'])[0])
+        top_left = canvas.mapTo(window, QPoint(0, 0))
+        seen['canvas'] = [top_left.x(), top_left.y(), canvas.width(), canvas.height()]
+        window.grab().save(os.path.join(folder, 'open_ehc.png'))
+        with open(os.path.join(folder, 'seen.json'), 'w', encoding='utf-8') as handle:
+            json.dump(seen, handle)
+        QgsProject.instance().setDirty(False)
+        QTimer.singleShot(200, lambda: os._exit(0))  # QGIS's own exit may ask questions nobody can answer here
+
+    plugin.opener.opened.connect(opened)
+    QTimer.singleShot(2000, drop)
+    QTimer.singleShot((TIMEOUT_S - 30) * 1000, lambda: os._exit(3))
+
