@@ -409,6 +409,8 @@ def compress(source, output, model=None, quality=5, device='auto', threads=None,
     runner = OnnxRunner(package, device, threads)
     with _open_input(source) as raster:
         progress = _prepare_input(raster, Progress(1, progress, is_cancelled))
+        if bound is not None:  # limits per band are given in the image's band order
+            bound = bound.in_canonical_order(raster.canonical_index)
         dead = raster.canonical_dead_bands
         all_bands = code_all_bands or max_error == 0 or band_max_errors not in (None, '')
         extra = np.array([i for i in range(raster.band_count) if i not in set(coded) and not dead[i]], int) \
@@ -460,6 +462,8 @@ def compress(source, output, model=None, quality=5, device='auto', threads=None,
                                               nonfinite)
                 writer.add_chunk(payload, tile.as_dict())
                 count += pixels
+                if tile.x + tile.width >= raster.width:  # a row of tiles done: GDAL need not keep its blocks
+                    raster.drop_cache()
             writer.footer_meta = {'valid_pixels': count}
         warnings = list(raster.warnings) + _nonfinite_warning(nonfinite, band_numbers)
     size = os.path.getsize(output)

@@ -1,0 +1,96 @@
+"""A product ZIP as DLR delivers it: read in place as fast as unpacked, with the same pixels, and no temporary
+file left behind, also when the run is cancelled or the ZIP is damaged."""
+import os
+import tempfile
+import zipfile
+
+import numpy as np
+import pytest
+
+from enmap_compress.plugin.core import synthetic
+from enmap_compress.plugin.core.codec import compress
+from enmap_compress.plugin.core.enmap import open_spectral
+from enmap_compress.plugin.core.errors import CancelledError, InputError
+from enmap_compress.plugin.core.tiling import Progress, tile_grid
+
+
+@pytest.fixture
+def private_tmp(tmp_path, monkeypatch):
+    """The system temporary folder, for this test alone: what the reader leaves there is visible."""
+    folder = tmp_path / 'system_tmp'
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, 'tempdir', str(folder))
+    return folder
+
+
+@pytest.fixture(scope='module')
+def product(tmp_path_factory):
+    return synthetic.write_product(tmp_path_factory.mktemp('zipped'), width=72, height=56, seed=5, make_zip=True)
+
+
+def _walk(raster, tile=32):
+    return [raster.read_canonical(t.x, t.y, t.width, t.height) for t in tile_grid(raster.width, raster.height, tile)]
+
+
+def test_zip_pixels_equal_the_unpacked_product_and_the_copy_goes_on_close(product, private_tmp):
+    with open_spectral(product.folder) as unpacked, open_spectral(product.zip) as zipped:
+        assert zipped.needs_staging  # the synthetic ZIP is deflated, like DLR's
+        expected, got = _walk(unpacked), _walk(zipped)
+        assert not zipped.needs_staging, 'a walk over the image unpacks the member once'
+        assert os.listdir(private_tmp), 'the unpacked copy lives in the temporary folder'
+        assert all(np.array_equal(a, b) for a, b in zip(expected, got))
+        assert np.array_equal(unpacked.dead_bands, zipped.dead_bands)
+        assert not any(os.path.commonpath([str(product.folder), str(private_tmp / n)]) == str(product.folder)
+                       for n in os.listdir(private_tmp))
+    assert os.listdir(private_tmp) == [], 'close() removes the unpacked copy'
+
+
+def test_small_reads_stay_in_place(product, private_tmp):
+    with open_spectral(product.zip) as raster:
+        raster.read(0, 0, raster.width, 2, bands=[0, 100, 200])  # what a dialog preview reads
+        assert raster.needs_staging and os.listdir(private_tmp) == []
+
+
+def test_a_stored_member_is_read_in_place(product, tmp_path, private_tmp):
+    stored = tmp_path / 'stored.zip'
+    with zipfile.ZipFile(product.zip) as source, zipfile.ZipFile(stored, 'w', zipfile.ZIP_STORED) as target:
+        for info in source.infolist():
+            target.writestr(info.filename, source.read(info))
+    with open_spectral(product.folder) as unpacked, open_spectral(str(stored)) as raster:
+        assert not raster.needs_staging
+        assert all(np.array_equal(a, b) for a, b in zip(_walk(unpacked), _walk(raster)))
+    assert os.listdir(private_tmp) == []
+
+
+def test_cancelled_unpacking_leaves_nothing(product, private_tmp):
+    with open_spectral(product.zip) as raster:
+        with pytest.raises(CancelledError):
+            raster.stage(Progress(1, is_cancelled=lambda: True))
+        assert os.listdir(private_tmp) == []
+
+
+def test_cancelled_compress_from_a_zip_leaves_nothing(product, tmp_path, private_tmp):
+    calls = []
+
+    def cancel_soon():
+        calls.append(1)
+        return len(calls) > 3
+
+    output = tmp_path / 'cancelled.ehc'
+    with pytest.raises(CancelledError):
+        compress(product.zip, str(output), 'pca', 5, 'cpu', is_cancelled=cancel_soon)
+    assert not output.exists() and os.listdir(private_tmp) == []
+
+
+def test_a_damaged_member_is_one_clear_error_and_leaves_nothing(product, tmp_path, private_tmp):
+    damaged = tmp_path / 'damaged.zip'
+    data = bytearray(open(product.zip, 'rb').read())
+    with zipfile.ZipFile(product.zip) as archive:
+        info = next(i for i in archive.infolist() if i.filename.endswith('SPECTRAL_IMAGE.TIF'))
+    middle = info.header_offset + 30 + len(info.filename) + info.compress_size // 2
+    data[middle:middle + 64] = bytes(64)  # zeros inside the deflate stream
+    damaged.write_bytes(bytes(data))
+    with open_spectral(str(damaged)) as raster:
+        with pytest.raises(InputError, match='damaged'):
+            raster.stage()
+    assert os.listdir(private_tmp) == []
