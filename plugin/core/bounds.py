@@ -1,7 +1,8 @@
 """Error bounds a user can ask for, and the quantisers that guarantee them on every sample.
 
 An `ErrorBound` combines, as CCSDS-123.0-B-2 does:
-- an absolute limit per band (MAX_ERROR for all bands, or BAND_MAX_ERRORS: one value per EnMAP band number 1-224),
+- an absolute limit per band (MAX_ERROR for all bands, or BAND_MAX_ERRORS: one value per band 1-224 of the image,
+  in its own band order, as QGIS numbers them; the header stores them in canonical (wavelength) order),
 - a relative limit: |error| <= RELATIVE_ERROR x |value|, never below RELATIVE_FLOOR DN.
 When both are given, both hold: the limit of a sample is min(absolute[band], max(floor, floor(r x |value|))).
 
@@ -32,7 +33,8 @@ NO_LIMIT = 2 ** 30  # absolute limit of bands that have only a relative one
 
 @dataclass(frozen=True)
 class ErrorBound:
-    """A guaranteed error bound. band_max_errors: 224 ints in EnMAP band-number order (None: relative only);
+    """A guaranteed error bound. band_max_errors: 224 ints, one per band (None: relative only): in the image's
+    band order as the user gives them, in canonical order once `in_canonical_order` has been applied (the header);
     relative_error: r in [1e-4, 1] or None; relative_floor: DN >= 0, the least limit of the relative bound."""
 
     band_max_errors: tuple | None = None
@@ -84,6 +86,14 @@ class ErrorBound:
         if self.relative_error is not None:
             parts.append(f'<= {self.relative_error * 100:g} % of the value, at least {self.relative_floor} DN')
         return ' and '.join(parts)
+
+    def in_canonical_order(self, canonical_index):
+        """The same bound with band_max_errors in canonical (wavelength) order: canonical band c is band
+        canonical_index[c] of the image (users give limits in the image's own band order)."""
+        if self.band_max_errors is None:
+            return self
+        limits = tuple(self.band_max_errors[int(i)] for i in canonical_index)
+        return ErrorBound(limits, self.relative_error, self.relative_floor)
 
     # --- the header ----------------------------------------------------------------------------------------
     def codec_info(self):
@@ -238,10 +248,11 @@ def error_bound(max_error=None, band_max_errors=None, relative_error=None, relat
     """The ErrorBound a user asked for (None: no bound, lossy coding), or InputError with one clear message.
 
     max_error: MAX_ERROR, an integer DN >= 0 for every band (0: lossless). band_max_errors: BAND_MAX_ERRORS, 224
-    integers >= 0 (a sequence, or a string of numbers separated by commas, semicolons or spaces), or the path of a
-    CSV file with rows `band,bound` (EnMAP band number 1-224; a header row and `#` comments are allowed), one row
-    per band. relative_error: RELATIVE_ERROR, a fraction r (0.01 = 1 %) from 0.0001 to 1; relative_floor:
-    RELATIVE_FLOOR, an integer DN >= 0 (default 0), the least error allowed however small the value.
+    integers >= 0 in the image's band order (a sequence, or a string of numbers separated by commas, semicolons or
+    spaces), or the path of a CSV file with rows `band,bound` (band number 1-224 of the image; a header row and `#`
+    comments are allowed), one row per band. relative_error: RELATIVE_ERROR, a fraction r (0.01 = 1 %) from 0.0001
+    to 1; relative_floor: RELATIVE_FLOOR, an integer DN >= 0 (default 0), the least error allowed however small the
+    value.
     MAX_ERROR and BAND_MAX_ERRORS together: each band gets the smaller limit. With a relative bound, every sample
     keeps both its absolute and its relative limit.
     """

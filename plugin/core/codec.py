@@ -409,6 +409,8 @@ def compress(source, output, model=None, quality=5, device='auto', threads=None,
     runner = OnnxRunner(package, device, threads)
     with _open_input(source) as raster:
         progress = _prepare_input(raster, Progress(1, progress, is_cancelled))
+        if bound is not None:  # limits per band are given in the image's band order
+            bound = bound.in_canonical_order(raster.canonical_index)
         dead = raster.canonical_dead_bands
         all_bands = code_all_bands or max_error == 0 or band_max_errors not in (None, '')
         extra = np.array([i for i in range(raster.band_count) if i not in set(coded) and not dead[i]], int) \
