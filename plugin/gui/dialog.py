@@ -59,6 +59,7 @@ MODE_TEXT = {
 }
 CODE_ALL_TEXT = ('Code all bands: also keep the 22 water-vapour bands (coarsely, a larger file) instead of '
                  'returning them as nodata; for users of the absorption bands.')
+EVALUATE_TEXT = 'Adds the reconstruction and the error layer to the map and writes an HTML report.'
 WARNING_STYLE = 'background:#fff3cd;border:1px solid #e0a800;padding:6px;'
 PROBLEM_STYLE = 'background:#fde2e1;border:1px solid #d9534f;padding:6px;'
 DIALOG_SIZE = (660, 720)  # fits a 1366 x 768 screen with a taskbar; the form scrolls inside
@@ -135,6 +136,7 @@ class CompressDialog(QDialog):
         self.scroll = QScrollArea()
         self.scroll.setWidgetResizable(True)
         self.scroll.setFrameShape(QFrame.NoFrame)
+        self.scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)  # the form follows the window's width
         body = QWidget()
         layout = QVBoxLayout(body)
         layout.addWidget(self._banner())
@@ -143,6 +145,9 @@ class CompressDialog(QDialog):
         layout.addWidget(self._mode_box())
         layout.addWidget(self._run_box())
         layout.addStretch(1)
+        for combo in body.findChildren(QComboBox):  # long model titles and device names must not widen the form
+            combo.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+            combo.setMinimumContentsLength(16)
         self.scroll.setWidget(body)
         outer.addWidget(self.scroll, 1)
         outer.addWidget(self._progress_row())
@@ -288,8 +293,8 @@ class CompressDialog(QDialog):
         self.size_label = QLabel()
         self.size_label.setWordWrap(True)
         form.addRow('Estimated size', self.size_label)
-        self.evaluate_radio = QRadioButton('Compress and evaluate: add the reconstruction and the error layer, '
-                                           'write an HTML report')
+        self.evaluate_radio = QRadioButton('Compress and evaluate')
+        self.evaluate_radio.setToolTip(EVALUATE_TEXT)
         self.compress_radio = QRadioButton('Compress only')
         self.evaluate_radio.setChecked(True)
         self.run_group = QButtonGroup(self)
@@ -297,6 +302,7 @@ class CompressDialog(QDialog):
         self.run_group.addButton(self.compress_radio)
         modes = QVBoxLayout()
         modes.addWidget(self.evaluate_radio)
+        modes.addWidget(_note(EVALUATE_TEXT))
         modes.addWidget(self.compress_radio)
         form.addRow('Do', modes)
         return box

@@ -105,6 +105,8 @@ def test_the_form_scrolls_on_a_768_pixel_high_screen(dialog):
     assert dialog.minimumSizeHint().height() <= 640
     assert dialog.height() <= 640
     assert dialog.scroll.verticalScrollBar().maximum() > 0, 'the form is taller than the window: it must scroll'
+    assert dialog.scroll.widget().width() <= dialog.scroll.viewport().width(), 'no sideways scrolling'
+    assert dialog.card_table.geometry().right() <= dialog.scroll.viewport().width()
     dialog.scroll.ensureWidgetVisible(dialog.compress_radio)
     QApplication.processEvents()
     top_left = dialog.compress_radio.mapTo(dialog.scroll.viewport(), QPoint(0, 0))
