@@ -14,6 +14,7 @@ from ..core.metrics import MetricsAccumulator, rate_metrics
 from ..core.rasterheader import unpack_raster
 from ..core.runtime import sha256_of
 from ..core.tiling import Progress
+from ..core.validation import check_coder, open_checked
 
 
 def _read_header(path):
@@ -110,13 +111,13 @@ def verify(path, against=None, device='auto', threads=None, progress=None):
     Returns a dict with 'ok'; raises FormatError for a damaged file, InputError for an unusable original.
     """
     started = time.perf_counter()
-    with EhcReader(path) as reader:
+    reader, checked = open_checked(path)  # every header and index field checked first (core/validation.py)
+    with reader:
         header = reader.header
-        if header.get('format') != codec.FORMAT_NAME:
-            raise FormatError(f'{path} is not an EnMAP Compress image file')
         reader.verify()  # every CRC before any decoding
         coder, _ = codec._decoder_for(header, device, threads)
-        raster = unpack_raster(header['raster'])
+        check_coder(checked, coder, path)
+        raster = checked.raster
         steps = Progress(reader.chunk_count, progress)
         comparison = _Comparison(against, raster, coder) if against else None
         try:
