@@ -5,8 +5,8 @@ from dataclasses import dataclass
 from typing import Optional
 
 from .bands import hyspecnet_keep_mask
-from .container import EhcReader
 from .metrics import rate_metrics
+from .validation import open_checked
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,8 @@ def _human(count):
 
 def describe(path):
     """EhcInfo of a .ehc file (FormatError when it is not one)."""
-    with EhcReader(path) as reader:
+    reader, _checked = open_checked(path)  # hostile fields are one FormatError, not a TypeError in the Browser
+    with reader:
         header, footer = reader.header, reader.footer or {}
     codec, raster = header.get('codec', {}), header.get('raster', {})
     size = os.path.getsize(path)
