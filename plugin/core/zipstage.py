@@ -13,6 +13,7 @@ import shutil
 import tempfile
 import weakref
 import zipfile
+import zlib
 from dataclasses import dataclass
 
 from .errors import InputError, OutputError
@@ -75,7 +76,7 @@ class StagedImage:
                                              f'{total_mb:.0f} MB)')
                                 progress.report(done / max(1, image.size))
                                 progress.check()
-        except (zipfile.BadZipFile, EOFError) as exc:
+        except (zipfile.BadZipFile, zlib.error, EOFError) as exc:  # a bad CRC, a broken deflate stream
             raise InputError(f'The ZIP {image.zip_path} is damaged: its member {image.members[0]} cannot be '
                              f'unpacked ({exc}).') from exc
 

@@ -82,13 +82,16 @@ def test_cancelled_compress_from_a_zip_leaves_nothing(product, tmp_path, private
     assert not output.exists() and os.listdir(private_tmp) == []
 
 
-def test_a_damaged_member_is_one_clear_error_and_leaves_nothing(product, tmp_path, private_tmp):
+@pytest.mark.parametrize('seed', [None, 0, 1, 2, 3])
+def test_a_damaged_member_is_one_clear_error_and_leaves_nothing(product, tmp_path, private_tmp, seed):
+    """Zeros inside the image member (a bad CRC) or random bytes at its start (a broken deflate stream)."""
     damaged = tmp_path / 'damaged.zip'
     data = bytearray(open(product.zip, 'rb').read())
     with zipfile.ZipFile(product.zip) as archive:
         info = next(i for i in archive.infolist() if i.filename.endswith('SPECTRAL_IMAGE.TIF'))
-    middle = info.header_offset + 30 + len(info.filename) + info.compress_size // 2
-    data[middle:middle + 64] = bytes(64)  # zeros inside the deflate stream
+    start = info.header_offset + 30 + len(info.filename) + (info.compress_size // 3 if seed is None else 0)
+    rng = np.random.default_rng(seed)
+    data[start:start + 4000] = bytes(4000) if seed is None else rng.integers(0, 256, 4000, np.uint8).tobytes()
     damaged.write_bytes(bytes(data))
     with open_spectral(str(damaged)) as raster:
         with pytest.raises(InputError, match='damaged'):
