@@ -18,6 +18,7 @@ from qgis.PyQt.QtWidgets import (
     QComboBox,
     QDialog,
     QDialogButtonBox,
+    QDoubleSpinBox,
     QFormLayout,
     QFrame,
     QGroupBox,
@@ -42,7 +43,7 @@ from ..core import cards, preview
 from ..core.runtime import default_model_id
 from ..paths import resource_path
 from . import devices, estimate, installer, results
-from .job import EVALUATE_ID, CompressJob, JobRequest, has_parameter
+from .job import COMPRESS_ID, EVALUATE_ID, CompressJob, JobRequest, has_parameter
 from .modelcards import CardViewer, far_behind_warning, installed_models, short_text
 
 TABLE_COLUMNS = ('quality', 'bpppb', 'PSNR dB', 'SA °')
@@ -70,15 +71,18 @@ def _writable_folder(path):
     return folder if folder and os.path.isdir(folder) and os.access(folder, os.W_OK) else os.path.expanduser('~')
 
 
-def setting_suffix(model_id, quality, mode=LOSSY, max_error=None):
+def setting_suffix(model_id, quality, mode=LOSSY, max_error=None, relative=None):
     if mode == LOSSLESS:
         return f'{model_id}_lossless'
-    return f'{model_id}_e{max_error}' if mode == BOUNDED else f'{model_id}_q{quality}'
+    if mode == BOUNDED:
+        return f'{model_id}_r{relative * 100:g}pct' if relative is not None else f'{model_id}_e{max_error}'
+    return f'{model_id}_q{quality}'
 
 
-def default_output(source, model_id, quality, mode=LOSSY, max_error=None):
+def default_output(source, model_id, quality, mode=LOSSY, max_error=None, relative=None):
     base = os.path.splitext(os.path.basename(source or 'image'))[0] or 'image'
-    return os.path.join(_writable_folder(source), f'{base}_{setting_suffix(model_id, quality, mode, max_error)}.ehc')
+    suffix = setting_suffix(model_id, quality, mode, max_error, relative)
+    return os.path.join(_writable_folder(source), f'{base}_{suffix}.ehc')
 
 
 def input_path(layer):
@@ -256,18 +260,38 @@ class CompressDialog(QDialog):
         return row
 
     def _bound_row(self):
+        """Either 'within E DN' (MAX_ERROR) or 'within P % of the value, at least E DN' (RELATIVE_ERROR with
+        RELATIVE_FLOOR); per-band limits from a file are in the Processing algorithm (BAND_MAX_ERRORS)."""
+        self.bound_kind = QComboBox()
+        self.bound_kind.addItem('in DN', 'absolute')
+        self.bound_kind.addItem('relative to the value', 'relative')
+        self.bound_kind.setToolTip('Relative: bright samples may be off by more DN than dark ones, never by more '
+                                   'than the percentage of their value; the DN value is then the least allowed.')
+        self.relative_spin = QDoubleSpinBox()
+        self.relative_spin.setRange(0.01, 100.0)
+        self.relative_spin.setDecimals(2)
+        self.relative_spin.setValue(1.0)
+        self.relative_spin.setSuffix(' %')
         self.max_error_spin = QSpinBox()
         self.max_error_spin.setRange(1, 1000)
         self.max_error_spin.setValue(10)
         self.max_error_spin.setSuffix(' DN')
         self.max_error_spin.setToolTip('MAX_ERROR: the largest difference allowed between any valid sample and '
                                        'its reconstruction.')
+        self.floor_label = QLabel('at least')
         row = QHBoxLayout()
         row.addSpacing(24)
         row.addWidget(QLabel('Maximum error'))
-        row.addWidget(self.max_error_spin)
+        for widget in (self.bound_kind, self.relative_spin, self.floor_label, self.max_error_spin):
+            row.addWidget(widget)
         row.addStretch(1)
         return row
+
+    def relative(self):
+        """The relative bound as a fraction (None: an absolute bound or another mode)."""
+        if self.mode() != BOUNDED or self.bound_kind.currentData() != 'relative':
+            return None
+        return self.relative_spin.value() / 100.0
 
     def _run_box(self):
         box = QGroupBox('Run')
@@ -339,6 +363,8 @@ class CompressDialog(QDialog):
         self.quality_spin.valueChanged.connect(self.quality_slider.setValue)
         self.quality_spin.valueChanged.connect(self._on_quality_changed)
         self.max_error_spin.valueChanged.connect(self._on_mode_changed)
+        self.relative_spin.valueChanged.connect(self._on_mode_changed)
+        self.bound_kind.currentIndexChanged.connect(self._on_mode_changed)
         self.mode_group.buttonToggled.connect(self._on_mode_changed)
         self.run_group.buttonToggled.connect(self._on_mode_changed)
         self.card_table.cellClicked.connect(self._on_card_row_clicked)
@@ -361,6 +387,8 @@ class CompressDialog(QDialog):
         self.quality_spin.setValue(int(settings.value('quality', 5)))
         self.quality_slider.setValue(self.quality_spin.value())
         self.max_error_spin.setValue(int(settings.value('max_error', 10)))
+        self.relative_spin.setValue(float(settings.value('relative_percent', 1.0)))
+        self.bound_kind.setCurrentIndex(max(0, self.bound_kind.findData(settings.value('bound_kind', 'absolute'))))
         self.mode_buttons.get(settings.value('mode', LOSSY), self.mode_buttons[LOSSY]).setChecked(True)
         self.code_all_check.setChecked(settings.value('code_all_bands', False, type=bool))
         device = self.device_combo.findData(settings.value('device', 'auto'))
@@ -375,6 +403,8 @@ class CompressDialog(QDialog):
         settings.beginGroup(SETTINGS_GROUP)
         for key, value in (('model', model.model_id if model else ''), ('quality', self.quality()),
                            ('max_error', self.max_error_spin.value()), ('mode', self.mode()),
+                           ('relative_percent', self.relative_spin.value()),
+                           ('bound_kind', self.bound_kind.currentData()),
                            ('code_all_bands', self.code_all_check.isChecked()),
                            ('device', self.device_combo.currentData()), ('evaluate', self.evaluate_radio.isChecked())):
             settings.setValue(key, value)
@@ -401,7 +431,9 @@ class CompressDialog(QDialog):
         return next(mode for mode, button in self.mode_buttons.items() if button.isChecked())
 
     def max_error(self):
-        """MAX_ERROR for the run: None (lossy), 0 (lossless) or the bound in DN."""
+        """MAX_ERROR for the run: None (lossy or relative), 0 (lossless) or the bound in DN."""
+        if self.relative() is not None:
+            return None
         return {LOSSY: None, LOSSLESS: 0}.get(self.mode(), self.max_error_spin.value())
 
     def expected(self):
@@ -499,7 +531,12 @@ class CompressDialog(QDialog):
         mode = self.mode()
         for widget in (self.quality_slider, self.quality_spin):
             widget.setEnabled(mode == LOSSY and not self._running())
-        self.max_error_spin.setEnabled(mode == BOUNDED and not self._running())
+        relative = self.bound_kind.currentData() == 'relative'
+        for widget in (self.bound_kind, self.max_error_spin, self.relative_spin):
+            widget.setEnabled(mode == BOUNDED and not self._running())
+        self.bound_kind.setEnabled(self.bound_kind.isEnabled() and has_parameter(COMPRESS_ID, 'RELATIVE_ERROR'))
+        self.relative_spin.setVisible(relative)
+        self.floor_label.setVisible(relative)
         self.code_all_check.setEnabled(mode != LOSSLESS and self._code_all_supported() and not self._running())
         self.code_all_note.setEnabled(self.code_all_check.isEnabled())
         self._on_quality_changed()
@@ -510,8 +547,10 @@ class CompressDialog(QDialog):
             self.expected_label.setText('Expected: bit-exact; the size depends on the image (the report measures '
                                         'it).')
         elif mode == BOUNDED:
-            self.expected_label.setText(f'Expected: every sample within {self.max_error_spin.value()} DN; the model '
-                                        'quality is chosen for the smallest file.')
+            bound = (f'{self.relative_spin.value():g} % of its value (at least {self.max_error_spin.value()} DN)'
+                     if self.relative() is not None else f'{self.max_error_spin.value()} DN')
+            self.expected_label.setText(f'Expected: every sample within {bound}; the model quality is chosen for '
+                                        'the smallest file.')
         elif expected is None:
             self.expected_label.setText('Expected: no measurements in this model\'s card')
         else:
@@ -561,7 +600,8 @@ class CompressDialog(QDialog):
             return
         self._setting_output = True
         self.output_widget.setFilePath(default_output(input_path(layer), model.model_id if model else 'model',
-                                                      self.quality(), self.mode(), self.max_error_spin.value()))
+                                                      self.quality(), self.mode(), self.max_error_spin.value(),
+                                                      self.relative()))
         self._setting_output = False
 
     def _on_output_edited(self, *_):
@@ -592,7 +632,9 @@ class CompressDialog(QDialog):
                           model_id=model.model_id, quality=self.quality(),
                           device_index=max(0, self.device_combo.currentIndex()), output=output or self.output_path(),
                           evaluate=self.evaluate_radio.isChecked(), max_error=self.max_error(),
-                          code_all_bands=self.code_all_check.isChecked() and self.code_all_check.isEnabled())
+                          code_all_bands=self.code_all_check.isChecked() and self.code_all_check.isEnabled(),
+                          relative_error=self.relative(),
+                          relative_floor=self.max_error_spin.value() if self.relative() is not None else None)
 
     def _confirm_outputs(self, request):
         """The request to run, after asking when its files exist (None: the user cancelled)."""

@@ -36,6 +36,8 @@ class JobRequest:
     evaluate: bool = True
     max_error: Optional[int] = None  # None: lossy at `quality`; 0: lossless; E: every sample within E DN
     code_all_bands: bool = False
+    relative_error: Optional[float] = None  # every sample within this fraction of its value ...
+    relative_floor: Optional[int] = None  # ... but at least this many DN
 
     def outputs(self):
         """Paths written next to the .ehc file (evaluate mode)."""
@@ -51,6 +53,8 @@ class JobRequest:
                   'DEVICE': self.device_index}
         if self.max_error is not None:
             common['MAX_ERROR'] = self.max_error
+        if self.relative_error is not None:
+            common.update(RELATIVE_ERROR=self.relative_error, RELATIVE_FLOOR=self.relative_floor or 0)
         if not self.evaluate:
             return {**common, 'CODE_ALL_BANDS': self.code_all_bands, 'OUTPUT': self.output}
         extra = {'CODE_ALL_BANDS': True} if self.code_all_bands and has_parameter(EVALUATE_ID, 'CODE_ALL_BANDS') \

@@ -47,6 +47,8 @@ def setting_label(request):
         return f'{request.model_id} lossless'
     if request.max_error is not None:
         return f'{request.model_id} ≤ {request.max_error} DN'
+    if request.relative_error is not None:
+        return f'{request.model_id} ≤ {request.relative_error * 100:g} %'
     return f'{request.model_id} q{request.quality}'
 
 

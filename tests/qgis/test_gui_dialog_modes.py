@@ -268,3 +268,34 @@ def test_cancel_is_disabled_while_cancelling_and_reported_as_cancelled(plugin, w
         opened.close()
     finally:
         QgsProject.instance().removeAllMapLayers()
+
+
+def test_a_relative_bound_keeps_every_sample_within_its_share_of_the_value(dialog, scene, tmp_path):
+    from osgeo import gdal
+
+    from enmap_compress.plugin.core.codec import decompress
+    from enmap_compress.plugin.gui.dialog import BOUNDED
+
+    dialog.mode_buttons[BOUNDED].setChecked(True)
+    dialog.bound_kind.setCurrentIndex(dialog.bound_kind.findData('relative'))
+    dialog.relative_spin.setValue(2.0)
+    dialog.max_error_spin.setValue(5)
+    assert dialog.relative_spin.isVisibleTo(dialog) and '2 % of its value (at least 5 DN)' in \
+        dialog.expected_label.text()
+    assert dialog.output_path().endswith('_r2pct.ehc')
+    parameters, _algorithm = _parameters(dialog.request())
+    assert parameters['RELATIVE_ERROR'] == 0.02 and parameters['RELATIVE_FLOOR'] == 5 and 'MAX_ERROR' not in parameters
+    dialog.compress_radio.setChecked(True)
+    dialog.output_widget.setFilePath(str(tmp_path / 'relative.ehc'))
+    job = dialog.start()
+    assert job is not None and wait_for(lambda: job.outcome is not None, TIMEOUT_S) and job.outcome.ok, \
+        job.outcome.message if job else dialog.status_label.text()
+    decompress(str(tmp_path / 'relative.ehc'), str(tmp_path / 'back.tif'), 'cpu')
+    source = gdal.Open(scene)
+    original = source.ReadAsArray().astype(float)
+    back = gdal.Open(str(tmp_path / 'back.tif')).ReadAsArray().astype(float)
+    nodata = source.GetRasterBand(1).GetNoDataValue()
+    coded = (original != nodata) & (back != nodata)
+    assert coded.sum() > 0.5 * original.size
+    allowed = np.maximum(0.02 * np.abs(original[coded]), 5)
+    assert (np.abs(back[coded] - original[coded]) <= allowed + 1e-9).all()
