@@ -2,9 +2,10 @@
 decoded in the background, exactly as a user's drag and drop; a screenshot of the window goes to
 docs/img/open_ehc.png.
 
-The test starts /usr/bin/qgis under Xvfb with the plugin enabled in a throw-away profile and this file as its
---code script; the script drops the file (a QDropEvent with the file's URL, the event QGIS gets from the desktop),
-waits for the layer and the map to render, saves the screenshot and a JSON of what it saw, and quits.
+The test starts /usr/bin/qgis under Xvfb with the plugin enabled in a throw-away profile and run_in_qgis() as
+its --code script; the script drops one file on the map and another on the layer panel (DragEnter and Drop with
+the file's URL, the events QGIS gets from the desktop), waits for both layers and the map to render, saves the
+screenshot and a JSON of what it saw, and quits.
 """
 import json
 import os
@@ -46,7 +47,10 @@ def test_an_ehc_dropped_on_the_real_qgis_window_opens_as_a_layer(installed_model
     home = tmp_path / 'home'
     env = qgis_env_tool.qgis_process_env(home)
     qgis_env_tool.enable_plugin(home, env)
-    env.update({'QT_QPA_PLATFORM': 'xcb', 'ENMAP_SHOT_EHC': ehc, 'ENMAP_SHOT_DIR': str(tmp_path),
+    second = str(tmp_path / 'second_scene.ehc')
+    shutil.copyfile(ehc, second)
+    env.update({'QT_QPA_PLATFORM': 'xcb', 'ENMAP_SHOT_EHC': ehc, 'ENMAP_SHOT_EHC2': second,
+                'ENMAP_SHOT_DIR': str(tmp_path),
                 'ENMAP_COMPRESS_MODELS': os.environ.get('ENMAP_COMPRESS_MODELS', '')})
     if not env['ENMAP_COMPRESS_MODELS']:
         env.pop('ENMAP_COMPRESS_MODELS')
@@ -69,7 +73,8 @@ def test_an_ehc_dropped_on_the_real_qgis_window_opens_as_a_layer(installed_model
     assert seen['bands'] == 224 and seen['renderer'] == 'multibandcolor', seen
     assert seen['name'].endswith('(.ehc)') and seen['source'].endswith('.tif'), seen
     assert seen['name'] == f'ENMAP_L2A_sample {model} q6 (.ehc)', seen
-    assert seen['in_layer_tree'] and seen['task'] == f'EnMAP Compress: opening {os.path.basename(ehc)}', seen
+    assert seen['in_layer_tree'], seen
+    assert seen['accepted_panel'] and seen['panel_drop'] == f'second_scene {model} q6 (.ehc)', seen
     shot = tmp_path / 'open_ehc.png'
     from qgis.PyQt.QtGui import QImage
 
@@ -92,44 +97,49 @@ def run_in_qgis():
     from qgis.PyQt.QtWidgets import QDockWidget
     from qgis.utils import iface, plugins
 
-    ehc, folder = os.environ['ENMAP_SHOT_EHC'], os.environ['ENMAP_SHOT_DIR']
+    ehc, second, folder = (os.environ[key] for key in ('ENMAP_SHOT_EHC', 'ENMAP_SHOT_EHC2', 'ENMAP_SHOT_DIR'))
     plugin = plugins['enmap_compress']
     window, canvas = iface.mainWindow(), iface.mapCanvas()
     window.resize(1280, 860)
     layers = window.findChild(QDockWidget, 'Layers')
     if layers is not None:  # wide enough to read the layer's name in the screenshot
         window.resizeDocks([layers], [420], Qt.Horizontal)
-    seen = {'accepted': False, 'task': None}
+    seen = {'accepted': False}
 
     def step(text):
         with open(os.path.join(folder, 'steps.log'), 'a', encoding='utf-8') as handle:
             handle.write(text + '\n')
 
     def task_added(task_id):
-        seen.update(task=QgsApplication.taskManager().task(task_id).description())
-        step(f'task {seen["task"]}')
+        step(f'task {QgsApplication.taskManager().task(task_id).description()}')
 
     QgsApplication.taskManager().taskAdded.connect(task_added)
     iface.messageBar().widgetAdded.connect(lambda item: step(f'message {item.text()}'))
     step(f'started; plugin {plugin}; drop handler {plugin.drop_handler}')
 
-    def drop():
-        """What the desktop sends when a file is dragged onto the map: DragEnter, then Drop."""
+    def drop(path, target):
+        """What the desktop sends when a file is dragged onto a widget: DragEnter, then Drop."""
         mime = QMimeData()
-        mime.setUrls([QUrl.fromLocalFile(ehc)])
-        target, where = canvas.viewport(), canvas.viewport().rect().center()
+        mime.setUrls([QUrl.fromLocalFile(path)])
+        where = target.rect().center()
         enter = QDragEnterEvent(where, Qt.CopyAction, mime, Qt.LeftButton, Qt.NoModifier)
         QgsApplication.sendEvent(target, enter)
         event = QDropEvent(where, Qt.CopyAction, mime, Qt.LeftButton, Qt.NoModifier)
         QgsApplication.sendEvent(target, event)
-        seen['accepted'] = enter.isAccepted() and event.isAccepted()
-        step(f'dropped {ehc}: accepted {seen["accepted"]}')
+        step(f'dropped {path} on {type(target.parent()).__name__}: {enter.isAccepted()} {event.isAccepted()}')
+        return enter.isAccepted() and event.isAccepted()
 
     def opened(layer):
         step(f'opened {layer.name()}')
+        if layer.customProperty('enmapcompress/ehc') == second:
+            seen['panel_drop'] = layer.name()
+            return zoom(QgsProject.instance().mapLayersByName(seen['name'])[0])
         seen.update(name=layer.name(), bands=layer.bandCount(), renderer=layer.renderer().type(),
                     source=layer.source(),
                     in_layer_tree=QgsProject.instance().layerTreeRoot().findLayer(layer.id()) is not None)
+        seen['accepted_panel'] = drop(second, iface.layerTreeView().viewport())  # and one onto the layer panel
+
+    def zoom(layer):
         canvas.setExtent(layer.extent())
         canvas.zoomByFactor(1.1)
         canvas.mapCanvasRefreshed.connect(lambda: QTimer.singleShot(1500, shoot))
@@ -148,6 +158,6 @@ def run_in_qgis():
         QTimer.singleShot(200, lambda: os._exit(0))  # QGIS's own exit may ask questions nobody can answer here
 
     plugin.opener.opened.connect(opened)
-    QTimer.singleShot(2000, drop)
+    QTimer.singleShot(2000, lambda: seen.update(accepted=drop(ehc, canvas.viewport())))
     QTimer.singleShot((TIMEOUT_S - 30) * 1000, lambda: os._exit(3))
 
