@@ -13,11 +13,11 @@ from qgis.PyQt.QtWidgets import QAction
 from . import dependencies
 from .paths import resource_path
 from .processing.provider import EnmapCompressProvider
+from .processing.styling import ROLE_PROPERTY
 
 MENU = '&EnMAP Compress'
 LAYER_ACTION_TEXT = 'Compress with EnMAP Compress…'
 MIN_BANDS = 50  # the context action is offered on layers that look hyperspectral
-ROLE_PROPERTY = 'enmapcompress/role'
 
 
 def looks_hyperspectral(layer):
