@@ -49,7 +49,8 @@ def _estimate_valid(raster, sample_rows):
 
 
 def summarize(source, sample_rows=SAMPLE_ROWS):
-    """InputSummary of `source` (never raises for a bad input: the reason is in `problem`)."""
+    """InputSummary of `source` (never raises for a bad input: the reason is in `problem`). sample_rows=0 only
+    opens it (milliseconds; valid_pixels None): reading rows of a product ZIP can take seconds."""
     try:
         from .enmap import open_spectral  # needs defusedxml: the dialog still opens without it
 
@@ -62,7 +63,7 @@ def summarize(source, sample_rows=SAMPLE_ROWS):
             problem = (f'{raster.band_count} bands that are not the 224 EnMAP L2A bands (418-2446 nm); the '
                        'compressors need an EnMAP L2A image')
         try:
-            valid = _estimate_valid(raster, sample_rows)
+            valid = _estimate_valid(raster, sample_rows) if sample_rows else None
         except (EnmapCompressError, ValueError) as exc:
             valid, problem = None, problem or str(exc)
         return InputSummary(str(source), raster.width, raster.height, raster.band_count, valid, problem)

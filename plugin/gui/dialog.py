@@ -7,8 +7,9 @@ import functools
 import os
 import re
 
-from qgis.core import QgsMapLayerProxyModel, QgsRasterLayer, QgsSettings
+from qgis.core import QgsApplication, QgsMapLayerProxyModel, QgsRasterLayer, QgsSettings, QgsTask
 from qgis.gui import QgsFileWidget, QgsMapLayerComboBox
+from qgis.PyQt import sip
 from qgis.PyQt.QtCore import Qt
 from qgis.PyQt.QtGui import QIcon
 from qgis.PyQt.QtWidgets import (
@@ -121,6 +122,7 @@ class CompressDialog(QDialog):
         self.installer = None
         self.models = installed_models()
         self._inputs = {}  # source -> core InputSummary, read once per layer
+        self._counting = {}  # source -> the background task counting its valid pixels
         self._auto_output = True
         self._setting_output = False
         self.setObjectName('EnmapCompressDialog')
@@ -449,8 +451,27 @@ class CompressDialog(QDialog):
             return None
         source = input_path(layer)
         if source not in self._inputs:
-            self._inputs[source] = preview.summarize(source)
+            self._inputs[source] = preview.summarize(source, sample_rows=0)  # opening only: milliseconds
+            if self._inputs[source].compressible:
+                self._count_valid_pixels(source)
         return self._inputs[source]
+
+    def _count_valid_pixels(self, source):
+        """Count valid pixels in a background task (seconds on a product ZIP); the size label follows."""
+        def counted(exception, summary=None):
+            self._counting.pop(source, None)
+            if exception is None and summary is not None and not sip.isdeleted(self):
+                self._inputs[source] = summary
+                self._refresh_size()
+
+        task = QgsTask.fromFunction(f'EnMAP Compress: counting the valid pixels of {os.path.basename(source)}',
+                                    lambda _task: preview.summarize(source), on_finished=counted)
+        self._counting[source] = task
+        QgsApplication.taskManager().addTask(task)
+
+    def counting(self):
+        """True while a valid-pixel count is running."""
+        return bool(self._counting)
 
     def output_path(self):
         path = self.output_widget.filePath().strip()
@@ -613,7 +634,8 @@ class CompressDialog(QDialog):
         expected = self.expected()
         found = estimate.from_summary(self.input_summary(), expected.bpppb if expected else None)
         if found is None:
-            self.size_label.setText('unknown (choose an EnMAP image)')
+            self.size_label.setText('counting the valid pixels…' if self.counting() else
+                                    'unknown (choose an EnMAP image)')
             return
         original = estimate.human_bytes(found.original_bytes)
         if found.compressed_bytes is None:

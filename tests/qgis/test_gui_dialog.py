@@ -3,6 +3,7 @@ import os
 import sys
 
 import pytest
+from gui_helpers import wait_for
 
 CARD = """# demo — a demo model
 
@@ -73,6 +74,7 @@ def test_size_estimate_is_valid_pixels_times_bands_times_rate(dialog, scene):
     data = band.ReadAsArray()
     valid = int((data != band.GetNoDataValue()).sum())
     found = estimate.estimate(scene, expected.bpppb)
+    assert wait_for(lambda: not dialog.counting(), 30), 'the valid pixels are counted in a background task'
     assert found.valid_pixels == valid  # the scene is smaller than the sampling size: the count is exact
     assert found.compressed_bytes == round(valid * 202 * expected.bpppb / 8)
     assert estimate.human_bytes(found.compressed_bytes) in dialog.size_label.text()

@@ -169,6 +169,8 @@ def test_the_size_estimate_counts_only_valid_pixels_of_a_product_zip(plugin, tmp
             exact = int(valid_pixels(cube, raster.nodata, ~raster.canonical_dead_bands).sum())
         assert exact < 0.9 * 60 * 50, 'the synthetic product has a nodata border'
         opened = plugin.open_dialog(layer)
+        assert opened.counting() and 'counting' in opened.size_label.text(), 'the main thread never waits for it'
+        assert wait_for(lambda: not opened.counting(), 60)
         assert opened.input_summary().valid_pixels == exact
         assert f'{exact:,} valid pixels' in opened.size_label.text()
         opened.close()

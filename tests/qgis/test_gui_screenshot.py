@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -61,6 +62,11 @@ def _screenshots(folder):
     QgsProject.instance().addMapLayer(layer)
     dialog = CompressDialog(None, layer)
     dialog.quality_spin.setValue(7)
+    for _ in range(400):  # the valid-pixel count runs in a background task
+        if not dialog.counting():
+            break
+        app.processEvents()
+        time.sleep(0.025)
     dialog.output_widget.setFilePath('/data/enmap/ENMAP_L2A_sample_rdnet_q7.ehc')  # a tidy path for the docs
     _save(app, dialog, os.path.join(folder, 'dialog.png'))
     _save(app, DiagnosticsDialog(), os.path.join(folder, 'diagnostics.png'))
