@@ -1,0 +1,136 @@
+"""What a QGIS user waits for: compress from the unpacked product and from its ZIP, compress + decompress against
+evaluate, the peak memory of each, how long the progress bar stands still, and how fast Cancel acts.
+
+    python -m bench.qgis_timings [--sizes 400 1000] [--model rdnet] [--folder DIR]
+
+Every run is a fresh Python process (its own peak RSS from `resource`) on a synthetic EnMAP L2A product
+(plugin/core/synthetic.py, with its ZIP as DLR delivers it: deflated members). "stall" is the longest time the
+progress callback did not move, as a share of the run (timed from the call, after the imports a QGIS session has
+done already); "cancel" asks to stop once evaluate's bar passes 80 % (its comparison pass) and times how long the
+call takes to return. Prints a table; a benchmark, not a test. Runs against older checkouts too (plain callbacks).
+"""
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+CHILD = r'''
+import json, resource, sys, time
+args = json.loads(sys.argv[1])
+from enmap_compress.plugin.core import codec, evaluate
+from enmap_compress.plugin.core.errors import CancelledError
+import onnxruntime  # noqa: F401 (loaded once per QGIS session, like the plugin's modules: not part of a run)
+trace, state = [], {}
+started = time.perf_counter()
+
+def progress(percent):
+    now = time.perf_counter() - started
+    if not trace or percent != trace[-1][1]:
+        trace.append((now, percent))
+    if args.get('cancel_at') is not None and percent >= args['cancel_at'] and 'asked' not in state:
+        state['asked'] = now
+
+def is_cancelled():
+    return 'asked' in state
+
+kind, paths = args['kind'], args['paths']
+common = dict(progress=progress, is_cancelled=is_cancelled)
+outcome = 'ok'
+try:
+    if kind == 'compress':
+        codec.compress(paths['input'], paths['output'], args['model'], 5, 'cpu', **common)
+    elif kind == 'decompress':
+        codec.decompress(paths['input'], paths['output'], 'cpu', **common)
+    else:
+        evaluate.evaluate(paths['input'], paths['output'], args['model'], 5, 'cpu', compressed=paths['ehc'],
+                          error=paths['error'], report=paths['report'], **common)
+except CancelledError:
+    outcome = 'cancelled'
+wall = time.perf_counter() - started
+usage = resource.getrusage(resource.RUSAGE_SELF)
+points = [0.0] + [t for t, _ in trace] + [wall]
+print(json.dumps({'wall': wall, 'cpu': usage.ru_utime + usage.ru_stime, 'peak_mb': usage.ru_maxrss / 1024,
+                  'stall': max(b - a for a, b in zip(points, points[1:])) / wall, 'outcome': outcome,
+                  'cancel_latency': wall - state['asked'] if 'asked' in state else None}))
+'''
+
+
+def run(kind, paths, model, cancel_at=None, timeout=3600):
+    arguments = json.dumps({'kind': kind, 'paths': paths, 'model': model, 'cancel_at': cancel_at})
+    proc = subprocess.run([sys.executable, '-c', CHILD, arguments], capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        raise RuntimeError(f'{kind} failed:\n{proc.stderr[-3000:]}')
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def product_paths(folder, size):
+    from enmap_compress.plugin.core import synthetic
+
+    product = synthetic.write_product(os.path.join(folder, f'p{size}'), width=size, height=size, seed=3,
+                                      make_zip=True)
+    return product.folder, product.zip
+
+
+def measure_size(folder, size, model):
+    unpacked, zipped = product_paths(folder, size)
+    out = os.path.join(folder, f'p{size}')
+    outputs = {name: os.path.join(out, name) for name in
+               ('dir.ehc', 'zip.ehc', 'rec.tif', 'eval.ehc', 'eval_rec.tif', 'eval_err.tif', 'eval.html')}
+
+    def evaluation(source, cancel_at=None):
+        return run('evaluate', {'input': source, 'output': outputs['eval_rec.tif'], 'ehc': outputs['eval.ehc'],
+                                'error': outputs['eval_err.tif'], 'report': outputs['eval.html']}, model, cancel_at)
+
+    rows = {
+        'compress (unpacked)': run('compress', {'input': unpacked, 'output': outputs['dir.ehc']}, model),
+        'compress (ZIP)': run('compress', {'input': zipped, 'output': outputs['zip.ehc']}, model),
+        'decompress': run('decompress', {'input': outputs['dir.ehc'], 'output': outputs['rec.tif']}, model),
+        'evaluate (unpacked)': evaluation(unpacked),
+        'evaluate (ZIP)': evaluation(zipped),
+        'evaluate, cancelled at 80 %': evaluation(unpacked, cancel_at=80.0),
+    }
+    return rows
+
+
+def print_table(results):
+    print(f'{"size":>5} {"run":28} {"wall s":>7} {"cpu s":>7} {"peak MB":>8} {"stall":>6} {"cancel s":>8}')
+    for size, rows in results.items():
+        for name, r in rows.items():
+            latency = f'{r["cancel_latency"]:.2f}' if r['cancel_latency'] is not None else ''
+            print(f'{size:>5} {name:28} {r["wall"]:7.1f} {r["cpu"]:7.1f} {r["peak_mb"]:8.0f} {r["stall"]:6.1%} '
+                  f'{latency:>8}')
+    print()
+    for size, rows in results.items():
+        codec_wall = rows['compress (unpacked)']['wall'] + rows['decompress']['wall']
+        codec_cpu = rows['compress (unpacked)']['cpu'] + rows['decompress']['cpu']
+        print(f'{size} x {size}: compress from the ZIP / unpacked: wall '
+              f'{rows["compress (ZIP)"]["wall"] / rows["compress (unpacked)"]["wall"]:.2f}x, cpu '
+              f'{rows["compress (ZIP)"]["cpu"] / rows["compress (unpacked)"]["cpu"]:.2f}x; evaluate / (compress + '
+              f'decompress): wall {rows["evaluate (unpacked)"]["wall"] / codec_wall:.2f}x, cpu '
+              f'{rows["evaluate (unpacked)"]["cpu"] / codec_cpu:.2f}x')
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--sizes', type=int, nargs='+', default=[400, 1000])
+    parser.add_argument('--model', default=None, help='model id (default: the default model)')
+    parser.add_argument('--folder', default=None, help='work folder (default: a temporary one, removed after)')
+    parser.add_argument('--json', default=None, help='also write the measurements to this JSON file')
+    args = parser.parse_args(argv)
+    folder = args.folder or tempfile.mkdtemp(prefix='enmap_compress_bench_')
+    try:
+        results = {size: measure_size(folder, size, args.model) for size in args.sizes}
+    finally:
+        if not args.folder:
+            shutil.rmtree(folder, ignore_errors=True)
+    print_table(results)
+    if args.json:
+        with open(args.json, 'w', encoding='utf-8') as handle:
+            json.dump(results, handle, indent=1)
+
+
+if __name__ == '__main__':
+    main()
