@@ -4,8 +4,8 @@ The residual layer restores x = base + d, where d is the band's residual after t
 neighbouring bands and pixels are alike, so d is predicted, closed loop, from residuals the decoder already has:
 the previous band's restored residual at the pixel and the sum of its four neighbours, and, in three passes over
 the tile (pixels with even row and column; odd row and column; the rest), the sum of the current band's restored
-residuals around the pixel (diagonal neighbours in pass 2, the four direct ones in pass 3) and of the previous
-band's at the same places. Only the quantised prediction error is coded: q = Q(d - p) with step 2E + 1, restored
+residuals around the pixel (diagonal neighbours in pass 2, the four direct ones in pass 3) and, in pass 2, of the
+previous band's at the same places. Only the quantised prediction error is coded: q = Q(d - p) with step 2E + 1, restored
 d = p + q (2E + 1), so |x - restored| <= E holds exactly as before.
 
 The prediction weights are not sent: for band b they are the least-squares fit of the same predictor on band
@@ -29,25 +29,30 @@ _CROSS = ((-1, 0), (1, 0), (0, -1), (0, 1))
 _PASSES = ((((0, 0),), ()), (((1, 1),), _DIAGONAL), (((0, 1), (1, 0)), _CROSS))
 
 
-def _around(grid, piece, offsets):
-    """For the pixels (r + 2i, c + 2j) of one strided piece: the sum of grid at (y + dy, x + dx) over the offsets,
-    zero outside the tile. Works on the quarter-size pieces only (the neighbours lie in other pieces)."""
-    r, c = piece
-    out = np.zeros(grid[r::2, c::2].shape)
-    rows, cols = out.shape
-    for dy, dx in offsets:
-        source = grid[(r + dy) % 2::2, (c + dx) % 2::2]
-        oy, ox = (r + dy) // 2, (c + dx) // 2  # -1, 0 or 1: where piece index i meets source index i + oy
-        height, width = min(rows, source.shape[0] - oy), min(cols, source.shape[1] - ox)
-        out[max(0, -oy):height, max(0, -ox):width] += source[max(0, oy):height + oy, max(0, ox):width + ox]
-    return out
+class _NeighbourSums:
+    """grid -> the sum of grid[y + dy, x + dx] over the offsets at every pixel (zero outside the tile), through
+    one zero-bordered buffer: a few whole-tile additions, whatever the pass."""
+
+    def __init__(self, shape, dtype):
+        self.padded = np.zeros((shape[0] + 2, shape[1] + 2), dtype)
+        self.shape = shape
+
+    def __call__(self, grid, offsets):
+        self.padded[1:-1, 1:-1] = grid
+        height, width = self.shape
+        parts = [self.padded[1 + dy:1 + dy + height, 1 + dx:1 + dx + width] for dy, dx in offsets]
+        out = parts[0] + parts[1]
+        for part in parts[2:]:
+            out += part
+        return out
 
 
-def _gather(grid, pieces, offsets=None):
-    """The pieces' pixels of grid (offsets None) or of their neighbour sums, in pass order."""
-    if offsets is None:
-        return np.concatenate([grid[r::2, c::2].ravel() for r, c in pieces])
-    return np.concatenate([_around(grid, piece, offsets).ravel() for piece in pieces])
+def _gather(grid, pieces):
+    """The pieces' pixels of grid, in pass order."""
+    if len(pieces) == 1:
+        r, c = pieces[0]
+        return grid[r::2, c::2].ravel()
+    return np.concatenate([grid[r::2, c::2].ravel() for r, c in pieces])
 
 
 def _scatter(grid, pieces, values):
@@ -59,20 +64,23 @@ def _scatter(grid, pieces, values):
 
 
 def _predict(columns, weights):
-    """floor((columns . weights + 2**(SHIFT-1)) / 2**SHIFT); exact in float64: every term is an integer < 2**53.
-    Column by column (no matrix product: BLAS threads would only contend on a busy machine)."""
-    total = np.full(columns[0].size, float(1 << (SHIFT - 1)))
+    """floor((columns . weights + 2**(SHIFT-1)) / 2**SHIFT) in int32: |column| <= FEATURE_LIMIT and
+    |weight| <= WEIGHT_LIMIT, so no sum of a few terms comes near 2**31."""
+    total = np.full(columns[0].size, 1 << (SHIFT - 1), np.int32)
     for column, weight in zip(columns, weights):
         if weight:
-            total += column * weight
-    return np.floor(total * (1.0 / (1 << SHIFT)))
+            total += np.multiply(column, np.int32(weight), dtype=np.int32)
+    total >>= SHIFT  # an arithmetic shift: floor division
+    return total
 
 
 def _normal_equations(columns, target, count, memory=None):
     """(gram, right, count) of a least-squares fit, plus FORGET x those of the bands before (`memory`).
     The new sums are exact (integers below 2**53); the rest is Python float arithmetic in a fixed order."""
-    target = np.clip(target, -FEATURE_LIMIT, FEATURE_LIMIT)
-    gram = [[float(np.dot(a, b)) for b in columns] for a in columns]
+    columns = [c.astype(np.float64) for c in columns]
+    target = np.clip(target, -FEATURE_LIMIT, FEATURE_LIMIT).astype(np.float64)
+    upper = [[float(np.dot(a, b)) for b in columns[i:]] for i, a in enumerate(columns)]
+    gram = [[upper[min(i, j)][abs(j - i)] for j in range(len(columns))] for i in range(len(columns))]
     right = [float(np.dot(a, target)) for a in columns]
     if memory is not None:
         old_gram, old_right, old_count = memory
@@ -99,7 +107,7 @@ def _solve(gram, right, count):
     weights = [0.0] * k
     for i in range(k - 1, -1, -1):
         weights[i] = (matrix[i][k] - sum(matrix[i][m] * weights[m] for m in range(i + 1, k))) / matrix[i][i]
-    return [float(max(-WEIGHT_LIMIT, min(WEIGHT_LIMIT, round(w * (1 << SHIFT))))) for w in weights]
+    return [max(-WEIGHT_LIMIT, min(WEIGHT_LIMIT, round(w * (1 << SHIFT)))) for w in weights]
 
 
 class _Tile:
@@ -108,12 +116,18 @@ class _Tile:
     def __init__(self, valid):
         order = np.full(valid.shape, -1, np.int64)
         order[valid] = np.arange(int(valid.sum()))
-        self.valid = valid.astype(np.float64)
+        self.full = bool(valid.all())
         self.keep, self.index = [], []
         for pieces, _ in _PASSES:
             place = _gather(order, pieces)
             self.keep.append(place >= 0)
             self.index.append(place[place >= 0])
+
+    def valid_only(self, values, keep):
+        return values if self.full else values[keep]
+
+    def masked(self, values, keep):
+        return values if self.full else values * keep
 
 
 def code(valid, max_errors, residual=None, symbols=None):
@@ -129,38 +143,44 @@ def code(valid, max_errors, residual=None, symbols=None):
     tile = _Tile(valid)
     bands, pixels = len(max_errors), int(valid.sum())
     out_symbols = np.zeros((bands, pixels), np.int32) if encoding else symbols
-    restored = np.zeros((bands, pixels), np.int64)
-    previous = np.zeros(valid.shape)  # restored residuals of the previous band, clipped to VALUE_LIMIT
-    weights = [[0.0] * (2 + 2 * bool(offsets)) for _, offsets in _PASSES]
+    restored = np.zeros((bands, pixels), np.int32)
+    previous = np.zeros(valid.shape, np.int16)  # restored residuals of the previous band, clipped to VALUE_LIMIT
+    weights = [[0] * size for size in (2, 4, 3)]
+    sums = _NeighbourSums(valid.shape, np.int16)
+    previous_sums = {offsets: np.zeros(valid.shape, np.int16) for offsets in (_CROSS, _DIAGONAL)}
     memory = [None] * len(_PASSES)
-    target = np.zeros(valid.shape)
+    target = np.zeros(valid.shape, np.int32)
     for band in range(bands):
         bound = int(max_errors[band])
         step = 2 * bound + 1
-        current = np.zeros(valid.shape)
-        clipped = np.zeros(valid.shape)
+        current = np.zeros(valid.shape, np.int32)
+        clipped = np.zeros(valid.shape, np.int16)
         if encoding:
             target[valid] = residual[band]
         fitted = []
         for (pieces, offsets), keep, index, w in zip(_PASSES, tile.keep, tile.index, weights):
             # neighbours in `offsets` lie in earlier passes, all known (invalid pixels hold 0 in both bands)
-            columns = [_gather(previous, pieces), _gather(previous, pieces, _CROSS)]
+            columns = [_gather(previous, pieces), _gather(previous_sums[_CROSS], pieces)]
             if offsets:
-                columns += [_gather(clipped, pieces, offsets), _gather(previous, pieces, offsets)]
+                columns.append(_gather(sums(clipped, offsets), pieces))
+            if offsets == _DIAGONAL:
+                columns.append(_gather(previous_sums[_DIAGONAL], pieces))
             prediction = _predict(columns, w)
             if encoding:
-                error = _gather(target, pieces) - prediction
-                q = np.sign(error) * ((np.abs(error) + bound) // step)
-                out_symbols[band, index] = q[keep]
+                q = _gather(target, pieces) - prediction
+                if step > 1:
+                    q = np.sign(q) * ((np.abs(q) + bound) // step)
+                out_symbols[band, index] = tile.valid_only(q, keep)
             else:
-                q = np.zeros(prediction.size)
+                q = np.zeros(prediction.size, np.int32)
                 q[keep] = out_symbols[band, index]
-            value = (prediction + q * step) * keep  # invalid pixels stay 0
+            value = tile.masked(prediction + q * step if step > 1 else prediction + q, keep)  # invalid: 0
             _scatter(current, pieces, value)
             _scatter(clipped, pieces, np.clip(value, -VALUE_LIMIT, VALUE_LIMIT))
-            fitted.append(([c * keep for c in columns], value, index.size))
-        restored[band] = current[valid]
+            fitted.append(([tile.masked(c, keep) for c in columns], value, index.size))
+        restored[band] = current.ravel() if tile.full else current[valid]
         memory = [_normal_equations(*fit, old) for fit, old in zip(fitted, memory)]
         weights = [_solve(*equations) for equations in memory]  # the fit so far predicts the next band
         previous = clipped
+        previous_sums = {offsets: sums(previous, offsets) for offsets in previous_sums}
     return out_symbols, restored
