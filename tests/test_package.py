@@ -261,14 +261,25 @@ def test_missing_classfactory_fails(good_tree):
 
 
 @pytest.mark.parametrize('field', ['name', 'qgisMinimumVersion', 'description', 'about', 'version', 'author',
-                                   'email', 'repository', 'tracker', 'homepage', 'hasProcessingProvider', 'tags',
-                                   'icon'])
+                                   'email', 'hasProcessingProvider', 'tags', 'icon'])
 def test_missing_metadata_field_fails(good_tree, field):
     lines = [ln for ln in GOOD_METADATA.splitlines() if not ln.startswith(f'{field}=')]
     assert len(lines) < len(GOOD_METADATA.splitlines()), f'{field} is not in metadata.txt'
     (good_tree / 'metadata.txt').write_text('\n'.join(lines) + '\n')
     report = package.check_tree(good_tree, bandit=False)
     assert report.has_error(field), report.format()
+
+
+def test_unset_addresses_warn_and_block_a_strict_release_check(good_tree):
+    """No invented addresses: without the real repository the check says so, and --strict refuses the release."""
+    lines = [ln for ln in GOOD_METADATA.splitlines() if not ln.startswith(('tracker=', 'repository=', 'homepage='))]
+    (good_tree / 'metadata.txt').write_text('\n'.join(lines) + '\n')
+    report = package.check_tree(good_tree, bandit=False)
+    assert not report.errors and any('tracker, repository not set' in w for w in report.warnings), report.format()
+    assert package.check_tree(good_tree, bandit=False, strict=True).has_error('tracker, repository not set')
+    (good_tree / 'metadata.txt').write_text('\n'.join(lines + ['tracker=https://example.org/project/issues',
+                                                               'repository=https://example.org/project']) + '\n')
+    assert not package.check_tree(good_tree, bandit=False, strict=True).errors
 
 
 @pytest.mark.parametrize('line, fragment', [

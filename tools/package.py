@@ -69,10 +69,13 @@ JUNK_SUFFIXES = ('.part', '.tmp', '.swp', '.swo', '.orig', '.rej', '.bak', '~', 
 JUNK_NAMES = frozenset({'.DS_Store', 'Thumbs.db', 'desktop.ini'})
 
 # metadata.txt: what plugins.qgis.org requires, plus what this project requires of itself.
-PORTAL_REQUIRED_METADATA = (
-    'name', 'description', 'version', 'qgisMinimumVersion', 'author', 'email', 'about', 'tracker', 'repository',
-)
-PROJECT_REQUIRED_METADATA = ('homepage', 'hasProcessingProvider', 'tags', 'icon')
+PORTAL_REQUIRED_METADATA = ('name', 'description', 'version', 'qgisMinimumVersion', 'author', 'email', 'about')
+PROJECT_REQUIRED_METADATA = ('hasProcessingProvider', 'tags', 'icon')
+# Addresses: plugins.qgis.org needs tracker and repository to accept an upload. They must be the project's real
+# addresses; until the project has a public repository they are left out, and the check says so (an error with
+# --strict, which a release build uses).
+ADDRESS_METADATA = ('tracker', 'repository', 'homepage')
+UPLOAD_REQUIRED_ADDRESSES = ('tracker', 'repository')
 BOOLEAN_METADATA = ('experimental', 'deprecated', 'server', 'supportsQt6')
 PLACEHOLDER_URLS = {'tracker': 'http://bugs', 'repository': 'http://repo', 'homepage': 'http://homepage'}
 VERSION_RE = re.compile(r'^\d+(\.\d+){1,3}([.-]?[A-Za-z0-9]+)*$')
@@ -422,7 +425,7 @@ def self_import_names(plugin_dir):
 # Checking a plugin folder and a zip
 
 
-def check_metadata(text, present_files, report):
+def check_metadata(text, present_files, report, strict=False):
     """Check metadata.txt's text; `present_files` are the package's relative paths (for the icon)."""
     try:
         meta = parse_metadata(text)
@@ -430,10 +433,10 @@ def check_metadata(text, present_files, report):
         report.error(str(exc))
         return None
     try:  # plugins.qgis.org parses with the default ConfigParser, whose '%' interpolation rejects a lone '%'
-        strict = configparser.ConfigParser()
-        strict.optionxform = str
-        strict.read_string(text)
-        strict.items('general')
+        portal_parser = configparser.ConfigParser()
+        portal_parser.optionxform = str
+        portal_parser.read_string(text)
+        portal_parser.items('general')
     except configparser.Error as exc:
         report.error(f"metadata.txt: plugins.qgis.org's parser fails ({type(exc).__name__}): write '%%' for '%'")
     missing = [k for k in PORTAL_REQUIRED_METADATA + PROJECT_REQUIRED_METADATA if not meta.get(k, '').strip()]
@@ -459,7 +462,12 @@ def check_metadata(text, present_files, report):
         report.error(f'metadata.txt: email {email!r} is not an e-mail address')
     if '/' in meta.get('author', ''):
         report.error('metadata.txt: author must not contain "/"')
-    for key in ('tracker', 'repository', 'homepage'):
+    unset = [k for k in UPLOAD_REQUIRED_ADDRESSES if not meta.get(k, '').strip()]
+    if unset:
+        message = (f'metadata.txt: {", ".join(unset)} not set: plugins.qgis.org refuses an upload without them; set '
+                   "them to the project's real repository address before a release")
+        (report.error if strict else report.warning)(message)
+    for key in ADDRESS_METADATA:
         url = meta.get(key, '').strip()
         if not url:
             continue
@@ -571,7 +579,8 @@ def check_tree(plugin_dir, report=None, bandit=True, strict=False):
         if not has_factory:
             report.error('__init__.py does not define classFactory(iface)')
     if 'metadata.txt' in files:
-        check_metadata((plugin_dir / 'metadata.txt').read_text(encoding='utf-8', errors='replace'), files, report)
+        check_metadata((plugin_dir / 'metadata.txt').read_text(encoding='utf-8', errors='replace'), files, report,
+                       strict=strict)
 
     # Forbidden and suspicious files.
     bad = [(f, forbidden_reason(f)) for f in files if forbidden_reason(f)]
