@@ -164,3 +164,20 @@ def zlib_bomb(size: int, block: int = 1 << 20, version=(1, 1)) -> bytes:
 
 def nested_json(depth: int) -> bytes:
     return b'{"a":' * depth + b'1' + b'}' * depth
+
+
+def split_payload(payload: bytes) -> tuple:
+    """(version, sections) of a tile payload: u8 version, u16 count, count u32 lengths, the sections."""
+    version, count = struct.unpack_from('<BH', payload, 0)
+    lengths = struct.unpack_from(f'<{count}I', payload, 3)
+    sections, offset = [], 3 + 4 * count
+    for length in lengths:
+        sections.append(payload[offset:offset + length])
+        offset += length
+    return version, sections
+
+
+def join_payload(version: int, sections: list) -> bytes:
+    """The tile payload of `split_payload`'s parts."""
+    return struct.pack('<BH', version, len(sections)) + b''.join(struct.pack('<I', len(s)) for s in sections) + \
+        b''.join(sections)

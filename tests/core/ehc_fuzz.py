@@ -20,7 +20,7 @@ import time
 import zlib
 
 import numpy as np
-from ehc_forge import Chunk, EhcParts, _inflate, nested_json, zlib_bomb
+from ehc_forge import Chunk, EhcParts, _inflate, join_payload, nested_json, split_payload, zlib_bomb
 
 # type-invalid or out-of-range for every field they may land on (numbers are valid gains and offsets: skipped there)
 HOSTILE = ('x', [], {}, [None], [[[]]], -(10 ** 30), 10 ** 30, 2 ** 64, True, float('nan'), float('-inf'))
@@ -119,19 +119,6 @@ def index_cases(parts, rng, count):
     yield 'index chunks not a list', parts.build(index_edit=lambda index: index.update(chunks={}))
 
 
-def _sections(payload):
-    version, count = struct.unpack_from('<BH', payload, 0)
-    lengths = struct.unpack_from(f'<{count}I', payload, 3)
-    sections, offset = [], 3 + 4 * count
-    for length in lengths:
-        sections.append(payload[offset:offset + length])
-        offset += length
-    return version, sections
-
-
-def _packed(version, sections):
-    return struct.pack('<BH', version, len(sections)) + b''.join(struct.pack('<I', len(s)) for s in sections) + \
-        b''.join(sections)
 
 
 def _with_chunk(parts, index, payload):
@@ -168,7 +155,7 @@ def chunk_cases(parts, rng, count, records):
     # a payload of a tile of another size in this tile's place (not an empty tile's: that one fits any tile, and
     # only a chunk record, not its payload, says where a chunk belongs)
     sizes = [(c.meta['w'], c.meta['h']) for c in chunks]
-    coded = [i for i, c in enumerate(chunks) if _sections(c.payload)[1][0] != b'\x00']
+    coded = [i for i, c in enumerate(chunks) if split_payload(c.payload)[1][0] != b'\x00']
     pairs = [(i, j) for i in coded for j in coded if sizes[i] != sizes[j]]
     if pairs:
         i, j = pairs[int(rng.integers(len(pairs)))]
@@ -189,17 +176,17 @@ def chunk_cases(parts, rng, count, records):
             start = int(rng.integers(len(payload)))
             payload[start:start + 8] = rng.bytes(8)
             yield 'payload byte run', _with_chunk(parts, index, bytes(payload))
-    version, sections = _sections(chunks[0].payload)
+    version, sections = split_payload(chunks[0].payload)
     bomb = zlib_bomb(64 << 20)
-    yield 'mask bomb', _with_chunk(parts, 0, _packed(version, [b'\x02' + bomb] + sections[1:]))
+    yield 'mask bomb', _with_chunk(parts, 0, join_payload(version, [b'\x02' + bomb] + sections[1:]))
     latent = sections[1]
     if latent[:2] != b'EP':  # a predicted stream: u16 modes length, zlib modes, entropy stream
         (length,) = struct.unpack_from('<H', latent, 0)
         modes = struct.pack('<H', 60000) + bomb[:60000] + latent[2 + length:]
-        yield 'prediction modes bomb', _with_chunk(parts, 0, _packed(version, [sections[0], modes] + sections[2:]))
+        yield 'prediction modes bomb', _with_chunk(parts, 0, join_payload(version, [sections[0], modes] + sections[2:]))
         side = latent[:2 + length] + _entropy_side_bomb(latent[2 + length:])
-        yield 'entropy side info bomb', _with_chunk(parts, 0, _packed(version, [sections[0], side] + sections[2:]))
-    yield 'sections doubled', _with_chunk(parts, 0, _packed(version, sections + sections))
+        yield 'entropy side info bomb', _with_chunk(parts, 0, join_payload(version, [sections[0], side] + sections[2:]))
+    yield 'sections doubled', _with_chunk(parts, 0, join_payload(version, sections + sections))
 
 
 def _stored_spans(parts):

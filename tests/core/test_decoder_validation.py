@@ -11,7 +11,7 @@ import sys
 import zlib
 
 import pytest
-from ehc_forge import Chunk, EhcParts, nested_json, split_record, zlib_bomb
+from ehc_forge import Chunk, EhcParts, join_payload, nested_json, split_payload, split_record, zlib_bomb
 
 from enmap_compress.plugin.core import synthetic
 from enmap_compress.plugin.core.codec import compress, decompress
@@ -242,25 +242,12 @@ def test_header_and_index_zlib_bombs_stop_at_their_limit(fresh, tmp_path):
              'chunk index inflates to more than')
 
 
-def _sections(payload):
-    version, count = struct.unpack_from('<BH', payload, 0)
-    lengths = struct.unpack_from(f'<{count}I', payload, 3)
-    sections, offset = [], 3 + 4 * count
-    for length in lengths:
-        sections.append(payload[offset:offset + length])
-        offset += length
-    return version, sections
-
-
-def _packed(version, sections):
-    return struct.pack('<BH', version, len(sections)) + b''.join(struct.pack('<I', len(s)) for s in sections) + \
-        b''.join(sections)
 
 
 def _chunk_edit(parts, index, change):
-    version, sections = _sections(parts.chunks[index].payload)
+    version, sections = split_payload(parts.chunks[index].payload)
     change(sections)
-    parts.chunks[index] = Chunk(parts.chunks[index].meta, _packed(version, sections))
+    parts.chunks[index] = Chunk(parts.chunks[index].meta, join_payload(version, sections))
     return parts
 
 
