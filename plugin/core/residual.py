@@ -5,8 +5,8 @@ neighbouring bands and pixels are alike, so d is predicted, closed loop, from re
 the previous band's restored residual at the pixel and the sum of its four neighbours, and, in three passes over
 the tile (pixels with even row and column; odd row and column; the rest), the sum of the current band's restored
 residuals around the pixel (diagonal neighbours in pass 2, the four direct ones in pass 3) and, in pass 2, of the
-previous band's at the same places. Only the quantised prediction error is coded: q = Q(d - p) with step 2E + 1, restored
-d = p + q (2E + 1), so |x - restored| <= E holds exactly as before.
+previous band's at the same places. Only the quantised prediction error is coded: q = Q(d - p) with step 2E + 1,
+restored d = p + q (2E + 1), so |x - restored| <= E holds exactly as before.
 
 The prediction weights are not sent: for band b they are the least-squares fit of the same predictor on band
 b - 1's restored residuals (residual statistics change slowly across wavelength). Everything the decoder computes
@@ -22,6 +22,7 @@ VALUE_LIMIT = 2 ** 11  # residuals are clipped here where they serve as features
 FEATURE_LIMIT = 4 * VALUE_LIMIT  # stays within 2**13, every normal-equation sum below 2**53
 MAX_PIXELS = 2 ** 20  # tiles larger than this keep the plain residual layer (the sums would not be exact)
 WEIGHT_LIMIT = 2 ** 12
+FIT_SAMPLES = 2048  # pixels of a pass enough to fit its few weights
 FORGET = 0.5  # in the fit, band b - 2 counts half as much as b - 1, b - 3 a quarter, ...
 _DIAGONAL = ((-1, -1), (-1, 1), (1, -1), (1, 1))
 _CROSS = ((-1, 0), (1, 0), (0, -1), (0, 1))
@@ -76,9 +77,11 @@ def _predict(columns, weights):
 
 def _normal_equations(columns, target, count, memory=None):
     """(gram, right, count) of a least-squares fit, plus FORGET x those of the bands before (`memory`).
-    The new sums are exact (integers below 2**53); the rest is Python float arithmetic in a fixed order."""
-    columns = [c.astype(np.float64) for c in columns]
-    target = np.clip(target, -FEATURE_LIMIT, FEATURE_LIMIT).astype(np.float64)
+    The new sums are exact (integers below 2**53); the rest is Python float arithmetic in a fixed order.
+    Large passes are fitted on every s-th pixel only, s = max(1, pixels // FIT_SAMPLES)."""
+    stride = max(1, target.size // FIT_SAMPLES)
+    columns = [c[::stride].astype(np.float64) for c in columns]
+    target = np.clip(target[::stride], -FEATURE_LIMIT, FEATURE_LIMIT).astype(np.float64)
     upper = [[float(np.dot(a, b)) for b in columns[i:]] for i, a in enumerate(columns)]
     gram = [[upper[min(i, j)][abs(j - i)] for j in range(len(columns))] for i in range(len(columns))]
     right = [float(np.dot(a, target)) for a in columns]
