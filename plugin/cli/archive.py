@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 from ..core.errors import EnmapCompressError
 from ..core.outputs import scratch_claim
+from ..core.runtime import sha256_of
 from .console import one_line
 from .discover import Source, discover, ehc_name
 from .manifest import Manifest
@@ -155,7 +156,6 @@ def _product_record(product, path, task, settings):
 
 def _compress(path, output, settings):
     from ..core.codec import compress
-    from ..core.runtime import sha256_of
     from .inspect import describe
 
     result = compress(path, output, device=settings.device, threads=settings.threads, **settings.coding)
@@ -215,17 +215,9 @@ def _unchanged(previous, product, dest, settings):
     try:
         if os.path.getsize(output) != previous.get('bytes_out'):
             return False
-        return _sha256(output) == previous['sha256']
+        return sha256_of(output) == previous['sha256']
     except OSError:
         return False
-
-
-def _sha256(path, block=1 << 20):
-    digest = hashlib.sha256()
-    with open(path, 'rb') as handle:
-        for chunk in iter(lambda: handle.read(block), b''):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def peak_rss_mb():
