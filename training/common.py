@@ -1,5 +1,4 @@
 """Shared training helpers: the project's import alias, the shared data, held-out tiles, model packages."""
-import json
 import os
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -49,14 +48,22 @@ def potsdam_cubes(held_out):
 
 
 def write_model_package(folder, encoder, decoder, meta, card):
-    """Write encoder.onnx and decoder.onnx (both carrying `meta` as JSON metadata) and card.md."""
+    """Write encoder.onnx and decoder.onnx (both carrying `meta` as JSON metadata) and card.md.
+
+    `meta` (a dict or a ModelMetadata) goes through the plugin's model contract: what is written is what the plugin
+    will read, and a field it would refuse fails here, at export, not in a user's decode.
+    """
     import onnx
 
+    from enmap_compress.plugin.core.modelmeta import ModelMetadata
+
+    if not isinstance(meta, ModelMetadata):
+        meta = ModelMetadata.from_json(meta, f'metadata of {folder}')
     os.makedirs(folder, exist_ok=True)
     for name, model in (('encoder.onnx', encoder), ('decoder.onnx', decoder)):
         del model.metadata_props[:]
         entry = model.metadata_props.add()
-        entry.key, entry.value = 'enmap_compress', json.dumps(meta, sort_keys=True)
+        entry.key, entry.value = 'enmap_compress', meta.dumps()
         onnx.checker.check_model(model)
         onnx.save(model, os.path.join(folder, name))
     with open(os.path.join(folder, 'card.md'), 'w', encoding='utf-8') as handle:

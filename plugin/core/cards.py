@@ -95,11 +95,10 @@ def package_rows(package):
     if rows:
         return rows
     try:
-        levels = package.meta.get('quality_levels', [])
+        levels = package.meta.quality_levels
     except Exception:  # noqa: BLE001 (no onnxruntime or a broken model: the card simply has no numbers)
         return []
-    return [CardRow(int(q['level']), float(q['bpppb']), q.get('psnr'), q.get('sa_deg'))
-            for q in levels if 'bpppb' in q]
+    return [CardRow(q.level, q.bpppb, q.psnr, q.sa_deg) for q in levels if q.bpppb is not None]
 
 
 def estimated_bytes(valid_pixels, bpppb, coded_bands=202):

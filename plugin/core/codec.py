@@ -16,7 +16,7 @@ import numpy as np
 
 from ..paths import MODELS_DIR
 from . import entropy, residual, samples, spectral
-from .bands import HYSPECNET202, N_BANDS, Radiometry, band_set
+from .bands import DN_PEAK, N_BANDS, Radiometry, band_set
 from .bounds import ErrorBound, UniformQuantiser, error_bound, uniform_bound
 from .container import EhcWriter
 from .enmap import SpectralRaster, open_spectral
@@ -161,15 +161,12 @@ class TileCoder:
         if self.bound is None and self.max_error is not None:
             self.bound = uniform_bound(self.max_error)
         meta = self.package.meta
-        levels = {int(q['level']): q for q in meta['quality_levels']}
-        if self.quality not in levels:
-            raise ModelError(f'model {self.package.model_id} has no quality level {self.quality} '
-                             f'(levels: {sorted(levels)})')
+        level = meta.level(self.quality)
         self.transform = make_transform(self.runner, meta)
-        self.step = float(levels[self.quality]['step'])
-        scale = meta.get('channel_step_scale') or [1.0] * self.transform.channels
+        self.step = level.step
+        scale = meta.channel_step_scale or [1.0] * self.transform.channels
         self.steps = (self.step * np.asarray(scale, np.float32))[:, None]
-        self.latent_coder = make_latent_coder(meta, self.transform, levels[self.quality], self.steps)
+        self.latent_coder = make_latent_coder(meta, self.transform, level, self.steps)
         self.coded = model_band_indices(self.package)
         if self.radiometry is None:
             self.radiometry = Radiometry.enmap(len(self.coded))
@@ -297,7 +294,7 @@ def checksum(values):
 def model_band_indices(package):
     """Canonical indices of the bands the package's model codes (its band set)."""
     try:
-        return band_set(package.meta.get('band_set', HYSPECNET202)).indices
+        return band_set(package.meta.band_set).indices
     except InputError as exc:
         raise ModelError(f'model {package.model_id}: {exc}') from None
 
@@ -388,9 +385,8 @@ def auto_quality(package, max_error):
     if max_error is None:
         return 5
     target = max(35.0, 1.45 * (2 * max_error + 1))
-    levels = package.meta['quality_levels']
-    best = min(levels, key=lambda q: abs(np.log(float(q['step']) * 1e4 / target)))
-    return int(best['level'])
+    best = min(package.meta.quality_levels, key=lambda q: abs(np.log(q.step * DN_PEAK / target)))
+    return best.level
 
 
 def compress(source, output, model=None, quality=5, device='auto', threads=None, code_all_bands=False,
@@ -435,7 +431,7 @@ def compress(source, output, model=None, quality=5, device='auto', threads=None,
             'raster': pack_raster(raster, np.asarray(raster.dead_bands)),
             'codec': {'model_id': package.model_id, 'model_sha256': package.decoder_sha256(),
                       'model_kind': coder.transform.kind, 'quality': quality, 'step': coder.step,
-                      'tile_size': tile_size, 'band_set': package.meta.get('band_set', 'hyspecnet202'),
+                      'tile_size': tile_size, 'band_set': package.meta.band_set,
                       'extra_bands': [int(i) for i in extra], 'extra_step_dn': coder.extra_step_dn,
                       'max_error': max_error, 'entropy_coder': 'constriction-ans-v1'},
             # MAX_ERROR files keep 0.1.0's layout; other bounds are stated here and use tile payload version 4

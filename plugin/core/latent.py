@@ -8,7 +8,7 @@ import functools
 
 import numpy as np
 
-from .errors import FormatError, ModelError
+from .errors import FormatError
 from .prediction import decode_predicted, encode_predicted
 from .prior import BYTE_TABLE, FLAG_TABLE, LaplaceTable, byte_scale, decode_groups, encode_groups
 
@@ -53,17 +53,14 @@ class PriorLatentCoder:
     """
 
     def __init__(self, transform, level, model):
-        """level: the quality level's metadata (step, and optionally its own deadzone / skip_below)."""
-        if model.get('family') != 'laplace':
-            raise ModelError(f'entropy model family "{model.get("family")}" is not supported by this version')
+        """level: modelmeta.QualityLevel (its own deadzone / skip_below override the model's); model:
+        modelmeta.EntropyModel (a Laplace scale per latent channel, checked against the channels there)."""
         self.transform = transform
-        self.step = float(level['step'])
-        self.deadzone = float(level.get('deadzone', model.get('deadzone', 0.0)))
-        self.offset = float(model.get('reconstruction_offset', 0.0))
-        skip_below = float(level.get('skip_below', model.get('skip_below', 0.0)))
-        scales = np.asarray(model['scales'], np.float64)
-        if scales.shape != (transform.channels,):
-            raise ModelError('the entropy model needs one scale per latent channel')
+        self.step = level.step
+        self.deadzone = level.deadzone if level.deadzone is not None else model.deadzone
+        self.offset = model.reconstruction_offset
+        skip_below = level.skip_below if level.skip_below is not None else model.skip_below
+        scales = np.asarray(model.scales, np.float64)
         self.betas = scales / self.step
         self.is_coded = self.betas >= skip_below  # by the prior; an override can code any row
         self.tables = [LaplaceTable(b, self.deadzone) if c else None for b, c in zip(self.betas, self.is_coded)]
@@ -145,8 +142,7 @@ class PriorLatentCoder:
 
 
 def make_latent_coder(meta, transform, level, steps):
-    """level: the quality level's metadata; steps: (channels, 1) steps of the adaptive coder."""
-    model = meta.get('entropy_model')
-    if model is None:
+    """meta: modelmeta.ModelMetadata; level: its QualityLevel; steps: (channels, 1) steps of the adaptive coder."""
+    if meta.entropy_model is None:
         return AdaptiveLatentCoder(transform, steps)
-    return PriorLatentCoder(transform, level, model)
+    return PriorLatentCoder(transform, level, meta.entropy_model)

@@ -14,6 +14,7 @@ import numpy as np
 
 from ..paths import MODELS_DIR
 from .errors import DeviceError, ModelError, ModelNotFoundError
+from .modelmeta import ModelMetadata
 
 LOG = logging.getLogger('enmap_compress')
 METADATA_KEY = 'enmap_compress'
@@ -45,7 +46,7 @@ def sha256_of(path, block=1 << 20):
 
 @dataclass
 class ModelPackage:
-    """A model folder on disk. `meta` is read lazily from the encoder's ONNX metadata."""
+    """A model folder on disk. `meta` (modelmeta.ModelMetadata) is read lazily from the decoder's ONNX metadata."""
 
     folder: str
     model_id: str
@@ -84,17 +85,14 @@ class ModelPackage:
     @property
     def meta(self):
         if self._meta is None:
-            self._meta = read_onnx_metadata(self.decoder_path)
-            if self._meta.get('id') != self.model_id:
-                raise ModelError(f'model folder {self.folder} holds model "{self._meta.get("id")}", '
-                                 f'not "{self.model_id}"')
+            meta = ModelMetadata.from_json(read_onnx_metadata(self.decoder_path), f'model {self.folder}')
+            if meta.id != self.model_id:
+                raise ModelError(f'model folder {self.folder} holds model "{meta.id}", not "{self.model_id}"')
+            self._meta = meta
         return self._meta
 
     def decoder_sha256(self):
         return sha256_of(self.decoder_path)
-
-    def quality_levels(self):
-        return self.meta['quality_levels']
 
 
 def read_onnx_metadata(path):
@@ -108,7 +106,10 @@ def read_onnx_metadata(path):
         raise ModelError(f'{path} is not a readable ONNX model: {exc}') from exc
     if not text:
         raise ModelError(f'{path} has no "{METADATA_KEY}" metadata: it is not an EnMAP Compress model')
-    return json.loads(text)
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise ModelError(f'{path}: its "{METADATA_KEY}" metadata is not valid JSON ({exc})') from None
 
 
 def _package_from_folder(folder):

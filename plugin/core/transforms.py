@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 
-from .errors import FormatError, ModelError
+from .errors import FormatError
 from .tiling import Tile
 
 
@@ -17,8 +17,9 @@ class PixelTransform:
 
     def __init__(self, runner, meta):
         self.runner = runner
-        self.channels = int(meta['latent_channels'])
-        self.tile_size = int(meta.get('tile_size', 256))
+        self.channels = meta.latent_channels
+        self.bands = meta.input_bands
+        self.tile_size = meta.effective_tile_size
 
     def window(self, tile, width, height):
         return tile
@@ -37,7 +38,7 @@ class PixelTransform:
     def decode(self, latent, valid, core):
         """Returns the reconstruction (202, valid pixels of the core) on [0, 1]."""
         if not latent.shape[1]:
-            return np.zeros((202, 0), np.float32)
+            return np.zeros((self.bands, 0), np.float32)
         return self.runner.run('decoder', latent.T).T
 
 
@@ -46,13 +47,12 @@ class SpatialTransform:
 
     def __init__(self, runner, meta):
         self.runner = runner
-        self.factor = int(meta['spatial_factor'])
-        self.dims = [int(d) for d in meta['latent_dims']]
-        self.channels = int(np.prod(self.dims))
-        self.tile_size = int(meta.get('tile_size', 128))
-        self.overlap = int(meta.get('tile_overlap', 0))
-        if self.channels != int(meta['latent_channels']):
-            raise ModelError('latent_dims and latent_channels disagree in the model metadata')
+        self.factor = meta.spatial_factor
+        self.dims = list(meta.latent_dims)
+        self.channels = meta.latent_channels  # the product of latent_dims (checked by modelmeta)
+        self.bands = meta.input_bands
+        self.tile_size = meta.effective_tile_size
+        self.overlap = meta.tile_overlap
 
     def window(self, tile, width, height):
         x0, y0 = max(0, tile.x - self.overlap), max(0, tile.y - self.overlap)
@@ -80,7 +80,7 @@ class SpatialTransform:
 
     def decode(self, latent, valid, core):
         if not latent.shape[1]:
-            return np.zeros((202, 0), np.float32)
+            return np.zeros((self.bands, 0), np.float32)
         height, width = self._padded(valid.shape)
         shape = [1, *self.dims, height // self.factor, width // self.factor]
         if int(np.prod(shape)) != latent.size:
@@ -89,10 +89,9 @@ class SpatialTransform:
         return cube[:, :valid.shape[0], :valid.shape[1]][:, core[0], core[1]][:, valid[core]]
 
 
+TRANSFORMS = {'pixel': PixelTransform, 'spatial': SpatialTransform}  # by modelmeta.KINDS
+
+
 def make_transform(runner, meta):
-    kinds = {'pixel': PixelTransform, 'spatial': SpatialTransform}
-    kind = meta.get('kind', 'pixel')
-    if kind not in kinds:
-        raise ModelError(f'model {meta.get("id")} is of kind "{kind}", which this version of EnMAP Compress '
-                         'cannot run; update the plugin')
-    return kinds[kind](runner, meta)
+    """The Transform of a package's metadata (modelmeta.ModelMetadata; its kind is one of TRANSFORMS)."""
+    return TRANSFORMS[meta.kind](runner, meta)

@@ -306,12 +306,12 @@ def check_coder(checked, coder, path):
     """The header against the model package and coder built from it: quality level, step, kind, band set and
     extra bands must be what that model and the file's raster give."""
     fields, meta = _Fields(checked.codec, 'codec', path), coder.package.meta
-    levels = {int(q['level']): q for q in meta['quality_levels']}
+    levels = {q.level: q for q in meta.quality_levels}
     quality = checked.codec['quality']
     if quality not in levels:
         fields.fail('quality', f'is {quality}, but model {coder.package.model_id} has levels {sorted(levels)}')
-    expected = {'step': float(levels[quality]['step']), 'model_kind': coder.transform.kind,
-                'band_set': meta.get('band_set', 'hyspecnet202'), 'extra_step_dn': coder.extra_step_dn}
+    expected = {'step': levels[quality].step, 'model_kind': coder.transform.kind,
+                'band_set': meta.band_set, 'extra_step_dn': coder.extra_step_dn}
     for key, value in expected.items():
         if key in checked.codec and checked.codec[key] != value:
             fields.fail(key, f'is {_shown(checked.codec[key])}, but model {coder.package.model_id} gives {value!r}')

@@ -178,7 +178,7 @@ def test_default_model_is_rdnet_and_it_round_trips_partial_and_empty_tiles(scene
 
     if default_model_id() != 'rdnet':
         pytest.skip('rdnet is not installed')
-    assert find_model('rdnet').meta['entropy_model']['family'] == 'laplace'
+    assert find_model('rdnet').meta.entropy_model.family == 'laplace'
     holey = str(tmp_path / 'holey.tif')
     gdal.Translate(holey, scene)
     ds = gdal.Open(holey, gdal.GA_Update)

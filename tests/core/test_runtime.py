@@ -37,8 +37,8 @@ def test_registry_lists_pca_first_and_reads_metadata():
     models = runtime.list_models()
     assert models[0].model_id == 'pca'
     meta = models[0].meta
-    assert meta['id'] == 'pca' and len(meta['quality_levels']) == 10
-    steps = [q['step'] for q in meta['quality_levels']]
+    assert meta.id == 'pca' and len(meta.quality_levels) == 10
+    steps = [q.step for q in meta.quality_levels]
     assert steps == sorted(steps, reverse=True)
 
 

@@ -5,15 +5,14 @@ import os
 
 import numpy as np
 import pytest
+import torch
 
-torch = pytest.importorskip('torch')
-pytest.importorskip('onnxruntime')
-
-from enmap_compress.plugin.core import latent as core_latent  # noqa: E402
-from training.export_onnx import run_onnx  # noqa: E402
-from training.export_rdnet import export_graphs, package_meta, rd_cost  # noqa: E402
-from training.nets.rdnet import RDNet, haar_block_basis  # noqa: E402
-from training.train_rdnet import train  # noqa: E402
+from enmap_compress.plugin.core import latent as core_latent
+from enmap_compress.plugin.core.modelmeta import ModelMetadata
+from training.export_onnx import run_onnx
+from training.export_rdnet import export_graphs, package_meta, rd_cost
+from training.nets.rdnet import RDNet, haar_block_basis
+from training.train_rdnet import train
 
 
 def _orthonormal_basis(seed=0):
@@ -91,8 +90,8 @@ def test_training_rate_estimate_matches_the_codecs_bytes(step):
         y = net.compress(torch.from_numpy(x))
         net.log_scales.copy_(torch.log(y.abs().mean(dim=(0, 2, 3)).clamp(min=1e-6)))
     bits, _mse = rd_cost(net, x, step, 0.1, 0.0, 0.05)
-    meta = package_meta(net, [step], [(0.1, 0.05)], {})
-    coder = core_latent.PriorLatentCoder(_Transform(24 * 64, 64), meta['quality_levels'][0], meta['entropy_model'])
+    meta = ModelMetadata.from_json(package_meta(net, [step], [(0.1, 0.05)], {}))
+    coder = core_latent.PriorLatentCoder(_Transform(24 * 64, 64), meta.quality_levels[0], meta.entropy_model)
     symbols, data = coder.encode(y[0].reshape(24 * 64, -1).numpy(), None, None)
     coded_bits = 8 * len(data) / x.size
     assert coded_bits == pytest.approx(bits, rel=0.02, abs=64 / x.size)
