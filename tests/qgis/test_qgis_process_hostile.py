@@ -5,13 +5,10 @@ import subprocess
 import sys
 
 import pytest
+from ehc_forge import EhcParts, nested_json, zlib_bomb
 
 from enmap_compress.plugin.core import synthetic
 from enmap_compress.plugin.core.codec import compress
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(os.path.dirname(HERE), 'core'))  # ehc_forge lives with the core tests
-from ehc_forge import EhcParts, nested_json, zlib_bomb  # noqa: E402
 
 # runs qgis_process and prints the peak RSS (kB) of that child: the whole QGIS process, plugin and decoder included
 MEASURED = """

@@ -5,13 +5,12 @@ import shutil
 
 import numpy as np
 import pytest
+import torch
 
-torch = pytest.importorskip('torch')
-
-from training.checkpoint import BUDGET_BYTES, load_compact, pack_weights, save_compact, unpack_weights  # noqa: E402
-from training.common import PROJECT_ROOT  # noqa: E402
-from training.nets import build  # noqa: E402
-from training.train_model import resume_compact, train  # noqa: E402
+from training.checkpoint import BUDGET_BYTES, load_compact, pack_weights, save_compact, unpack_weights
+from training.common import PROJECT_ROOT
+from training.nets import build
+from training.train_model import resume_compact, train
 
 COMMITTED = os.path.join(PROJECT_ROOT, 'training', 'checkpoints')
 

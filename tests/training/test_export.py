@@ -1,12 +1,10 @@
 """ONNX export equals the torch model (pixel and spatial interfaces, dynamic sizes, fp16 storage)."""
 import numpy as np
 import pytest
+import torch
 
-torch = pytest.importorskip('torch')
-pytest.importorskip('onnxruntime')
-
-from training.export_onnx import export_onnx, run_onnx  # noqa: E402
-from training.nets import build  # noqa: E402
+from training.export_onnx import export_onnx, run_onnx
+from training.nets import build
 
 
 @pytest.mark.parametrize('name', ['cae1d_cr4', 'cae1d_cr8', 'hycot_cr4', 'sscnet_cr128', 'sscnet_cr051', 'cae3d_cr32',

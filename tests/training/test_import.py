@@ -4,15 +4,13 @@ import os
 
 import numpy as np
 import pytest
+import torch
 
-torch = pytest.importorskip('torch')
-pytest.importorskip('onnxruntime')
-
-from enmap_compress.plugin.core import synthetic  # noqa: E402
-from enmap_compress.plugin.core.codec import compress, decompress  # noqa: E402
-from enmap_compress.plugin.core.evaluate import measure  # noqa: E402
-from training.import_checkpoint import import_checkpoint, load_state_dict, net_for  # noqa: E402
-from training.nets import (  # noqa: E402
+from enmap_compress.plugin.core import synthetic
+from enmap_compress.plugin.core.codec import compress, decompress
+from enmap_compress.plugin.core.evaluate import measure
+from training.import_checkpoint import import_checkpoint, load_state_dict, net_for
+from training.nets import (
     ConvolutionalAutoencoder1D,
     ConvolutionalAutoencoder3D,
     HyperspectralCompressionTransformer,

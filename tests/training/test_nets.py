@@ -1,9 +1,8 @@
 """The torch compressors: latent and output shapes, parameter counts, state_dict key layouts (reference-models §3)."""
 import pytest
+import torch
 
-torch = pytest.importorskip('torch')
-
-from training.nets import REGISTRY, build, count_parameters  # noqa: E402
+from training.nets import REGISTRY, build, count_parameters
 
 EXACT_PARAMS = {
     'cae1d_cr4': 56_130, 'cae1d_cr8': 238_018, 'cae1d_cr16': 962_242, 'cae1d_cr32': 3_852_482,

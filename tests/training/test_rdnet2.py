@@ -2,13 +2,11 @@
 torch, and per-subband scales shared by the polyphase parts."""
 import numpy as np
 import pytest
+import torch
 
-torch = pytest.importorskip('torch')
-pytest.importorskip('onnxruntime')
-
-from training.export_onnx import run_onnx  # noqa: E402
-from training.export_rdnet import export_graphs  # noqa: E402
-from training.nets.rdnet2 import RDNet2, subband_layout  # noqa: E402
+from training.export_onnx import run_onnx
+from training.export_rdnet import export_graphs
+from training.nets.rdnet2 import RDNet2, subband_layout
 
 
 def _net(levels=3, channels=202, seed=0):

@@ -4,10 +4,9 @@ import os
 
 import numpy as np
 import pytest
+import torch
 
-torch = pytest.importorskip('torch')
-
-from training.train_model import train  # noqa: E402
+from training.train_model import train
 
 
 @pytest.mark.parametrize('variant, shape', [('cae1d_cr4', (300, 202)), ('sscnet_cr128', (4, 202, 16, 16))])

@@ -3,20 +3,19 @@ import json
 import os
 import pickle
 
+import dask
+import numcodecs
 import numpy as np
 import pytest
+import xarray as xr
+import zarr
 from osgeo import gdal
 
 from enmap_compress.plugin.core import synthetic
 from enmap_compress.plugin.core.bands import hyspecnet_keep_mask, standard_wavelengths
 from enmap_compress.plugin.core.errors import ModelNotFoundError
 from enmap_compress.plugin.core.runtime import find_model
-
-zarr = pytest.importorskip('zarr')
-xr = pytest.importorskip('xarray')
-dask = pytest.importorskip('dask')
-numcodecs = pytest.importorskip('numcodecs')
-from enmap_compress.plugin.zarr_codec import CODEC_ID, EhcCodec, write_zarr  # noqa: E402 (needs numcodecs)
+from enmap_compress.plugin.zarr_codec import CODEC_ID, EhcCodec, write_zarr
 
 WIDTH, HEIGHT, CHUNK = 70, 50, 32
 
