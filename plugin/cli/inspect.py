@@ -197,7 +197,8 @@ def verify_text(r):
              ('mode', r['mode'] + (f' ({r["bound"]})' if r['mode'] == 'error-bounded' else ''))]
     if 'against' in r:
         pairs += [('against', r['against']), ('bit-exact', 'yes' if r['exact'] else 'no'),
-                  ('psnr', f'{r["psnr"]:.2f} dB'), ('max error', f'{r["max_abs_error"]:g} DN (202 coded bands)'),
+                  ('psnr', f'{r["psnr"]:.2f} dB'),
+                  ('max error', f'{r["max_abs_error"]:g} DN ({codec.CODED_BAND_COUNT} coded bands)'),
                   ('spectral angle', f'{r["sa_deg"]:.4f} deg')]
     pairs.append(('result', 'OK' if r['ok'] else 'FAILED: ' + r.get('error', '')))
     return key_values(pairs)

@@ -8,6 +8,8 @@ import re
 from dataclasses import dataclass
 from typing import Optional
 
+from .bands import N_HYSPECNET
+
 # Column name fragments (lower case) -> field; the first matching column wins.
 _COLUMNS = (('quality', 'level'), ('bpppb', 'bpppb'), ('psnr', 'psnr'), ('sa', 'sa_deg'),
             ('max abs', 'max_abs_error_dn'))
@@ -101,6 +103,6 @@ def package_rows(package):
     return [CardRow(q.level, q.bpppb, q.psnr, q.sa_deg) for q in levels if q.bpppb is not None]
 
 
-def estimated_bytes(valid_pixels, bpppb, coded_bands=202):
+def estimated_bytes(valid_pixels, bpppb, coded_bands=N_HYSPECNET):
     """Expected size of the .ehc file: valid pixels x coded bands x bpppb / 8."""
     return int(round(valid_pixels * coded_bands * bpppb / 8.0))

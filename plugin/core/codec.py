@@ -16,7 +16,7 @@ import numpy as np
 
 from ..paths import MODELS_DIR
 from . import entropy, residual, samples, spectral
-from .bands import DN_PEAK, N_BANDS, Radiometry, band_set
+from .bands import DN_PEAK, N_BANDS, N_HYSPECNET, Radiometry, band_set
 from .bounds import ErrorBound, UniformQuantiser, error_bound, uniform_bound
 from .container import EhcWriter
 from .enmap import SpectralRaster, open_spectral
@@ -34,7 +34,7 @@ from .validation import MAX_TILE_SIZE, check_coder, open_checked
 
 LOG = logging.getLogger('enmap_compress')
 FORMAT_NAME = 'ehc'
-CODED_BAND_COUNT = 202
+CODED_BAND_COUNT = N_HYSPECNET
 CHUNK_VERSION = 2  # 2: spatially predicted latent and extra-band sections
 CHUNK_VERSION_SAMPLES = 3  # 3: as 2, plus a last section of samples restored one by one (samples.py)
 CHUNK_VERSION_BOUNDS = 4  # 4: as 3 (the last section may be empty), residuals under codec.error_bound (bounds.py)

@@ -24,6 +24,7 @@ from osgeo import gdal
 
 from . import bands as _bands
 from . import zipstage
+from .bands import DN_PEAK, ENMAP_GAIN
 from .errors import InputError
 from .gdalerrors import GdalError, checked, failure
 
@@ -35,7 +36,6 @@ MAX_ZIP_TOTAL_BYTES = 32 * 1024 ** 3
 MAX_XML_COMPRESSION_RATIO = 1000
 SCAN_BLOCK_BYTES = 64 * 1024 * 1024
 ENMAP_NODATA = -32768.0
-ENMAP_GAIN = 1e-4
 DEAD_BAND_MEAN = -1000000.0  # EnMAP-Box convention: bandStatistics mean -1000000 and stdDeviation 0
 
 _EXPECTED = ('Expected an EnMAP L2A product (folder, METADATA.XML or ZIP) or a GeoTIFF/ENVI hyperspectral image '
@@ -735,7 +735,8 @@ class SpectralRaster:
         gains, offsets = self.gains[self.canonical_index], self.offsets[self.canonical_index]
         if not (np.allclose(gains, ENMAP_GAIN, rtol=1e-6) and np.allclose(offsets, 0.0)):
             # bring other scalings to EnMAP DN (reflectance x 10000)
-            cube = (cube * gains[:, None, None].astype(np.float32) + offsets[:, None, None].astype(np.float32)) * 1e4
+            unit = cube * gains[:, None, None].astype(np.float32) + offsets[:, None, None].astype(np.float32)
+            cube = unit * DN_PEAK
         cube[invalid] = 0.0
         return _bands.to_hyspecnet(cube)
 

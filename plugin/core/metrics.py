@@ -10,7 +10,7 @@ from typing import Optional
 
 import numpy as np
 
-DN_PEAK = 10000.0
+from .bands import DN_PEAK, N_HYSPECNET
 
 
 def to_unit(dn):
@@ -354,7 +354,7 @@ class MetricsAccumulator:
         }
 
 
-def rate_metrics(file_bytes, valid_pixels, coded_bands=202):
+def rate_metrics(file_bytes, valid_pixels, coded_bands=N_HYSPECNET):
     """Real rate from bytes on disk: bpppb over the coded bands, and the ratio against the same samples as int16."""
     bits = 8.0 * file_bytes
     bpppb = bits / (valid_pixels * coded_bands) if valid_pixels else math.inf

@@ -8,17 +8,19 @@ import os
 import time
 
 from . import svgplot
+from .bands import DN_PEAK, N_HYSPECNET
 from .outputs import atomic_output
 
 LOG = logging.getLogger('enmap_compress')
 
 ROWS = (
-    ('PSNR', 'psnr', '{:.2f} dB', 'HySpecNet convention: 202 bands, DN clipped to 0..10000, peak 10000'),
+    ('PSNR', 'psnr', '{:.2f} dB', f'HySpecNet convention: {N_HYSPECNET} bands, DN clipped to 0..{DN_PEAK:.0f}, '
+     f'peak {DN_PEAK:.0f}'),
     ('Mean spectral angle', 'sa_deg', '{:.3f}°', 'mean over valid pixels'),
     ('SSIM', 'ssim', '{:.4f}', '7x7 window, per band, averaged'),
     ('RMSE', 'rmse_dn', '{:.1f} DN', 'over the evaluated bands'),
     ('Maximum absolute error', 'max_abs_error_dn', '{:.0f} DN', 'worst sample, unclipped'),
-    ('Rate', 'bpppb', '{:.4f} bpppb', 'bits on disk / (valid pixels x 202)'),
+    ('Rate', 'bpppb', '{:.4f} bpppb', f'bits on disk / (valid pixels x {N_HYSPECNET})'),
     ('Compression ratio', 'compression_ratio', '{:.1f} : 1', 'against the same samples as int16'),
     ('Compressed size', 'file_bytes', '{:,} bytes', ''),
     ('Valid pixels', 'valid_pixels', '{:,}', ''),
@@ -76,8 +78,8 @@ def _spectra_section(data):
         residual = svgplot.line_chart([('reconstructed - original', data.wavelengths, _residual(sample), False)],
                                       f'{title}: residual', 'wavelength (nm)', 'residual (DN)',
                                       height=svgplot.SHORT_HEIGHT, zero_line=True)
-        charts.append(f'<h3>{html.escape(title)}</h3>' +
-                      svgplot.line_chart(series, title, 'wavelength (nm)', 'DN (reflectance x 10000)') + residual)
+        spectra = svgplot.line_chart(series, title, 'wavelength (nm)', f'DN (reflectance x {DN_PEAK:.0f})')
+        charts.append(f'<h3>{html.escape(title)}</h3>' + spectra + residual)
     note = ('Under each pair of spectra, their difference: at high quality the two curves coincide, and only the '
             'residual shows where the error is. Gaps are the bands the compressors do not code (water-vapour '
             'absorption and dead bands). The last chart is the pixel with the largest RMSE.')

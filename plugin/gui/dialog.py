@@ -643,8 +643,9 @@ class CompressDialog(QDialog):
                                     'int16)')
             return
         self.size_label.setText(
-            f'≈ {estimate.human_bytes(found.compressed_bytes)}: {found.valid_pixels:,} valid pixels × 202 bands × '
-            f'{expected.bpppb:.3f} bpppb ÷ 8 (the 202 bands as int16: {original})')
+            f'≈ {estimate.human_bytes(found.compressed_bytes)}: {found.valid_pixels:,} valid pixels × '
+            f'{estimate.CODED_BANDS} bands × {expected.bpppb:.3f} bpppb ÷ 8 (the {estimate.CODED_BANDS} bands as '
+            f'int16: {original})')
 
     # --- running ----------------------------------------------------------------------------------------------
 

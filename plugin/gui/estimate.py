@@ -2,10 +2,11 @@
 from dataclasses import dataclass
 from typing import Optional
 
+from ..core.bands import N_HYSPECNET
 from ..core.cards import estimated_bytes
 from ..core.preview import summarize
 
-CODED_BANDS = 202
+CODED_BANDS = N_HYSPECNET
 
 
 @dataclass(frozen=True)

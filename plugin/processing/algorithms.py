@@ -6,17 +6,19 @@ from qgis.core import (
     QgsProcessingParameterRasterDestination,
 )
 
+from ..core.bands import DN_PEAK, N_BANDS, N_HYSPECNET
 from .base import EnmapAlgorithm, progress_hooks
 
-RATE_HELP = 'bpppb = bits of the compressed file / (valid pixels x 202 bands), measured from the bytes on disk.'
+RATE_HELP = (f'bpppb = bits of the compressed file / (valid pixels x {N_HYSPECNET} bands), measured from the bytes '
+             'on disk.')
 
 
 class CompressAlgorithm(EnmapAlgorithm):
     NAME = 'compress'
     LABEL = 'Compress EnMAP image'
-    HELP = ('Compresses an EnMAP L2A image into an .ehc file with the chosen model and quality. The 202 HySpecNet '
-            'bands are coded; the 22 water-vapour bands and dead bands come back as nodata unless "Code all bands" '
-            'is set. ' + RATE_HELP)
+    HELP = ('Compresses an EnMAP L2A image into an .ehc file with the chosen model and quality. The '
+            f'{N_HYSPECNET} HySpecNet bands are coded; the {N_BANDS - N_HYSPECNET} water-vapour bands and dead bands '
+            'come back as nodata unless "Code all bands" is set. ' + RATE_HELP)
     ICON = 'compress.svg'
 
     def define(self):
@@ -80,7 +82,8 @@ class EvaluateAlgorithm(EnmapAlgorithm):
     NAME = 'evaluate'
     LABEL = 'Evaluate compression'
     HELP = ('Compresses and decompresses an EnMAP image and measures what compression did: PSNR (HySpecNet '
-            'convention, 202 bands, peak 10000 DN), mean spectral angle, SSIM, maximum absolute error and the real '
+            f'convention, {N_HYSPECNET} bands, peak {DN_PEAK:.0f} DN), mean spectral angle, SSIM, maximum absolute '
+            'error and the real '
             'rate. Writes the reconstruction, an error raster (RMSE in DN, spectral angle in degrees, maximum '
             'absolute error per pixel) and optionally the .ehc file and an HTML report. ' + RATE_HELP)
     OUTPUTS = (('PSNR', 'PSNR (dB)'), ('SA', 'Mean spectral angle (degrees)'), ('SSIM', 'SSIM'),
