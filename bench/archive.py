@@ -3,7 +3,7 @@
 usage: python -m bench.archive [--products 8] [--size 600] [--model rdnet] [--quality 5] [--workers 1,2]
                                [--form folder|zip] [--tiles 30000] [--cluster 64,256,1024] [--no-doc]
 
-Input: `--products` synthetic L2A products of size x size x 224 int16 (plugin.core.synthetic.write_product, seeds
+Input: `--products` synthetic L2A products of size x size x 224 int16 (tools.synthetic.write_product, seeds
 0..n-1) as product folders or DLR ZIPs, written once to build/bench/archive/. For each worker count a local Dask
 cluster (one process per worker, one thread each, onnxruntime threads 1, 4 GiB per worker) is started and warmed
 (the core imported in every worker), then `run_archive` (the code path of `enmap-compress archive --workers N`)
@@ -24,7 +24,7 @@ import time
 
 from bench.common import BUILD_DIR, DOCS_DIR, git_commit, machine, replace_section
 from enmap_compress.plugin.cli.archive import Settings, run_archive
-from enmap_compress.plugin.core import synthetic
+from tools import synthetic
 
 FULL_TILE = 1200
 BANDS = 224

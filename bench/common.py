@@ -82,8 +82,8 @@ def write_mosaic(paths, out_path):
 
 
 def synthetic_scene(width, height, seed=0, folder=None):
-    """Cached synthetic EnMAP-like scene (plugin.core.synthetic.write_scene)."""
-    from enmap_compress.plugin.core.synthetic import write_scene
+    """Cached synthetic EnMAP-like scene (tools.synthetic.write_scene)."""
+    from tools.synthetic import write_scene
 
     folder = folder or os.path.join(BUILD_DIR, 'cache')
     os.makedirs(folder, exist_ok=True)

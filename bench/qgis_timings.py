@@ -4,7 +4,7 @@ evaluate, the peak memory of each, how long the progress bar stands still, and h
     python -m bench.qgis_timings [--sizes 400 1000] [--model rdnet] [--folder DIR]
 
 Every run is a fresh Python process (its own peak RSS from `resource`) on a synthetic EnMAP L2A product
-(plugin/core/synthetic.py, with its ZIP as DLR delivers it: deflated members). "stall" is the longest time the
+(tools/synthetic.py, with its ZIP as DLR delivers it: deflated members). "stall" is the longest time the
 progress callback did not move, as a share of the run (timed from the call, after the imports a QGIS session has
 done already); "cancel" asks to stop once evaluate's bar passes 80 % (its comparison pass) and times how long the
 call takes to return. Prints a table; a benchmark, not a test. Runs against older checkouts too (plain callbacks).
@@ -67,7 +67,7 @@ def run(kind, paths, model, cancel_at=None, timeout=3600):
 
 
 def product_paths(folder, size):
-    from enmap_compress.plugin.core import synthetic
+    from tools import synthetic
 
     product = synthetic.write_product(os.path.join(folder, f'p{size}'), width=size, height=size, seed=3,
                                       make_zip=True)

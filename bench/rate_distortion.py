@@ -6,7 +6,7 @@ usage: python -m bench.rate_distortion [--models pca,cae1d] [--levels 1-10] [--d
 
 Datasets: `potsdam` = the 3 held-out real 32x32 tiles, each compressed as its own file, rate and PSNR pooled
 (total bytes, total squared error); `mosaic` = the same 3 tiles side by side in one 96x32 file (less per-file
-overhead); `synthetic` = plugin.core.synthetic.write_scene (default 256x256, seed 0).
+overhead); `synthetic` = tools.synthetic.write_scene (default 256x256, seed 0).
 Every model of runtime.list_models() is run at every quality level; a model that fails is reported in the CSV
 and the table as a failure, never skipped silently. Writes docs/benchmarks_rd.csv, docs/img/rd_*.png and the
 generated tables of docs/benchmarks.md. --merge measures only the given models (e.g. a newly bundled one) and keeps
@@ -417,7 +417,7 @@ def main(argv=None):
              'mosaic' if 'mosaic' in names else None)
     if 'synthetic' in names:
         plot(rows, 'synthetic', os.path.join(args.img_dir, 'rd_synthetic.png'),
-             f'Synthetic scene {args.synthetic_size}x{args.synthetic_size} (plugin.core.synthetic, seed 0)')
+             f'Synthetic scene {args.synthetic_size}x{args.synthetic_size} (tools.synthetic, seed 0)')
     failed = [r for r in rows if r['note'].startswith('FAILED')]
     print(f'{len(rows)} rows, {len(failed)} failed, {elapsed:.0f} s; wrote {args.out_csv}', flush=True)
     if not args.no_doc:

@@ -3,7 +3,7 @@
 usage: python -m bench.rdnet_vs_anchors [--models rdnet,rdnet2] [--datasets potsdam,mosaic,synthetic]
                                         [--synthetic-size 256] [--rates 0.1,...] [--ks 4,6,...] [--levels 1-10]
 Datasets: `potsdam` = the three held-out real tiles, each its own file (rates and errors pooled); `mosaic` = the
-three side by side in one file (224 x 32 x 96); `synthetic` = plugin.core.synthetic.write_scene of the given size
+three side by side in one file (224 x 32 x 96); `synthetic` = tools.synthetic.write_scene of the given size
 (seed 0; 1200 for the full tile). Models are measured through the real codec (bytes on disk, header included,
 training.measure.measure_package); the anchor as bench/pca_jpeg2000.py builds it (KLT on the nine training tiles,
 one OpenJPEG codestream with PCRD rate allocation, best K per rate). PSNR and SA are interpolated linearly in log

@@ -4,7 +4,7 @@ usage: python -m bench.speed [--models pca,hycot] [--size 1200] [--threads 1,2] 
                              [--quality 5] [--max-errors 0,10] [--anchors lerc_zstd,zstd] [--lerc-error 25]
                              [--no-doc]
 
-Input: a synthetic full-size EnMAP tile (default 1200 x 1200 x 224 int16, plugin.core.synthetic.write_scene, seed 0),
+Input: a synthetic full-size EnMAP tile (default 1200 x 1200 x 224 int16, tools.synthetic.write_scene, seed 0),
 written once to build/bench/cache/. Each measurement runs in its own Python subprocess (`--worker`), which times only
 the operation (not the interpreter start or imports) and reports its own peak RSS (resource.getrusage(RUSAGE_SELF),
 Linux ru_maxrss) and the RSS right before the operation (imports, onnxruntime and GDAL loaded). GDAL_CACHEMAX=256

@@ -13,7 +13,7 @@ pytest.importorskip('onnxruntime')
 
 @pytest.fixture(scope='module')
 def tiny(tmp_path_factory):
-    from enmap_compress.plugin.core.synthetic import write_scene
+    from tools.synthetic import write_scene
 
     return write_scene(str(tmp_path_factory.mktemp('bench') / 'tiny.tif'), 24, 20, seed=3)
 

@@ -27,7 +27,7 @@ def run(args, home):
 
 
 def main():
-    from enmap_compress.plugin.core import synthetic
+    from tools import synthetic
 
     os.makedirs(OUT, exist_ok=True)
     home = os.path.join(OUT, '.qgis_home')

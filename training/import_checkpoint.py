@@ -64,7 +64,7 @@ def net_for(arch, state):
 def calibration_cube(size=16, seed=7):
     """A synthetic EnMAP-like scene in the HySpecNet view: (202, size, size) float32 in [0, 1]."""
     from enmap_compress.plugin.core.enmap import open_spectral
-    from enmap_compress.plugin.core.synthetic import write_scene
+    from tools.synthetic import write_scene
 
     with tempfile.TemporaryDirectory() as tmp:
         path = write_scene(os.path.join(tmp, 'calib.tif'), width=size * 4, height=size * 4, seed=seed)

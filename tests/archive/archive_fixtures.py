@@ -4,7 +4,7 @@ import os
 import shutil
 import tarfile
 
-from enmap_compress.plugin.core import synthetic
+from tools import synthetic
 
 SIZE = (40, 32)
 

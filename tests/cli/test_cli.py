@@ -9,8 +9,8 @@ import pytest
 from osgeo import gdal
 
 from enmap_compress.plugin.cli import main as cli
-from enmap_compress.plugin.core import synthetic
 from enmap_compress.plugin.core.runtime import find_model
+from tools import synthetic
 
 ENTRY_POINT = os.path.join(os.path.dirname(sys.executable), 'enmap-compress')
 

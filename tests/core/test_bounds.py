@@ -5,12 +5,12 @@ import numpy as np
 import pytest
 from osgeo import gdal
 
-from enmap_compress.plugin.core import synthetic
 from enmap_compress.plugin.core.bounds import NO_LIMIT, ErrorBound, _grid, error_bound, uniform_bound
 from enmap_compress.plugin.core.codec import compress, decompress
 from enmap_compress.plugin.core.container import EhcReader
 from enmap_compress.plugin.core.errors import FormatError, InputError
 from enmap_compress.plugin.core.evaluate import evaluate
+from tools import synthetic
 
 gdal.UseExceptions()
 WATER_VAPOUR = np.r_[126:141, 160:167]  # 0-based band indices of the 22 water-vapour bands

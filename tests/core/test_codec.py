@@ -5,13 +5,13 @@ import numpy as np
 import pytest
 from osgeo import gdal
 
-from enmap_compress.plugin.core import synthetic
 from enmap_compress.plugin.core.codec import compress, decompress
 from enmap_compress.plugin.core.container import EhcReader
 from enmap_compress.plugin.core.enmap import open_spectral
 from enmap_compress.plugin.core.errors import CancelledError, FormatError, InputError, OutputError
 from enmap_compress.plugin.core.evaluate import evaluate, measure
 from enmap_compress.plugin.core.rasterheader import unpack_raster
+from tools import synthetic
 
 gdal.UseExceptions()
 

@@ -11,12 +11,13 @@ import numpy as np
 import pytest
 from osgeo import gdal
 
-from enmap_compress.plugin.core import enmap, synthetic
+from enmap_compress.plugin.core import enmap
 from enmap_compress.plugin.core.bands import hyspecnet_keep_mask
 from enmap_compress.plugin.core.compare import compare
 from enmap_compress.plugin.core.errors import CancelledError
 from enmap_compress.plugin.core.evaluate import evaluate
 from enmap_compress.plugin.core.report_data import HIST_LIMIT_DN, _rebinned
+from tools import synthetic
 
 
 @pytest.fixture(scope='module')

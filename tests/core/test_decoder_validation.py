@@ -13,12 +13,12 @@ import zlib
 import pytest
 from ehc_forge import Chunk, EhcParts, join_payload, nested_json, split_payload, split_record, zlib_bomb
 
-from enmap_compress.plugin.core import synthetic
 from enmap_compress.plugin.core.codec import compress, decompress
 from enmap_compress.plugin.core.container import EhcReader
 from enmap_compress.plugin.core.errors import FormatError, InputError
 from enmap_compress.plugin.core.headerdict import DICTIONARY
 from enmap_compress.plugin.core.validation import MAX_TILE_SIZE
+from tools import synthetic
 
 CORPUS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'data', 'corpus')
 OLD_FILE = os.path.join(CORPUS, 'pca_q5_t16_hole.ehc')  # written by 0.1.0: container 1.0, 9 tiles

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 from osgeo import gdal, osr
 
-from enmap_compress.plugin.core import bands, enmap, synthetic
+from enmap_compress.plugin.core import bands, enmap
 from enmap_compress.plugin.core.enmap import open_spectral
 from enmap_compress.plugin.core.errors import InputError
+from tools import synthetic
 
 W, H, SEED = 40, 32, 3
 DEAD = list(range(129, 135))  # 0-based canonical = detector-order bands 130-135

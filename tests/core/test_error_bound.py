@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 from osgeo import gdal
 
-from enmap_compress.plugin.core import synthetic
 from enmap_compress.plugin.core.codec import auto_quality, compress, decompress, residual_symbols
 from enmap_compress.plugin.core.errors import InputError
 from enmap_compress.plugin.core.evaluate import evaluate
 from enmap_compress.plugin.core.runtime import find_model
+from tools import synthetic
 
 gdal.UseExceptions()
 DROPPED = np.r_[126:141, 160:167]  # 0-based canonical indices outside the HySpecNet 202

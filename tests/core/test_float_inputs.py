@@ -5,11 +5,12 @@ import numpy as np
 import pytest
 from osgeo import gdal
 
-from enmap_compress.plugin.core import samples, synthetic
+from enmap_compress.plugin.core import samples
 from enmap_compress.plugin.core.codec import compress, decompress, unpack_sections
 from enmap_compress.plugin.core.container import EhcReader
 from enmap_compress.plugin.core.errors import FormatError, InputError
 from enmap_compress.plugin.core.evaluate import evaluate
+from tools import synthetic
 
 CODED_BAND = 30  # 1-based, a HySpecNet band (coded by every model)
 WATER_BAND = 135  # 1-based, a water-vapour band (coded only with CODE_ALL_BANDS or lossless)

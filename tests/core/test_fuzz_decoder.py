@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from enmap_compress.plugin.core import synthetic
 from enmap_compress.plugin.core.codec import compress
+from tools import synthetic
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 OLD_RDNET = os.path.join(os.path.dirname(HERE), 'data', 'corpus', 'rdnet_q6_t16_hole.ehc')  # container 1.0

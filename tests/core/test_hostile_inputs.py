@@ -6,9 +6,9 @@ import zipfile
 
 import pytest
 
-from enmap_compress.plugin.core import synthetic
 from enmap_compress.plugin.core.enmap import open_spectral
 from enmap_compress.plugin.core.errors import InputError
+from tools import synthetic
 
 CHARACTERISATION = re.compile(rb'(<bandCharacterisation>.*?</bandCharacterisation>)', re.S)
 

@@ -9,7 +9,7 @@ import json, sys, time
 def own_peak_kb():  # VmHWM: this process's peak; ru_maxrss of a child starts at its parent's (fork/vfork + exec)
     with open('/proc/self/status') as status:
         return next(int(line.split()[1]) for line in status if line.startswith('VmHWM'))
-from enmap_compress.plugin.core import synthetic
+from tools import synthetic
 from enmap_compress.plugin.core.codec import compress, decompress
 folder = sys.argv[1]
 scene = synthetic.write_scene(folder + '/big.tif', width=1200, height=800, seed=4)

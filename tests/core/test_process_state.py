@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from osgeo import gdal
 
-from enmap_compress.plugin.core import synthetic
 from enmap_compress.plugin.core.codec import compress
+from tools import synthetic
 
 RUNNER = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'state_runner.py')
 ROUNDS = 20  # x 10 cases = 200 runs in one process

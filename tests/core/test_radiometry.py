@@ -3,11 +3,11 @@ import numpy as np
 import pytest
 from osgeo import gdal
 
-from enmap_compress.plugin.core import synthetic
 from enmap_compress.plugin.core.bands import DN_PEAK, ENMAP_GAIN, Radiometry, band_set
 from enmap_compress.plugin.core.codec import compress, decompress
 from enmap_compress.plugin.core.enmap import open_spectral
 from enmap_compress.plugin.core.errors import InputError
+from tools import synthetic
 
 pytest.importorskip('onnxruntime')
 

@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 from osgeo import gdal
 
-from enmap_compress.plugin.core import residual, synthetic
+from enmap_compress.plugin.core import residual
 from enmap_compress.plugin.core.codec import compress, decompress
+from tools import synthetic
 
 gdal.UseExceptions()
 

@@ -3,10 +3,11 @@ import numpy as np
 import pytest
 from osgeo import gdal
 
-from enmap_compress.plugin.core import spectral, synthetic
+from enmap_compress.plugin.core import spectral
 from enmap_compress.plugin.core.codec import EXTRA_SPECTRAL, compress, decompress
 from enmap_compress.plugin.core.container import EhcReader
 from enmap_compress.plugin.core.errors import FormatError
+from tools import synthetic
 
 gdal.UseExceptions()
 

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from osgeo import gdal, osr
 
-from enmap_compress.plugin.core import bands, synthetic
+from enmap_compress.plugin.core import bands
+from tools import synthetic
 
 NODATA = -32768
 DEAD = np.flatnonzero(np.isin(bands.standard_band_table().detector_order_band, range(130, 136)))

@@ -10,10 +10,11 @@ import time
 
 import pytest
 
-from enmap_compress.plugin.core import outputs, synthetic
+from enmap_compress.plugin.core import outputs
 from enmap_compress.plugin.core.codec import compress, decompress
 from enmap_compress.plugin.core.errors import OutputError
 from enmap_compress.plugin.core.outputs import CLAIM_SUFFIX, OutputClaim, atomic_output, remove_stale_temporaries
+from tools import synthetic
 
 # A real run in another process that prints "running <pid>" once it writes and then waits, tile after tile, until
 # the file `go` exists (or is killed).

@@ -7,11 +7,11 @@ import zipfile
 import numpy as np
 import pytest
 
-from enmap_compress.plugin.core import synthetic
 from enmap_compress.plugin.core.codec import compress
 from enmap_compress.plugin.core.enmap import open_spectral
 from enmap_compress.plugin.core.errors import CancelledError, InputError
 from enmap_compress.plugin.core.tiling import Progress, tile_grid
+from tools import synthetic
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ reader; that is how "files written today decode forever" is checked).
 
     .venv/bin/python tests/data/make_corpus.py            # writes tests/data/corpus/*.ehc and corpus.json
 
-Scenes are small synthetic EnMAP rasters (plugin/core/synthetic.py, deterministic), some with a block of nodata
+Scenes are small synthetic EnMAP rasters (tools/synthetic.py, deterministic), some with a block of nodata
 wide enough to empty whole tiles; every bundled model; lossy, MAX_ERROR and lossless; always several tiles.
 """
 import hashlib
@@ -19,8 +19,9 @@ import numpy as np
 from osgeo import gdal
 
 from enmap_compress.plugin import __version__
-from enmap_compress.plugin.core import container, synthetic
+from enmap_compress.plugin.core import container
 from enmap_compress.plugin.core.codec import compress, decompress
+from tools import synthetic
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CORPUS_DIR = os.path.join(HERE, 'corpus')

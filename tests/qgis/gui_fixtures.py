@@ -30,8 +30,8 @@ def _card(rows):
 
 def build_test_model(folder):
     """A `pca` model package in `folder`/pca from a synthetic scene (no real data needed)."""
-    from enmap_compress.plugin.core import synthetic
     from enmap_compress.plugin.core.enmap import open_spectral
+    from tools import synthetic
     from training.common import write_model_package
     from training.train_pca import STEPS, fit_pca, linear_graph
 
@@ -84,7 +84,7 @@ def plugin(gui_iface, qgis_processing, installed_model):
 
 @pytest.fixture(scope='session')
 def scene(tmp_path_factory):
-    from enmap_compress.plugin.core import synthetic
+    from tools import synthetic
 
     return synthetic.write_scene(str(tmp_path_factory.mktemp('scene') / 'scene.tif'), 48, 40, seed=5)
 
@@ -92,7 +92,7 @@ def scene(tmp_path_factory):
 @pytest.fixture(scope='session')
 def wide_scene(tmp_path_factory):
     """Two tiles of the default 256-pixel tiling, so a run can be cancelled between them."""
-    from enmap_compress.plugin.core import synthetic
+    from tools import synthetic
 
     return synthetic.write_scene(str(tmp_path_factory.mktemp('wide') / 'wide_scene.tif'), 300, 24, seed=6)
 

@@ -9,8 +9,8 @@ def test_decompress_keeps_every_metadata_item_of_a_product(plugin, tmp_path):
     import processing
     from osgeo import gdal
 
-    from enmap_compress.plugin.core import synthetic
     from enmap_compress.plugin.core.enmap import open_spectral
+    from tools import synthetic
 
     product = synthetic.write_product(str(tmp_path / 'p'), width=40, height=32, seed=8, make_zip=True)
     ehc, rec = str(tmp_path / 'p.ehc'), str(tmp_path / 'p.tif')

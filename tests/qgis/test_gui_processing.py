@@ -85,7 +85,7 @@ def test_toolbox_outputs_load_with_the_input_style_and_the_error_ramp(plugin, sc
 def test_batch_dialog_over_several_layers_loads_styled_outputs(plugin, scene_layer, tmp_path):
     from processing.gui.BatchAlgorithmDialog import BatchAlgorithmDialog
 
-    from enmap_compress.plugin.core import synthetic
+    from tools import synthetic
 
     second = styled_layer(synthetic.write_scene(str(tmp_path / 'second.tif'), 40, 32, seed=9), 'second')
     algorithm = QgsApplication.processingRegistry().algorithmById('enmapcompress:evaluate')

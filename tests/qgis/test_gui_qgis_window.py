@@ -36,9 +36,9 @@ pytest_plugins = ['gui_fixtures']  # the shared GUI fixtures (tests/qgis is on s
 def test_an_ehc_dropped_on_the_real_qgis_window_opens_as_a_layer(installed_model, qgis_env_tool, tmp_path):
     if not shutil.which('xvfb-run') or not os.path.isfile(QGIS_BIN):
         pytest.skip('needs xvfb-run and the QGIS application (/usr/bin/qgis)')
-    from enmap_compress.plugin.core import synthetic
     from enmap_compress.plugin.core.codec import compress
     from enmap_compress.plugin.core.runtime import default_model_id
+    from tools import synthetic
 
     model = default_model_id() or installed_model
     scene = synthetic.write_scene(str(tmp_path / 'ENMAP_L2A_sample.tif'), 320, 240, seed=4)

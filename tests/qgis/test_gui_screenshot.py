@@ -32,6 +32,7 @@ def test_dialog_screenshot_under_xvfb(installed_model, tmp_path):
     env.setdefault('XDG_RUNTIME_DIR', str(tmp_path / 'runtime'))
     os.makedirs(env['XDG_RUNTIME_DIR'], mode=0o700, exist_ok=True)
     env['QGIS_CUSTOM_CONFIG_PATH'] = str(tmp_path / 'config')
+    env['PYTHONPATH'] = PROJECT_ROOT  # the synthetic scene comes from the repository's tools
     proc = subprocess.run([*command, sys.executable, os.path.abspath(__file__), str(tmp_path)], env=env,
                           capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -53,9 +54,9 @@ def _screenshots(folder):
 
     app = QgsApplication([], True)
     app.initQgis()
-    from enmap_compress.plugin.core import synthetic
     from enmap_compress.plugin.gui.diagnostics import DiagnosticsDialog
     from enmap_compress.plugin.gui.dialog import CompressDialog
+    from tools import synthetic
 
     path = synthetic.write_scene(os.path.join(folder, 'ENMAP_L2A_sample.tif'), 160, 120, seed=4)
     layer = QgsRasterLayer(path, 'ENMAP_L2A_sample', 'gdal')

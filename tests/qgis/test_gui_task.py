@@ -148,7 +148,7 @@ def test_a_closed_dialog_still_delivers_its_layers(plugin, scene_layer, tmp_path
 
 def test_a_product_zip_layer_is_read_from_the_zip(plugin, tmp_path):
     """QGIS opens a product ZIP in place (/vsizip/...); the run gets the ZIP, with its METADATA.XML."""
-    from enmap_compress.plugin.core import synthetic
+    from tools import synthetic
 
     product = synthetic.write_product(str(tmp_path / 'product'), width=24, height=20, seed=2, make_zip=True)
     member = os.path.relpath(product.image, os.path.dirname(product.folder)).replace(os.sep, '/')

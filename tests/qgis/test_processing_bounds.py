@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from osgeo import gdal
 
-from enmap_compress.plugin.core import synthetic
 from enmap_compress.plugin.core.bounds import error_bound
+from tools import synthetic
 
 gdal.UseExceptions()
 

@@ -7,8 +7,8 @@ import sys
 import pytest
 from ehc_forge import EhcParts, nested_json, zlib_bomb
 
-from enmap_compress.plugin.core import synthetic
 from enmap_compress.plugin.core.codec import compress
+from tools import synthetic
 
 # runs qgis_process and prints the peak RSS (kB) of that child: the whole QGIS process, plugin and decoder included
 MEASURED = """

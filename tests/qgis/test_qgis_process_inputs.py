@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from osgeo import gdal
 
-from enmap_compress.plugin.core import synthetic
 from enmap_compress.plugin.core.codec import compress
+from tools import synthetic
 
 
 def _nan_raster(path):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from osgeo import gdal
 
-from enmap_compress.plugin.core import synthetic
+from tools import synthetic
 
 gdal.UseExceptions()
 

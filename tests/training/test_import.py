@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from enmap_compress.plugin.core import synthetic
 from enmap_compress.plugin.core.codec import compress, decompress
 from enmap_compress.plugin.core.evaluate import measure
+from tools import synthetic
 from training.import_checkpoint import import_checkpoint, load_state_dict, net_for
 from training.nets import (
     ConvolutionalAutoencoder1D,

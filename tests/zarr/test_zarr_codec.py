@@ -11,11 +11,11 @@ import xarray as xr
 import zarr
 from osgeo import gdal
 
-from enmap_compress.plugin.core import synthetic
 from enmap_compress.plugin.core.bands import hyspecnet_keep_mask, standard_wavelengths
 from enmap_compress.plugin.core.errors import ModelNotFoundError
 from enmap_compress.plugin.core.runtime import find_model
 from enmap_compress.plugin.zarr_codec import CODEC_ID, EhcCodec, write_zarr
+from tools import synthetic
 
 WIDTH, HEIGHT, CHUNK = 70, 50, 32
 

@@ -16,9 +16,9 @@ from typing import Optional
 import numpy as np
 from osgeo import gdal, osr
 
-from . import bands as _bands
-from .errors import OutputError
-from .outputs import atomic_output
+from enmap_compress.plugin.core import bands as _bands
+from enmap_compress.plugin.core.errors import OutputError
+from enmap_compress.plugin.core.outputs import atomic_output
 
 NODATA = -32768
 GAIN = 1e-4
