@@ -4,6 +4,7 @@ Exit status: 0 success, 1 a failed input (one-line message on stderr, never a tr
 error; `archive` exits 10 + the number of failed products (at most 110) when some failed.
 """
 import argparse
+import contextlib
 import logging
 import os
 import sys
@@ -176,19 +177,28 @@ def build_parser():
     return parser
 
 
-def _configure_logging(console):
+@contextlib.contextmanager
+def _warnings_to(console):
+    """The core's warnings go to the console while a command runs; the logger is as it was afterwards (main() may be
+    called from a Python program or a test, not only as the entry point)."""
     logger = logging.getLogger('enmap_compress')
+    saved = logger.handlers[:], logger.level, logger.propagate
     logger.handlers[:] = [WarningHandler(console)]
     logger.setLevel(logging.WARNING)
     logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.handlers[:], level, logger.propagate = saved
+        logger.setLevel(level)
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
     console = Console(as_json=args.json, quiet=args.quiet)
-    _configure_logging(console)
     try:
-        return args.handler(args, console)
+        with _warnings_to(console):
+            return args.handler(args, console)
     except CancelledError as exc:
         console.error(args.command, exc)
         return EXIT_CANCELLED

@@ -149,6 +149,16 @@ def test_a_bad_input_is_one_line_and_exit_1(tmp_path, capsys):
     assert not os.path.exists(tmp_path / 'x.ehc')
 
 
+def test_main_leaves_the_library_logger_as_it_was(lossless, capsys):
+    """main() called from a program (or a test) must not reconfigure the core's logger for the rest of the process."""
+    import logging
+
+    logger = logging.getLogger('enmap_compress')
+    before = logger.handlers[:], logger.level, logger.propagate
+    run(capsys, 'info', lossless)
+    assert (logger.handlers[:], logger.level, logger.propagate) == before
+
+
 @pytest.mark.parametrize('argv', [
     ['compress', 'in.zip', 'out.ehc', '--quality', '11'],
     ['compress', 'in.zip', 'out.ehc', '--max-error', '-1'],
