@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from .bands import hyspecnet_keep_mask
+from .bounds import ErrorBound
 from .metrics import rate_metrics
 from .validation import open_checked
 
@@ -14,7 +15,7 @@ class EhcInfo:
     path: str
     model_id: str
     quality: int
-    max_error: Optional[int]
+    bound: Optional[str]  # the error bound as bounds.ErrorBound.describe() words it; None for a lossy file
     width: int
     height: int
     band_count: int
@@ -25,10 +26,8 @@ class EhcInfo:
     created: str
 
     def quality_text(self):
-        """'q5', '≤ 10 DN' or 'lossless': what the user chose."""
-        if self.max_error == 0:
-            return 'lossless'
-        return f'≤ {self.max_error} DN' if self.max_error is not None else f'q{self.quality}'
+        """'q5', '<= 10 DN', 'per band 0-40 DN', 'lossless' ...: what the user chose."""
+        return self.bound if self.bound is not None else f'q{self.quality}'
 
     def lines(self):
         rate = f'{self.bpppb:.4f} bpppb' if self.bpppb is not None else 'unknown rate'
@@ -55,7 +54,8 @@ def describe(path):
     size = os.path.getsize(path)
     valid = footer.get('valid_pixels')
     rate = rate_metrics(size, int(valid), int(hyspecnet_keep_mask().sum()))['bpppb'] if valid else None
+    bound = ErrorBound.from_codec_info(codec)
     return EhcInfo(os.fspath(path), str(codec.get('model_id', '?')), int(codec.get('quality', 0)),
-                   codec.get('max_error'), int(raster.get('width', 0)), int(raster.get('height', 0)),
-                   int(raster.get('band_count', 0)), valid, size, rate, str(raster.get('product_name') or ''),
-                   str(header.get('created', '')))
+                   None if bound is None else bound.describe(), int(raster.get('width', 0)),
+                   int(raster.get('height', 0)), int(raster.get('band_count', 0)), valid, size, rate,
+                   str(raster.get('product_name') or ''), str(header.get('created', '')))
