@@ -12,44 +12,23 @@ from ..core.runtime import DEVICES, list_models
 QUALITY_LEVELS = range(1, 11)
 
 
-def _quality(text):
-    try:
-        value = int(text)
-    except ValueError:
-        value = None
-    if value not in QUALITY_LEVELS:
-        raise argparse.ArgumentTypeError(f'must be an integer from 1 to 10, not {text!r}')
-    return value
+def _checked(convert, accept, expected):
+    """An argparse type: `convert` the text, and refuse it with `expected` unless `accept(value)`."""
+    def parse(text):
+        try:
+            value = convert(text)
+        except ValueError:
+            value = None
+        if value is None or not accept(value):
+            raise argparse.ArgumentTypeError(f'must be {expected}, not {text!r}')
+        return value
+    return parse
 
 
-def _dn_bound(text):
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f'must be an integer number of DN >= 0, not {text!r}')
-    return value
-
-
-def _fraction(text):
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f'must be a fraction above 0 and at most 1 (0.01 = 1 %), not {text!r}')
-    return value
-
-
-def positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f'must be a whole number >= 1, not {text!r}')
-    return value
+_quality = _checked(int, lambda v: v in QUALITY_LEVELS, 'an integer from 1 to 10')
+_dn_bound = _checked(int, lambda v: v >= 0, 'an integer number of DN >= 0')
+_fraction = _checked(float, lambda v: 0 < v <= 1, 'a fraction above 0 and at most 1 (0.01 = 1 %)')
+positive_int = _checked(int, lambda v: v >= 1, 'a whole number >= 1')
 
 
 def _model_help():
