@@ -453,12 +453,12 @@ def compress(source, output, model=None, quality=5, device='auto', threads=None,
         if package.folder != os.path.join(MODELS_DIR, package.model_id):
             header['codec']['model_path'] = package.folder  # a custom package: where the decoder may find it
         tiles = tile_grid(raster.width, raster.height, tile_size)
-        steps = Progress(len(tiles), progress)
+        tile_progress = Progress(len(tiles), progress)
         count = 0
         band_numbers, nonfinite = np.asarray(raster.canonical_index) + 1, np.zeros(raster.band_count, np.int64)
-        steps.check()
+        tile_progress.check()
         with EhcWriter(output, header) as writer:
-            for tile in steps.each(tiles, 'compressing tile {} of {}'):
+            for tile in tile_progress.each(tiles, 'compressing tile {} of {}'):
                 window = coder.transform.window(tile, raster.width, raster.height)
                 cube = raster.read_canonical(window.x, window.y, window.width, window.height)
                 payload, pixels = encode_tile(coder, cube, raster.nodata, dead, _core(tile, window), band_numbers,
@@ -621,18 +621,19 @@ def decompress(source, output, device='auto', threads=None, progress=None, is_ca
         check_coder(checked, coder, source)
         raster = checked.raster
         canonical_index = np.asarray(raster['canonical_index'], int)
-        steps = Progress(reader.chunk_count, progress, is_cancelled)
-        steps.check()
+        tile_progress = Progress(reader.chunk_count, progress, is_cancelled)
+        tile_progress.check()
         with atomic_output(output) as tmp:
             writer = GeoTiffWriter(tmp, layout_from_header(raster))
             try:
-                for tile, canonical in steps.each(decoded_tiles(reader, coder, raster), 'decoding tile {} of {}'):
+                tiles = decoded_tiles(reader, coder, raster)
+                for tile, canonical in tile_progress.each(tiles, 'decoding tile {} of {}'):
                     file_order = np.empty_like(canonical)
                     file_order[canonical_index] = canonical
                     writer.write(tile.x, tile.y, file_order)
                     if _ends_block_row(tile, raster, writer.block_rows):
                         writer.flush()  # at most one row of TIFF blocks waits in memory
-                steps.say('writing the last blocks of the GeoTIFF')
+                tile_progress.say('writing the last blocks of the GeoTIFF')
             finally:
                 writer.close()
     return DecompressResult(output, runner.choice.device, runner.provider, time.perf_counter() - started)

@@ -5,12 +5,23 @@ statistics (entropy.py). PriorLatentCoder (rdnet): dead-zone rounding and fixed 
 Laplace prior per latent channel (prior.py), so a tile carries no statistics at all.
 """
 import functools
+from typing import Protocol
 
 import numpy as np
 
 from .errors import FormatError
 from .prediction import decode_predicted, encode_predicted
 from .prior import BYTE_TABLE, FLAG_TABLE, LaplaceTable, byte_scale, decode_groups, encode_groups
+
+
+class LatentCoder(Protocol):
+    """A tile's latent (channels, samples) -> integers -> bytes, and back."""
+
+    def encode(self, latent: np.ndarray, valid: np.ndarray, core: tuple) -> tuple: ...  # (symbols, bytes)
+
+    def decode(self, data: bytes, valid: np.ndarray, core: tuple) -> np.ndarray: ...  # symbols
+
+    def dequantise(self, symbols: np.ndarray) -> np.ndarray: ...
 
 
 class AdaptiveLatentCoder:

@@ -5,11 +5,29 @@ spatial factor, with `tile_overlap` pixels of context around the tile so that ti
 is decoded and thrown away). Both work on the HySpecNet [0, 1] scale and return latents as (channels, samples).
 """
 import math
+from typing import Protocol
 
 import numpy as np
 
 from .errors import FormatError
 from .tiling import Tile
+
+
+class Transform(Protocol):
+    """A model's analysis and synthesis on one tile; `unit` is reflectance on [0, 1] of the model's bands, `valid`
+    the window's valid pixels and `core` the tile's slices inside its context window."""
+
+    kind: str
+    channels: int
+    tile_size: int
+
+    def window(self, tile: Tile, width: int, height: int) -> Tile: ...
+
+    def encode(self, unit: np.ndarray, valid: np.ndarray, core: tuple) -> np.ndarray: ...
+
+    def latent_mask(self, valid: np.ndarray, core: tuple) -> np.ndarray: ...
+
+    def decode(self, latent: np.ndarray, valid: np.ndarray, core: tuple) -> np.ndarray: ...
 
 
 class PixelTransform:
