@@ -158,7 +158,7 @@ class EhcCodec(Codec):
         if '/' in self.model or '\\' in self.model:
             info.update(model_id=self.model.replace('\\', '/').rstrip('/').rsplit('/', 1)[-1], model_path=self.model)
         try:
-            return codec._decoder_for({'codec': info}, 'cpu', 1)
+            return codec.decoder_for({'codec': info}, 'cpu', 1)
         except (ModelNotFoundError, FormatError) as exc:
             raise ModelNotFoundError(
                 f'this Zarr store is coded with the EnMAP Compress model "{info["model_id"]}" (decoder sha256 '

@@ -35,7 +35,7 @@ def coding_mode(bound):
 def model_state(codec_info):
     """'installed', 'missing' or 'different version installed' for the model a file needs."""
     try:
-        package = codec._find_package(codec_info)
+        package = codec.find_package(codec_info)
     except ModelError:
         return 'missing'
     return 'installed' if package.decoder_sha256() == codec_info.get('model_sha256') else 'different version installed'
@@ -115,7 +115,7 @@ def verify(path, against=None, device='auto', threads=None, progress=None):
     with reader:
         header = reader.header
         reader.verify()  # every CRC before any decoding
-        coder, _ = codec._decoder_for(header, device, threads)
+        coder, _ = codec.decoder_for(header, device, threads)
         check_coder(checked, coder, path)
         raster = checked.raster
         steps = Progress(reader.chunk_count, progress)

@@ -575,7 +575,9 @@ def max_chunk_bytes(window):
     return 32 * N_BANDS * window.width * window.height + (1 << 20)
 
 
-def _find_package(codec_info):
+def find_package(codec_info):
+    """The model package a file's codec info names (its custom package when that is still there), or
+    ModelNotFoundError naming the model to install."""
     path = codec_info.get('model_path')
     if path and os.path.isdir(path):  # a custom package (its id may equal a bundled one's): the one that made the file
         custom = find_model(path)
@@ -590,9 +592,11 @@ def _find_package(codec_info):
                                  f'(installed: {", ".join(p.model_id for p in list_models()) or "none"})') from None
 
 
-def _decoder_for(header, device, threads):
+def decoder_for(header, device, threads):
+    """(TileCoder, OnnxRunner) that decode a file with this (validated) header: the entry point of every decoder
+    (decompress, cli verify, the Zarr codec)."""
     codec_info = header['codec']
-    package = _find_package(codec_info)
+    package = find_package(codec_info)
     if package.decoder_sha256() != codec_info['model_sha256']:
         raise FormatError(f'this file was made with a different version of model "{package.model_id}" than the '
                           'one installed (sha256 differs); install the matching model to decode it')
@@ -617,7 +621,7 @@ def decompress(source, output, device='auto', threads=None, progress=None, is_ca
     check_writable(output)
     reader, checked = open_checked(source)
     with reader:
-        coder, runner = _decoder_for(reader.header, device, threads)
+        coder, runner = decoder_for(reader.header, device, threads)
         check_coder(checked, coder, source)
         raster = checked.raster
         canonical_index = np.asarray(raster['canonical_index'], int)
