@@ -20,7 +20,7 @@ from .bands import DN_PEAK, N_BANDS, N_HYSPECNET, Radiometry, band_set
 from .bounds import ErrorBound, UniformQuantiser, error_bound, uniform_bound
 from .container import EhcWriter
 from .enmap import SpectralRaster, open_spectral
-from .errors import EnmapCompressError, FormatError, InputError, ModelError, ModelNotFoundError, OutputError
+from .errors import EnmapCompressError, FormatError, InputError, ModelNotFoundError, OutputError
 from .geotiff import BandInfo, GeoTiffWriter, RasterLayout, output_values
 from .latent import make_latent_coder
 from .metrics import rate_metrics
@@ -292,11 +292,8 @@ def checksum(values):
 
 
 def model_band_indices(package):
-    """Canonical indices of the bands the package's model codes (its band set)."""
-    try:
-        return band_set(package.meta.band_set).indices
-    except InputError as exc:
-        raise ModelError(f'model {package.model_id}: {exc}') from None
+    """Canonical indices of the bands the package's model codes (its band set, known: modelmeta checked it)."""
+    return band_set(package.meta.band_set).indices
 
 
 def valid_pixels(cube, nodata, live_bands):

@@ -4,7 +4,6 @@ import os
 from dataclasses import dataclass
 from typing import Optional
 
-from .bands import hyspecnet_keep_mask
 from .bounds import ErrorBound
 from .metrics import rate_metrics
 from .validation import open_checked
@@ -53,7 +52,7 @@ def describe(path):
     codec, raster = header.get('codec', {}), header.get('raster', {})
     size = os.path.getsize(path)
     valid = footer.get('valid_pixels')
-    rate = rate_metrics(size, int(valid), int(hyspecnet_keep_mask().sum()))['bpppb'] if valid else None
+    rate = rate_metrics(size, int(valid))['bpppb'] if valid else None  # over the HySpecNet band count
     bound = ErrorBound.from_codec_info(codec)
     return EhcInfo(os.fspath(path), str(codec.get('model_id', '?')), int(codec.get('quality', 0)),
                    None if bound is None else bound.describe(), int(raster.get('width', 0)),
