@@ -22,7 +22,7 @@ import shutil
 import sys
 import time
 
-from bench.common import BUILD_DIR, DOCS_DIR, git_commit, machine, replace_section
+from bench.reporting import BUILD_DIR, DOCS_DIR, git_commit, machine, replace_section
 from enmap_compress.plugin.cli.archive import Settings, run_archive
 from tools import synthetic
 

@@ -18,8 +18,9 @@ import sys
 
 import numpy as np
 
-from bench import common
-from training.common import potsdam_tiles
+from bench.reporting import scratch_dir
+from bench.scenes import CODED, Pool, load_scene, write_mosaic
+from training.shared_data import potsdam_tiles
 
 SIDE_BYTES = 6  # float32 scale, K, flags
 TABLE_RATES = (0.10, 0.15, 0.20, 0.25, 0.30, 0.40, 0.50, 0.60)
@@ -42,7 +43,7 @@ def reflectance(scene):
 
 def fit_klt(paths):
     """Mean (202,) and eigenvectors (202, 202), leading first, from the training tiles' valid pixels."""
-    x = np.concatenate([reflectance(common.load_scene(p)) for p in paths], axis=1)
+    x = np.concatenate([reflectance(load_scene(p)) for p in paths], axis=1)
     mean = x.mean(axis=1)
     values, vectors = np.linalg.eigh(np.cov(x - mean[:, None]))
     return mean, vectors[:, np.argsort(values)[::-1]]
@@ -63,7 +64,7 @@ def roundtrip(scene, mean, basis, k, target_bpppb, folder):
     images = _components(scene, mean, basis, k)
     scale = np.float32(32767.0 / max(float(np.abs(images).max()), 1e-12))
     stored = np.clip(np.rint(images * scale) + 32768, 0, 65535).astype(np.uint16)
-    budget_bits = target_bpppb * scene.valid_count * common.CODED - 8 * SIDE_BYTES
+    budget_bits = target_bpppb * scene.valid_count * CODED - 8 * SIDE_BYTES
     ratio = stored.size * 16 / max(budget_bits, 1.0)
     path = os.path.join(folder, 'anchor.j2k')
     if os.path.exists(path):
@@ -84,8 +85,8 @@ def roundtrip(scene, mean, basis, k, target_bpppb, folder):
 
 
 def measure(scenes, mean, basis, k, target, folder):
-    """Pooled result (bench.common.Pool) of the scenes at one K and target rate."""
-    pool = common.Pool()
+    """Pooled result (bench.scenes.Pool) of the scenes at one K and target rate."""
+    pool = Pool()
     for scene in scenes:
         size, rec = roundtrip(scene, mean, basis, k, target, folder)
         pool.add(size, scene, rec, scene.keep)
@@ -133,10 +134,10 @@ def best_k_table(scenes, mean, basis, ks, rates, folder):
 def scenes_of(name, scratch):
     held_out = potsdam_tiles(held_out=True)
     if name == 'potsdam':
-        return [common.load_scene(p) for p in held_out]
+        return [load_scene(p) for p in held_out]
     if name == 'mosaic':
-        return [common.load_scene(common.write_mosaic(held_out, os.path.join(scratch, 'mosaic.tif')))]
-    return [common.load_scene(name)]
+        return [load_scene(write_mosaic(held_out, os.path.join(scratch, 'mosaic.tif')))]
+    return [load_scene(name)]
 
 
 def main(argv=None):
@@ -148,7 +149,7 @@ def main(argv=None):
     rates = tuple(float(r) for r in args.rates.split(','))
     ks = tuple(int(k) for k in args.ks.split(','))
     mean, basis = fit_klt(potsdam_tiles(held_out=False))
-    scratch = common.scratch_dir('pcaj2k_')
+    scratch = scratch_dir('pcaj2k_')
     try:
         for name in args.datasets.split(','):
             best = best_k_table(scenes_of(name, scratch), mean, basis, ks, rates, scratch)

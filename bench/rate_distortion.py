@@ -24,11 +24,15 @@ import traceback
 
 import numpy as np
 
-from bench import common, pca_jpeg2000
+from bench import pca_jpeg2000
+from bench.anchors import anchor_runs, delta_zstd_roundtrip, gtiff_roundtrip
+from bench.reporting import DOCS_DIR, git_commit, machine, replace_section, scratch_dir
+from bench.scenes import CODED, Pool, load_scene, synthetic_scene, write_mosaic
+from enmap_compress.plugin.core.bands import hyspecnet_keep_mask
 from enmap_compress.plugin.core.codec import compress, decompress
 from enmap_compress.plugin.core.enmap import open_spectral
 from enmap_compress.plugin.core.runtime import list_models
-from training.common import potsdam_tiles
+from training.shared_data import potsdam_tiles
 
 ALL_LEVELS = tuple(range(1, 11))
 BOUNDS = (0, 5, 10, 25, 50, 100)
@@ -88,10 +92,10 @@ def datasets(names, synthetic_size, scratch):
         if name == 'potsdam':
             out[name] = potsdam_tiles(held_out=True)
         elif name == 'mosaic':
-            out[name] = [common.write_mosaic(potsdam_tiles(held_out=True),
+            out[name] = [write_mosaic(potsdam_tiles(held_out=True),
                                              os.path.join(scratch, 'potsdam_heldout_mosaic.tif'))]
         elif name == 'synthetic':
-            out[name] = [common.synthetic_scene(synthetic_size, synthetic_size)]
+            out[name] = [synthetic_scene(synthetic_size, synthetic_size)]
         elif os.path.exists(name):
             out[os.path.basename(name)] = [name]
         else:
@@ -117,10 +121,10 @@ def failure(section, dataset, method, setting, exc):
     return out
 
 
-def run_model(package, rasters, scenes, scratch, quality, max_error=None, bands=common.CODED, threads=2):
+def run_model(package, rasters, scenes, scratch, quality, max_error=None, bands=CODED, threads=2):
     """Compress and decompress each raster through the real codec; pooled metrics."""
-    pool = common.Pool(bands)
-    mask = scenes[0].keep if bands == common.CODED else np.ones(224, bool)
+    pool = Pool(bands)
+    mask = scenes[0].keep if bands == CODED else np.ones(224, bool)
     levels = []
     for index, (raster, scene) in enumerate(zip(rasters, scenes)):
         ehc, rec = os.path.join(scratch, f'{index}.ehc'), os.path.join(scratch, f'{index}.tif')
@@ -133,8 +137,8 @@ def run_model(package, rasters, scenes, scratch, quality, max_error=None, bands=
     return pool.result(), levels
 
 
-def run_anchor(fn, scenes, bands_idx, scratch, bands=common.CODED):
-    pool = common.Pool(bands)
+def run_anchor(fn, scenes, bands_idx, scratch, bands=CODED):
+    pool = Pool(bands)
     mask = np.zeros(224, bool)
     mask[bands_idx] = True
     for scene in scenes:
@@ -177,7 +181,7 @@ def log(r):
 def run(models=None, levels=ALL_LEVELS, names=('potsdam', 'mosaic', 'synthetic'), synthetic_size=256,
         bounds=BOUNDS, anchors=True, model_datasets=None, threads=2):
     """All rows of the benchmark (list of dicts, FIELDS)."""
-    scratch = common.scratch_dir('rd_')
+    scratch = scratch_dir('rd_')
     rows = []
     try:
         data = datasets(names, synthetic_size, scratch)
@@ -189,10 +193,10 @@ def run(models=None, levels=ALL_LEVELS, names=('potsdam', 'mosaic', 'synthetic')
                              f'(installed: {", ".join(p.model_id for p in installed)})')
         print(f'models: {", ".join(p.model_id for p in packages) or "none"}; datasets: '
               f'{", ".join(f"{k} ({len(v)} file(s))" for k, v in data.items())}', flush=True)
-        keep = np.flatnonzero(common.hyspecnet_keep_mask())
+        keep = np.flatnonzero(hyspecnet_keep_mask())
         everything = np.arange(224)
         for name, rasters in data.items():
-            scenes = [common.load_scene(p) for p in rasters]
+            scenes = [load_scene(p) for p in rasters]
             work = os.path.join(scratch, name)
             os.makedirs(work, exist_ok=True)
             for package in packages:
@@ -209,7 +213,7 @@ def run(models=None, levels=ALL_LEVELS, names=('potsdam', 'mosaic', 'synthetic')
                     except Exception as exc:  # report and go on: one broken model must not stop the benchmark
                         rows.append(failure('rd', name, package.model_id, f'quality={level}', exc))
                 for bound in bounds:
-                    bands = 224 if bound == 0 else common.CODED
+                    bands = 224 if bound == 0 else CODED
                     try:
                         result, used = run_model(package, rasters, scenes, work, None, bound, bands, threads)
                         rows.append(row('eb', name, package.model_id, f'max_error={bound}', result,
@@ -219,14 +223,14 @@ def run(models=None, levels=ALL_LEVELS, names=('potsdam', 'mosaic', 'synthetic')
                         rows.append(failure('eb', name, package.model_id, f'max_error={bound}', exc))
             if not anchors:
                 continue
-            for method, setting, fn in common.anchor_runs(common.CODED):
+            for method, setting, fn in anchor_runs(CODED):
                 try:
                     rows.append(row('rd', name, method, setting, run_anchor(fn, scenes, keep, work)))
                     log(rows[-1])
                 except Exception as exc:
                     rows.append(failure('rd', name, method, setting, exc))
             rows += pca_jpeg2000_rows(name, scenes, work)
-            eb_anchors = [(f'MAX_Z_ERROR={b}', 224 if b == 0 else common.CODED,
+            eb_anchors = [(f'MAX_Z_ERROR={b}', 224 if b == 0 else CODED,
                            ['COMPRESS=LERC_ZSTD', f'MAX_Z_ERROR={b}', 'INTERLEAVE=PIXEL'], 'gdal_lerc_zstd')
                           for b in bounds]
             eb_anchors.append(('ZSTD PREDICTOR=2 INTERLEAVE=PIXEL (lossless)', 224,
@@ -234,7 +238,7 @@ def run(models=None, levels=ALL_LEVELS, names=('potsdam', 'mosaic', 'synthetic')
             for setting, bands, opts, method in eb_anchors:
                 idx = everything if bands == 224 else keep
                 try:
-                    result = run_anchor(lambda s, b, f, o=opts: common.gtiff_roundtrip(s, b, o, f), scenes, idx,
+                    result = run_anchor(lambda s, b, f, o=opts: gtiff_roundtrip(s, b, o, f), scenes, idx,
                                         work, bands)
                     rows.append(row('eb', name, method, setting, result))
                     log(rows[-1])
@@ -242,7 +246,7 @@ def run(models=None, levels=ALL_LEVELS, names=('potsdam', 'mosaic', 'synthetic')
                     rows.append(failure('eb', name, method, setting, exc))
             if 0 in bounds:
                 try:
-                    result = run_anchor(lambda s, b, f: common.delta_zstd_roundtrip(s, b), scenes, everything,
+                    result = run_anchor(lambda s, b, f: delta_zstd_roundtrip(s, b), scenes, everything,
                                         work, 224)
                     rows.append(row('eb', name, 'delta_shuffle_zstd', 'spectral delta + byte shuffle + zstd-9 '
                                     '(lossless)', result))
@@ -389,9 +393,9 @@ def main(argv=None):
     parser.add_argument('--bounds', default=','.join(map(str, BOUNDS)), help='MAX_ERROR values (empty: none)')
     parser.add_argument('--threads', type=int, default=2)
     parser.add_argument('--no-anchors', action='store_true')
-    parser.add_argument('--out-csv', default=os.path.join(common.DOCS_DIR, 'benchmarks_rd.csv'))
-    parser.add_argument('--img-dir', default=os.path.join(common.DOCS_DIR, 'img'))
-    parser.add_argument('--doc', default=os.path.join(common.DOCS_DIR, 'benchmarks.md'))
+    parser.add_argument('--out-csv', default=os.path.join(DOCS_DIR, 'benchmarks_rd.csv'))
+    parser.add_argument('--img-dir', default=os.path.join(DOCS_DIR, 'img'))
+    parser.add_argument('--doc', default=os.path.join(DOCS_DIR, 'benchmarks.md'))
     parser.add_argument('--no-doc', action='store_true', help='do not touch docs/benchmarks.md')
     parser.add_argument('--merge', action='store_true',
                         help='keep the rows of --out-csv that were not measured now (use with --models and '
@@ -423,10 +427,10 @@ def main(argv=None):
     if not args.no_doc:
         command = 'python -m bench.rate_distortion ' + ' '.join(argv if argv is not None else sys.argv[1:])
         header = (f'Generated by `{command.strip()}` on {time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}, '
-                  f'commit {common.git_commit()}, in {elapsed / 60:.1f} min.{merged}\n'
-                  f'Machine: {common.machine()}.\n'
+                  f'commit {git_commit()}, in {elapsed / 60:.1f} min.{merged}\n'
+                  f'Machine: {machine()}.\n'
                   f'Models: {", ".join(p.model_id for p in list_models()) or "none"}.\n')
-        common.replace_section(args.doc, 'rd-results', header + '\n' + tables(rows, names))
+        replace_section(args.doc, 'rd-results', header + '\n' + tables(rows, names))
     return 1 if failed else 0
 
 

@@ -15,10 +15,12 @@ import shutil
 import sys
 import time
 
-from bench import common, pca_jpeg2000
+from bench import pca_jpeg2000
 from bench.rdnet_vs_pca import at, curve
-from training.common import PROJECT_ROOT, potsdam_tiles
+from bench.reporting import scratch_dir
+from bench.scenes import load_scene, synthetic_scene, write_mosaic
 from training.measure import ALL_LEVELS, measure_package
+from training.shared_data import PROJECT_ROOT, potsdam_tiles
 
 RATES = (0.10, 0.15, 0.20, 0.25, 0.30, 0.40, 0.50, 0.60)
 SYNTHETIC_KS = (16, 32, 64, 96, 128)  # the noisy synthetic scene needs K > 48 above 0.1 bpppb; minutes per K
@@ -30,9 +32,9 @@ def rasters_of(name, synthetic_size, scratch):
     if name == 'potsdam':
         return held_out
     if name == 'mosaic':
-        return [common.write_mosaic(held_out, os.path.join(scratch, 'mosaic.tif'))]
+        return [write_mosaic(held_out, os.path.join(scratch, 'mosaic.tif'))]
     if name == 'synthetic':
-        return [common.synthetic_scene(synthetic_size, synthetic_size)]
+        return [synthetic_scene(synthetic_size, synthetic_size)]
     raise SystemExit(f'unknown dataset {name} (potsdam, mosaic or synthetic)')
 
 
@@ -91,14 +93,14 @@ def main(argv=None):
     names = args.models.split(',')
     levels = _levels(args.levels)
     mean, basis = pca_jpeg2000.fit_klt(potsdam_tiles(held_out=False))
-    scratch = common.scratch_dir('vs_anchors_')
+    scratch = scratch_dir('vs_anchors_')
     try:
         for dataset in args.datasets.split(','):
             started = time.perf_counter()
             rasters = rasters_of(dataset, args.synthetic_size, scratch)
             ks = tuple(int(k) for k in args.ks.split(',')) if args.ks else (
                 SYNTHETIC_KS if dataset == 'synthetic' else pca_jpeg2000.DEFAULT_KS)
-            scenes = [common.load_scene(p) for p in rasters]
+            scenes = [load_scene(p) for p in rasters]
             anchor = pca_jpeg2000.best_k_table(scenes, mean, basis, ks, rates, scratch)
             models = {name: measure_package(os.path.join(PROJECT_ROOT, 'models', name), rasters, levels)
                       for name in names}

@@ -17,9 +17,9 @@ import tempfile
 
 import numpy as np
 
-from bench.common import replace_section
-from training.common import HELD_OUT_TILES, PROJECT_ROOT, potsdam_tiles
+from bench.reporting import replace_section
 from training.measure import measure_package
+from training.shared_data import HELD_OUT_TILES, PROJECT_ROOT, potsdam_tiles
 
 RATES = (0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6)
 PCA_EXTRA_STEPS = (0.16, 0.12, 0.09, 0.075)  # coarser than PCA's quality 1 (0.06)

@@ -19,31 +19,35 @@ def tiny(tmp_path_factory):
 
 
 def test_pool_identity_and_lossless_anchors(tiny, tmp_path):
-    from bench import common
+    from bench.anchors import delta_zstd_roundtrip, gtiff_roundtrip, jpeg2k_roundtrip
+    from bench.scenes import Pool, load_scene
+    from enmap_compress.plugin.core.bands import hyspecnet_keep_mask
 
-    scene = common.load_scene(tiny)
-    keep = np.flatnonzero(common.hyspecnet_keep_mask())
-    mask = common.hyspecnet_keep_mask()
-    pool = common.Pool()
+    scene = load_scene(tiny)
+    keep = np.flatnonzero(hyspecnet_keep_mask())
+    mask = hyspecnet_keep_mask()
+    pool = Pool()
     pool.add(1000, scene, scene.cube, mask)
     result = pool.result()
     assert math.isinf(result['psnr']) and result['max_abs_dn'] == 0
     assert result['bpppb'] == pytest.approx(8000 / (scene.valid_count * 202))
-    for fn in (lambda: common.delta_zstd_roundtrip(scene, keep),
-               lambda: common.gtiff_roundtrip(scene, keep, ['COMPRESS=ZSTD', 'PREDICTOR=2', 'INTERLEAVE=PIXEL'],
-                                              str(tmp_path)),
-               lambda: common.jpeg2k_roundtrip(scene, keep[:3], None)):
+    for fn in (lambda: delta_zstd_roundtrip(scene, keep),
+               lambda: gtiff_roundtrip(scene, keep, ['COMPRESS=ZSTD', 'PREDICTOR=2', 'INTERLEAVE=PIXEL'],
+                                       str(tmp_path)),
+               lambda: jpeg2k_roundtrip(scene, keep[:3], None)):
         size, rec, _, _ = fn()
         assert size > 0
         assert np.array_equal(rec, scene.cube)
 
 
 def test_lossy_anchor_respects_bound(tiny, tmp_path):
-    from bench import common
+    from bench.anchors import gtiff_roundtrip
+    from bench.scenes import load_scene
+    from enmap_compress.plugin.core.bands import hyspecnet_keep_mask
 
-    scene = common.load_scene(tiny)
-    keep = np.flatnonzero(common.hyspecnet_keep_mask())
-    size, rec, _, _ = common.gtiff_roundtrip(scene, keep, ['COMPRESS=LERC_ZSTD', 'MAX_Z_ERROR=10',
+    scene = load_scene(tiny)
+    keep = np.flatnonzero(hyspecnet_keep_mask())
+    size, rec, _, _ = gtiff_roundtrip(scene, keep, ['COMPRESS=LERC_ZSTD', 'MAX_Z_ERROR=10',
                                                            'INTERLEAVE=PIXEL'], str(tmp_path))
     diff = np.abs(rec[keep].astype(int) - scene.cube[keep])[:, scene.valid]
     assert diff.max() <= 10 and size > 0
@@ -106,9 +110,10 @@ def test_speed_worker_measures_an_anchor(tiny, tmp_path):
 def test_pca_jpeg2000_anchor_roundtrip(tiny, tmp_path):
     """The PCA + JPEG 2000 anchor hits its target rate and decodes to a real reconstruction."""
     pytest.importorskip('glymur')
-    from bench import common, pca_jpeg2000
+    from bench import pca_jpeg2000
+    from bench.scenes import load_scene
 
-    scene = common.load_scene(tiny)
+    scene = load_scene(tiny)
     mean, basis = pca_jpeg2000.fit_klt([tiny])
     coarse = pca_jpeg2000.measure([scene], mean, basis, 8, 0.3, str(tmp_path))
     fine = pca_jpeg2000.measure([scene], mean, basis, 8, 1.0, str(tmp_path))

@@ -14,7 +14,7 @@ import re
 
 import numpy as np
 
-from training.common import SHARED_DATA, load_spectra, potsdam_tiles
+from training.shared_data import SHARED_DATA, load_spectra, potsdam_tiles
 
 HYSPECNET_INVALID = tuple(range(126, 141)) + tuple(range(160, 167))  # 0-based, product (wavelength) order
 HYSPECNET_VALID = tuple(i for i in range(224) if i not in HYSPECNET_INVALID)

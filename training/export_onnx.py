@@ -131,7 +131,7 @@ def package_meta(net, model_id, name, steps, channel_scale=None, training=None, 
 
 def write_package(net, folder, meta, card, fp16=False):
     """Export `net` and write the package folder (encoder.onnx, decoder.onnx, card.md)."""
-    from training.common import write_model_package
+    from training.model_package import write_model_package
 
     encoder, decoder = export_onnx(net, fp16=fp16)
     write_model_package(folder, encoder, decoder, meta, card)

@@ -11,9 +11,9 @@ import os
 import numpy as np
 import torch
 
-from training.common import HELD_OUT_TILES, potsdam_cubes, potsdam_tiles
 from training.export_onnx import MethodGraph, export_module
 from training.measure import card_table, measure_package
+from training.shared_data import HELD_OUT_TILES, potsdam_cubes, potsdam_tiles
 from training.train_rdnet import (
     STEP_RANGE,
     initial_net,
@@ -145,7 +145,7 @@ def training_effect(net, rates=(0.1, 0.2, 0.4, 0.6)):
 
 def package(run_dir, out, log=print):
     """Write models/rdnet-style package `out` (its folder name must be the id, rdnet) from RUN_DIR/last.pt."""
-    from training.common import write_model_package
+    from training.model_package import write_model_package
 
     net, trained_steps, trained_tied = load_net(run_dir)
     steps = quality_steps()

@@ -10,9 +10,9 @@ epoch; loaded back with torch.load(weights_only=True)) and appends a row to RUN_
 Loss: MSE in the HySpecNet [0, 1] view. From epoch --qat-from on, uniform noise of one quantiser step
 (log-uniform between the finest and coarsest quality step, times the per-channel scale) is added to the latent,
 so that rounding the latent (what the codec does) loses little.
-Validation: the held-out real Potsdam tiles (training.common.HELD_OUT_TILES), never trained on.
+Validation: the held-out real Potsdam tiles (training.shared_data.HELD_OUT_TILES), never trained on.
 Spatial models: --mix weights the patch sources (real Potsdam training tiles, other sensors, synthetic mixtures);
---init smart starts from a data-dependent map (training/init.py); --freeze-bn trains with the BatchNorm running
+--init smart starts from a data-dependent map (training/smart_init.py); --freeze-bn trains with the BatchNorm running
 statistics fixed (3D-CAE: per-batch statistics of a few patches make training and inference disagree);
 --schedule cosine decays the learning rate from --lr to 2% of it over all steps after --warmup linear steps.
 The options of the first run are stored in last.pt and the model card; a resumed run uses those given again.
@@ -60,7 +60,7 @@ class Data:
         else:
             weights = dict(zip(('real_weight', 'other_weight', 'synthetic_weight'), mix)) if mix else {}
             self.sampler = datasets.PatchSampler(size=patch, seed=seed, **weights)
-        from training.common import potsdam_cubes
+        from training.shared_data import potsdam_cubes
 
         cubes = potsdam_cubes(held_out=True)
         self.val = cubes if kind == 'spatial' else np.concatenate([c.reshape(202, -1).T for c in cubes])
@@ -105,7 +105,7 @@ def set_mode(net, training, freeze_bn=False):
     """train()/eval(); with freeze_bn the BatchNorm layers stay in eval mode (running statistics) while training."""
     net.train(training)
     if training and freeze_bn:
-        from training.init import freeze_batchnorm
+        from training.smart_init import freeze_batchnorm
 
         freeze_batchnorm(net)
 
@@ -122,8 +122,8 @@ def learning_rate(base, step, total, schedule='const', warmup=0, rewarm_from=Non
 
 
 def smart_init(net, data, rng, log=print):
-    """Data-dependent initialisation (training/init.py) from the training data only; returns the start PSNR."""
-    from training import init
+    """Data-dependent initialisation (training/smart_init.py) from the training data only; returns the start PSNR."""
+    from training.smart_init import init_cae3d, init_sscnet
 
     if net.kind == 'pixel':
         raise ValueError('--init smart is implemented for the spatial models (sscnet, cae3d)')
@@ -132,10 +132,10 @@ def smart_init(net, data, rng, log=print):
     else:
         cubes = np.asarray(data.train, np.float32)
     if type(net).__name__ == 'SpectralSignalsCompressorNetwork':
-        start = init.init_sscnet(net, cubes, k=min(16, net.latent_channels // 2))
+        start = init_sscnet(net, cubes, k=min(16, net.latent_channels // 2))
     else:
         batches = [data.batch(rng, 4) for _ in range(4)]
-        start = init.init_cae3d(net, batches)
+        start = init_cae3d(net, batches)
     log(f'smart init: training PSNR {start:.2f} dB at the start')
     return start
 
@@ -300,9 +300,9 @@ TITLES = {'cae1d': '1D-CAE (Kuester et al. 2021)', 'hycot': 'HyCoT (Fuchs et al.
 
 def package(variant, run_dir, out, fp16=False, steps=None, log=print, note=''):
     """Export a trained run to a package (id = folder name), measure it on the held-out tiles, write its card."""
-    from training.common import HELD_OUT_TILES, potsdam_tiles
     from training.export_onnx import package_meta, write_package
     from training.measure import card_table, measure_package
+    from training.shared_data import HELD_OUT_TILES, potsdam_tiles
 
     state = torch.load(os.path.join(run_dir, 'last.pt'), map_location='cpu', weights_only=True)
     threads = json.loads(state.get('config', '{}')).get('threads', 2)
@@ -360,7 +360,7 @@ def bundled_comparison(model_id, models_dir=None):
     same held-out tiles by the same measure_package)."""
     import re
 
-    from training.common import PROJECT_ROOT
+    from training.shared_data import PROJECT_ROOT
 
     models_dir = models_dir or os.path.join(PROJECT_ROOT, 'models')
     parts = []
@@ -396,8 +396,8 @@ def training_text(state, tiles, qat_from=None):
         command += ' --mix ' + ' '.join(f'{w:g}' for w in c['mix'])
     if c['init'] == 'smart':
         command += ' --init smart'
-        recipe.append('a data-dependent start (training/init.py: SSCNet as a block-wise spectral-PCA code, 3D-CAE '
-                      'with identity residual blocks and BatchNorm statistics from training batches)')
+        recipe.append('a data-dependent start (training/smart_init.py: SSCNet as a block-wise spectral-PCA code, '
+                      '3D-CAE with identity residual blocks and BatchNorm statistics from training batches)')
     if c['freeze_bn']:
         command += ' --freeze-bn'
         recipe.append('BatchNorm running statistics frozen during training (training and inference agree)')
@@ -477,7 +477,7 @@ def main():
     parser.add_argument('--mix', nargs=3, type=float, metavar=('REAL', 'OTHER', 'SYNTHETIC'), default=None,
                         help='spatial models: weights of the patch sources (default 0.6 0.2 0.2)')
     parser.add_argument('--init', choices=('default', 'smart'), default='default',
-                        help='smart: data-dependent start (training/init.py; spatial models)')
+                        help='smart: data-dependent start (training/smart_init.py; spatial models)')
     parser.add_argument('--freeze-bn', action='store_true', help='train with fixed BatchNorm running statistics')
     parser.add_argument('--schedule', choices=('const', 'cosine'), default='const')
     parser.add_argument('--warmup', type=int, default=0, help='linear learning-rate warm-up steps')

@@ -1,7 +1,7 @@
 """Train the PCA transform codec (a global KLT basis) on the shared real EnMAP tiles and write models/pca.
 
 usage: python -m training.train_pca [--out models/pca]
-The held-out Potsdam tiles (training/common.py) are never used for fitting; the card reports the codec measured on
+The held-out Potsdam tiles (training/shared_data.py) are never used for fitting; the card reports the codec measured on
 them through the real pipeline (quantisation, entropy coding, bytes on disk).
 """
 import argparse
@@ -9,8 +9,9 @@ import os
 
 import numpy as np
 
-from training.common import HELD_OUT_TILES, PROJECT_ROOT, load_spectra, potsdam_tiles, write_model_package
 from training.measure import card_table, measure_package
+from training.model_package import write_model_package
+from training.shared_data import HELD_OUT_TILES, PROJECT_ROOT, load_spectra, potsdam_tiles
 
 # Quantiser steps on the [0, 1] reflectance scale, geometric from coarse (1) to fine (10).
 STEPS = [float(s) for s in np.geomspace(0.06, 0.0025, 10)]

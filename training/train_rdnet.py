@@ -2,8 +2,8 @@
 
 usage: python -m training.train_rdnet RUN_DIR [--steps N] [--lr LR] [--seed S] [--threads T] [--channels K]
                                       [--package models/rdnet]
-Data: the real Potsdam training tiles (never the held-out ones, training/common.py), with random flips and 90 degree
-rotations (the held-out tiles touch some training tiles, so no windows across tile borders).
+Data: the real Potsdam training tiles (never the held-out ones, training/shared_data.py), with random flips and 90
+degree rotations (the held-out tiles touch some training tiles, so no windows across tile borders).
 Every `--log-every` steps RUN_DIR/last.pt (plain state dicts, loaded with weights_only=True) is written and a row
 is appended to RUN_DIR/log.csv with the held-out estimate (prior bits + header, PSNR) at three quantiser steps.
 Run again to resume. `--package` writes the ONNX package from RUN_DIR/last.pt, measured through the real codec.
@@ -17,8 +17,8 @@ import time
 import numpy as np
 import torch
 
-from training.common import potsdam_cubes
 from training.nets.rdnet import RDNet
+from training.shared_data import potsdam_cubes
 from training.train_pca import fit_pca
 
 # Quantiser steps (latent units = [0, 1] reflectance): coarse (quality 1, ~0.05 bpppb) to fine (10, ~1 bpppb).

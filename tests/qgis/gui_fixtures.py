@@ -32,7 +32,7 @@ def build_test_model(folder):
     """A `pca` model package in `folder`/pca from a synthetic scene (no real data needed)."""
     from enmap_compress.plugin.core.enmap import open_spectral
     from tools import synthetic
-    from training.common import write_model_package
+    from training.model_package import write_model_package
     from training.train_pca import STEPS, fit_pca, linear_graph
 
     path = synthetic.write_scene(os.path.join(folder, 'train.tif'), 64, 64, seed=11)

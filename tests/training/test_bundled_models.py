@@ -11,7 +11,7 @@ import pytest
 
 from enmap_compress.plugin.core.codec import compress, decompress
 from enmap_compress.plugin.core.evaluate import measure
-from training.common import HELD_OUT_TILES, POTSDAM_DIR, PROJECT_ROOT
+from training.shared_data import HELD_OUT_TILES, POTSDAM_DIR, PROJECT_ROOT
 
 POOLED_FLOOR = {'sscnet': 35.0, 'cae3d': 35.0}  # dB at quality 10, pooled over the held-out tiles
 MIN_PSNR = {'cae1d': 45.0, 'hycot': 45.0, 'rdnet': 60.0, **{k: v - 1.5 for k, v in POOLED_FLOOR.items()}}

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from training.checkpoint import BUDGET_BYTES, load_compact, pack_weights, save_compact, unpack_weights
-from training.common import PROJECT_ROOT
 from training.nets import build
+from training.shared_data import PROJECT_ROOT
 from training.train_model import resume_compact, train
 
 COMMITTED = os.path.join(PROJECT_ROOT, 'training', 'checkpoints')

@@ -82,7 +82,7 @@ def test_generic_pixel_set_from_shared_data(shared):
 
 
 def test_patch_sampler_never_uses_held_out_tiles(shared):
-    from training.common import HELD_OUT_TILES, potsdam_tiles
+    from training.shared_data import HELD_OUT_TILES, potsdam_tiles
 
     assert not any(os.path.basename(p) in HELD_OUT_TILES for p in potsdam_tiles(held_out=False))
     sampler = datasets.PatchSampler(size=16)

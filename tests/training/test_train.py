@@ -52,8 +52,8 @@ def _smooth_cubes(n=4, size=16):
 
 
 def test_sscnet_smart_init_starts_from_a_useful_map():
-    from training.init import init_sscnet
     from training.nets import build
+    from training.smart_init import init_sscnet
 
     cubes = _smooth_cubes()
     x = torch.from_numpy(cubes)
@@ -67,8 +67,8 @@ def test_sscnet_smart_init_starts_from_a_useful_map():
 
 
 def test_cae3d_smart_init_and_frozen_batchnorm(tmp_path):
-    from training.init import init_cae3d
     from training.nets import build
+    from training.smart_init import init_cae3d
     from training.train_model import set_mode
 
     net = build('cae3d_cr32')
