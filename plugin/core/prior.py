@@ -18,7 +18,8 @@ from .entropy import IndexStream, ans_coder, ans_words, cut_tail, pop_indices, p
 from .errors import FormatError
 
 MAGIC = b'EP'
-VERSION = 1
+VERSION = 1  # the per-row prior coder's streams (latent.PriorLatentCoder)
+CONTEXT_VERSION = 2  # context-coded streams (context_coder.py): a reader without it refuses them clearly
 _HEAD = struct.Struct('<2sBIII')  # magic, version, rows, ANS words, escaped values
 _CRC = struct.Struct('<I')
 MAX_HALF_WIDTH = 32767  # table covers -A..A; larger magnitudes are escaped and stored as raw int32
@@ -84,8 +85,9 @@ def byte_scale(code):
     return float(np.ldexp(quarter[int(code) % 4], int(code) // 4))
 
 
-def encode_groups(rows, tables):
-    """rows: int32 arrays; tables: their FixedTables (LaplaceTable is one). Returns one self-checking stream."""
+def encode_groups(rows, tables, version=VERSION):
+    """rows: int32 arrays; tables: their FixedTables (LaplaceTable is one). Returns one self-checking stream that
+    states `version` (which coder laid it out)."""
     coder = ans_coder()
     escaped = []
     for row, table in zip(reversed(rows), reversed(tables)):  # a stack: the first group pops first
@@ -97,7 +99,7 @@ def encode_groups(rows, tables):
         push_stream(coder, _stream(index.astype(np.int32), table))
     raw = b''.join(e.tobytes() for e in reversed(escaped))
     words = ans_words(coder)
-    body = _HEAD.pack(MAGIC, VERSION, len(rows), len(words) // 4, len(raw) // 4) + words + raw
+    body = _HEAD.pack(MAGIC, version, len(rows), len(words) // 4, len(raw) // 4) + words + raw
     return body + _CRC.pack(zlib.crc32(body))
 
 
@@ -106,18 +108,19 @@ def _stream(index, table):
     return IndexStream(table.weights, 1, index, index[:0])
 
 
-def decode_groups(data, tables, lengths=None):
+def decode_groups(data, tables, lengths=None, version=VERSION):
     """Inverse of encode_groups. tables and lengths: the groups' tables and lengths; or `tables` is a callable
     plan(rows) returning an iterator of (table, length) that may look at the rows decoded so far (filled in as it
-    goes), for streams whose later tables depend on earlier symbols. FormatError on any damage."""
+    goes), for streams whose later tables depend on earlier symbols. FormatError on any damage, or when the stream
+    states another version than `version`."""
     buf = bytes(data)
     if len(buf) < _HEAD.size + _CRC.size or buf[:2] != MAGIC:
         raise FormatError('not a learned-prior latent stream (bad magic or too short)')
     if _CRC.unpack_from(buf, len(buf) - 4)[0] != zlib.crc32(buf[:-4]):
         raise FormatError('a learned-prior latent stream is corrupt (checksum mismatch)')
-    _magic, version, count, n_words, n_escaped = _HEAD.unpack_from(buf, 0)
-    if version != VERSION:
-        raise FormatError(f'learned-prior stream version {version} is not supported (expected {VERSION})')
+    _magic, stated, count, n_words, n_escaped = _HEAD.unpack_from(buf, 0)
+    if stated != version:
+        raise FormatError(f'learned-prior stream version {stated} is not supported here (expected {version})')
     rows = []
     plan = tables(rows) if callable(tables) else zip(tables, lengths)
     if (not callable(tables) and count != len(tables)) or _HEAD.size + 4 * (n_words + n_escaped) + 4 != len(buf):

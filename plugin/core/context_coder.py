@@ -1,0 +1,334 @@
+"""rdnet's latent coder with context modelling (files since 0.3: codec info `latent_coder: "context-v1"`).
+
+PriorLatentCoder gives every latent row one table for the whole tile. Here each symbol's table also depends on what
+the decoder already has, which a fixed per-row prior cannot see:
+
+- the block's coarser coefficients: a symbol of Haar level l >= 2 (12 or 48 per component and 8 x 8 block) gets the
+  class of the summed magnitude of its component's level l - 1 coefficients in the same block, and a level-1 symbol
+  the class of its component's LL gradient across the neighbouring blocks, each measured in units of the rows'
+  scales. The table of a symbol is the dead-zone Laplace of scale 2 ** ((row code + delta[level, class]) / 4), the
+  row code being the row's prior or override scale in quarter-octaves; the deltas are this module's defaults
+  (fitted on the nine training tiles) or, when cheaper, fitted to the tile and sent (24 bytes);
+- LL rows may be coded as the difference from the mean of the left and upper blocks' LL (integer DPCM: the same
+  reconstruction), with their own scale per row, when the tile is cheaper so (smooth or large scenes);
+- blocks without a valid pixel are not coded at all (their pixels are nodata; rdnet's blocks do not overlap).
+
+Symbols are decoded level by level (LL, then levels 1, 2, 3); in each level the symbols sharing a table form one
+group of the learned-prior stream (prior.encode_groups), so a tile costs a few hundred table look-ups, not one per
+symbol. Determinism: classes come from integer sums and one IEEE multiply by a weight made with math.fsum from
+exact powers (prior.byte_scale), compared with fixed thresholds; tables come from prior.LaplaceTable.
+"""
+import functools
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import FormatError
+from .latent import PriorLatentCoder, laplace_bits
+from .prior import BYTE_TABLE, CONTEXT_VERSION, FLAG_TABLE, LaplaceTable, byte_scale, decode_groups, encode_groups
+
+CODEC_NAME = 'context-v1'
+LEVELS = 3  # Haar levels of rdnet's 8 x 8 block
+LEVEL_SIZES = (1, 3, 12, 48)  # coefficients per component and block: LL, then levels 1 (coarsest) to 3
+EDGES = np.array([0.0, 0.35, 0.7, 1.2, 2.0, 3.5])  # class 1: no parent activity; 2..7 by activity
+CLASSES = 1 + len(EDGES) + 1  # class 0: no coded parent row (no information)
+# quarter-octave scale offsets per (level 1..3, class), fitted on the nine training tiles, all quality levels pooled
+# (python -m bench.latent_context --fit)
+DEFAULT_DELTAS = np.array([[2, -1, -1, -1, 0, 1, 2, 6], [4, -1, -1, 0, 0, 1, 2, 5], [-24, -2, -2, -1, 0, 1, 3, 6]],
+                          np.int64)
+_CODES = np.arange(-128, 128)
+_BOUNDS = np.sqrt(np.array([byte_scale(c) for c in _CODES[:-1]]) * np.array([byte_scale(c) for c in _CODES[1:]]))
+_CANDIDATES = np.arange(-24, 25)
+
+
+def scale_code(beta):
+    """The quarter-octave code (-128..127) nearest to each scale, by exact comparisons (no log)."""
+    return _CODES[np.searchsorted(_BOUNDS, np.asarray(beta, np.float64))]
+
+
+@functools.lru_cache(maxsize=1024)
+def _table(code, deadzone):
+    return LaplaceTable(byte_scale(code), deadzone)
+
+
+def _ll_prediction(ll, occupied, residual=None):
+    """Integer DPCM of LL rows (K, cells) over the block grid `occupied` (gh, gw), raster order: prediction =
+    floor((left + up) / 2), one of them at the edges, 0 at the corner; unoccupied blocks take their prediction.
+    Encoding (residual None): returns the residuals of `ll`; decoding: rebuilds LL from `residual`."""
+    height, width = occupied.shape
+    k = ll.shape[0] if residual is None else residual.shape[0]
+    out = np.zeros((k, height, width), np.int64)
+    source = (ll if residual is None else residual).reshape(k, height, width).astype(np.int64)
+    for i in range(height):
+        for j in range(width):
+            if i and j:
+                pred = (out[:, i, j - 1] + out[:, i - 1, j]) // 2
+            elif j:
+                pred = out[:, i, j - 1]
+            elif i:
+                pred = out[:, i - 1, j]
+            else:
+                pred = np.zeros(k, np.int64)
+            if not occupied[i, j]:
+                out[:, i, j] = pred
+            elif residual is None:
+                out[:, i, j] = source[:, i, j]
+                source[:, i, j] -= pred
+            else:
+                out[:, i, j] = pred + source[:, i, j]
+    return (source if residual is None else out).reshape(k, -1)
+
+
+class ContextLatentCoder(PriorLatentCoder):
+    """The learned-prior coder of a block model (rdnet) with context classes, LL prediction and nodata blocks."""
+
+    def __init__(self, level, model):
+        super().__init__(level, model)
+        channels = len(self.betas)
+        if channels % 64:
+            raise FormatError('the context latent coder needs 64 latent channels per component (8 x 8 blocks)')
+        self.components = channels // 64
+        self.prior_codes = scale_code(self.betas)
+        starts = np.cumsum((0,) + LEVEL_SIZES)
+        self.level_rows = [slice(int(a), int(b)) for a, b in zip(starts[:-1], starts[1:])]
+
+    # --- shared by both sides ----------------------------------------------------------------------------------
+    def _row_codes(self, override, own):
+        codes = self.prior_codes.copy()
+        codes[override] = own
+        return codes.reshape(self.components, 64)
+
+    def _weights(self, coded, codes, level):
+        """(K,) 1 / (sum of the scales of the coded rows of `level`) per component; 0 where none is coded."""
+        rows = self.level_rows[level]
+        out = np.zeros(self.components)
+        for k in np.flatnonzero(coded[:, rows].any(axis=1)):
+            total = math.fsum(byte_scale(c) for c in codes[k, rows][coded[k, rows]])
+            out[k] = 1.0 / total
+        return out
+
+    def _classes(self, level, sym, coded, codes, grid):
+        """(K, cells) context class of the level's symbols from the decoded coarser ones."""
+        if level == 1:
+            ll = sym[:, 0].reshape(self.components, *grid).astype(np.int64)
+            pad = np.pad(ll, ((0, 0), (1, 1), (1, 1)), mode='edge')
+            activity = (np.abs(pad[:, 1:-1, 2:] - pad[:, 1:-1, :-2]) + np.abs(pad[:, 2:, 1:-1] - pad[:, :-2, 1:-1]))
+            activity = activity.reshape(self.components, -1)
+            informed = coded[:, 0] & coded[:, self.level_rows[1]].any(axis=1)
+            weight = 0.5 * self._weights(coded, codes, 1)
+        else:
+            rows = self.level_rows[level - 1]
+            activity = np.abs(sym[:, rows]).sum(axis=1)
+            informed = coded[:, rows].any(axis=1)
+            weight = self._weights(coded, codes, level - 1)
+        classes = 1 + np.searchsorted(EDGES, activity * weight[:, None], side='left')
+        classes[~informed] = 0
+        return classes
+
+    def _wave(self, level, coded, codes, occupied, deltas, ll_codes, classes):
+        """(component, row, cell) indices of the level's coded symbols and their table codes, grouped by code."""
+        rows = self.level_rows[level]
+        ks, js = np.nonzero(coded[:, rows])
+        cells = np.flatnonzero(occupied)
+        if level == 0:
+            table_codes = np.repeat((codes[:, 0] if ll_codes is None else ll_codes)[ks], cells.size)
+        else:
+            table_codes = (codes[ks, js + rows.start][:, None] + deltas[level - 1][classes[ks][:, cells]]).ravel()
+        np.clip(table_codes, -128, 127, out=table_codes)
+        order = np.argsort(table_codes, kind='stable')
+        pair, cell = np.divmod(order, cells.size)
+        return (ks[pair], js[pair] + rows.start, cells[cell]), table_codes[order]
+
+    @staticmethod
+    def _groups(table_codes):
+        values, starts, counts = np.unique(table_codes, return_index=True, return_counts=True)
+        return list(zip(values.tolist(), starts.tolist(), counts.tolist()))
+
+    # --- encoder -----------------------------------------------------------------------------------------------
+    def encode(self, latent, geometry):
+        if not latent.shape[1]:
+            return np.zeros(latent.shape, np.int32), b''
+        symbols, override, own, ll_residual, ll_codes, context = self.analyse(latent, geometry)
+        sym, coded, codes, occupied, classes = context
+        deltas, custom = self._delta_choice(*context)
+        head = [override.astype(np.int32), own[override], np.array([ll_residual is not None, custom], np.int32)]
+        tables = [FLAG_TABLE, BYTE_TABLE, FLAG_TABLE]
+        if custom:
+            head.append(deltas.ravel())
+            tables.append(BYTE_TABLE)
+        if ll_residual is not None:
+            head.append(ll_codes[coded[:, 0]])
+            tables.append(BYTE_TABLE)
+        rows, row_tables = list(head), list(tables)
+        for level in range(LEVELS + 1):
+            index, table_codes = self._wave(level, coded, codes, occupied, deltas,
+                                            ll_codes if ll_residual is not None else None, classes[level])
+            values = ll_residual[index[0], index[2]] if level == 0 and ll_residual is not None else sym[index]
+            for code, start, count in self._groups(table_codes):
+                rows.append(values[start:start + count].astype(np.int32))
+                row_tables.append(_table(int(code), float(self.deadzone)))
+        return symbols, encode_groups(rows, row_tables, CONTEXT_VERSION)
+
+    def analyse(self, latent, geometry):
+        """The encoder's choices before any byte: (symbols, override flags, own codes, LL residuals or None, their
+        codes, context = (symbols by component, coded rows, row codes, occupied cells, classes per level))."""
+        occupied = _occupied(geometry)
+        samples = latent.shape[1]
+        scaled = latent * np.float32(1.0 / self.step)
+        symbols = self._quantise(scaled)
+        symbols[:, ~occupied] = 0
+        override, own = self._overrides(scaled[:, occupied], symbols[:, occupied])
+        coded_rows = self.is_coded | override
+        symbols[~coded_rows] = 0
+        codes = self._row_codes(override, own[override])
+        coded = coded_rows.reshape(self.components, 64)
+        sym = symbols.reshape(self.components, 64, samples)
+        grid = geometry.grid.shape
+        ll_residual, ll_codes = self._ll_choice(sym[:, 0], coded[:, 0], codes[:, 0], occupied.reshape(grid))
+        if ll_residual is not None:
+            sym[:, 0] = _ll_prediction(sym[:, 0], occupied.reshape(grid), ll_residual) * coded[:, :1]
+        classes = [None] + [self._classes(lv, sym, coded, codes, grid) for lv in (1, 2, 3)]
+        return symbols, override, own, ll_residual, ll_codes, (sym, coded, codes, occupied, classes)
+
+    def _ll_choice(self, ll, coded, codes, occupied):
+        """(residuals, their row codes) when predicting LL is estimated cheaper than coding it, else (None, None)."""
+        if occupied.size < 4 or not coded.any():
+            return None, None
+        residual = _ll_prediction(ll, occupied) * coded[:, None]
+        cells = occupied.reshape(-1)
+        plain, predicted = ll[:, cells], residual[:, cells]
+        own = scale_code(np.maximum(np.abs(predicted).mean(axis=1), 2.0 ** -30))
+        cost_plain = _bits(plain, [byte_scale(c) for c in codes], self.deadzone)[coded].sum()
+        cost_predicted = (_bits(predicted, [byte_scale(c) for c in own], self.deadzone) + 8.0)[coded].sum()
+        if cost_predicted >= cost_plain - 16.0:
+            return None, None
+        return residual, own
+
+    def delta_costs(self, sym, coded, codes, occupied, classes):
+        """(LEVELS, candidate deltas, CLASSES) estimated bits of the detail symbols under each delta per class."""
+        out = np.zeros((LEVELS, _CANDIDATES.size, CLASSES))
+        beta = np.exp2((np.arange(256)[None, None, :] - 128 + _CANDIDATES[:, None, None]) / 4.0)
+        for level in (1, 2, 3):
+            rows = self.level_rows[level]
+            size = np.abs(sym[:, rows][:, :, occupied])  # (K, n, cells)
+            mask = coded[:, rows][:, :, None] & np.ones(size.shape, bool)
+            cls = np.broadcast_to(classes[level][:, None, occupied], size.shape)[mask]
+            key = cls * 256 + (np.broadcast_to(codes[:, rows][:, :, None], size.shape)[mask] + 128)
+            size = size[mask]
+            zeros, nonzeros, excess = (np.bincount(key, weights=w, minlength=CLASSES * 256).reshape(CLASSES, 256)
+                                       for w in (size == 0, size > 0, np.maximum(size - 1, 0)))
+            out[level - 1] = np.nan_to_num(laplace_bits(zeros, nonzeros, excess, beta, self.deadzone)).sum(axis=2)
+        return out
+
+    def _delta_choice(self, sym, coded, codes, occupied, classes):
+        """(deltas (3, CLASSES), sent): the defaults, or the tile's own when estimated cheaper by over 26 bytes."""
+        costs = self.delta_costs(sym, coded, codes, occupied, classes)
+        best = np.argmin(costs, axis=1)  # (LEVELS, CLASSES)
+        picked = np.take_along_axis(costs, best[:, None, :], axis=1).sum()
+        default = np.take_along_axis(costs, np.searchsorted(_CANDIDATES, DEFAULT_DELTAS)[:, None, :], axis=1).sum()
+        if default - picked > 8.0 * (DEFAULT_DELTAS.size + 2):
+            return _CANDIDATES[best], True
+        return DEFAULT_DELTAS, False
+
+    # --- decoder -----------------------------------------------------------------------------------------------
+    def decode(self, data, geometry):
+        occupied = _occupied(geometry)
+        symbols = np.zeros((geometry.channels, geometry.samples), np.int32)
+        if not symbols.shape[1]:
+            if data:
+                raise FormatError('a tile without valid pixels carries latent data')
+            return symbols
+        decode_groups(data, self._plan(symbols, geometry.grid.shape, occupied), version=CONTEXT_VERSION)
+        return symbols
+
+    def _plan(self, symbols, grid, occupied):
+        channels, samples = symbols.shape
+
+        def plan(rows):
+            yield FLAG_TABLE, channels
+            override = _flags(rows[0], 'row flags')
+            yield BYTE_TABLE, int(override.sum())
+            yield FLAG_TABLE, 2
+            predict_ll, custom = _flags(rows[2], 'tile options')
+            codes = self._row_codes(override, _byte_codes(rows[1]))
+            coded = (self.is_coded | override).reshape(self.components, 64)
+            deltas = DEFAULT_DELTAS
+            if custom:
+                yield BYTE_TABLE, deltas.size
+                deltas = _byte_codes(rows[-1]).reshape(deltas.shape)
+            ll_codes = None
+            if predict_ll:
+                yield BYTE_TABLE, int(coded[:, 0].sum())
+                ll_codes = np.zeros(self.components, np.int64)
+                ll_codes[coded[:, 0]] = _byte_codes(rows[-1])
+            sym = symbols.reshape(self.components, 64, samples)
+            for level in range(LEVELS + 1):
+                classes = self._classes(level, sym, coded, codes, grid) if level else None
+                index, table_codes = self._wave(level, coded, codes, occupied, deltas, ll_codes, classes)
+                first = len(rows)
+                for code, _start, count in self._groups(table_codes):
+                    yield _table(int(code), float(self.deadzone)), count
+                if table_codes.size:
+                    sym[index] = np.concatenate(rows[first:])
+                if level == 0 and ll_codes is not None:
+                    ll = _ll_prediction(None, occupied.reshape(grid), sym[:, 0]) * coded[:, :1]
+                    if np.abs(ll).max(initial=0) > np.iinfo(np.int32).max:
+                        raise FormatError('a context-coded latent stream decodes to values outside the int32 range')
+                    sym[:, 0] = ll
+        return plan
+
+
+@dataclass(frozen=True)
+class BlockGeometry:
+    """A tile's latent geometry (latent.LatentGeometry's fields) and which latent cells hold a valid pixel."""
+
+    channels: int
+    grid: np.ndarray
+    occupied: np.ndarray
+
+    @property
+    def samples(self):
+        return int(self.grid.sum())
+
+
+def block_geometry(transform, valid, kept):
+    """The BlockGeometry of a tile of a spatial transform: a cell is occupied when its factor x factor block of the
+    padded window holds a valid pixel of the tile (`kept`: the tile's slices in its window)."""
+    geometry = transform.latent_geometry(valid, kept)
+    factor = transform.factor
+    inside = np.zeros(tuple(n * factor for n in geometry.grid.shape), bool)
+    inside[kept[0], kept[1]] = valid[kept]
+    cells = inside.reshape(geometry.grid.shape[0], factor, geometry.grid.shape[1], factor).any(axis=(1, 3))
+    return BlockGeometry(geometry.channels, geometry.grid, cells)
+
+
+def candidate_deltas():
+    return _CANDIDATES.copy()
+
+
+def _occupied(geometry):
+    """Flat (cells,) latent cells holding a valid pixel; all of them when the geometry does not say."""
+    cells = getattr(geometry, 'occupied', None)
+    grid = np.asarray(geometry.grid, bool)
+    return (grid if cells is None else np.asarray(cells, bool) & grid).reshape(-1)
+
+
+def _flags(row, what):
+    if (row & ~1).any():
+        raise FormatError(f'a context-coded latent stream has invalid {what}')
+    return row.astype(bool)
+
+
+def _byte_codes(row):
+    if row.size and (row.min() < -128 or row.max() > 127):
+        raise FormatError('a context-coded latent stream has a scale code out of range')
+    return row.astype(np.int64)
+
+
+def _bits(values, betas, deadzone):
+    """Estimated bits per row of integer rows (K, n) under dead-zone Laplace scales `betas` (K,)."""
+    size = np.abs(values)
+    nonzeros = np.count_nonzero(size, axis=1).astype(np.float64)
+    excess = size.sum(axis=1, dtype=np.float64) - nonzeros
+    return laplace_bits(size.shape[1] - nonzeros, nonzeros, excess, np.asarray(betas, np.float64), deadzone)
