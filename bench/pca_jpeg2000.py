@@ -20,12 +20,13 @@ import numpy as np
 
 from bench.reporting import scratch_dir
 from bench.scenes import CODED, Pool, load_scene, write_mosaic
+from enmap_compress.plugin.core.bands import DN_PEAK
 from training.shared_data import potsdam_tiles
 
 SIDE_BYTES = 6  # float32 scale, K, flags
 TABLE_RATES = (0.10, 0.15, 0.20, 0.25, 0.30, 0.40, 0.50, 0.60)
 # Up to all 202 components: a smooth, noisy scene (the synthetic one) keeps gaining from K = 64 to 202
-DEFAULT_KS = (4, 6, 8, 10, 12, 16, 20, 24, 32, 40, 48, 64, 96, 128, 202)
+DEFAULT_KS = (4, 6, 8, 10, 12, 16, 20, 24, 32, 40, 48, 64, 96, 128, CODED)
 # strong-anchors.md section 1 (PSNR dB, SA degrees) for the comparison column
 SHARED_FIGURES = {
     'potsdam': dict(zip(TABLE_RATES, ((49.64, 0.869), (52.59, 0.633), (54.43, 0.516), (55.68, 0.450),
@@ -38,7 +39,7 @@ SHARED_FIGURES = {
 def reflectance(scene):
     """(202 kept bands, valid pixels) in the [0, 1] view (clipped), float64."""
     cube = scene.cube[scene.keep].astype(np.float64)
-    return np.clip(cube[:, scene.valid], 0, 1e4) / 1e4
+    return np.clip(cube[:, scene.valid], 0, DN_PEAK) / DN_PEAK
 
 
 def fit_klt(paths):
@@ -79,7 +80,7 @@ def roundtrip(scene, mean, basis, k, target_bpppb, folder):
     full = scene.cube.copy()
     kept = np.flatnonzero(scene.keep)
     coded = full[kept]
-    coded[:, scene.valid] = np.clip(np.rint(spectra * 1e4), -32768, 32767).astype(np.int16)
+    coded[:, scene.valid] = np.clip(np.rint(spectra * DN_PEAK), -32768, 32767).astype(np.int16)
     full[kept] = coded
     return size, full
 

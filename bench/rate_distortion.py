@@ -28,7 +28,7 @@ from bench import pca_jpeg2000
 from bench.anchors import anchor_runs, delta_zstd_roundtrip, gtiff_roundtrip
 from bench.reporting import DOCS_DIR, git_commit, machine, replace_section, scratch_dir
 from bench.scenes import CODED, Pool, load_scene, synthetic_scene, write_mosaic
-from enmap_compress.plugin.core.bands import hyspecnet_keep_mask
+from enmap_compress.plugin.core.bands import DN_PEAK, hyspecnet_keep_mask
 from enmap_compress.plugin.core.codec import compress, decompress
 from enmap_compress.plugin.core.enmap import open_spectral
 from enmap_compress.plugin.core.runtime import list_models
@@ -337,8 +337,8 @@ def plot(rows, dataset, path, title, dashed_dataset=None):
                     ax.plot(float(r['published_bpppc']), float(r['published_psnr']), '*', ms=12, mfc='none',
                             color=colours.get(r['method'], ('k', 'o'))[0])
     ax.set_xscale('log')
-    ax.set_xlabel('bpppb (real bits on disk / (valid pixels x 202 bands))')
-    ax.set_ylabel('PSNR dB (peak 10000 DN, 202 bands)')
+    ax.set_xlabel(f'bpppb (real bits on disk / (valid pixels x {CODED} bands))')
+    ax.set_ylabel(f'PSNR dB (peak {DN_PEAK:.0f} DN, {CODED} bands)')
     ax.set_title(title)
     ax.grid(True, which='both', alpha=0.3)
     ax.legend(fontsize=6, loc='upper left', ncol=2)

@@ -21,7 +21,7 @@ from enmap_compress.plugin.core.errors import OutputError
 from enmap_compress.plugin.core.outputs import atomic_output
 
 NODATA = -32768
-GAIN = 1e-4
+GAIN = _bands.ENMAP_GAIN
 EPSG_UTM33N = 32633
 PIXEL_SIZE = 30.0
 ORIGIN = (360015.0, 5829975.0)  # upper-left corner, south-west of Berlin (UTM 33N)

@@ -14,10 +14,10 @@ import re
 
 import numpy as np
 
+from enmap_compress.plugin.core.bands import DN_PEAK, ENMAP_GAIN, N_HYSPECNET, to_hyspecnet
 from training.shared_data import SHARED_DATA, load_spectra, potsdam_tiles
 
-HYSPECNET_INVALID = tuple(range(126, 141)) + tuple(range(160, 167))  # 0-based, product (wavelength) order
-HYSPECNET_VALID = tuple(i for i in range(224) if i not in HYSPECNET_INVALID)
+SCALED_REFLECTANCE = ENMAP_GAIN  # most products store reflectance x 10000 in integers, as EnMAP does
 
 
 class SharedDataMissingError(RuntimeError):
@@ -33,9 +33,9 @@ def _need(path):
 # --- HySpecNet-11k --------------------------------------------------------------------------------------------
 
 def preprocess_hyspecnet(cube224):
-    """(224, H, W) DN -> float32 (202, H, W) in [0, 1], exactly as the authors' tif_to_npy."""
-    cube = np.asarray(cube224)[list(HYSPECNET_VALID)]
-    return (np.clip(cube, 0, 10000).astype(np.float32) - 0.0) / np.float32(10000.0)
+    """(224, H, W) DN -> float32 (202, H, W) in [0, 1], exactly as the authors' tif_to_npy (the same float32
+    arithmetic: drop the water-vapour bands, clip to 0..DN_PEAK, divide by DN_PEAK)."""
+    return to_hyspecnet(cube224)
 
 
 def read_hyspecnet_patch(path):
@@ -158,20 +158,20 @@ def other_sensor_cubes():
         data, h = _read_envi(os.path.join(folder, 'HyMap02_Berlin_Urban_Gradient_2009.bsq'),
                              os.path.join(folder, 'HyMap02_Berlin_Urban_Gradient_2009.hdr'))
         wl = _um_to_nm(_band_name_wavelengths(h['band names']))
-        cubes['hymap_berlin'] = _resample_cube(data, wl, scale=1.0 if data.max() < 5 else 1e-4)
+        cubes['hymap_berlin'] = _resample_cube(data, wl, scale=1.0 if data.max() < 5 else SCALED_REFLECTANCE)
     folder = os.path.join(base, 'enmap_sim_berlin')
     if os.path.isdir(folder):
         data, h = _read_envi(os.path.join(folder, 'EnMAP_BerlinUrbanGradient.bsq'),
                              os.path.join(folder, 'EnMAP_BerlinUrbanGradient.hdr'), gz=True)
         data = data.reshape(int(h['bands']), int(h['lines']), int(h['samples']))
         data[data == -99] = 0.0
-        cubes['enmap_sim_berlin'] = _resample_cube(data, _um_to_nm(_floats(h['wavelength'])), scale=1e-4)
+        cubes['enmap_sim_berlin'] = _resample_cube(data, _um_to_nm(_floats(h['wavelength'])), scale=SCALED_REFLECTANCE)
     folder = os.path.join(base, 'hyperion_gamsberg')
     if os.path.isdir(folder):
         data, h = _read_envi(os.path.join(folder, 'cubus_gamsberg_subset'),
                              os.path.join(folder, 'cubus_gamsberg_subset.hdr'))
         wl = np.asarray([float(v) for v in re.findall(r'\(([\d.]+)\)\s*[,}]', h['band names'])])
-        cubes['hyperion_gamsberg'] = _resample_cube(data, wl, scale=1.0 if data.max() < 5 else 1e-4)
+        cubes['hyperion_gamsberg'] = _resample_cube(data, wl, scale=1.0 if data.max() < 5 else SCALED_REFLECTANCE)
     path = os.path.join(base, 'jasper_ridge', 'jasperRidge2_R198.mat')
     aviris_hdr = os.path.join(SHARED_DATA, 'spectral_libraries', 'roberts2017_aviris', 'roberts2017_urban.hdr')
     if os.path.isfile(path) and os.path.isfile(aviris_hdr):
@@ -182,14 +182,14 @@ def other_sensor_cubes():
         bands = mat['SlectBands'].ravel().astype(int) - 1
         side = int(np.sqrt(mat['Y'].shape[1]))
         data = mat['Y'].astype(np.float32).reshape(len(bands), side, side, order='F')
-        cubes['jasper_ridge'] = _resample_cube(data, aviris_wl[bands], scale=1e-4)
+        cubes['jasper_ridge'] = _resample_cube(data, aviris_wl[bands], scale=SCALED_REFLECTANCE)
     return cubes
 
 
 def _resample_cube(data, wl, scale):
     bands, height, width = data.shape
     spectra = np.clip(data.reshape(bands, -1).T * scale, 0.0, 1.0)
-    return resample_to_enmap(spectra, wl).T.reshape(202, height, width)
+    return resample_to_enmap(spectra, wl).T.reshape(N_HYSPECNET, height, width)
 
 
 # --- spectral libraries and synthetic scenes ------------------------------------------------------------------
@@ -213,7 +213,7 @@ def library_spectra():
     if os.path.isdir(folder):
         data, h = _read_envi(os.path.join(folder, 'roberts2017_urban.sli'),
                              os.path.join(folder, 'roberts2017_urban.hdr'))
-        spectra = data.reshape(int(h['lines']), int(h['samples'])) * 1e-4
+        spectra = data.reshape(int(h['lines']), int(h['samples'])) * SCALED_REFLECTANCE
         out.append(resample_to_enmap(spectra, _um_to_nm(_floats(h['wavelength']))))
     if not out:
         raise SharedDataMissingError(f'no spectral library found in {base}')
@@ -256,7 +256,7 @@ def potsdam_training_cubes():
     for path in paths:
         with open_spectral(path) as raster:
             view = raster.hyspecnet_view(0, 0, raster.width, raster.height)
-        cubes.append(np.clip(view, 0, 10000).astype(np.float32) * np.float32(1e-4) if view.max() > 2 else view)
+        cubes.append(np.clip(view, 0, DN_PEAK).astype(np.float32) * np.float32(ENMAP_GAIN) if view.max() > 2 else view)
     return cubes
 
 
@@ -274,7 +274,7 @@ def pixel_training_set(seed=0, real_repeat=8, mixtures=60000, use_other=True):
     parts = [np.repeat(potsdam_training_spectra(), real_repeat, axis=0)]
     if use_other:
         for cube in other_sensor_cubes().values():
-            parts.append(cube.reshape(202, -1).T)
+            parts.append(cube.reshape(len(cube), -1).T)
     if mixtures:
         lib = library_spectra()
         k = rng.integers(1, 4, mixtures)
@@ -311,7 +311,7 @@ class PatchSampler:
         return patch[:, :, ::-1] if rng.random() < 0.5 else patch
 
     def sample(self, rng, batch):
-        out = np.empty((batch, 202, self.size, self.size), np.float32)
+        out = np.empty((batch, N_HYSPECNET, self.size, self.size), np.float32)
         for i in range(batch):
             source = rng.choice(3, p=self.weights)
             if source == 0:

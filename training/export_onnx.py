@@ -10,6 +10,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from training.model_package import hyspecnet_input, write_model_package
+
 OPSET = 17
 
 
@@ -109,9 +111,8 @@ def run_onnx(model, array):
 def package_meta(net, model_id, name, steps, channel_scale=None, training=None, tile_size=128, tile_overlap=8):
     """The 'enmap_compress' metadata of a package for a torch net (see the package contract)."""
     meta = {
-        'id': model_id, 'name': name, 'kind': net.kind, 'band_set': 'hyspecnet202', 'input_bands': 202,
+        'id': model_id, 'name': name, 'kind': net.kind, **hyspecnet_input(),
         'latent_channels': int(net.latent_channels),
-        'normalisation': {'clip_dn': [0, 10000], 'scale': 1e-4},
         'quality_levels': [{'level': i + 1, 'step': float(s)} for i, s in enumerate(steps)],
         'architecture': type(net).__name__, 'paper_bpppc': round(float(net.bpppc), 4),
         'paper_compression_ratio': round(float(net.compression_ratio), 4),
@@ -131,8 +132,6 @@ def package_meta(net, model_id, name, steps, channel_scale=None, training=None, 
 
 def write_package(net, folder, meta, card, fp16=False):
     """Export `net` and write the package folder (encoder.onnx, decoder.onnx, card.md)."""
-    from training.model_package import write_model_package
-
     encoder, decoder = export_onnx(net, fp16=fp16)
     write_model_package(folder, encoder, decoder, meta, card)
     return folder

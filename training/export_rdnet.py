@@ -11,8 +11,10 @@ import os
 import numpy as np
 import torch
 
+from enmap_compress.plugin.core.bands import N_HYSPECNET
 from training.export_onnx import MethodGraph, export_module
 from training.measure import card_table, measure_package
+from training.model_package import hyspecnet_input
 from training.shared_data import HELD_OUT_TILES, potsdam_cubes, potsdam_tiles
 from training.train_rdnet import (
     STEP_RANGE,
@@ -123,10 +125,9 @@ def package_meta(net, steps, quantiser, training):
     """quantiser: one (dead zone, skip threshold) per step."""
     return {
         'id': 'rdnet', 'name': 'rdnet: learned spatio-spectral transform coder', 'kind': 'spatial',
-        'band_set': 'hyspecnet202', 'input_bands': 202, 'latent_channels': int(np.prod(net.latent_dims)),
+        **hyspecnet_input(), 'latent_channels': int(np.prod(net.latent_dims)),
         'latent_dims': [int(np.prod(net.latent_dims))], 'spatial_factor': int(net.spatial_factor),
         'tile_size': 256, 'tile_overlap': 0,
-        'normalisation': {'clip_dn': [0, 10000], 'scale': 1e-4},
         'quality_levels': [{'level': i + 1, 'step': float(s), 'deadzone': float(q[0]), 'skip_below': float(q[1])}
                            for i, (s, q) in enumerate(zip(steps, quantiser))],
         'entropy_model': {'family': 'laplace', 'reconstruction_offset': 0.0,
@@ -167,7 +168,7 @@ def package(run_dir, out, log=print):
                        steps=trained_steps, step_range=f'{STEP_RANGE[0]} to {STEP_RANGE[1]}',
                        lam_range=f'{lagrangian(STEP_RANGE[0]):.0f} to {lagrangian(STEP_RANGE[1]):.3g}',
                        quantiser=', '.join(f'q{i + 1} {d}/{k}' for i, (d, k) in enumerate(quantiser)),
-                       channels=net.latent_channels,
+                       channels=net.latent_channels, bands=N_HYSPECNET,
                        table=card_table(rows),
                        params=sum(p.numel() for p in net.parameters()))
     with open(os.path.join(out, 'card.md'), 'w', encoding='utf-8') as handle:
@@ -179,7 +180,7 @@ def package(run_dir, out, log=print):
 CARD = """# rdnet — learned spatio-spectral transform coder (rate-distortion trained, default)
 
 **What it is.** A transform codec trained end to end for rate + lambda x distortion. Analysis: a learned spectral
-matrix (202 HySpecNet bands -> {channels} channels, initialised with the training tiles' PCA basis), then a learned
+matrix ({bands} HySpecNet bands -> {channels} channels, initialised with the training tiles' PCA basis), then a learned
 8 x 8 block transform of every channel (64 filters, stride 8, shared by all channels, initialised as the three-level
 Haar wavelet of the block). Synthesis: {synthesis}. Latent: {channels} x 64 channels at 1/8 resolution. Entropy
 model: a factorised zero-mean Laplace prior with one learned scale per latent channel; the codec builds fixed ANS
@@ -202,7 +203,7 @@ rate-distortion dead zone; with 9 real 32 x 32 training tiles the training itsel
 or more data (HySpecNet-11k) is where more would come from.
 
 **Validation.** Held-out real tiles never used for training or for any choice: {held_out}. Measured through the real
-pipeline: rate from the bytes of the `.ehc` file (bpppb = file bits / (valid pixels x 202), 32 x 32 pixel files
+pipeline: rate from the bytes of the `.ehc` file (bpppb = file bits / (valid pixels x {bands}), 32 x 32 pixel files
 including their ~0.33 KB of header, index and framing), PSNR and mean spectral angle in the HySpecNet convention.
 The paper's float "bpppc" does not apply (rdnet is not a paper model).
 

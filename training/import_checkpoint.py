@@ -16,6 +16,7 @@ import tempfile
 import numpy as np
 import torch
 
+from enmap_compress.plugin.core.bands import N_HYSPECNET
 from training.export_onnx import package_meta, write_package
 from training.nets import (
     ConvolutionalAutoencoder1D,
@@ -43,17 +44,18 @@ def net_for(arch, state):
     if arch == 'cae1d':
         blocks = sorted({k.split('.')[2] for k in state if k.startswith('encoder.0.') and k.count('.') == 4})
         if blocks:  # multi-rate layout: encoder.0.<i>.0.weight
-            net = ModifiedConvolutionalAutoencoder1D(202, target_bpppc=32 // 2 ** len(blocks))
+            net = ModifiedConvolutionalAutoencoder1D(N_HYSPECNET, target_bpppc=32 // 2 ** len(blocks))
         elif 'encoder.0.weight' in state:
-            net = ConvolutionalAutoencoder1D(202)
+            net = ConvolutionalAutoencoder1D(N_HYSPECNET)
         else:
             raise ValueError('not a 1D-CAE state dict (neither the plain nor the multi-rate key layout)')
     elif arch == 'sscnet':
-        net = SpectralSignalsCompressorNetwork(202, latent_channels=int(state['encoder.11.weight'].shape[0]))
+        net = SpectralSignalsCompressorNetwork(N_HYSPECNET, latent_channels=int(state['encoder.11.weight'].shape[0]))
     elif arch == 'cae3d':
-        net = ConvolutionalAutoencoder3D(202, latent_channels=int(state['encoder.9.weight'].shape[0]))
+        net = ConvolutionalAutoencoder3D(N_HYSPECNET, latent_channels=int(state['encoder.9.weight'].shape[0]))
     elif arch == 'hycot':
-        net = HyperspectralCompressionTransformer(202, latent_channels=int(state['to_latent.2.weight'].shape[0]))
+        latent = int(state['to_latent.2.weight'].shape[0])
+        net = HyperspectralCompressionTransformer(N_HYSPECNET, latent_channels=latent)
     else:
         raise ValueError(f'unknown architecture {arch!r} (one of {", ".join(ARCHES)})')
     net.load_state_dict(state, strict=True)
@@ -78,7 +80,7 @@ def latent_spread(net, cube):
     with torch.no_grad():
         x = torch.from_numpy(cube)
         if net.kind == 'pixel':
-            y = net.encode_pixels(x.reshape(202, -1).T).T
+            y = net.encode_pixels(x.reshape(len(x), -1).T).T
         else:
             y = net.compress(x[None]).flatten(1, -3)[0].flatten(1)
     spread = y.std(dim=1).numpy().astype(np.float64)

@@ -4,6 +4,8 @@ import os
 import shutil
 import tempfile
 
+from enmap_compress.plugin.core.bands import N_HYSPECNET
+
 ALL_LEVELS = tuple(range(1, 11))
 
 
@@ -29,7 +31,7 @@ def measure_package(folder, rasters, levels=ALL_LEVELS):
                 sq += 10 ** (-m['psnr'] / 10) * m['valid_pixels']
                 angle += m['sa_deg'] * m['valid_pixels']
                 worst = max(worst, m['max_abs_error_dn'])
-            rows.append({'level': level, 'bpppb': total_bits / (total_pixels * 202),
+            rows.append({'level': level, 'bpppb': total_bits / (total_pixels * N_HYSPECNET),
                          'psnr': -10 * math.log10(sq / total_pixels), 'sa_deg': angle / total_pixels,
                          'max_abs_error_dn': worst})
     finally:

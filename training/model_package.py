@@ -1,5 +1,15 @@
 """Writing a model package (encoder.onnx, decoder.onnx, card.md) through the plugin's model contract."""
+import copy
 import os
+
+from enmap_compress.plugin.core.bands import HYSPECNET202, band_set
+from enmap_compress.plugin.core.modelmeta import STANDARD_NORMALISATION
+
+
+def hyspecnet_input():
+    """The metadata fields of a package that codes the HySpecNet band set in the standard reflectance view."""
+    return {'band_set': HYSPECNET202, 'input_bands': band_set(HYSPECNET202).count,
+            'normalisation': copy.deepcopy(STANDARD_NORMALISATION)}
 
 
 def write_model_package(folder, encoder, decoder, meta, card):

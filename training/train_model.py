@@ -29,6 +29,7 @@ import time
 import numpy as np
 import torch
 
+from enmap_compress.plugin.core.bands import N_HYSPECNET
 from training import datasets
 from training.nets import build
 
@@ -63,7 +64,7 @@ class Data:
         from training.shared_data import potsdam_cubes
 
         cubes = potsdam_cubes(held_out=True)
-        self.val = cubes if kind == 'spatial' else np.concatenate([c.reshape(202, -1).T for c in cubes])
+        self.val = cubes if kind == 'spatial' else np.concatenate([c.reshape(len(c), -1).T for c in cubes])
 
     def batch(self, rng, size):
         if self.kind == 'pixel' or getattr(self, 'sampler', None) is None:
@@ -336,7 +337,7 @@ def package(variant, run_dir, out, fp16=False, steps=None, log=print, note=''):
                        tiles=', '.join(training['tiles']), held_out=', '.join(HELD_OUT_TILES),
                        val=rows[-1]['val_psnr_float'], val_q=rows[-1]['val_psnr_q10'],
                        table=card_table(measured, net.bpppc),
-                       kind=net.kind, run=variant,
+                       kind=net.kind, run=variant, bands=N_HYSPECNET,
                        published=PUBLISHED.get(variant, 'no per-variant number retrieved'),
                        **training_text(state, training['tiles'],
                                        next((int(r['epoch']) for r in rows if int(r['qat'])), len(rows))))
@@ -444,7 +445,7 @@ the published numbers.
 
 **Validation.** Held-out real tiles never trained on: {held_out}. Last epoch: PSNR {val} dB with the float latent,
 {val_q} dB with the latent rounded at quality 10. Measured through the real pipeline (rate from the `.ehc` bytes,
-bpppb = file bits / (valid pixels x 202); PSNR and mean spectral angle in the HySpecNet convention):
+bpppb = file bits / (valid pixels x {bands}); PSNR and mean spectral angle in the HySpecNet convention):
 
 {table}
 

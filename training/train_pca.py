@@ -9,8 +9,9 @@ import os
 
 import numpy as np
 
+from enmap_compress.plugin.core.bands import DN_PEAK, N_HYSPECNET
 from training.measure import card_table, measure_package
-from training.model_package import write_model_package
+from training.model_package import hyspecnet_input, write_model_package
 from training.shared_data import HELD_OUT_TILES, PROJECT_ROOT, load_spectra, potsdam_tiles
 
 # Quantiser steps on the [0, 1] reflectance scale, geometric from coarse (1) to fine (10).
@@ -60,9 +61,8 @@ def main():
     print(f'{len(spectra)} training spectra from {len(train)} tiles; components for 99.9% energy: '
           f'{int(np.searchsorted(energy, 0.999)) + 1}')
     meta = {
-        'id': 'pca', 'name': 'PCA transform coding', 'kind': 'pixel', 'band_set': 'hyspecnet202',
-        'input_bands': 202, 'latent_channels': int(basis.shape[1]),
-        'normalisation': {'clip_dn': [0, 10000], 'scale': 1e-4},
+        'id': 'pca', 'name': 'PCA transform coding', 'kind': 'pixel', **hyspecnet_input(),
+        'latent_channels': int(basis.shape[1]),
         'quality_levels': [{'level': i + 1, 'step': s} for i, s in enumerate(STEPS)],
         'training': {'tiles': [os.path.basename(p) for p in train], 'held_out': list(HELD_OUT_TILES),
                      'spectra': int(len(spectra))},
@@ -72,8 +72,9 @@ def main():
     decoder = linear_graph('pca_decoder', mean, np.ascontiguousarray(basis.T), encode=False)
     write_model_package(args.out, encoder, decoder, meta, '# pca — PCA transform coding (measuring...)\n')
     rows = measure_package(args.out, potsdam_tiles(held_out=True))
-    card = CARD.format(spectra=len(spectra), tiles=', '.join(os.path.basename(p) for p in train),
-                       held_out=', '.join(HELD_OUT_TILES), table=card_table(rows))
+    card = CARD.format(bands=N_HYSPECNET, dn_peak=int(DN_PEAK), spectra=len(spectra),
+                       tiles=', '.join(os.path.basename(p) for p in train), held_out=', '.join(HELD_OUT_TILES),
+                       table=card_table(rows))
     with open(os.path.join(args.out, 'card.md'), 'w', encoding='utf-8') as handle:
         handle.write(card)
     print(card)
@@ -81,8 +82,8 @@ def main():
 
 CARD = """# pca — PCA transform coding (global KLT basis, classical anchor)
 
-**What it is.** A classical transform codec: each spectrum (the 202 HySpecNet bands, DN clipped to 0..10000 and
-scaled to 0..1) is projected on a global orthonormal PCA basis (all 202 components kept, so any spectrum is
+**What it is.** A classical transform codec: each spectrum (the {bands} HySpecNet bands, DN clipped to 0..{dn_peak} and
+scaled to 0..1) is projected on a global orthonormal PCA basis (all {bands} components kept, so any spectrum is
 representable), the coefficients are quantised with one uniform step per quality level, and every tile's
 coefficients are spatially predicted (per component the cheapest of no prediction, differences along rows or
 down columns) and entropy-coded per component (constriction ANS; per component the cheapest of a constant,
@@ -92,7 +93,7 @@ a discretised Laplace/Gaussian or an empirical histogram model). The transform i
 {tiles}. Trained with `python -m training.train_pca` (closed form: mean and covariance, eigen-decomposition).
 
 **Validation.** Held-out real tiles never used for fitting: {held_out}. Measured through the real pipeline:
-rate from the bytes of the `.ehc` file (bpppb = file bits / (valid pixels x 202)), PSNR and mean spectral
+rate from the bytes of the `.ehc` file (bpppb = file bits / (valid pixels x {bands})), PSNR and mean spectral
 angle in the HySpecNet convention. The paper's float "bpppc" does not apply (no float latent here).
 
 {table}

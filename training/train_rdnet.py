@@ -17,13 +17,14 @@ import time
 import numpy as np
 import torch
 
+from enmap_compress.plugin.core.bands import N_HYSPECNET
 from training.nets.rdnet import RDNet
 from training.shared_data import potsdam_cubes
 from training.train_pca import fit_pca
 
 # Quantiser steps (latent units = [0, 1] reflectance): coarse (quality 1, ~0.05 bpppb) to fine (10, ~1 bpppb).
 STEP_RANGE = (0.2, 0.0025)
-DEFAULTS = {'channels': 202}
+DEFAULTS = {'channels': N_HYSPECNET}
 
 
 def quality_steps(coarse=STEP_RANGE[0], fine=STEP_RANGE[1]):
@@ -77,17 +78,17 @@ def psnr_at(rows, rates):
     return [float(np.interp(np.log(r), log_rate[order], np.array([p for _, _, p in rows])[order])) for r in rates]
 
 
-def initial_net(train_cubes, channels=202, device='cpu'):
+def initial_net(train_cubes, channels=N_HYSPECNET, device='cpu'):
     """The untrained start: PCA basis and mean of the training tiles, Haar blocks, prior fitted to that latent."""
-    mean, basis, _ = fit_pca(train_cubes.transpose(0, 2, 3, 1).reshape(-1, 202))
-    net = RDNet(202, channels, basis=basis, mean=mean).to(device)
+    mean, basis, _ = fit_pca(train_cubes.transpose(0, 2, 3, 1).reshape(-1, N_HYSPECNET))
+    net = RDNet(N_HYSPECNET, channels, basis=basis, mean=mean).to(device)
     with torch.no_grad():
         y = net.compress(torch.from_numpy(train_cubes).to(device))
         net.log_scales.copy_(torch.log(y.abs().mean(dim=(0, 2, 3)).clamp(min=1e-6)))
     return net
 
 
-def train(run_dir, steps=3000, lr=2e-4, seed=10587, threads=2, channels=202, batch=9, log_every=250, log=print,
+def train(run_dir, steps=3000, lr=2e-4, seed=10587, threads=2, channels=N_HYSPECNET, batch=9, log_every=250, log=print,
           cubes=None):
     """cubes: optional (train, validation) arrays (N, 202, H, W) instead of the Potsdam tiles (tests)."""
     torch.set_num_threads(threads)
@@ -149,7 +150,7 @@ def load_net(run_dir):
     inverse of its analysis (a checkpoint trained with a free synthesis keeps that synthesis unused)."""
     state = torch.load(os.path.join(run_dir, 'last.pt'), map_location='cpu', weights_only=True)
     config = {**DEFAULTS, **state.get('config', {})}
-    net = RDNet(202, config['channels'])
+    net = RDNet(N_HYSPECNET, config['channels'])
     net.load_state_dict(state['model'])
     return net.eval(), int(state['step']), bool(config.get('tied', False))
 

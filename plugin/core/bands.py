@@ -208,8 +208,8 @@ def to_hyspecnet(dn_canonical):
                          f'got an array of shape {cube.shape}.')
     kept = cube[hyspecnet_keep_mask()].astype(np.float32)
     np.nan_to_num(kept, copy=False, nan=0.0)
-    np.clip(kept, 0.0, 10000.0, out=kept)
-    kept /= np.float32(10000.0)
+    np.clip(kept, 0.0, DN_PEAK, out=kept)
+    kept /= np.float32(DN_PEAK)
     return kept
 
 

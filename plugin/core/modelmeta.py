@@ -12,16 +12,16 @@ import math
 import re
 from dataclasses import dataclass, field
 
-from .bands import HYSPECNET202, band_set
+from .bands import DN_PEAK, ENMAP_GAIN, HYSPECNET202, band_set
 from .errors import InputError, ModelError
 
 FORMAT_VERSION = 1
 KINDS = ('pixel', 'spatial')
 DEFAULT_TILE_SIZE = {'pixel': 256, 'spatial': 128}  # pixels per tile side when a package names none
 MAX_TILE_SIZE = 256  # what the decoder accepts (validation.py): bigger tiles cost too much memory to decode
-# The view every bundled model was trained on: reflectance = DN x gain + offset, clipped to [0, 1]. Older packages
-# state it as EnMAP DN clipped to 0..10000 times 1e-4; the plugin gives the models exactly this view (bands.py).
-STANDARD_NORMALISATION = {'clip_dn': [0, 10000], 'scale': 0.0001}
+# The view every bundled model was trained on: reflectance = DN x gain + offset, clipped to [0, 1]. Packages state it
+# as EnMAP DN clipped to 0..DN_PEAK times ENMAP_GAIN; the plugin gives the models exactly this view (bands.py).
+STANDARD_NORMALISATION = {'clip_dn': [0, int(DN_PEAK)], 'scale': ENMAP_GAIN}
 _ID = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$')
 _INFORMATIVE = ('architecture', 'paper_bpppc', 'paper_compression_ratio', 'training')
 

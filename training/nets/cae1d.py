@@ -7,13 +7,15 @@ import math
 
 from torch import nn
 
+from enmap_compress.plugin.core.bands import N_HYSPECNET
+
 from .pixelwise import PaddedConv1dModel
 
 
 class ConvolutionalAutoencoder1D(PaddedConv1dModel):
     kind = 'pixel'
 
-    def __init__(self, src_channels=202):
+    def __init__(self, src_channels=N_HYSPECNET):
         super().__init__()
         self.src_channels = src_channels
         self.pad = 2

@@ -7,13 +7,15 @@ import math
 
 from torch import nn
 
+from enmap_compress.plugin.core.bands import N_HYSPECNET
+
 from .pixelwise import PaddedConv1dModel
 
 
 class ModifiedConvolutionalAutoencoder1D(PaddedConv1dModel):
     kind = 'pixel'
 
-    def __init__(self, src_channels=202, target_bpppc=4):
+    def __init__(self, src_channels=N_HYSPECNET, target_bpppc=4):
         super().__init__()
         nb = int(math.log2(32 // target_bpppc))
         self.num_blocks = nb

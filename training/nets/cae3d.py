@@ -6,6 +6,8 @@ The output ends in BatchNorm + LeakyReLU (no sigmoid); the 2 padding bands are c
 import torch.nn.functional as f
 from torch import nn
 
+from enmap_compress.plugin.core.bands import N_HYSPECNET
+
 
 class _ResBlock(nn.Module):
     def __init__(self, channels):
@@ -28,7 +30,7 @@ class ConvolutionalAutoencoder3D(nn.Module):
     kind = 'spatial'
     spatial_factor = 8
 
-    def __init__(self, src_channels=202, latent_channels=16):
+    def __init__(self, src_channels=N_HYSPECNET, latent_channels=16):
         super().__init__()
         self.src_channels = src_channels
         self.pad = 2

@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as f
 from torch import nn
 
+from enmap_compress.plugin.core.bands import N_HYSPECNET
+
 from .pixelwise import PixelwiseModel
 
 
@@ -81,7 +83,7 @@ class Transformer(nn.Module):
 class HyperspectralCompressionTransformer(PixelwiseModel):
     kind = 'pixel'
 
-    def __init__(self, src_channels=202, target_compression_ratio=4, patch_depth=4, hidden_dim=1024, dim=64,
+    def __init__(self, src_channels=N_HYSPECNET, target_compression_ratio=4, patch_depth=4, hidden_dim=1024, dim=64,
                  depth=5, heads=4, mlp_dim=8, dim_head=16, dropout=0.0, latent_channels=None):
         super().__init__()
         self.src_channels = src_channels

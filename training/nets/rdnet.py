@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as f
 from torch import nn
 
+from enmap_compress.plugin.core.bands import N_HYSPECNET
+
 BLOCK = 8
 
 
@@ -50,7 +52,8 @@ def haar_block_basis(block=BLOCK):
 class RDNet(nn.Module):
     kind = 'spatial'
 
-    def __init__(self, src_channels=202, latent_channels=202, block=BLOCK, basis=None, mean=None, tied=True):
+    def __init__(self, src_channels=N_HYSPECNET, latent_channels=N_HYSPECNET, block=BLOCK, basis=None, mean=None,
+                 tied=True):
         super().__init__()
         self.tied = tied
         self.src_channels, self.latent_channels, self.block = src_channels, latent_channels, block

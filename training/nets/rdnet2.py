@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as f
 from torch import nn
 
+from enmap_compress.plugin.core.bands import N_HYSPECNET
 from training.nets.rdnet import RDNet
 
 CDF97 = (-1.586134342059924, -0.052980118572961, 0.882911075530934, 0.443506852043971, 1.149604398860241)
@@ -76,7 +77,7 @@ def subband_layout(levels=LEVELS):
 class RDNet2(nn.Module):
     kind = 'spatial'
 
-    def __init__(self, src_channels=202, latent_channels=202, levels=LEVELS, basis=None, mean=None):
+    def __init__(self, src_channels=N_HYSPECNET, latent_channels=N_HYSPECNET, levels=LEVELS, basis=None, mean=None):
         super().__init__()
         self.tied = True
         self.levels = levels

@@ -6,8 +6,10 @@ decoder.{1,3,5,7} PReLU.
 """
 from torch import nn
 
+from enmap_compress.plugin.core.bands import N_HYSPECNET
 
-def latent_width(target_compression_ratio, src_channels=202):
+
+def latent_width(target_compression_ratio, src_channels=N_HYSPECNET):
     return int(src_channels / (target_compression_ratio / 64))
 
 
@@ -15,7 +17,7 @@ class SpectralSignalsCompressorNetwork(nn.Module):
     kind = 'spatial'
     spatial_factor = 8
 
-    def __init__(self, src_channels=202, target_compression_ratio=4, latent_channels=None):
+    def __init__(self, src_channels=N_HYSPECNET, target_compression_ratio=4, latent_channels=None):
         super().__init__()
         self.src_channels = src_channels
         lat = int(latent_channels) if latent_channels else latent_width(target_compression_ratio, src_channels)
