@@ -4,32 +4,15 @@ import time
 
 import numpy as np
 
-from ..core import codec
+from ..core import codec, ehcinfo
 from ..core.bands import hyspecnet_keep_mask
-from ..core.bounds import ErrorBound
-from ..core.container import EhcReader
+from ..core.ehcinfo import coding_mode
 from ..core.enmap import open_spectral
-from ..core.errors import FormatError, InputError, ModelError
-from ..core.metrics import MetricsAccumulator, rate_metrics
-from ..core.rasterheader import unpack_raster
+from ..core.errors import InputError, ModelError
+from ..core.metrics import MetricsAccumulator
 from ..core.runtime import sha256_of
 from ..core.tiling import Progress
 from ..core.validation import check_coder, open_checked
-
-
-def _read_header(path):
-    with EhcReader(path) as reader:
-        header, footer, chunks, version = reader.header, reader.footer, reader.chunk_count, reader.version
-    if header.get('format') != codec.FORMAT_NAME:
-        raise FormatError(f'{path} is not an EnMAP Compress image file')
-    return header, footer, chunks, version
-
-
-def coding_mode(bound):
-    """'lossy', 'lossless' or 'error-bounded' for a bounds.ErrorBound (None: lossy)."""
-    if bound is None:
-        return 'lossy'
-    return 'lossless' if bound.lossless else 'error-bounded'
 
 
 def model_state(codec_info):
@@ -51,30 +34,10 @@ def _crs_label(packed):
 
 
 def describe(path):
-    """Everything `info` shows, as a JSON-ready dict."""
-    header, footer, chunks, version = _read_header(path)
-    raster, info = unpack_raster(header['raster']), header['codec']
-    size = os.path.getsize(path)
-    valid = footer.get('valid_pixels')
-    rate = rate_metrics(size, valid, codec.CODED_BAND_COUNT) if valid is not None else {}
-    wavelengths = [w for w in raster['wavelengths'] if w is not None]
-    bound = ErrorBound.from_codec_info(info)
-    return {
-        'file': os.path.abspath(path), 'file_bytes': size, 'container_version': '.'.join(map(str, version)),
-        'tiles': chunks, 'model': info['model_id'], 'model_sha256': info['model_sha256'],
-        'model_kind': info.get('model_kind'), 'model_state': model_state(info),
-        'mode': coding_mode(bound), 'bound': bound.describe() if bound else None,
-        'quality': info.get('quality'), 'max_error': info.get('max_error'), 'tile_size': info.get('tile_size'),
-        'extra_bands': len(info.get('extra_bands') or []),
-        'width': raster['width'], 'height': raster['height'], 'bands': raster['band_count'],
-        'dtype': raster['dtype'], 'nodata': raster['nodata'], 'crs': _crs_label(raster['crs']),
-        'geotransform': raster['geotransform'], 'band_order': raster.get('band_order'),
-        'wavelength_range_nm': [min(wavelengths), max(wavelengths)] if wavelengths else None,
-        'dead_bands': len(raster['dead_bands']), 'product_name': raster.get('product_name'),
-        'valid_pixels': valid, 'bpppb': rate.get('bpppb'), 'compression_ratio': rate.get('compression_ratio'),
-        'created': header.get('created'), 'software': header.get('software', {}), 'device': header.get('device', {}),
-        'codec': info,
-    }
+    """Everything `info` shows, as a JSON-ready dict: the core's summary (ehcinfo), the CRS by name and whether the
+    model the file needs is installed."""
+    info = ehcinfo.describe(path)
+    return {**info.to_json(), 'crs': _crs_label(info.crs), 'model_state': model_state(info.codec)}
 
 
 def _tiles(count):

@@ -149,6 +149,18 @@ def test_a_bad_input_is_one_line_and_exit_1(tmp_path, capsys):
     assert not os.path.exists(tmp_path / 'x.ehc')
 
 
+def test_info_checks_the_header_like_the_decoder_and_names_the_bad_field(lossless, tmp_path, capsys):
+    """`info` and the Browser share one summary (core/ehcinfo.py), read through the decoder's checks."""
+    from ehc_forge import EhcParts
+
+    parts = EhcParts.read(lossless)
+    del parts.header['codec']['model_id']
+    (tmp_path / 'no_model.ehc').write_bytes(parts.build())
+    status, _, err = run(capsys, 'info', tmp_path / 'no_model.ehc')
+    assert status == 1
+    assert_one_line_error(err, 'codec.model_id is missing')
+
+
 def test_main_leaves_the_library_logger_as_it_was(lossless, capsys):
     """main() called from a program (or a test) must not reconfigure the core's logger for the rest of the process."""
     import logging
