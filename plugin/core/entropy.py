@@ -431,6 +431,17 @@ def _joint_table(table: np.ndarray, group: int) -> np.ndarray:
     return joint
 
 
+def index_stream_group(alphabet: int, n: int) -> int:
+    """How many indices of an `alphabet`-entry table are coded as one ANS symbol (speed only, not the rate)."""
+    return _group_size(alphabet, n)
+
+
+def index_stream(index: np.ndarray, table: np.ndarray) -> IndexStream:
+    """The IndexStream of int32 `index` into `table`, grouped as index_stream_group says (for other coders)."""
+    group = index_stream_group(table.size, index.size)
+    return IndexStream(table, group, *_group_indices(index, table.size, group))
+
+
 def push_stream(coder, stream: IndexStream) -> None:
     """Push one index stream; the trailing single indices go first because the stack pops them last."""
     if stream.rest.size:

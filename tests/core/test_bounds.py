@@ -164,7 +164,7 @@ def test_a_plain_max_error_file_states_only_max_error(awkward_scene, tmp_path):
         codec = reader.header['codec']
         versions = {reader.read_chunk(i)[0] for i in range(reader.chunk_count)}
     assert codec['max_error'] == 4 and 'error_bound' not in codec
-    assert codec['residual_coder'] == 'predicted-v1' and versions == {4}
+    assert codec['residual_coder'] == 'predicted-v2' and versions == {4}
     _assert_within(uniform_bound(4), _read(awkward_scene), restored, all_bands=False)
 
 
