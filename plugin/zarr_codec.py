@@ -101,8 +101,8 @@ class EhcCodec(Codec):
         coder, _ = self._tile_coder()
         canonical = chunk[self.canonical_index]
         dead = self._nodata_mask(canonical).all(axis=(1, 2))
-        tile, window, core = _whole_chunk(coder, chunk.shape)
-        payload, _ = encode_tile(coder, canonical, self.nodata, dead, core)
+        tile, window, kept = _whole_chunk(coder, chunk.shape)
+        payload, _ = encode_tile(coder, canonical, self.nodata, dead, kept)
         head = _CHUNK_HEAD.pack(CHUNK_MAGIC, *chunk.shape)
         return head + np.packbits(dead).tobytes() + payload
 
@@ -149,19 +149,21 @@ class EhcCodec(Codec):
 
     def _build_coder(self):
         from .core import codec
+        from .core.bounds import ErrorBound
+        from .core.codecheader import CodecInfo
         from .core.errors import FormatError, ModelNotFoundError
 
-        info = {'model_id': self.model, 'model_sha256': self.model_sha256, 'quality': self.quality,
-                'extra_bands': self.extra_bands, 'max_error': self.max_error}
-        if self.error_bound is not None:
-            info['error_bound'] = self.error_bound
+        model_id, model_path = self.model, None
         if '/' in self.model or '\\' in self.model:
-            info.update(model_id=self.model.replace('\\', '/').rstrip('/').rsplit('/', 1)[-1], model_path=self.model)
+            model_id, model_path = self.model.replace('\\', '/').rstrip('/').rsplit('/', 1)[-1], self.model
         try:
-            return codec.decoder_for({'codec': info}, 'cpu', 1)
+            stated = None if self.error_bound is None else ErrorBound.from_codec_info({'error_bound': self.error_bound})
+            info = CodecInfo(model_id, self.model_sha256, self.quality, tuple(self.extra_bands),
+                             max_error=self.max_error, error_bound=stated, model_path=model_path)
+            return codec.decoder_for(info, 'cpu', 1)
         except (ModelNotFoundError, FormatError) as exc:
             raise ModelNotFoundError(
-                f'this Zarr store is coded with the EnMAP Compress model "{info["model_id"]}" (decoder sha256 '
+                f'this Zarr store is coded with the EnMAP Compress model "{model_id}" (decoder sha256 '
                 f'{self.model_sha256[:16]}...), which is not installed here ({exc}). Install the enmap-compress '
                 'version that wrote the store, or put that model package in a folder listed in '
                 'ENMAP_COMPRESS_MODELS.') from None
@@ -177,13 +179,12 @@ def _is_bundled(package):
 
 def _whole_chunk(coder, shape):
     """A chunk is one tile that is its own window (chunks are independent: no context across their borders)."""
-    from .core.tiling import Tile
+    from .core.tiling import Tile, kept_slices
 
     _, height, width = shape
     tile = Tile(0, 0, width, height)
     window = coder.transform.window(tile, width, height)
-    core = (slice(tile.y - window.y, tile.y - window.y + height), slice(tile.x - window.x, tile.x - window.x + width))
-    return tile, window, core
+    return tile, window, kept_slices(tile, window)
 
 
 # --- writing a product to a Zarr store ---------------------------------------------------------------------

@@ -6,6 +6,7 @@ import numpy as np
 
 from ..core import codec, ehcinfo
 from ..core.bands import hyspecnet_keep_mask
+from ..core.codecheader import CodecInfo
 from ..core.ehcinfo import coding_mode
 from ..core.enmap import open_spectral
 from ..core.errors import InputError, ModelError
@@ -16,12 +17,14 @@ from ..core.validation import check_coder, open_checked
 
 
 def model_state(codec_info):
-    """'installed', 'missing' or 'different version installed' for the model a file needs."""
+    """'installed', 'missing' or 'different version installed' for the model a file needs (codec_info: its
+    header's codec object, checked by open_checked)."""
+    info = CodecInfo.from_json(codec_info, 'the file')
     try:
-        package = codec.find_package(codec_info)
+        package = codec.find_package(info)
     except ModelError:
         return 'missing'
-    return 'installed' if package.decoder_sha256() == codec_info.get('model_sha256') else 'different version installed'
+    return 'installed' if package.decoder_sha256() == info.model_sha256 else 'different version installed'
 
 
 def _crs_label(packed):
@@ -76,9 +79,8 @@ def verify(path, against=None, device='auto', threads=None, progress=None):
     started = time.perf_counter()
     reader, checked = open_checked(path)  # every header and index field checked first (core/validation.py)
     with reader:
-        header = reader.header
         reader.verify()  # every CRC before any decoding
-        coder, _ = codec.decoder_for(header, device, threads)
+        coder, _ = codec.decoder_for(checked.codec, device, threads, checked.raster)
         check_coder(checked, coder, path)
         raster = checked.raster
         steps = Progress(reader.chunk_count, progress)

@@ -7,17 +7,26 @@ import contextlib
 import logging
 import os
 import platform
-import struct
 import time
-import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from ..paths import MODELS_DIR
-from . import bandstream, entropy, residual, samples, spectral
+from . import entropy, residual, samples, spectral, tilepayload
 from .bands import DN_PEAK, N_BANDS, N_HYSPECNET, Radiometry, band_set
-from .bounds import ErrorBound, UniformQuantiser, error_bound, uniform_bound
+from .bounds import UniformQuantiser, error_bound, uniform_bound
+from .codecheader import (
+    BAND_GAINS,
+    EXTRA_PREDICTED,
+    EXTRA_SPECTRAL,
+    FORMAT_NAME,
+    MAX_TILE_SIZE,
+    QUALITY_LEVELS,
+    RESIDUAL_PLAIN,
+    RESIDUAL_PREDICTED,
+    CodecInfo,
+)
 from .container import EhcWriter
 from .enmap import SpectralRaster, open_spectral
 from .errors import EnmapCompressError, FormatError, InputError, ModelNotFoundError, OutputError
@@ -26,24 +35,17 @@ from .latent import make_latent_coder
 from .metrics import rate_metrics
 from .outputs import atomic_output, check_writable
 from .prediction import decode_predicted, encode_predicted
-from .rasterheader import pack_raster, unpack_raster
+from .rasterheader import pack_raster
 from .runtime import OnnxRunner, default_model_id, find_model, list_models
-from .tiling import Progress, Tile, tile_grid
+from .tilepayload import TileSections, checksum_section, decode_mask, encode_mask, matches_checksum
+from .tiling import Progress, Tile, kept_slices, tile_grid
 from .transforms import make_transform
-from .validation import MAX_TILE_SIZE, check_coder, open_checked
+from .validation import check_coder, open_checked
 
 LOG = logging.getLogger('enmap_compress')
-FORMAT_NAME = 'ehc'
 CODED_BAND_COUNT = N_HYSPECNET
-CHUNK_VERSION = 2  # 2: spatially predicted latent and extra-band sections
-CHUNK_VERSION_SAMPLES = 3  # 3: as 2, plus a last section of samples restored one by one (samples.py)
-CHUNK_VERSION_BOUNDS = 4  # 4: as 3 (the last section may be empty), residuals under codec.error_bound (bounds.py)
 DEFAULT_TILE = 256  # pixel models; spatial models bring their own tile size
 BOUNDED_TILE = 128  # the default tile size of error-bounded and lossless files
-BAND_GAINS = 'band-gains'  # codec info `radiometry`: models saw reflectance = DN x gain + offset of each band
-QUALITY_LEVELS = tuple(range(1, 11))
-EXTRA_PREDICTED, EXTRA_SPECTRAL = 'predicted', 'spectral-v1'  # codec.extra_coder (absent: predicted)
-RESIDUAL_PLAIN, RESIDUAL_PREDICTED = 'plain', 'predicted-v1'  # codec.residual_coder (absent: plain)
 STAGE_SHARE = 0.2  # of a compress run, unpacking a deflated ZIP member takes about this much (measured: 15-25 %)
 
 
@@ -61,76 +63,6 @@ def software_versions():
     return versions
 
 
-# --- chunk payload: length-prefixed sections --------------------------------------------------------------
-
-def pack_sections(sections, sample_section=None, bounds=False):
-    """A tile's payload; tiles with a sample section get version 3, tiles coded under a per-band or relative
-    error bound version 4 (sample section last, possibly empty), so older readers refuse them clearly."""
-    if bounds:
-        version, sections = CHUNK_VERSION_BOUNDS, [*sections, sample_section or b'']
-    else:
-        version = CHUNK_VERSION if sample_section is None else CHUNK_VERSION_SAMPLES
-        sections = list(sections) if sample_section is None else [*sections, sample_section]
-    head = struct.pack('<BH', version, len(sections)) + b''.join(struct.pack('<I', len(s)) for s in sections)
-    return head + b''.join(sections)
-
-
-def unpack_sections(payload):
-    """(sections, the sample section or None) of a tile payload."""
-    try:
-        version, count = struct.unpack_from('<BH', payload, 0)
-        if version not in (CHUNK_VERSION, CHUNK_VERSION_SAMPLES, CHUNK_VERSION_BOUNDS):
-            raise FormatError(f'tile payload version {version} is not supported (expected {CHUNK_VERSION} to '
-                              f'{CHUNK_VERSION_BOUNDS}); a newer EnMAP Compress wrote this file')
-        lengths = struct.unpack_from(f'<{count}I', payload, 3)
-    except struct.error as exc:
-        raise FormatError('a tile payload is truncated') from exc
-    offset, sections = 3 + 4 * count, []
-    for length in lengths:
-        sections.append(payload[offset:offset + length])
-        offset += length
-    if offset != len(payload):
-        raise FormatError('a tile payload has an inconsistent length')
-    if version in (CHUNK_VERSION_SAMPLES, CHUNK_VERSION_BOUNDS):
-        if not sections:
-            raise FormatError('a tile payload lacks its sample section')
-        return sections[:-1], sections[-1] or None
-    return sections, None
-
-
-def encode_mask(valid):
-    if valid.all():
-        return b'\x01'
-    if not valid.any():
-        return b'\x00'
-    return b'\x02' + zlib.compress(np.packbits(valid).tobytes(), 9)
-
-
-def decode_mask(data, height, width):
-    if data == b'\x01':
-        return np.ones((height, width), bool)
-    if data == b'\x00':
-        return np.zeros((height, width), bool)
-    size = (height * width + 7) // 8
-    inflater = zlib.decompressobj()
-    try:
-        packed = inflater.decompress(data[1:], size + 1) if data[:1] == b'\x02' else b''
-    except zlib.error as exc:
-        raise FormatError('a tile mask is corrupt') from exc
-    if len(packed) != size or not inflater.eof or inflater.unused_data:  # a bomb stops at size + 1 bytes
-        raise FormatError(f'a tile mask is corrupt (not {height} x {width} packed bits)')
-    return np.unpackbits(np.frombuffer(packed, np.uint8))[:height * width].reshape(height, width).astype(bool)
-
-
-def check_sections(coder, sections):
-    """A tile's sections are the ones its coder reads: mask, latent, [extra bands], [residual, checksum]."""
-    expected = 2 + bool(coder.extra.size) + 2 * (coder.bound is not None)
-    if len(sections) != expected:
-        raise FormatError(f'a tile payload holds {len(sections)} sections; the tiles of this file have {expected}')
-    if coder.bound is not None and len(sections[-1]) != 4:
-        raise FormatError('a tile\'s checksum section is not 4 bytes long')
-
-
 # --- the tile coder -----------------------------------------------------------------------------------------
 
 def residual_symbols(residual, max_error):
@@ -142,7 +74,8 @@ def residual_symbols(residual, max_error):
 class TileCoder:
     """One model package at one quality level, plus the optional extra-band and error-bound layers.
 
-    Sections of a tile: mask, latent, [extra bands], [residual, checksum of the exact reconstruction].
+    Sections of a tile (tilepayload.TileSections): mask, latent, [extra bands], [residual, checksum of the exact
+    reconstruction], [samples]. `codec_info` states a coder in a file's header, `decoder_for` builds it back.
     """
 
     package: object
@@ -153,7 +86,7 @@ class TileCoder:
     radiometry: Radiometry = None  # of the coded bands; None: EnMAP's scale (and every file before band gains)
     bound: object = None
     extra_coder: str = None  # how extra bands are coded: EXTRA_PREDICTED, or EXTRA_SPECTRAL (lossless, since 0.2)
-    residual_coder: str = None  # RESIDUAL_PLAIN, RESIDUAL_PREDICTED (absolute bounds, 0.2) or bandstream.CODER_ID
+    residual_coder: str = None  # RESIDUAL_PLAIN, or RESIDUAL_PREDICTED (absolute bounds, since 0.2)
     coded: np.ndarray = field(init=False)
     step: float = field(init=False)
 
@@ -165,8 +98,8 @@ class TileCoder:
         self.transform = make_transform(self.runner, meta)
         self.step = level.step
         scale = meta.channel_step_scale or [1.0] * self.transform.channels
-        self.steps = (self.step * np.asarray(scale, np.float32))[:, None]
-        self.latent_coder = make_latent_coder(meta, self.transform, level, self.steps)
+        channel_steps = (self.step * np.asarray(scale, np.float32))[:, None]
+        self.latent_coder = make_latent_coder(meta, level, channel_steps)
         self.coded = model_band_indices(self.package)
         if self.radiometry is None:
             self.radiometry = Radiometry.enmap(len(self.coded))
@@ -178,27 +111,43 @@ class TileCoder:
         if self.extra_coder not in (EXTRA_PREDICTED, EXTRA_SPECTRAL) or (
                 self.extra_coder == EXTRA_SPECTRAL and not self.lossless):
             raise FormatError(f'extra bands coded as "{self.extra_coder}" are not supported here; update the plugin')
-        if self.residual_coder is None:  # new files: predicted residuals coded band by band (bandstream.py)
-            self.residual_coder = bandstream.CODER_ID if self.bound is not None and \
+        if self.residual_coder is None:
+            self.residual_coder = RESIDUAL_PREDICTED if self.bound is not None and \
                 self.bound.relative_error is None else RESIDUAL_PLAIN
-        if self.residual_coder not in (RESIDUAL_PLAIN, RESIDUAL_PREDICTED, bandstream.CODER_ID) or (
-                self.residual_coder != RESIDUAL_PLAIN and (self.bound is None or self.bound.relative_error)):
+        if self.residual_coder not in (RESIDUAL_PLAIN, RESIDUAL_PREDICTED) or (
+                self.residual_coder == RESIDUAL_PREDICTED and (self.bound is None or self.bound.relative_error)):
             raise FormatError(f'residuals coded as "{self.residual_coder}" are not supported here; update the plugin')
 
     @property
     def spectral_extra(self):
         return self.extra_coder == EXTRA_SPECTRAL and self.extra.size > 0
 
+    @property
+    def extended_payload(self):
+        """Whether its tiles need payload version 4 (tilepayload.pack): 0.1.0 cannot decode them."""
+        return (self.bound is not None and self.bound.uniform is None) or self.spectral_extra or \
+            self.residual_coder != RESIDUAL_PLAIN
+
+    def codec_info(self, tile_size):
+        """The header's CodecInfo of a file this coder writes in tiles of `tile_size` px."""
+        package = self.package
+        custom = package.folder != os.path.join(MODELS_DIR, package.model_id)  # where the decoder may find it
+        return CodecInfo(package.model_id, package.decoder_sha256(), self.quality, tuple(int(i) for i in self.extra),
+                         tile_size, self.transform.kind, self.step, package.meta.band_set, self.extra_step_dn,
+                         self.max_error, radiometry=None if self.radiometry.is_enmap else BAND_GAINS,
+                         error_bound=self.bound if self.bound is not None and self.max_error is None else None,
+                         extra_coder=self.extra_coder, residual_coder=self.residual_coder,
+                         model_path=package.folder if custom else None)
+
+    def pack(self, sections):
+        return tilepayload.pack(sections, self.extended_payload)
+
+    def unpack(self, payload):
+        """The TileSections of a payload of this coder's file (FormatError when it holds others)."""
+        return tilepayload.unpack(payload, self.extra.size > 0, self.bound is not None)
+
     def _rows(self):
         return {int(band): row for row, band in enumerate(self.bands)}
-
-    def _pack_residual(self, symbols):
-        return bandstream.encode(symbols) if self.residual_coder == bandstream.CODER_ID else \
-            entropy.encode_channels(symbols)
-
-    def _unpack_residual(self, data, shape):
-        return bandstream.decode(data, shape) if self.residual_coder == bandstream.CODER_ID else \
-            entropy.decode_channels(data, shape)
 
     def _residual_layer(self, valid, base, original=None, symbols=None):
         """(symbols, restored values) of the error-bound layer: encoding when `original` is given."""
@@ -227,54 +176,57 @@ class TileCoder:
         """Canonical bands this coder restores: the model's set and the extra bands."""
         return np.concatenate([self.coded, self.extra]).astype(int)
 
-    def _reconstruct(self, symbols, extra_symbols, valid, core):
-        values = self.radiometry.to_dn(self.transform.decode(self.latent_coder.dequantise(symbols), valid, core))
+    def _reconstruct(self, symbols, extra_symbols, valid, kept):
+        values = self.radiometry.to_dn(self.transform.decode(self.latent_coder.dequantise(symbols), valid, kept))
         if self.extra.size:
             values = np.concatenate([values, extra_symbols.astype(np.float32) * np.float32(self.extra_step_dn)])
         return np.rint(values) if self.bound is not None else values
 
-    def encode(self, dn, valid, core):
-        """dn: (224, window) float DN canonical; valid: window mask; core: slices of the tile in the window."""
+    def encode(self, dn, valid, kept):
+        """TileSections (but samples) of a tile. dn: (224, window) float DN canonical; valid: the window's valid
+        pixels; kept: the tile's slices in the window (tiling.kept_slices)."""
         unit = self.radiometry.to_unit(dn[self.coded])
-        latent = self.transform.encode(unit, valid, core)
-        symbols, latent_bytes = self.latent_coder.encode(latent, valid, core)
-        sections = [latent_bytes]
-        core_valid = valid[core]
-        extra = dn[self.extra][:, core[0], core[1]][:, core_valid]
+        latent = self.transform.encode(unit, valid, kept)
+        symbols, latent_bytes = self.latent_coder.encode(latent, self.transform.latent_geometry(valid, kept))
+        tile_valid = valid[kept]
+        sections = TileSections(encode_mask(tile_valid), latent_bytes)
+        extra = dn[self.extra][:, kept[0], kept[1]][:, tile_valid]
         if self.spectral_extra:  # the base of an extra band is the band itself; its section follows below
             extra_symbols = extra.astype(np.int64)
         else:
             extra_symbols = np.rint(np.clip(extra, -32767, 32767) / self.extra_step_dn).astype(np.int32)
             if self.extra.size:
-                sections.append(encode_predicted(extra_symbols, core_valid))
+                sections = replace(sections, extra=encode_predicted(extra_symbols, tile_valid))
         if self.bound is not None:
-            original = np.concatenate([dn[self.coded][:, core[0], core[1]][:, core_valid], extra])
+            original = np.concatenate([dn[self.coded][:, kept[0], kept[1]][:, tile_valid], extra])
             if not np.array_equal(original, np.rint(original)):
                 raise InputError('an error bound needs integer DN values, but this image holds fractional values')
             if self.spectral_extra:
-                sections.append(spectral.encode(original, self._rows(), self.extra, self.coded, core_valid))
-            base = self._reconstruct(symbols, extra_symbols, valid, core)
-            residual_symbols, restored = self._residual_layer(core_valid, base, original)
+                sections = replace(sections, extra=spectral.encode(original, self._rows(), self.extra, self.coded,
+                                                                   tile_valid))
+            base = self._reconstruct(symbols, extra_symbols, valid, kept)
+            residual_symbols, restored = self._residual_layer(tile_valid, base, original)
             check_bound(self.bound, original, restored, self.bands)
-            sections += [self._pack_residual(residual_symbols), struct.pack('<I', checksum(restored))]
+            sections = replace(sections, residual=entropy.encode_channels(residual_symbols),
+                               checksum=checksum_section(restored))
         return sections
 
-    def decode(self, sections, valid, core):
-        """Returns the restored DN (len(bands), valid pixels of the core)."""
-        symbols = self.latent_coder.decode(sections[0], valid, core)
-        pixels = int(valid[core].sum())
-        extra_symbols = np.zeros((len(self.extra), pixels), np.int32)
+    def decode(self, sections, valid, kept):
+        """The restored DN (len(bands), valid pixels of the tile) from its TileSections."""
+        symbols = self.latent_coder.decode(sections.latent, self.transform.latent_geometry(valid, kept))
+        tile_valid = valid[kept]
+        extra_symbols = np.zeros((len(self.extra), int(tile_valid.sum())), np.int32)
         if self.extra.size and not self.spectral_extra:
-            extra_symbols = decode_predicted(sections[1], len(self.extra), valid[core])
-        values = self._reconstruct(symbols, extra_symbols, valid, core)
+            extra_symbols = decode_predicted(sections.extra, len(self.extra), tile_valid)
+        values = self._reconstruct(symbols, extra_symbols, valid, kept)
         if self.bound is not None:
-            residual_symbols = self._unpack_residual(sections[-2], values.shape)
-            values = self._residual_layer(valid[core], values, symbols=residual_symbols)[1]
+            residual_symbols = entropy.decode_channels(sections.residual, values.shape)
+            values = self._residual_layer(tile_valid, values, symbols=residual_symbols)[1]
             if self.spectral_extra:  # the model bands are exact now: predict the extra bands from them
                 if residual_symbols[len(self.coded):].any():
                     raise FormatError('a lossless tile has residuals in its spectrally predicted extra bands')
-                spectral.decode(sections[1], values, self._rows(), self.extra, self.coded, valid[core])
-            if struct.unpack('<I', sections[-1])[0] != checksum(values):
+                spectral.decode(sections.extra, values, self._rows(), self.extra, self.coded, tile_valid)
+            if not matches_checksum(sections.checksum, values):
                 raise FormatError('the error-bounded reconstruction on this machine differs from the encoder\'s '
                                   '(floating-point differences between machines or devices); decode with the '
                                   'same onnxruntime on the CPU')
@@ -292,11 +244,6 @@ def check_bound(bound, original, restored, bands, rows=16):
             raise EnmapCompressError(f'internal error: the error bound ({bound.describe()}) would be broken in band '
                                      f'{int(bands[start + row]) + 1} by {float(excess[row, column])} DN; no file '
                                      'was written')
-
-
-def checksum(values):
-    """CRC-32 of the values as little-endian float64, read from the array's buffer (no bytes copy of a tile)."""
-    return zlib.crc32(np.ascontiguousarray(values, dtype='<f8')) & 0xFFFFFFFF
 
 
 def model_band_indices(package):
@@ -407,111 +354,110 @@ def compress(source, output, model=None, quality=5, device='auto', threads=None,
     started = time.perf_counter()
     _check_ehc_path(output)
     bound = error_bound(max_error, band_max_errors, relative_error, relative_floor)
-    max_error = bound.uniform if bound is not None else None
     package = find_model(model or default_model_id() or 'pca')
-    coded = model_band_indices(package)
-    quality = _quality(auto_quality(package, None if bound is None else bound.representative_dn(coded))
-                       if quality is None else quality)
-    runner = OnnxRunner(package, device, threads)
+    if quality is None:
+        quality = auto_quality(package, None if bound is None else bound.representative_dn(model_band_indices(package)))
+    quality, runner = _quality(quality), OnnxRunner(package, device, threads)
     with _open_input(source) as raster:
         progress = _prepare_input(raster, Progress(1, progress, is_cancelled))
-        if bound is not None:  # limits per band are given in the image's band order
-            bound = bound.in_canonical_order(raster.canonical_index)
-        dead = raster.canonical_dead_bands
-        all_bands = code_all_bands or max_error == 0 or band_max_errors not in (None, '')
-        extra = np.array([i for i in range(raster.band_count) if i not in set(coded) and not dead[i]], int) \
-            if all_bands else np.zeros(0, int)
-        radiometry = Radiometry.of(raster.gains[raster.canonical_index][coded],
-                                   raster.offsets[raster.canonical_index][coded])
-        coder = TileCoder(package, quality, runner, extra, max_error, radiometry, bound)
-        if tile_size is None and bound is not None:  # the bounded layers hold several copies of a tile: keep
-            tile_size = min(coder.transform.tile_size, BOUNDED_TILE)  # them small (measured: same rate, 1/3 memory)
-        tile_size = int(tile_size or coder.transform.tile_size)
-        if not 1 <= tile_size <= MAX_TILE_SIZE:  # decoding a larger tile could need more than 1.5 GB
-            raise InputError(f'the tile size must be from 1 to {MAX_TILE_SIZE} px, not {tile_size}')
-        if tile_size * tile_size > residual.MAX_PIXELS:  # its sums would not stay exact
-            coder.residual_coder = RESIDUAL_PLAIN
-        header = {
-            'format': FORMAT_NAME,
-            'raster': pack_raster(raster, np.asarray(raster.dead_bands)),
-            'codec': {'model_id': package.model_id, 'model_sha256': package.decoder_sha256(),
-                      'model_kind': coder.transform.kind, 'quality': quality, 'step': coder.step,
-                      'tile_size': tile_size, 'band_set': package.meta.band_set,
-                      'extra_bands': [int(i) for i in extra], 'extra_step_dn': coder.extra_step_dn,
-                      'max_error': max_error, 'entropy_coder': 'constriction-ans-v1'},
-            # MAX_ERROR files keep 0.1.0's layout; other bounds are stated here and use tile payload version 4
-            'device': {'requested': device, 'used': runner.choice.device, 'provider': runner.provider,
-                       'threads': runner.threads},
-            'software': software_versions(),
-            'created': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()),
-        }
-        if raster.nodata is None and raster.dtype.kind == 'f':
-            header['raster']['fill'] = samples.fill_value(raster.dtype, None)  # NaN; older files meant 0
-        if not radiometry.is_enmap:  # the models see reflectance through these gains (files before: always 1e-4)
-            header['codec']['radiometry'] = BAND_GAINS
-        if bound is not None and max_error is None:
-            header['codec']['error_bound'] = bound.codec_info()
-        if coder.extra_coder != EXTRA_PREDICTED:
-            header['codec']['extra_coder'] = coder.extra_coder
-        if coder.residual_coder != RESIDUAL_PLAIN:
-            header['codec']['residual_coder'] = coder.residual_coder
-        if package.folder != os.path.join(MODELS_DIR, package.model_id):
-            header['codec']['model_path'] = package.folder  # a custom package: where the decoder may find it
-        tiles = tile_grid(raster.width, raster.height, tile_size)
-        tile_progress = Progress(len(tiles), progress)
-        count = 0
-        band_numbers, nonfinite = np.asarray(raster.canonical_index) + 1, np.zeros(raster.band_count, np.int64)
-        tile_progress.check()
-        with EhcWriter(output, header) as writer:
-            for tile in tile_progress.each(tiles, 'compressing tile {} of {}'):
-                window = coder.transform.window(tile, raster.width, raster.height)
-                cube = raster.read_canonical(window.x, window.y, window.width, window.height)
-                payload, pixels = encode_tile(coder, cube, raster.nodata, dead, _core(tile, window), band_numbers,
-                                              nonfinite)
-                writer.add_chunk(payload, tile.as_dict())
-                count += pixels
-                if tile.x + tile.width >= raster.width:  # a row of tiles done: GDAL need not keep its blocks
-                    raster.drop_cache()
-            writer.footer_meta = {'valid_pixels': count}
-        warnings = list(raster.warnings) + _nonfinite_warning(nonfinite, band_numbers)
+        tile_size = _tile_size(tile_size, package.meta, bound)
+        coder = _encoder(package, quality, runner, raster, bound, tile_size,
+                         code_all_bands or band_max_errors not in (None, ''))
+        header = _file_header(raster, coder.codec_info(tile_size), runner, device)
+        count, tile_warnings = _write_tiles(output, header, raster, coder, tile_size, progress)
+        warnings = list(raster.warnings) + tile_warnings
     size = os.path.getsize(output)
     rate = rate_metrics(size, count, CODED_BAND_COUNT)
     return CompressResult(output, size, count, rate['bpppb'], rate['compression_ratio'], runner.choice.device,
-                          runner.provider, time.perf_counter() - started, warnings, quality, max_error, bound)
+                          runner.provider, time.perf_counter() - started, warnings, quality, coder.max_error,
+                          coder.bound)
 
 
-def _core(tile, window):
-    """Slices of the tile inside its window."""
-    return (slice(tile.y - window.y, tile.y - window.y + tile.height),
-            slice(tile.x - window.x, tile.x - window.x + tile.width))
+def _tile_size(requested, meta, bound):
+    """The tile size of a file: as requested, else the model's (modelmeta.ModelMetadata), at most BOUNDED_TILE
+    under an error bound (its layers hold several copies of a tile; measured: the same rate in 1/3 of the memory)."""
+    if requested is None and bound is not None:
+        requested = min(meta.effective_tile_size, BOUNDED_TILE)
+    tile_size = int(requested or meta.effective_tile_size)
+    if not 1 <= tile_size <= MAX_TILE_SIZE:  # decoding a larger tile could need more than 1.5 GB
+        raise InputError(f'the tile size must be from 1 to {MAX_TILE_SIZE} px, not {tile_size}')
+    return tile_size
 
 
-def encode_tile(coder, cube, nodata, dead, core, band_numbers=None, nonfinite=None):
+def _encoder(package, quality, runner, raster, bound, tile_size, all_bands):
+    """The TileCoder that writes `raster`: the model's bands, and every other live band when `all_bands` or
+    lossless (extra bands); band gains and per-band limits in canonical order."""
+    if bound is not None:  # limits per band are given in the image's band order
+        bound = bound.in_canonical_order(raster.canonical_index)
+    max_error = bound.uniform if bound is not None else None
+    coded, dead = model_band_indices(package), raster.canonical_dead_bands
+    extra = np.array([i for i in range(raster.band_count) if i not in set(coded) and not dead[i]], int) \
+        if all_bands or max_error == 0 else np.zeros(0, int)
+    radiometry = Radiometry.of(raster.gains[raster.canonical_index][coded],
+                               raster.offsets[raster.canonical_index][coded])
+    plain = tile_size * tile_size > residual.MAX_PIXELS  # the predicted residual's sums would not stay exact
+    return TileCoder(package, quality, runner, extra, max_error, radiometry, bound,
+                     residual_coder=RESIDUAL_PLAIN if plain else None)
+
+
+def _file_header(raster, codec_info, runner, device):
+    """A file's header: the raster (rasterheader.pack_raster), the codec info, and the informative device,
+    software and time."""
+    packed = pack_raster(raster, np.asarray(raster.dead_bands))
+    if raster.nodata is None and raster.dtype.kind == 'f':
+        packed['fill'] = samples.fill_value(raster.dtype, None)  # NaN; older files meant 0
+    return {'format': FORMAT_NAME, 'raster': packed, 'codec': codec_info.to_json(),
+            'device': {'requested': device, 'used': runner.choice.device, 'provider': runner.provider,
+                       'threads': runner.threads},
+            'software': software_versions(), 'created': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}
+
+
+def _write_tiles(output, header, raster, coder, tile_size, progress):
+    """Write the .ehc file: `header`, then a chunk per tile; returns (valid pixels, warnings)."""
+    tiles = tile_grid(raster.width, raster.height, tile_size)
+    tile_progress = Progress(len(tiles), progress)
+    count, dead = 0, raster.canonical_dead_bands
+    band_numbers, nonfinite = np.asarray(raster.canonical_index) + 1, np.zeros(raster.band_count, np.int64)
+    tile_progress.check()
+    with EhcWriter(output, header) as writer:
+        for tile in tile_progress.each(tiles, 'compressing tile {} of {}'):
+            window = coder.transform.window(tile, raster.width, raster.height)
+            cube = raster.read_canonical(window.x, window.y, window.width, window.height)
+            payload, pixels = encode_tile(coder, cube, raster.nodata, dead, kept_slices(tile, window), band_numbers,
+                                          nonfinite)
+            writer.add_chunk(payload, tile.as_dict())
+            count += pixels
+            if tile.x + tile.width >= raster.width:  # a row of tiles done: GDAL need not keep its blocks
+                raster.drop_cache()
+        writer.footer_meta = {'valid_pixels': count}
+    return count, _nonfinite_warning(nonfinite, band_numbers)
+
+
+def encode_tile(coder, cube, nodata, dead, kept, band_numbers=None, nonfinite=None):
     """The chunk payload of one tile and its count of valid pixels.
 
     cube: the tile's window (224, h, w) of DN in canonical order, in the raster's own dtype (the sample section
-    stores values in it); dead: canonical bool per band (restored as nodata); core: slices of the tile in the
-    window. NaN and ±Inf never reach the model: they are replaced, and restored from the tile's sample section.
-    band_numbers: the 1-based band number of each canonical band, for messages; nonfinite: an int array per band
-    that counts the non-finite samples kept at valid pixels.
+    stores values in it); dead: canonical bool per band (restored as nodata); kept: the tile's slices in the
+    window (tiling.kept_slices). NaN and ±Inf never reach the model: they are replaced, and restored from the
+    tile's sample section. band_numbers: the 1-based band number of each canonical band, for messages; nonfinite:
+    an int array per band that counts the non-finite samples kept at valid pixels.
     """
     valid = valid_pixels(cube, nodata, ~dead)
-    native = cube[:, core[0], core[1]]
+    tile_valid, native = valid[kept], cube[:, kept[0], kept[1]]
     restored = np.zeros(len(dead), bool)
     restored[coder.bands] = True
     restored &= ~dead
     if coder.bound is not None:
-        samples.check_exact_range(native, restored, valid[core],
+        samples.check_exact_range(native, restored, tile_valid,
                                   np.arange(1, len(dead) + 1) if band_numbers is None else band_numbers)
-    sections = [encode_mask(valid[core])] + coder.encode(samples.model_input(cube, valid, dead), valid, core)
-    positions, values = samples.overrides(native, restored, valid[core], samples.fill_value(cube.dtype, nodata),
+    sections = coder.encode(samples.model_input(cube, valid, dead), valid, kept)
+    positions, values = samples.overrides(native, restored, tile_valid, samples.fill_value(cube.dtype, nodata),
                                           coder.lossless)
     if nonfinite is not None:
-        nonfinite += samples.count_nonfinite(native, valid[core]) * restored
-    section = samples.pack(positions, values, cube.dtype) if positions.size else None
-    extended = (coder.bound is not None and coder.bound.uniform is None) or coder.spectral_extra or \
-        coder.residual_coder != RESIDUAL_PLAIN
-    return pack_sections(sections, section, extended), int(valid[core].sum())
+        nonfinite += samples.count_nonfinite(native, tile_valid) * restored
+    if positions.size:
+        sections = replace(sections, samples=samples.pack(positions, values, cube.dtype))
+    return coder.pack(sections), int(tile_valid.sum())
 
 
 def _nonfinite_warning(counts, band_numbers):
@@ -528,18 +474,17 @@ def decode_tile(coder, payload, tile, window, dtype, nodata, dead, fill=None):
     """One tile back from its chunk payload: (len(dead), tile.height, tile.width) in canonical order and `dtype`;
     dead bands, bands the file does not restore and invalid pixels hold `fill` (default samples.fill_value:
     nodata, else NaN for floats and 0 for integers), then the tile's sample section is written back."""
-    sections, sample_section = unpack_sections(payload)
-    check_sections(coder, sections)
-    core = _core(tile, window)
+    sections = coder.unpack(payload)
+    kept = kept_slices(tile, window)
     valid = np.zeros((window.height, window.width), bool)
-    valid[core] = decode_mask(sections[0], tile.height, tile.width)
-    values = output_values(coder.decode(sections[1:], valid, core), dtype, nodata, coder.bound is not None)
+    valid[kept] = decode_mask(sections.mask, tile.height, tile.width)
+    values = output_values(coder.decode(sections, valid, kept), dtype, nodata, coder.bound is not None)
     fill = samples.fill_value(dtype, nodata) if fill is None else fill
     canonical = np.full((len(dead), tile.height, tile.width), fill, values.dtype)
-    _scatter(canonical, coder.bands, valid[core], values)
+    _scatter(canonical, coder.bands, valid[kept], values)
     canonical[dead] = fill
-    if sample_section is not None:
-        samples.restore(canonical, sample_section)
+    if sections.samples is not None:
+        samples.restore(canonical, sections.samples)
     return canonical
 
 
@@ -580,44 +525,44 @@ def max_chunk_bytes(window):
     return 32 * N_BANDS * window.width * window.height + (1 << 20)
 
 
-def find_package(codec_info):
-    """The model package a file's codec info names (its custom package when that is still there), or
+def find_package(info):
+    """The model package a file's CodecInfo names (its custom package when that is still there), or
     ModelNotFoundError naming the model to install."""
-    path = codec_info.get('model_path')
+    path = info.model_path
     if path and os.path.isdir(path):  # a custom package (its id may equal a bundled one's): the one that made the file
         custom = find_model(path)
-        if custom.decoder_sha256() == codec_info['model_sha256']:
+        if custom.decoder_sha256() == info.model_sha256:
             return custom
     try:
-        return find_model(codec_info['model_id'])
+        return find_model(info.model_id)
     except ModelNotFoundError:
         if path and os.path.isdir(path):
             return find_model(path)
-        raise ModelNotFoundError(f'this file needs the model "{codec_info["model_id"]}", which is not installed '
+        raise ModelNotFoundError(f'this file needs the model "{info.model_id}", which is not installed '
                                  f'(installed: {", ".join(p.model_id for p in list_models()) or "none"})') from None
 
 
-def decoder_for(header, device, threads):
-    """(TileCoder, OnnxRunner) that decode a file with this (validated) header: the entry point of every decoder
-    (decompress, cli verify, the Zarr codec)."""
-    codec_info = header['codec']
-    package = find_package(codec_info)
-    if package.decoder_sha256() != codec_info['model_sha256']:
+def decoder_for(info, device, threads, raster=None):
+    """(TileCoder, OnnxRunner) that decode a file with this checked CodecInfo (TileCoder.codec_info, read back) and
+    unpacked raster header: the entry point of every decoder (decompress, cli verify, and the Zarr codec, whose
+    chunks have no raster header and EnMAP's scale)."""
+    package = find_package(info)
+    if package.decoder_sha256() != info.model_sha256:
         raise FormatError(f'this file was made with a different version of model "{package.model_id}" than the '
                           'one installed (sha256 differs); install the matching model to decode it')
     runner = OnnxRunner(package, device, threads)
-    extra = np.asarray(codec_info['extra_bands'], int)
-    radiometry = None
-    if codec_info.get('radiometry') == BAND_GAINS:
-        raster = unpack_raster(header['raster'])
-        order, coded = np.asarray(raster['canonical_index'], int), model_band_indices(package)
-        radiometry = Radiometry.of(np.asarray(raster['gains'])[order][coded],
-                                   np.asarray(raster['offsets'])[order][coded])
-    bound = ErrorBound.from_codec_info(codec_info)
-    coder = TileCoder(package, int(codec_info['quality']), runner, extra, bound.uniform if bound else None,
-                      radiometry, bound, codec_info.get('extra_coder', EXTRA_PREDICTED),
-                      codec_info.get('residual_coder', RESIDUAL_PLAIN))
+    radiometry = _band_gains(raster, package) if info.radiometry == BAND_GAINS else None
+    bound = info.bound
+    coder = TileCoder(package, info.quality, runner, np.asarray(info.extra_bands, int),
+                      bound.uniform if bound is not None else None, radiometry, bound, info.extra_coder,
+                      info.residual_coder)
     return coder, runner
+
+
+def _band_gains(raster, package):
+    """The Radiometry of the model's bands by the gains and offsets of an unpacked raster header."""
+    order, coded = np.asarray(raster['canonical_index'], int), model_band_indices(package)
+    return Radiometry.of(np.asarray(raster['gains'])[order][coded], np.asarray(raster['offsets'])[order][coded])
 
 
 def decompress(source, output, device='auto', threads=None, progress=None, is_cancelled=None):
@@ -626,26 +571,30 @@ def decompress(source, output, device='auto', threads=None, progress=None, is_ca
     check_writable(output)
     reader, checked = open_checked(source)
     with reader:
-        coder, runner = decoder_for(reader.header, device, threads)
+        coder, runner = decoder_for(checked.codec, device, threads, checked.raster)
         check_coder(checked, coder, source)
-        raster = checked.raster
-        canonical_index = np.asarray(raster['canonical_index'], int)
         tile_progress = Progress(reader.chunk_count, progress, is_cancelled)
         tile_progress.check()
-        with atomic_output(output) as tmp:
-            writer = GeoTiffWriter(tmp, layout_from_header(raster))
-            try:
-                tiles = decoded_tiles(reader, coder, raster)
-                for tile, canonical in tile_progress.each(tiles, 'decoding tile {} of {}'):
-                    file_order = np.empty_like(canonical)
-                    file_order[canonical_index] = canonical
-                    writer.write(tile.x, tile.y, file_order)
-                    if _ends_block_row(tile, raster, writer.block_rows):
-                        writer.flush()  # at most one row of TIFF blocks waits in memory
-                tile_progress.say('writing the last blocks of the GeoTIFF')
-            finally:
-                writer.close()
+        _write_geotiff(output, checked.raster, decoded_tiles(reader, coder, checked.raster), tile_progress)
     return DecompressResult(output, runner.choice.device, runner.provider, time.perf_counter() - started)
+
+
+def _write_geotiff(output, raster, tiles, progress):
+    """Write (tile, canonical cube) pairs atomically as the GeoTIFF of an unpacked raster header, in its band
+    order; at most one row of TIFF blocks waits in memory."""
+    canonical_index = np.asarray(raster['canonical_index'], int)
+    with atomic_output(output) as tmp:
+        writer = GeoTiffWriter(tmp, layout_from_header(raster))
+        try:
+            for tile, canonical in progress.each(tiles, 'decoding tile {} of {}'):
+                file_order = np.empty_like(canonical)
+                file_order[canonical_index] = canonical
+                writer.write(tile.x, tile.y, file_order)
+                if _ends_block_row(tile, raster, writer.block_rows):
+                    writer.flush()
+            progress.say('writing the last blocks of the GeoTIFF')
+        finally:
+            writer.close()
 
 
 def _ends_block_row(tile, raster, block_rows):

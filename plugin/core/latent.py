@@ -5,6 +5,7 @@ statistics (entropy.py). PriorLatentCoder (rdnet): dead-zone rounding and fixed 
 Laplace prior per latent channel (prior.py), so a tile carries no statistics at all.
 """
 import functools
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
@@ -14,27 +15,39 @@ from .prediction import decode_predicted, encode_predicted
 from .prior import BYTE_TABLE, FLAG_TABLE, LaplaceTable, byte_scale, decode_groups, encode_groups
 
 
+@dataclass(frozen=True)
+class LatentGeometry:
+    """The shape of one tile's latent, as its Transform lays it out: `channels` rows, one sample per True cell of
+    `grid` (the latent grid, row-major; spatial prediction walks it in this order)."""
+
+    channels: int
+    grid: np.ndarray
+
+    @property
+    def samples(self):
+        return int(self.grid.sum())
+
+
 class LatentCoder(Protocol):
-    """A tile's latent (channels, samples) -> integers -> bytes, and back."""
+    """A tile's latent (channels, samples) -> integers -> bytes, and back; the geometry comes from the Transform."""
 
-    def encode(self, latent: np.ndarray, valid: np.ndarray, core: tuple) -> tuple: ...  # (symbols, bytes)
+    def encode(self, latent: np.ndarray, geometry: LatentGeometry) -> tuple: ...  # (symbols, bytes)
 
-    def decode(self, data: bytes, valid: np.ndarray, core: tuple) -> np.ndarray: ...  # symbols
+    def decode(self, data: bytes, geometry: LatentGeometry) -> np.ndarray: ...  # symbols
 
     def dequantise(self, symbols: np.ndarray) -> np.ndarray: ...
 
 
 class AdaptiveLatentCoder:
-    def __init__(self, transform, steps):
-        self.transform = transform
+    def __init__(self, steps):
         self.steps = steps  # (channels, 1)
 
-    def encode(self, latent, valid, core):
+    def encode(self, latent, geometry):
         symbols = np.rint(latent / self.steps).astype(np.int32)
-        return symbols, encode_predicted(symbols, self.transform.latent_mask(valid, core))
+        return symbols, encode_predicted(symbols, geometry.grid)
 
-    def decode(self, data, valid, core):
-        return decode_predicted(data, self.transform.channels, self.transform.latent_mask(valid, core))
+    def decode(self, data, geometry):
+        return decode_predicted(data, geometry.channels, geometry.grid)
 
     def dequantise(self, symbols):
         return symbols.astype(np.float32) * self.steps
@@ -63,10 +76,9 @@ class PriorLatentCoder:
     would not code, when coding it lowers rate + lambda * distortion (lambda = 6 / (ln 2 step^2)).
     """
 
-    def __init__(self, transform, level, model):
+    def __init__(self, level, model):
         """level: modelmeta.QualityLevel (its own deadzone / skip_below override the model's); model:
         modelmeta.EntropyModel (a Laplace scale per latent channel, checked against the channels there)."""
-        self.transform = transform
         self.step = level.step
         self.deadzone = level.deadzone if level.deadzone is not None else model.deadzone
         self.offset = model.reconstruction_offset
@@ -105,7 +117,7 @@ class PriorLatentCoder:
         prior = [(c, self.tables[c]) for c in np.flatnonzero(self.is_coded & ~override)]
         return prior + [(c, _own_table(int(code), self.deadzone)) for c, code in zip(np.flatnonzero(override), codes)]
 
-    def encode(self, latent, valid, core):
+    def encode(self, latent, geometry):
         """Dead-zone quantisation; rows the prior skips and no override codes stay 0; one learned-prior stream."""
         if not latent.shape[1]:
             return np.zeros(latent.shape, np.int32), b''
@@ -119,10 +131,12 @@ class PriorLatentCoder:
         tables = [FLAG_TABLE, BYTE_TABLE] + [table for _c, table in stored]
         return symbols, encode_groups(rows, tables)
 
-    def _plan(self, samples, stored):
+    def _plan(self, geometry, stored):
         """The decoder's (table, length) sequence; `stored` receives the stored rows' (channel, table) pairs."""
+        samples = geometry.samples
+
         def plan(rows):
-            yield FLAG_TABLE, self.transform.channels
+            yield FLAG_TABLE, geometry.channels
             if (rows[0] & ~1).any():
                 raise FormatError('a learned-prior latent stream has invalid row flags')
             override = rows[0].astype(bool)
@@ -132,15 +146,14 @@ class PriorLatentCoder:
                 yield table, samples
         return plan
 
-    def decode(self, data, valid, core):
-        samples = int(self.transform.latent_mask(valid, core).sum())
-        symbols = np.zeros((self.transform.channels, samples), np.int32)
-        if not samples:
+    def decode(self, data, geometry):
+        symbols = np.zeros((geometry.channels, geometry.samples), np.int32)
+        if not symbols.shape[1]:
             if data:
                 raise FormatError('a tile without valid pixels carries latent data')
             return symbols
         stored = []
-        rows = decode_groups(data, self._plan(samples, stored))
+        rows = decode_groups(data, self._plan(geometry, stored))
         for (c, _table), row in zip(stored, rows[2:]):
             symbols[c] = row
         return symbols
@@ -152,8 +165,8 @@ class PriorLatentCoder:
         return latent * np.float32(self.step)
 
 
-def make_latent_coder(meta, transform, level, steps):
+def make_latent_coder(meta, level, steps):
     """meta: modelmeta.ModelMetadata; level: its QualityLevel; steps: (channels, 1) steps of the adaptive coder."""
     if meta.entropy_model is None:
-        return AdaptiveLatentCoder(transform, steps)
-    return PriorLatentCoder(transform, level, meta.entropy_model)
+        return AdaptiveLatentCoder(steps)
+    return PriorLatentCoder(level, meta.entropy_model)

@@ -1,4 +1,4 @@
-"""Tile grids, and progress/cancel plumbing shared by every long-running core call."""
+"""Tile grids, context windows, and progress/cancel plumbing shared by every long-running core call."""
 from dataclasses import dataclass
 
 from .errors import CancelledError
@@ -17,6 +17,13 @@ class Tile:
     @classmethod
     def from_dict(cls, meta):
         return cls(int(meta['x']), int(meta['y']), int(meta['w']), int(meta['h']))
+
+
+def kept_slices(tile, window):
+    """(rows, columns) slices of `tile` inside its context `window` (transforms.Transform.window): the pixels a
+    tile's chunk codes and restores; the rest of the window is context, decoded and thrown away."""
+    return (slice(tile.y - window.y, tile.y - window.y + tile.height),
+            slice(tile.x - window.x, tile.x - window.x + tile.width))
 
 
 def tile_grid(width, height, tile_size):

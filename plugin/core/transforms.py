@@ -10,12 +10,13 @@ from typing import Protocol
 import numpy as np
 
 from .errors import FormatError
+from .latent import LatentGeometry
 from .tiling import Tile
 
 
 class Transform(Protocol):
     """A model's analysis and synthesis on one tile; `unit` is reflectance on [0, 1] of the model's bands, `valid`
-    the window's valid pixels and `core` the tile's slices inside its context window."""
+    the window's valid pixels and `kept` the tile's slices inside its context window (tiling.kept_slices)."""
 
     kind: str
     channels: int
@@ -23,11 +24,11 @@ class Transform(Protocol):
 
     def window(self, tile: Tile, width: int, height: int) -> Tile: ...
 
-    def encode(self, unit: np.ndarray, valid: np.ndarray, core: tuple) -> np.ndarray: ...
+    def encode(self, unit: np.ndarray, valid: np.ndarray, kept: tuple) -> np.ndarray: ...
 
-    def latent_mask(self, valid: np.ndarray, core: tuple) -> np.ndarray: ...
+    def latent_geometry(self, valid: np.ndarray, kept: tuple) -> LatentGeometry: ...  # what the LatentCoder codes
 
-    def decode(self, latent: np.ndarray, valid: np.ndarray, core: tuple) -> np.ndarray: ...
+    def decode(self, latent: np.ndarray, valid: np.ndarray, kept: tuple) -> np.ndarray: ...
 
 
 class PixelTransform:
@@ -42,19 +43,19 @@ class PixelTransform:
     def window(self, tile, width, height):
         return tile
 
-    def encode(self, unit, valid, core):
-        """unit: (202, h, w) window on [0, 1]; returns the latent (channels, valid pixels of the core)."""
+    def encode(self, unit, valid, kept):
+        """unit: (202, h, w) window on [0, 1]; returns the latent (channels, valid pixels of the tile)."""
         x = unit[:, valid].T
         if not x.shape[0]:
             return np.zeros((self.channels, 0), np.float32)
         return self.runner.run('encoder', x).T
 
-    def latent_mask(self, valid, core):
-        """Where the latent samples lie on a grid, in the order they are stored (for spatial prediction)."""
-        return valid[core]
+    def latent_geometry(self, valid, kept):
+        """A latent sample per valid pixel of the tile, on the tile's own grid."""
+        return LatentGeometry(self.channels, valid[kept])
 
-    def decode(self, latent, valid, core):
-        """Returns the reconstruction (202, valid pixels of the core) on [0, 1]."""
+    def decode(self, latent, valid, kept):
+        """Returns the reconstruction (202, valid pixels of the tile) on [0, 1]."""
         if not latent.shape[1]:
             return np.zeros((self.bands, 0), np.float32)
         return self.runner.run('decoder', latent.T).T
@@ -81,8 +82,8 @@ class SpatialTransform:
     def _padded(self, shape):
         return tuple(int(math.ceil(s / self.factor) * self.factor) for s in shape)
 
-    def encode(self, unit, valid, core):
-        if not valid[core].any():
+    def encode(self, unit, valid, kept):
+        if not valid[kept].any():
             return np.zeros((self.channels, 0), np.float32)
         filled = unit.copy()
         mean = unit[:, valid].mean(axis=1) if valid.any() else np.zeros(unit.shape[0], np.float32)
@@ -92,11 +93,13 @@ class SpatialTransform:
         latent = self.runner.run('encoder', padded[None])
         return latent.reshape(self.channels, -1)
 
-    def latent_mask(self, valid, core):
+    def latent_geometry(self, valid, kept):
+        """The latent grid of the whole padded window; none when the tile has no valid pixel."""
         height, width = self._padded(valid.shape)
-        return np.full((height // self.factor, width // self.factor), bool(valid[core].any()))
+        grid = np.full((height // self.factor, width // self.factor), bool(valid[kept].any()))
+        return LatentGeometry(self.channels, grid)
 
-    def decode(self, latent, valid, core):
+    def decode(self, latent, valid, kept):
         if not latent.shape[1]:
             return np.zeros((self.bands, 0), np.float32)
         height, width = self._padded(valid.shape)
@@ -104,7 +107,7 @@ class SpatialTransform:
         if int(np.prod(shape)) != latent.size:
             raise FormatError('a tile latent does not match the model geometry')
         cube = self.runner.run('decoder', latent.reshape(shape))[0]
-        return cube[:, :valid.shape[0], :valid.shape[1]][:, core[0], core[1]][:, valid[core]]
+        return cube[:, :valid.shape[0], :valid.shape[1]][:, kept[0], kept[1]][:, valid[kept]]
 
 
 TRANSFORMS = {'pixel': PixelTransform, 'spatial': SpatialTransform}  # by modelmeta.KINDS

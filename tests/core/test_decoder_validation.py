@@ -14,10 +14,10 @@ import pytest
 from ehc_forge import Chunk, EhcParts, join_payload, nested_json, split_payload, split_record, zlib_bomb
 
 from enmap_compress.plugin.core.codec import compress, decompress
+from enmap_compress.plugin.core.codecheader import MAX_TILE_SIZE
 from enmap_compress.plugin.core.container import EhcReader
 from enmap_compress.plugin.core.errors import FormatError, InputError
 from enmap_compress.plugin.core.headerdict import DICTIONARY
-from enmap_compress.plugin.core.validation import MAX_TILE_SIZE
 from tools import synthetic
 
 CORPUS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'data', 'corpus')

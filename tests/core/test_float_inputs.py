@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from osgeo import gdal
 
-from enmap_compress.plugin.core import samples
-from enmap_compress.plugin.core.codec import compress, decompress, unpack_sections
+from enmap_compress.plugin.core import samples, tilepayload
+from enmap_compress.plugin.core.codec import compress, decompress
 from enmap_compress.plugin.core.container import EhcReader
 from enmap_compress.plugin.core.errors import FormatError, InputError
 from enmap_compress.plugin.core.evaluate import evaluate
@@ -165,7 +165,7 @@ def test_sample_section_round_trips_and_rejects_damage():
 
 def test_a_payload_of_an_unknown_version_is_refused():
     with pytest.raises(FormatError, match='version 9'):  # 4 holds error-bound tiles (bounds.py)
-        unpack_sections(b'\x09\x00\x00')
+        tilepayload.unpack(b'\x09\x00\x00', has_extra=False, bounded=False)
 
 
 @pytest.mark.parametrize('value', [np.nan, np.inf, -np.inf])

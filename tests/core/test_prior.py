@@ -69,12 +69,11 @@ def test_damage_and_geometry_mismatch_are_format_errors():
         decode_groups(b'XX' + bytes(30), tables, [400, 400])
 
 
-class _Grid:  # the codec's view of a latent with every sample valid
-    def __init__(self, channels, samples):
-        self.channels, self.samples = channels, samples
+def _every_sample(channels, samples):
+    """The latent geometry of a tile with every sample valid."""
+    from enmap_compress.plugin.core.latent import LatentGeometry
 
-    def latent_mask(self, valid, core):
-        return np.ones(self.samples, bool)
+    return LatentGeometry(channels, np.ones(samples, bool))
 
 
 def test_rows_unlike_the_prior_get_their_own_scale_and_skipped_rows_are_rescued():
@@ -82,25 +81,26 @@ def test_rows_unlike_the_prior_get_their_own_scale_and_skipped_rows_are_rescued(
 
     rng = np.random.default_rng(6)
     scales = np.array([0.5, 0.5, 0.01, 0.01])  # rows 2 and 3 are below skip_below at this step: skipped by the prior
-    coder = PriorLatentCoder(_Grid(4, 4096), QualityLevel(1, 0.1, deadzone=0.1, skip_below=0.3),
+    geometry = _every_sample(4, 4096)
+    coder = PriorLatentCoder(QualityLevel(1, 0.1, deadzone=0.1, skip_below=0.3),
                              EntropyModel('laplace', tuple(scales.tolist())))
     latent = np.stack([rng.laplace(0, 0.5, 4096), rng.laplace(0, 5.0, 4096),  # row 1: 10x its prior scale
                        rng.laplace(0, 0.001, 4096), rng.laplace(0, 0.8, 4096)]).astype(np.float32)  # row 3: energy
-    symbols, data = coder.encode(latent, None, None)
-    np.testing.assert_array_equal(coder.decode(data, None, None), symbols)
+    symbols, data = coder.encode(latent, geometry)
+    np.testing.assert_array_equal(coder.decode(data, geometry), symbols)
     assert not symbols[2].any() and symbols[3].any()  # the tiny row stays skipped, the energetic one is coded
     error = np.abs(coder.dequantise(symbols) - latent).max(axis=1)
     assert error[1] <= 0.1 and error[3] <= 0.1  # within one step where coded
-    plain = PriorLatentCoder(_Grid(4, 4096), QualityLevel(1, 0.1, deadzone=0.1, skip_below=0.0),
+    plain = PriorLatentCoder(QualityLevel(1, 0.1, deadzone=0.1, skip_below=0.0),
                              EntropyModel('laplace', (0.5, 5.0, 0.01, 0.8)))
-    assert len(data) < 1.05 * len(plain.encode(latent, None, None)[1])  # about what the right prior would cost
+    assert len(data) < 1.05 * len(plain.encode(latent, geometry)[1])  # about what the right prior would cost
 
 
 @pytest.mark.parametrize('deadzone', [0.0, 0.1, 0.15, 0.5])
 def test_the_dead_zone_quantiser_is_sign_times_floor_of_magnitude_plus_half_minus_d(deadzone):
     from enmap_compress.plugin.core.latent import PriorLatentCoder
 
-    coder = PriorLatentCoder(_Grid(1, 8), QualityLevel(1, 1.0, deadzone=deadzone), EntropyModel('laplace', (1.0,)))
+    coder = PriorLatentCoder(QualityLevel(1, 1.0, deadzone=deadzone), EntropyModel('laplace', (1.0,)))
     rng = np.random.default_rng(3)
     edges = np.float32([0.0, -0.0, 0.5, -0.5, 0.5 + deadzone, -0.5 - deadzone, 1.5 + deadzone, -1.5 - deadzone])
     scaled = np.concatenate([edges, np.nextafter(edges, np.float32(0)), rng.laplace(0, 3, 10000).astype(np.float32)])

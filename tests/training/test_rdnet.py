@@ -73,14 +73,6 @@ def test_training_runs_logs_and_resumes(tmp_path):
         assert [r['step'] for r in csv.DictReader(handle)] == ['2', '4']
 
 
-class _Transform:  # the codec's view of the latent, without ONNX
-    def __init__(self, channels, samples):
-        self.channels, self.samples = channels, samples
-
-    def latent_mask(self, valid, core):
-        return np.ones(self.samples, bool)
-
-
 @pytest.mark.parametrize('step', [0.05, 0.01])
 def test_training_rate_estimate_matches_the_codecs_bytes(step):
     """The prior bits rd_cost optimises are what the codec's fixed-table coder writes (within ANS overhead)."""
@@ -91,8 +83,9 @@ def test_training_rate_estimate_matches_the_codecs_bytes(step):
         net.log_scales.copy_(torch.log(y.abs().mean(dim=(0, 2, 3)).clamp(min=1e-6)))
     bits, _mse = rd_cost(net, x, step, 0.1, 0.0, 0.05)
     meta = ModelMetadata.from_json(package_meta(net, [step], [(0.1, 0.05)], {}))
-    coder = core_latent.PriorLatentCoder(_Transform(24 * 64, 64), meta.quality_levels[0], meta.entropy_model)
-    symbols, data = coder.encode(y[0].reshape(24 * 64, -1).numpy(), None, None)
+    coder = core_latent.PriorLatentCoder(meta.quality_levels[0], meta.entropy_model)
+    geometry = core_latent.LatentGeometry(24 * 64, np.ones(64, bool))  # the codec's view of the latent
+    symbols, data = coder.encode(y[0].reshape(24 * 64, -1).numpy(), geometry)
     coded_bits = 8 * len(data) / x.size
     assert coded_bits == pytest.approx(bits, rel=0.02, abs=64 / x.size)
-    np.testing.assert_array_equal(coder.decode(data, None, None), symbols)
+    np.testing.assert_array_equal(coder.decode(data, geometry), symbols)

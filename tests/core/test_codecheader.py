@@ -1,0 +1,105 @@
+"""The codec part of the header and the tile payload as named types: CodecInfo writes the bytes every version wrote
+and reads back what it wrote, naming a bad field; TileSections frame a tile as docs/format.md describes."""
+import os
+import shutil
+import struct
+
+import pytest
+
+from enmap_compress.plugin.core import tilepayload
+from enmap_compress.plugin.core.codec import compress
+from enmap_compress.plugin.core.codecheader import CodecInfo
+from enmap_compress.plugin.core.container import EhcReader, to_json_bytes
+from enmap_compress.plugin.core.errors import FormatError
+from enmap_compress.plugin.core.tilepayload import TileSections
+from enmap_compress.plugin.paths import MODELS_DIR
+from tools import synthetic
+
+CORPUS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'data', 'corpus')
+MODES = {'lossy': {}, 'max_error': {'max_error': 3}, 'lossless': {'max_error': 0},
+         'relative': {'relative_error': 0.02, 'relative_floor': 2}, 'per_band': {'band_max_errors': [4] * 223 + [0]}}
+
+
+def _codec_object(path):
+    with EhcReader(path) as reader:
+        return reader.header['codec']
+
+
+@pytest.fixture(scope='module')
+def written(tmp_path_factory):
+    """A file of each coding mode, and one of a custom package (its header names the folder)."""
+    folder = tmp_path_factory.mktemp('codec_info')
+    scene = synthetic.write_scene(str(folder / 'scene.tif'), width=20, height=12, seed=7)
+    files = {}
+    for name, bound in MODES.items():
+        files[name] = str(folder / f'{name}.ehc')
+        compress(scene, files[name], 'pca', 4, 'cpu', tile_size=8, **bound)
+    custom = str(folder / 'custom' / 'pca')
+    shutil.copytree(os.path.join(MODELS_DIR, 'pca'), custom)
+    files['custom'] = str(folder / 'custom.ehc')
+    compress(scene, files['custom'], custom, 4, 'cpu', tile_size=8)
+    return files
+
+
+def test_codec_info_reads_back_to_the_same_json_bytes(written):
+    frozen = [os.path.join(CORPUS, n) for n in sorted(os.listdir(CORPUS)) if n.endswith('.ehc')]
+    for path in frozen + list(written.values()):
+        stored = _codec_object(path)
+        assert to_json_bytes(CodecInfo.from_json(stored, path).to_json()) == to_json_bytes(stored), path
+
+
+def test_codec_info_states_each_mode(written):
+    infos = {name: CodecInfo.from_json(_codec_object(path), path) for name, path in written.items()}
+    assert infos['lossy'].bound is None and infos['max_error'].bound.uniform == 3
+    assert infos['max_error'].error_bound is None  # a plain MAX_ERROR keeps 0.1.0's layout
+    assert infos['lossless'].bound.lossless and infos['lossless'].extra_coder == 'spectral-v1'
+    assert infos['relative'].max_error is None and infos['relative'].bound.relative_error == 0.02
+    assert infos['per_band'].residual_coder == 'predicted-v1' and infos['per_band'].bound.band_max_errors[-1] == 0
+    assert infos['custom'].model_path == os.path.join(os.path.dirname(written['custom']), 'custom', 'pca')
+    assert all(info.model_path is None for name, info in infos.items() if name != 'custom')
+
+
+@pytest.mark.parametrize('key, value, message', [
+    ('step', None, r'codec\.step must be a number, not None'),
+    ('extra_coder', 5, r'codec\.extra_coder must be a text'),
+    ('residual_coder', None, r'codec\.residual_coder must be a text, not None'),
+    ('quality', 11, r'codec\.quality must be an integer from 1 to 10'),
+    ('error_bound', {'relative_error': 5}, r'x\.ehc: .*relative error bound 5 is out of range'),
+    ('error_bound', {'band_max_errors': [1, 2]}, r'codec\.error_bound\.band_max_errors must be a list of 224'),
+])
+def test_a_bad_codec_field_is_named(written, key, value, message):
+    stored = dict(_codec_object(written['lossy']), **{key: value})
+    with pytest.raises(FormatError, match=message):
+        CodecInfo.from_json(stored, 'x.ehc')
+
+
+def _framed(version, sections):
+    """A tile payload framed by hand as docs/format.md describes it."""
+    return struct.pack('<BH', version, len(sections)) + b''.join(struct.pack('<I', len(s)) for s in sections) + \
+        b''.join(sections)
+
+
+@pytest.mark.parametrize('sections, extended, version, order', [
+    (TileSections(b'\x01', b'L'), False, 2, ['mask', 'latent']),
+    (TileSections(b'\x01', b'L', extra=b'EE'), False, 2, ['mask', 'latent', 'extra']),
+    (TileSections(b'\x00', b'', samples=b'SSS'), False, 3, ['mask', 'latent', 'samples']),
+    (TileSections(b'\x01', b'L', residual=b'R', checksum=b'CCCC'), False, 2, ['mask', 'latent', 'residual',
+                                                                              'checksum']),
+    (TileSections(b'\x01', b'L', b'EE', b'R', b'CCCC'), True, 4, ['mask', 'latent', 'extra', 'residual', 'checksum',
+                                                                  None]),
+    (TileSections(b'\x01', b'L', None, b'R', b'CCCC', b'SS'), True, 4, ['mask', 'latent', 'residual', 'checksum',
+                                                                        'samples']),
+])
+def test_tile_sections_are_framed_in_the_documented_order(sections, extended, version, order):
+    parts = [getattr(sections, name) if name else b'' for name in order]  # None: the empty sample section of v4
+    payload = tilepayload.pack(sections, extended)
+    assert payload == _framed(version, parts)
+    assert tilepayload.unpack(payload, sections.extra is not None, sections.residual is not None) == sections
+
+
+def test_a_payload_with_other_sections_than_its_file_is_refused():
+    payload = tilepayload.pack(TileSections(b'\x01', b'L', residual=b'R', checksum=b'CCC'))
+    with pytest.raises(FormatError, match='holds 4 sections; the tiles of this file have 2'):
+        tilepayload.unpack(payload, has_extra=False, bounded=False)
+    with pytest.raises(FormatError, match='checksum section is not 4 bytes'):
+        tilepayload.unpack(payload, has_extra=False, bounded=True)
