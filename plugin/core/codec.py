@@ -38,7 +38,7 @@ from .prediction import decode_predicted, encode_predicted
 from .rasterheader import pack_raster
 from .runtime import OnnxRunner, default_model_id, find_model, list_models
 from .tilepayload import TileSections, checksum_section, decode_mask, encode_mask, matches_checksum
-from .tiling import Progress, Tile, kept_slices, tile_grid
+from .tiling import Progress, Tile, kept_slices, tile_grid, valid_pixels
 from .transforms import make_transform
 from .validation import check_coder, open_checked
 
@@ -249,15 +249,6 @@ def check_bound(bound, original, restored, bands, rows=16):
 def model_band_indices(package):
     """Canonical indices of the bands the package's model codes (its band set, known: modelmeta checked it)."""
     return band_set(package.meta.band_set).indices
-
-
-def valid_pixels(cube, nodata, live_bands):
-    """A pixel is valid unless every live (non-dead) band holds nodata (or NaN)."""
-    data = cube[live_bands]
-    invalid = ~np.isfinite(data)
-    if nodata is not None:
-        invalid |= data == nodata
-    return ~invalid.all(axis=0)
 
 
 # --- header -------------------------------------------------------------------------------------------------

@@ -1,5 +1,8 @@
-"""Tile grids, context windows, and progress/cancel plumbing shared by every long-running core call."""
+"""Tile grids, valid pixels, context windows, and progress/cancel plumbing shared by every long-running core
+call."""
 from dataclasses import dataclass
+
+import numpy as np
 
 from .errors import CancelledError
 
@@ -17,6 +20,16 @@ class Tile:
     @classmethod
     def from_dict(cls, meta):
         return cls(int(meta['x']), int(meta['y']), int(meta['w']), int(meta['h']))
+
+
+def valid_pixels(cube, nodata, live_bands):
+    """Which pixels of a (bands, h, w) cube are coded: a pixel is valid unless every live (non-dead) band holds
+    nodata (or NaN)."""
+    data = cube[live_bands]
+    invalid = ~np.isfinite(data)
+    if nodata is not None:
+        invalid |= data == nodata
+    return ~invalid.all(axis=0)
 
 
 def kept_slices(tile, window):
