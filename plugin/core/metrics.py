@@ -62,51 +62,56 @@ def _window_sums(x, win, axis):
 
 
 def _box_sums(x, win):
-    """Sums over every win x win window ('valid' region) of (bands, h, w)."""
-    return _window_sums(_window_sums(x, win, 1), win, 2)
+    """Sums over every win x win window ('valid' region) of the last two axes."""
+    return _window_sums(_window_sums(x, win, -2), win, -1)
 
 
-def _ssim_windows(x, y, win, inside, peak=1.0):
-    """Sum of SSIM over the windows flagged in `inside` (h - win + 1, w - win + 1), all bands of x, y (data range
-    `peak`). x and y are overwritten.
+def _ssim_moments(x, y):
+    """The four images whose window sums SSIM needs: x + y shifted near zero by its band means, x - y, and their
+    squares. Returns (moments, shift)."""
+    moments = np.empty((4, *x.shape), np.result_type(x, y))
+    total, error, total_sq, error_sq = moments
+    np.add(x, y, out=total)
+    shift = total[:, ::8, ::8].mean(axis=(1, 2), keepdims=True)
+    total -= shift
+    np.subtract(x, y, out=error)
+    np.multiply(total, total, out=total_sq)
+    np.multiply(error, error, out=error_sq)
+    return moments, shift
 
-    Works on window sums S rather than means (n = win^2 times them), with each band shifted near zero first:
-    variances and covariance are shift-invariant, and their window sums are then differences of small numbers,
-    which float32 carries to about 1e-7 of the SSIM (the float64 reference agrees to that).
+
+def _ssim_windows(moments, shift, win, inside, peak=1.0):
+    """Sum of SSIM over the windows flagged in `inside` (h - win + 1, w - win + 1), all bands (data range `peak`),
+    from _ssim_moments.
+
+    With window sums u, v of x + y and x - y and p, q of their squares (n = win^2 samples a window), the SSIM
+    (2 mx my + C1)(2 cov + C2) / ((mx^2 + my^2 + C1)(vx + vy + C2)) times n^4 / 4 on both sides is
+    (u^2 - v^2 + 2 n^2 C1)(a - b + 2 n^2 C2) / ((u^2 + v^2 + 2 n^2 C1)(a + b + 2 n^2 C2)), where a = n p - u^2 and
+    b = n q - v^2 are n^2 times the variances of x + y and x - y. Those do not depend on the shift, so they are
+    differences of small numbers, which float32 carries to about 1e-7 of the SSIM (the float64 reference agrees).
     """
     n = float(win * win)
-    c1, c2 = SSIM_C1 * (n * peak) ** 2, SSIM_C2 * (n * peak) ** 2
-    shift_x, shift_y = (v[:, ::8, ::8].mean(axis=(1, 2), keepdims=True) for v in (x, y))
-    x -= shift_x
-    y -= shift_y
-    sx, sy = _box_sums(x, win), _box_sums(y, win)
-    product = x * y
-    cov = _box_sums(product, win)
-    np.multiply(x, x, out=x)
-    np.multiply(y, y, out=y)
-    x += y
-    var = _box_sums(x, win)
-    var *= n  # n^2 (variance x + variance y) + c2
-    np.multiply(sx, sx, out=product[:, :sx.shape[1], :sx.shape[2]])
-    var -= product[:, :sx.shape[1], :sx.shape[2]]
-    var -= sy * sy
-    var += c2
-    cov *= 2.0 * n  # 2 n^2 covariance + c2
-    cov -= 2.0 * sx * sy
-    cov += c2
-    sx += n * shift_x  # window sums of the values themselves
-    sy += n * shift_y
-    num = sx * sy
-    num *= 2.0
-    num += c1
-    num *= cov
-    np.multiply(sx, sx, out=sx)
-    np.multiply(sy, sy, out=sy)
-    sx += sy
-    sx += c1
-    sx *= var
-    num /= sx
-    return float((num if inside.all() else num[:, inside]).sum(dtype=np.float64))
+    c1, c2 = 2.0 * SSIM_C1 * (n * peak) ** 2, 2.0 * SSIM_C2 * (n * peak) ** 2
+    u, v, p, q = (_box_sums(moment, win) for moment in moments)  # one at a time: a band chunk stays in cache
+    v *= v
+    q *= n
+    q -= v  # b
+    p *= n
+    luminance = u * u
+    p -= luminance  # a
+    u += n * shift  # the sums of x + y themselves
+    np.multiply(u, u, out=u)
+    u += c1
+    np.subtract(u, v, out=luminance)  # numerator
+    u += v  # denominator
+    np.subtract(p, q, out=v)
+    v += c2  # numerator
+    p += q
+    p += c2  # denominator
+    luminance *= v
+    u *= p
+    luminance /= u
+    return float((luminance if inside.all() else luminance[:, inside]).sum(dtype=np.float64))
 
 
 def _inside_windows(valid, win):
@@ -125,12 +130,13 @@ def ssim_sum(x, y, win=SSIM_WINDOW, valid=None):
     valid = np.ones(x.shape[1:], bool) if valid is None else valid
     inside = _inside_windows(valid, win)
     x, y = (np.where(valid, np.asarray(v, np.float64), 0.0) for v in (x, y))
-    return _ssim_windows(x, y, win, inside), int(inside.sum()) * x.shape[0]
+    return _ssim_windows(*_ssim_moments(x, y), win, inside), int(inside.sum()) * x.shape[0]
 
 
 @dataclass
 class TileErrors:
-    """What one pass over a tile pair yields: per-pixel maps of the tile and sums over its valid pixels."""
+    """What one pass over a tile pair yields: per-pixel maps of the tile (0 on invalid pixels: both images are
+    zeroed there, as SSIM needs) and sums over its valid pixels."""
 
     valid: np.ndarray  # (h, w) bool
     unit_sq: np.ndarray  # (h, w): squared error on the [0, 1] scale, summed over the bands
@@ -167,14 +173,14 @@ class _TileSums:
     """Per-pixel and per-band sums of one tile (or of some of its band chunks: merge() adds two up)."""
 
     def __init__(self, shape, bands, hist_limit):
-        self.clipped_sq, self.dn_sq, self.xy, self.xx, self.yy, self.max_abs = np.zeros((6, *shape), np.float64)
+        self.clipped_sq, self.dn_sq, self.xx, self.yy, self.max_abs = np.zeros((5, *shape), np.float64)
         self.band_dn_sq = np.zeros(bands, np.float64)
         self.hist_limit = hist_limit
-        self.histogram = None if hist_limit is None else np.zeros(2 * hist_limit + 2, np.int64)  # + invalid bin
+        self.histogram = None if hist_limit is None else np.zeros(2 * hist_limit + 1, np.int64)
         self.ssim_total = 0.0
 
     def merge(self, other):
-        for name in ('clipped_sq', 'dn_sq', 'xy', 'xx', 'yy', 'band_dn_sq'):
+        for name in ('clipped_sq', 'dn_sq', 'xx', 'yy', 'band_dn_sq'):
             getattr(self, name).__iadd__(getattr(other, name))
         np.maximum(self.max_abs, other.max_abs, out=self.max_abs)
         if self.histogram is not None:
@@ -182,31 +188,30 @@ class _TileSums:
         self.ssim_total += other.ssim_total
         return self
 
-    def add_dn(self, rows, a, b, valid, integral):
-        """a, b: (k, h, w) DN of the tile's pixels, unclipped; integral: both hold whole numbers."""
+    def add_dn(self, rows, a, b, invalid_samples, integral):
+        """a, b: (k, h, w) DN of the tile's pixels, unclipped, zero on invalid pixels (`invalid_samples` of them in
+        all); integral: both hold whole numbers."""
         diff = b - a
-        np.maximum(self.max_abs, np.abs(diff).max(axis=0), out=self.max_abs)
         squared = diff * diff
         self.dn_sq += squared.sum(axis=0)
-        self.band_dn_sq[rows] = np.where(valid, squared, 0).sum(axis=2).sum(axis=1, dtype=np.float64)
+        self.band_dn_sq[rows] = squared.sum(axis=2).sum(axis=1, dtype=np.float64)
+        np.maximum(self.max_abs, np.abs(diff, out=squared).max(axis=0), out=self.max_abs)
         if self.histogram is not None:
-            self._count_errors(diff, valid, integral)
+            self._count_errors(diff, invalid_samples, integral)
 
-    def _count_errors(self, diff, valid, integral):
+    def _count_errors(self, diff, invalid_samples, integral):
         limit = self.hist_limit
         bins = diff if integral else np.rint(diff, out=diff)
         np.minimum(np.maximum(bins, -limit, out=bins), limit, out=bins)
-        bins += limit
-        if not valid.all():
-            bins[:, ~valid] = 2 * limit + 1  # the extra bin, dropped in result
-        self.histogram += np.bincount(bins.astype(np.int16 if limit < 16383 else np.intp).ravel(),
-                                      minlength=self.histogram.size)
+        index = np.empty(bins.shape, np.intp)  # what bincount counts (it would convert anything else to this)
+        np.add(bins, limit, out=index, casting='unsafe')
+        counts = np.bincount(index.ravel(), minlength=self.histogram.size)
+        counts[limit] -= invalid_samples  # the invalid pixels, zeroed in both images, fell into the 0 DN bin
+        self.histogram += counts
 
-    def add_clipped(self, x, y):
-        """x, y: (k, h, w) of the tile's pixels, clipped to 0..DN_PEAK."""
-        error = x - y
-        self.clipped_sq += np.einsum('khw,khw->hw', error, error)
-        self.xy += np.einsum('khw,khw->hw', x, y)
+    def add_clipped(self, x, y, error_sq):
+        """x, y: (k, h, w) of the tile's pixels, clipped to 0..DN_PEAK; error_sq: (x - y)^2."""
+        self.clipped_sq += error_sq.sum(axis=0)
         self.xx += np.einsum('khw,khw->hw', x, x)
         self.yy += np.einsum('khw,khw->hw', y, y)
 
@@ -222,6 +227,13 @@ class _TileSums:
         half_sine = np.sqrt(np.maximum(self.clipped_sq - (nx - ny) ** 2, 0.0) / np.maximum(4.0 * product, 1e-300))
         angles = np.degrees(2.0 * np.arcsin(np.minimum(half_sine, 1.0)))
         return np.where(product > 0, angles, np.where((nx == 0) & (ny == 0), 0.0, 90.0))
+
+
+def _band_rows(cube, indices):
+    """cube[indices] as a view when the indices run consecutively (most chunks: no gather copy)."""
+    if indices.size and indices[-1] - indices[0] == indices.size - 1:
+        return cube[indices[0]:indices[-1] + 1]
+    return cube[indices]
 
 
 @dataclass
@@ -244,35 +256,41 @@ class _TilePass:
         kinds = (self.original.dtype.kind, self.reconstructed.dtype.kind)
         self.floats, self.integral = 'f' in kinds, 'f' not in kinds
         self.valid_core = self.valid[core]
-        # SSIM: windows whose top-left pixel lies in the core, within the window
+        # SSIM: windows whose top-left pixel lies in the core, within the window; the core is its top-left part
         self.region = (slice(core[0].start, min(height, core[0].stop + win - 1)),
                        slice(core[1].start, min(width, core[1].stop + win - 1)))
+        self.in_region = (slice(0, self.valid_core.shape[0]), slice(0, self.valid_core.shape[1]))
         valid = self.valid[self.region]
         fits = valid.shape[0] >= win and valid.shape[1] >= win
         self.inside = _inside_windows(valid, win) if fits else np.zeros((0, 0), bool)
         self.invalid = None if valid.all() else ~valid
+        self.invalid_core = int(self.valid_core.size - self.valid_core.sum())
+
+    def _chunk(self, cube, indices):
+        """The chunk's bands over the region, in the working dtype (a copy: the passes work in place)."""
+        return _band_rows(cube, indices)[:, self.region[0], self.region[1]].astype(self.work)
 
     def sums(self, starts):
         """_TileSums of the band chunks starting at `starts`."""
         sums = _TileSums(self.valid_core.shape, self.bands.size, self.hist_limit)
-        rows_, cols_ = self.core
+        core = self.in_region
         for start in starts:
             if self.check is not None:
                 self.check()
             rows = slice(start, start + BAND_CHUNK)
-            a = self.original[self.bands[rows]].astype(self.work)
-            b = self.reconstructed[self.bands[rows]].astype(self.work)
+            a, b = self._chunk(self.original, self.bands[rows]), self._chunk(self.reconstructed, self.bands[rows])
             if self.floats:
                 _zero_restored_nonfinite(a, b)
-            sums.add_dn(rows, a[:, rows_, cols_], b[:, rows_, cols_], self.valid_core, self.integral)
+            if self.invalid is not None:  # SSIM's convention; no other measure looks at those pixels
+                np.copyto(a, 0, where=self.invalid)
+                np.copyto(b, 0, where=self.invalid)
+            sums.add_dn(rows, a[:, core[0], core[1]], b[:, core[0], core[1]], self.invalid_core * a.shape[0],
+                        self.integral)
             x, y = (np.minimum(np.maximum(v, 0.0, out=v), DN_PEAK, out=v) for v in (a, b))
-            sums.add_clipped(x[:, rows_, cols_], y[:, rows_, cols_])
+            moments, shift = _ssim_moments(x, y)
+            sums.add_clipped(x[:, core[0], core[1]], y[:, core[0], core[1]], moments[3][:, core[0], core[1]])
             if self.inside.any():
-                x, y = x[:, self.region[0], self.region[1]], y[:, self.region[0], self.region[1]]
-                if self.invalid is not None:
-                    x[:, self.invalid] = 0.0
-                    y[:, self.invalid] = 0.0
-                sums.ssim_total += _ssim_windows(x, y, self.win, self.inside, DN_PEAK)
+                sums.ssim_total += _ssim_windows(moments, shift, self.win, self.inside, DN_PEAK)
         return sums
 
 
@@ -301,9 +319,8 @@ def tile_errors(original, reconstructed, valid, core=None, bands=None, hist_limi
             sums.merge(part.result())
     else:
         sums = tile.sums(starts)
-    histogram = None if sums.histogram is None else sums.histogram[:-1]
     return TileErrors(tile.valid_core, sums.unit_sq, sums.dn_sq, sums.max_abs, sums.angles_deg(), sums.band_dn_sq,
-                      histogram, sums.ssim_total, int(tile.inside.sum()) * bands.size, int(bands.size))
+                      sums.histogram, sums.ssim_total, int(tile.inside.sum()) * bands.size, int(bands.size))
 
 
 class MetricsAccumulator:

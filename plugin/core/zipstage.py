@@ -14,6 +14,7 @@ import tempfile
 import weakref
 import zipfile
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from .errors import InputError, OutputError
@@ -47,6 +48,19 @@ def zip_image(zip_path, infos, image_member):
                     by_name[image_member].compress_type != zipfile.ZIP_STORED)
 
 
+def _inflated_blocks(source):
+    """The member's bytes, COPY_BLOCK at a time; the next block is inflated in a helper thread while the caller
+    writes this one (zlib and file writes both run without the GIL), so the copy costs about the inflate alone."""
+    with ThreadPoolExecutor(1, thread_name_prefix='enmap_compress_unzip') as reader:
+        pending = reader.submit(source.read, COPY_BLOCK)
+        while True:
+            block = pending.result()
+            if not block:
+                return
+            pending = reader.submit(source.read, COPY_BLOCK)
+            yield block
+
+
 class StagedImage:
     """A ZipImage inflated into a new temporary folder; `path` is the image there. close() removes the folder."""
 
@@ -68,7 +82,7 @@ class StagedImage:
                 for member in image.members:
                     target = os.path.join(self.folder, member.rpartition('/')[2])
                     with archive.open(member) as source, open(target, 'wb') as sink:
-                        for block in iter(lambda: source.read(COPY_BLOCK), b''):
+                        for block in _inflated_blocks(source):
                             sink.write(block)
                             done += len(block)
                             if progress is not None:
