@@ -1,4 +1,5 @@
-"""One compress or evaluate run from the dialog, as a background QgsProcessingAlgRunnerTask.
+"""One compress or evaluate run from the dialog, as a background QgsProcessingAlgRunnerTask (a cancel is not
+reported to QGIS as a failure: _RunnerTask).
 
 The Processing algorithm does the work (single source of truth); this object builds its parameters, keeps the
 task, context and feedback alive, relays progress, and hands the results to the main thread. The input is passed
@@ -19,6 +20,7 @@ from qgis.PyQt.QtCore import QObject, pyqtSignal
 
 COMPRESS_ID = 'enmapcompress:compress'
 EVALUATE_ID = 'enmapcompress:evaluate'
+CANCELLED_NOTE = ' (cancelled, nothing written)'
 _RUNNING = set()  # jobs stay referenced until their task has finished, even when the dialog is closed
 
 
@@ -103,6 +105,29 @@ class RunFeedback(QgsProcessingFeedback):
         self.textChanged.emit(str(text))  # queued to the main thread
 
 
+class _RunnerTask(QgsProcessingAlgRunnerTask):
+    """A QgsProcessingAlgRunnerTask whose cancelled run ends as Complete, not Terminated.
+
+    QGIS (QgisApp::onTaskCompleteShowNotify, 3.22 and every later version) shows a "Task failed" system notification
+    for each top-level task that ends Terminated after running 5 s or more, and a cancel is not a failure. QGIS 3.26's
+    Silent flag would also silence a finished run, and flags are fixed before anyone cancels, so this works on the
+    outcome instead: a cancelled run reports Complete, its description says it was cancelled (that is the
+    notification's text, when QGIS shows one), and the job reads the outcome from the feedback."""
+
+    def __init__(self, algorithm, parameters, context, feedback):
+        super().__init__(algorithm, parameters, context, feedback)
+        self._run_feedback = feedback
+
+    def run(self):  # worker thread
+        finished = super().run()
+        return finished or self._run_feedback.isCanceled()
+
+    def finished(self, result):  # main thread, before the task manager announces the status
+        if self._run_feedback.isCanceled():
+            self.setDescription(self.description() + CANCELLED_NOTE)
+        super().finished(result)
+
+
 @dataclass
 class JobOutcome:
     ok: bool
@@ -135,7 +160,7 @@ class CompressJob(QObject):
             raise RuntimeError(f'the Processing algorithm {self.request.algorithm_id()} is not registered')
         name = 'Evaluating' if self.request.evaluate else 'Compressing'
         parameters = self.request.parameters(model_index(algorithm, self.request.model_id))
-        self.task = QgsProcessingAlgRunnerTask(algorithm, parameters, self.context, self.feedback)
+        self.task = _RunnerTask(algorithm, parameters, self.context, self.feedback)
         self.feedback.task = self.task
         self.task.setDescription(f'EnMAP Compress: {name.lower()} {self.request.layer_name}')
         self.task.progressChanged.connect(self._relay_progress)

@@ -165,3 +165,64 @@ def test_a_product_zip_layer_is_read_from_the_zip(plugin, tmp_path):
         dialog.close()
     finally:
         QgsProject.instance().removeAllMapLayers()
+
+
+def test_a_cancelled_run_ends_complete_for_qgis_so_it_shows_no_task_failed(plugin, scene_layer, tmp_path):
+    """QGIS shows "Task failed" for every task the task manager announces as Terminated (after 5 s or more); a
+    cancel is not a failure: the task manager announces Complete, with a description that says cancelled."""
+    from qgis.core import QgsApplication, QgsTask
+
+    announced = []
+
+    def record(task_id, status):
+        task = QgsApplication.taskManager().task(task_id)
+        if status in (QgsTask.Complete, QgsTask.Terminated) and task is not None:
+            announced.append((status, task.description()))
+
+    manager = QgsApplication.taskManager()
+    manager.statusChanged.connect(record)
+    try:
+        dialog = _dialog_for(plugin, scene_layer, str(tmp_path / 'c.ehc'))
+        job = dialog.start()
+        job.task.cancel()  # as the task manager's own cancel button does
+        assert wait_for(lambda: job.outcome is not None, TIMEOUT_S)
+        if job.outcome.ok:
+            pytest.skip('the run finished before Cancel reached it')
+        assert job.outcome.cancelled and 'Cancelled' in dialog.status_label.text()
+        assert wait_for(lambda: announced, 10)
+        status, description = announced[-1]
+        assert status == QgsTask.Complete, 'QGIS would show "Task failed" for a cancelled run'
+        assert description.endswith('(cancelled, nothing written)') and 'scene' in description
+        assert os.listdir(tmp_path) == []
+        dialog.close()
+    finally:
+        manager.statusChanged.disconnect(record)
+
+
+def test_a_failed_run_still_ends_terminated(plugin, scene_layer, tmp_path, monkeypatch):
+    """Only a cancel is turned into Complete: a run that fails is still announced as a failure."""
+    from qgis.core import QgsApplication, QgsTask
+
+    from enmap_compress.plugin.core.errors import InputError
+    from enmap_compress.plugin.processing import algorithms
+
+    def failing(self, parameters, context, feedback):
+        raise InputError('the disk went away')
+
+    monkeypatch.setattr(algorithms.EvaluateAlgorithm, 'execute', failing)
+    announced = []
+    manager = QgsApplication.taskManager()
+
+    def record(task_id, status):
+        announced.append(status)
+
+    manager.statusChanged.connect(record)
+    try:
+        dialog = _dialog_for(plugin, scene_layer, str(tmp_path / 'f.ehc'))
+        job = dialog.start()
+        assert wait_for(lambda: job.outcome is not None, TIMEOUT_S)
+        assert not job.outcome.ok and not job.outcome.cancelled and 'disk went away' in job.outcome.message
+        assert wait_for(lambda: QgsTask.Terminated in announced, 10)
+        dialog.close()
+    finally:
+        manager.statusChanged.disconnect(record)
