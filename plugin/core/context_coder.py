@@ -24,11 +24,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .codecheader import LATENT_CONTEXT, LATENT_PRIOR
 from .errors import FormatError
-from .latent import PriorLatentCoder, laplace_bits
+from .latent import PriorLatentCoder, laplace_bits, make_latent_coder
 from .prior import BYTE_TABLE, CONTEXT_VERSION, FLAG_TABLE, LaplaceTable, byte_scale, decode_groups, encode_groups
 
-CODEC_NAME = 'context-v1'
 LEVELS = 3  # Haar levels of rdnet's 8 x 8 block
 LEVEL_SIZES = (1, 3, 12, 48)  # coefficients per component and block: LL, then levels 1 (coarsest) to 3
 EDGES = np.array([0.0, 0.35, 0.7, 1.2, 2.0, 3.5])  # class 1: no parent activity; 2..7 by activity
@@ -109,21 +109,21 @@ class ContextLatentCoder(PriorLatentCoder):
         return out
 
     def _classes(self, level, sym, coded, codes, grid):
-        """(K, cells) context class of the level's symbols from the decoded coarser ones."""
+        """(K, cells) context class of the level's symbols from the decoded coarser ones (0: no coded parent)."""
+        classes = np.zeros((self.components, sym.shape[2]), np.int64)
         if level == 1:
-            ll = sym[:, 0].reshape(self.components, *grid).astype(np.int64)
+            ks = np.flatnonzero(coded[:, 0] & coded[:, self.level_rows[1]].any(axis=1))
+            ll = sym[ks, 0].reshape(ks.size, *grid).astype(np.int64)
             pad = np.pad(ll, ((0, 0), (1, 1), (1, 1)), mode='edge')
             activity = (np.abs(pad[:, 1:-1, 2:] - pad[:, 1:-1, :-2]) + np.abs(pad[:, 2:, 1:-1] - pad[:, :-2, 1:-1]))
-            activity = activity.reshape(self.components, -1)
-            informed = coded[:, 0] & coded[:, self.level_rows[1]].any(axis=1)
-            weight = 0.5 * self._weights(coded, codes, 1)
+            activity = activity.reshape(ks.size, -1)
+            weight = 0.5 * self._weights(coded, codes, 1)[ks]
         else:
             rows = self.level_rows[level - 1]
-            activity = np.abs(sym[:, rows]).sum(axis=1)
-            informed = coded[:, rows].any(axis=1)
-            weight = self._weights(coded, codes, level - 1)
-        classes = 1 + np.searchsorted(EDGES, activity * weight[:, None], side='left')
-        classes[~informed] = 0
+            ks = np.flatnonzero(coded[:, rows].any(axis=1) & coded[:, self.level_rows[level]].any(axis=1))
+            activity = np.abs(sym[ks, rows]).sum(axis=1)
+            weight = self._weights(coded, codes, level - 1)[ks]
+        classes[ks] = 1 + np.searchsorted(EDGES, activity * weight[:, None], side='left')
         return classes
 
     def _wave(self, level, coded, codes, occupied, deltas, ll_codes, classes):
@@ -135,15 +135,18 @@ class ContextLatentCoder(PriorLatentCoder):
             table_codes = np.repeat((codes[:, 0] if ll_codes is None else ll_codes)[ks], cells.size)
         else:
             table_codes = (codes[ks, js + rows.start][:, None] + deltas[level - 1][classes[ks][:, cells]]).ravel()
-        np.clip(table_codes, -128, 127, out=table_codes)
-        order = np.argsort(table_codes, kind='stable')
+        table_codes = np.clip(table_codes, -128, 127).astype(np.int16)
+        order = np.argsort(table_codes, kind='stable')  # a radix sort for 16-bit integers
         pair, cell = np.divmod(order, cells.size)
         return (ks[pair], js[pair] + rows.start, cells[cell]), table_codes[order]
 
     @staticmethod
     def _groups(table_codes):
-        values, starts, counts = np.unique(table_codes, return_index=True, return_counts=True)
-        return list(zip(values.tolist(), starts.tolist(), counts.tolist()))
+        """(code, start, count) of each run of equal codes in the sorted `table_codes`."""
+        counts = np.bincount(table_codes.astype(np.int64) + 128, minlength=256)
+        starts = np.cumsum(counts) - counts
+        used = np.flatnonzero(counts)
+        return list(zip((used - 128).tolist(), starts[used].tolist(), counts[used].tolist()))
 
     # --- encoder -----------------------------------------------------------------------------------------------
     def encode(self, latent, geometry):
@@ -177,8 +180,12 @@ class ContextLatentCoder(PriorLatentCoder):
         samples = latent.shape[1]
         scaled = latent * np.float32(1.0 / self.step)
         symbols = self._quantise(scaled)
-        symbols[:, ~occupied] = 0
-        override, own = self._overrides(scaled[:, occupied], symbols[:, occupied])
+        if occupied.all():
+            override, own = self._overrides(scaled, symbols)
+        else:  # (np.compress and a multiply are several times faster than boolean indexing along axis 1)
+            symbols *= occupied
+            override, own = self._overrides(np.compress(occupied, scaled, axis=1),
+                                            np.compress(occupied, symbols, axis=1))
         coded_rows = self.is_coded | override
         symbols[~coded_rows] = 0
         codes = self._row_codes(override, own[override])
@@ -209,13 +216,12 @@ class ContextLatentCoder(PriorLatentCoder):
         """(LEVELS, candidate deltas, CLASSES) estimated bits of the detail symbols under each delta per class."""
         out = np.zeros((LEVELS, _CANDIDATES.size, CLASSES))
         beta = np.exp2((np.arange(256)[None, None, :] - 128 + _CANDIDATES[:, None, None]) / 4.0)
+        cells = np.flatnonzero(occupied)
         for level in (1, 2, 3):
             rows = self.level_rows[level]
-            size = np.abs(sym[:, rows][:, :, occupied])  # (K, n, cells)
-            mask = coded[:, rows][:, :, None] & np.ones(size.shape, bool)
-            cls = np.broadcast_to(classes[level][:, None, occupied], size.shape)[mask]
-            key = cls * 256 + (np.broadcast_to(codes[:, rows][:, :, None], size.shape)[mask] + 128)
-            size = size[mask]
+            ks, js = np.nonzero(coded[:, rows])
+            size = np.abs(sym[ks, js + rows.start][:, cells]).ravel()
+            key = (classes[level][ks][:, cells] * 256 + (codes[ks, js + rows.start] + 128)[:, None]).ravel()
             zeros, nonzeros, excess = (np.bincount(key, weights=w, minlength=CLASSES * 256).reshape(CLASSES, 256)
                                        for w in (size == 0, size > 0, np.maximum(size - 1, 0)))
             out[level - 1] = np.nan_to_num(laplace_bits(zeros, nonzeros, excess, beta, self.deadzone)).sum(axis=2)
@@ -332,3 +338,30 @@ def _bits(values, betas, deadzone):
     nonzeros = np.count_nonzero(size, axis=1).astype(np.float64)
     excess = size.sum(axis=1, dtype=np.float64) - nonzeros
     return laplace_bits(size.shape[1] - nonzeros, nonzeros, excess, np.asarray(betas, np.float64), deadzone)
+
+
+def suits(meta):
+    """Whether a model's latent is rdnet's: a learned prior over 8 x 8 Haar-ordered blocks that do not overlap."""
+    return (meta.entropy_model is not None and meta.kind == 'spatial' and meta.spatial_factor == 8
+            and meta.informative.get('architecture') == 'RDNet' and not meta.tile_overlap
+            and meta.latent_channels % 64 == 0)
+
+
+def choose_latent_coder(meta, level, steps, scheme=None):
+    """(LatentCoder, its codec-info name) of a file: `scheme` as its header states it, or None for a new file
+    (the context coder where the model suits it)."""
+    if scheme is None:
+        scheme = LATENT_CONTEXT if suits(meta) else LATENT_PRIOR
+    if scheme == LATENT_PRIOR:
+        return make_latent_coder(meta, level, steps), scheme
+    if scheme == LATENT_CONTEXT and suits(meta):
+        return ContextLatentCoder(level, meta.entropy_model), scheme
+    raise FormatError(f'latents coded as "{scheme}" are not supported here for model "{meta.id}"; update '
+                      'the plugin')
+
+
+def latent_geometry(coder, transform, valid, kept):
+    """What `coder` codes of a tile: the context coder also needs the latent cells that hold a valid pixel."""
+    if isinstance(coder, ContextLatentCoder):
+        return block_geometry(transform, valid, kept)
+    return transform.latent_geometry(valid, kept)
