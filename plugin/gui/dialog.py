@@ -40,7 +40,8 @@ from qgis.PyQt.QtWidgets import (
 )
 
 from .. import dependencies
-from ..core import cards, preview
+from ..core import bounds, cards, preview
+from ..core.errors import EnmapCompressError
 from ..core.runtime import default_model_id
 from ..paths import resource_path
 from . import devices, estimate, installer, results
@@ -61,6 +62,9 @@ MODE_TEXT = {
 }
 CODE_ALL_TEXT = ('Code all bands: also keep the 22 water-vapour bands (coarsely, a larger file) instead of '
                  'returning them as nodata; for users of the absorption bands.')
+PER_BAND_TEXT = ('A limit for each of the 224 bands, for bands you need more exactly than others: a CSV file with '
+                 'rows "band,bound" (band number 1-224, one row per band) or 224 numbers in band order separated by '
+                 'commas. Every band is then coded.')
 EVALUATE_TEXT = 'Adds the reconstruction and the error layer to the map and writes an HTML report.'
 WARNING_STYLE = 'background:#fff3cd;border:1px solid #e0a800;padding:6px;'
 PROBLEM_STYLE = 'background:#fde2e1;border:1px solid #d9534f;padding:6px;'
@@ -72,17 +76,19 @@ def _writable_folder(path):
     return folder if folder and os.path.isdir(folder) and os.access(folder, os.W_OK) else os.path.expanduser('~')
 
 
-def setting_suffix(model_id, quality, mode=LOSSY, max_error=None, relative=None):
+def setting_suffix(model_id, quality, mode=LOSSY, max_error=None, relative=None, per_band=False):
     if mode == LOSSLESS:
         return f'{model_id}_lossless'
+    if mode == BOUNDED and per_band:
+        return f'{model_id}_perband'
     if mode == BOUNDED:
         return f'{model_id}_r{relative * 100:g}pct' if relative is not None else f'{model_id}_e{max_error}'
     return f'{model_id}_q{quality}'
 
 
-def default_output(source, model_id, quality, mode=LOSSY, max_error=None, relative=None):
+def default_output(source, model_id, quality, mode=LOSSY, max_error=None, relative=None, per_band=False):
     base = os.path.splitext(os.path.basename(source or 'image'))[0] or 'image'
-    suffix = setting_suffix(model_id, quality, mode, max_error, relative)
+    suffix = setting_suffix(model_id, quality, mode, max_error, relative, per_band)
     return os.path.join(_writable_folder(source), f'{base}_{suffix}.ehc')
 
 
@@ -122,6 +128,7 @@ class CompressDialog(QDialog):
         self.installer = None
         self.models = installed_models()
         self._inputs = {}  # source -> core InputSummary, read once per layer
+        self._band_limits_checked = {}  # the per-band limits text -> its problem ('' when none)
         self._counting = {}  # source -> the background task counting its valid pixels
         self._auto_output = True
         self._setting_output = False
@@ -262,11 +269,13 @@ class CompressDialog(QDialog):
         return row
 
     def _bound_row(self):
-        """Either 'within E DN' (MAX_ERROR) or 'within P % of the value, at least E DN' (RELATIVE_ERROR with
-        RELATIVE_FLOOR); per-band limits from a file are in the Processing algorithm (BAND_MAX_ERRORS)."""
+        """'within E DN' (MAX_ERROR), 'within P % of the value, at least E DN' (RELATIVE_ERROR with
+        RELATIVE_FLOOR) or a limit per band from a CSV file or a list (BAND_MAX_ERRORS)."""
         self.bound_kind = QComboBox()
         self.bound_kind.addItem('in DN', 'absolute')
         self.bound_kind.addItem('relative to the value', 'relative')
+        self.bound_kind.addItem('per band', 'per_band')
+        self.bound_kind.setItemData(2, PER_BAND_TEXT, Qt.ToolTipRole)
         self.bound_kind.setToolTip('Relative: bright samples may be off by more DN than dark ones, never by more '
                                    'than the percentage of their value; the DN value is then the least allowed.')
         self.relative_spin = QDoubleSpinBox()
@@ -287,13 +296,48 @@ class CompressDialog(QDialog):
         for widget in (self.bound_kind, self.relative_spin, self.floor_label, self.max_error_spin):
             row.addWidget(widget)
         row.addStretch(1)
-        return row
+        self.band_limits_widget = QgsFileWidget()
+        self.band_limits_widget.setStorageMode(QgsFileWidget.GetFile)
+        self.band_limits_widget.setFilter('Per-band limits (*.csv *.txt);;All files (*)')
+        self.band_limits_widget.setToolTip(PER_BAND_TEXT)
+        self.band_limits_widget.lineEdit().setPlaceholderText('a CSV file "band,bound", or 224 numbers: 10, 10, 25, …')
+        self.band_limits_note = _note(PER_BAND_TEXT)
+        per_band = QVBoxLayout()
+        per_band.setContentsMargins(24, 0, 0, 0)
+        per_band.addWidget(self.band_limits_widget)
+        per_band.addWidget(self.band_limits_note)
+        column = QVBoxLayout()
+        column.addLayout(row)
+        column.addLayout(per_band)
+        return column
+
+    def _bound_kind(self):
+        """'absolute', 'relative' or 'per_band' in the error-bounded mode, else None."""
+        return self.bound_kind.currentData() if self.mode() == BOUNDED else None
 
     def relative(self):
-        """The relative bound as a fraction (None: an absolute bound or another mode)."""
-        if self.mode() != BOUNDED or self.bound_kind.currentData() != 'relative':
-            return None
-        return self.relative_spin.value() / 100.0
+        """The relative bound as a fraction (None: another kind of bound or another mode)."""
+        return self.relative_spin.value() / 100.0 if self._bound_kind() == 'relative' else None
+
+    def band_max_errors(self):
+        """BAND_MAX_ERRORS as the user gave it (a CSV path or a list of numbers; None: another bound or mode)."""
+        return self.band_limits_widget.filePath().strip() if self._bound_kind() == 'per_band' else None
+
+    def band_limits_problem(self):
+        """Why the per-band limits cannot be used ('' when they can, or when they are not asked for), in the
+        core's own words (bounds.error_bound reads the file or the list as the run will)."""
+        text = self.band_max_errors()
+        if text is None:
+            return ''
+        if not text:
+            return 'Give the per-band limits: a CSV file with rows "band,bound" or 224 numbers separated by commas.'
+        if text not in self._band_limits_checked:
+            try:
+                bounds.error_bound(band_max_errors=text)
+                self._band_limits_checked[text] = ''
+            except EnmapCompressError as exc:
+                self._band_limits_checked[text] = f'The per-band limits cannot be used: {exc}'
+        return self._band_limits_checked[text]
 
     def _run_box(self):
         box = QGroupBox('Run')
@@ -367,6 +411,7 @@ class CompressDialog(QDialog):
         self.max_error_spin.valueChanged.connect(self._on_mode_changed)
         self.relative_spin.valueChanged.connect(self._on_mode_changed)
         self.bound_kind.currentIndexChanged.connect(self._on_mode_changed)
+        self.band_limits_widget.fileChanged.connect(self._on_mode_changed)
         self.mode_group.buttonToggled.connect(self._on_mode_changed)
         self.run_group.buttonToggled.connect(self._on_mode_changed)
         self.card_table.cellClicked.connect(self._on_card_row_clicked)
@@ -391,6 +436,7 @@ class CompressDialog(QDialog):
         self.max_error_spin.setValue(int(settings.value('max_error', 10)))
         self.relative_spin.setValue(float(settings.value('relative_percent', 1.0)))
         self.bound_kind.setCurrentIndex(max(0, self.bound_kind.findData(settings.value('bound_kind', 'absolute'))))
+        self.band_limits_widget.setFilePath(str(settings.value('band_limits', '') or ''))
         self.mode_buttons.get(settings.value('mode', LOSSY), self.mode_buttons[LOSSY]).setChecked(True)
         self.code_all_check.setChecked(settings.value('code_all_bands', False, type=bool))
         device = self.device_combo.findData(settings.value('device', 'auto'))
@@ -407,6 +453,7 @@ class CompressDialog(QDialog):
                            ('max_error', self.max_error_spin.value()), ('mode', self.mode()),
                            ('relative_percent', self.relative_spin.value()),
                            ('bound_kind', self.bound_kind.currentData()),
+                           ('band_limits', self.band_limits_widget.filePath().strip()),
                            ('code_all_bands', self.code_all_check.isChecked()),
                            ('device', self.device_combo.currentData()), ('evaluate', self.evaluate_radio.isChecked())):
             settings.setValue(key, value)
@@ -433,8 +480,8 @@ class CompressDialog(QDialog):
         return next(mode for mode, button in self.mode_buttons.items() if button.isChecked())
 
     def max_error(self):
-        """MAX_ERROR for the run: None (lossy or relative), 0 (lossless) or the bound in DN."""
-        if self.relative() is not None:
+        """MAX_ERROR for the run: None (lossy, relative or per band), 0 (lossless) or the bound in DN."""
+        if self._bound_kind() in ('relative', 'per_band'):
             return None
         return {LOSSY: None, LOSSLESS: 0}.get(self.mode(), self.max_error_spin.value())
 
@@ -491,6 +538,8 @@ class CompressDialog(QDialog):
             found.append('Choose a raster layer.')
         elif summary is not None and not summary.compressible:
             found.append(f'This layer cannot be compressed: {summary.problem}')
+        if self.band_limits_problem():
+            found.append(self.band_limits_problem())
         if not self.output_path():
             found.append('Choose an output file.')
         return found
@@ -552,21 +601,28 @@ class CompressDialog(QDialog):
         mode = self.mode()
         for widget in (self.quality_slider, self.quality_spin):
             widget.setEnabled(mode == LOSSY and not self._running())
-        relative = self.bound_kind.currentData() == 'relative'
-        for widget in (self.bound_kind, self.max_error_spin, self.relative_spin):
+        kind = self.bound_kind.currentData()
+        for widget in (self.bound_kind, self.max_error_spin, self.relative_spin, self.band_limits_widget):
             widget.setEnabled(mode == BOUNDED and not self._running())
         self.bound_kind.setEnabled(self.bound_kind.isEnabled() and has_parameter(COMPRESS_ID, 'RELATIVE_ERROR'))
-        self.relative_spin.setVisible(relative)
-        self.floor_label.setVisible(relative)
+        self.relative_spin.setVisible(kind == 'relative')
+        self.floor_label.setVisible(kind == 'relative')
+        self.max_error_spin.setVisible(kind != 'per_band')
+        for widget in (self.band_limits_widget, self.band_limits_note):
+            widget.setVisible(kind == 'per_band')
         self.code_all_check.setEnabled(mode != LOSSLESS and self._code_all_supported() and not self._running())
         self.code_all_note.setEnabled(self.code_all_check.isEnabled())
         self._on_quality_changed()
+        self._refresh_run_button()  # the per-band limits may have become usable or not
 
     def _on_quality_changed(self, *_):
         expected, mode = self.expected(), self.mode()
         if mode == LOSSLESS:
             self.expected_label.setText('Expected: bit-exact; the size depends on the image (the report measures '
                                         'it).')
+        elif mode == BOUNDED and self._bound_kind() == 'per_band':
+            self.expected_label.setText(self.band_limits_problem() or 'Expected: every sample within the limit of '
+                                        'its band; the model quality is chosen for the smallest file.')
         elif mode == BOUNDED:
             bound = (f'{self.relative_spin.value():g} % of its value (at least {self.max_error_spin.value()} DN)'
                      if self.relative() is not None else f'{self.max_error_spin.value()} DN')
@@ -622,7 +678,7 @@ class CompressDialog(QDialog):
         self._setting_output = True
         self.output_widget.setFilePath(default_output(input_path(layer), model.model_id if model else 'model',
                                                       self.quality(), self.mode(), self.max_error_spin.value(),
-                                                      self.relative()))
+                                                      self.relative(), self._bound_kind() == 'per_band'))
         self._setting_output = False
 
     def _on_output_edited(self, *_):
@@ -657,7 +713,8 @@ class CompressDialog(QDialog):
                           evaluate=self.evaluate_radio.isChecked(), max_error=self.max_error(),
                           code_all_bands=self.code_all_check.isChecked() and self.code_all_check.isEnabled(),
                           relative_error=self.relative(),
-                          relative_floor=self.max_error_spin.value() if self.relative() is not None else None)
+                          relative_floor=self.max_error_spin.value() if self.relative() is not None else None,
+                          band_max_errors=self.band_max_errors())
 
     def _confirm_outputs(self, request):
         """The request to run, after asking when its files exist (None: the user cancelled)."""

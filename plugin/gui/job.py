@@ -40,6 +40,7 @@ class JobRequest:
     code_all_bands: bool = False
     relative_error: Optional[float] = None  # every sample within this fraction of its value ...
     relative_floor: Optional[int] = None  # ... but at least this many DN
+    band_max_errors: Optional[str] = None  # a limit per band: a CSV file "band,bound" or 224 numbers
 
     def outputs(self):
         """Paths written next to the .ehc file (evaluate mode)."""
@@ -57,6 +58,8 @@ class JobRequest:
             common['MAX_ERROR'] = self.max_error
         if self.relative_error is not None:
             common.update(RELATIVE_ERROR=self.relative_error, RELATIVE_FLOOR=self.relative_floor or 0)
+        if self.band_max_errors is not None:
+            common['BAND_MAX_ERRORS'] = self.band_max_errors
         if not self.evaluate:
             return {**common, 'CODE_ALL_BANDS': self.code_all_bands, 'OUTPUT': self.output}
         extra = {'CODE_ALL_BANDS': True} if self.code_all_bands and has_parameter(EVALUATE_ID, 'CODE_ALL_BANDS') \

@@ -301,3 +301,63 @@ def test_a_relative_bound_keeps_every_sample_within_its_share_of_the_value(dialo
     assert coded.sum() > 0.5 * original.size
     allowed = np.maximum(0.02 * np.abs(original[coded]), 5)
     assert (np.abs(back[coded] - original[coded]) <= allowed + 1e-9).all()
+
+
+def _per_band(dialog, text):
+    from enmap_compress.plugin.gui.dialog import BOUNDED
+
+    dialog.mode_buttons[BOUNDED].setChecked(True)
+    dialog.bound_kind.setCurrentIndex(dialog.bound_kind.findData('per_band'))
+    dialog.band_limits_widget.setFilePath(text)
+
+
+def test_per_band_limits_are_checked_before_run_with_one_message(dialog):
+    _per_band(dialog, '')
+    assert dialog.band_limits_widget.isVisibleTo(dialog) and not dialog.max_error_spin.isVisibleTo(dialog)
+    assert not dialog.run_button.isEnabled() and 'Give the per-band limits' in dialog.run_button.toolTip()
+    _per_band(dialog, '10, 10, 10')
+    problem = dialog.band_limits_problem()
+    assert problem.startswith('The per-band limits cannot be used: ') and '224' in problem, problem
+    assert not dialog.run_button.isEnabled() and problem in dialog.expected_label.text()
+    assert dialog.start() is None and problem in dialog.status_label.text()
+    assert '\n' not in problem and 'Traceback' not in problem
+    _per_band(dialog, ','.join(['12'] * 224))
+    assert dialog.band_limits_problem() == '' and dialog.run_button.isEnabled()
+    assert 'within the limit of its band' in dialog.expected_label.text()
+
+
+def test_per_band_limits_are_remembered_and_run_through_processing(plugin, scene_layer, scene, tmp_path):
+    from osgeo import gdal
+
+    from enmap_compress.plugin.core.codec import decompress
+
+    limits = [3 if band <= 100 else 40 for band in range(1, 225)]
+    csv = tmp_path / 'limits.csv'
+    csv.write_text('band,bound\n' + ''.join(f'{band},{limit}\n' for band, limit in enumerate(limits, 1)))
+    first = plugin.open_dialog(scene_layer)
+    first.device_combo.setCurrentIndex(1)
+    _per_band(first, str(csv))
+    first.close()
+    dialog = plugin.open_dialog(scene_layer)
+    try:
+        assert dialog.bound_kind.currentData() == 'per_band' and dialog.band_max_errors() == str(csv)
+        assert dialog.output_path().endswith('_perband.ehc')
+        parameters, _algorithm = _parameters(dialog.request())
+        assert parameters['BAND_MAX_ERRORS'] == str(csv) and 'MAX_ERROR' not in parameters
+        dialog.compress_radio.setChecked(True)
+        dialog.output_widget.setFilePath(str(tmp_path / 'perband.ehc'))
+        job = dialog.start()
+        assert job is not None and wait_for(lambda: job.outcome is not None, TIMEOUT_S) and job.outcome.ok, \
+            job.outcome.message if job else dialog.status_label.text()
+    finally:
+        dialog.close()
+    decompress(str(tmp_path / 'perband.ehc'), str(tmp_path / 'back.tif'), 'cpu')
+    source = gdal.Open(scene)
+    original = source.ReadAsArray().astype(float)
+    back = gdal.Open(str(tmp_path / 'back.tif')).ReadAsArray().astype(float)
+    nodata = source.GetRasterBand(1).GetNoDataValue()
+    coded = (original != nodata) & (back != nodata)
+    assert coded.sum() > 0.5 * original.size
+    error = np.where(coded, np.abs(back - original), 0.0).reshape(224, -1).max(axis=1)
+    assert (error <= np.array(limits)).all()
+    assert error[:100].max() <= 3 < error[100:].max(), 'the per-band limits must be the ones that applied'
