@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from ..paths import MODELS_DIR
-from . import entropy, residual, samples, spectral, tilepayload
+from . import bandstream, entropy, residual, samples, spectral, tilepayload
 from .bands import DN_PEAK, N_BANDS, N_HYSPECNET, Radiometry, band_set
 from .bounds import UniformQuantiser, error_bound, uniform_bound
 from .codecheader import (
@@ -86,7 +86,7 @@ class TileCoder:
     radiometry: Radiometry = None  # of the coded bands; None: EnMAP's scale (and every file before band gains)
     bound: object = None
     extra_coder: str = None  # how extra bands are coded: EXTRA_PREDICTED, or EXTRA_SPECTRAL (lossless, since 0.2)
-    residual_coder: str = None  # RESIDUAL_PLAIN, or RESIDUAL_PREDICTED (absolute bounds, since 0.2)
+    residual_coder: str = None  # RESIDUAL_PLAIN, RESIDUAL_PREDICTED (absolute bounds, 0.2) or bandstream.CODER_ID
     coded: np.ndarray = field(init=False)
     step: float = field(init=False)
 
@@ -111,11 +111,11 @@ class TileCoder:
         if self.extra_coder not in (EXTRA_PREDICTED, EXTRA_SPECTRAL) or (
                 self.extra_coder == EXTRA_SPECTRAL and not self.lossless):
             raise FormatError(f'extra bands coded as "{self.extra_coder}" are not supported here; update the plugin')
-        if self.residual_coder is None:
-            self.residual_coder = RESIDUAL_PREDICTED if self.bound is not None and \
+        if self.residual_coder is None:  # new files: predicted residuals coded band by band (bandstream.py)
+            self.residual_coder = bandstream.CODER_ID if self.bound is not None and \
                 self.bound.relative_error is None else RESIDUAL_PLAIN
-        if self.residual_coder not in (RESIDUAL_PLAIN, RESIDUAL_PREDICTED) or (
-                self.residual_coder == RESIDUAL_PREDICTED and (self.bound is None or self.bound.relative_error)):
+        if self.residual_coder not in (RESIDUAL_PLAIN, RESIDUAL_PREDICTED, bandstream.CODER_ID) or (
+                self.residual_coder != RESIDUAL_PLAIN and (self.bound is None or self.bound.relative_error)):
             raise FormatError(f'residuals coded as "{self.residual_coder}" are not supported here; update the plugin')
 
     @property
@@ -148,6 +148,14 @@ class TileCoder:
 
     def _rows(self):
         return {int(band): row for row, band in enumerate(self.bands)}
+
+    def _pack_residual(self, symbols):
+        return bandstream.encode(symbols) if self.residual_coder == bandstream.CODER_ID else \
+            entropy.encode_channels(symbols)
+
+    def _unpack_residual(self, data, shape):
+        return bandstream.decode(data, shape) if self.residual_coder == bandstream.CODER_ID else \
+            entropy.decode_channels(data, shape)
 
     def _residual_layer(self, valid, base, original=None, symbols=None):
         """(symbols, restored values) of the error-bound layer: encoding when `original` is given."""
@@ -207,7 +215,7 @@ class TileCoder:
             base = self._reconstruct(symbols, extra_symbols, valid, kept)
             residual_symbols, restored = self._residual_layer(tile_valid, base, original)
             check_bound(self.bound, original, restored, self.bands)
-            sections = replace(sections, residual=entropy.encode_channels(residual_symbols),
+            sections = replace(sections, residual=self._pack_residual(residual_symbols),
                                checksum=checksum_section(restored))
         return sections
 
@@ -220,7 +228,7 @@ class TileCoder:
             extra_symbols = decode_predicted(sections.extra, len(self.extra), tile_valid)
         values = self._reconstruct(symbols, extra_symbols, valid, kept)
         if self.bound is not None:
-            residual_symbols = entropy.decode_channels(sections.residual, values.shape)
+            residual_symbols = self._unpack_residual(sections.residual, values.shape)
             values = self._residual_layer(tile_valid, values, symbols=residual_symbols)[1]
             if self.spectral_extra:  # the model bands are exact now: predict the extra bands from them
                 if residual_symbols[len(self.coded):].any():

@@ -54,7 +54,7 @@ def test_codec_info_states_each_mode(written):
     assert infos['max_error'].error_bound is None  # a plain MAX_ERROR keeps 0.1.0's layout
     assert infos['lossless'].bound.lossless and infos['lossless'].extra_coder == 'spectral-v1'
     assert infos['relative'].max_error is None and infos['relative'].bound.relative_error == 0.02
-    assert infos['per_band'].residual_coder == 'predicted-v1' and infos['per_band'].bound.band_max_errors[-1] == 0
+    assert infos['per_band'].residual_coder == 'predicted-v2' and infos['per_band'].bound.band_max_errors[-1] == 0
     assert infos['custom'].model_path == os.path.join(os.path.dirname(written['custom']), 'custom', 'pca')
     assert all(info.model_path is None for name, info in infos.items() if name != 'custom')
 
