@@ -41,6 +41,7 @@ DEAD_BAND_MEAN = -1000000.0  # EnMAP-Box convention: bandStatistics mean -100000
 _EXPECTED = ('Expected an EnMAP L2A product (folder, METADATA.XML or ZIP) or a GeoTIFF/ENVI hyperspectral image '
              'with wavelength metadata.')
 _METADATA_SUFFIX = '-METADATA.XML'
+_VSIZIP_RE = re.compile(r'^/vsizip/(/?.+?\.zip)(/.*)?$', re.IGNORECASE)  # the ZIP and the member in it
 _IMAGE_RE = re.compile(r'-SPECTRAL_IMAGE(_COG)?\.(TIF|TIFF|GEOTIFF|BSQ|BIL|BIP|JP2|HDR)$', re.IGNORECASE)
 # Preferred spectral image formats when a product folder holds several.
 _IMAGE_PREFERENCE = ('.TIF', '.TIFF', '.GEOTIFF', '_COG.TIF', '_COG.TIFF', '.BSQ', '.BIL', '.BIP', '.JP2')
@@ -370,14 +371,33 @@ def _locate_raster(path):
     return located
 
 
+def _product_zip(path):
+    """The product ZIP that a GDAL /vsizip/ path points into; None when it is no /vsizip/ path or the ZIP holds no
+    product (no METADATA.XML). Reads only the ZIP's directory."""
+    match = _VSIZIP_RE.match(path)
+    if not match or not os.path.isfile(match.group(1)):
+        return None
+    try:
+        with zipfile.ZipFile(match.group(1)) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError):
+        return None  # GDAL's own open says what is wrong
+    return match.group(1) if any(_is_metadata_name(os.path.basename(n)) for n in names) else None
+
+
+def product_source(path):
+    """What to open for a path as QGIS names a layer: for a raster read in place from a product ZIP
+    (/vsizip/<ZIP>/<member>), the ZIP itself, which names the product and holds its METADATA.XML; any other path as
+    it is. open_spectral() accepts both; this is for callers that show or pass the input on (names, Processing)."""
+    return _product_zip(path) or path
+
+
 def _locate_virtual(path):
     """GDAL virtual paths, as QGIS gives for a layer opened from a product ZIP: the ZIP's product when it is one,
     else the raster as GDAL reads it."""
-    match = re.match(r'^/vsizip/(/?.+?\.zip)(/.*)?$', path, re.IGNORECASE)
-    if match and os.path.isfile(match.group(1)):
-        with zipfile.ZipFile(match.group(1)) as archive:
-            if any(_is_metadata_name(os.path.basename(n)) for n in archive.namelist()):
-                return _locate_zip(match.group(1))
+    zip_path = _product_zip(path)
+    if zip_path:
+        return _locate_zip(zip_path)
     return _Located(gdal_path=path, label=f'The input {path}')
 
 

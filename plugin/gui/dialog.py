@@ -5,7 +5,6 @@ Choices are remembered between openings (QgsSettings) and the form scrolls, so i
 """
 import functools
 import os
-import re
 
 from qgis.core import QgsApplication, QgsMapLayerProxyModel, QgsRasterLayer, QgsSettings, QgsTask
 from qgis.gui import QgsFileWidget, QgsMapLayerComboBox
@@ -41,6 +40,7 @@ from qgis.PyQt.QtWidgets import (
 
 from .. import dependencies
 from ..core import bounds, cards, preview
+from ..core.enmap import product_source
 from ..core.errors import EnmapCompressError
 from ..core.runtime import default_model_id
 from ..paths import resource_path
@@ -93,11 +93,8 @@ def default_output(source, model_id, quality, mode=LOSSY, max_error=None, relati
 
 
 def input_path(layer):
-    """What the core opens for a layer: its file, or for a product ZIP that QGIS reads in place (/vsizip/...) the
-    ZIP itself, which also gives the core the product's METADATA.XML."""
-    source = layer.source()
-    match = re.match(r'^/vsizip/(.+?\.zip)(?=/|$)', source, re.IGNORECASE)
-    return match.group(1) if match else source
+    """What the core opens for a layer: its file, or the product ZIP QGIS reads it from (the core decides)."""
+    return product_source(layer.source())
 
 
 def versioned(path, taken):

@@ -447,6 +447,28 @@ def test_vsizip_layer_path_opens_the_product(tmp_path):
         assert raster.band_count == 224 and raster.metadata_xml
 
 
+def test_product_source_names_the_zip_a_layer_path_points_into(tmp_path):
+    """The dialog asks the core what to run for a layer's source: a /vsizip/ path into a product ZIP is the ZIP;
+    a path into any other ZIP, or any other path, stays as it is (GDAL reads it)."""
+    import zipfile
+
+    from enmap_compress.plugin.core.enmap import product_source
+
+    product = synthetic.write_product(str(tmp_path / 'p'), width=12, height=10, seed=3, make_zip=True)
+    member = f'{product.product_name}/{product.product_name}-SPECTRAL_IMAGE.TIF'
+    assert product_source(f'/vsizip/{product.zip}/{member}') == product.zip
+    assert product_source(f'/vsizip/{product.zip}') == product.zip
+    plain = str(tmp_path / 'plain.zip')
+    with zipfile.ZipFile(plain, 'w') as archive:
+        archive.write(product.image, 'image.tif')
+    for path in (f'/vsizip/{plain}/image.tif', product.image, f'/vsizip/{tmp_path}/missing.zip/a.tif',
+                 '/vsicurl/https://example.org/a.tif'):
+        assert product_source(path) == path
+    broken = tmp_path / 'broken.zip'
+    broken.write_bytes(b'PK not really')
+    assert product_source(f'/vsizip/{broken}/a.tif') == f'/vsizip/{broken}/a.tif'
+
+
 def test_reads_survive_gdal_num_threads(tmp_path):
     """GDAL 3.6 segfaults on band-subset reads of uncompressed GeoTIFFs with GDAL_NUM_THREADS set; the reader
     must not (run in a subprocess, since the failure is a crash)."""
