@@ -24,12 +24,18 @@ class Tile:
 
 def valid_pixels(cube, nodata, live_bands):
     """Which pixels of a (bands, h, w) cube are coded: a pixel is valid unless every live (non-dead) band holds
-    nodata (or NaN)."""
-    data = cube[live_bands]
-    invalid = ~np.isfinite(data)
-    if nodata is not None:
-        invalid |= data == nodata
-    return ~invalid.all(axis=0)
+    nodata (or NaN). Band by band, stopping once no pixel can still be invalid: inside a scene that is after the
+    first band, so it costs one band rather than the cube (the comparison pass calls it for every tile)."""
+    invalid = np.ones(cube.shape[1:], bool)
+    for band in np.arange(cube.shape[0])[live_bands]:
+        values = cube[band]
+        missing = ~np.isfinite(values) if values.dtype.kind == 'f' else np.zeros(values.shape, bool)
+        if nodata is not None:
+            missing |= values == nodata
+        invalid &= missing
+        if not invalid.any():
+            break
+    return ~invalid
 
 
 def kept_slices(tile, window):
