@@ -1,15 +1,18 @@
 """What a QGIS user waits for: compress from the unpacked product and from its ZIP, compress + decompress against
 evaluate, the peak memory of each, how long the progress bar stands still, and how fast Cancel acts.
 
-    python -m bench.qgis_timings [--sizes 400 1000] [--model rdnet] [--folder DIR]
+    python -m bench.qgis_timings [--sizes 400 1000] [--model rdnet] [--folder DIR] [--zip-repeats N]
 
 Every run is a fresh Python process (its own peak RSS from `resource`) on a synthetic EnMAP L2A product
 (tools/synthetic.py, with its ZIP as DLR delivers it: deflated members). "stall" is the longest time the
 progress callback did not move, as a share of the run (timed from the call, after the imports a QGIS session has
 done already); "cancel" asks to stop once evaluate's bar passes 80 % (its comparison pass) and times how long the
-call takes to return. Prints a table; a benchmark, not a test. Runs against older checkouts too (plain callbacks).
+call takes to return. --zip-repeats N then compresses from the unpacked product and from its ZIP N more times,
+alternately, and prints each pair's ratio (on a shared machine one pair says little). Prints a table; a benchmark,
+not a test. Runs against older checkouts too (plain callbacks).
 """
 import argparse
+import functools
 import json
 import os
 import shutil
@@ -66,7 +69,9 @@ def run(kind, paths, model, cancel_at=None, timeout=3600):
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+@functools.cache
 def product_paths(folder, size):
+    """The synthetic product (folder, ZIP) of `size`, written once per run."""
     from tools import synthetic
 
     product = synthetic.write_product(os.path.join(folder, f'p{size}'), width=size, height=size, seed=3,
@@ -95,6 +100,25 @@ def measure_size(folder, size, model):
     return rows
 
 
+def zip_ratios(folder, size, model, repeats):
+    """(unpacked s, ZIP s, ratio) of `repeats` alternating compress runs, wall time."""
+    unpacked, zipped = product_paths(folder, size)
+    pairs = []
+    for index in range(repeats):
+        output = os.path.join(folder, f'p{size}', f'repeat{index}.ehc')
+        direct = run('compress', {'input': unpacked, 'output': output}, model)['wall']
+        from_zip = run('compress', {'input': zipped, 'output': output}, model)['wall']
+        pairs.append((direct, from_zip, from_zip / direct))
+    return pairs
+
+
+def print_zip_ratios(size, pairs):
+    ratios = sorted(ratio for _, _, ratio in pairs)
+    print(f'{size} x {size}: compress from the ZIP / unpacked, {len(pairs)} alternating pairs: ' +
+          ', '.join(f'{zipped:.1f}/{direct:.1f} s = {ratio:.2f}x' for direct, zipped, ratio in pairs) +
+          f'; median {ratios[len(ratios) // 2]:.2f}x')
+
+
 def print_table(results):
     print(f'{"size":>5} {"run":28} {"wall s":>7} {"cpu s":>7} {"peak MB":>8} {"stall":>6} {"cancel s":>8}')
     for size, rows in results.items():
@@ -119,14 +143,19 @@ def main(argv=None):
     parser.add_argument('--model', default=None, help='model id (default: the default model)')
     parser.add_argument('--folder', default=None, help='work folder (default: a temporary one, removed after)')
     parser.add_argument('--json', default=None, help='also write the measurements to this JSON file')
+    parser.add_argument('--zip-repeats', type=int, default=0, help='alternating compress pairs, unpacked and ZIP')
     args = parser.parse_args(argv)
     folder = args.folder or tempfile.mkdtemp(prefix='enmap_compress_bench_')
     try:
         results = {size: measure_size(folder, size, args.model) for size in args.sizes}
+        repeats = {size: zip_ratios(folder, size, args.model, args.zip_repeats) for size in args.sizes
+                   if args.zip_repeats > 0}
     finally:
         if not args.folder:
             shutil.rmtree(folder, ignore_errors=True)
     print_table(results)
+    for size, pairs in repeats.items():
+        print_zip_ratios(size, pairs)
     if args.json:
         with open(args.json, 'w', encoding='utf-8') as handle:
             json.dump(results, handle, indent=1)
