@@ -1,4 +1,4 @@
-"""rdnet's latent coder with context modelling (files since 0.3: codec info `latent_coder: "context-v1"`).
+"""rdnet's latent coder with context modelling (rdnet files after 0.2.0: codec info `latent_coder: "context-v1"`).
 
 PriorLatentCoder gives every latent row one table for the whole tile. Here each symbol's table also depends on what
 the decoder already has, which a fixed per-row prior cannot see:
