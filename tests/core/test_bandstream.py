@@ -106,3 +106,16 @@ def test_files_of_the_previous_residual_coder_still_decode(tmp_path, monkeypatch
         assert np.array_equal(gdal.Open(rec).ReadAsArray().astype(np.int64), original)
         sizes[stated] = len(open(ehc, 'rb').read())
     assert set(sizes) == {'predicted-v1', bandstream.CODER_ID}
+
+
+# a stream written by the first version of the coder (0.3): every later version must decode it to these values
+FROZEN_STREAM = ('0103000000280000000e0000003000000078daf3da66c9c2c00200064401424b605b876f57268871f3631508c01e274a'
+                 '5ce794764fac48946ef4d916d6c056f7d36a5f3fadad90ece60b580e0000007cfcffffffffff7f')
+
+
+def test_a_frozen_stream_decodes_to_its_values():
+    values = ((np.arange(120, dtype=np.int64) * 37) % 23 - 11).reshape(3, 40)
+    values[1] = 0
+    values[2] //= 4
+    values[2, 7], values[0, 3] = 2 ** 31 - 1, -900
+    assert np.array_equal(bandstream.decode(bytes.fromhex(FROZEN_STREAM), values.shape), values)
