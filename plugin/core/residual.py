@@ -80,11 +80,14 @@ def _normal_equations(columns, target, count, memory=None):
     The new sums are exact (integers below 2**53); the rest is Python float arithmetic in a fixed order.
     Large passes are fitted on every s-th pixel only, s = max(1, pixels // FIT_SAMPLES)."""
     stride = max(1, target.size // FIT_SAMPLES)
-    columns = [c[::stride].astype(np.float64) for c in columns]
-    target = np.clip(target[::stride], -FEATURE_LIMIT, FEATURE_LIMIT).astype(np.float64)
-    upper = [[float(np.dot(a, b)) for b in columns[i:]] for i, a in enumerate(columns)]
-    gram = [[upper[min(i, j)][abs(j - i)] for j in range(len(columns))] for i in range(len(columns))]
-    right = [float(np.dot(a, target)) for a in columns]
+    picked = np.empty((len(columns) + 1, (target.size + stride - 1) // stride), np.float64)
+    for row, column in zip(picked, columns):
+        row[:] = column[::stride]
+    np.clip(target[::stride], -FEATURE_LIMIT, FEATURE_LIMIT, out=picked[-1], casting='unsafe')
+    # one product for all sums: each is of integers below 2**53, so exact in any order (BLAS, FMA)
+    products = (picked[:-1] @ picked.T).tolist()
+    gram = [row[:-1] for row in products]
+    right = [row[-1] for row in products]
     if memory is not None:
         old_gram, old_right, old_count = memory
         gram = [[g + FORGET * o for g, o in zip(row, old_row)] for row, old_row in zip(gram, old_gram)]
