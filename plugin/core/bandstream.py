@@ -130,6 +130,8 @@ def encode(symbols):
     if symbols.ndim != 2 or symbols.dtype.kind not in 'iu':
         raise ValueError(f'symbols must be a 2-D integer array, not {symbols.dtype} {symbols.shape}')
     values = symbols.astype(np.int64)
+    if values.size and (values.min() < -2 ** 31 or values.max() >= 2 ** 31):
+        raise ValueError('band-coded symbols must lie within the int32 range')
     bands, samples = values.shape
     codes = np.zeros(bands, np.uint8)
     shapes = np.zeros(bands, np.uint8)

@@ -40,6 +40,11 @@ def test_zero_bands_escapes_and_int32_extremes_round_trip():
     assert np.array_equal(bandstream.decode(data, values.shape), values)
 
 
+def test_values_beyond_int32_are_refused():
+    with pytest.raises(ValueError, match='int32'):
+        bandstream.encode(np.array([[0, 2 ** 31]], np.int64))
+
+
 def test_tables_are_the_formula_and_frozen():
     for code, shape in ((40, 0), (60, 2), (75, 4), (100, 3), (20, 1)):
         weights = bandstream.table(code, shape)
