@@ -28,10 +28,10 @@ from .codecheader import (
     CodecInfo,
 )
 from .container import EhcWriter
+from .context_coder import choose_latent_coder, latent_geometry
 from .enmap import SpectralRaster, open_spectral
 from .errors import EnmapCompressError, FormatError, InputError, ModelNotFoundError, OutputError
 from .geotiff import BandInfo, GeoTiffWriter, RasterLayout, output_values
-from .latent import make_latent_coder
 from .metrics import rate_metrics
 from .outputs import atomic_output, check_writable
 from .prediction import decode_predicted, encode_predicted
@@ -87,6 +87,7 @@ class TileCoder:
     bound: object = None
     extra_coder: str = None  # how extra bands are coded: EXTRA_PREDICTED, or EXTRA_SPECTRAL (lossless, since 0.2)
     residual_coder: str = None  # RESIDUAL_PLAIN, RESIDUAL_PREDICTED (absolute bounds, 0.2) or bandstream.CODER_ID
+    latent_scheme: str = None  # LATENT_PRIOR, or LATENT_CONTEXT (rdnet files after 0.2.0): context_coder.py
     coded: np.ndarray = field(init=False)
     step: float = field(init=False)
 
@@ -99,7 +100,7 @@ class TileCoder:
         self.step = level.step
         scale = meta.channel_step_scale or [1.0] * self.transform.channels
         channel_steps = (self.step * np.asarray(scale, np.float32))[:, None]
-        self.latent_coder = make_latent_coder(meta, level, channel_steps)
+        self.latent_coder, self.latent_scheme = choose_latent_coder(meta, level, channel_steps, self.latent_scheme)
         self.coded = model_band_indices(self.package)
         if self.radiometry is None:
             self.radiometry = Radiometry.enmap(len(self.coded))
@@ -137,7 +138,7 @@ class TileCoder:
                          self.max_error, radiometry=None if self.radiometry.is_enmap else BAND_GAINS,
                          error_bound=self.bound if self.bound is not None and self.max_error is None else None,
                          extra_coder=self.extra_coder, residual_coder=self.residual_coder,
-                         model_path=package.folder if custom else None)
+                         model_path=package.folder if custom else None, latent_coder=self.latent_scheme)
 
     def pack(self, sections):
         return tilepayload.pack(sections, self.extended_payload)
@@ -184,6 +185,9 @@ class TileCoder:
         """Canonical bands this coder restores: the model's set and the extra bands."""
         return np.concatenate([self.coded, self.extra]).astype(int)
 
+    def _latent_geometry(self, valid, kept):
+        return latent_geometry(self.latent_coder, self.transform, valid, kept)
+
     def _reconstruct(self, symbols, extra_symbols, valid, kept):
         values = self.radiometry.to_dn(self.transform.decode(self.latent_coder.dequantise(symbols), valid, kept))
         if self.extra.size:
@@ -195,7 +199,7 @@ class TileCoder:
         pixels; kept: the tile's slices in the window (tiling.kept_slices)."""
         unit = self.radiometry.to_unit(dn[self.coded])
         latent = self.transform.encode(unit, valid, kept)
-        symbols, latent_bytes = self.latent_coder.encode(latent, self.transform.latent_geometry(valid, kept))
+        symbols, latent_bytes = self.latent_coder.encode(latent, self._latent_geometry(valid, kept))
         tile_valid = valid[kept]
         sections = TileSections(encode_mask(tile_valid), latent_bytes)
         extra = dn[self.extra][:, kept[0], kept[1]][:, tile_valid]
@@ -221,7 +225,7 @@ class TileCoder:
 
     def decode(self, sections, valid, kept):
         """The restored DN (len(bands), valid pixels of the tile) from its TileSections."""
-        symbols = self.latent_coder.decode(sections.latent, self.transform.latent_geometry(valid, kept))
+        symbols = self.latent_coder.decode(sections.latent, self._latent_geometry(valid, kept))
         tile_valid = valid[kept]
         extra_symbols = np.zeros((len(self.extra), int(tile_valid.sum())), np.int32)
         if self.extra.size and not self.spectral_extra:
@@ -554,7 +558,7 @@ def decoder_for(info, device, threads, raster=None):
     bound = info.bound
     coder = TileCoder(package, info.quality, runner, np.asarray(info.extra_bands, int),
                       bound.uniform if bound is not None else None, radiometry, bound, info.extra_coder,
-                      info.residual_coder)
+                      info.residual_coder, info.latent_coder)
     return coder, runner
 
 

@@ -21,13 +21,14 @@ ENTROPY_CODER = 'constriction-ans-v1'
 BAND_GAINS = 'band-gains'  # `radiometry`: models saw reflectance = DN x gain + offset of each band
 EXTRA_PREDICTED, EXTRA_SPECTRAL = 'predicted', 'spectral-v1'  # `extra_coder` (absent: predicted)
 RESIDUAL_PLAIN, RESIDUAL_PREDICTED = 'plain', 'predicted-v1'  # `residual_coder` (absent: plain)
+LATENT_PRIOR, LATENT_CONTEXT = 'model', 'context-v1'  # `latent_coder` (absent: the model's; context_coder.py)
 MAX_BOUND_DN = 2 ** 53  # error bounds in DN: integers float64 holds exactly (larger ones overflow the residual layer)
 QUALITY_LEVELS = range(1, 11)
 _MODEL_ID = re.compile(r'[^/\\\x00]{1,200}')
 _SHA256 = re.compile(r'[0-9a-f]{64}')
 # optional in the oldest files, never null when present (the decoder compares them with the model's values)
 _NOT_NULL = {'model_kind': 'a text', 'step': 'a number', 'band_set': 'a text', 'extra_step_dn': 'a number',
-             'extra_coder': 'a text', 'residual_coder': 'a text'}
+             'extra_coder': 'a text', 'residual_coder': 'a text', 'latent_coder': 'a text'}
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,7 @@ class CodecInfo:
     extra_coder: str = EXTRA_PREDICTED
     residual_coder: str = RESIDUAL_PLAIN
     model_path: str | None = None
+    latent_coder: str = LATENT_PRIOR
 
     @property
     def bound(self):
@@ -72,7 +74,8 @@ class CodecInfo:
                     'error_bound': None if self.error_bound is None else self.error_bound.codec_info(),
                     'extra_coder': None if self.extra_coder == EXTRA_PREDICTED else self.extra_coder,
                     'residual_coder': None if self.residual_coder == RESIDUAL_PLAIN else self.residual_coder,
-                    'model_path': self.model_path}
+                    'model_path': self.model_path,
+                    'latent_coder': None if self.latent_coder == LATENT_PRIOR else self.latent_coder}
         out.update((key, value) for key, value in optional.items() if value is not None)
         return out
 
@@ -95,7 +98,7 @@ class CodecInfo:
         fields.text('radiometry', required=False, choices=(BAND_GAINS,))
         fields.integer('max_error', 0, MAX_BOUND_DN, required=False)
         _check_error_bound(fields)
-        for key in ('extra_coder', 'residual_coder'):
+        for key in ('extra_coder', 'residual_coder', 'latent_coder'):
             fields.text(key, required=False)  # which ones this version decodes: TileCoder says
         for key, label in _NOT_NULL.items():
             if key in obj and obj[key] is None:
@@ -104,7 +107,7 @@ class CodecInfo:
                    obj.get('model_kind'), obj.get('step'), obj.get('band_set'), obj.get('extra_step_dn'),
                    obj.get('max_error'), obj.get('entropy_coder'), obj.get('radiometry'), _stated_bound(obj, path),
                    obj.get('extra_coder', EXTRA_PREDICTED), obj.get('residual_coder', RESIDUAL_PLAIN),
-                   obj.get('model_path'))
+                   obj.get('model_path'), obj.get('latent_coder', LATENT_PRIOR))
 
 
 def _check_model(fields):
