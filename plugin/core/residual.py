@@ -129,9 +129,6 @@ class _Tile:
             self.keep.append(place >= 0)
             self.index.append(place[place >= 0])
 
-    def valid_only(self, values, keep):
-        return values if self.full else values[keep]
-
     def masked(self, values, keep):
         return values if self.full else values * keep
 
@@ -150,6 +147,9 @@ def code(valid, max_errors, residual=None, symbols=None):
     bands, pixels = len(max_errors), int(valid.sum())
     out_symbols = np.zeros((bands, pixels), np.int32) if encoding else symbols
     restored = np.zeros((bands, pixels), np.int32)
+    # a full tile's rows are its grid in row-major order: passes read and write them through strided views
+    symbol_grids = out_symbols.reshape(bands, *valid.shape) if tile.full else None
+    restored_grids = restored.reshape(bands, *valid.shape) if tile.full else None
     previous = np.zeros(valid.shape, np.int16)  # restored residuals of the previous band, clipped to VALUE_LIMIT
     weights = [[0] * size for size in (2, 4, 3)]
     sums = _NeighbourSums(valid.shape, np.int16)
@@ -159,7 +159,7 @@ def code(valid, max_errors, residual=None, symbols=None):
     for band in range(bands):
         bound = int(max_errors[band])
         step = 2 * bound + 1
-        current = np.zeros(valid.shape, np.int32)
+        current = restored_grids[band] if tile.full else np.zeros(valid.shape, np.int32)
         clipped = np.zeros(valid.shape, np.int16)
         if encoding:
             target[valid] = residual[band]
@@ -176,7 +176,12 @@ def code(valid, max_errors, residual=None, symbols=None):
                 q = _gather(target, pieces) - prediction
                 if step > 1:
                     q = np.sign(q) * ((np.abs(q) + bound) // step)
-                out_symbols[band, index] = tile.valid_only(q, keep)
+                if tile.full:
+                    _scatter(symbol_grids[band], pieces, q)
+                else:
+                    out_symbols[band, index] = q[keep]
+            elif tile.full:
+                q = _gather(symbol_grids[band], pieces)
             else:
                 q = np.zeros(prediction.size, np.int32)
                 q[keep] = out_symbols[band, index]
@@ -184,7 +189,8 @@ def code(valid, max_errors, residual=None, symbols=None):
             _scatter(current, pieces, value)
             _scatter(clipped, pieces, np.clip(value, -VALUE_LIMIT, VALUE_LIMIT))
             fitted.append(([tile.masked(c, keep) for c in columns], value, index.size))
-        restored[band] = current.ravel() if tile.full else current[valid]
+        if not tile.full:
+            restored[band] = current[valid]
         memory = [_normal_equations(*fit, old) for fit, old in zip(fitted, memory)]
         weights = [_solve(*equations) for equations in memory]  # the fit so far predicts the next band
         previous = clipped
