@@ -21,7 +21,9 @@ import numpy as np
 from . import entropy
 from .errors import FormatError
 
-CODER_ID = 'predicted-v2'  # codec.residual_coder of files whose residual section is this stream
+CODER_ID = 'predicted-v2'  # codec.residual_coder: predicted residual symbols (residual.py) in this stream
+PLAIN_CODER_ID = 'plain-v2'  # codec.residual_coder: plain symbols (bounds.py quantisers) in this stream
+BAND_CODED = (CODER_ID, PLAIN_CODER_ID)
 VERSION = 1
 SHAPES = (1.0, 1.25, 1.5, 1.75, 2.0)
 # (|q| / scale) ** shape reaches 17 (p = e**-17, about 2**-24.5, constriction's floor) at |q| = scale * TAIL

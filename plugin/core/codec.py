@@ -86,7 +86,7 @@ class TileCoder:
     radiometry: Radiometry = None  # of the coded bands; None: EnMAP's scale (and every file before band gains)
     bound: object = None
     extra_coder: str = None  # how extra bands are coded: EXTRA_PREDICTED, or EXTRA_SPECTRAL (lossless, since 0.2)
-    residual_coder: str = None  # RESIDUAL_PLAIN, RESIDUAL_PREDICTED (absolute bounds, 0.2) or bandstream.CODER_ID
+    residual_coder: str = None  # RESIDUAL_PLAIN, RESIDUAL_PREDICTED (absolute bounds, 0.2), bandstream.BAND_CODED
     latent_scheme: str = None  # LATENT_PRIOR, or LATENT_CONTEXT (rdnet files after 0.2.0): context_coder.py
     coded: np.ndarray = field(init=False)
     step: float = field(init=False)
@@ -112,11 +112,13 @@ class TileCoder:
         if self.extra_coder not in (EXTRA_PREDICTED, EXTRA_SPECTRAL) or (
                 self.extra_coder == EXTRA_SPECTRAL and not self.lossless):
             raise FormatError(f'extra bands coded as "{self.extra_coder}" are not supported here; update the plugin')
-        if self.residual_coder is None:  # new files: predicted residuals coded band by band (bandstream.py)
-            self.residual_coder = bandstream.CODER_ID if self.bound is not None and \
-                self.bound.relative_error is None else RESIDUAL_PLAIN
-        if self.residual_coder not in (RESIDUAL_PLAIN, RESIDUAL_PREDICTED, bandstream.CODER_ID) or (
-                self.residual_coder != RESIDUAL_PLAIN and (self.bound is None or self.bound.relative_error)):
+        if self.residual_coder is None:  # new files: residual symbols coded band by band (bandstream.py)
+            self.residual_coder = RESIDUAL_PLAIN if self.bound is None else bandstream.PLAIN_CODER_ID \
+                if self.bound.relative_error else bandstream.CODER_ID
+        predicted = self.residual_coder in (RESIDUAL_PREDICTED, bandstream.CODER_ID)  # absolute bounds only
+        if self.residual_coder not in (RESIDUAL_PLAIN, RESIDUAL_PREDICTED, *bandstream.BAND_CODED) or (
+                self.residual_coder != RESIDUAL_PLAIN and self.bound is None) or (
+                predicted and self.bound.relative_error):
             raise FormatError(f'residuals coded as "{self.residual_coder}" are not supported here; update the plugin')
 
     @property
@@ -151,16 +153,16 @@ class TileCoder:
         return {int(band): row for row, band in enumerate(self.bands)}
 
     def _pack_residual(self, symbols):
-        return bandstream.encode(symbols) if self.residual_coder == bandstream.CODER_ID else \
+        return bandstream.encode(symbols) if self.residual_coder in bandstream.BAND_CODED else \
             entropy.encode_channels(symbols)
 
     def _unpack_residual(self, data, shape):
-        return bandstream.decode(data, shape) if self.residual_coder == bandstream.CODER_ID else \
+        return bandstream.decode(data, shape) if self.residual_coder in bandstream.BAND_CODED else \
             entropy.decode_channels(data, shape)
 
     def _residual_layer(self, valid, base, original=None, symbols=None):
         """(symbols, restored values) of the error-bound layer: encoding when `original` is given."""
-        if self.residual_coder == RESIDUAL_PLAIN:
+        if self.residual_coder in (RESIDUAL_PLAIN, bandstream.PLAIN_CODER_ID):
             if original is not None:
                 symbols = self.bound.symbols(original, base, self.bands)
             return symbols, self.bound.restore(base, symbols, self.bands)

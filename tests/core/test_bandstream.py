@@ -89,28 +89,34 @@ _POST_INIT = codec.TileCoder.__post_init__
 
 
 def _previous_default(coder):
+    """How 0.2 chose: predicted residuals for absolute bounds, plain ones for relative bounds, both entropy-coded."""
     if coder.residual_coder is None and coder.bound is not None:
-        coder.residual_coder = 'predicted-v1'
+        coder.residual_coder = 'plain' if coder.bound.relative_error else 'predicted-v1'
     _POST_INIT(coder)
 
 
-def test_files_of_the_previous_residual_coder_still_decode(tmp_path, monkeypatch):
+@pytest.mark.parametrize('bound, before, now', [({'max_error': 0}, 'predicted-v1', bandstream.CODER_ID),
+                                                ({'relative_error': 0.01, 'relative_floor': 2}, None,
+                                                 bandstream.PLAIN_CODER_ID)])
+def test_files_of_the_previous_residual_coders_still_decode(tmp_path, monkeypatch, bound, before, now):
     path = synthetic.write_scene(str(tmp_path / 's.tif'), width=19, height=13, seed=5)
     original = gdal.Open(path).ReadAsArray().astype(np.int64)
-    sizes = {}
-    for name in ('predicted-v1', bandstream.CODER_ID):
+    restored = {}
+    for previous in (True, False):
         with monkeypatch.context() as patch:
-            if name == 'predicted-v1':  # how 0.2 wrote MAX_ERROR and lossless files
+            if previous:
                 patch.setattr(codec.TileCoder, '__post_init__', _previous_default)
-            ehc = str(tmp_path / f'{name}.ehc')
-            compress(path, ehc, 'pca', None, 'cpu', max_error=0, tile_size=8)
+            ehc = str(tmp_path / f'{previous}.ehc')
+            compress(path, ehc, 'pca', None, 'cpu', tile_size=8, **bound)
         with EhcReader(ehc) as reader:
             stated = reader.header['codec'].get('residual_coder')
-        rec = str(tmp_path / f'{name}.tif')
+        assert stated == (before if previous else now)
+        rec = str(tmp_path / f'{previous}.tif')
         decompress(ehc, rec, 'cpu')
-        assert np.array_equal(gdal.Open(rec).ReadAsArray().astype(np.int64), original)
-        sizes[stated] = len(open(ehc, 'rb').read())
-    assert set(sizes) == {'predicted-v1', bandstream.CODER_ID}
+        restored[previous] = gdal.Open(rec).ReadAsArray().astype(np.int64)
+    if bound.get('max_error') == 0:
+        assert np.array_equal(restored[True], original)
+    assert np.array_equal(restored[True], restored[False])  # same symbols, only coded differently
 
 
 # a stream written by the first version of the coder (0.3): every later version must decode it to these values
