@@ -1,12 +1,14 @@
 """What rdnet's context latent coder saves over the learned-prior coder, on the latent bytes alone.
 
-usage: python -m bench.latent_context [--datasets train,train-mosaic] [--levels 1-10] [--fit]
+usage: python -m bench.latent_context [--datasets train,train-mosaic] [--levels 1-10] [--fit] [--rdoq]
 Datasets: `train` = the nine training tiles, each its own tile; `train-mosaic` = the nine side by side in a 3 x 3
 mosaic (96 x 96 px, one tile); `held-out` / `held-out-mosaic` the same for the three held-out tiles (report only,
 never for a choice); `synthetic` = tools.synthetic's 256 x 256 scene (seed 0). Both coders get the same latent
 (the bundled rdnet's ONNX encoder through the codec's transform) and are round-tripped; the table gives the latent
 bytes of each and the saving. `--fit` prints the context coder's default deltas fitted on the training tiles (all
-quality levels pooled): the values of plugin/core/context_coder.DEFAULT_DELTAS.
+quality levels pooled): the values of plugin/core/context_coder.DEFAULT_DELTAS. `--rdoq` measures the encoder's
+rate-distortion optimised quantisation instead: the training tiles (each its own file) and the training mosaic through
+the real codec with it off and on, PSNR at equal real rate.
 """
 import argparse
 import os
@@ -14,12 +16,15 @@ import sys
 
 import numpy as np
 
-from bench.rdnet_vs_anchors import _levels
+from bench.rdnet_vs_anchors import RATES, _levels
+from bench.rdnet_vs_pca import at, curve
+from bench.scenes import write_mosaic
 from enmap_compress.plugin.core import context_coder
 from enmap_compress.plugin.core.enmap import open_spectral
 from enmap_compress.plugin.core.latent import PriorLatentCoder
 from enmap_compress.plugin.core.runtime import OnnxRunner, find_model
 from enmap_compress.plugin.core.transforms import make_transform
+from training.measure import measure_package
 from training.shared_data import PROJECT_ROOT, potsdam_tiles
 
 
@@ -87,16 +92,47 @@ def fit_defaults(meta, items, levels):
     return context_coder.candidate_deltas()[np.argmin(total, axis=1)]
 
 
+def rdoq_effect(levels, scratch):
+    """Lines 'dataset rate: PSNR off -> on' for the training tiles and a 3 x 3 training mosaic, real codec."""
+    tiles = potsdam_tiles(held_out=False)
+    rows = [write_mosaic(tiles[i:i + 3], os.path.join(scratch, f'row{i}.tif')) for i in (0, 3, 6)]
+    datasets = {'training tiles': tiles, 'training mosaic rows (3 files of 96 x 32)': rows}
+    package = os.path.join(PROJECT_ROOT, 'models', 'rdnet')
+    lines = []
+    for name, rasters in datasets.items():
+        curves = {}
+        for state in (False, True):
+            context_coder.ContextLatentCoder.rdoq = state
+            curves[state] = curve(measure_package(package, rasters, levels))
+        context_coder.ContextLatentCoder.rdoq = True
+        for rate in RATES:
+            (off, sa_off, inside), (on, sa_on, _inside) = at(curves[False], rate), at(curves[True], rate)
+            lines.append(f'{name} {rate:.2f} bpppb: {off:.2f} -> {on:.2f} dB ({on - off:+.2f}), SA {sa_off:.3f} -> '
+                         f'{sa_on:.3f}' + ('' if inside else ' (outside the measured curve)'))
+    return lines
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--datasets', default='train,train-mosaic')
     parser.add_argument('--levels', default=None)
     parser.add_argument('--fit', action='store_true', help='print the default deltas fitted on the training tiles')
+    parser.add_argument('--rdoq', action='store_true', help='the effect of RDOQ through the codec (training data)')
     args = parser.parse_args(argv)
     levels = _levels(args.levels)
     if args.fit:
         meta, items = latents('train')
         print('DEFAULT_DELTAS = ' + repr(fit_defaults(meta, items, levels).tolist()))
+        return 0
+    if args.rdoq:
+        import shutil
+        import tempfile
+
+        scratch = tempfile.mkdtemp(prefix='rdoq_')
+        try:
+            print('\n'.join(rdoq_effect(levels, scratch)))
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
         return 0
     for name in args.datasets.split(','):
         meta, items = latents(name)

@@ -40,6 +40,7 @@ DEFAULT_DELTAS = np.array([[2, -1, -1, -1, 0, 1, 2, 6], [4, -1, -1, 0, 0, 1, 2, 
 _CODES = np.arange(-128, 128)
 _BOUNDS = np.sqrt(np.array([byte_scale(c) for c in _CODES[:-1]]) * np.array([byte_scale(c) for c in _CODES[1:]]))
 _CANDIDATES = np.arange(-24, 25)
+RD_LAMBDA = 6.0 / math.log(2.0)  # bits per squared quantiser step: -dR/dD of a uniform quantiser
 
 
 def scale_code(beta):
@@ -82,6 +83,8 @@ def _ll_prediction(ll, occupied, residual=None):
 
 class ContextLatentCoder(PriorLatentCoder):
     """The learned-prior coder of a block model (rdnet) with context classes, LL prediction and nodata blocks."""
+
+    rdoq = True  # the encoder's choice (bench.latent_context measures it off and on)
 
     def __init__(self, level, model):
         super().__init__(level, model)
@@ -195,8 +198,40 @@ class ContextLatentCoder(PriorLatentCoder):
         ll_residual, ll_codes = self._ll_choice(sym[:, 0], coded[:, 0], codes[:, 0], occupied.reshape(grid))
         if ll_residual is not None:
             sym[:, 0] = _ll_prediction(sym[:, 0], occupied.reshape(grid), ll_residual) * coded[:, :1]
-        classes = [None] + [self._classes(lv, sym, coded, codes, grid) for lv in (1, 2, 3)]
+        classes = [None]
+        for level in (1, 2, 3):  # coarse to fine: each level's classes see the coarser level's final symbols
+            classes.append(self._classes(level, sym, coded, codes, grid))
+            if self.rdoq:
+                self._rdoq(level, sym, scaled.reshape(sym.shape), coded, codes, classes[level], occupied)
         return symbols, override, own, ll_residual, ll_codes, (sym, coded, codes, occupied, classes)
+
+    def _rdoq(self, level, sym, scaled, coded, codes, classes, occupied):
+        """Rate-distortion optimised quantisation of a detail level, in place: a symbol moves one step towards 0
+        when its estimated bits under its context table (default deltas) fall by more than lambda times the squared
+        error added (lambda = 6 / ln 2 per squared step, the quantiser's own slope). The decoder is unaffected."""
+        rows = self.level_rows[level]
+        ks, js = np.nonzero(coded[:, rows])
+        cells = np.flatnonzero(occupied)
+        if not ks.size or not cells.size:
+            return
+        index = (ks[:, None], (js + rows.start)[:, None], cells[None, :])
+        q = sym[index]
+        size = np.abs(q)
+        if not size.any():
+            return
+        beta = np.exp2(np.clip(codes[ks, js + rows.start][:, None] + DEFAULT_DELTAS[level - 1][classes[ks][:, cells]],
+                               -128, 127) / 4.0)
+        e0 = np.exp(-(0.5 + self.deadzone) / beta)
+        ratio = np.exp(-1.0 / beta)
+        zero_bits = -np.log2(np.maximum(1.0 - e0, 1e-300))
+        first_bits = -np.log2(np.maximum(0.5 * e0 * (1.0 - ratio), 1e-300))
+        step_bits = -np.log2(np.maximum(ratio, 1e-300))
+        saved = np.where(size == 1, first_bits - zero_bits, step_bits)
+        magnitude = np.abs(scaled[index]).astype(np.float64)
+        added = 2.0 * (magnitude - size) + 1.0  # (|x| - a + 1)^2 - (|x| - a)^2: the squared error it adds
+        move = (size > 0) & (RD_LAMBDA * added < saved)
+        if move.any():
+            sym[index] = np.where(move, q - np.sign(q), q)
 
     def _ll_choice(self, ll, coded, codes, occupied):
         """(residuals, their row codes) when predicting LL is estimated cheaper than coding it, else (None, None)."""

@@ -38,7 +38,8 @@ def test_new_rdnet_files_use_the_context_coder_and_are_smaller(scene, tmp_path, 
     assert 'latent_coder' not in old_codec
     assert new.file_bytes < 0.95 * old.file_bytes  # the scene's nodata corners and smooth fields
     quality, old_quality = measure(scene, rec), measure(scene, old_rec)
-    assert quality['psnr'] > old_quality['psnr'] - 0.05  # the same quantiser (row choices see only valid blocks)
+    # the same quantiser but for RDOQ, which trades a little PSNR at a level for rate (a gain at equal rate)
+    assert quality['psnr'] > old_quality['psnr'] - 0.3
     restored, original = gdal.Open(rec).ReadAsArray(), gdal.Open(scene).ReadAsArray()
     assert np.array_equal(restored[10] == -32768, original[10] == -32768)  # a coded band: nodata where it was
 
