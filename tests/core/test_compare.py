@@ -178,3 +178,27 @@ def test_evaluate_memory_is_bounded(tmp_path):
     print(stats)
     assert stats['peak_mb'] < 1100, stats
     assert stats['psnr'] > 30
+
+
+@pytest.mark.parametrize('dtype', [np.int16, np.float32])
+def test_valid_pixels_band_by_band_equals_the_whole_cube_rule(dtype):
+    """The comparison (and the codec) ask tiling.valid_pixels for every tile; it stops early, so check it against
+    the rule itself: a pixel is invalid only when every live band holds nodata, NaN or +-Inf."""
+    from enmap_compress.plugin.core.tiling import valid_pixels
+
+    rng = np.random.default_rng(5)
+    cube = rng.integers(0, 5000, (30, 12, 10)).astype(dtype)
+    cube[:, :3] = -32768  # nodata in every band
+    cube[4:, 3:5, :4] = -32768  # nodata in most bands only: valid
+    live = np.ones(30, bool)
+    live[[0, 1, 2, 3]] = False  # ... and the other bands are dead: invalid
+    if dtype == np.float32:
+        cube[:, 6, :2] = np.nan
+        cube[:15, 7, :3], cube[15:, 7, :3] = np.inf, -32768
+        cube[:, 8, 0] = np.nan
+        cube[20, 8, 0] = 7.0  # one real value keeps the pixel valid
+    for nodata in (-32768.0, None):
+        for bands in (live, np.flatnonzero(live), np.zeros(30, bool)):
+            data = cube[bands]
+            rule = ~((~np.isfinite(data)) | ((data == nodata) if nodata is not None else False)).all(axis=0)
+            assert np.array_equal(valid_pixels(cube, nodata, bands), rule)
