@@ -67,3 +67,23 @@ def test_unknown_latent_coders_are_refused_and_the_header_field_round_trips(scen
     assert CodecInfo.from_json(info.to_json(), 'test').latent_coder == LATENT_CONTEXT
     assert 'latent_coder' not in TileCoder(package, 3, runner, np.zeros(0, int),
                                            latent_scheme=LATENT_PRIOR).codec_info(256).to_json()
+
+
+def test_the_latent_bench_measures_both_coders(scene):
+    from bench import latent_context
+    from enmap_compress.plugin.core.enmap import open_spectral
+    from enmap_compress.plugin.core.transforms import make_transform
+
+    package = find_model('rdnet')
+    transform = make_transform(OnnxRunner(package, 'cpu', 1), package.meta)
+    with open_spectral(scene) as raster:
+        cube = np.clip(raster.hyspecnet_view(0, 0, 32, 32), 0, 1).astype(np.float32)
+    valid = np.ones((32, 32), bool)
+    valid[:, :9] = False  # one column of blocks without a valid pixel
+    kept = (slice(0, 32), slice(0, 32))
+    items = [(transform.encode(cube, valid, kept), context_coder.block_geometry(transform, valid, kept))]
+    assert items[0][1].occupied.sum() == 12
+    rows = latent_context.measure(package.meta, items, (2, 8))
+    assert [r[0] for r in rows] == [2, 8] and all(new < old for _level, old, new in rows)
+    deltas = latent_context.fit_defaults(package.meta, items, (2,))
+    assert deltas.shape == context_coder.DEFAULT_DELTAS.shape
