@@ -31,92 +31,113 @@ def spectral_angles_deg(x, y):
 
 SSIM_WINDOW = 7
 SSIM_C1, SSIM_C2 = 0.01 ** 2, 0.03 ** 2  # data range 1
-BAND_CHUNK = 8  # bands per pass: the working arrays of a 256 x 256 tile stay in the CPU cache
+BAND_CHUNK = 8  # bands whose per-pixel sums gather in float32 before the float64 totals; cancel is checked as often
 
 
-def _window_sums(x, win, axis):
-    """Sums over `win` consecutive elements along `axis` ('valid' positions), by doubling: about log2(win) + popcount
-    additions instead of win - 1, and never a running sum, so float32 keeps its precision."""
-    def part(a, offset, length):
-        index = [slice(None)] * a.ndim
-        index[axis] = slice(offset, offset + length)
-        return a[tuple(index)]
-
-    length = x.shape[axis] - win + 1
-    pieces, offset, power, width = [], 0, x, 1  # power: sums of `width` consecutive elements
+def _window_sums_into(flat, size, win, step, powers, out):
+    """out[i] = flat[i] + flat[i + step] + ... + flat[i + (win - 1) step] for every i where that fits in flat[:size];
+    returns how many. By doubling: about log2(win) + popcount(win) additions instead of win - 1, and never a running
+    sum, so float32 keeps its precision. powers: one scratch array per doubling level; nothing is allocated."""
+    length = size - (win - 1) * step
+    pieces, offset, power, width, level = [], 0, flat, 1, 0  # power[i]: the sum of `width` elements from i on
     while True:
         if win & width:
-            pieces.append(part(power, offset, length))
+            pieces.append(power[offset * step:offset * step + length])
             offset += width
         if width * 2 > win:
             break
-        span = power.shape[axis] - width
-        power = np.add(part(power, 0, span), part(power, width, span))
-        width *= 2
+        span = size - width * step
+        np.add(power[:span], power[width * step:width * step + span], out=powers[level][:span])
+        power, size, width, level = powers[level], span, width * 2, level + 1
+    target = out[:length]
     if len(pieces) == 1:
-        return pieces[0].copy()
-    total = np.add(pieces[0], pieces[1])
+        np.copyto(target, pieces[0])
+        return length
+    np.add(pieces[0], pieces[1], out=target)
     for piece in pieces[2:]:
-        total += piece
-    return total
+        target += piece
+    return length
 
 
-def _box_sums(x, win):
-    """Sums over every win x win window ('valid' region) of the last two axes."""
-    return _window_sums(_window_sums(x, win, -2), win, -1)
+class _SsimWorkspace:
+    """The SSIM of (h, w) bands, one band at a time, in buffers reused band after band.
 
-
-def _ssim_moments(x, y):
-    """The four images whose window sums SSIM needs: x + y shifted near zero by its band means, x - y, and their
-    squares. Returns (moments, shift)."""
-    moments = np.empty((4, *x.shape), np.result_type(x, y))
-    total, error, total_sq, error_sq = moments
-    np.add(x, y, out=total)
-    shift = total[:, ::8, ::8].mean(axis=(1, 2), keepdims=True)
-    total -= shift
-    np.subtract(x, y, out=error)
-    np.multiply(total, total, out=total_sq)
-    np.multiply(error, error, out=error_sq)
-    return moments, shift
-
-
-def _ssim_windows(moments, shift, win, inside, peak=1.0):
-    """Sum of SSIM over the windows flagged in `inside` (h - win + 1, w - win + 1), all bands (data range `peak`),
-    from _ssim_moments.
+    Everything runs on the flattened band, one contiguous loop per step, written into these buffers (out=): they
+    stay in the CPU cache and nothing is allocated per band: about twice as fast as the same arithmetic on freshly
+    allocated stacks of bands (measured on 262 x 262 tiles). A window sum at flat index i = r w + c is the window
+    whose top-left sample is (r, c); those that wrap into the next row are computed too and never looked at.
 
     With window sums u, v of x + y and x - y and p, q of their squares (n = win^2 samples a window), the SSIM
     (2 mx my + C1)(2 cov + C2) / ((mx^2 + my^2 + C1)(vx + vy + C2)) times n^4 / 4 on both sides is
     (u^2 - v^2 + 2 n^2 C1)(a - b + 2 n^2 C2) / ((u^2 + v^2 + 2 n^2 C1)(a + b + 2 n^2 C2)), where a = n p - u^2 and
-    b = n q - v^2 are n^2 times the variances of x + y and x - y. Those do not depend on the shift, so they are
-    differences of small numbers, which float32 carries to about 1e-7 of the SSIM (the float64 reference agrees).
+    b = n q - v^2 are n^2 times the variances of x + y and x - y. Those do not depend on a shift of x + y, so with
+    the band's mean taken off first they are differences of small numbers, which float32 carries to about 1e-7 of
+    the SSIM (the float64 reference agrees).
     """
-    n = float(win * win)
-    c1, c2 = 2.0 * SSIM_C1 * (n * peak) ** 2, 2.0 * SSIM_C2 * (n * peak) ** 2
-    u, v, p, q = (_box_sums(moment, win) for moment in moments)  # one at a time: a band chunk stays in cache
-    v *= v
-    q *= n
-    q -= v  # b
-    p *= n
-    luminance = u * u
-    p -= luminance  # a
-    u += n * shift  # the sums of x + y themselves
-    np.multiply(u, u, out=u)
-    u += c1
-    np.subtract(u, v, out=luminance)  # numerator
-    u += v  # denominator
-    np.subtract(p, q, out=v)
-    v += c2  # numerator
-    p += q
-    p += c2  # denominator
-    luminance *= v
-    u *= p
-    luminance /= u
-    return float((luminance if inside.all() else luminance[:, inside]).sum(dtype=np.float64))
+
+    def __init__(self, shape, dtype, win=SSIM_WINDOW, peak=1.0):
+        self.height, self.width = shape
+        self.win = win
+        size = self.height * self.width
+        self.moments = np.empty((4, size), dtype)  # x + y - shift, x - y, and their squares
+        self.sums = np.empty((4, size), dtype)
+        self.powers = np.empty((max(1, win.bit_length() - 1), size), dtype)
+        self.rows = np.empty(size, dtype)
+        self.ratio = np.empty(size, dtype)
+        n = float(win * win)
+        self.n = n
+        self.c1, self.c2 = 2.0 * SSIM_C1 * (n * peak) ** 2, 2.0 * SSIM_C2 * (n * peak) ** 2
+
+    def _box_sums(self, index):
+        """self.sums[index][:count] = the win x win window sums of moment `index`; returns count."""
+        size = self.height * self.width
+        rows = _window_sums_into(self.moments[index], size, self.win, 1, self.powers, self.rows)
+        return _window_sums_into(self.rows, rows, self.win, self.width, self.powers, self.sums[index])
+
+    def ssim_sum(self, x, y, inside):
+        """Sum of SSIM over the windows flagged in `inside` (h - win + 1, w - win + 1) of one band pair x, y (h, w)."""
+        total, error, total_sq, error_sq = self.moments
+        np.add(x.reshape(-1), y.reshape(-1), out=total)
+        shift = float(total[::61].mean())
+        total -= shift
+        np.subtract(x.reshape(-1), y.reshape(-1), out=error)
+        np.multiply(total, total, out=total_sq)
+        np.multiply(error, error, out=error_sq)
+        count = min(self._box_sums(index) for index in range(4))
+        n, ratio = self.n, self.ratio[:count]
+        u, v, p, q = (sums[:count] for sums in self.sums)
+        v *= v
+        q *= n
+        q -= v  # b
+        p *= n
+        np.multiply(u, u, out=ratio)
+        p -= ratio  # a
+        u += n * shift  # the sums of x + y themselves
+        np.multiply(u, u, out=u)
+        u += self.c1
+        np.subtract(u, v, out=ratio)  # numerator
+        u += v  # denominator
+        np.subtract(p, q, out=v)
+        v += self.c2  # numerator
+        p += q
+        p += self.c2  # denominator
+        ratio *= v
+        u *= p
+        ratio /= u
+        rows, columns = inside.shape
+        windows = self.ratio[:rows * self.width].reshape(rows, self.width)[:, :columns]
+        return float((windows if inside.all() else windows[inside]).sum(dtype=np.float64))
 
 
 def _inside_windows(valid, win):
     """Windows lying wholly on valid pixels."""
-    return _box_sums(valid[None].astype(np.float32), win)[0] == win * win
+    height, width = valid.shape
+    workspace = _SsimWorkspace(valid.shape, np.float32, win)
+    workspace.moments[0] = valid.reshape(-1)
+    count = workspace._box_sums(0)
+    sums = np.zeros(height * width, np.float32)
+    sums[:count] = workspace.sums[0][:count]
+    return sums[:(height - win + 1) * width].reshape(height - win + 1, width)[:, :width - win + 1] == win * win
 
 
 def ssim_sum(x, y, win=SSIM_WINDOW, valid=None):
@@ -130,7 +151,8 @@ def ssim_sum(x, y, win=SSIM_WINDOW, valid=None):
     valid = np.ones(x.shape[1:], bool) if valid is None else valid
     inside = _inside_windows(valid, win)
     x, y = (np.where(valid, np.asarray(v, np.float64), 0.0) for v in (x, y))
-    return _ssim_windows(*_ssim_moments(x, y), win, inside), int(inside.sum()) * x.shape[0]
+    workspace = _SsimWorkspace(x.shape[1:], np.float64, win)
+    return sum(workspace.ssim_sum(a, b, inside) for a, b in zip(x, y)), int(inside.sum()) * x.shape[0]
 
 
 @dataclass
@@ -188,33 +210,6 @@ class _TileSums:
         self.ssim_total += other.ssim_total
         return self
 
-    def add_dn(self, rows, a, b, invalid_samples, integral):
-        """a, b: (k, h, w) DN of the tile's pixels, unclipped, zero on invalid pixels (`invalid_samples` of them in
-        all); integral: both hold whole numbers."""
-        diff = b - a
-        squared = diff * diff
-        self.dn_sq += squared.sum(axis=0)
-        self.band_dn_sq[rows] = squared.sum(axis=2).sum(axis=1, dtype=np.float64)
-        np.maximum(self.max_abs, np.abs(diff, out=squared).max(axis=0), out=self.max_abs)
-        if self.histogram is not None:
-            self._count_errors(diff, invalid_samples, integral)
-
-    def _count_errors(self, diff, invalid_samples, integral):
-        limit = self.hist_limit
-        bins = diff if integral else np.rint(diff, out=diff)
-        np.minimum(np.maximum(bins, -limit, out=bins), limit, out=bins)
-        index = np.empty(bins.shape, np.intp)  # what bincount counts (it would convert anything else to this)
-        np.add(bins, limit, out=index, casting='unsafe')
-        counts = np.bincount(index.ravel(), minlength=self.histogram.size)
-        counts[limit] -= invalid_samples  # the invalid pixels, zeroed in both images, fell into the 0 DN bin
-        self.histogram += counts
-
-    def add_clipped(self, x, y, error_sq):
-        """x, y: (k, h, w) of the tile's pixels, clipped to 0..DN_PEAK; error_sq: (x - y)^2."""
-        self.clipped_sq += error_sq.sum(axis=0)
-        self.xx += np.einsum('khw,khw->hw', x, x)
-        self.yy += np.einsum('khw,khw->hw', y, y)
-
     @property
     def unit_sq(self):
         return self.clipped_sq / (DN_PEAK * DN_PEAK)
@@ -229,11 +224,78 @@ class _TileSums:
         return np.where(product > 0, angles, np.where((nx == 0) & (ny == 0), 0.0, 90.0))
 
 
-def _band_rows(cube, indices):
-    """cube[indices] as a view when the indices run consecutively (most chunks: no gather copy)."""
-    if indices.size and indices[-1] - indices[0] == indices.size - 1:
-        return cube[indices[0]:indices[-1] + 1]
-    return cube[indices]
+class _BandPass:
+    """Measures one band pair after another in buffers reused band after band (they stay in the CPU cache; nothing
+    is allocated per band), adding into a _TileSums. The per-pixel sums over bands gather BAND_CHUNK bands in the
+    working dtype before they go into the float64 totals (flush()), as summing a chunk at a time did before."""
+
+    def __init__(self, tile, sums):
+        self.tile, self.sums = tile, sums
+        region = (tile.region[0].stop - tile.region[0].start, tile.region[1].stop - tile.region[1].start)
+        core = tile.valid_core.shape
+        self.a, self.b = np.empty((2, *region), tile.work)
+        self.diff, self.scratch = np.empty((2, *core), tile.work)
+        self.partial = np.zeros((4, *core), tile.work)  # dn_sq, clipped_sq, xx, yy of the bands since flush()
+        self.max_abs = np.zeros(core, tile.work)
+        self.bins = None if sums.histogram is None else np.empty(core, np.intp)
+        fits = tile.inside.size and tile.inside.any()
+        self.ssim = _SsimWorkspace(region, tile.work, tile.win, DN_PEAK) if fits else None
+
+    def add(self, row, band):
+        """Band `band` of both images, the tile's row-th measured band."""
+        tile, a, b = self.tile, self.a, self.b
+        for cube, target in ((tile.original, a), (tile.reconstructed, b)):
+            np.copyto(target, cube[band][tile.region], casting='unsafe')
+        if tile.floats:
+            _zero_restored_nonfinite(a, b)
+        if tile.invalid is not None:  # SSIM's convention; no other measure looks at those pixels
+            np.copyto(a, 0, where=tile.invalid)
+            np.copyto(b, 0, where=tile.invalid)
+        core = tile.in_region
+        self._add_dn(row, a[core], b[core])
+        for values in (a, b):
+            np.minimum(np.maximum(values, 0.0, out=values), DN_PEAK, out=values)
+        self._add_clipped(a[core], b[core])
+        if self.ssim is not None:
+            self.sums.ssim_total += self.ssim.ssim_sum(a, b, tile.inside)
+
+    def _add_dn(self, row, a, b):
+        """a, b: (h, w) DN of the tile's pixels, unclipped, zero on invalid pixels."""
+        diff, squared = self.diff, self.scratch
+        np.subtract(b, a, out=diff)
+        np.multiply(diff, diff, out=squared)
+        self.partial[0] += squared
+        self.sums.band_dn_sq[row] = squared.sum(axis=1).sum(dtype=np.float64)
+        np.maximum(self.max_abs, np.abs(diff, out=squared), out=self.max_abs)
+        if self.bins is not None:
+            self._count_errors(diff)
+
+    def _count_errors(self, diff):
+        limit, histogram = self.sums.hist_limit, self.sums.histogram
+        if not self.tile.integral:
+            np.rint(diff, out=diff)
+        np.minimum(np.maximum(diff, -limit, out=diff), limit, out=diff)
+        np.add(diff, limit, out=self.bins, casting='unsafe')  # what bincount counts (it converts anything else)
+        counts = np.bincount(self.bins.reshape(-1), minlength=histogram.size)
+        counts[limit] -= self.tile.invalid_core  # the invalid pixels, zeroed in both images, fell into 0 DN
+        histogram += counts
+
+    def _add_clipped(self, x, y):
+        """x, y: (h, w) of the tile's pixels, clipped to 0..DN_PEAK."""
+        np.subtract(x, y, out=self.diff)
+        self._add_product(1, self.diff, self.diff)
+        self._add_product(2, x, x)
+        self._add_product(3, y, y)
+
+    def _add_product(self, index, first, second):
+        np.multiply(first, second, out=self.scratch)
+        self.partial[index] += self.scratch
+
+    def flush(self):
+        for total, part in zip((self.sums.dn_sq, self.sums.clipped_sq, self.sums.xx, self.sums.yy), self.partial):
+            total += part
+        self.partial[...] = 0
+        np.maximum(self.sums.max_abs, self.max_abs, out=self.sums.max_abs)
 
 
 @dataclass
@@ -266,31 +328,17 @@ class _TilePass:
         self.invalid = None if valid.all() else ~valid
         self.invalid_core = int(self.valid_core.size - self.valid_core.sum())
 
-    def _chunk(self, cube, indices):
-        """The chunk's bands over the region, in the working dtype (a copy: the passes work in place)."""
-        return _band_rows(cube, indices)[:, self.region[0], self.region[1]].astype(self.work)
-
     def sums(self, starts):
-        """_TileSums of the band chunks starting at `starts`."""
+        """_TileSums of the band chunks starting at `starts` (one _BandPass per call: the threads sharing a tile
+        each have their own buffers)."""
         sums = _TileSums(self.valid_core.shape, self.bands.size, self.hist_limit)
-        core = self.in_region
+        measure = _BandPass(self, sums)
         for start in starts:
             if self.check is not None:
                 self.check()
-            rows = slice(start, start + BAND_CHUNK)
-            a, b = self._chunk(self.original, self.bands[rows]), self._chunk(self.reconstructed, self.bands[rows])
-            if self.floats:
-                _zero_restored_nonfinite(a, b)
-            if self.invalid is not None:  # SSIM's convention; no other measure looks at those pixels
-                np.copyto(a, 0, where=self.invalid)
-                np.copyto(b, 0, where=self.invalid)
-            sums.add_dn(rows, a[:, core[0], core[1]], b[:, core[0], core[1]], self.invalid_core * a.shape[0],
-                        self.integral)
-            x, y = (np.minimum(np.maximum(v, 0.0, out=v), DN_PEAK, out=v) for v in (a, b))
-            moments, shift = _ssim_moments(x, y)
-            sums.add_clipped(x[:, core[0], core[1]], y[:, core[0], core[1]], moments[3][:, core[0], core[1]])
-            if self.inside.any():
-                sums.ssim_total += _ssim_windows(moments, shift, self.win, self.inside, DN_PEAK)
+            for row in range(start, min(start + BAND_CHUNK, self.bands.size)):
+                measure.add(row, self.bands[row])
+            measure.flush()
         return sums
 
 
