@@ -38,7 +38,7 @@ from .prediction import decode_predicted, encode_predicted
 from .rasterheader import pack_raster
 from .runtime import OnnxRunner, default_model_id, find_model, list_models
 from .tilepayload import TileSections, checksum_section, decode_mask, encode_mask, matches_checksum
-from .tiling import Progress, Tile, kept_slices, tile_grid, valid_pixels
+from .tiling import Progress, Tile, kept_slices, ordered_map, tile_grid, valid_pixels
 from .transforms import make_transform
 from .validation import check_coder, open_checked
 
@@ -418,22 +418,33 @@ def _file_header(raster, codec_info, runner, device):
 
 
 def _write_tiles(output, header, raster, coder, tile_size, progress):
-    """Write the .ehc file: `header`, then a chunk per tile; returns (valid pixels, warnings)."""
+    """Write the .ehc file: `header`, then a chunk per tile; returns (valid pixels, warnings). This thread reads
+    the tiles and writes their chunks in order while up to `threads` tiles are coded at once (tiling.ordered_map)."""
     tiles = tile_grid(raster.width, raster.height, tile_size)
     tile_progress = Progress(len(tiles), progress)
     count, dead = 0, raster.canonical_dead_bands
     band_numbers, nonfinite = np.asarray(raster.canonical_index) + 1, np.zeros(raster.band_count, np.int64)
-    tile_progress.check()
-    with EhcWriter(output, header) as writer:
-        for tile in tile_progress.each(tiles, 'compressing tile {} of {}'):
+
+    def windows():
+        for tile in tiles:
             window = coder.transform.window(tile, raster.width, raster.height)
-            cube = raster.read_canonical(window.x, window.y, window.width, window.height)
-            payload, pixels = encode_tile(coder, cube, raster.nodata, dead, kept_slices(tile, window), band_numbers,
-                                          nonfinite)
+            yield tile, raster.read_canonical(window.x, window.y, window.width, window.height), \
+                kept_slices(tile, window)
+            if tile.x + tile.width >= raster.width:  # a row of tiles read: GDAL need not keep its blocks
+                raster.drop_cache()
+
+    def code(item):
+        tile, cube, kept = item
+        counts = np.zeros(raster.band_count, np.int64)  # per tile: threads never add into one array
+        return (tile, counts, *encode_tile(coder, cube, raster.nodata, dead, kept, band_numbers, counts))
+
+    tile_progress.check()
+    with EhcWriter(output, header) as writer, \
+            contextlib.closing(ordered_map(code, windows(), coder.runner.threads)) as coded:
+        for tile, counts, payload, pixels in tile_progress.each(coded, 'compressing tile {} of {}'):
             writer.add_chunk(payload, tile.as_dict())
             count += pixels
-            if tile.x + tile.width >= raster.width:  # a row of tiles done: GDAL need not keep its blocks
-                raster.drop_cache()
+            nonfinite += counts
         writer.footer_meta = {'valid_pixels': count}
     return count, _nonfinite_warning(nonfinite, band_numbers)
 
@@ -503,25 +514,40 @@ def header_fill(raster):
     return fill
 
 
-def decoded_tiles(reader, coder, raster):
+def decoded_tiles(reader, coder, raster, workers=1):
     """(tile, canonical cube) of every chunk of an open EhcReader, in file order; raster: the unpacked header.
-    Open the reader with validation.open_checked: its header and index are then known to be consistent."""
+    Open the reader with validation.open_checked: its header and index are then known to be consistent.
+    workers > 1: that many tiles are decoded at once while this thread reads the next chunk (tiling.ordered_map)."""
     dead = np.zeros(raster['band_count'], bool)
     dead[np.asarray(raster['dead_bands'], int)] = True
     dead = dead[np.asarray(raster['canonical_index'], int)]
-    for index in range(reader.chunk_count):
-        tile = Tile.from_dict(reader.chunk_meta(index))
-        window = coder.transform.window(tile, raster['width'], raster['height'])
-        if reader.stored_size(index) > max_chunk_bytes(window):
-            raise FormatError(f'{reader.path}: chunk {index} takes {reader.stored_size(index)} bytes, more than a '
-                              f'{window.width} x {window.height} px tile can need')
+
+    def chunks():  # read in this thread only; a bad chunk is refused in its turn, after the tiles before it
+        for index in range(reader.chunk_count):
+            tile = Tile.from_dict(reader.chunk_meta(index))
+            window = coder.transform.window(tile, raster['width'], raster['height'])
+            size = reader.stored_size(index)
+            try:
+                if size > max_chunk_bytes(window):
+                    raise FormatError(f'{reader.path}: chunk {index} takes {size} bytes, more than a '
+                                      f'{window.width} x {window.height} px tile can need')
+                yield index, tile, window, reader.read_chunk(index)
+            except FormatError as exc:
+                yield index, tile, window, exc
+
+    def decode(item):
+        index, tile, window, payload = item
+        if isinstance(payload, FormatError):
+            raise payload
         try:
-            yield tile, decode_tile(coder, reader.read_chunk(index), tile, window, raster['dtype'], raster['nodata'],
-                                    dead, header_fill(raster))
+            return tile, decode_tile(coder, payload, tile, window, raster['dtype'], raster['nodata'], dead,
+                                     header_fill(raster))
         except FormatError as exc:
             if reader.path in str(exc):
                 raise
             raise FormatError(f'{reader.path}: chunk {index} (the tile at {tile.x}, {tile.y}): {exc}') from exc
+
+    yield from ordered_map(decode, chunks(), workers)
 
 
 def max_chunk_bytes(window):
@@ -580,7 +606,8 @@ def decompress(source, output, device='auto', threads=None, progress=None, is_ca
         check_coder(checked, coder, source)
         tile_progress = Progress(reader.chunk_count, progress, is_cancelled)
         tile_progress.check()
-        _write_geotiff(output, checked.raster, decoded_tiles(reader, coder, checked.raster), tile_progress)
+        with contextlib.closing(decoded_tiles(reader, coder, checked.raster, runner.threads)) as tiles:
+            _write_geotiff(output, checked.raster, tiles, tile_progress)
     return DecompressResult(output, runner.choice.device, runner.provider, time.perf_counter() - started)
 
 

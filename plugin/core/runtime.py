@@ -8,6 +8,7 @@ import hashlib
 import json
 import logging
 import os
+import threading
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -206,8 +207,13 @@ class OnnxRunner:
         self.threads = threads or default_threads()
         self.batch_rows = batch_rows
         self._sessions = {}
+        self._lock = threading.RLock()  # tiles are coded on several threads (tiling.ordered_map): one session each
 
     def _session(self, which):
+        with self._lock:
+            return self._open_session(which)
+
+    def _open_session(self, which):
         if which not in self._sessions:
             ort = onnxruntime()
             options = ort.SessionOptions()

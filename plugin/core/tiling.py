@@ -1,5 +1,7 @@
 """Tile grids, valid pixels, context windows, and progress/cancel plumbing shared by every long-running core
 call."""
+import collections
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -51,6 +53,29 @@ def tile_grid(width, height, tile_size):
         return []
     return [Tile(x, y, min(tile_size, width - x), min(tile_size, height - y))
             for y in range(0, height, tile_size) for x in range(0, width, tile_size)]
+
+
+def ordered_map(work, items, workers):
+    """Yield work(item) for every item, in order. With workers > 1 up to `workers` items are worked on at once in a
+    thread pool (numpy, onnxruntime and GDAL release the GIL) while the caller's thread draws the next item from
+    `items` and consumes the finished results: one item is read ahead, so reading, working and writing overlap.
+    Items are drawn in the caller's thread only (a GDAL dataset is never touched from two threads). When the
+    caller stops early (an error, a cancel) the items not started are dropped and the running ones finish first."""
+    if workers <= 1:
+        for item in items:
+            yield work(item)
+        return
+    pool = ThreadPoolExecutor(workers, thread_name_prefix='enmap_compress_tile')
+    pending = collections.deque()
+    try:
+        for item in items:
+            pending.append(pool.submit(work, item))
+            if len(pending) > workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 class Progress:
