@@ -214,24 +214,21 @@ class ContextLatentCoder(PriorLatentCoder):
         cells = np.flatnonzero(occupied)
         if not ks.size or not cells.size:
             return
-        index = (ks[:, None], (js + rows.start)[:, None], cells[None, :])
-        q = sym[index]
-        size = np.abs(q)
-        if not size.any():
+        q = sym[ks[:, None], (js + rows.start)[:, None], cells[None, :]]
+        pair, cell = np.nonzero(q)  # only nonzero symbols can move
+        if not pair.size:
             return
-        beta = np.exp2(np.clip(codes[ks, js + rows.start][:, None] + DEFAULT_DELTAS[level - 1][classes[ks][:, cells]],
-                               -128, 127) / 4.0)
+        k, j, n = ks[pair], js[pair] + rows.start, cells[cell]
+        value = sym[k, j, n]
+        size = np.abs(value).astype(np.float64)
+        beta = np.exp2(np.clip(codes[k, j] + DEFAULT_DELTAS[level - 1][classes[k, n]], -128, 127) / 4.0)
         e0 = np.exp(-(0.5 + self.deadzone) / beta)
         ratio = np.exp(-1.0 / beta)
-        zero_bits = -np.log2(np.maximum(1.0 - e0, 1e-300))
-        first_bits = -np.log2(np.maximum(0.5 * e0 * (1.0 - ratio), 1e-300))
-        step_bits = -np.log2(np.maximum(ratio, 1e-300))
-        saved = np.where(size == 1, first_bits - zero_bits, step_bits)
-        magnitude = np.abs(scaled[index]).astype(np.float64)
-        added = 2.0 * (magnitude - size) + 1.0  # (|x| - a + 1)^2 - (|x| - a)^2: the squared error it adds
-        move = (size > 0) & (RD_LAMBDA * added < saved)
-        if move.any():
-            sym[index] = np.where(move, q - np.sign(q), q)
+        first = -np.log2(np.maximum(0.5 * e0 * (1.0 - ratio), 1e-300)) + np.log2(np.maximum(1.0 - e0, 1e-300))
+        saved = np.where(size == 1, first, -np.log2(np.maximum(ratio, 1e-300)))  # bits(a) - bits(a - 1)
+        added = 2.0 * (np.abs(scaled[k, j, n]) - size) + 1.0  # (|x| - a + 1)^2 - (|x| - a)^2: the error it adds
+        move = RD_LAMBDA * added < saved
+        sym[k[move], j[move], n[move]] = value[move] - np.sign(value[move])
 
     def _ll_choice(self, ll, coded, codes, occupied):
         """(residuals, their row codes) when predicting LL is estimated cheaper than coding it, else (None, None)."""
