@@ -84,6 +84,6 @@ def test_the_latent_bench_measures_both_coders(scene):
     items = [(transform.encode(cube, valid, kept), context_coder.block_geometry(transform, valid, kept))]
     assert items[0][1].occupied.sum() == 12
     rows = latent_context.measure(package.meta, items, (2, 8))
-    assert [r[0] for r in rows] == [2, 8] and all(new < old for _level, old, new in rows)
+    assert [r[0] for r in rows] == [2, 8] and all(rdoq <= new < old for _level, old, new, rdoq in rows)
     deltas = latent_context.fit_defaults(package.meta, items, (2,))
     assert deltas.shape == context_coder.DEFAULT_DELTAS.shape
