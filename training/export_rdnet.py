@@ -132,7 +132,7 @@ def package_meta(net, steps, quantiser, training):
                            for i, (s, q) in enumerate(zip(steps, quantiser))],
         'entropy_model': {'family': 'laplace', 'reconstruction_offset': 0.0,
                           'scales': [float(f'{v:.6g}') for v in net.scales().detach().tolist()]},
-        'architecture': 'RDNet', 'training': training, 'format_version': 1,
+        'architecture': type(net).__name__, 'training': training, 'format_version': 1,
     }
 
 

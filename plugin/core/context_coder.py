@@ -373,7 +373,9 @@ def _bits(values, betas, deadzone):
 
 
 def suits(meta):
-    """Whether a model's latent is rdnet's: a learned prior over 8 x 8 Haar-ordered blocks that do not overlap."""
+    """Whether a model's latent is rdnet's: a learned prior over 8 x 8 Haar-ordered blocks that do not overlap (so a
+    block without a valid pixel need not be coded). The architecture is the exporter's class name (RDNet; rdnet2's
+    overlapping wavelet is RDNet2 and keeps the model's coder)."""
     return (meta.entropy_model is not None and meta.kind == 'spatial' and meta.spatial_factor == 8
             and meta.informative.get('architecture') == 'RDNet' and not meta.tile_overlap
             and meta.latent_channels % 64 == 0)

@@ -87,3 +87,14 @@ def test_the_latent_bench_measures_both_coders(scene):
     assert [r[0] for r in rows] == [2, 8] and all(rdoq <= new < old for _level, old, new, rdoq in rows)
     deltas = latent_context.fit_defaults(package.meta, items, (2,))
     assert deltas.shape == context_coder.DEFAULT_DELTAS.shape
+
+
+def test_only_rdnet_block_latents_get_the_context_coder(scene):
+    import dataclasses
+
+    meta = find_model('rdnet').meta
+    assert context_coder.suits(meta)
+    wavelet = dataclasses.replace(meta, informative={**meta.informative, 'architecture': 'RDNet2'})
+    assert not context_coder.suits(wavelet)  # overlapping supports: a nodata block may matter to its neighbours
+    assert not context_coder.suits(dataclasses.replace(meta, tile_overlap=8))
+    assert not context_coder.suits(find_model('pca').meta)
