@@ -42,9 +42,11 @@ def scene_label(name):
 
 
 def setting_label(request):
-    """The model and what was asked of it: 'rdnet q5', 'rdnet ≤ 10 DN', 'rdnet lossless'."""
+    """The model and what was asked of it: 'rdnet q5', 'rdnet ≤ 10 DN', 'rdnet lossless', 'rdnet per-band'."""
     if request.max_error == 0:
         return f'{request.model_id} lossless'
+    if request.band_max_errors:
+        return f'{request.model_id} per-band'
     if request.max_error is not None:
         return f'{request.model_id} ≤ {request.max_error} DN'
     if request.relative_error is not None:

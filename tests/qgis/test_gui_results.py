@@ -1,5 +1,6 @@
 """Results on the map: the group belongs to its input (not to a layer name), re-runs replace their layers, names
 are short, error maps share one colour scale in DN, and messages expire and replace each other, PSNR first."""
+import dataclasses
 import os
 import shutil
 
@@ -110,6 +111,8 @@ def test_names_say_the_mode(outputs, project, tmp_path):
                                             _copy_outputs(outputs, tmp_path, 'l'), project)
     assert bounded[1].name() == 's rdnet ≤ 10 DN reconstructed'
     assert lossless[1].name() == 's rdnet lossless reconstructed'
+    per_band = dataclasses.replace(_request('/d/s.tif', 's', 'rdnet'), band_max_errors='/d/limits.csv')
+    assert results.setting_label(per_band) == 'rdnet per-band'
     assert bounded[0].customProperty('enmapcompress/role') == 'error'
     assert bounded[1].customProperty('enmapcompress/original') == '/d/s.tif'
 
