@@ -17,8 +17,8 @@ from osgeo import gdal
 
 from bench.reporting import BUILD_DIR
 from enmap_compress.plugin.core.bands import DN_PEAK, N_HYSPECNET, hyspecnet_keep_mask
-from enmap_compress.plugin.core.codec import valid_pixels
 from enmap_compress.plugin.core.enmap import open_spectral
+from enmap_compress.plugin.core.tiling import valid_pixels
 
 gdal.UseExceptions()  # a benchmark script owns its process
 CODED = N_HYSPECNET  # the bands the models code: the denominator of bpppb

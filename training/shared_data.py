@@ -20,8 +20,8 @@ def load_spectra(paths):
     """Valid pixels of the given rasters in the HySpecNet 202-band [0, 1] view: (N, 202) float32."""
     import numpy as np
 
-    from enmap_compress.plugin.core.codec import valid_pixels
     from enmap_compress.plugin.core.enmap import open_spectral
+    from enmap_compress.plugin.core.tiling import valid_pixels
 
     spectra = []
     for path in paths:

@@ -12,7 +12,7 @@ from ..core.enmap import open_spectral
 from ..core.errors import InputError, ModelError
 from ..core.metrics import MetricsAccumulator
 from ..core.runtime import sha256_of
-from ..core.tiling import Progress
+from ..core.tiling import Progress, valid_pixels
 from ..core.validation import check_coder, open_checked
 
 
@@ -130,7 +130,7 @@ class _Comparison:
         a = self.original.read_canonical(tile.x, tile.y, tile.width, tile.height)
         self.exact = self.exact and np.array_equal(a, decoded)
         a, b = a.astype(np.float64), decoded.astype(np.float64)
-        valid = codec.valid_pixels(a, self.nodata, ~self.dead)
+        valid = valid_pixels(a, self.nodata, ~self.dead)
         self.metrics.update(a[self.evaluated], b[self.evaluated], valid)
         if valid.any() and self.bound is not None and self.promised.any():
             original = a[self.promised][:, valid]

@@ -14,14 +14,14 @@ from typing import Optional
 import numpy as np
 
 from .bands import hyspecnet_keep_mask
-from .codec import DEFAULT_TILE, valid_pixels
+from .codec import DEFAULT_TILE
 from .enmap import SpectralRaster, open_spectral
 from .geotiff import BandInfo, GeoTiffWriter, RasterLayout
 from .metrics import SSIM_WINDOW, MetricsAccumulator, tile_errors
 from .outputs import atomic_output
 from .report_data import HIST_LIMIT_DN, ReportCollector, ReportData
 from .runtime import default_threads
-from .tiling import Progress, Tile, tile_grid
+from .tiling import Progress, Tile, tile_grid, valid_pixels
 
 ERROR_BANDS = ('rmse_dn', 'spectral_angle_deg', 'max_abs_error_dn')
 ERROR_NODATA = -1.0
@@ -107,12 +107,12 @@ def compare(original, reconstructed, error_path=None, progress=None, is_cancelle
         steps = Progress(len(tiles), progress, is_cancelled)
         pairs = _prefetched(_reader(a_raster, b_raster, tiles), reads)
         for tile, a, b in steps.each(pairs, 'measuring tile {} of {}'):
-            core = (slice(0, tile.height), slice(0, tile.width))
-            errors = tile_errors(a, b, valid_pixels(a, a_raster.nodata, ~dead), core, bands,
+            kept = (slice(0, tile.height), slice(0, tile.width))
+            errors = tile_errors(a, b, valid_pixels(a, a_raster.nodata, ~dead), kept, bands,
                                  HIST_LIMIT_DN if with_report else None, steps.check, pool=pool, threads=threads)
             accumulator.add(errors)
             if collector is not None:
-                collector.update(tile, a[:, core[0], core[1]], b[:, core[0], core[1]], errors)
+                collector.update(tile, a[:, kept[0], kept[1]], b[:, kept[0], kept[1]], errors)
             if writer is not None:
                 writer.write(tile.x, tile.y, _error_bands(errors))
         metrics = accumulator.result()

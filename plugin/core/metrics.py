@@ -232,12 +232,12 @@ class _BandPass:
     def __init__(self, tile, sums):
         self.tile, self.sums = tile, sums
         region = (tile.region[0].stop - tile.region[0].start, tile.region[1].stop - tile.region[1].start)
-        core = tile.valid_core.shape
+        kept = tile.valid_kept.shape
         self.a, self.b = np.empty((2, *region), tile.work)
-        self.diff, self.scratch = np.empty((2, *core), tile.work)
-        self.partial = np.zeros((4, *core), tile.work)  # dn_sq, clipped_sq, xx, yy of the bands since flush()
-        self.max_abs = np.zeros(core, tile.work)
-        self.bins = None if sums.histogram is None else np.empty(core, np.intp)
+        self.diff, self.scratch = np.empty((2, *kept), tile.work)
+        self.partial = np.zeros((4, *kept), tile.work)  # dn_sq, clipped_sq, xx, yy of the bands since flush()
+        self.max_abs = np.zeros(kept, tile.work)
+        self.bins = None if sums.histogram is None else np.empty(kept, np.intp)
         fits = tile.inside.size and tile.inside.any()
         self.ssim = _SsimWorkspace(region, tile.work, tile.win, DN_PEAK) if fits else None
 
@@ -251,11 +251,11 @@ class _BandPass:
         if tile.invalid is not None:  # SSIM's convention; no other measure looks at those pixels
             np.copyto(a, 0, where=tile.invalid)
             np.copyto(b, 0, where=tile.invalid)
-        core = tile.in_region
-        self._add_dn(row, a[core], b[core])
+        kept = tile.in_region
+        self._add_dn(row, a[kept], b[kept])
         for values in (a, b):
             np.minimum(np.maximum(values, 0.0, out=values), DN_PEAK, out=values)
-        self._add_clipped(a[core], b[core])
+        self._add_clipped(a[kept], b[kept])
         if self.ssim is not None:
             self.sums.ssim_total += self.ssim.ssim_sum(a, b, tile.inside)
 
@@ -277,7 +277,7 @@ class _BandPass:
         np.minimum(np.maximum(diff, -limit, out=diff), limit, out=diff)
         np.add(diff, limit, out=self.bins, casting='unsafe')  # what bincount counts (it converts anything else)
         counts = np.bincount(self.bins.reshape(-1), minlength=histogram.size)
-        counts[limit] -= self.tile.invalid_core  # the invalid pixels, zeroed in both images, fell into 0 DN
+        counts[limit] -= self.tile.invalid_kept  # the invalid pixels, zeroed in both images, fell into 0 DN
         histogram += counts
 
     def _add_clipped(self, x, y):
@@ -306,32 +306,32 @@ class _TilePass:
     reconstructed: np.ndarray
     bands: np.ndarray
     valid: np.ndarray
-    core: tuple
+    kept: tuple
     win: int
     hist_limit: Optional[int]
     check: object
 
     def __post_init__(self):
         height, width = self.valid.shape
-        core, win = self.core, self.win
+        kept, win = self.kept, self.win
         self.work = _work_dtype(self.original, self.reconstructed)
         kinds = (self.original.dtype.kind, self.reconstructed.dtype.kind)
         self.floats, self.integral = 'f' in kinds, 'f' not in kinds
-        self.valid_core = self.valid[core]
-        # SSIM: windows whose top-left pixel lies in the core, within the window; the core is its top-left part
-        self.region = (slice(core[0].start, min(height, core[0].stop + win - 1)),
-                       slice(core[1].start, min(width, core[1].stop + win - 1)))
-        self.in_region = (slice(0, self.valid_core.shape[0]), slice(0, self.valid_core.shape[1]))
+        self.valid_kept = self.valid[kept]
+        # SSIM: windows whose top-left pixel lies in the kept part, within the window; the kept part is its top-left
+        self.region = (slice(kept[0].start, min(height, kept[0].stop + win - 1)),
+                       slice(kept[1].start, min(width, kept[1].stop + win - 1)))
+        self.in_region = (slice(0, self.valid_kept.shape[0]), slice(0, self.valid_kept.shape[1]))
         valid = self.valid[self.region]
         fits = valid.shape[0] >= win and valid.shape[1] >= win
         self.inside = _inside_windows(valid, win) if fits else np.zeros((0, 0), bool)
         self.invalid = None if valid.all() else ~valid
-        self.invalid_core = int(self.valid_core.size - self.valid_core.sum())
+        self.invalid_kept = int(self.valid_kept.size - self.valid_kept.sum())
 
     def sums(self, starts):
         """_TileSums of the band chunks starting at `starts` (one _BandPass per call: the threads sharing a tile
         each have their own buffers)."""
-        sums = _TileSums(self.valid_core.shape, self.bands.size, self.hist_limit)
+        sums = _TileSums(self.valid_kept.shape, self.bands.size, self.hist_limit)
         measure = _BandPass(self, sums)
         for start in starts:
             if self.check is not None:
@@ -342,23 +342,23 @@ class _TilePass:
         return sums
 
 
-def tile_errors(original, reconstructed, valid, core=None, bands=None, hist_limit=None, check=None,
+def tile_errors(original, reconstructed, valid, kept=None, bands=None, hist_limit=None, check=None,
                 win=SSIM_WINDOW, pool=None, threads=1):
     """Every error measure of one tile pair in one pass over its samples, BAND_CHUNK bands at a time.
 
-    original, reconstructed: (all bands, H, W) DN of a window; valid: (H, W) bool; core: the tile's (row, column)
+    original, reconstructed: (all bands, H, W) DN of a window; valid: (H, W) bool; kept: the tile's (row, column)
     slices in the window (default: all of it); bands: the band indices measured (default: all). The per-pixel
-    maps and sums cover the core; SSIM counts the windows whose top-left pixel lies in the core, so a window that
-    reaches `win - 1` pixels past the core on the right and bottom makes tiled SSIM equal whole-image SSIM.
+    maps and sums cover the kept part; SSIM counts the windows whose top-left pixel lies in it, so a window that
+    reaches `win - 1` pixels past the kept part on the right and bottom makes tiled SSIM equal whole-image SSIM.
     hist_limit: also count signed DN errors in 1-DN bins over +-hist_limit. check(): called between chunks (cancel).
     pool, threads: a concurrent.futures executor and how many of its threads share the chunks (numpy runs them
     without the GIL); the sums do not depend on it.
     The clipped values are not scaled to 0..1: SSIM's constants are scaled instead, the sums at the end.
     """
     height, width = valid.shape
-    core = core if core is not None else (slice(0, height), slice(0, width))
+    kept = kept if kept is not None else (slice(0, height), slice(0, width))
     bands = np.arange(original.shape[0]) if bands is None else np.asarray(bands)
-    tile = _TilePass(original, reconstructed, bands, valid, core, win, hist_limit, check)
+    tile = _TilePass(original, reconstructed, bands, valid, kept, win, hist_limit, check)
     starts = list(range(0, bands.size, BAND_CHUNK))
     if pool is not None and threads > 1 and len(starts) > 1:
         parts = [pool.submit(tile.sums, starts[i::threads]) for i in range(min(threads, len(starts)))]
@@ -367,7 +367,7 @@ def tile_errors(original, reconstructed, valid, core=None, bands=None, hist_limi
             sums.merge(part.result())
     else:
         sums = tile.sums(starts)
-    return TileErrors(tile.valid_core, sums.unit_sq, sums.dn_sq, sums.max_abs, sums.angles_deg(), sums.band_dn_sq,
+    return TileErrors(tile.valid_kept, sums.unit_sq, sums.dn_sq, sums.max_abs, sums.angles_deg(), sums.band_dn_sq,
                       sums.histogram, sums.ssim_total, int(tile.inside.sum()) * bands.size, int(bands.size))
 
 

@@ -137,9 +137,8 @@ def _with_alpha(rgb, valid):
 def from_files(original_path, reconstructed_path, size=SIZE):
     """A QuickLook read from the two files (every STEP-th row of all bands, for the error of each pixel)."""
     from .bands import hyspecnet_keep_mask
-    from .codec import valid_pixels
     from .enmap import open_spectral
-    from .tiling import Tile
+    from .tiling import Tile, valid_pixels
 
     with open_spectral(original_path) as original, open_spectral(reconstructed_path) as reconstruction:
         dead = original.canonical_dead_bands

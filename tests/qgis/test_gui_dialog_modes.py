@@ -155,8 +155,8 @@ def test_a_click_on_a_table_row_selects_it_and_its_quality(dialog):
 
 
 def test_the_size_estimate_counts_only_valid_pixels_of_a_product_zip(plugin, tmp_path):
-    from enmap_compress.plugin.core.codec import valid_pixels
     from enmap_compress.plugin.core.enmap import open_spectral
+    from enmap_compress.plugin.core.tiling import valid_pixels
     from tools import synthetic
 
     product = synthetic.write_product(str(tmp_path / 'product'), width=60, height=50, seed=3, make_zip=True)
