@@ -2,7 +2,7 @@
 
 usage: python -m bench.speed [--models pca,hycot] [--size 1200] [--threads 1,2] [--device cpu|cuda]
                              [--quality 5] [--max-errors 0,10] [--anchors lerc_zstd,zstd] [--lerc-error 25]
-                             [--no-doc]
+                             [--baseline DIR] [--no-doc]
 
 Input: a synthetic full-size EnMAP tile (default 1200 x 1200 x 224 int16, tools.synthetic.write_scene, seed 0),
 written once to build/bench/cache/. Each measurement runs in its own Python subprocess (`--worker`), which times only
@@ -18,6 +18,10 @@ Operations (MB/s = size x size x 224 x 2 bytes of int16 input / seconds, MB = 10
   PREDICTOR=2, INTERLEAVE=PIXEL, TILED 256, NUM_THREADS=threads) for encode; decode = gdal.Translate back to a GTiff
   with the same creation options the plugin's decompress uses, and `read` = decode into memory only (ReadAsArray);
   the compressed file is opened with NUM_THREADS=threads (GDAL >= 3.6 multi-threaded decoding).
+Before / after: `--baseline DIR` runs every model job once more, right before the same job of this checkout, with
+`enmap_compress` imported from DIR (a folder holding an earlier checkout as `DIR/enmap_compress`, e.g.
+`mkdir -p DIR/enmap_compress && git archive COMMIT | tar -x -C DIR/enmap_compress`); those rows are labelled
+`[DIR's name]`. Both versions then share one machine state and one anchor run.
 GPU: `--device cuda` runs the models through onnxruntime's CUDA provider (needs onnxruntime-gpu); the GDAL anchors
 stay on the CPU.
 """
@@ -98,6 +102,8 @@ def worker(job):
 
 def measure(job, timeout):
     env = dict(os.environ, GDAL_CACHEMAX='256', PYTHONDONTWRITEBYTECODE='1')
+    if job.get('pythonpath'):  # a --baseline job: that checkout's enmap_compress comes first
+        env['PYTHONPATH'] = os.pathsep.join([job['pythonpath'], env.get('PYTHONPATH', '')]).rstrip(os.pathsep)
     cmd = [sys.executable, '-m', 'bench.speed', '--worker', json.dumps(job)]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout, cwd=PROJECT_ROOT,
@@ -112,17 +118,20 @@ def measure(job, timeout):
     return json.loads(lines[-1][len('RESULT '):])
 
 
-def jobs(models, anchors, threads_list, device, quality, lerc_error, src, work, max_errors=()):
-    """(name, op, threads, job) in run order; a decompress follows the compress that made its input."""
+def jobs(models, anchors, threads_list, device, quality, lerc_error, src, work, max_errors=(), baseline=None):
+    """(name, op, threads, job) in run order; a decompress follows the compress that made its input; with a
+    baseline checkout, its pair runs right before this checkout's."""
     out = []
+    versions = [(None, '')] + ([(baseline, f' [{os.path.basename(os.path.normpath(baseline))}]')] if baseline else [])
     for threads in threads_list:
         for model, bound in [(m, None) for m in models] + [(m, e) for m in models for e in max_errors]:
-            label = model if bound is None else f'{model} MAX_ERROR={bound}'
-            ehc = os.path.join(work, f'{model}_{threads}_{bound}.ehc')
-            base = {'kind': 'model', 'name': model, 'label': label, 'threads': threads, 'device': device,
-                    'quality': quality if bound is None else None, 'max_error': bound}
-            out.append(dict(base, op='compress', src=src, dst=ehc))
-            out.append(dict(base, op='decompress', src=ehc, dst=os.path.join(work, f'{model}_{threads}.tif')))
+            for pythonpath, tag in reversed(versions):
+                label = (model if bound is None else f'{model} MAX_ERROR={bound}') + tag
+                ehc = os.path.join(work, f'{model}_{threads}_{bound}{"_baseline" if tag else ""}.ehc')
+                base = {'kind': 'model', 'name': model, 'label': label, 'threads': threads, 'device': device,
+                        'quality': quality if bound is None else None, 'max_error': bound, 'pythonpath': pythonpath}
+                out.append(dict(base, op='compress', src=src, dst=ehc))
+                out.append(dict(base, op='decompress', src=ehc, dst=os.path.join(work, f'{model}_{threads}.tif')))
         for anchor in anchors:
             name = f'gdal_{anchor}' + (f' MAX_Z_ERROR={lerc_error}' if anchor == 'lerc_zstd' else ' PREDICTOR=2')
             comp = os.path.join(work, f'{anchor}_{threads}.tif')
@@ -134,7 +143,7 @@ def jobs(models, anchors, threads_list, device, quality, lerc_error, src, work, 
 
 
 def run(models=None, size=1200, threads_list=(1, 2), device='cpu', quality=5, anchors=('lerc_zstd', 'zstd'),
-        lerc_error=25, timeout=3600, keep_outputs=False, max_errors=()):
+        lerc_error=25, timeout=3600, keep_outputs=False, max_errors=(), baseline=None):
     from bench.reporting import scratch_dir
     from bench.scenes import synthetic_scene
     from enmap_compress.plugin.core.runtime import list_models
@@ -153,14 +162,16 @@ def run(models=None, size=1200, threads_list=(1, 2), device='cpu', quality=5, an
             pass
     raw = size * size * BANDS * 2
     work = scratch_dir('speed_')
-    rows = []
+    rows, digests = [], {}
     try:
-        for job in jobs(models, anchors, threads_list, device, quality, lerc_error, src, work, max_errors):
+        for job in jobs(models, anchors, threads_list, device, quality, lerc_error, src, work, max_errors, baseline):
             result = measure(job, timeout)
             row = dict.fromkeys(FIELDS, '')
             row.update({'name': job.get('label', job['name']), 'op': job['op'], 'device': job['device'],
                         'threads': job['threads'], 'size': f'{size}x{size}'})
             row.update({k: v for k, v in result.items() if k in FIELDS})
+            if baseline and job['kind'] == 'model' and 'seconds' in result:
+                row['note'] = _compare_with_baseline(job, digests, row['note'])
             if 'seconds' in result:
                 row['mb_per_s'] = raw / result['seconds'] / 1e6
             rows.append(row)
@@ -173,6 +184,42 @@ def run(models=None, size=1200, threads_list=(1, 2), device='cpu', quality=5, an
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return rows
+
+
+def _output_digest(job):
+    """sha256 of what a model job wrote: an .ehc file's content but its creation time (container.EhcReader), or the
+    decompressed GeoTIFF's bytes."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    if job['op'] == 'compress':
+        from enmap_compress.plugin.core.container import EhcReader
+
+        with EhcReader(job['dst']) as reader:
+            header = {k: v for k, v in reader.header.items() if k != 'created'}
+            digest.update(json.dumps([header, reader.footer], sort_keys=True).encode())
+            for index in range(reader.chunk_count):
+                digest.update(json.dumps(reader.chunk_meta(index), sort_keys=True).encode())
+                digest.update(reader.read_chunk(index))
+    else:
+        with open(job['dst'], 'rb') as handle:
+            for block in iter(lambda: handle.read(1 << 24), b''):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def _compare_with_baseline(job, digests, note):
+    """Remember a baseline job's output digest; for this checkout's job, say whether its output is the same."""
+    key = (job['name'], job['threads'], job['max_error'], job['op'])
+    if job.get('pythonpath'):
+        digests[key] = _output_digest(job)
+        return note
+    if key not in digests:
+        return note
+    same = _output_digest(job) == digests[key]
+    what = '.ehc identical to the baseline\'s but its creation time' if job['op'] == 'compress' else \
+        'GeoTIFF byte-identical to the baseline\'s'
+    return f'{note}; {what}' if same else f'{note}; DIFFERENT output from the baseline'
 
 
 def table(rows):
@@ -207,6 +254,7 @@ def main(argv=None):
     parser.add_argument('--timeout', type=int, default=3600, help='seconds per measurement')
     parser.add_argument('--out-csv', default=None, help='default docs/benchmarks_speed[_DEVICE].csv')
     parser.add_argument('--doc', default=os.path.join(PROJECT_ROOT, 'docs', 'benchmarks.md'))
+    parser.add_argument('--baseline', metavar='DIR', help='also time the models of the checkout DIR/enmap_compress')
     parser.add_argument('--no-doc', action='store_true')
     parser.add_argument('--render', metavar='CSV', help='only rewrite the doc section from an earlier CSV')
     args = parser.parse_args(argv)
@@ -228,7 +276,7 @@ def main(argv=None):
     started = time.time()
     rows = run(models, args.size, tuple(int(t) for t in args.threads.split(',')), args.device, args.quality,
                anchors, args.lerc_error, args.timeout,
-               max_errors=tuple(int(e) for e in args.max_errors.split(',') if e))
+               max_errors=tuple(int(e) for e in args.max_errors.split(',') if e), baseline=args.baseline)
     elapsed = time.time() - started
     suffix = '' if args.device == 'cpu' else f'_{args.device}'
     out_csv = args.out_csv or os.path.join(PROJECT_ROOT, 'docs', f'benchmarks_speed{suffix}.csv')
