@@ -46,6 +46,7 @@ LOG = logging.getLogger('enmap_compress')
 CODED_BAND_COUNT = N_HYSPECNET
 DEFAULT_TILE = 256  # pixel models; spatial models bring their own tile size
 BOUNDED_TILE = 128  # the default tile size of error-bounded and lossless files
+PARALLEL_TILE_PIXELS = 144 * 144  # tiles up to this window are coded on every thread (tile_workers)
 STAGE_SHARE = 0.2  # of a compress run, unpacking a deflated ZIP member takes about this much (measured: 15-25 %)
 
 
@@ -439,14 +440,24 @@ def _write_tiles(output, header, raster, coder, tile_size, progress):
         return (tile, counts, *encode_tile(coder, cube, raster.nodata, dead, kept, band_numbers, counts))
 
     tile_progress.check()
-    with EhcWriter(output, header) as writer, \
-            contextlib.closing(ordered_map(code, windows(), coder.runner.threads)) as coded:
+    workers = tile_workers(coder.runner.threads, coder.transform.window(tiles[0], raster.width, raster.height))
+    with EhcWriter(output, header) as writer, contextlib.closing(ordered_map(code, windows(), workers)) as coded:
         for tile, counts, payload, pixels in tile_progress.each(coded, 'compressing tile {} of {}'):
             writer.add_chunk(payload, tile.as_dict())
             count += pixels
             nonfinite += counts
         writer.footer_meta = {'valid_pixels': count}
     return count, _nonfinite_warning(nonfinite, band_numbers)
+
+
+def tile_workers(threads, window):
+    """How many tiles are coded at once (tiling.ordered_map) with `threads` threads: none besides the caller's
+    with one thread; else `threads`, but a single one beside the reading and writing thread for tiles whose
+    window is larger than PARALLEL_TILE_PIXELS (a 256 px rdnet tile holds some 300 MB while it is coded: two at
+    once took a full-tile compress to 1.2 GB)."""
+    if threads <= 1:
+        return 0
+    return threads if window.width * window.height <= PARALLEL_TILE_PIXELS else 1
 
 
 def encode_tile(coder, cube, nodata, dead, kept, band_numbers=None, nonfinite=None):
@@ -514,10 +525,10 @@ def header_fill(raster):
     return fill
 
 
-def decoded_tiles(reader, coder, raster, workers=1):
+def decoded_tiles(reader, coder, raster, workers=0):
     """(tile, canonical cube) of every chunk of an open EhcReader, in file order; raster: the unpacked header.
     Open the reader with validation.open_checked: its header and index are then known to be consistent.
-    workers > 1: that many tiles are decoded at once while this thread reads the next chunk (tiling.ordered_map)."""
+    workers > 0: that many tiles are decoded at once while this thread reads the next chunk (tiling.ordered_map)."""
     dead = np.zeros(raster['band_count'], bool)
     dead[np.asarray(raster['dead_bands'], int)] = True
     dead = dead[np.asarray(raster['canonical_index'], int)]
@@ -606,7 +617,10 @@ def decompress(source, output, device='auto', threads=None, progress=None, is_ca
         check_coder(checked, coder, source)
         tile_progress = Progress(reader.chunk_count, progress, is_cancelled)
         tile_progress.check()
-        with contextlib.closing(decoded_tiles(reader, coder, checked.raster, runner.threads)) as tiles:
+        first = Tile.from_dict(reader.chunk_meta(0)) if reader.chunk_count else Tile(0, 0, 1, 1)
+        workers = tile_workers(runner.threads, coder.transform.window(first, checked.raster['width'],
+                                                                      checked.raster['height']))
+        with contextlib.closing(decoded_tiles(reader, coder, checked.raster, workers)) as tiles:
             _write_geotiff(output, checked.raster, tiles, tile_progress)
     return DecompressResult(output, runner.choice.device, runner.provider, time.perf_counter() - started)
 

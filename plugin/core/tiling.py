@@ -56,12 +56,13 @@ def tile_grid(width, height, tile_size):
 
 
 def ordered_map(work, items, workers):
-    """Yield work(item) for every item, in order. With workers > 1 up to `workers` items are worked on at once in a
+    """Yield work(item) for every item, in order. With workers > 0 up to `workers` items are worked on at once in a
     thread pool (numpy, onnxruntime and GDAL release the GIL) while the caller's thread draws the next item from
     `items` and consumes the finished results: one item is read ahead, so reading, working and writing overlap.
+    workers 0: all in the caller's thread, one item after the other.
     Items are drawn in the caller's thread only (a GDAL dataset is never touched from two threads). When the
     caller stops early (an error, a cancel) the items not started are dropped and the running ones finish first."""
-    if workers <= 1:
+    if workers <= 0:
         for item in items:
             yield work(item)
         return

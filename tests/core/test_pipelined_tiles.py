@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from osgeo import gdal
 
-from enmap_compress.plugin.core.codec import compress, decompress
+from enmap_compress.plugin.core.codec import compress, decompress, tile_workers
 from enmap_compress.plugin.core.container import EhcReader
 from enmap_compress.plugin.core.errors import CancelledError, FormatError, InputError
-from enmap_compress.plugin.core.tiling import ordered_map
+from enmap_compress.plugin.core.tiling import Tile, ordered_map
 from tools import synthetic
 
 
@@ -55,6 +55,13 @@ def test_ordered_map_keeps_order_overlaps_and_stops_early():
     results.close()
     assert len(drawn) <= 6  # one item read ahead of the workers, nothing drawn after the caller stopped
     assert list(ordered_map(work, range(4), 1)) == [0, 1, 4, 9]
+    assert list(ordered_map(work, range(4), 0)) == [0, 1, 4, 9]
+
+
+def test_large_tiles_are_coded_one_at_a_time_beside_the_io_thread():
+    assert tile_workers(1, Tile(0, 0, 128, 128)) == 0
+    assert tile_workers(2, Tile(0, 0, 128, 128)) == 2
+    assert tile_workers(4, Tile(0, 0, 256, 256)) == 1
 
 
 def test_ordered_map_raises_the_first_failing_item_in_order():
