@@ -17,9 +17,7 @@ import zipfile
 from dataclasses import dataclass
 from typing import Optional
 
-import defusedxml.ElementTree as SafeET
 import numpy as np
-from defusedxml import DefusedXmlException
 from osgeo import gdal
 
 from . import bands as _bands
@@ -145,6 +143,9 @@ def _product_name(root, path):
 
 def _parse_metadata(data, path):
     """Parse METADATA.XML bytes (defusedxml only: no entities, no external references)."""
+    import defusedxml.ElementTree as SafeET  # lazy: the dialog imports this module, and must open without it
+    from defusedxml import DefusedXmlException
+
     label = f'The file {path}'
     try:
         root = SafeET.fromstring(data)
