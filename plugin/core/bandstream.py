@@ -162,14 +162,8 @@ def encode(symbols):
 # --------------------------------------------------------------------------------------------------- decoding
 def decode(data, shape):
     """The (bands, samples) int32 symbols of a stream made by `encode`; FormatError if it is not one."""
-    try:
+    with entropy.corrupt_stream("a tile's band-coded residuals are corrupt"):
         return _decode(bytes(data), tuple(int(s) for s in shape))
-    except (FormatError, ImportError):
-        raise
-    except BaseException as exc:  # constriction reports bad input as ValueError or a Rust panic (BaseException)
-        if not isinstance(exc, Exception) and type(exc).__name__ != 'PanicException':
-            raise
-        raise FormatError(f'a tile\'s band-coded residuals are corrupt ({type(exc).__name__}: {exc})') from exc
 
 
 def _decode(data, shape):

@@ -12,6 +12,7 @@ constriction's Categorical(perfect=False) quantisation is a fixed function of th
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import struct
@@ -81,14 +82,23 @@ def decode_channels(data: bytes, shape: tuple[int, int] | None = None) -> np.nda
     n_ch, n, flags, side, words, raw = _split_stream(data)
     if shape is not None and tuple(int(s) for s in shape) != (n_ch, n):
         raise FormatError(f'entropy stream holds {n_ch}x{n} symbols, expected {tuple(shape)}')
-    try:
+    with corrupt_stream('entropy stream is corrupt'):
         return _decode_body(n_ch, n, flags, side, words, raw)
+
+
+@contextlib.contextmanager
+def corrupt_stream(message):
+    """Decoding inside this block that fails on bad data raises FormatError(message + the cause): constriction
+    reports bad input as ValueError or as a Rust panic (a BaseException); FormatError and ImportError pass through,
+    and so do KeyboardInterrupt and SystemExit."""
+    try:
+        yield
     except (FormatError, ImportError):
         raise
-    except BaseException as exc:  # constriction reports bad input as ValueError or a Rust panic (BaseException)
+    except BaseException as exc:
         if not isinstance(exc, Exception) and type(exc).__name__ != 'PanicException':
             raise
-        raise FormatError(f'entropy stream is corrupt ({type(exc).__name__}: {exc})') from exc
+        raise FormatError(f'{message} ({type(exc).__name__}: {exc})') from exc
 
 
 def channel_modes(data: bytes) -> list[str]:

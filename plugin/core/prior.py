@@ -14,7 +14,7 @@ import zlib
 
 import numpy as np
 
-from .entropy import IndexStream, ans_coder, ans_words, cut_tail, pop_indices, push_stream
+from .entropy import IndexStream, ans_coder, ans_words, corrupt_stream, cut_tail, pop_indices, push_stream
 from .errors import FormatError
 
 MAGIC = b'EP'
@@ -129,7 +129,7 @@ def decode_groups(data, tables, lengths=None, version=VERSION):
     escaped = np.frombuffer(buf, '<i4', n_escaped, _HEAD.size + 4 * n_words)
     coder = ans_coder(words) if n_words else None
     used = 0
-    try:
+    with corrupt_stream('a learned-prior latent stream is corrupt'):
         for table, length in plan:
             index = np.empty(int(length), np.int32)
             if length:
@@ -141,12 +141,6 @@ def decode_groups(data, tables, lengths=None, version=VERSION):
             values[outlier] = escaped[used:used + outlier.size]
             used += outlier.size
             rows.append(values)
-    except FormatError:
-        raise
-    except BaseException as exc:  # constriction reports bad input as ValueError or a Rust panic
-        if not isinstance(exc, Exception) and type(exc).__name__ != 'PanicException':
-            raise
-        raise FormatError(f'a learned-prior latent stream is corrupt ({type(exc).__name__}: {exc})') from exc
     if len(rows) != count or used != escaped.size or (coder is not None and not coder.is_empty()):
         raise FormatError('a learned-prior latent stream is corrupt (data left over)')
     return rows

@@ -272,10 +272,24 @@ def test_cancel_is_disabled_while_cancelling_and_reported_as_cancelled(plugin, w
         QgsProject.instance().removeAllMapLayers()
 
 
-def test_a_relative_bound_keeps_every_sample_within_its_share_of_the_value(dialog, scene, tmp_path):
+def _decoded_against(scene, ehc):
+    """The scene, the decoded .ehc beside it (float DN) and where both have data (most of the scene)."""
     from osgeo import gdal
 
     from enmap_compress.plugin.core.codec import decompress
+
+    back_path = str(ehc.with_suffix('.back.tif'))
+    decompress(str(ehc), back_path, 'cpu')
+    source = gdal.Open(scene)
+    original = source.ReadAsArray().astype(float)
+    back = gdal.Open(back_path).ReadAsArray().astype(float)
+    nodata = source.GetRasterBand(1).GetNoDataValue()
+    coded = (original != nodata) & (back != nodata)
+    assert coded.sum() > 0.5 * original.size
+    return original, back, coded
+
+
+def test_a_relative_bound_keeps_every_sample_within_its_share_of_the_value(dialog, scene, tmp_path):
     from enmap_compress.plugin.gui.dialog import BOUNDED
 
     dialog.mode_buttons[BOUNDED].setChecked(True)
@@ -292,13 +306,7 @@ def test_a_relative_bound_keeps_every_sample_within_its_share_of_the_value(dialo
     job = dialog.start()
     assert job is not None and wait_for(lambda: job.outcome is not None, TIMEOUT_S) and job.outcome.ok, \
         job.outcome.message if job else dialog.status_label.text()
-    decompress(str(tmp_path / 'relative.ehc'), str(tmp_path / 'back.tif'), 'cpu')
-    source = gdal.Open(scene)
-    original = source.ReadAsArray().astype(float)
-    back = gdal.Open(str(tmp_path / 'back.tif')).ReadAsArray().astype(float)
-    nodata = source.GetRasterBand(1).GetNoDataValue()
-    coded = (original != nodata) & (back != nodata)
-    assert coded.sum() > 0.5 * original.size
+    original, back, coded = _decoded_against(scene, tmp_path / 'relative.ehc')
     allowed = np.maximum(0.02 * np.abs(original[coded]), 5)
     assert (np.abs(back[coded] - original[coded]) <= allowed + 1e-9).all()
 
@@ -327,10 +335,6 @@ def test_per_band_limits_are_checked_before_run_with_one_message(dialog):
 
 
 def test_per_band_limits_are_remembered_and_run_through_processing(plugin, scene_layer, scene, tmp_path):
-    from osgeo import gdal
-
-    from enmap_compress.plugin.core.codec import decompress
-
     limits = [3 if band <= 100 else 40 for band in range(1, 225)]
     csv = tmp_path / 'limits.csv'
     csv.write_text('band,bound\n' + ''.join(f'{band},{limit}\n' for band, limit in enumerate(limits, 1)))
@@ -351,13 +355,7 @@ def test_per_band_limits_are_remembered_and_run_through_processing(plugin, scene
             job.outcome.message if job else dialog.status_label.text()
     finally:
         dialog.close()
-    decompress(str(tmp_path / 'perband.ehc'), str(tmp_path / 'back.tif'), 'cpu')
-    source = gdal.Open(scene)
-    original = source.ReadAsArray().astype(float)
-    back = gdal.Open(str(tmp_path / 'back.tif')).ReadAsArray().astype(float)
-    nodata = source.GetRasterBand(1).GetNoDataValue()
-    coded = (original != nodata) & (back != nodata)
-    assert coded.sum() > 0.5 * original.size
+    original, back, coded = _decoded_against(scene, tmp_path / 'perband.ehc')
     error = np.where(coded, np.abs(back - original), 0.0).reshape(224, -1).max(axis=1)
     assert (error <= np.array(limits)).all()
     assert error[:100].max() <= 3 < error[100:].max(), 'the per-band limits must be the ones that applied'
