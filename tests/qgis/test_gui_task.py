@@ -184,6 +184,9 @@ def test_a_cancelled_run_ends_complete_for_qgis_so_it_shows_no_task_failed(plugi
     try:
         dialog = _dialog_for(plugin, scene_layer, str(tmp_path / 'c.ehc'))
         job = dialog.start()
+        # a task cancelled while still queued never runs and ends Terminated at once (after 0 s: no notification);
+        # the case that matters is a running one
+        assert wait_for(lambda: job.task.status() != QgsTask.Queued, TIMEOUT_S)
         job.task.cancel()  # as the task manager's own cancel button does
         assert wait_for(lambda: job.outcome is not None, TIMEOUT_S)
         if job.outcome.ok:
