@@ -1,5 +1,6 @@
-"""Files written today decode forever: the frozen corpus (tests/data/corpus/, written by make_corpus.py with the
-version named in corpus.json) decodes bit-identically, metadata included, with the current reader."""
+"""Files written today decode forever: each frozen corpus (tests/data/corpus/ by 0.1.0, tests/data/corpus-0.3/ by
+0.3.0, written by make_corpus.py with the version named in its corpus.json) decodes bit-identically, metadata
+included, with the current reader."""
 import importlib.util
 import json
 import os
@@ -13,9 +14,17 @@ from enmap_compress.plugin.core.container import EhcReader
 gdal.UseExceptions()
 
 DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'data')
-CORPUS = os.path.join(DATA, 'corpus')
-with open(os.path.join(CORPUS, 'corpus.json'), encoding='utf-8') as _handle:
-    RECORD = json.load(_handle)
+CORPORA = ('corpus', 'corpus-0.3')
+
+
+def _record(corpus):
+    with open(os.path.join(DATA, corpus, 'corpus.json'), encoding='utf-8') as handle:
+        return json.load(handle)
+
+
+RECORDS = {corpus: _record(corpus) for corpus in CORPORA}
+MODELS = {'corpus': {'pca', 'rdnet', 'cae1d', 'hycot'}, 'corpus-0.3': {'pca', 'rdnet', 'cae1d', 'hycot', 'sscnet'}}
+FILES = [(corpus, name) for corpus in CORPORA for name in sorted(RECORDS[corpus]['files'])]
 
 
 def _make_corpus():
@@ -25,20 +34,38 @@ def _make_corpus():
     return module
 
 
-def test_the_corpus_covers_every_bundled_model_and_mode():
-    files = RECORD['files']
-    assert {e['compress']['model'] for e in files.values()} >= {'pca', 'rdnet', 'cae1d', 'hycot'}
-    modes = {('lossless' if e['compress'].get('max_error') == 0 else
-              'max_error' if e['compress'].get('max_error') else 'lossy') for e in files.values()}
-    assert modes == {'lossy', 'max_error', 'lossless'}
+def _mode(options):
+    if options.get('band_max_errors'):
+        return 'band_max_errors'
+    if options.get('relative_error'):
+        return 'relative'
+    return ('lossless' if options.get('max_error') == 0 else 'max_error' if options.get('max_error') else 'lossy')
+
+
+@pytest.mark.parametrize('corpus, modes', [('corpus', {'lossy', 'max_error', 'lossless'}),
+                                           ('corpus-0.3', {'lossy', 'max_error', 'lossless', 'band_max_errors',
+                                                           'relative'})])
+def test_a_corpus_covers_every_bundled_model_and_mode_of_its_version(corpus, modes):
+    files = RECORDS[corpus]['files']
+    assert {e['compress']['model'] for e in files.values()} >= MODELS[corpus]
+    assert {_mode(e['compress']) for e in files.values()} == modes
     assert all(e['tiles'] > 1 for e in files.values())
-    assert sum(os.path.getsize(os.path.join(CORPUS, name)) for name in files) < 2_000_000
+    assert sum(os.path.getsize(os.path.join(DATA, corpus, name)) for name in files) < 2_000_000
 
 
-@pytest.mark.parametrize('name', sorted(RECORD['files']))
-def test_a_frozen_file_decodes_bit_identically(name, tmp_path):
-    entry = RECORD['files'][name]
-    path = os.path.join(CORPUS, name)
+def test_the_0_3_corpus_holds_the_payloads_that_version_added():
+    coders = set()
+    for name in RECORDS['corpus-0.3']['files']:
+        with EhcReader(os.path.join(DATA, 'corpus-0.3', name)) as reader:
+            codec = reader.header['codec']
+            coders |= {codec.get('latent_coder'), codec.get('residual_coder')}
+    assert {'context-v1', 'predicted-v2', 'plain-v2'} <= coders
+
+
+@pytest.mark.parametrize('corpus, name', FILES)
+def test_a_frozen_file_decodes_bit_identically(corpus, name, tmp_path):
+    entry = RECORDS[corpus]['files'][name]
+    path = os.path.join(DATA, corpus, name)
     assert os.path.getsize(path) == entry['bytes']
     with EhcReader(path) as reader:
         reader.verify()
