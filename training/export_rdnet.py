@@ -15,8 +15,7 @@ from enmap_compress.plugin.core.bands import N_HYSPECNET
 from training.export_onnx import MethodGraph, export_module
 from training.measure import card_table, measure_package
 from training.model_package import hyspecnet_input
-from training.shared_data import HELD_OUT_TILES, potsdam_cubes, potsdam_tiles
-from training.train_rdnet import (
+from training.rdnet_objective import (
     STEP_RANGE,
     initial_net,
     lagrangian,
@@ -25,6 +24,7 @@ from training.train_rdnet import (
     quality_steps,
     validate,
 )
+from training.shared_data import HELD_OUT_TILES, potsdam_cubes, potsdam_tiles
 
 DEADZONES = (0.0, 0.05, 0.1, 0.15, 0.2)
 SKIP_BELOW = (0.1, 0.2, 0.3, 0.45, 0.6)
