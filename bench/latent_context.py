@@ -63,7 +63,7 @@ def latents(name):
     out = []
     for cube, valid in cubes_of(name):
         kept = (slice(0, valid.shape[0]), slice(0, valid.shape[1]))
-        out.append((transform.encode(cube, valid, kept), context_coder.block_geometry(transform, valid, kept)))
+        out.append((transform.encode(cube, valid, kept), transform.latent_geometry(valid, kept)))
     return package.meta, out
 
 

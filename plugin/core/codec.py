@@ -28,7 +28,7 @@ from .codecheader import (
     CodecInfo,
 )
 from .container import EhcWriter
-from .context_coder import choose_latent_coder, latent_geometry
+from .context_coder import choose_latent_coder
 from .enmap import SpectralRaster, open_spectral
 from .errors import EnmapCompressError, FormatError, InputError, ModelNotFoundError, OutputError
 from .geotiff import BandInfo, GeoTiffWriter, RasterLayout, output_values
@@ -188,9 +188,6 @@ class TileCoder:
         """Canonical bands this coder restores: the model's set and the extra bands."""
         return np.concatenate([self.coded, self.extra]).astype(int)
 
-    def _latent_geometry(self, valid, kept):
-        return latent_geometry(self.latent_coder, self.transform, valid, kept)
-
     def _reconstruct(self, symbols, extra_symbols, valid, kept):
         values = self.radiometry.to_dn(self.transform.decode(self.latent_coder.dequantise(symbols), valid, kept))
         if self.extra.size:
@@ -202,7 +199,7 @@ class TileCoder:
         pixels; kept: the tile's slices in the window (tiling.kept_slices)."""
         unit = self.radiometry.to_unit(dn[self.coded])
         latent = self.transform.encode(unit, valid, kept)
-        symbols, latent_bytes = self.latent_coder.encode(latent, self._latent_geometry(valid, kept))
+        symbols, latent_bytes = self.latent_coder.encode(latent, self.transform.latent_geometry(valid, kept))
         tile_valid = valid[kept]
         sections = TileSections(encode_mask(tile_valid), latent_bytes)
         extra = dn[self.extra][:, kept[0], kept[1]][:, tile_valid]
@@ -228,7 +225,7 @@ class TileCoder:
 
     def decode(self, sections, valid, kept):
         """The restored DN (len(bands), valid pixels of the tile) from its TileSections."""
-        symbols = self.latent_coder.decode(sections.latent, self._latent_geometry(valid, kept))
+        symbols = self.latent_coder.decode(sections.latent, self.transform.latent_geometry(valid, kept))
         tile_valid = valid[kept]
         extra_symbols = np.zeros((len(self.extra), int(tile_valid.sum())), np.int32)
         if self.extra.size and not self.spectral_extra:

@@ -20,7 +20,6 @@ exact powers (prior.byte_scale), compared with fixed thresholds; tables come fro
 """
 import functools
 import math
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -317,39 +316,14 @@ class ContextLatentCoder(PriorLatentCoder):
         return plan
 
 
-@dataclass(frozen=True)
-class BlockGeometry:
-    """A tile's latent geometry (latent.LatentGeometry's fields) and which latent cells hold a valid pixel."""
-
-    channels: int
-    grid: np.ndarray
-    occupied: np.ndarray
-
-    @property
-    def samples(self):
-        return int(self.grid.sum())
-
-
-def block_geometry(transform, valid, kept):
-    """The BlockGeometry of a tile of a spatial transform: a cell is occupied when its factor x factor block of the
-    padded window holds a valid pixel of the tile (`kept`: the tile's slices in its window)."""
-    geometry = transform.latent_geometry(valid, kept)
-    factor = transform.factor
-    inside = np.zeros(tuple(n * factor for n in geometry.grid.shape), bool)
-    inside[kept[0], kept[1]] = valid[kept]
-    cells = inside.reshape(geometry.grid.shape[0], factor, geometry.grid.shape[1], factor).any(axis=(1, 3))
-    return BlockGeometry(geometry.channels, geometry.grid, cells)
-
-
 def candidate_deltas():
     return _CANDIDATES.copy()
 
 
 def _occupied(geometry):
     """Flat (cells,) latent cells holding a valid pixel; all of them when the geometry does not say."""
-    cells = getattr(geometry, 'occupied', None)
     grid = np.asarray(geometry.grid, bool)
-    return (grid if cells is None else np.asarray(cells, bool) & grid).reshape(-1)
+    return (grid if geometry.occupied is None else np.asarray(geometry.occupied, bool) & grid).reshape(-1)
 
 
 def _flags(row, what):
@@ -392,10 +366,3 @@ def choose_latent_coder(meta, level, steps, scheme=None):
         return ContextLatentCoder(level, meta.entropy_model), scheme
     raise FormatError(f'latents coded as "{scheme}" are not supported here for model "{meta.id}"; update '
                       'the plugin')
-
-
-def latent_geometry(coder, transform, valid, kept):
-    """What `coder` codes of a tile: the context coder also needs the latent cells that hold a valid pixel."""
-    if isinstance(coder, ContextLatentCoder):
-        return block_geometry(transform, valid, kept)
-    return transform.latent_geometry(valid, kept)

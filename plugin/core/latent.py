@@ -18,10 +18,13 @@ from .prior import BYTE_TABLE, FLAG_TABLE, LaplaceTable, byte_scale, decode_grou
 @dataclass(frozen=True)
 class LatentGeometry:
     """The shape of one tile's latent, as its Transform lays it out: `channels` rows, one sample per True cell of
-    `grid` (the latent grid, row-major; spatial prediction walks it in this order)."""
+    `grid` (the latent grid, row-major; spatial prediction walks it in this order). `occupied` (spatial
+    transforms): the cells whose block holds a valid pixel of the tile (the context coder skips the others);
+    None: every cell of the grid."""
 
     channels: int
     grid: np.ndarray
+    occupied: np.ndarray = None
 
     @property
     def samples(self):

@@ -94,10 +94,14 @@ class SpatialTransform:
         return latent.reshape(self.channels, -1)
 
     def latent_geometry(self, valid, kept):
-        """The latent grid of the whole padded window; none when the tile has no valid pixel."""
+        """The latent grid of the whole padded window (none when the tile has no valid pixel), and its occupied
+        cells: those whose factor x factor block of the padded window holds a valid pixel of the tile."""
         height, width = self._padded(valid.shape)
-        grid = np.full((height // self.factor, width // self.factor), bool(valid[kept].any()))
-        return LatentGeometry(self.channels, grid)
+        rows, columns = height // self.factor, width // self.factor
+        inside = np.zeros((height, width), bool)
+        inside[kept[0], kept[1]] = valid[kept]
+        occupied = inside.reshape(rows, self.factor, columns, self.factor).any(axis=(1, 3))
+        return LatentGeometry(self.channels, np.full((rows, columns), bool(occupied.any())), occupied)
 
     def decode(self, latent, valid, kept):
         if not latent.shape[1]:

@@ -81,7 +81,7 @@ def test_the_latent_bench_measures_both_coders(scene):
     valid = np.ones((32, 32), bool)
     valid[:, :9] = False  # one column of blocks without a valid pixel
     kept = (slice(0, 32), slice(0, 32))
-    items = [(transform.encode(cube, valid, kept), context_coder.block_geometry(transform, valid, kept))]
+    items = [(transform.encode(cube, valid, kept), transform.latent_geometry(valid, kept))]
     assert items[0][1].occupied.sum() == 12
     rows = latent_context.measure(package.meta, items, (2, 8))
     assert [r[0] for r in rows] == [2, 8] and all(rdoq <= new < old for _level, old, new, rdoq in rows)

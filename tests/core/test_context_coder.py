@@ -5,9 +5,9 @@ import os
 import numpy as np
 import pytest
 
-from enmap_compress.plugin.core.context_coder import BlockGeometry, ContextLatentCoder, scale_code
+from enmap_compress.plugin.core.context_coder import ContextLatentCoder, scale_code
 from enmap_compress.plugin.core.errors import FormatError
-from enmap_compress.plugin.core.latent import PriorLatentCoder
+from enmap_compress.plugin.core.latent import LatentGeometry, PriorLatentCoder
 from enmap_compress.plugin.core.modelmeta import EntropyModel, QualityLevel
 from enmap_compress.plugin.core.prior import byte_scale
 
@@ -40,7 +40,7 @@ def _latent(seed, height=6, width=5, smooth_ll=False, edge=False):
 
 def _geometry(height=6, width=5, occupied=None):
     grid = np.ones((height, width), bool)
-    return BlockGeometry(COMPONENTS * 64, grid, grid if occupied is None else occupied)
+    return LatentGeometry(COMPONENTS * 64, grid, grid if occupied is None else occupied)
 
 
 @pytest.mark.parametrize('smooth_ll,edge', [(False, False), (True, False), (False, True), (True, True)])
@@ -124,7 +124,7 @@ def test_nodata_blocks_cost_nothing_and_decode_to_zero_details():
 
 def test_empty_tile_and_damaged_streams():
     coder = ContextLatentCoder(_level(), _model())
-    empty = BlockGeometry(COMPONENTS * 64, np.zeros((2, 2), bool), np.zeros((2, 2), bool))
+    empty = LatentGeometry(COMPONENTS * 64, np.zeros((2, 2), bool), np.zeros((2, 2), bool))
     symbols, data = coder.encode(np.zeros((COMPONENTS * 64, 0), np.float32), empty)
     assert data == b'' and coder.decode(b'', empty).shape == (COMPONENTS * 64, 0)
     with pytest.raises(FormatError):
