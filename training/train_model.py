@@ -188,6 +188,7 @@ def train(variant, run_dir, epochs=20, steps=200, batch=256, lr=1e-3, qat_from=N
             group['lr'] = lr
         start = int(state['epoch']) + 1
         scale = state.get('channel_scale')
+        rewarm_from = start * steps  # a resume may change --lr or --epochs: ramp up instead of jumping
         log(f'resumed {variant} from epoch {start}')
     elif init == 'smart':
         smart_init(net, data, np.random.default_rng([seed, 999]), log)
