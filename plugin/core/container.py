@@ -133,6 +133,16 @@ def deflate_json(data: bytes) -> bytes:
     return deflater.compress(data) + deflater.flush()
 
 
+def store_json(data: bytes, version: tuple = VERSION) -> bytes:
+    """A header or index JSON as a file of `version` stores it (zlib before 2.0)."""
+    return deflate_json(data) if tuple(version) >= DICTIONARY_SINCE else zlib.compress(data, 6)
+
+
+def fixed_bytes(version: tuple = VERSION) -> int:
+    """Bytes of a file of `version` outside its header, payloads and index: the prefix and the trailer."""
+    return _PREFIX.size + _TRAILER.size
+
+
 def inflate(raw: bytes, limit: int, what: str, path: str, version: tuple = (1, 1)) -> bytes:
     """Decompress at most `limit` bytes (a zlib stream before 2.0, raw DEFLATE with DICTIONARY since); a stream
     that holds more (a zlib bomb) or is damaged: FormatError."""
@@ -376,6 +386,7 @@ class EhcReader:
             limit = index_limit(self.header, offset - data_start) if callable(index_limit) else \
                 (DEFAULT_INDEX_LIMIT if index_limit is None else index_limit)
             index = self._read_index(offset, length, index_crc, limit)
+            self.index_bytes = length  # as stored
             self._chunks, self._blobs, self.footer = _checked_index(index, data_start, offset, self._records,
                                                                     self.path)
         except BaseException:
