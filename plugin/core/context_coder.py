@@ -180,16 +180,20 @@ class ContextLatentCoder(PriorLatentCoder):
         codes, context = (symbols by component, coded rows, row codes, occupied cells, classes per level))."""
         occupied = _occupied(geometry)
         samples = latent.shape[1]
-        scaled = latent * np.float32(1.0 / self.step)
-        symbols = self._quantise(scaled)
+        live = np.flatnonzero(self.live_rows(latent))  # the other rows quantise to 0: only these are scaled
+        scaled = latent[live]
+        scaled *= np.float32(1.0 / self.step)
+        quantised = self._quantise(scaled)
         if occupied.all():
-            override, own = self._overrides(scaled, symbols)
+            override, own = self._overrides(scaled, quantised, live)
         else:  # (np.compress and a multiply are several times faster than boolean indexing along axis 1)
-            symbols *= occupied
+            quantised *= occupied
             override, own = self._overrides(np.compress(occupied, scaled, axis=1),
-                                            np.compress(occupied, symbols, axis=1))
+                                            np.compress(occupied, quantised, axis=1), live)
         coded_rows = self.is_coded | override
-        symbols[~coded_rows] = 0
+        symbols = np.zeros(latent.shape, np.int32)
+        symbols[live[coded_rows[live]]] = quantised[coded_rows[live]]
+        scaled = _RowLookup(scaled, live, len(coded_rows))
         codes = self._row_codes(override, own[override])
         coded = coded_rows.reshape(self.components, 64)
         sym = symbols.reshape(self.components, 64, samples)
@@ -201,7 +205,7 @@ class ContextLatentCoder(PriorLatentCoder):
         for level in (1, 2, 3):  # coarse to fine: each level's classes see the coarser level's final symbols
             classes.append(self._classes(level, sym, coded, codes, grid))
             if self.rdoq:
-                self._rdoq(level, sym, scaled.reshape(sym.shape), coded, codes, classes[level], occupied)
+                self._rdoq(level, sym, scaled, coded, codes, classes[level], occupied)
         return symbols, override, own, ll_residual, ll_codes, (sym, coded, codes, occupied, classes)
 
     def _rdoq(self, level, sym, scaled, coded, codes, classes, occupied):
@@ -225,7 +229,7 @@ class ContextLatentCoder(PriorLatentCoder):
         ratio = np.exp(-1.0 / beta)
         first = -np.log2(np.maximum(0.5 * e0 * (1.0 - ratio), 1e-300)) + np.log2(np.maximum(1.0 - e0, 1e-300))
         saved = np.where(size == 1, first, -np.log2(np.maximum(ratio, 1e-300)))  # bits(a) - bits(a - 1)
-        added = 2.0 * (np.abs(scaled[k, j, n]) - size) + 1.0  # (|x| - a + 1)^2 - (|x| - a)^2: the error it adds
+        added = 2.0 * (np.abs(scaled.at(k * 64 + j, n)) - size) + 1.0  # (|x| - a + 1)^2 - (|x| - a)^2: error added
         move = RD_LAMBDA * added < saved
         sym[k[move], j[move], n[move]] = value[move] - np.sign(value[move])
 
@@ -314,6 +318,18 @@ class ContextLatentCoder(PriorLatentCoder):
                         raise FormatError('a context-coded latent stream decodes to values outside the int32 range')
                     sym[:, 0] = ll
         return plan
+
+
+class _RowLookup:
+    """Values of some rows of a (channels, samples) array: `values` holds rows `rows` in that order."""
+
+    def __init__(self, values, rows, channels):
+        self.values = values
+        self.position = np.full(channels, -1, np.int64)
+        self.position[rows] = np.arange(rows.size)
+
+    def at(self, channel, sample):
+        return self.values[self.position[channel], sample]
 
 
 def candidate_deltas():
