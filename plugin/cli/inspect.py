@@ -24,7 +24,7 @@ def model_state(codec_info):
         package = codec.find_package(info)
     except ModelError:
         return 'missing'
-    return 'installed' if package.decoder_sha256() == info.model_sha256 else 'different version installed'
+    return 'installed' if info.made_with(package.decoder_sha256()) else 'different version installed'
 
 
 def _crs_label(packed):

@@ -25,7 +25,8 @@ LATENT_PRIOR, LATENT_CONTEXT = 'model', 'context-v1'  # `latent_coder` (absent: 
 MAX_BOUND_DN = 2 ** 53  # error bounds in DN: integers float64 holds exactly (larger ones overflow the residual layer)
 QUALITY_LEVELS = range(1, 11)
 _MODEL_ID = re.compile(r'[^/\\\x00]{1,200}')
-_SHA256 = re.compile(r'[0-9a-f]{64}')
+_SHA256 = re.compile(r'[0-9a-f]{64}|[0-9a-f]{16}')  # the full digest (1.x, 2.x files) or its prefix (3.x)
+SHA256_PREFIX = 16  # hex digits of the decoder's sha256 a 3.x header stores: 64 bits tell model versions apart
 # optional in the oldest files, never null when present (the decoder compares them with the model's values)
 _NOT_NULL = {'model_kind': 'a text', 'step': 'a number', 'band_set': 'a text', 'extra_step_dn': 'a number',
              'extra_coder': 'a text', 'residual_coder': 'a text', 'latent_coder': 'a text'}
@@ -64,11 +65,18 @@ class CodecInfo:
             return self.error_bound
         return None if self.max_error is None else uniform_bound(self.max_error)
 
+    def made_with(self, sha256):
+        """Whether the decoder of this sha256 (64 hex digits) is the one the file names (by its digest or, in 3.x
+        files, the digest's first SHA256_PREFIX digits)."""
+        return len(self.model_sha256) in (SHA256_PREFIX, 64) and sha256.startswith(self.model_sha256)
+
     def to_json(self):
-        """The JSON-ready `codec` object, keys in the order every version has written them."""
-        out = {'model_id': self.model_id, 'model_sha256': self.model_sha256, 'model_kind': self.model_kind,
-               'quality': self.quality, 'step': self.step, 'tile_size': self.tile_size, 'band_set': self.band_set,
-               'extra_bands': [int(i) for i in self.extra_bands], 'extra_step_dn': self.extra_step_dn,
+        """The JSON-ready `codec` object of a 3.x header, keys in the order every version has written them: the
+        sha256 shortened to its prefix; step and extra_step_dn left out (the model and quality give them; readers
+        compare them with the model when a file states them)."""
+        out = {'model_id': self.model_id, 'model_sha256': self.model_sha256[:SHA256_PREFIX],
+               'model_kind': self.model_kind, 'quality': self.quality, 'tile_size': self.tile_size,
+               'band_set': self.band_set, 'extra_bands': [int(i) for i in self.extra_bands],
                'max_error': self.max_error, 'entropy_coder': self.entropy_coder}
         optional = {'radiometry': self.radiometry,
                     'error_bound': None if self.error_bound is None else self.error_bound.codec_info(),

@@ -1,7 +1,7 @@
 """The .ehc container: a JSON header, independently decodable chunks (one per tile), named blobs and an index.
 
 Layout (docs/format.md, section "The .ehc container"): a fixed 20-byte prefix (magic, version, header length and
-CRC), the zlib-compressed JSON header, the chunk and blob payloads back to back, the zlib-compressed JSON index
+CRC), the deflated JSON header, the chunk and blob payloads back to back, the deflated JSON index
 (offset, length, CRC-32 and meta of every chunk and blob, plus the footer dict) and a fixed 32-byte trailer that
 points at the index. The index sits at the end so chunks stream to disk one at a time; the header never needs
 rewriting because values known only at the end go into the footer.
@@ -29,18 +29,20 @@ import zlib
 import numpy as np
 
 from .errors import FormatError, OutputError
-from .headerdict import DICTIONARY
+from .headerdict import DICTIONARIES
 from .outputs import OutputClaim, write_error
 
 MAGIC = b'\x89EHC\r\n\x1a\n'
 END_MAGIC = b'\x89EHCEND\n'  # 8 bytes, like MAGIC
 # (major, minor): readers refuse a major they do not know. 1.1: each chunk is stored with its own meta (a chunk
 # record). 2.0: header and index are raw DEFLATE streams with the preset dictionary of headerdict.py (a small
-# file's header shrinks about five times); a 1.x reader would misread them, hence the major version.
-VERSION = (2, 0)
-READ_MAJORS = (1, 2)
+# file's header shrinks about five times); a 1.x reader would misread them, hence the major version. 3.0: the
+# compact header (docs/format.md, "Compact header") deflated with the 3.x dictionary; a 2.x reader would call it
+# corrupt, so it refuses the file by its version and asks for an update.
+VERSION = (3, 0)
+READ_MAJORS = (1, 2, 3)
 RECORDS_SINCE = (1, 1)  # files of this version and later store chunk records, older ones bare payloads
-DICTIONARY_SINCE = (2, 0)  # files of this version and later deflate header and index with DICTIONARY
+DICTIONARY_SINCE = (2, 0)  # files of this version and later deflate header and index with a preset dictionary
 _PREFIX = struct.Struct('<8sHHII')  # magic, major, minor, header length, header CRC-32
 _TRAILER = struct.Struct('<QQII8s')  # index offset, index length, index CRC-32, trailer CRC-32, end magic
 MAX_HEADER_BYTES = 1 << 20  # inflated; a header with every per-band table spelled out takes about 30 KB
@@ -127,15 +129,16 @@ def parse_json_text(data: bytes, what: str, path: str) -> dict:
     return value
 
 
-def deflate_json(data: bytes) -> bytes:
-    """The stored form of a header or index JSON since 2.0: raw DEFLATE (RFC 1951) with the preset DICTIONARY."""
-    deflater = zlib.compressobj(9, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, DICTIONARY)
+def deflate_json(data: bytes, version: tuple = VERSION) -> bytes:
+    """The stored form of a header or index JSON since 2.0: raw DEFLATE (RFC 1951) with the preset dictionary of
+    the file's major version."""
+    deflater = zlib.compressobj(9, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, DICTIONARIES[version[0]])
     return deflater.compress(data) + deflater.flush()
 
 
 def store_json(data: bytes, version: tuple = VERSION) -> bytes:
     """A header or index JSON as a file of `version` stores it (zlib before 2.0)."""
-    return deflate_json(data) if tuple(version) >= DICTIONARY_SINCE else zlib.compress(data, 6)
+    return deflate_json(data, version) if tuple(version) >= DICTIONARY_SINCE else zlib.compress(data, 6)
 
 
 def fixed_bytes(version: tuple = VERSION) -> int:
@@ -144,9 +147,10 @@ def fixed_bytes(version: tuple = VERSION) -> int:
 
 
 def inflate(raw: bytes, limit: int, what: str, path: str, version: tuple = (1, 1)) -> bytes:
-    """Decompress at most `limit` bytes (a zlib stream before 2.0, raw DEFLATE with DICTIONARY since); a stream
-    that holds more (a zlib bomb) or is damaged: FormatError."""
-    inflater = zlib.decompressobj(-15, DICTIONARY) if tuple(version) >= DICTIONARY_SINCE else zlib.decompressobj()
+    """Decompress at most `limit` bytes (a zlib stream before 2.0, raw DEFLATE with the major version's preset
+    dictionary since); a stream that holds more (a zlib bomb) or is damaged: FormatError."""
+    inflater = zlib.decompressobj(-15, DICTIONARIES[version[0]]) if tuple(version) >= DICTIONARY_SINCE else \
+        zlib.decompressobj()
     try:
         data = inflater.decompress(raw, limit + 1)
     except zlib.error as exc:

@@ -6,6 +6,7 @@ when they follow one, the band order only when it cannot be derived from the wav
 code when that reproduces the WKT exactly.
 Everything still decodes without the original file.
 """
+import math
 import zlib
 
 import numpy as np
@@ -15,6 +16,10 @@ from .errors import FormatError
 
 # delta-string digits (JSON-safe): 0-31 end a value, 32-63 continue it
 DIGITS = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'
+ORDERS = '012'  # deltas, their first differences, first differences packed three to a digit (since 3.0)
+PRECISIONS = '3456789s'  # decimals of the deltas; 's' (since 3.0): six significant digits of each reference value
+ESCAPE = '_'  # in a packed table: the next value is in plain digits
+SIGNIFICANT = 6
 NAME_TEMPLATES = (
     lambda i, w: f'band {i + 1} ({float(w)} Nanometers)',
     lambda i, w: f'band {i + 1} ({w:g} Nanometers)',
@@ -52,23 +57,42 @@ def _reference(values_standard, canonical_index, count):
 
 
 def _pack_table(values, reference):
-    """A band table as a delta string: order ('0' deltas from the standard table, '1' their first differences,
-    whichever is shorter), decimals e (the fewest from 3 on that restore every value exactly; 9 at most), then
-    the deltas in units of 10^-e nm as DIGITS."""
+    """A band table as a delta string: order (ORDERS), precision (PRECISIONS: the fewest decimals from 3 on that
+    restore every value exactly, 9 at most, or 's' when six significant digits do), then the deltas from the
+    standard table in units of the precision as DIGITS; of these the one that deflates shortest."""
     if values is None:
         return None
     values = np.asarray(values, float)
     for decimals in range(3, 10):
-        deltas = [int(v) for v in np.rint((values - reference) * 10.0 ** decimals)]
-        if _table_values(deltas, reference, decimals) == values.tolist():
+        candidates = _table_strings(values, reference, str(decimals))
+        if candidates[0] is not None:
             break
-    first_differences = deltas[:1] + [b - a for a, b in zip(deltas, deltas[1:])]
-    return min((f'0{decimals}' + _digits(deltas), f'1{decimals}' + _digits(first_differences)),
-               key=_deflated_length)
+    candidates = [c for c in (*candidates, *_table_strings(values, reference, 's')) if c is not None]
+    return min(candidates, key=_deflated_length)  # ties: the fixed precision, the older order
+
+
+def _table_strings(values, reference, precision):
+    """The three orders of a table at one precision ([None] * 3 when it does not restore the values, but for 9
+    decimals, the finest there is)."""
+    decimals = _band_decimals(precision, reference)
+    deltas = [int(v) for v in np.rint((values - reference) * 10.0 ** np.asarray(decimals, float))]
+    if _table_values(deltas, reference, decimals) != values.tolist() and precision != '9':
+        return [None] * 3
+    differences = deltas[:1] + [b - a for a, b in zip(deltas, deltas[1:])]
+    return [f'0{precision}' + _digits(deltas), f'1{precision}' + _digits(differences),
+            f'2{precision}' + _packed_digits(differences)]
+
+
+def _band_decimals(precision, reference):
+    """Decimals of each band: the precision's, or for 's' those that leave six significant digits of the
+    reference value (418.2 nm: 3, 1004.21 nm: 2, 6.99561 nm: 5; integers only, so every platform agrees)."""
+    if precision != 's':
+        return [int(precision)] * len(reference)
+    return [min(9, max(0, SIGNIFICANT - len(str(int(abs(float(r))))))) for r in reference]
 
 
 def _table_values(deltas, reference, decimals):
-    return [round(float(r + d / 10.0 ** decimals), decimals) for d, r in zip(deltas, reference)]
+    return [round(float(r + d / 10.0 ** e), e) for d, r, e in zip(deltas, reference, decimals)]
 
 
 def _unpack_table(packed, reference):
@@ -76,13 +100,17 @@ def _unpack_table(packed, reference):
     if packed is None:
         return None
     if not isinstance(packed, str):
-        return _table_values(packed, reference, 3)
-    if len(packed) < 2 or packed[0] not in '01' or packed[1] not in '3456789':
-        raise FormatError(f'a band table in the header starts with an unknown order or precision {packed[:2]!r}')
-    deltas = _undigits(packed[2:])
-    if len(deltas) != len(reference):
-        raise FormatError(f'a band table in the header has {len(deltas)} entries, expected {len(reference)}')
-    return _table_values(np.cumsum(deltas).tolist() if packed[0] == '1' else deltas, reference, int(packed[1]))
+        return _table_values(packed, reference, [3] * len(reference))
+    if len(packed) < 2 or packed[0] not in ORDERS or packed[1] not in PRECISIONS:
+        raise FormatError(f'it starts with an unknown order or precision {packed[:2]!r}')
+    if packed[0] == '2':
+        deltas = np.cumsum(_unpacked_digits(packed[2:], len(reference))).tolist()
+    else:
+        deltas = _undigits(packed[2:])
+        if len(deltas) != len(reference):
+            raise FormatError(f'it has {len(deltas)} entries, expected {len(reference)}')
+        deltas = np.cumsum(deltas).tolist() if packed[0] == '1' else deltas
+    return _table_values(deltas, reference, _band_decimals(packed[1], reference))
 
 
 def _deflated_length(text):
@@ -94,7 +122,7 @@ def _digits(values):
     characters from DIGITS[32] on mark a group that more groups follow. Small values take one character."""
     out = []
     for value in values:
-        number = 2 * value if value >= 0 else -2 * value - 1
+        number = _zigzag(value)
         while number >= 32:
             out.append(DIGITS[32 + (number & 31)])
             number >>= 5
@@ -107,15 +135,62 @@ def _undigits(text):
     for char in text:
         digit = DIGITS.find(char)
         if digit < 0 or shift > 60:
-            raise FormatError('a band table in the header is corrupt')
+            raise FormatError(f'it is corrupt (the character {char!r})' if digit < 0 else 'it is corrupt')
         number |= (digit & 31) << shift
         shift += 5
         if digit < 32:
-            values.append(number // 2 if number % 2 == 0 else -(number + 1) // 2)
+            values.append(_unzigzag(number))
             number, shift = 0, 0
     if shift:
-        raise FormatError('a band table in the header is truncated')
+        raise FormatError('it is truncated')
     return values
+
+
+def _zigzag(value):
+    return 2 * value if value >= 0 else -2 * value - 1
+
+
+def _unzigzag(number):
+    return number // 2 if number % 2 == 0 else -(number + 1) // 2
+
+
+def _packed_digits(values):
+    """Signed integers, three to a digit (9 a + 3 b + c for zigzag values a, b, c below 3: DIGITS 0-26) while they
+    are that small, else ESCAPE and one value as _digits writes it; the last digit is padded with zeros."""
+    out, start = [], 0
+    while start < len(values):
+        group = [_zigzag(v) for v in values[start:start + 3]]
+        if max(group) < 3:
+            group += [0] * (3 - len(group))
+            out.append(DIGITS[9 * group[0] + 3 * group[1] + group[2]])
+            start += 3
+        else:
+            out.append(ESCAPE + _digits(values[start:start + 1]))
+            start += 1
+    return ''.join(out)
+
+
+def _unpacked_digits(text, count):
+    """`count` integers back from _packed_digits' text: every character used, padding only zeros."""
+    values, pos = [], 0
+    while len(values) < count:
+        if pos >= len(text):
+            raise FormatError('it is truncated')
+        if text[pos] == ESCAPE:
+            end = pos + 1
+            while end < len(text) and DIGITS.find(text[end]) >= 32:
+                end += 1
+            values += _undigits(text[pos + 1:end + 1])
+            pos = end + 1
+            continue
+        digit = DIGITS.find(text[pos])
+        if not 0 <= digit < 27:
+            raise FormatError(f'it is corrupt (the character {text[pos]!r})')
+        values += [_unzigzag(digit // 9), _unzigzag(digit // 3 % 3), _unzigzag(digit % 3)]
+        pos += 1
+    if pos < len(text) or any(values[count:]):
+        raise FormatError('it is corrupt (more values than bands)')
+    return values[:count]
 
 
 def _pack_names(names, wavelengths):
@@ -164,6 +239,14 @@ def _unpack_crs(packed):
     return srs.ExportToWkt()
 
 
+def _short_number(value):
+    """An integral float as an int (JSON without '.0'; read back as float), unless it is -0.0 or beyond 2^53."""
+    value = float(value)
+    if value.is_integer() and abs(value) < 2 ** 53 and (value != 0 or math.copysign(1, value) > 0):
+        return int(value)
+    return value
+
+
 def _uniform(values):
     """One number when every band has the same value (gain, offset), else the list."""
     values = [float(v) for v in values]
@@ -183,7 +266,7 @@ def pack_raster(raster, dead_bands):
     return {
         'width': raster.width, 'height': raster.height, 'band_count': count,
         'dtype': np.dtype(raster.dtype).name, 'nodata': raster.nodata, 'crs': _pack_crs(raster.crs_wkt),
-        'geotransform': [float(v) for v in raster.geotransform], 'band_order': raster.band_order,
+        'geotransform': [_short_number(v) for v in raster.geotransform], 'band_order': raster.band_order,
         'canonical_index': _pack_order(canonical),
         'wavelengths_delta': _pack_table(raster.wavelengths, wl_ref),
         'fwhm_delta': _pack_table(raster.fwhm, fwhm_ref),
@@ -194,20 +277,27 @@ def pack_raster(raster, dead_bands):
     }
 
 
-def _table_of(packed, name):
-    """A band table as stored: `<name>_delta` (a delta string, since 0.2) or `<name>_milli` (a list, 0.1)."""
+def _unpacked_table(packed, name, reference):
+    """A band table as stored, `<name>_delta` (a delta string, since 0.2) or `<name>_milli` (a list, 0.1), back as
+    values; FormatError naming the field."""
     for key in (f'{name}_delta', f'{name}_milli'):
         if key in packed:
-            return packed[key]
-    raise FormatError(f'the header has no {name} table')
+            try:
+                return _unpack_table(packed[key], reference)
+            except FormatError as exc:
+                raise FormatError(f'the header field raster.{key} is not a valid band table: {exc}') from exc
+    raise FormatError(f'the header field raster.{name}_delta is missing')
 
 
 def unpack_raster(packed):
     """The full raster description back: explicit per-band lists, WKT and canonical index."""
     count = packed['band_count']
     canonical = _unpack_order(packed['canonical_index'], count)
-    wavelengths = _unpack_table(_table_of(packed, 'wavelengths'), _reference(standard_wavelengths(), canonical, count))
-    fwhm = _unpack_table(_table_of(packed, 'fwhm'), _reference(standard_fwhm(), canonical, count))
-    return dict(packed, crs_wkt=_unpack_crs(packed['crs']), canonical_index=[int(i) for i in canonical],
-                wavelengths=wavelengths, fwhm=fwhm, band_names=_unpack_names(packed['band_names'], wavelengths),
-                gains=_expand(packed['gains'], count), offsets=_expand(packed['offsets'], count))
+    wavelengths = _unpacked_table(packed, 'wavelengths', _reference(standard_wavelengths(), canonical, count))
+    fwhm = _unpacked_table(packed, 'fwhm', _reference(standard_fwhm(), canonical, count))
+    unpacked = dict(packed, crs_wkt=_unpack_crs(packed['crs']), canonical_index=[int(i) for i in canonical],
+                    wavelengths=wavelengths, fwhm=fwhm, band_names=_unpack_names(packed['band_names'], wavelengths),
+                    gains=_expand(packed['gains'], count), offsets=_expand(packed['offsets'], count))
+    if 'geotransform' in packed:  # validated files always have one
+        unpacked['geotransform'] = [float(v) for v in packed['geotransform']]  # 3.x stores integral ones as ints
+    return unpacked

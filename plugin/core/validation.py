@@ -63,6 +63,8 @@ def checked_header(header, path, payload_bytes):
                           f'tiles of {size} px; a file with {payload_bytes} payload bytes cannot hold them')
     try:
         raster = unpack_raster(packed)
+    except FormatError as exc:  # it names the field, not the file
+        raise FormatError(f'{path}: {exc}') from exc
     except EnmapCompressError:
         raise
     except Exception as exc:  # a field added since these checks were written: still one message

@@ -54,7 +54,7 @@ def test_compress_json_reports_the_file_on_disk(product, tmp_path, capsys):
     assert data['file_bytes'] == os.path.getsize(out)
     assert data['bpppb'] == pytest.approx(os.path.getsize(out) * 8 / (data['valid_pixels'] * 202))
     assert (data['model'], data['quality'], data['max_error']) == ('pca', 6, None)
-    assert data['model_sha256'] == find_model('pca').decoder_sha256()
+    assert data['model_sha256'] == find_model('pca').decoder_sha256()[:16]  # as the file states it (3.x)
 
 
 def test_compress_accepts_every_input_form(product, tmp_path, capsys):
@@ -67,7 +67,7 @@ def test_compress_accepts_every_input_form(product, tmp_path, capsys):
 def test_info_shows_model_bound_size_crs_bands_rate_and_versions(lossless, capsys):
     status, data, _ = run_json(capsys, 'info', lossless)
     assert status == 0
-    assert data['model'] == 'pca' and data['model_sha256'] == find_model('pca').decoder_sha256()
+    assert data['model'] == 'pca' and data['model_sha256'] == find_model('pca').decoder_sha256()[:16]
     assert data['model_state'] == 'installed'
     assert (data['mode'], data['max_error']) == ('lossless', 0)
     assert (data['width'], data['height'], data['bands'], data['dtype']) == (48, 40, 224, 'int16')

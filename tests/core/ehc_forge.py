@@ -8,7 +8,7 @@ import struct
 import zlib
 from dataclasses import dataclass, field
 
-from enmap_compress.plugin.core.headerdict import DICTIONARY
+from enmap_compress.plugin.core.headerdict import DICTIONARIES
 
 PREFIX = struct.Struct('<8sHHII')
 TRAILER = struct.Struct('<QQII8s')
@@ -25,15 +25,16 @@ def dumps(obj) -> bytes:
 
 
 def _inflate(data, version):
-    """Header or index JSON as stored: zlib before 2.0, raw DEFLATE with the preset dictionary since."""
+    """Header or index JSON as stored: zlib before 2.0, raw DEFLATE with the major version's preset dictionary
+    since."""
     if tuple(version) >= (2, 0):
-        return json.loads(zlib.decompressobj(-15, DICTIONARY).decompress(data))
+        return json.loads(zlib.decompressobj(-15, DICTIONARIES[version[0]]).decompress(data))
     return json.loads(zlib.decompress(data))
 
 
 def deflate(data: bytes, version) -> bytes:
     if tuple(version) >= (2, 0):
-        compressor = zlib.compressobj(9, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, DICTIONARY)
+        compressor = zlib.compressobj(9, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, DICTIONARIES[version[0]])
         return compressor.compress(data) + compressor.flush()
     return zlib.compress(data, 6)
 
@@ -147,7 +148,7 @@ def zlib_bomb(size: int, block: int = 1 << 20, version=(1, 1)) -> bytes:
     For version 2.0 and later a raw DEFLATE stream with the preset dictionary, as those files store it."""
     count = size // block
     if tuple(version) >= (2, 0):
-        compressor = zlib.compressobj(9, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, DICTIONARY)
+        compressor = zlib.compressobj(9, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, DICTIONARIES[version[0]])
         zeros = bytes(block)
         first = compressor.compress(zeros) + compressor.flush(zlib.Z_FULL_FLUSH)
         second = compressor.compress(zeros) + compressor.flush(zlib.Z_FULL_FLUSH)

@@ -8,9 +8,10 @@ import pytest
 
 from enmap_compress.plugin.core import tilepayload
 from enmap_compress.plugin.core.codec import compress
-from enmap_compress.plugin.core.codecheader import CodecInfo
+from enmap_compress.plugin.core.codecheader import SHA256_PREFIX, CodecInfo
 from enmap_compress.plugin.core.container import EhcReader, to_json_bytes
 from enmap_compress.plugin.core.errors import FormatError
+from enmap_compress.plugin.core.runtime import find_model
 from enmap_compress.plugin.core.tilepayload import TileSections
 from enmap_compress.plugin.paths import MODELS_DIR
 from tools import synthetic
@@ -41,11 +42,33 @@ def written(tmp_path_factory):
     return files
 
 
+def _compact(stored):
+    """The codec object of a 1.x / 2.x file as a 3.x writer states it: no step, no extra_step_dn, a short sha256."""
+    out = {key: value for key, value in stored.items() if key not in ('step', 'extra_step_dn')}
+    return dict(out, model_sha256=stored['model_sha256'][:SHA256_PREFIX])
+
+
 def test_codec_info_reads_back_to_the_same_json_bytes(written):
-    frozen = [os.path.join(CORPUS, n) for n in sorted(os.listdir(CORPUS)) if n.endswith('.ehc')]
-    for path in frozen + list(written.values()):
+    """New files: the bytes read; frozen ones: the same keys in the same order, but for what 3.0 leaves out."""
+    for path in written.values():
         stored = _codec_object(path)
         assert to_json_bytes(CodecInfo.from_json(stored, path).to_json()) == to_json_bytes(stored), path
+        assert len(stored['model_sha256']) == SHA256_PREFIX and 'step' not in stored
+    frozen = [os.path.join(CORPUS, n) for n in sorted(os.listdir(CORPUS)) if n.endswith('.ehc')]
+    for path in frozen:
+        stored = _codec_object(path)
+        assert to_json_bytes(CodecInfo.from_json(stored, path).to_json()) == to_json_bytes(_compact(stored)), path
+
+
+def test_the_short_sha256_names_only_its_decoder(written):
+    stored = _codec_object(written['lossy'])
+    full = find_model('pca').decoder_sha256()
+    info = CodecInfo.from_json(stored, 'x.ehc')
+    assert info.made_with(full) and not info.made_with(('f' if full[0] != 'f' else '0') + full[1:])
+    assert CodecInfo.from_json(dict(stored, model_sha256=full), 'x.ehc').made_with(full)  # a 2.x file's digest
+    for bad in (full[:15], full[:17], 'g' * 16, full + '0'):
+        with pytest.raises(FormatError, match=r'x\.ehc: the header field codec\.model_sha256 is not valid'):
+            CodecInfo.from_json(dict(stored, model_sha256=bad), 'x.ehc')
 
 
 def test_codec_info_states_each_mode(written):

@@ -11,9 +11,10 @@ import pytest
 from enmap_compress.plugin.core import container
 from enmap_compress.plugin.core.container import EhcReader, EhcWriter, file_size_bits
 from enmap_compress.plugin.core.errors import FormatError, OutputError
-from enmap_compress.plugin.core.headerdict import DICTIONARY
+from enmap_compress.plugin.core.headerdict import DICTIONARIES, DICTIONARY, DICTIONARY_3
 
 HEADER_DICTIONARY_SHA256 = 'f47e9f9398a87cb0edcf38dc4eca172f276dbea6d280630920819054c0b00b71'
+HEADER_DICTIONARY_3_SHA256 = 'd6bb28078848d0a0603937813de2505169d6ea15eac3ffaaf13f805dd41a11fc'
 
 HEADER = {
     'format': 'enmap-compress',
@@ -250,28 +251,29 @@ def _with_version(data, major, minor):
 
 def test_a_future_major_version_is_refused_naming_both_versions(tmp_path):
     path = _write(tmp_path / 'a.ehc')
-    path.write_bytes(_with_version(path.read_bytes(), 3, 1))
-    with pytest.raises(FormatError, match=r'version 3\.1 .ehc file; this EnMAP Compress reads versions 1\.x, 2\.x'):
+    path.write_bytes(_with_version(path.read_bytes(), 4, 1))
+    with pytest.raises(FormatError, match=r'version 4\.1 .ehc file; this EnMAP Compress reads versions 1\.x, 2\.x, '
+                                          r'3\.x only\. Update the plugin to read it\.'):
         EhcReader(path)
 
 
 def test_a_newer_minor_version_is_still_read(tmp_path):
     path = _write(tmp_path / 'a.ehc')
-    path.write_bytes(_with_version(path.read_bytes(), 2, 7))
+    path.write_bytes(_with_version(path.read_bytes(), 3, 7))
     with EhcReader(path) as reader:
-        assert reader.version == (2, 7) and reader.read_chunk(0) == b'first'
+        assert reader.version == (3, 7) and reader.read_chunk(0) == b'first'
 
 
 def test_the_layout_is_the_documented_one(tmp_path):
     """Decode a file by hand, as docs/format.md describes it, without the reader."""
     data = _write(tmp_path / 'a.ehc').read_bytes()
     magic, major, minor, header_len, _crc = struct.unpack_from('<8sHHII', data, 0)
-    assert (magic, major, minor) == (b'\x89EHC\r\n\x1a\n', 2, 0)
-    header = json.loads(zlib.decompressobj(-15, DICTIONARY).decompress(data[20:20 + header_len]))
+    assert (magic, major, minor) == (b'\x89EHC\r\n\x1a\n', 3, 0)
+    header = json.loads(zlib.decompressobj(-15, DICTIONARY_3).decompress(data[20:20 + header_len]))
     assert header['format'] == 'enmap-compress'
     index_offset, index_len, index_crc, _trailer_crc, end = struct.unpack_from('<QQII8s', data, len(data) - 32)
     assert end == b'\x89EHCEND\n' and index_offset + index_len == len(data) - 32
-    index = json.loads(zlib.decompressobj(-15, DICTIONARY).decompress(data[index_offset:index_offset + index_len]))
+    index = json.loads(zlib.decompressobj(-15, DICTIONARY_3).decompress(data[index_offset:index_offset + index_len]))
     first = index['chunks'][0]
     record = data[first['offset']:first['offset'] + first['length']]
     assert first['meta'] == {'x': 0} and record == b'\x01\x00first'  # one meta value, x = 0 (zigzag varint 0)
@@ -279,11 +281,28 @@ def test_the_layout_is_the_documented_one(tmp_path):
     assert index['blobs']['mask']['length'] == 3 and zlib.crc32(data[index_offset:-32]) == index_crc
 
 
-def test_the_preset_dictionary_never_changes():
-    """Every 2.x file's header and index inflate with this dictionary: changing it would break them all."""
+def test_the_preset_dictionaries_never_change():
+    """Every 2.x (3.x) file's header and index inflate with this dictionary: changing it would break them all."""
     import hashlib
 
     assert hashlib.sha256(DICTIONARY).hexdigest() == HEADER_DICTIONARY_SHA256
+    assert hashlib.sha256(DICTIONARY_3).hexdigest() == HEADER_DICTIONARY_3_SHA256
+    assert DICTIONARIES == {2: DICTIONARY, 3: DICTIONARY_3}
+
+
+def test_a_2_0_file_still_reads_with_its_own_dictionary(tmp_path):
+    """A 2.x reader would call a 3.x header corrupt, hence the major version; this reader reads both."""
+    header = container.to_json_bytes(HEADER)
+    head, index = container.deflate_json(header, (2, 0)), container.deflate_json(b'{"chunks":[],"footer":{}}', (2, 0))
+    prefix = struct.pack('<8sHHI', container.MAGIC, 2, 0, len(head))
+    data = prefix + struct.pack('<I', zlib.crc32(head, zlib.crc32(prefix[8:16]))) + head + index
+    offset = len(data) - len(index)
+    head_crc = struct.pack('<QQI', offset, len(index), zlib.crc32(index))
+    path = tmp_path / 'v2.ehc'
+    path.write_bytes(data + head_crc + struct.pack('<I', zlib.crc32(head_crc)) + container.END_MAGIC)
+    with EhcReader(path) as reader:
+        assert reader.version == (2, 0) and reader.header == json.loads(header) and reader.chunk_count == 0
+    assert container.deflate_json(header, (2, 0)) != container.deflate_json(header)
 
 
 def test_a_version_1_0_file_still_reads(tmp_path):

@@ -17,7 +17,7 @@ from enmap_compress.plugin.core.codec import compress, decompress
 from enmap_compress.plugin.core.codecheader import MAX_TILE_SIZE
 from enmap_compress.plugin.core.container import EhcReader
 from enmap_compress.plugin.core.errors import FormatError, InputError
-from enmap_compress.plugin.core.headerdict import DICTIONARY
+from enmap_compress.plugin.core.headerdict import DICTIONARIES
 from tools import synthetic
 
 CORPUS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'data', 'corpus')
@@ -327,5 +327,5 @@ def test_the_index_limit_follows_the_tile_count(fresh):
     reader.close()
     data = open(fresh, 'rb').read()
     offset, length = struct.unpack_from('<QQ', data, len(data) - 32)
-    index = zlib.decompressobj(-15, DICTIONARY).decompress(data[offset:offset + length])
+    index = zlib.decompressobj(-15, DICTIONARIES[3]).decompress(data[offset:offset + length])
     assert len(index) < index_limit(checked) < 100_000

@@ -19,7 +19,7 @@ def test_a_band_table_is_restored_exactly_at_its_own_precision(decimals):
     rng = np.random.default_rng(decimals)
     values = np.round(reference + np.cumsum(rng.normal(0, 0.01, reference.size)), decimals)
     packed = rasterheader._pack_table(values, reference)
-    assert isinstance(packed, str) and int(packed[1]) == max(3, decimals)
+    assert isinstance(packed, str) and packed[1] in (str(max(3, decimals)), 's')
     assert rasterheader._unpack_table(packed, reference) == values.tolist()
 
 
