@@ -182,7 +182,9 @@ class Radiometry:
     def to_unit(self, dn):
         """(bands, ...) DN -> float32 reflectance clipped to [0, 1]."""
         if self.is_enmap:
-            return np.clip(dn, 0.0, DN_PEAK) * np.float32(ENMAP_GAIN)
+            unit = np.clip(dn, 0.0, DN_PEAK)
+            unit *= np.float32(ENMAP_GAIN)  # in place: the same products, one tile-sized array fewer
+            return unit
         shape = (-1,) + (1,) * (np.ndim(dn) - 1)
         unit = np.asarray(dn, np.float64) * self.gains.reshape(shape) + self.offsets.reshape(shape)
         return np.clip(unit, 0.0, 1.0).astype(np.float32)

@@ -162,4 +162,5 @@ def output_values(values, dtype, nodata=None, exact=False):
         return np.asarray(values, dtype=dtype)
     info = np.iinfo(dtype)
     low = info.min + 1 if nodata is not None and nodata == info.min and not exact else info.min
-    return np.clip(np.rint(values), low, info.max).astype(dtype)
+    rounded = np.rint(values)
+    return np.clip(rounded, low, info.max, out=rounded).astype(dtype)  # in place: one tile-sized array fewer

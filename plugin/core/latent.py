@@ -174,10 +174,14 @@ class PriorLatentCoder:
         return symbols
 
     def dequantise(self, symbols):
-        latent = symbols.astype(np.float32)
+        """float32 latent of integer symbols; all-zero rows (most of a detail-level latent) stay 0 without a pass."""
+        rows = np.flatnonzero(symbols.any(axis=1))
+        out = np.zeros(symbols.shape, np.float32)
+        latent = symbols[rows].astype(np.float32)
         if self.offset:
             latent = np.copysign(np.maximum(np.abs(latent) - np.float32(self.offset), 0.0), latent)
-        return latent * np.float32(self.step)
+        out[rows] = latent * np.float32(self.step)
+        return out
 
 
 def make_latent_coder(meta, level, steps):

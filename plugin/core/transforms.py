@@ -85,12 +85,15 @@ class SpatialTransform:
     def encode(self, unit, valid, kept):
         if not valid[kept].any():
             return np.zeros((self.channels, 0), np.float32)
-        filled = unit.copy()
-        mean = unit[:, valid].mean(axis=1) if valid.any() else np.zeros(unit.shape[0], np.float32)
-        filled[:, ~valid] = mean[:, None]  # nodata gets a neutral spectrum, not an edge the model must code
+        filled = unit
+        if not valid.all():  # (a tile-sized copy, mean and pad cost as much as the model's run: only when needed)
+            filled = unit.copy()
+            mean = unit[:, valid].mean(axis=1) if valid.any() else np.zeros(unit.shape[0], np.float32)
+            filled[:, ~valid] = mean[:, None]  # nodata gets a neutral spectrum, not an edge the model must code
         height, width = self._padded(unit.shape[1:])
-        padded = np.pad(filled, ((0, 0), (0, height - unit.shape[1]), (0, width - unit.shape[2])), mode='edge')
-        latent = self.runner.run('encoder', padded[None])
+        if (height, width) != unit.shape[1:]:
+            filled = np.pad(filled, ((0, 0), (0, height - unit.shape[1]), (0, width - unit.shape[2])), mode='edge')
+        latent = self.runner.run('encoder', filled[None])
         return latent.reshape(self.channels, -1)
 
     def latent_geometry(self, valid, kept):
@@ -110,8 +113,11 @@ class SpatialTransform:
         shape = [1, *self.dims, height // self.factor, width // self.factor]
         if int(np.prod(shape)) != latent.size:
             raise FormatError('a tile latent does not match the model geometry')
-        cube = self.runner.run('decoder', latent.reshape(shape))[0]
-        return cube[:, :valid.shape[0], :valid.shape[1]][:, kept[0], kept[1]][:, valid[kept]]
+        cube = self.runner.run('decoder', latent.reshape(shape))[0][:, :valid.shape[0], :valid.shape[1]]
+        tile_valid = valid[kept]
+        if tile_valid.all():  # every pixel: the same values in the same order without a masked copy
+            return cube[:, kept[0], kept[1]].reshape(len(cube), -1)
+        return cube[:, kept[0], kept[1]][:, tile_valid]
 
 
 TRANSFORMS = {'pixel': PixelTransform, 'spatial': SpatialTransform}  # by modelmeta.KINDS
