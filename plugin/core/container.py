@@ -45,6 +45,8 @@ RECORDS_SINCE = (1, 1)  # files of this version and later store chunk records, o
 DICTIONARY_SINCE = (2, 0)  # files of this version and later deflate header and index with a preset dictionary
 _PREFIX = struct.Struct('<8sHHII')  # magic, major, minor, header length, header CRC-32
 _TRAILER = struct.Struct('<QQII8s')  # index offset, index length, index CRC-32, trailer CRC-32, end magic
+_SHORT_TRAILER = struct.Struct('<QII8s')  # since 3.0: index length, index CRC-32, trailer CRC-32, end magic
+SHORT_TRAILER_SINCE = (3, 0)  # the index ends where the trailer starts, so its offset need not be stored
 MAX_HEADER_BYTES = 1 << 20  # inflated; a header with every per-band table spelled out takes about 30 KB
 DEFAULT_INDEX_LIMIT = 16 << 20  # inflated index, unless the caller bounds it from the header (the codec does)
 MAX_META_VALUES = 255  # a chunk record: u8 n, n svarints (the meta's integers, keys sorted), then the payload
@@ -143,7 +145,20 @@ def store_json(data: bytes, version: tuple = VERSION) -> bytes:
 
 def fixed_bytes(version: tuple = VERSION) -> int:
     """Bytes of a file of `version` outside its header, payloads and index: the prefix and the trailer."""
-    return _PREFIX.size + _TRAILER.size
+    return _PREFIX.size + _trailer_layout(version).size
+
+
+def _trailer_layout(version: tuple) -> struct.Struct:
+    return _SHORT_TRAILER if tuple(version) >= SHORT_TRAILER_SINCE else _TRAILER
+
+
+def pack_trailer(offset: int, length: int, index_crc: int, version: tuple = VERSION) -> bytes:
+    """The trailer of a file of `version` whose index of `length` bytes starts at `offset`."""
+    if _trailer_layout(version) is _SHORT_TRAILER:
+        head = struct.pack('<QI', length, index_crc)
+    else:
+        head = struct.pack('<QQI', offset, length, index_crc)
+    return head + struct.pack('<I', zlib.crc32(head)) + END_MAGIC
 
 
 def inflate(raw: bytes, limit: int, what: str, path: str, version: tuple = (1, 1)) -> bytes:
@@ -248,8 +263,7 @@ class EhcWriter:
             index_raw = deflate_json(to_json_bytes(index, 'index'))
             offset = self._pos
             self._write(index_raw)
-            head = struct.pack('<QQI', offset, len(index_raw), zlib.crc32(index_raw))
-            self._write(_TRAILER.pack(offset, len(index_raw), zlib.crc32(index_raw), zlib.crc32(head), END_MAGIC))
+            self._write(pack_trailer(offset, len(index_raw), zlib.crc32(index_raw)))
             self._file.flush()
             os.fsync(self._file.fileno())
             self._file.close()
@@ -470,15 +484,18 @@ class EhcReader:
         return (major, minor), header, _PREFIX.size + header_len
 
     def _read_trailer(self, data_start: int) -> tuple:
-        if self._size < data_start + _TRAILER.size:
+        layout = _trailer_layout(self.version)
+        if self._size < data_start + layout.size:
             raise FormatError(f'{self.path} is truncated ({self._size} bytes): it was not written completely')
-        trailer = self._read_at(self._size - _TRAILER.size, _TRAILER.size, 'trailer')
-        offset, length, index_crc, trailer_crc, end = _TRAILER.unpack(trailer)
+        trailer = self._read_at(self._size - layout.size, layout.size, 'trailer')
+        *fields, trailer_crc, end = layout.unpack(trailer)
         if end != END_MAGIC:
             raise FormatError(f'{self.path} is truncated or incomplete (no end marker): it was not written '
                               'completely, or was cut when copied')
-        if zlib.crc32(trailer[:20]) != trailer_crc or offset < data_start or \
-                offset + length != self._size - _TRAILER.size:
+        index_end = self._size - layout.size
+        offset, length, index_crc = fields if layout is _TRAILER else (index_end - fields[0], *fields)
+        if zlib.crc32(trailer[:layout.size - 12]) != trailer_crc or offset < data_start or \
+                offset + length != index_end:
             raise FormatError(f'{self.path}: the trailer is corrupt')
         return offset, length, index_crc
 

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from enmap_compress.plugin.core.headerdict import DICTIONARIES
 
 PREFIX = struct.Struct('<8sHHII')
-TRAILER = struct.Struct('<QQII8s')
+TRAILER = struct.Struct('<QQII8s')  # 1.x, 2.x: index offset, index length, index CRC, trailer CRC, end magic
+SHORT_TRAILER = struct.Struct('<QII8s')  # 3.x: index length, index CRC, trailer CRC, end magic
 MAGIC = b'\x89EHC\r\n\x1a\n'
 END_MAGIC = b'\x89EHCEND\n'
 
@@ -37,6 +38,21 @@ def deflate(data: bytes, version) -> bytes:
         compressor = zlib.compressobj(9, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, DICTIONARIES[version[0]])
         return compressor.compress(data) + compressor.flush()
     return zlib.compress(data, 6)
+
+
+def index_span(data: bytes, version) -> tuple:
+    """(offset, length) of the stored index, as the trailer of a file of `version` gives them."""
+    if tuple(version) >= (3, 0):
+        length = SHORT_TRAILER.unpack_from(data, len(data) - SHORT_TRAILER.size)[0]
+        return len(data) - SHORT_TRAILER.size - length, length
+    return TRAILER.unpack_from(data, len(data) - TRAILER.size)[:2]
+
+
+def trailer(offset: int, index_raw: bytes, version) -> bytes:
+    """The trailer after an index stored at `offset`, with its CRCs."""
+    head = struct.pack('<QI', len(index_raw), zlib.crc32(index_raw)) if tuple(version) >= (3, 0) else \
+        struct.pack('<QQI', offset, len(index_raw), zlib.crc32(index_raw))
+    return head + struct.pack('<I', zlib.crc32(head)) + END_MAGIC
 
 
 def varint(value: int) -> bytes:
@@ -91,7 +107,7 @@ class EhcParts:
         data = open(path, 'rb').read()
         _magic, major, minor, header_len, _crc = PREFIX.unpack_from(data, 0)
         header = _inflate(data[20:20 + header_len], (major, minor))
-        offset, length, _c, _t, _end = TRAILER.unpack_from(data, len(data) - TRAILER.size)
+        offset, length = index_span(data, (major, minor))
         index = _inflate(data[offset:offset + length], (major, minor))
         chunks = []
         for entry in index['chunks']:
@@ -137,8 +153,7 @@ class EhcParts:
             index_raw = deflate(dumps(index) if index_json is None else index_json, (major, minor))
         offset = len(out)
         out += index_raw
-        head = struct.pack('<QQI', offset, len(index_raw), zlib.crc32(index_raw))
-        out += TRAILER.pack(offset, len(index_raw), zlib.crc32(index_raw), zlib.crc32(head), END_MAGIC)
+        out += trailer(offset, index_raw, (major, minor))
         return bytes(out)
 
 

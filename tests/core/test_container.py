@@ -271,14 +271,15 @@ def test_the_layout_is_the_documented_one(tmp_path):
     assert (magic, major, minor) == (b'\x89EHC\r\n\x1a\n', 3, 0)
     header = json.loads(zlib.decompressobj(-15, DICTIONARY_3).decompress(data[20:20 + header_len]))
     assert header['format'] == 'enmap-compress'
-    index_offset, index_len, index_crc, _trailer_crc, end = struct.unpack_from('<QQII8s', data, len(data) - 32)
-    assert end == b'\x89EHCEND\n' and index_offset + index_len == len(data) - 32
+    index_len, index_crc, trailer_crc, end = struct.unpack_from('<QII8s', data, len(data) - 24)
+    assert end == b'\x89EHCEND\n' and trailer_crc == zlib.crc32(data[-24:-12])
+    index_offset = len(data) - 24 - index_len  # 3.x: the index ends where the trailer starts
     index = json.loads(zlib.decompressobj(-15, DICTIONARY_3).decompress(data[index_offset:index_offset + index_len]))
     first = index['chunks'][0]
     record = data[first['offset']:first['offset'] + first['length']]
     assert first['meta'] == {'x': 0} and record == b'\x01\x00first'  # one meta value, x = 0 (zigzag varint 0)
     assert zlib.crc32(record) == first['crc32'] and index['footer'] == {'valid_pixels': 123}
-    assert index['blobs']['mask']['length'] == 3 and zlib.crc32(data[index_offset:-32]) == index_crc
+    assert index['blobs']['mask']['length'] == 3 and zlib.crc32(data[index_offset:-24]) == index_crc
 
 
 def test_the_preset_dictionaries_never_change():
