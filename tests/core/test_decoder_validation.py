@@ -83,6 +83,7 @@ def test_a_chunk_records_its_tile(fresh):
             assert values == [meta['h'], meta['w'], meta['x'], meta['y']] and payload == reader.read_chunk(i)
 
 
+WAVELENGTHS_BAD = 'the header field raster.wavelengths_delta is not a valid band table'
 HEADER_CASES = [
     (('raster', 'width'), '24', 'raster.width'), (('raster', 'width'), -5, 'raster.width'),
     (('raster', 'width'), 10 ** 12, 'raster.width'), (('raster', 'width'), True, 'raster.width'),
@@ -108,6 +109,20 @@ HEADER_CASES = [
     (('codec', 'extra_step_dn'), 7, 'codec.extra_step_dn'), (('codec', 'max_error'), -1, 'codec.max_error'),
     (('codec', 'max_error'), 10 ** 30, 'codec.max_error'), (('codec', 'entropy_coder'), 'zstd', 'codec.entropy_coder'),
     (('format',), 'zip', 'field format'), (('raster',), [], 'raster must be an object'),
+    # the compact forms of 3.x headers
+    (('codec', 'model_sha256'), '0' * 16, 'different version of model'),
+    (('codec', 'model_sha256'), 'g' * 16, 'codec.model_sha256 is not valid'),
+    (('codec', 'model_sha256'), '0' * 17, 'codec.model_sha256 is not valid'),
+    (('raster', 'wavelengths_delta'), '2s' + 'A' * 74, f'hostile.ehc: {WAVELENGTHS_BAD}: it is truncated'),
+    (('raster', 'wavelengths_delta'), '2s' + 'A' * 74 + 'B', WAVELENGTHS_BAD + r': it is corrupt \(more values'),
+    (('raster', 'wavelengths_delta'), '2s' + 'A' * 76, WAVELENGTHS_BAD + r': it is corrupt \(more values'),
+    (('raster', 'wavelengths_delta'), '2s' + 'A' * 74 + '_', f'{WAVELENGTHS_BAD}: it is truncated'),
+    (('raster', 'wavelengths_delta'), '2s' + 'A' * 74 + '_g', f'{WAVELENGTHS_BAD}: it is truncated'),
+    (('raster', 'wavelengths_delta'), '2s' + 'z' * 75, WAVELENGTHS_BAD + r": it is corrupt \(the character 'z'\)"),
+    (('raster', 'fwhm_delta'), '3s' + 'A' * 224, 'raster.fwhm_delta is not a valid band table: it starts with'),
+    (('raster', 'fwhm_delta'), '0x' + 'A' * 224, 'raster.fwhm_delta is not a valid band table: it starts with'),
+    (('raster', 'fwhm_delta'), '0s' + 'A' * 223, 'raster.fwhm_delta is not a valid band table: it has 223'),
+    (('raster', 'geotransform'), [0, 30, 0, 0, 0, '-30'], 'raster.geotransform'),
 ]
 
 

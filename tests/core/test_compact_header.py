@@ -1,0 +1,182 @@
+"""The compact header of 3.x files (docs/format.md, "Compact header"): what it stores in short forms comes back
+exactly (band tables that are not the standard one, CRSs with and without an authority code, geotransforms), the
+short model sha256 still names one decoder, and a 2.x reader refuses the file by its version."""
+import numpy as np
+import pytest
+from osgeo import gdal, osr
+
+from enmap_compress.plugin.core import container, rasterheader
+from enmap_compress.plugin.core.bands import standard_fwhm, standard_wavelengths
+from enmap_compress.plugin.core.codec import compress, decompress
+from enmap_compress.plugin.core.container import EhcReader
+from enmap_compress.plugin.core.enmap import open_spectral
+from enmap_compress.plugin.core.errors import FormatError
+from enmap_compress.plugin.core.rasterheader import unpack_raster
+from tools import synthetic
+
+RNG = np.random.default_rng(14)
+WAVELENGTH_TABLES = {  # as a GeoTIFF states them: text
+    'standard': [f'{w:g}' for w in standard_wavelengths()],
+    'shifted at 6 digits': [f'{w + 0.04 + 2e-4 * i:g}' for i, w in enumerate(standard_wavelengths())],
+    'noisy at 4 decimals': [f'{w + n:.4f}' for w, n in zip(standard_wavelengths(), RNG.normal(0, 0.02, 224))],
+    'recalibrated': [f'{w + 1.5 * np.sin(i / 9):.2f}' for i, w in enumerate(standard_wavelengths())],
+}
+
+
+def _utm33n():
+    srs = osr.SpatialReference()
+    srs.ImportFromEPSG(32633)
+    return srs.ExportToWkt()
+
+
+def _custom_tm():
+    srs = osr.SpatialReference()
+    srs.SetProjCS('custom TM')
+    srs.SetWellKnownGeogCS('WGS84')
+    srs.SetTM(0, 14.1, 0.9996, 500000, 0)
+    return srs.ExportToWkt()
+
+
+CRS_CASES = {  # WKT, what the header stores
+    'EPSG code': (_utm33n(), 'EPSG:32633'),
+    'no authority code': (_custom_tm(), 'wkt'),
+    'none': ('', ''),
+}
+
+
+@pytest.fixture(scope='module')
+def scene(tmp_path_factory):
+    return synthetic.write_scene(str(tmp_path_factory.mktemp('compact') / 'scene.tif'), width=10, height=8, seed=3)
+
+
+def _variant(scene, path, wavelengths=None, fwhm=None, wkt=None, geotransform=None):
+    """A copy of the scene with other band tables, CRS or geotransform."""
+    gdal.Translate(str(path), scene)
+    ds = gdal.Open(str(path), gdal.GA_Update)
+    for i in range(224):
+        band = ds.GetRasterBand(i + 1)
+        if wavelengths is not None:
+            band.SetMetadataItem('wavelength', wavelengths[i])
+        if fwhm is not None:
+            band.SetMetadataItem('fwhm', fwhm[i])
+    if wkt is not None:
+        ds.SetProjection(wkt)
+    if geotransform is not None:
+        ds.SetGeoTransform(geotransform)
+    ds = None
+    return str(path)
+
+
+def _round_trip(source, tmp_path):
+    """(stored raster header, unpacked raster header, the source as read, the decoded GeoTIFF)."""
+    ehc, out = str(tmp_path / 'a.ehc'), str(tmp_path / 'a.tif')
+    compress(source, ehc, 'pca', 3, 'cpu')
+    decompress(ehc, out, 'cpu')
+    with EhcReader(ehc) as reader:
+        stored = reader.header['raster']
+    with open_spectral(source) as raster:
+        read = {'wavelengths': list(raster.wavelengths), 'fwhm': list(raster.fwhm), 'crs_wkt': raster.crs_wkt,
+                'geotransform': list(raster.geotransform), 'band_names': list(raster.band_names)}
+    return stored, unpack_raster(stored), read, gdal.Open(out)
+
+
+@pytest.mark.parametrize('name', WAVELENGTH_TABLES)
+def test_a_band_table_comes_back_exactly_and_never_costs_more_than_in_2_0(scene, tmp_path, name):
+    fwhm = [f'{f * 1.01:.5f}' for f in standard_fwhm()] if name == 'recalibrated' else None
+    source = _variant(scene, tmp_path / 's.tif', WAVELENGTH_TABLES[name], fwhm)
+    stored, unpacked, read, out = _round_trip(source, tmp_path)
+    for key in ('wavelengths', 'fwhm', 'band_names'):
+        assert unpacked[key] == read[key], key
+    for i in (0, 100, 223):  # the GeoTIFF writer states them as before (6 significant digits)
+        band = out.GetRasterBand(i + 1)
+        assert band.GetMetadataItem('wavelength') == f'{read["wavelengths"][i]:.6g}'
+        assert band.GetMetadataItem('fwhm') == f'{read["fwhm"][i]:.6g}'
+    reference = standard_wavelengths()
+    values = np.asarray(read['wavelengths'])
+    old = next(s for e in range(3, 10) for s in [rasterheader._table_strings(values, reference, str(e))[:2]]
+               if s[0] is not None)  # what 2.0 chose from: the fewest decimals, deltas or their differences
+    packed = stored['wavelengths_delta']
+    assert rasterheader._deflated_length(packed) <= min(map(rasterheader._deflated_length, old))
+
+
+@pytest.mark.parametrize('name', WAVELENGTH_TABLES)
+def test_the_shortest_exact_form_is_stored(name):
+    reference = standard_wavelengths()
+    values = np.asarray([float(w) for w in WAVELENGTH_TABLES[name]])
+    fixed = next(f for e in '3456789' for f in [rasterheader._table_strings(values, reference, e)] if f[0])
+    forms = fixed + rasterheader._table_strings(values, reference, 's')
+    exact = [f for f in forms if f is not None]
+    assert all(rasterheader._unpack_table(f, reference) == values.tolist() for f in exact)
+    packed = rasterheader._pack_table(values, reference)
+    assert rasterheader._deflated_length(packed) == min(map(rasterheader._deflated_length, exact))
+    assert (forms[3] is not None) == (name != 'noisy at 4 decimals')  # six significant digits (or fewer): 's'
+
+
+def test_six_significant_digits_of_the_reference():
+    assert rasterheader._band_decimals('s', [418.2, 999.99, 1004.21, 6.99561, 0.5]) == [3, 3, 2, 5, 5]
+    assert rasterheader._band_decimals('4', [418.2, 1004.21]) == [4, 4]
+
+
+@pytest.mark.parametrize('values', [[0] * 7, [1, -1, 0, 2, -2, 0, 1], [0, 0, 5, 0, 0, 0, -100000, 1, 2 ** 40],
+                                    [3], [-1, 1], list(range(-40, 40))])
+def test_packed_digits_round_trip(values):
+    text = rasterheader._packed_digits(values)
+    assert rasterheader._unpacked_digits(text, len(values)) == values
+    if all(-1 <= v <= 1 for v in values):
+        assert len(text) == -(-len(values) // 3)  # three to a character
+
+
+@pytest.mark.parametrize('name', CRS_CASES)
+def test_a_crs_comes_back_exactly_whatever_form_it_is_stored_in(scene, tmp_path, name):
+    wkt, form = CRS_CASES[name]
+    source = _variant(scene, tmp_path / 'c.tif', wkt=wkt)
+    stored, unpacked, read, out = _round_trip(source, tmp_path)
+    assert stored['crs'] == (read['crs_wkt'] if form == 'wkt' else form)
+    assert unpacked['crs_wkt'] == read['crs_wkt'] and out.GetProjection() == read['crs_wkt']
+
+
+def test_a_crs_whose_code_would_not_reproduce_it_is_stored_as_wkt():
+    """(A GeoTIFF states such a CRS by its code anyway; other inputs, ENVI or VRT, keep the WKT.)"""
+    renamed = _utm33n().replace('"WGS 84 / UTM zone 33N"', '"UTM 33N, renamed"')
+    srs = osr.SpatialReference()
+    srs.ImportFromWkt(renamed)
+    assert srs.AutoIdentifyEPSG() == 0 and srs.GetAuthorityCode(None) == '32633'  # the code is found ...
+    assert rasterheader._pack_crs(renamed) == renamed == rasterheader._unpack_crs(renamed)  # ... but not used
+
+
+def test_a_geotransform_comes_back_exactly(scene, tmp_path):
+    geotransform = (365055.5, 29.999999, 0.0, 5809005.0, 0.0, -30.000001)
+    stored, unpacked, read, out = _round_trip(_variant(scene, tmp_path / 'g.tif', geotransform=geotransform), tmp_path)
+    assert stored['geotransform'] == [365055.5, 29.999999, 0, 5809005, 0, -30.000001]  # integral ones as ints
+    assert unpacked['geotransform'] == read['geotransform'] == list(geotransform)
+    assert all(isinstance(v, float) for v in unpacked['geotransform'])
+    assert out.GetGeoTransform() == geotransform
+    assert np.signbit(rasterheader._short_number(-0.0)) and rasterheader._short_number(2.0 ** 60) == 2.0 ** 60
+    assert isinstance(rasterheader._short_number(2.0 ** 60), float)
+
+
+def test_a_new_header_leaves_out_what_the_model_gives_and_the_thread_count(scene, tmp_path):
+    ehc = str(tmp_path / 'v.ehc')
+    compress(scene, ehc, 'pca', 3, 'cpu')
+    with EhcReader(ehc) as reader:
+        assert len(reader.header['codec']['model_sha256']) == 16 and 'step' not in reader.header['codec']
+        assert set(reader.header['device']) == {'used', 'provider'}
+
+
+def test_a_2_x_reader_refuses_a_3_0_file_by_its_version(scene, tmp_path, monkeypatch):
+    ehc = str(tmp_path / 'n.ehc')
+    compress(scene, ehc, 'pca', 3, 'cpu')
+    monkeypatch.setattr(container, 'READ_MAJORS', (1, 2))  # what 0.3.0 reads
+    with pytest.raises(FormatError, match=r'n\.ehc is a version 3\.0 \.ehc file; this EnMAP Compress reads versions '
+                                          r'1\.x, 2\.x only\. Update the plugin to read it\.'):
+        EhcReader(ehc)
+
+
+def test_a_small_file_spends_little_on_its_header(scene, tmp_path):
+    ehc = str(tmp_path / 'h.ehc')
+    compress(scene, ehc, 'pca', 3, 'cpu')
+    with EhcReader(ehc) as reader:
+        header = container.store_json(container.to_json_bytes(reader.header))
+        old = container.store_json(container.to_json_bytes(reader.header), (2, 0))
+    assert len(header) < 110 < len(old)
+    assert container.fixed_bytes() == 44 and container.fixed_bytes((2, 0)) == 52
