@@ -14,6 +14,10 @@ is exact: features are clipped integers, the normal equations are sums of intege
 float64 whatever the summation order or CPU), they are solved with Python floats in a fixed order, and the weights
 are rounded to fixed point; the prediction is then a sum of integer products below 2**53. Layout: docs/format.md,
 "Predicted residuals".
+
+Speed: a band is held in pass order (each pass one contiguous slice), and when every band is exact (lossless
+encoding) the restored residuals are the targets, so all bands are predicted at once in whole-tile array
+operations (which also let tile worker threads run side by side).
 """
 import numpy as np
 
@@ -26,66 +30,137 @@ FIT_SAMPLES = 2048  # pixels of a pass enough to fit its few weights
 FORGET = 0.5  # in the fit, band b - 2 counts half as much as b - 1, b - 3 a quarter, ...
 _DIAGONAL = ((-1, -1), (-1, 1), (1, -1), (1, 1))
 _CROSS = ((-1, 0), (1, 0), (0, -1), (0, 1))
-# the three passes: the (row, column) strided pieces of the tile each covers, and which neighbours it may use
-_PASSES = ((((0, 0),), ()), (((1, 1),), _DIAGONAL), (((0, 1), (1, 0)), _CROSS))
+# the tile's (row, column) parity grids in pass order: (0, 0) is pass 1, (1, 1) pass 2, (0, 1) and (1, 0) pass 3
+_GRIDS = ((0, 0), (1, 1), (0, 1), (1, 0))
 
 
-class _NeighbourSums:
-    """grid -> the sum of grid[y + dy, x + dx] over the offsets at every pixel (zero outside the tile), through
-    one zero-bordered buffer: a few whole-tile additions, whatever the pass."""
+class _Layout:
+    """A tile's pixels in pass order (each parity grid of _GRIDS row-major, one after the other), so that every
+    pass reads and writes one contiguous slice of a band's vector; `grid` is a zero-bordered (h + 2, w + 2)
+    buffer through which neighbour sums are taken as shifted strided views (a few additions per band)."""
 
-    def __init__(self, shape, dtype):
-        self.padded = np.zeros((shape[0] + 2, shape[1] + 2), dtype)
-        self.shape = shape
+    def __init__(self, valid):
+        height, width = self.shape = valid.shape
+        self.pieces, starts = [], [0]
+        for r, c in _GRIDS:
+            rows, cols = (height - r + 1) // 2, (width - c + 1) // 2
+            self.pieces.append((r, c, starts[-1], (rows, cols)))
+            starts.append(starts[-1] + rows * cols)
+        self.passes = (slice(starts[0], starts[1]), slice(starts[1], starts[2]), slice(starts[2], starts[4]))
+        flat = np.arange(valid.size).reshape(valid.shape)
+        order = np.concatenate([flat[r::2, c::2].ravel() for r, c in _GRIDS])  # pass position -> pixel
+        self.full = bool(valid.all())
+        self.keep = valid.ravel()[order]
+        self.counts = [int(np.count_nonzero(self.keep[s])) for s in self.passes]
+        self.valid = None if self.full else valid.ravel()
+        self.grid = np.zeros((height + 2, width + 2), np.int32)
 
-    def __call__(self, grid, offsets):
-        self.padded[1:-1, 1:-1] = grid
-        height, width = self.shape
-        parts = [self.padded[1 + dy:1 + dy + height, 1 + dx:1 + dx + width] for dy, dx in offsets]
-        out = parts[0] + parts[1]
-        for part in parts[2:]:
-            out += part
+    def piece(self, vector, index):
+        r, c, start, shape = self.pieces[index]
+        return vector[..., start:start + shape[0] * shape[1]].reshape(vector.shape[:-1] + shape)
+
+    def to_passes(self, values):
+        """(bands, valid pixels) row-major -> (bands, pixels) int32 in pass order, 0 at invalid pixels."""
+        bands = values.shape[0]
+        grid = values if self.full else np.zeros((bands, self.valid.size), np.int32)
+        if not self.full:
+            grid[:, self.valid] = values
+        grid = grid.reshape((bands,) + self.shape)
+        out = np.empty((bands, self.valid.size if self.valid is not None else grid[0].size), np.int32)
+        for index, (r, c, _, _) in enumerate(self.pieces):
+            self.piece(out, index)[...] = grid[:, r::2, c::2]
         return out
 
+    def from_passes(self, values):
+        """The inverse of to_passes (valid pixels only)."""
+        grid = np.empty((values.shape[0],) + self.shape, values.dtype)
+        for index, (r, c, _, _) in enumerate(self.pieces):
+            grid[:, r::2, c::2] = self.piece(values, index)
+        grid = grid.reshape(values.shape)
+        return grid if self.full else grid[:, self.valid]
 
-def _gather(grid, pieces):
-    """The pieces' pixels of grid, in pass order."""
-    if len(pieces) == 1:
-        r, c = pieces[0]
-        return grid[r::2, c::2].ravel()
-    return np.concatenate([grid[r::2, c::2].ravel() for r, c in pieces])
+    def neighbours(self, index, offsets):
+        """Views of the grid at the given offsets from the pixels of parity grid `index`."""
+        r, c, _, (rows, cols) = self.pieces[index]
+        return [self.grid[1 + r + dy::2, 1 + c + dx::2][:rows, :cols] for dy, dx in offsets]
 
+    def put(self, vector, indices):
+        """Write parity grids of a pass-order vector into the grid."""
+        for index in indices:
+            r, c, _, (rows, cols) = self.pieces[index]
+            self.grid[1 + r::2, 1 + c::2][:rows, :cols] = self.piece(vector, index)
 
-def _scatter(grid, pieces, values):
-    start = 0
-    for r, c in pieces:
-        view = grid[r::2, c::2]
-        view[...] = values[start:start + view.size].reshape(view.shape)
-        start += view.size
+    def sum_into(self, out, indices, offsets):
+        """out (a pass-order vector): the grid's sums over `offsets` at the pixels of parity grids `indices`."""
+        for index in indices:
+            first, *rest = self.neighbours(index, offsets)
+            target = self.piece(out, index)
+            np.add(first, rest[0], out=target)
+            for view in rest[1:]:
+                target += view
+
+    def grid_sums(self, cross, diagonal, values=None):
+        """Cross and diagonal sums at every pixel, in pass order (cross = up + down + left + right, diagonal = the
+        left + right pairs of the rows above and below), of the grid, or of `values` (bands, pixels in pass
+        order) into cross and diagonal of the same shape."""
+        height, width = self.shape
+        if values is None:
+            grid = self.grid
+        else:
+            grid = np.zeros(values.shape[:-1] + (height + 2, width + 2), values.dtype)
+            for index, (r, c, _, (rows, cols)) in enumerate(self.pieces):
+                grid[..., 1 + r::2, 1 + c::2][..., :rows, :cols] = self.piece(values, index)
+        pairs = grid[..., :, :-2] + grid[..., :, 2:]
+        full = np.empty((2,) + grid.shape[:-2] + self.shape, grid.dtype)
+        np.add(grid[..., :-2, 1:-1], grid[..., 2:, 1:-1], out=full[0])
+        full[0] += pairs[..., 1:-1, :]
+        np.add(pairs[..., :-2, :], pairs[..., 2:, :], out=full[1])
+        for index, (r, c, _, _) in enumerate(self.pieces):
+            self.piece(cross, index)[...] = full[0, ..., r::2, c::2]
+            self.piece(diagonal, index)[...] = full[1, ..., r::2, c::2]
 
 
 def _predict(columns, weights):
-    """floor((columns . weights + 2**(SHIFT-1)) / 2**SHIFT) in int32: |column| <= FEATURE_LIMIT and
-    |weight| <= WEIGHT_LIMIT, so no sum of a few terms comes near 2**31."""
+    """floor((columns . weights + 2**(SHIFT-1)) / 2**SHIFT) in int32 (int32 columns): |column| <= FEATURE_LIMIT
+    and |weight| <= WEIGHT_LIMIT, so no sum of a few terms comes near 2**31."""
     total = np.full(columns[0].size, 1 << (SHIFT - 1), np.int32)
+    term = np.empty_like(total)
     for column, weight in zip(columns, weights):
         if weight:
-            total += np.multiply(column, np.int32(weight), dtype=np.int32)
+            total += np.multiply(column, np.int32(weight), out=term)
     total >>= SHIFT  # an arithmetic shift: floor division
     return total
 
 
-def _normal_equations(columns, target, count, memory=None):
+def _normal_equations(columns, target, count, memory=None, keep=None):
     """(gram, right, count) of a least-squares fit, plus FORGET x those of the bands before (`memory`).
     The new sums are exact (integers below 2**53); the rest is Python float arithmetic in a fixed order.
-    Large passes are fitted on every s-th pixel only, s = max(1, pixels // FIT_SAMPLES)."""
-    stride = max(1, target.size // FIT_SAMPLES)
-    picked = np.empty((len(columns) + 1, (target.size + stride - 1) // stride), np.float64)
-    for row, column in zip(picked, columns):
-        row[:] = column[::stride]
-    np.clip(target[::stride], -FEATURE_LIMIT, FEATURE_LIMIT, out=picked[-1], casting='unsafe')
+    Large passes are fitted on every s-th pixel only, s = max(1, pixels // FIT_SAMPLES); `keep`: the pixels'
+    valid flags (the columns count 0 elsewhere), None when all are valid."""
+    picked = _picked(columns, target, keep)
     # one product for all sums: each is of integers below 2**53, so exact in any order (BLAS, FMA)
-    products = (picked[:-1] @ picked.T).tolist()
+    return _remember((picked[:-1] @ picked.T).tolist(), count, memory)
+
+
+def _stride(pixels):
+    return max(1, pixels // FIT_SAMPLES)
+
+
+def _picked(columns, target, keep):
+    """float64 (..., k + 1, samples): the fitted pixels' columns (0 where not kept) and clipped targets; the
+    leading axes, if any, are bands."""
+    stride = _stride(target.shape[-1])
+    picked = np.empty(target.shape[:-1] + (len(columns) + 1, (target.shape[-1] + stride - 1) // stride))
+    for i, column in enumerate(columns):
+        picked[..., i, :] = column[..., ::stride]
+    if keep is not None:
+        picked[..., :-1, :] *= keep[::stride]
+    np.clip(target[..., ::stride], -FEATURE_LIMIT, FEATURE_LIMIT, out=picked[..., -1, :], casting='unsafe')
+    return picked
+
+
+def _remember(products, count, memory):
+    """(gram, right, count) from a fit's products (k rows of k + 1 sums) plus FORGET x `memory`."""
     gram = [row[:-1] for row in products]
     right = [row[-1] for row in products]
     if memory is not None:
@@ -116,21 +191,51 @@ def _solve(gram, right, count):
     return [max(-WEIGHT_LIMIT, min(WEIGHT_LIMIT, round(w * (1 << SHIFT)))) for w in weights]
 
 
-class _Tile:
-    """Where each pass's pixels are: their valid flags and their place among the tile's valid pixels."""
+_CHUNK = 32  # bands predicted at once by the lossless encoder (bounds its int32 temporaries)
 
-    def __init__(self, valid):
-        order = np.full(valid.shape, -1, np.int64)
-        order[valid] = np.arange(int(valid.sum()))
-        self.full = bool(valid.all())
-        self.keep, self.index = [], []
-        for pieces, _ in _PASSES:
-            place = _gather(order, pieces)
-            self.keep.append(place >= 0)
-            self.index.append(place[place >= 0])
 
-    def masked(self, values, keep):
-        return values if self.full else values * keep
+def _exact_encode(layout, targets):
+    """Symbols (pass order) of a tile whose bands are all exact: the restored residuals are the targets
+    themselves, so every band's features, fits and predictions are known at once and are computed for all bands
+    together (the same integers and the same Python-float solves as the band-by-band loop)."""
+    bands, size = targets.shape
+    keep = None if layout.full else layout.keep
+    clipped = np.zeros((bands + 1, size), np.int16)  # row b + 1: band b's features; row 0: the band before band 0
+    np.clip(targets, -VALUE_LIMIT, VALUE_LIMIT, out=clipped[1:], casting='unsafe')
+    cross, diagonal = np.empty_like(clipped), np.empty_like(clipped)
+    for start in range(0, bands + 1, _CHUNK):
+        rows = slice(start, start + _CHUNK)
+        layout.grid_sums(cross[rows], diagonal[rows], clipped[rows])
+    previous = slice(0, bands)
+    columns = []  # per pass: its columns over all bands, in the order of the weights
+    for index, part in enumerate(layout.passes):
+        own = [] if not index else [diagonal[1:, part]] if index == 1 else [cross[1:, part]]
+        columns.append([clipped[previous, part], cross[previous, part]] + own
+                       + ([diagonal[previous, part]] if index == 1 else []))
+    products = []
+    for index, part in enumerate(layout.passes):
+        sums = []
+        for start in range(0, bands, _CHUNK):
+            rows = slice(start, start + _CHUNK)
+            picked = _picked([c[rows] for c in columns[index]], targets[rows, part],
+                             None if keep is None else keep[part])
+            sums.extend((picked[:, :-1] @ picked.transpose(0, 2, 1)).tolist())
+        products.append(sums)
+    weights = [np.zeros((bands, len(c)), np.int32) for c in columns]  # band 0: none fitted yet
+    memory = [None] * 3
+    for band in range(bands - 1):  # the fit so far predicts the next band
+        memory = [_remember(p[band], count, old) for p, count, old in zip(products, layout.counts, memory)]
+        for w, equations in zip(weights, memory):
+            w[band + 1] = _solve(*equations)
+    for index, (part, w) in enumerate(zip(layout.passes, weights)):
+        for start in range(0, bands, _CHUNK):
+            rows = slice(start, start + _CHUNK)
+            total = np.full((min(_CHUNK, bands - start), part.stop - part.start), 1 << (SHIFT - 1), np.int32)
+            for column, weight in zip(columns[index], w[rows].T):
+                total += column[rows] * weight[:, None]
+            total >>= SHIFT
+            targets[rows, part] -= total
+    return targets
 
 
 def code(valid, max_errors, residual=None, symbols=None):
@@ -138,61 +243,58 @@ def code(valid, max_errors, residual=None, symbols=None):
 
     valid: (h, w) mask of the tile (at most MAX_PIXELS); max_errors: (bands,) ints; residual: (bands, N) integer
     d = original - base at the valid pixels (row-major); symbols: (bands, N) int32 coded symbols.
-    Returns (symbols, restored residual (bands, N) int64).
+    Returns (symbols, restored residual (bands, N) int32).
     """
     if valid.size > MAX_PIXELS:
         raise ValueError(f'a tile of {valid.size} pixels is too large for predicted residuals')
     encoding = symbols is None
-    tile = _Tile(valid)
-    bands, pixels = len(max_errors), int(valid.sum())
-    out_symbols = np.zeros((bands, pixels), np.int32) if encoding else symbols
-    restored = np.zeros((bands, pixels), np.int32)
-    # a full tile's rows are its grid in row-major order: passes read and write them through strided views
-    symbol_grids = out_symbols.reshape(bands, *valid.shape) if tile.full else None
-    restored_grids = restored.reshape(bands, *valid.shape) if tile.full else None
-    previous = np.zeros(valid.shape, np.int16)  # restored residuals of the previous band, clipped to VALUE_LIMIT
-    weights = [[0] * size for size in (2, 4, 3)]
-    sums = _NeighbourSums(valid.shape, np.int16)
-    previous_sums = {offsets: np.zeros(valid.shape, np.int16) for offsets in (_CROSS, _DIAGONAL)}
-    memory = [None] * len(_PASSES)
-    target = np.zeros(valid.shape, np.int32)
+    layout = _Layout(valid)
+    bands, size = len(max_errors), valid.size
+    # the targets (encoding: replaced by the symbols, pass by pass) or the symbols (decoding), in pass order
+    given = layout.to_passes(np.asarray(residual if encoding else symbols, np.int32))
+    if encoding and not np.any(max_errors):
+        restored = layout.from_passes(given)
+        return layout.from_passes(_exact_encode(layout, given)), restored
+    restored = np.empty((bands, size), np.int32)
+    keep = None if layout.full else layout.keep
+    # the previous band's restored residuals clipped to VALUE_LIMIT, and their cross and diagonal sums
+    previous, previous_cross, previous_diagonal = (np.zeros(size, np.int32) for _ in range(3))
+    current = np.zeros(size, np.int32)
+    local = np.zeros(size, np.int32)  # sums of the current band's neighbours from earlier passes
+    weights = [[0] * count for count in (2, 4, 3)]
+    memory = [None] * len(layout.passes)
     for band in range(bands):
         bound = int(max_errors[band])
         step = 2 * bound + 1
-        current = restored_grids[band] if tile.full else np.zeros(valid.shape, np.int32)
-        clipped = np.zeros(valid.shape, np.int16)
-        if encoding:
-            target[valid] = residual[band]
         fitted = []
-        for (pieces, offsets), keep, index, w in zip(_PASSES, tile.keep, tile.index, weights):
-            # neighbours in `offsets` lie in earlier passes, all known (invalid pixels hold 0 in both bands)
-            columns = [_gather(previous, pieces), _gather(previous_sums[_CROSS], pieces)]
-            if offsets:
-                columns.append(_gather(sums(clipped, offsets), pieces))
-            if offsets == _DIAGONAL:
-                columns.append(_gather(previous_sums[_DIAGONAL], pieces))
+        for index, (part, w) in enumerate(zip(layout.passes, weights)):
+            # neighbours of the current band lie in earlier passes, all known (invalid pixels hold 0)
+            if index == 1:
+                layout.put(current, (0,))
+                layout.sum_into(local, (1,), _DIAGONAL)
+            elif index == 2:
+                layout.put(current, (1,))
+                layout.sum_into(local, (2, 3), _CROSS)
+            columns = [previous[part], previous_cross[part]] + ([local[part]] if index else []) + (
+                [previous_diagonal[part]] if index == 1 else [])
             prediction = _predict(columns, w)
             if encoding:
-                q = _gather(target, pieces) - prediction
+                q = given[band, part] - prediction
                 if step > 1:
                     q = np.sign(q) * ((np.abs(q) + bound) // step)
-                if tile.full:
-                    _scatter(symbol_grids[band], pieces, q)
-                else:
-                    out_symbols[band, index] = q[keep]
-            elif tile.full:
-                q = _gather(symbol_grids[band], pieces)
+                given[band, part] = q
             else:
-                q = np.zeros(prediction.size, np.int32)
-                q[keep] = out_symbols[band, index]
-            value = tile.masked(prediction + q * step if step > 1 else prediction + q, keep)  # invalid: 0
-            _scatter(current, pieces, value)
-            _scatter(clipped, pieces, np.clip(value, -VALUE_LIMIT, VALUE_LIMIT))
-            fitted.append(([tile.masked(c, keep) for c in columns], value, index.size))
-        if not tile.full:
-            restored[band] = current[valid]
-        memory = [_normal_equations(*fit, old) for fit, old in zip(fitted, memory)]
+                q = given[band, part]
+            value = restored[band, part]
+            np.add(prediction, q * step if step > 1 else q, out=value)
+            if keep is not None:
+                value *= keep[part]  # invalid: 0
+            value.clip(-VALUE_LIMIT, VALUE_LIMIT, out=current[part])
+            fitted.append((columns, value, layout.counts[index]))
+        part_keeps = [None] * 3 if keep is None else [keep[part] for part in layout.passes]
+        memory = [_normal_equations(*fit, old, part_keep) for fit, old, part_keep in zip(fitted, memory, part_keeps)]
         weights = [_solve(*equations) for equations in memory]  # the fit so far predicts the next band
-        previous = clipped
-        previous_sums = {offsets: sums(previous, offsets) for offsets in previous_sums}
-    return out_symbols, restored
+        layout.put(current, (2, 3))
+        layout.grid_sums(previous_cross, previous_diagonal)
+        previous, current = current, previous
+    return (layout.from_passes(given) if encoding else symbols), layout.from_passes(restored)
