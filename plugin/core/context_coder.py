@@ -129,18 +129,21 @@ class ContextLatentCoder(PriorLatentCoder):
         return classes
 
     def _wave(self, level, coded, codes, occupied, deltas, ll_codes, classes):
-        """(component, row, cell) indices of the level's coded symbols and their table codes, grouped by code."""
+        """Flat indices into the symbols (components, 64, cells) of the level's coded symbols and their table
+        codes, grouped by code (a stable sort: raster order within a code)."""
         rows = self.level_rows[level]
         ks, js = np.nonzero(coded[:, rows])
         cells = np.flatnonzero(occupied)
-        if level == 0:
-            table_codes = np.repeat((codes[:, 0] if ll_codes is None else ll_codes)[ks], cells.size)
-        else:
-            table_codes = (codes[ks, js + rows.start][:, None] + deltas[level - 1][classes[ks][:, cells]]).ravel()
+        starts = (ks * 64 + js + rows.start) * occupied.size  # of each coded row
+        if level == 0:  # one code per row: sort the rows, not their symbols (the same order)
+            row_codes = np.clip((codes[:, 0] if ll_codes is None else ll_codes)[ks], -128, 127).astype(np.int16)
+            order = np.argsort(row_codes, kind='stable')
+            flat = (starts[order][:, None] + cells).ravel()
+            return flat, np.repeat(row_codes[order], cells.size)
+        table_codes = (codes[ks, js + rows.start][:, None] + deltas[level - 1][classes[ks][:, cells]]).ravel()
         table_codes = np.clip(table_codes, -128, 127).astype(np.int16)
         order = np.argsort(table_codes, kind='stable')  # a radix sort for 16-bit integers
-        pair, cell = np.divmod(order, cells.size)
-        return (ks[pair], js[pair] + rows.start, cells[cell]), table_codes[order]
+        return (starts[:, None] + cells).ravel()[order], table_codes[order]
 
     @staticmethod
     def _groups(table_codes):
@@ -169,7 +172,11 @@ class ContextLatentCoder(PriorLatentCoder):
         for level in range(LEVELS + 1):
             index, table_codes = self._wave(level, coded, codes, occupied, deltas,
                                             ll_codes if ll_residual is not None else None, classes[level])
-            values = ll_residual[index[0], index[2]] if level == 0 and ll_residual is not None else sym[index]
+            if level == 0 and ll_residual is not None:  # (component, cell) of each LL symbol
+                cells = occupied.size
+                values = ll_residual.reshape(-1)[index // (64 * cells) * cells + index % cells]
+            else:
+                values = sym.reshape(-1)[index]
             for code, start, count in self._groups(table_codes):
                 rows.append(values[start:start + count].astype(np.int32))
                 row_tables.append(_table(int(code), float(self.deadzone)))
@@ -311,7 +318,7 @@ class ContextLatentCoder(PriorLatentCoder):
                 for code, _start, count in self._groups(table_codes):
                     yield _table(int(code), float(self.deadzone)), count
                 if table_codes.size:
-                    sym[index] = np.concatenate(rows[first:])
+                    sym.reshape(-1)[index] = np.concatenate(rows[first:])
                 if level == 0 and ll_codes is not None:
                     ll = _ll_prediction(None, occupied.reshape(grid), sym[:, 0]) * coded[:, :1]
                     if np.abs(ll).max(initial=0) > np.iinfo(np.int32).max:

@@ -86,10 +86,11 @@ class SpatialTransform:
         if not valid[kept].any():
             return np.zeros((self.channels, 0), np.float32)
         filled = unit
-        if not valid.all():  # (a tile-sized copy, mean and pad cost as much as the model's run: only when needed)
-            filled = unit.copy()
+        if not valid.all():  # nodata gets a neutral spectrum, not an edge the model must code
+            # (boolean indexing lays the pixels out band-minor: the mean's float32 sums depend on that order)
             mean = unit[:, valid].mean(axis=1) if valid.any() else np.zeros(unit.shape[0], np.float32)
-            filled[:, ~valid] = mean[:, None]  # nodata gets a neutral spectrum, not an edge the model must code
+            filled = unit.copy()
+            filled[:, ~valid] = mean[:, None]
         height, width = self._padded(unit.shape[1:])
         if (height, width) != unit.shape[1:]:
             filled = np.pad(filled, ((0, 0), (0, height - unit.shape[1]), (0, width - unit.shape[2])), mode='edge')
@@ -117,7 +118,12 @@ class SpatialTransform:
         tile_valid = valid[kept]
         if tile_valid.all():  # every pixel: the same values in the same order without a masked copy
             return cube[:, kept[0], kept[1]].reshape(len(cube), -1)
-        return cube[:, kept[0], kept[1]][:, tile_valid]
+        return _valid_columns(cube[:, kept[0], kept[1]], tile_valid)
+
+
+def _valid_columns(cube, valid):
+    """cube[:, valid] of a (bands, h, w) cube: the same array, several times faster than boolean indexing."""
+    return np.compress(valid.reshape(-1), cube.reshape(len(cube), -1), axis=1)
 
 
 TRANSFORMS = {'pixel': PixelTransform, 'spatial': SpatialTransform}  # by modelmeta.KINDS
