@@ -9,6 +9,7 @@ bpppb counts the whole file over the valid pixels and the HySpecNet bands.
 import argparse
 import copy
 import os
+import shutil
 import struct
 
 from bench.reporting import machine, scratch_dir
@@ -97,9 +98,17 @@ def main(argv=None):
     parser.add_argument('--models', default='rdnet')
     parser.add_argument('--levels', default='1,4,10')
     parser.add_argument('--sizes', default='32,128')
+    parser.add_argument('--keep', action='store_true', help='keep the written files (their folder is printed)')
     args = parser.parse_args(argv)
-    rows = run(args.models.split(','), [int(v) for v in args.levels.split(',')],
-               [int(v) for v in args.sizes.split(',')], scratch_dir('header_overhead'))
+    scratch = scratch_dir('header_overhead')
+    try:
+        rows = run(args.models.split(','), [int(v) for v in args.levels.split(',')],
+                   [int(v) for v in args.sizes.split(',')], scratch)
+    finally:
+        if not args.keep:
+            shutil.rmtree(scratch, ignore_errors=True)
+    if args.keep:
+        print(f'files: {scratch}')
     print(f'machine: {machine()}; bytes per part (header parts: marginal deflated cost)')
     print(table(rows))
 
