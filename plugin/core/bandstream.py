@@ -97,9 +97,10 @@ def _choose(values):
     encoder-side estimate from float64 logs over the scales around every band's moment fit, escapes at 32 bits
     plus their flag; magnitudes beyond CHOICE_REACH count as escapes."""
     bands, samples = values.shape
-    magnitudes = np.abs(values)
-    reach = int(min(magnitudes.max(), CHOICE_REACH)) + 1
-    index = np.minimum(magnitudes, reach) + (reach + 1) * np.arange(bands)[:, None]
+    reach = min(max(-int(values.min()), int(values.max())), CHOICE_REACH) + 1
+    index = np.clip(values, -reach, reach)  # then min(|value|, reach), in place: no tile-sized int64 temporaries
+    np.abs(index, out=index)
+    index += ((reach + 1) * np.arange(bands, dtype=index.dtype))[:, None]
     counts = np.bincount(index.ravel(), minlength=bands * (reach + 1)).reshape(bands, reach + 1)[:, :reach]
     counts = counts.astype(np.float64)
     inside_counts = np.cumsum(counts, axis=1)
@@ -131,15 +132,17 @@ def encode(symbols):
     symbols = np.asarray(symbols)
     if symbols.ndim != 2 or symbols.dtype.kind not in 'iu':
         raise ValueError(f'symbols must be a 2-D integer array, not {symbols.dtype} {symbols.shape}')
-    values = symbols.astype(np.int64)
-    if values.size and (values.min() < -2 ** 31 or values.max() >= 2 ** 31):
+    bands, samples = symbols.shape
+    if symbols.dtype != np.int32 and symbols.size and (int(symbols.min()) < -2 ** 31
+                                                       or int(symbols.max()) >= 2 ** 31):
         raise ValueError('band-coded symbols must lie within the int32 range')
-    bands, samples = values.shape
+    values = symbols.astype(np.int32, copy=False)
     codes = np.zeros(bands, np.uint8)
     shapes = np.zeros(bands, np.uint8)
     live = values.any(axis=1) if samples else np.zeros(bands, bool)
     if live.any():
-        codes[live], shapes[live] = _choose(values[live])
+        codes[live], shapes[live] = _choose(values if live.all() else values[live])
+        peaks = np.maximum(-values.min(axis=1).astype(np.int64), values.max(axis=1))  # largest |value| per band
     coder = entropy.ans_coder()
     escaped = []
     for band in range(bands - 1, -1, -1):  # a stack: the last band goes in first
@@ -147,12 +150,15 @@ def encode(symbols):
             escaped.append(b'')
             continue
         width = half_width(int(codes[band]), int(shapes[band]))
-        index = values[band] + width
-        outside = (index < 0) | (index > 2 * width)
-        index[outside] = 2 * width + 1
-        entropy.push_stream(coder, entropy.index_stream(index.astype(np.int32), table(int(codes[band]),
-                                                                                      int(shapes[band]))))
-        escaped.append(values[band][outside].astype('<i4').tobytes())
+        if peaks[band] <= width:  # nothing to escape: int32 is exact
+            index, outside = values[band] + np.int32(width), None
+        else:
+            index = values[band].astype(np.int64) + width
+            outside = (index < 0) | (index > 2 * width)
+            index[outside] = 2 * width + 1
+            index = index.astype(np.int32)
+        entropy.push_stream(coder, entropy.index_stream(index, table(int(codes[band]), int(shapes[band]))))
+        escaped.append(b'' if outside is None else values[band][outside].astype('<i4').tobytes())
     side = zlib.compress(np.diff(codes, prepend=np.uint8(0)).tobytes() + shapes.tobytes(), 9)
     words = entropy.ans_words(coder)
     return (_HEAD.pack(VERSION, bands, samples) + struct.pack('<II', len(side), len(words)) + side + words
@@ -192,25 +198,26 @@ def _decode(data, shape):
     coder = entropy.ans_coder(words) if words.size else None
     raw = memoryview(data)[words_start + word_length:]
     out = np.zeros((bands, samples), np.int32)
-    position = 0
+    widths = np.zeros(bands, np.int32)
     for band in range(bands):
         code, shape_index = int(codes[band]), int(shapes[band])
         if not code or not samples:
             continue
         if coder is None:
             raise FormatError('a tile\'s band-coded residuals lack their coded data')
-        width = half_width(code, shape_index)
-        row = out[band]
+        widths[band] = half_width(code, shape_index)
         weights = table(code, shape_index)
-        entropy.pop_indices(coder, weights, entropy.index_stream_group(weights.size, samples), row)
-        outside = row == 2 * width + 1
-        row -= width
-        count = int(np.count_nonzero(outside))
-        if count:
-            if position + 4 * count > len(raw):
-                raise FormatError('a tile\'s band-coded residuals are truncated (escaped values)')
-            row[outside] = np.frombuffer(raw[position:position + 4 * count], '<i4')
-            position += 4 * count
+        entropy.pop_indices(coder, weights, entropy.index_stream_group(weights.size, samples), out[band])
+    # table indices -> values for all bands at once; the escape entry 2L + 1 (never hit by an all-zero band)
+    outside = out == np.where(widths > 0, 2 * widths + 1, -1)[:, None]
+    out -= widths[:, None]
+    position = 0
+    for band in np.flatnonzero(outside.any(axis=1)):
+        count = int(np.count_nonzero(outside[band]))
+        if position + 4 * count > len(raw):
+            raise FormatError('a tile\'s band-coded residuals are truncated (escaped values)')
+        out[band][outside[band]] = np.frombuffer(raw[position:position + 4 * count], '<i4')
+        position += 4 * count
     if position != len(raw) or (coder is not None and not coder.is_empty()):
         raise FormatError('a tile\'s band-coded residuals have data left over')
     return out
