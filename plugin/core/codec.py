@@ -410,7 +410,7 @@ def _file_header(raster, codec_info, runner):
     if raster.nodata is None and raster.dtype.kind == 'f':
         packed['fill'] = samples.fill_value(raster.dtype, None)  # NaN; older files meant 0
     return {'format': FORMAT_NAME, 'raster': packed, 'codec': codec_info.to_json(),
-            'device': {'used': runner.choice.device, 'provider': runner.provider},  # threads: same bytes
+            'device': {'used': runner.choice.device, 'provider': runner.provider},  # no chunk byte depends on threads
             'software': software_versions(), 'created': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}
 
 
@@ -497,14 +497,25 @@ def decode_tile(coder, payload, tile, window, dtype, nodata, dead, fill=None):
     """One tile back from its chunk payload: (len(dead), tile.height, tile.width) in canonical order and `dtype`;
     dead bands, bands the file does not restore and invalid pixels hold `fill` (default samples.fill_value:
     nodata, else NaN for floats and 0 for integers), then the tile's sample section is written back."""
+    return _tile_cube(coder, _decoded_tile(coder, payload, tile, window), tile, dtype, nodata, dead, fill)
+
+
+def _decoded_tile(coder, payload, tile, window):
+    """decode_tile's model part: (TileSections, the tile's valid pixels, restored values (bands, valid pixels))."""
     sections = coder.unpack(payload)
     kept = kept_slices(tile, window)
     valid = np.zeros((window.height, window.width), bool)
     valid[kept] = decode_mask(sections.mask, tile.height, tile.width)
-    values = output_values(coder.decode(sections, valid, kept), dtype, nodata, coder.bound is not None)
+    return sections, valid[kept], coder.decode(sections, valid, kept)
+
+
+def _tile_cube(coder, decoded, tile, dtype, nodata, dead, fill=None):
+    """decode_tile's array part: the canonical cube of a _decoded_tile."""
+    sections, tile_valid, values = decoded
+    values = output_values(values, dtype, nodata, coder.bound is not None)
     fill = samples.fill_value(dtype, nodata) if fill is None else fill
     canonical = np.full((len(dead), tile.height, tile.width), fill, values.dtype)
-    _scatter(canonical, coder.bands, valid[kept], values)
+    _scatter(canonical, coder.bands, tile_valid, values)
     canonical[dead] = fill
     if sections.samples is not None:
         samples.restore(canonical, sections.samples)
@@ -542,19 +553,27 @@ def decoded_tiles(reader, coder, raster, workers=0):
             except FormatError as exc:
                 yield index, tile, window, exc
 
-    def decode(item):
-        index, tile, window, payload = item
-        if isinstance(payload, FormatError):
-            raise payload
+    @contextlib.contextmanager
+    def naming(index, tile):
         try:
-            return tile, decode_tile(coder, payload, tile, window, raster['dtype'], raster['nodata'], dead,
-                                     header_fill(raster))
+            yield
         except FormatError as exc:
             if reader.path in str(exc):
                 raise
             raise FormatError(f'{reader.path}: chunk {index} (the tile at {tile.x}, {tile.y}): {exc}') from exc
 
-    yield from ordered_map(decode, chunks(), workers)
+    def decode(item):
+        index, tile, window, payload = item
+        if isinstance(payload, FormatError):
+            raise payload
+        with naming(index, tile):
+            return index, tile, _decoded_tile(coder, payload, tile, window)
+
+    # the model part on the workers, the array part here: this thread would otherwise wait for them
+    for index, tile, decoded in ordered_map(decode, chunks(), workers):
+        with naming(index, tile):
+            cube = _tile_cube(coder, decoded, tile, raster['dtype'], raster['nodata'], dead, header_fill(raster))
+        yield tile, cube
 
 
 def max_chunk_bytes(window):
