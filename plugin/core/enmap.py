@@ -710,8 +710,9 @@ class SpectralRaster:
             raise ValueError(f'Band indices must be 0..{self.band_count - 1}, got {bands!r}.')
         return idx
 
-    def read(self, x, y, width, height, bands=None):
-        """(bands, height, width) array in the native dtype and FILE order; bands = 0-based file indices."""
+    def read(self, x, y, width, height, bands=None, writable=True):
+        """(bands, height, width) array in the native dtype and FILE order; bands = 0-based file indices.
+        writable False: may be a read-only view of GDAL's buffer (saves a copy of what is read)."""
         x, y, width, height = int(x), int(y), int(width), int(height)
         self._check_window(x, y, width, height)
         idx = self._band_list(bands)
@@ -726,11 +727,11 @@ class SpectralRaster:
             raise InputError(f'Reading {self.gdal_path} failed ({exc}); the file may be truncated or damaged.') \
                 from None
         cube = np.frombuffer(buf, dtype=self.dtype).reshape(idx.size, height, width)
-        return cube if cube.flags.writeable else cube.copy()
+        return cube if cube.flags.writeable or not writable else cube.copy()
 
-    def read_canonical(self, x, y, width, height):
+    def read_canonical(self, x, y, width, height, writable=True):
         """Like read() for all bands, in canonical (ascending-wavelength) order."""
-        return self.read(x, y, width, height, bands=self.canonical_index)
+        return self.read(x, y, width, height, bands=self.canonical_index, writable=writable)
 
     def to_canonical(self, cube):
         """Reorder a (bands, ...) array from file order to canonical order."""

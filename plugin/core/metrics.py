@@ -94,6 +94,10 @@ class _SsimWorkspace:
         rows = _window_sums_into(self.moments[index], size, self.win, 1, self.powers, self.rows)
         return _window_sums_into(self.rows, rows, self.win, self.width, self.powers, self.sums[index])
 
+    def squared_difference(self):
+        """(h, w): (x - y)^2 of the last ssim_sum's bands (the clipped squared error: no second pass for it)."""
+        return self.moments[3].reshape(self.height, self.width)
+
     def ssim_sum(self, x, y, inside):
         """Sum of SSIM over the windows flagged in `inside` (h - win + 1, w - win + 1) of one band pair x, y (h, w)."""
         total, error, total_sq, error_sq = self.moments
@@ -255,9 +259,11 @@ class _BandPass:
         self._add_dn(row, a[kept], b[kept])
         for values in (a, b):
             np.minimum(np.maximum(values, 0.0, out=values), DN_PEAK, out=values)
-        self._add_clipped(a[kept], b[kept])
+        squared = None
         if self.ssim is not None:
             self.sums.ssim_total += self.ssim.ssim_sum(a, b, tile.inside)
+            squared = self.ssim.squared_difference()[kept]
+        self._add_clipped(a[kept], b[kept], squared)
 
     def _add_dn(self, row, a, b):
         """a, b: (h, w) DN of the tile's pixels, unclipped, zero on invalid pixels."""
@@ -280,10 +286,13 @@ class _BandPass:
         counts[limit] -= self.tile.invalid_kept  # the invalid pixels, zeroed in both images, fell into 0 DN
         histogram += counts
 
-    def _add_clipped(self, x, y):
-        """x, y: (h, w) of the tile's pixels, clipped to 0..DN_PEAK."""
-        np.subtract(x, y, out=self.diff)
-        self._add_product(1, self.diff, self.diff)
+    def _add_clipped(self, x, y, squared=None):
+        """x, y: (h, w) of the tile's pixels, clipped to 0..DN_PEAK; squared: (x - y)^2 when SSIM has it already."""
+        if squared is None:
+            np.subtract(x, y, out=self.diff)
+            np.multiply(self.diff, self.diff, out=self.scratch)
+            squared = self.scratch
+        self.partial[1] += squared
         self._add_product(2, x, x)
         self._add_product(3, y, y)
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from osgeo import gdal
 
+from enmap_compress.plugin.core import compare as compare_module
 from enmap_compress.plugin.core import enmap
 from enmap_compress.plugin.core.bands import hyspecnet_keep_mask
 from enmap_compress.plugin.core.compare import compare
@@ -63,9 +64,11 @@ def _reference(original, reconstructed):
             'band_rmse': np.sqrt((diff ** 2).mean(axis=1)), 'histogram': _rebinned(hist)}
 
 
-@pytest.mark.parametrize('tile_size', [16, 256])
-def test_metrics_equal_the_whole_image_computation_at_any_tile_size(pair, tile_size):
+@pytest.mark.parametrize('tile_size, by_strips', [(16, True), (256, True), (4, True), (16, False)])
+def test_metrics_equal_the_whole_image_computation_at_any_tile_size(pair, tile_size, by_strips, monkeypatch):
     product, rec = pair
+    if not by_strips:  # too wide for strips: read tile by tile
+        monkeypatch.setattr(compare_module, 'STRIP_BYTES', 0)
     reference = _reference(product.image, rec)
     result = compare(product.folder, rec, tile_size=tile_size, with_report=True)
     for key in ('psnr', 'rmse_dn', 'sa_deg', 'ssim', 'max_abs_error_dn', 'valid_pixels'):
@@ -75,22 +78,50 @@ def test_metrics_equal_the_whole_image_computation_at_any_tile_size(pair, tile_s
     assert (result.report.hist_edges, result.report.hist_counts) == reference['histogram']
 
 
-def test_each_image_is_read_once(pair, monkeypatch):
-    product, rec = pair
-    areas = {}
-    read = enmap.SpectralRaster.read
+def _reads_and_drops(monkeypatch):
+    """Every read (x, y, width, height) and cache drop ('drop') of each raster, in order, by GDAL path."""
+    events = {}
+    read, drop = enmap.SpectralRaster.read, enmap.SpectralRaster.drop_cache
 
-    def counting(self, x, y, width, height, bands=None):
-        areas.setdefault(self.gdal_path, []).append((x, y, width, height))
-        return read(self, x, y, width, height, bands)
+    def counting(self, x, y, width, height, bands=None, writable=True):
+        events.setdefault(self.gdal_path, []).append((x, y, width, height))
+        return read(self, x, y, width, height, bands, writable)
+
+    def dropping(self):
+        events.setdefault(self.gdal_path, []).append('drop')
+        return drop(self)
 
     monkeypatch.setattr(enmap.SpectralRaster, 'read', counting)
+    monkeypatch.setattr(enmap.SpectralRaster, 'drop_cache', dropping)
+    return events
+
+
+def test_each_image_is_read_once(pair, monkeypatch):
+    """Strip by strip: each row read once, but for the 6 SSIM margin rows below a strip, which are read after
+    GDAL's cache was dropped and before the next strip, so GDAL decodes every block once."""
+    product, rec = pair
     with enmap.open_spectral(product.folder) as original:
         dead = original.canonical_dead_bands
-        areas.clear()  # the dead-band scan is the reader's, done once per opened raster
+        events = _reads_and_drops(monkeypatch)  # the dead-band scan is the reader's, done once per opened raster
         compare(original, rec, tile_size=16, dead=dead)
-    assert len(areas) == 2
-    for windows in areas.values():
+    assert len(events) == 2
+    expected = []
+    for y in (0, 16, 32):  # 3 rows of 4 tiles, 45 rows
+        rows = min(16, 45 - y)
+        expected += [(0, y, 61, rows), 'drop'] + ([(0, y + rows, 61, min(6, 45 - y - rows))] if y + rows < 45 else [])
+    for sequence in events.values():
+        assert sequence == expected
+
+
+def test_a_raster_too_wide_for_strips_is_read_tile_by_tile(pair, monkeypatch):
+    product, rec = pair
+    monkeypatch.setattr(compare_module, 'STRIP_BYTES', 61 * 16 * 224 * 2 * 2 - 1)  # one strip of both images
+    with enmap.open_spectral(product.folder) as original:
+        dead = original.canonical_dead_bands
+        events = _reads_and_drops(monkeypatch)
+        compare(original, rec, tile_size=16, dead=dead)
+    for sequence in events.values():
+        windows = [event for event in sequence if event != 'drop']
         assert len(windows) == 12  # 4 x 3 tiles, one read each
         covered = np.zeros((45, 61), int)
         for x, y, w, h in windows:
@@ -107,7 +138,6 @@ def test_evaluate_opens_the_input_once(pair, tmp_path, monkeypatch):
         opened.append(os.fspath(path))
         return open_spectral(path, *args, **kwargs)
 
-    from enmap_compress.plugin.core import compare as compare_module
     from enmap_compress.plugin.core import evaluate as evaluate_module
     monkeypatch.setattr(evaluate_module, 'open_spectral', counting)
     monkeypatch.setattr(compare_module, 'open_spectral', counting)
