@@ -10,9 +10,11 @@ Attributes of the returned SpectralRaster are in FILE band order; `canonical_ind
 """
 import collections
 import contextlib
+import functools
 import logging
 import os
 import re
+import stat
 import zipfile
 from dataclasses import dataclass
 from typing import Optional
@@ -372,18 +374,30 @@ def _locate_raster(path):
     return located
 
 
-def _product_zip(path):
-    """The product ZIP that a GDAL /vsizip/ path points into; None when it is no /vsizip/ path or the ZIP holds no
-    product (no METADATA.XML). Reads only the ZIP's directory."""
-    match = _VSIZIP_RE.match(path)
-    if not match or not os.path.isfile(match.group(1)):
-        return None
+@functools.lru_cache(maxsize=64)
+def _holds_product(zip_path, modified_ns, size):
+    """Whether the ZIP holds a METADATA.XML, from its directory; cached per path, modification time and size (the
+    dialog and the spectrum tool ask for every layer, often), so a ZIP replaced or rewritten is read again."""
     try:
-        with zipfile.ZipFile(match.group(1)) as archive:
+        with zipfile.ZipFile(zip_path) as archive:
             names = archive.namelist()
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError):
-        return None  # GDAL's own open says what is wrong
-    return match.group(1) if any(_is_metadata_name(os.path.basename(n)) for n in names) else None
+        return False  # GDAL's own open says what is wrong
+    return any(_is_metadata_name(os.path.basename(n)) for n in names)
+
+
+def _product_zip(path):
+    """The product ZIP that a GDAL /vsizip/ path points into; None when it is no /vsizip/ path or the ZIP holds no
+    product (no METADATA.XML). Reads only the ZIP's directory, once while the ZIP is unchanged."""
+    match = _VSIZIP_RE.match(path)
+    if not match:
+        return None
+    try:
+        found = os.stat(match.group(1))
+    except OSError:
+        return None
+    holds = stat.S_ISREG(found.st_mode) and _holds_product(match.group(1), found.st_mtime_ns, found.st_size)
+    return match.group(1) if holds else None
 
 
 def product_source(path):

@@ -97,6 +97,15 @@ def input_path(layer):
     return product_source(layer.source())
 
 
+def _file_state(path):
+    """(modification time, size) of the file at `path`; None when there is none (the text is a list of numbers)."""
+    try:
+        found = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return found.st_mtime_ns, found.st_size
+
+
 def versioned(path, taken):
     """`path` with _2, _3 ... before the extension until none of the files `taken(candidate)` exist."""
     root, ext = os.path.splitext(path)
@@ -125,7 +134,7 @@ class CompressDialog(QDialog):
         self.installer = None
         self.models = installed_models()
         self._inputs = {}  # source -> core InputSummary, read once per layer
-        self._band_limits_checked = {}  # the per-band limits text -> its problem ('' when none)
+        self._band_limits_checked = {}  # (limits text, file state) -> its problem ('' when none)
         self._counting = {}  # source -> the background task counting its valid pixels
         self._auto_output = True
         self._setting_output = False
@@ -328,13 +337,14 @@ class CompressDialog(QDialog):
             return ''
         if not text:
             return 'Give the per-band limits: a CSV file with rows "band,bound" or 224 numbers separated by commas.'
-        if text not in self._band_limits_checked:
+        key = (text, _file_state(text))  # a CSV edited or replaced while the dialog is open is checked again
+        if key not in self._band_limits_checked:
             try:
                 bounds.error_bound(band_max_errors=text)
-                self._band_limits_checked[text] = ''
+                self._band_limits_checked[key] = ''
             except EnmapCompressError as exc:
-                self._band_limits_checked[text] = f'The per-band limits cannot be used: {exc}'
-        return self._band_limits_checked[text]
+                self._band_limits_checked[key] = f'The per-band limits cannot be used: {exc}'
+        return self._band_limits_checked[key]
 
     def _run_box(self):
         box = QGroupBox('Run')

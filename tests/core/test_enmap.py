@@ -469,6 +469,30 @@ def test_product_source_names_the_zip_a_layer_path_points_into(tmp_path):
     assert product_source(f'/vsizip/{broken}/a.tif') == f'/vsizip/{broken}/a.tif'
 
 
+def test_product_source_reads_the_zip_directory_once_while_the_zip_is_unchanged(tmp_path, monkeypatch):
+    """The dialog and the spectrum tool ask for every layer, often: the directory is read once per ZIP, and again
+    once the ZIP is rewritten (another product saved under the same name)."""
+    from enmap_compress.plugin.core import enmap
+
+    product = synthetic.write_product(str(tmp_path / 'p'), width=12, height=10, seed=3, make_zip=True)
+    layer_path = f'/vsizip/{product.zip}/{product.product_name}/{product.product_name}-SPECTRAL_IMAGE.TIF'
+    opened = []
+    real = zipfile.ZipFile
+
+    def counting(path, *args, **kwargs):
+        opened.append(path)
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(enmap.zipfile, 'ZipFile', counting)
+    assert [enmap.product_source(layer_path) for _ in range(5)] == [product.zip] * 5
+    assert opened == [product.zip]
+    with real(product.zip, 'w') as archive:  # rewritten: no product in it any more
+        archive.writestr('readme.txt', 'not a product')
+    os.utime(product.zip, ns=(0, os.stat(product.zip).st_mtime_ns + 10 ** 9))
+    assert enmap.product_source(layer_path) == layer_path
+    assert opened == [product.zip] * 2
+
+
 def test_reads_survive_gdal_num_threads(tmp_path):
     """GDAL 3.6 segfaults on band-subset reads of uncompressed GeoTIFFs with GDAL_NUM_THREADS set; the reader
     must not (run in a subprocess, since the failure is a crash)."""

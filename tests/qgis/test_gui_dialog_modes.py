@@ -334,6 +334,25 @@ def test_per_band_limits_are_checked_before_run_with_one_message(dialog):
     assert 'within the limit of its band' in dialog.expected_label.text()
 
 
+def test_a_per_band_csv_changed_while_the_dialog_is_open_is_checked_again(dialog, tmp_path, monkeypatch):
+    from enmap_compress.plugin.gui import dialog as dialog_module
+
+    checks = []
+    check = dialog_module.bounds.error_bound
+    monkeypatch.setattr(dialog_module.bounds, 'error_bound', lambda **kw: checks.append(kw) or check(**kw))
+    csv = tmp_path / 'limits.csv'
+    csv.write_text('band,bound\n' + ''.join(f'{band},10\n' for band in range(1, 225)))
+    _per_band(dialog, str(csv))
+    assert dialog.band_limits_problem() == '' and dialog.run_button.isEnabled()
+    count = len(checks)
+    assert dialog.band_limits_problem() == '' and len(checks) == count  # unchanged: not read again
+    csv.write_text('band,bound\n1,10\n')  # edited in place: one band left
+    os.utime(csv, ns=(0, os.stat(csv).st_mtime_ns + 10 ** 9))
+    problem = dialog.band_limits_problem()
+    assert problem.startswith('The per-band limits cannot be used: ') and len(checks) == count + 1, problem
+    assert dialog.start() is None and problem in dialog.status_label.text()
+
+
 def test_per_band_limits_are_remembered_and_run_through_processing(plugin, scene_layer, scene, tmp_path):
     limits = [3 if band <= 100 else 40 for band in range(1, 225)]
     csv = tmp_path / 'limits.csv'
