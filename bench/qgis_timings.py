@@ -8,8 +8,9 @@ Every run is a fresh Python process (its own peak RSS from `resource`) on a synt
 progress callback did not move, as a share of the run (timed from the call, after the imports a QGIS session has
 done already); "cancel" asks to stop once evaluate's bar passes 80 % (its comparison pass) and times how long the
 call takes to return. --zip-repeats N then compresses from the unpacked product and from its ZIP N more times,
-alternately, and prints each pair's ratio (on a shared machine one pair says little). Prints a table; a benchmark,
-not a test. Runs against older checkouts too (plain callbacks).
+alternately, and prints each pair's ratio, wall and cpu (on a shared machine one pair says little), with the load
+average seen before each run. Prints a table; a benchmark, not a test. Runs against older checkouts too (plain
+callbacks).
 """
 import argparse
 import functools
@@ -61,8 +62,23 @@ print(json.dumps({'wall': wall, 'cpu': usage.ru_utime + usage.ru_stime, 'peak_mb
 '''
 
 
+LOADS = []  # the 1-minute load average before each run: another process's work inflates both clocks
+
+
+def note_load():
+    if hasattr(os, 'getloadavg'):  # not on Windows
+        LOADS.append(os.getloadavg()[0])
+
+
+def print_load():
+    if LOADS:
+        print(f'load average (1 min) before each run: {min(LOADS):.1f} to {max(LOADS):.1f}, mean '
+              f'{sum(LOADS) / len(LOADS):.1f}, on {os.cpu_count()} CPUs')
+
+
 def run(kind, paths, model, cancel_at=None, timeout=3600):
     arguments = json.dumps({'kind': kind, 'paths': paths, 'model': model, 'cancel_at': cancel_at})
+    note_load()
     proc = subprocess.run([sys.executable, '-c', CHILD, arguments], capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:
         raise RuntimeError(f'{kind} failed:\n{proc.stderr[-3000:]}')
@@ -101,22 +117,24 @@ def measure_size(folder, size, model):
 
 
 def zip_ratios(folder, size, model, repeats):
-    """(unpacked s, ZIP s, ratio) of `repeats` alternating compress runs, wall time."""
+    """(unpacked run, ZIP run) of `repeats` alternating compress runs."""
     unpacked, zipped = product_paths(folder, size)
     pairs = []
     for index in range(repeats):
         output = os.path.join(folder, f'p{size}', f'repeat{index}.ehc')
-        direct = run('compress', {'input': unpacked, 'output': output}, model)['wall']
-        from_zip = run('compress', {'input': zipped, 'output': output}, model)['wall']
-        pairs.append((direct, from_zip, from_zip / direct))
+        direct = run('compress', {'input': unpacked, 'output': output}, model)
+        from_zip = run('compress', {'input': zipped, 'output': output}, model)
+        pairs.append((direct, from_zip))
     return pairs
 
 
 def print_zip_ratios(size, pairs):
-    ratios = sorted(ratio for _, _, ratio in pairs)
-    print(f'{size} x {size}: compress from the ZIP / unpacked, {len(pairs)} alternating pairs: ' +
-          ', '.join(f'{zipped:.1f}/{direct:.1f} s = {ratio:.2f}x' for direct, zipped, ratio in pairs) +
-          f'; median {ratios[len(ratios) // 2]:.2f}x')
+    for clock in ('wall', 'cpu'):
+        ratios = [zipped[clock] / direct[clock] for direct, zipped in pairs]
+        print(f'{size} x {size}: compress from the ZIP / unpacked, {len(pairs)} alternating pairs, {clock}: ' +
+              ', '.join(f'{zipped[clock]:.1f}/{direct[clock]:.1f} s = {ratio:.2f}x'
+                        for (direct, zipped), ratio in zip(pairs, ratios)) +
+              f'; median {sorted(ratios)[len(ratios) // 2]:.2f}x')
 
 
 def print_table(results):
@@ -153,12 +171,13 @@ def main(argv=None):
     finally:
         if not args.folder:
             shutil.rmtree(folder, ignore_errors=True)
+    print_load()
     print_table(results)
     for size, pairs in repeats.items():
         print_zip_ratios(size, pairs)
     if args.json:
         with open(args.json, 'w', encoding='utf-8') as handle:
-            json.dump(results, handle, indent=1)
+            json.dump({'runs': results, 'zip_pairs': repeats, 'loads': LOADS}, handle, indent=1)
 
 
 if __name__ == '__main__':
