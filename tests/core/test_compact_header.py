@@ -180,3 +180,20 @@ def test_a_small_file_spends_little_on_its_header(scene, tmp_path):
         old = container.store_json(container.to_json_bytes(reader.header), (2, 0))
     assert len(header) < 110 < len(old)
     assert container.fixed_bytes() == 44 and container.fixed_bytes((2, 0)) == 52
+
+
+def test_the_writer_keeps_the_shorter_of_two_deflate_strategies(scene, tmp_path):
+    import zlib
+
+    from enmap_compress.plugin.core.headerdict import DICTIONARY_3
+
+    ehc = str(tmp_path / 's.ehc')
+    compress(scene, ehc, 'pca', 3, 'cpu')
+    with EhcReader(ehc) as reader:
+        data = container.to_json_bytes(reader.header)
+    lengths = []
+    for strategy in (zlib.Z_DEFAULT_STRATEGY, zlib.Z_FILTERED):
+        deflater = zlib.compressobj(9, zlib.DEFLATED, -15, 9, strategy, DICTIONARY_3)
+        lengths.append(len(deflater.compress(data) + deflater.flush()))
+    stored = container.deflate_json(data)
+    assert len(stored) == min(lengths) and zlib.decompressobj(-15, DICTIONARY_3).decompress(stored) == data
