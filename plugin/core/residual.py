@@ -252,9 +252,8 @@ def code(valid, max_errors, residual=None, symbols=None):
     bands, size = len(max_errors), valid.size
     # the targets (encoding: replaced by the symbols, pass by pass) or the symbols (decoding), in pass order
     given = layout.to_passes(np.asarray(residual if encoding else symbols, np.int32))
-    if encoding and not np.any(max_errors):
-        restored = layout.from_passes(given)
-        return layout.from_passes(_exact_encode(layout, given)), restored
+    if encoding and not np.any(max_errors):  # lossless: the restored residuals are the targets
+        return layout.from_passes(_exact_encode(layout, given)), np.asarray(residual, np.int32)
     restored = np.empty((bands, size), np.int32)
     keep = None if layout.full else layout.keep
     # the previous band's restored residuals clipped to VALUE_LIMIT, and their cross and diagonal sums
