@@ -64,6 +64,13 @@ def software_versions():
     return versions
 
 
+def creation_time():
+    """The header's UTC time: now, or SOURCE_DATE_EPOCH (seconds) when set, the reproducible-builds convention (the
+    same input and settings then give the same file, byte for byte)."""
+    epoch = os.environ.get('SOURCE_DATE_EPOCH', '').strip()
+    return time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(int(epoch) if epoch.isdigit() else None))
+
+
 # --- the tile coder -----------------------------------------------------------------------------------------
 
 def residual_symbols(residual, max_error):
@@ -197,8 +204,14 @@ class TileCoder:
     def encode(self, dn, valid, kept):
         """TileSections (but samples) of a tile. dn: (224, window) float DN canonical; valid: the window's valid
         pixels; kept: the tile's slices in the window (tiling.kept_slices)."""
-        unit = self.radiometry.to_unit(dn[self.coded])
-        latent = self.transform.encode(unit, valid, kept)
+        return self.encode_latent(self.latent(dn, valid, kept), dn, valid, kept)
+
+    def latent(self, dn, valid, kept):
+        """encode's first part: the model's latent of the tile."""
+        return self.transform.encode(self.radiometry.to_unit(dn[self.coded]), valid, kept)
+
+    def encode_latent(self, latent, dn, valid, kept):
+        """encode's second part: the TileSections from the tile's latent."""
         symbols, latent_bytes = self.latent_coder.encode(latent, self.transform.latent_geometry(valid, kept))
         tile_valid = valid[kept]
         sections = TileSections(encode_mask(tile_valid), latent_bytes)
@@ -411,7 +424,7 @@ def _file_header(raster, codec_info, runner):
         packed['fill'] = samples.fill_value(raster.dtype, None)  # NaN; older files meant 0
     return {'format': FORMAT_NAME, 'raster': packed, 'codec': codec_info.to_json(),
             'device': {'used': runner.choice.device, 'provider': runner.provider},  # no chunk byte depends on threads
-            'software': software_versions(), 'created': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}
+            'software': software_versions(), 'created': creation_time()}
 
 
 def _write_tiles(output, header, raster, coder, tile_size, progress):
@@ -430,15 +443,19 @@ def _write_tiles(output, header, raster, coder, tile_size, progress):
             if tile.x + tile.width >= raster.width:  # a row of tiles read: GDAL need not keep its blocks
                 raster.drop_cache()
 
+    tile_progress.check()
+    workers = tile_workers(coder.runner.threads, coder.transform.window(tiles[0], raster.width, raster.height))
+    split = workers == 1  # one tile worker: it runs the model while this thread codes the latent it made before
+
     def code(item):
         tile, cube, kept = item
         counts = np.zeros(raster.band_count, np.int64)  # per tile: threads never add into one array
-        return (tile, counts, *encode_tile(coder, cube, raster.nodata, dead, kept, band_numbers, counts))
+        part = _tile_latent(coder, cube, raster.nodata, dead, kept, band_numbers, counts)
+        return tile, counts, part if split else _tile_chunk(coder, part, raster.nodata)
 
-    tile_progress.check()
-    workers = tile_workers(coder.runner.threads, coder.transform.window(tiles[0], raster.width, raster.height))
     with EhcWriter(output, header) as writer, contextlib.closing(ordered_map(code, windows(), workers)) as coded:
-        for tile, counts, payload, pixels in tile_progress.each(coded, 'compressing tile {} of {}'):
+        for tile, counts, part in tile_progress.each(coded, 'compressing tile {} of {}'):
+            payload, pixels = _tile_chunk(coder, part, raster.nodata) if split else part
             writer.add_chunk(payload, tile.as_dict())
             count += pixels
             nonfinite += counts
@@ -465,6 +482,11 @@ def encode_tile(coder, cube, nodata, dead, kept, band_numbers=None, nonfinite=No
     tile's sample section. band_numbers: the 1-based band number of each canonical band, for messages; nonfinite:
     an int array per band that counts the non-finite samples kept at valid pixels.
     """
+    return _tile_chunk(coder, _tile_latent(coder, cube, nodata, dead, kept, band_numbers, nonfinite), nodata)
+
+
+def _tile_latent(coder, cube, nodata, dead, kept, band_numbers, nonfinite):
+    """encode_tile's model part: (cube, valid pixels, kept, restored bands, model input, latent)."""
     valid = valid_pixels(cube, nodata, ~dead)
     tile_valid, native = valid[kept], cube[:, kept[0], kept[1]]
     restored = np.zeros(len(dead), bool)
@@ -473,11 +495,19 @@ def encode_tile(coder, cube, nodata, dead, kept, band_numbers=None, nonfinite=No
     if coder.bound is not None:
         samples.check_exact_range(native, restored, tile_valid,
                                   np.arange(1, len(dead) + 1) if band_numbers is None else band_numbers)
-    sections = coder.encode(samples.model_input(cube, valid, dead), valid, kept)
-    positions, values = samples.overrides(native, restored, tile_valid, samples.fill_value(cube.dtype, nodata),
-                                          coder.lossless)
     if nonfinite is not None:
         nonfinite += samples.count_nonfinite(native, tile_valid) * restored
+    dn = samples.model_input(cube, valid, dead)
+    return cube, valid, kept, restored, dn, coder.latent(dn, valid, kept)
+
+
+def _tile_chunk(coder, part, nodata):
+    """encode_tile's coding part: (chunk payload, valid pixels) of a _tile_latent."""
+    cube, valid, kept, restored, dn, latent = part
+    sections = coder.encode_latent(latent, dn, valid, kept)
+    tile_valid, native = valid[kept], cube[:, kept[0], kept[1]]
+    positions, values = samples.overrides(native, restored, tile_valid, samples.fill_value(cube.dtype, nodata),
+                                          coder.lossless)
     if positions.size:
         sections = replace(sections, samples=samples.pack(positions, values, cube.dtype))
     return coder.pack(sections), int(tile_valid.sum())

@@ -197,3 +197,14 @@ def test_the_writer_keeps_the_shorter_of_two_deflate_strategies(scene, tmp_path)
         lengths.append(len(deflater.compress(data) + deflater.flush()))
     stored = container.deflate_json(data)
     assert len(stored) == min(lengths) and zlib.decompressobj(-15, DICTIONARY_3).decompress(stored) == data
+
+
+def test_with_source_date_epoch_the_same_input_gives_the_same_file(scene, tmp_path, monkeypatch):
+    """No header field varies from run to run but the creation time; SOURCE_DATE_EPOCH fixes that too."""
+    monkeypatch.setenv('SOURCE_DATE_EPOCH', '1700000000')
+    first, second = str(tmp_path / '1.ehc'), str(tmp_path / '2.ehc')
+    compress(scene, first, 'pca', 3, 'cpu', threads=1)
+    compress(scene, second, 'pca', 3, 'cpu', threads=2)
+    assert open(first, 'rb').read() == open(second, 'rb').read()
+    with EhcReader(first) as reader:
+        assert reader.header['created'] == '2023-11-14T22:13:20Z'
