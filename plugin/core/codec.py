@@ -47,6 +47,7 @@ CODED_BAND_COUNT = N_HYSPECNET
 DEFAULT_TILE = 256  # pixel models; spatial models bring their own tile size
 BOUNDED_TILE = 128  # the default tile size of error-bounded and lossless files
 PARALLEL_TILE_PIXELS = 144 * 144  # tiles up to this window are coded on every thread (tile_workers)
+DECODE_AHEAD = 3  # tiles decoded ahead of the writing thread (tiling.ordered_map)
 STAGE_SHARE = 0.2  # of a compress run, unpacking a deflated ZIP member takes about this much (measured: 15-25 %)
 
 
@@ -599,8 +600,9 @@ def decoded_tiles(reader, coder, raster, workers=0):
         with naming(index, tile):
             return index, tile, _decoded_tile(coder, payload, tile, window)
 
-    # the model part on the workers, the array part here: this thread would otherwise wait for them
-    for index, tile, decoded in ordered_map(decode, chunks(), workers):
+    # the model part on the workers, the array part here: this thread would otherwise wait for them; 3 tiles read
+    # ahead keep them busy while the GeoTIFF writer compresses a row of blocks (every 5th rdnet tile of 256 px)
+    for index, tile, decoded in ordered_map(decode, chunks(), workers, DECODE_AHEAD):
         with naming(index, tile):
             cube = _tile_cube(coder, decoded, tile, raster['dtype'], raster['nodata'], dead, header_fill(raster))
         yield tile, cube

@@ -55,10 +55,11 @@ def tile_grid(width, height, tile_size):
             for y in range(0, height, tile_size) for x in range(0, width, tile_size)]
 
 
-def ordered_map(work, items, workers):
+def ordered_map(work, items, workers, ahead=1):
     """Yield work(item) for every item, in order. With workers > 0 up to `workers` items are worked on at once in a
     thread pool (numpy, onnxruntime and GDAL release the GIL) while the caller's thread draws the next item from
-    `items` and consumes the finished results: one item is read ahead, so reading, working and writing overlap.
+    `items` and consumes the finished results: `ahead` items are read ahead, so reading, working and writing overlap
+    (more keep the workers busy through a slow step of the caller's, each holding its result meanwhile).
     workers 0: all in the caller's thread, one item after the other.
     Items are drawn in the caller's thread only (a GDAL dataset is never touched from two threads). When the
     caller stops early (an error, a cancel) the items not started are dropped and the running ones finish first."""
@@ -71,7 +72,7 @@ def ordered_map(work, items, workers):
     try:
         for item in items:
             pending.append(pool.submit(work, item))
-            if len(pending) > workers:
+            if len(pending) >= workers + ahead:
                 yield pending.popleft().result()
         while pending:
             yield pending.popleft().result()
