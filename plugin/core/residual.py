@@ -171,12 +171,22 @@ def _remember(products, count, memory):
     return gram, right, count
 
 
+def _left_sum(values):
+    """The plain left-to-right sum from 0 that the built-in sum() gives floats up to Python 3.11. Python 3.12
+    made sum() of floats compensated (Neumaier), so with it the weights, hence the decoded residuals, would
+    depend on the Python version that reads a file."""
+    total = 0
+    for value in values:
+        total += value
+    return total
+
+
 def _solve(gram, right, count):
     """Fixed-point least-squares weights (floats holding integers), computed identically on every machine."""
     k = len(right)
     if count < 4 * k:
         return [0.0] * k
-    ridge = 1.0 + sum(gram[i][i] for i in range(k)) * 1e-4 / k
+    ridge = 1.0 + _left_sum(gram[i][i] for i in range(k)) * 1e-4 / k
     matrix = [row[:] + [right[i]] for i, row in enumerate(gram)]
     for i in range(k):
         matrix[i][i] += ridge  # symmetric positive definite: elimination without pivoting is stable
@@ -187,7 +197,7 @@ def _solve(gram, right, count):
                 matrix[j][m] -= factor * matrix[i][m]
     weights = [0.0] * k
     for i in range(k - 1, -1, -1):
-        weights[i] = (matrix[i][k] - sum(matrix[i][m] * weights[m] for m in range(i + 1, k))) / matrix[i][i]
+        weights[i] = (matrix[i][k] - _left_sum(matrix[i][m] * weights[m] for m in range(i + 1, k))) / matrix[i][i]
     return [max(-WEIGHT_LIMIT, min(WEIGHT_LIMIT, round(w * (1 << SHIFT)))) for w in weights]
 
 

@@ -57,6 +57,22 @@ def test_the_solver_is_plain_python_arithmetic():
     assert all(isinstance(w, int) for w in weights)
 
 
+def test_the_solver_sums_floats_the_same_on_every_python(monkeypatch):
+    """Python 3.12 made the built-in sum() of floats compensated: the solver must not use it, or a file's weights
+    would depend on the Python that reads it."""
+    assert residual._left_sum([0.1] * 10) == 0.9999999999999999  # a plain left fold (compensated: 1.0)
+    assert residual._left_sum([]) == 0
+
+    def no_builtin_sum(*args):
+        raise AssertionError('the solver called the built-in sum()')
+
+    monkeypatch.setattr(residual, 'sum', no_builtin_sum, raising=False)
+    rng = np.random.default_rng(9)
+    columns = [rng.integers(-2000, 2000, 300).astype(np.float64) for _ in range(4)]
+    gram, right, count = residual._normal_equations(columns, columns[0] * 0.7 + columns[2] * 0.3, 300)
+    assert len(residual._solve(gram, right, count)) == 4
+
+
 def test_dead_bands_and_lone_nodata_survive_lossless_and_bounded_coding(tmp_path):
     path = synthetic.write_scene(str(tmp_path / 'd.tif'), width=21, height=19, seed=12)
     ds = gdal.Open(path, gdal.GA_Update)
