@@ -4,6 +4,7 @@ PSNR: the coded bands (the 202 HySpecNet bands less dead ones), DN clipped to 0.
 peak 1, over valid pixels. SA: mean per-pixel spectral angle in degrees on the same values. RMSE and maximum
 absolute error are in DN; the maximum is taken on the unclipped values, so it is an honest worst case.
 """
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Optional
@@ -363,10 +364,55 @@ def tile_errors(original, reconstructed, valid, kept=None, bands=None, hist_limi
     pool, threads: a concurrent.futures executor and how many of its threads share the chunks (numpy runs them
     without the GIL); the sums do not depend on it.
     The clipped values are not scaled to 0..1: SSIM's constants are scaled instead, the sums at the end.
+    Only the box around the kept part's valid pixels is measured (nodata corners of a scene cost nothing): every
+    measure of a pixel outside it is 0, and no SSIM window counted starts there.
     """
     height, width = valid.shape
     kept = kept if kept is not None else (slice(0, height), slice(0, width))
     bands = np.arange(original.shape[0]) if bands is None else np.asarray(bands)
+    box = _valid_box(valid, kept, win)
+    if box is None:
+        return _nothing_valid(valid[kept], bands.size, hist_limit)
+    window, inner, placed = box
+    errors = _measured(original[:, window[0], window[1]], reconstructed[:, window[0], window[1]], bands,
+                       valid[window], inner, win, hist_limit, check, pool, threads)
+    return errors if errors.valid.shape == valid[kept].shape else _placed(errors, valid[kept], placed)
+
+
+def _valid_box(valid, kept, win):
+    """(window, its kept part, where that lies in `kept`) around the valid pixels of `kept` and the win - 1 pixels
+    below and right of them that their SSIM windows reach; None when `kept` has no valid pixel."""
+    in_kept = valid[kept]
+    rows, columns = np.flatnonzero(in_kept.any(axis=1)), np.flatnonzero(in_kept.any(axis=0))
+    if not rows.size:
+        return None
+    first_row, first_column = kept[0].indices(valid.shape[0])[0], kept[1].indices(valid.shape[1])[0]
+    (top, bottom), (left, right) = ((first_row + rows[0], first_row + rows[-1] + 1),
+                                    (first_column + columns[0], first_column + columns[-1] + 1))
+    window = (slice(top, min(valid.shape[0], bottom + win - 1)), slice(left, min(valid.shape[1], right + win - 1)))
+    inner = (slice(0, bottom - top), slice(0, right - left))
+    placed = (slice(rows[0], rows[-1] + 1), slice(columns[0], columns[-1] + 1))
+    return window, inner, placed
+
+
+def _nothing_valid(valid_kept, bands, hist_limit):
+    zeros = np.zeros(valid_kept.shape, np.float64)
+    histogram = None if hist_limit is None else np.zeros(2 * hist_limit + 1, np.int64)
+    return TileErrors(valid_kept, zeros, zeros, zeros, zeros, np.zeros(bands, np.float64), histogram, 0.0, 0, bands)
+
+
+def _placed(errors, valid_kept, placed):
+    """`errors` of a box inside the kept part, as errors of the whole kept part (0 outside the box)."""
+    def grown(values):
+        full = np.zeros(valid_kept.shape, values.dtype)
+        full[placed] = values
+        return full
+
+    return dataclasses.replace(errors, valid=valid_kept, unit_sq=grown(errors.unit_sq), dn_sq=grown(errors.dn_sq),
+                               max_abs_dn=grown(errors.max_abs_dn), angle_deg=grown(errors.angle_deg))
+
+
+def _measured(original, reconstructed, bands, valid, kept, win, hist_limit, check, pool, threads):
     tile = _TilePass(original, reconstructed, bands, valid, kept, win, hist_limit, check)
     starts = list(range(0, bands.size, BAND_CHUNK))
     if pool is not None and threads > 1 and len(starts) > 1:

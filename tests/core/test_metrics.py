@@ -98,3 +98,33 @@ def test_ssim_ignores_windows_touching_invalid_pixels():
     valid[:, :3] = False
     s, n = ssim_sum(x, y, valid=valid)
     assert n == 6 * 3 and s / n == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize('dtype', [np.int16, np.float32])
+def test_only_the_box_around_the_valid_pixels_is_measured(dtype, monkeypatch):
+    """A tile whose valid pixels fill a triangle in one corner (a scene's nodata corner): the measures come from
+    the box around them and its SSIM margin alone, and equal those of the whole tile."""
+    from enmap_compress.plugin.core import metrics
+
+    rng = np.random.default_rng(4)
+    original = rng.integers(0, 9000, (24, 70, 66)).astype(dtype)
+    reconstructed = (original + rng.normal(0, 30, original.shape)).astype(dtype)
+    rows, columns = np.mgrid[:70, :66]
+    valid = (rows > 40) & (columns > 30) & (rows + columns > 90)
+    kept = (slice(0, 64), slice(0, 60))  # 6 px of SSIM margin below and right
+    whole = metrics.tile_errors(original, reconstructed, valid, kept, hist_limit=3000)
+    measured = []
+    real = metrics._TilePass.__post_init__
+    monkeypatch.setattr(metrics._TilePass, '__post_init__',
+                        lambda self: measured.append(self.original.shape) or real(self))
+    boxed = metrics.tile_errors(original, reconstructed, valid, kept, hist_limit=3000)
+    assert measured == [(24, 70 - 41, 66 - 31)]  # the box's rows 41..63 and columns 31..59, and 6 px of margin
+    monkeypatch.setattr(metrics, '_valid_box', lambda valid, kept, win: ((slice(0, 70), slice(0, 66)), kept, kept))
+    full = metrics.tile_errors(original, reconstructed, valid, kept, hist_limit=3000)  # every pixel measured
+    assert boxed.valid.shape == full.valid.shape == (64, 60) and whole.ssim_count == full.ssim_count > 0
+    for name in ('valid', 'unit_sq', 'dn_sq', 'max_abs_dn', 'angle_deg', 'histogram'):
+        assert np.array_equal(getattr(boxed, name), getattr(full, name)), name
+    assert np.allclose(boxed.band_dn_sq, full.band_dn_sq, rtol=1e-6, atol=0)
+    assert boxed.ssim_total == pytest.approx(full.ssim_total, rel=1e-8)
+    nothing = metrics.tile_errors(original, reconstructed, np.zeros_like(valid), kept, hist_limit=3000)
+    assert nothing.ssim_count == 0 and not nothing.dn_sq.any() and not nothing.histogram.any()
