@@ -80,7 +80,8 @@ def verify(path, against=None, device='auto', threads=None, progress=None):
     reader, checked = open_checked(path)  # every header and index field checked first (core/validation.py)
     with reader:
         reader.verify()  # every CRC before any decoding
-        coder, _ = codec.decoder_for(checked.codec, device, threads, checked.raster)
+        coder, _ = codec.decoder_for(checked.codec, device, threads, checked.raster,
+                                     reader.version >= codec.COMPACT_SINCE)
         check_coder(checked, coder, path)
         raster = checked.raster
         steps = Progress(reader.chunk_count, progress)

@@ -27,6 +27,7 @@ from .codecheader import (
     RESIDUAL_PREDICTED,
     CodecInfo,
 )
+from .container import VERSION as CONTAINER_VERSION
 from .container import EhcWriter
 from .context_coder import choose_latent_coder
 from .enmap import SpectralRaster, open_spectral
@@ -35,6 +36,7 @@ from .geotiff import BandInfo, GeoTiffWriter, RasterLayout, output_values
 from .metrics import rate_metrics
 from .outputs import atomic_output, check_writable
 from .prediction import decode_predicted, encode_predicted
+from .prior import compact_stream, expand_stream
 from .rasterheader import pack_raster
 from .runtime import OnnxRunner, default_model_id, find_model, list_models
 from .tilepayload import TileSections, checksum_section, decode_mask, encode_mask, matches_checksum
@@ -48,6 +50,7 @@ DEFAULT_TILE = 256  # pixel models; spatial models bring their own tile size
 BOUNDED_TILE = 128  # the default tile size of error-bounded and lossless files
 PARALLEL_TILE_PIXELS = 144 * 144  # tiles up to this window are coded on every thread (tile_workers)
 DECODE_AHEAD = 3  # tiles decoded ahead of the writing thread (tiling.ordered_map)
+COMPACT_SINCE = (3, 0)  # container versions whose chunk CRC covers compactly framed tiles (TileCoder.compact)
 STAGE_SHARE = 0.2  # of a compress run, unpacking a deflated ZIP member takes about this much (measured: 15-25 %)
 
 
@@ -97,6 +100,7 @@ class TileCoder:
     extra_coder: str = None  # how extra bands are coded: EXTRA_PREDICTED, or EXTRA_SPECTRAL (lossless, since 0.2)
     residual_coder: str = None  # RESIDUAL_PLAIN, RESIDUAL_PREDICTED (absolute bounds, 0.2), bandstream.BAND_CODED
     latent_scheme: str = None  # LATENT_PRIOR, or LATENT_CONTEXT (rdnet files after 0.2.0): context_coder.py
+    compact: bool = False  # tiles framed compactly (tilepayload, prior.compact_stream): only where a CRC covers them
     coded: np.ndarray = field(init=False)
     step: float = field(init=False)
 
@@ -152,11 +156,17 @@ class TileCoder:
                          model_path=package.folder if custom else None, latent_coder=self.latent_scheme)
 
     def pack(self, sections):
-        return tilepayload.pack(sections, self.extended_payload)
+        if self.compact and self.package.meta.entropy_model is not None:  # a learned-prior stream (prior.py)
+            sections = replace(sections, latent=compact_stream(sections.latent))
+        return tilepayload.pack(sections, self.extended_payload, self.compact)
 
     def unpack(self, payload):
-        """The TileSections of a payload of this coder's file (FormatError when it holds others)."""
-        return tilepayload.unpack(payload, self.extra.size > 0, self.bound is not None)
+        """The TileSections of a payload of this coder's file (FormatError when it holds others); a compactly
+        framed one's learned-prior stream expanded to the form the latent coder reads."""
+        sections = tilepayload.unpack(payload, self.extra.size > 0, self.bound is not None, self.compact)
+        if tilepayload.is_compact(payload) and self.package.meta.entropy_model is not None:
+            sections = replace(sections, latent=expand_stream(sections.latent))
+        return sections
 
     def _rows(self):
         return {int(band): row for row, band in enumerate(self.bands)}
@@ -197,7 +207,8 @@ class TileCoder:
         return np.concatenate([self.coded, self.extra]).astype(int)
 
     def _reconstruct(self, symbols, extra_symbols, valid, kept):
-        values = self.radiometry.to_dn(self.transform.decode(self.latent_coder.dequantise(symbols), valid, kept))
+        unit = self.transform.decode(self.latent_coder.dequantise(symbols), valid, kept)  # a fresh array
+        values = self.radiometry.to_dn(unit, out=unit if unit.flags.writeable else None)
         if self.extra.size:
             values = np.concatenate([values, extra_symbols.astype(np.float32) * np.float32(self.extra_step_dn)])
         return np.rint(values) if self.bound is not None else values
@@ -414,7 +425,7 @@ def _encoder(package, quality, runner, raster, bound, tile_size, all_bands):
                                raster.offsets[raster.canonical_index][coded])
     plain = tile_size * tile_size > residual.MAX_PIXELS  # the predicted residual's sums would not stay exact
     return TileCoder(package, quality, runner, extra, max_error, radiometry, bound,
-                     residual_coder=RESIDUAL_PLAIN if plain else None)
+                     residual_coder=RESIDUAL_PLAIN if plain else None, compact=CONTAINER_VERSION >= COMPACT_SINCE)
 
 
 def _file_header(raster, codec_info, runner):
@@ -631,10 +642,10 @@ def find_package(info):
                                  f'(installed: {", ".join(p.model_id for p in list_models()) or "none"})') from None
 
 
-def decoder_for(info, device, threads, raster=None):
+def decoder_for(info, device, threads, raster=None, compact=False):
     """(TileCoder, OnnxRunner) that decode a file with this checked CodecInfo (TileCoder.codec_info, read back) and
     unpacked raster header: the entry point of every decoder (decompress, cli verify, and the Zarr codec, whose
-    chunks have no raster header and EnMAP's scale)."""
+    chunks have no raster header and EnMAP's scale). compact: the file may frame tiles compactly (COMPACT_SINCE)."""
     package = find_package(info)
     if not info.made_with(package.decoder_sha256()):
         raise FormatError(f'this file was made with a different version of model "{package.model_id}" than the '
@@ -644,7 +655,7 @@ def decoder_for(info, device, threads, raster=None):
     bound = info.bound
     coder = TileCoder(package, info.quality, runner, np.asarray(info.extra_bands, int),
                       bound.uniform if bound is not None else None, radiometry, bound, info.extra_coder,
-                      info.residual_coder, info.latent_coder)
+                      info.residual_coder, info.latent_coder, compact)
     return coder, runner
 
 
@@ -660,7 +671,7 @@ def decompress(source, output, device='auto', threads=None, progress=None, is_ca
     check_writable(output)
     reader, checked = open_checked(source)
     with reader:
-        coder, runner = decoder_for(checked.codec, device, threads, checked.raster)
+        coder, runner = decoder_for(checked.codec, device, threads, checked.raster, reader.version >= COMPACT_SINCE)
         check_coder(checked, coder, source)
         tile_progress = Progress(reader.chunk_count, progress, is_cancelled)
         tile_progress.check()

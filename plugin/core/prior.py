@@ -16,6 +16,7 @@ import numpy as np
 
 from .entropy import IndexStream, ans_coder, ans_words, corrupt_stream, cut_tail, pop_indices, push_stream
 from .errors import FormatError
+from .varint import read_uvarint, uvarint
 
 MAGIC = b'EP'
 VERSION = 1  # the per-row prior coder's streams (latent.PriorLatentCoder)
@@ -144,3 +145,28 @@ def decode_groups(data, tables, lengths=None, version=VERSION):
     if len(rows) != count or used != escaped.size or (coder is not None and not coder.is_empty()):
         raise FormatError('a learned-prior latent stream is corrupt (data left over)')
     return rows
+
+
+# --- compact framing (container 3.x files: the chunk CRC covers the stream, so it needs neither magic nor CRC) ----
+def compact_stream(stream):
+    """The compact form of an encode_groups stream (docs/format.md, "Compact framing"): u8 version, varint rows,
+    varint ANS words, the words, then the escaped values (the rest). b'' (a tile without valid pixels) stays b''."""
+    if not stream:
+        return stream
+    _magic, version, count, n_words, _escaped = _HEAD.unpack_from(stream, 0)
+    return bytes([version]) + uvarint(count) + uvarint(n_words) + stream[_HEAD.size:-_CRC.size]
+
+
+def expand_stream(data):
+    """The encode_groups stream whose compact form is `data` (decode_groups reads and checks it), or FormatError
+    when the compact head does not fit the data."""
+    if not data:
+        return data
+    what = 'a learned-prior latent stream'
+    count, pos = read_uvarint(data, 1, what)
+    n_words, pos = read_uvarint(data, pos, what)
+    escaped, rest = divmod(len(data) - pos - 4 * n_words, 4)
+    if escaped < 0 or rest or count >= 1 << 32:
+        raise FormatError(f'{what} has an inconsistent length (compact head)')
+    body = _HEAD.pack(MAGIC, data[0], count, n_words, escaped) + data[pos:]
+    return body + _CRC.pack(zlib.crc32(body))

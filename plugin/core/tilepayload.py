@@ -4,6 +4,10 @@ u8 version, u16 section count, a u32 length per section, then the sections back 
 latent, [extra bands], [residual, checksum], [samples]. Which of the optional ones a tile has follows from its
 file's codec info (TileCoder), except the sample section, which the version states: 2 has none, 3 has one last,
 4 (error bounds other than a plain MAX_ERROR) always has one last, possibly empty.
+
+Compact framing (container 3.x files, whose chunk CRC covers every byte of the payload): one head byte
+COMPACT + 8 * (a sample section follows) + the number of other sections, then the length of every section but the
+last as a varint (varint.py), then the sections; 2 bytes before a lossy tile's mask instead of 11.
 """
 import struct
 import zlib
@@ -12,10 +16,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import FormatError
+from .varint import read_uvarint, uvarint
 
 VERSION = 2  # 2: spatially predicted latent and extra-band sections
 VERSION_SAMPLES = 3  # 3: as 2, plus a last section of samples restored one by one (samples.py)
 VERSION_BOUNDS = 4  # 4: as 3 (the last section may be empty), residuals under codec.error_bound (bounds.py)
+COMPACT = 16  # head bytes 16 ... 31: compact framing (above); 16 + 8 marks a last sample section
+_WITH_SAMPLES = 8
 
 
 @dataclass(frozen=True)
@@ -30,12 +37,16 @@ class TileSections:
     samples: bytes = None  # samples restored one by one (samples.py)
 
 
-def pack(sections, extended=False):
+def pack(sections, extended=False, compact=False):
     """A tile's payload: version 4 when `extended` (a bound other than a plain MAX_ERROR, or a layer coded in a way
     0.1.0 did not know), else version 3 when it has a sample section, else 2; older readers refuse what they
-    cannot decode."""
+    cannot decode. `compact`: the compact framing (a container 3.x file's chunk; `extended` needs no mark there)."""
     parts = [s for s in (sections.mask, sections.latent, sections.extra, sections.residual, sections.checksum)
              if s is not None]
+    if compact:
+        head = COMPACT + len(parts) + (_WITH_SAMPLES if sections.samples else 0)
+        parts += [sections.samples] if sections.samples else []
+        return bytes([head]) + b''.join(uvarint(len(s)) for s in parts[:-1]) + b''.join(parts)
     if extended:
         version, parts = VERSION_BOUNDS, [*parts, sections.samples or b'']
     elif sections.samples is None:
@@ -46,9 +57,15 @@ def pack(sections, extended=False):
     return head + b''.join(parts)
 
 
-def unpack(payload, has_extra, bounded):
-    """TileSections of a payload whose file codes extra bands (`has_extra`) and an error-bound layer (`bounded`)."""
-    parts, samples = _split(payload)
+def is_compact(payload):
+    """Whether a payload is framed compactly (its head byte is COMPACT or more)."""
+    return payload[:1] >= bytes([COMPACT])
+
+
+def unpack(payload, has_extra, bounded, compact=False):
+    """TileSections of a payload whose file codes extra bands (`has_extra`) and an error-bound layer (`bounded`);
+    `compact`: the file may frame its tiles compactly (container 3.x: the chunk CRC covers the payload)."""
+    parts, samples = _split_compact(payload) if compact and is_compact(payload) else _split(payload)
     expected = 2 + has_extra + 2 * bounded
     if len(parts) != expected:
         raise FormatError(f'a tile payload holds {len(parts)} sections; the tiles of this file have {expected}')
@@ -58,6 +75,28 @@ def unpack(payload, has_extra, bounded):
     extra = layers.pop(0) if has_extra else None
     residual, checksum = layers if bounded else (None, None)
     return TileSections(mask, latent, extra, residual, checksum, samples)
+
+
+def _split_compact(payload):
+    """_split of a compactly framed payload."""
+    head = payload[0]
+    count, has_samples = head & (_WITH_SAMPLES - 1), bool(head & _WITH_SAMPLES)
+    if head >= 2 * COMPACT or count < 2:
+        raise FormatError(f'compact tile payload head {head} is not supported; a newer EnMAP Compress wrote this file')
+    lengths, pos = [], 1
+    for _ in range(count + has_samples - 1):
+        length, pos = read_uvarint(payload, pos, 'a tile payload')
+        lengths.append(length)
+    lengths.append(len(payload) - pos - sum(lengths))
+    if lengths[-1] < 0:
+        raise FormatError('a tile payload has an inconsistent length')
+    parts = []
+    for length in lengths:
+        parts.append(payload[pos:pos + length])
+        pos += length
+    if has_samples and not parts[-1]:
+        raise FormatError('a tile payload marks a sample section but holds none')
+    return (parts[:-1], parts[-1]) if has_samples else (parts, None)
 
 
 def _split(payload):

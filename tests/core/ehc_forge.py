@@ -186,18 +186,50 @@ def nested_json(depth: int) -> bytes:
     return b'{"a":' * depth + b'1' + b'}' * depth
 
 
+COMPACT = 16  # head bytes 16 ... 31: a compactly framed payload (3.x files)
+
+
+def uvarint(value: int) -> bytes:
+    """Unsigned LEB128, as docs/format.md describes it."""
+    out = bytearray()
+    while value >= 0x80:
+        out.append(0x80 | (value & 0x7F))
+        value >>= 7
+    return bytes(out + bytes([value]))
+
+
+def read_uvarint(data: bytes, pos: int) -> tuple:
+    value = shift = 0
+    while data[pos] >= 0x80:
+        value |= (data[pos] & 0x7F) << shift
+        pos, shift = pos + 1, shift + 7
+    return value | data[pos] << shift, pos + 1
+
+
 def split_payload(payload: bytes) -> tuple:
-    """(version, sections) of a tile payload: u8 version, u16 count, count u32 lengths, the sections."""
-    version, count = struct.unpack_from('<BH', payload, 0)
-    lengths = struct.unpack_from(f'<{count}I', payload, 3)
-    sections, offset = [], 3 + 4 * count
+    """(version, sections) of a tile payload: u8 version, u16 count, count u32 lengths, the sections; or compactly
+    (version = the head byte COMPACT + 8 * has samples + the other sections' count) varint lengths but the last."""
+    if payload[0] >= COMPACT:
+        lengths, offset = [], 1
+        for _ in range((payload[0] & 7) + (payload[0] >> 3 & 1) - 1):
+            length, offset = read_uvarint(payload, offset)
+            lengths.append(length)
+        lengths.append(len(payload) - offset - sum(lengths))
+    else:
+        count = struct.unpack_from('<H', payload, 1)[0]
+        lengths, offset = struct.unpack_from(f'<{count}I', payload, 3), 3 + 4 * count
+    sections = []
     for length in lengths:
         sections.append(payload[offset:offset + length])
         offset += length
-    return version, sections
+    return payload[0], sections
 
 
 def join_payload(version: int, sections: list) -> bytes:
-    """The tile payload of `split_payload`'s parts."""
+    """The tile payload of `split_payload`'s parts (a compact head's count follows the sections)."""
+    if version >= COMPACT:
+        has_samples = version >> 3 & 1
+        head = COMPACT + 8 * has_samples + (len(sections) - has_samples) % 8
+        return bytes([head]) + b''.join(uvarint(len(s)) for s in sections[:-1]) + b''.join(sections)
     return struct.pack('<BH', version, len(sections)) + b''.join(struct.pack('<I', len(s)) for s in sections) + \
         b''.join(sections)
