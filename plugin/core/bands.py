@@ -189,13 +189,16 @@ class Radiometry:
         unit = np.asarray(dn, np.float64) * self.gains.reshape(shape) + self.offsets.reshape(shape)
         return np.clip(unit, 0.0, 1.0).astype(np.float32)
 
-    def to_dn(self, unit):
-        """(bands, ...) reflectance -> float32 DN."""
+    def to_dn(self, unit, out=None):
+        """(bands, ...) reflectance -> float32 DN; out: a float32 array of its shape for them (may be `unit`)."""
         if self.is_enmap:
-            return unit * np.float32(DN_PEAK)
+            return np.multiply(unit, np.float32(DN_PEAK), out=out)
         shape = (-1,) + (1,) * (np.ndim(unit) - 1)
         dn = (np.asarray(unit, np.float64) - self.offsets.reshape(shape)) / self.gains.reshape(shape)
-        return dn.astype(np.float32)
+        if out is None:
+            return dn.astype(np.float32)
+        out[...] = dn
+        return out
 
 
 def to_hyspecnet(dn_canonical):

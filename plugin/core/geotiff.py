@@ -151,16 +151,17 @@ class GeoTiffWriter:
                 self._release()  # the file's last bytes are written here
 
 
-def output_values(values, dtype, nodata=None, exact=False):
+def output_values(values, dtype, nodata=None, exact=False, overwrite=False):
     """Reconstructed DN (any float array) rounded and clipped into the output type.
 
     Integer outputs never wrap around; a lossy reconstruction never collides with the nodata value, while an
-    `exact` (error-bounded) one keeps every value, nodata samples inside valid pixels included.
+    `exact` (error-bounded) one keeps every value, nodata samples inside valid pixels included. overwrite: the
+    rounding may reuse `values` (a tile-sized array fewer).
     """
     dtype = np.dtype(dtype)
     if dtype.kind not in 'iu':
         return np.asarray(values, dtype=dtype)
     info = np.iinfo(dtype)
     low = info.min + 1 if nodata is not None and nodata == info.min and not exact else info.min
-    rounded = np.rint(values)
+    rounded = np.rint(values, out=values if overwrite and values.flags.writeable else None)
     return np.clip(rounded, low, info.max, out=rounded).astype(dtype)  # in place: one tile-sized array fewer
