@@ -554,7 +554,7 @@ def _decoded_tile(coder, payload, tile, window):
 def _tile_cube(coder, decoded, tile, dtype, nodata, dead, fill=None):
     """decode_tile's array part: the canonical cube of a _decoded_tile."""
     sections, tile_valid, values = decoded
-    values = output_values(values, dtype, nodata, coder.bound is not None)
+    values = output_values(values, dtype, nodata, coder.bound is not None, overwrite=True)
     fill = samples.fill_value(dtype, nodata) if fill is None else fill
     canonical = np.full((len(dead), tile.height, tile.width), fill, values.dtype)
     _scatter(canonical, coder.bands, tile_valid, values)
