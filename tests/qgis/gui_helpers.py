@@ -1,5 +1,8 @@
 """Helpers of the GUI tests (plain functions and constants; the fixtures are in gui_fixtures.py)."""
 import os
+import shutil
+import signal
+import subprocess
 import time
 
 from qgis.core import QgsContrastEnhancement, QgsMultiBandColorRenderer, QgsProject, QgsRasterLayer
@@ -135,3 +138,56 @@ class GuiIface:
     def removeToolBarIcon(self, action):
         self._record('removeToolBarIcon', action)
         return self._iface.removeToolBarIcon(action)
+
+
+QGIS_BIN = '/usr/bin/qgis'
+SYSTEM_PYTHON = '/usr/bin/python3'  # has dbus-python and GLib's bindings (notification_server.py)
+WINDOW_LAUNCHER = '''import os, sys, traceback
+sys.path.insert(0, {folder!r})
+try:
+    import {module}
+    {module}.{function}()
+except Exception:
+    traceback.print_exc()
+    os._exit(4)
+'''
+
+
+def qgis_window_missing(notifications=False):
+    """Why the real QGIS window cannot run here ('' when it can)."""
+    needed = ['xvfb-run'] + (['dbus-run-session'] if notifications else [])
+    if not all(shutil.which(tool) for tool in needed) or not os.path.isfile(QGIS_BIN):
+        return f'needs {", ".join(needed)} and the QGIS application ({QGIS_BIN})'
+    if notifications and subprocess.run([SYSTEM_PYTHON, '-c', 'import dbus, gi'], capture_output=True).returncode:
+        return 'needs dbus-python and gi for the system Python (python3-dbus, python3-gi)'
+    return ''
+
+
+def run_qgis_window(qgis_env_tool, tmp_path, module, function, extra_env, screen='1280x900x24', timeout=240,
+                    notifications=None):
+    """Start the real QGIS application under Xvfb with the plugin enabled in a throw-away profile, running
+    module.function() (a module in tests/qgis) as its --code script; returns (stdout, stderr). notifications: a
+    file that gets each desktop notification QGIS sends, as a JSON line (a private D-Bus session with a server)."""
+    home = tmp_path / 'home'
+    env = qgis_env_tool.qgis_process_env(home)
+    qgis_env_tool.enable_plugin(home, env)
+    env.update({'QT_QPA_PLATFORM': 'xcb', **extra_env})
+    if os.environ.get('ENMAP_COMPRESS_MODELS'):
+        env['ENMAP_COMPRESS_MODELS'] = os.environ['ENMAP_COMPRESS_MODELS']
+    else:
+        env.pop('ENMAP_COMPRESS_MODELS', None)
+    launcher = tmp_path / f'launch_{module}.py'  # QGIS exec()s --code scripts, without __file__
+    launcher.write_text(WINDOW_LAUNCHER.format(folder=os.path.dirname(os.path.abspath(__file__)), module=module,
+                                               function=function), encoding='utf-8')
+    command = ['xvfb-run', '-a', '-s', f'-screen 0 {screen}', QGIS_BIN, '--nologo', '--noversioncheck', '--code',
+               str(launcher)]
+    if notifications is not None:
+        server = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'notification_server.py')
+        command = ['dbus-run-session', '--', SYSTEM_PYTHON, server, str(notifications), '--', *command]
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)  # its own process group: QGIS and Xvfb end together
+    try:
+        return proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        return proc.communicate()

@@ -10,32 +10,20 @@ screenshot and a JSON of what it saw, and quits.
 import json
 import os
 import shutil
-import signal
-import subprocess
 
 import pytest
+from gui_helpers import qgis_window_missing, run_qgis_window
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DOCS_IMG = os.path.join(PROJECT_ROOT, 'docs', 'img')
-QGIS_BIN = '/usr/bin/qgis'
-SCREEN = '1280x900x24'
 TIMEOUT_S = 240
-LAUNCHER = '''import os, sys, traceback
-sys.path.insert(0, {folder!r})
-try:
-    import test_gui_qgis_window
-    test_gui_qgis_window.run_in_qgis()
-except Exception:
-    traceback.print_exc()
-    os._exit(4)
-'''
 
 pytest_plugins = ['gui_fixtures']  # the shared GUI fixtures (tests/qgis is on sys.path)
 
 
 def test_an_ehc_dropped_on_the_real_qgis_window_opens_as_a_layer(installed_model, qgis_env_tool, tmp_path):
-    if not shutil.which('xvfb-run') or not os.path.isfile(QGIS_BIN):
-        pytest.skip('needs xvfb-run and the QGIS application (/usr/bin/qgis)')
+    if qgis_window_missing():
+        pytest.skip(qgis_window_missing())
     from enmap_compress.plugin.core.codec import compress
     from enmap_compress.plugin.core.runtime import default_model_id
     from tools import synthetic
@@ -44,27 +32,11 @@ def test_an_ehc_dropped_on_the_real_qgis_window_opens_as_a_layer(installed_model
     scene = synthetic.write_scene(str(tmp_path / 'ENMAP_L2A_sample.tif'), 320, 240, seed=4)
     ehc = str(tmp_path / f'ENMAP_L2A_sample_{model}_q6.ehc')
     compress(scene, ehc, model, 6, 'cpu')
-    home = tmp_path / 'home'
-    env = qgis_env_tool.qgis_process_env(home)
-    qgis_env_tool.enable_plugin(home, env)
     second = str(tmp_path / 'second_scene.ehc')
     shutil.copyfile(ehc, second)
-    env.update({'QT_QPA_PLATFORM': 'xcb', 'ENMAP_SHOT_EHC': ehc, 'ENMAP_SHOT_EHC2': second,
-                'ENMAP_SHOT_DIR': str(tmp_path),
-                'ENMAP_COMPRESS_MODELS': os.environ.get('ENMAP_COMPRESS_MODELS', '')})
-    if not env['ENMAP_COMPRESS_MODELS']:
-        env.pop('ENMAP_COMPRESS_MODELS')
-    launcher = tmp_path / 'launch.py'  # QGIS exec()s --code scripts, without __file__: import this module instead
-    launcher.write_text(LAUNCHER.format(folder=os.path.dirname(os.path.abspath(__file__))), encoding='utf-8')
-    command = ['xvfb-run', '-a', '-s', f'-screen 0 {SCREEN}', QGIS_BIN, '--nologo', '--noversioncheck', '--code',
-               str(launcher)]
-    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)  # its own process group: QGIS and Xvfb end together
-    try:
-        out, err = proc.communicate(timeout=TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, err = proc.communicate()
+    out, err = run_qgis_window(qgis_env_tool, tmp_path, 'test_gui_qgis_window', 'run_in_qgis',
+                               {'ENMAP_SHOT_EHC': ehc, 'ENMAP_SHOT_EHC2': second, 'ENMAP_SHOT_DIR': str(tmp_path)},
+                               timeout=TIMEOUT_S)
     seen_path, log = tmp_path / 'seen.json', tmp_path / 'steps.log'
     steps = log.read_text(encoding='utf-8') if log.is_file() else ''
     assert seen_path.is_file(), steps + out[-3000:] + err[-3000:]
