@@ -16,7 +16,13 @@ same input, measured once per raster, and reported apart (engineer H is compacti
 
 Datasets, training side only (no held-out tile is read): `tiles` = the nine training tiles, each its own file;
 `mosaics` = three 96 x 32 mosaics of training tiles (the held-out mosaic's shape); `mosaic9` = the nine training
-tiles as one 96 x 96 mosaic; `synthetic` = tools.synthetic's scene (256 x 256, seed 0).
+tiles as one 96 x 96 mosaic; `synthetic` = tools.synthetic's scene (256 x 256, seed 0). `heldout` (each tile its
+own file) and `heldout-mosaic` (96 x 32) are for the one final check of a variant chosen on the others.
+
+Variants: `onnx` (rdnet as it is, always measured: the reference), `klt-K[-bB][-u]` (the file's K leading axes,
+uniform 2^-B quantisation), `ada-T-C` (the axes whose variance exceeds T step^2, each quantised to C step / its
+standard deviation), `auto-T-C` (ada, used only where a per-row Laplace estimate says it saves bits, else rdnet's
+own plus a flag byte). Measured conclusion: see docs/benchmarks.md, "Per-file spectral basis".
 """
 import argparse
 import os
@@ -111,6 +117,31 @@ def file_rotation(y, k, centred=True):
     vectors = vectors[:, np.argsort(values)[::-1][:k]]
     signs = np.sign(vectors[np.argmax(np.abs(vectors), axis=0), np.arange(k)])
     return vectors * signs
+
+
+def file_klt(y):
+    """(eigenvalues per pixel, eigenvectors) of the centred covariance of y (202, N), leading first, each vector's
+    largest entry positive."""
+    x = y - y.mean(axis=1, keepdims=True)
+    values, vectors = np.linalg.eigh(x @ x.T / max(x.shape[1], 1))
+    order = np.argsort(values)[::-1]
+    values, vectors = np.maximum(values[order], 0.0), vectors[:, order]
+    signs = np.sign(vectors[np.argmax(np.abs(vectors), axis=0), np.arange(len(values))])
+    return values, vectors * signs
+
+
+def adaptive_rotation(y, step, threshold, precision):
+    """(decoded basis, bytes): the file's axes whose variance exceeds threshold * step^2, each quantised to the
+    power of two nearest precision * step / sqrt(variance) (an axis error e leaks variance * e^2 into the others;
+    it need not be finer than the step can see), with a byte per axis for its exponent."""
+    values, vectors = file_klt(y)
+    k = int(np.count_nonzero(values > threshold * step * step))
+    if not k:
+        return np.zeros((y.shape[0], 0)), 2
+    exponents = np.clip(np.rint(np.log2(precision * step / np.sqrt(values[:k]))), -14, -2)
+    integers = np.rint(vectors[:, :k] / 2.0 ** exponents).astype(np.int32)
+    data = entropy.encode_channels(integers.T.copy())
+    return orthonormal(integers * 2.0 ** exponents), len(data) + 2 + k
 
 
 def quantised_rotation(rotation, bits):
@@ -225,6 +256,22 @@ def variant(name, learned):
         return lambda coder, unit, valid: (coder.transform, 0)
     if name == 'numpy':
         return lambda coder, unit, valid: (BasisTransform(coder.transform, learned), 0)
+    if name.startswith(('ada-', 'auto-')):
+        threshold, precision = (float(v) for v in name.split('-')[1:3])
+
+        def adaptive(coder, unit, valid):
+            rotation, size = adaptive_rotation(learned_y(coder, learned, unit, valid), coder.step, threshold,
+                                               precision)
+            rotated = BasisTransform(coder.transform, learned, rotation)
+            if name.startswith('ada-'):
+                return rotated, size
+            plain = BasisTransform(coder.transform, learned)
+            whole = (slice(None), slice(None))  # a Case is one tile
+            cost = [estimated_bits(coder, t.encode(unit, valid, whole)) for t in (plain, rotated)]
+            if cost[1] + 8 * size < cost[0]:
+                return rotated, size + 1  # + the flag byte
+            return plain, 1
+        return adaptive
     parts = name.split('-')
     k = int(parts[1])
     bits = next((int(p[1:]) for p in parts[2:] if p.startswith('b')), None)
@@ -240,6 +287,19 @@ def variant(name, learned):
             rotation, size = quantised_rotation(file_rotation(y, k, centred), bits)
         return BasisTransform(coder.transform, learned, rotation), size
     return transform_of
+
+
+def estimated_bits(coder, latent):
+    """Bits of a latent (channels, cells) under one fitted Laplace scale per row at the coder's step and dead zone:
+    the encoder's cheap estimate for choosing a rotation (the context coder's own tables do better on both)."""
+    from enmap_compress.plugin.core.latent import laplace_bits
+
+    inner = coder.latent_coder
+    size = np.abs(inner._quantise(latent * np.float32(1.0 / inner.step))).astype(np.float64)
+    nonzeros = np.count_nonzero(size, axis=1).astype(np.float64)
+    total = size.sum(axis=1)
+    beta = np.maximum(total / size.shape[1], 2.0 ** -30)
+    return float(laplace_bits(size.shape[1] - nonzeros, nonzeros, total - nonzeros, beta, inner.deadzone).sum())
 
 
 def measure(cases, name, learned, levels):
@@ -269,6 +329,10 @@ def datasets(names, scratch):
             out[name] = [stack_rows(rows, os.path.join(scratch, 'mosaic9.tif'))]
         elif name == 'synthetic':
             out[name] = [synthetic_scene(256, 256)]
+        elif name == 'heldout':  # the final check only: never for a choice
+            out[name] = potsdam_tiles(held_out=True)
+        elif name == 'heldout-mosaic':
+            out[name] = [write_mosaic(potsdam_tiles(held_out=True), os.path.join(scratch, 'heldout.tif'))]
         else:
             raise SystemExit(f'unknown dataset {name}')
     return out
@@ -327,7 +391,8 @@ def main(argv=None):
     try:
         for dataset, paths in datasets(args.datasets.split(','), scratch).items():
             cases = [Case(p, package, runner, scratch) for p in paths]
-            results = {name: measure(cases, name, learned, levels) for name in args.variants.split(',')}
+            names = ['onnx'] + [v for v in args.variants.split(',') if v != 'onnx']  # the reference row first
+            results = {name: measure(cases, name, learned, levels) for name in names}
             report(dataset, results, rates)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
