@@ -7,8 +7,9 @@ usage: python -m bench.speed [--models pca,hycot] [--size 1200] [--threads 1,2] 
 Input: a synthetic full-size EnMAP tile (default 1200 x 1200 x 224 int16, tools.synthetic.write_scene, seed 0),
 written once to build/bench/cache/. Each measurement runs in its own Python subprocess (`--worker`), which times only
 the operation (not the interpreter start or imports) and reports its own peak RSS (resource.getrusage(RUSAGE_SELF),
-Linux ru_maxrss) and the RSS right before the operation (imports, onnxruntime and GDAL loaded). GDAL_CACHEMAX=256
-is set for every subprocess.
+Linux ru_maxrss) and the RSS right before the operation (imports, onnxruntime and GDAL loaded), and the CPU time of
+the operation over all its threads (time.process_time; on a shared machine it varies less than the wall time).
+GDAL_CACHEMAX=256 is set for every subprocess.
 
 Operations (MB/s = size x size x 224 x 2 bytes of int16 input / seconds, MB = 10^6 bytes):
 * model compress: codec.compress(tile.tif -> .ehc) at --quality, on --device, with `threads` onnxruntime threads;
@@ -38,8 +39,8 @@ import time
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 BANDS = 224
-FIELDS = ('name', 'op', 'device', 'threads', 'size', 'seconds', 'mb_per_s', 'peak_rss_mb', 'base_rss_mb',
-          'output_bytes', 'bpppb_202', 'note')  # bpppb_202: models only (file bits / (valid px x 202))
+FIELDS = ('name', 'op', 'device', 'threads', 'size', 'seconds', 'mb_per_s', 'cpu_seconds', 'peak_rss_mb',
+          'base_rss_mb', 'output_bytes', 'bpppb_202', 'note')  # bpppb_202: models only (file bits / (valid px x 202))
 ANCHORS = {
     'lerc_zstd': lambda e: ['COMPRESS=LERC_ZSTD', f'MAX_Z_ERROR={e}'],
     'zstd': lambda e: ['COMPRESS=ZSTD', 'PREDICTOR=2'],
@@ -67,7 +68,7 @@ def worker(job):
         onnxruntime()
         find_model(job['name']).meta  # noqa: B018  (load the ONNX metadata before timing)
     base = _rss_mb()
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     if job['kind'] == 'model' and job['op'] == 'compress':
         packed = compress(job['src'], job['dst'], job['name'], job['quality'], job['device'], threads,
                           max_error=job.get('max_error'))
@@ -93,6 +94,8 @@ def worker(job):
     else:
         raise SystemExit(f'unknown job {job}')
     out['seconds'] = time.perf_counter() - started
+    out['cpu_seconds'] = time.process_time() - cpu_started  # every thread of this process (a loaded machine's
+    # wall time depends on the share of the CPU each process gets; its CPU time much less)
     out['peak_rss_mb'] = _rss_mb()
     out['base_rss_mb'] = base
     if job.get('dst') and os.path.exists(job['dst']):
@@ -176,7 +179,8 @@ def run(models=None, size=1200, threads_list=(1, 2), device='cpu', quality=5, an
                 row['mb_per_s'] = raw / result['seconds'] / 1e6
             rows.append(row)
             print(f"  {row['name']:<28} {row['op']:<10} {row['device']} t={row['threads']} "
-                  + (f"{row['seconds']:7.2f} s {row['mb_per_s']:7.1f} MB/s peak RSS {row['peak_rss_mb']:.0f} MB "
+                  + (f"{row['seconds']:7.2f} s {row['mb_per_s']:7.1f} MB/s cpu {row['cpu_seconds']:6.2f} s "
+                     f"peak RSS {row['peak_rss_mb']:.0f} MB "
                      f"(base {row['base_rss_mb']:.0f}) {row['note']}" if row['seconds'] != '' else row['note']),
                   flush=True)
             if job['op'] == 'decompress' and job['dst'] and os.path.exists(job['dst']) and not keep_outputs:
@@ -229,19 +233,19 @@ def _compare_with_baseline(job, digests, note):
 
 
 def table(rows):
-    lines = ['| codec | operation | device | threads | size | seconds | MB/s (int16 input) | peak RSS MB | '
-             'RSS before op MB | output file MB | note |', '|---|---|---|---|---|---|---|---|---|---|---|']
+    lines = ['| codec | operation | device | threads | size | seconds | MB/s (int16 input) | cpu seconds | '
+             'peak RSS MB | RSS before op MB | output file MB | note |', '|---' * 12 + '|']
     for r in rows:
         def f(key, digits, scale=1.0, r=r):
             try:
-                return f'{float(r[key]) * scale:.{digits}f}'
+                return f'{float(r.get(key, "")) * scale:.{digits}f}'
             except (TypeError, ValueError):
                 return ''
         note = r['note']
         if r.get('bpppb_202') not in ('', None):
             note = f"{note}; {float(r['bpppb_202']):.3f} bpppb".lstrip('; ')
         lines.append(f"| {r['name']} | {r['op']} | {r['device']} | {r['threads']} | {r['size']} | {f('seconds', 2)} | "
-                     f"{f('mb_per_s', 1)} | {f('peak_rss_mb', 0)} | {f('base_rss_mb', 0)} | "
+                     f"{f('mb_per_s', 1)} | {f('cpu_seconds', 2)} | {f('peak_rss_mb', 0)} | {f('base_rss_mb', 0)} | "
                      f"{f('output_bytes', 1, 1e-6)} | {note} |")
     return '\n'.join(lines)
 

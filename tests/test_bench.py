@@ -104,6 +104,7 @@ def test_speed_worker_measures_an_anchor(tiny, tmp_path):
     result = speed.measure(job, timeout=120)
     assert 'seconds' in result, json.dumps(result)
     assert result['peak_rss_mb'] >= result['base_rss_mb'] > 0 and result['output_bytes'] > 0
+    assert 0 < result['cpu_seconds'] < result['seconds'] * 64  # all its threads' CPU time
     assert '| gdal_zstd |' in speed.table([dict(dict.fromkeys(speed.FIELDS, ''), name='gdal_zstd', **result)])
 
 
