@@ -47,6 +47,7 @@ _PREFIX = struct.Struct('<8sHHII')  # magic, major, minor, header length, header
 _TRAILER = struct.Struct('<QQII8s')  # index offset, index length, index CRC-32, trailer CRC-32, end magic
 _SHORT_TRAILER = struct.Struct('<QII8s')  # since 3.0: index length, index CRC-32, trailer CRC-32, end magic
 SHORT_TRAILER_SINCE = (3, 0)  # the index ends where the trailer starts, so its offset need not be stored
+DERIVED_ENTRIES_SINCE = (3, 0)  # index entries may leave out an offset and a tile meta the reader derives (_derive)
 MAX_HEADER_BYTES = 1 << 20  # inflated; a header with every per-band table spelled out takes about 30 KB
 DEFAULT_INDEX_LIMIT = 16 << 20  # inflated index, unless the caller bounds it from the header (the codec does)
 MAX_META_VALUES = 255  # a chunk record: u8 n, n svarints (the meta's integers, keys sorted), then the payload
@@ -207,6 +208,7 @@ class EhcWriter:
         if len(header_json) > MAX_HEADER_BYTES:
             raise ValueError(f'the header takes {len(header_json)} bytes; readers accept at most {MAX_HEADER_BYTES}')
         header_raw = deflate_json(header_json)
+        self._header = json.loads(header_json)  # as readers see it: the index leaves out what it derives (grid_meta)
         self._pos, self._done = 0, False
         self._file = self._temp = self._claim = None
         self._claim, self._file = _open_temp(self.path)
@@ -214,6 +216,7 @@ class EhcWriter:
         prefix = _PREFIX.pack(MAGIC, VERSION[0], VERSION[1], len(header_raw), 0)
         crc = zlib.crc32(header_raw, zlib.crc32(prefix[8:16]))
         self._write(_PREFIX.pack(MAGIC, VERSION[0], VERSION[1], len(header_raw), crc) + header_raw)
+        self._data_start = self._pos
 
     def __enter__(self) -> EhcWriter:
         return self
@@ -264,7 +267,8 @@ class EhcWriter:
             self.abort()
             raise TypeError(f'footer_meta must be a dict, got {type(self.footer_meta).__name__}')
         try:
-            index = {'chunks': self._chunks, 'blobs': self._blobs, 'footer': _jsonable(self.footer_meta, 'footer')}
+            chunks = _leave_out_derived(self._chunks, self._header, self._data_start)
+            index = {'chunks': chunks, 'blobs': self._blobs, 'footer': _jsonable(self.footer_meta, 'footer')}
             index_raw = deflate_json(to_json_bytes(index, 'index'))
             offset = self._pos
             self._write(index_raw)
@@ -409,6 +413,8 @@ class EhcReader:
             limit = index_limit(self.header, offset - data_start) if callable(index_limit) else \
                 (DEFAULT_INDEX_LIMIT if index_limit is None else index_limit)
             index = self._read_index(offset, length, index_crc, limit)
+            if self.version >= DERIVED_ENTRIES_SINCE:
+                _derive(index, data_start, self.header)
             self.index_bytes = length  # as stored
             self._chunks, self._blobs, self.footer = _checked_index(index, data_start, offset, self._records,
                                                                     self.path)
@@ -548,6 +554,47 @@ class EhcReader:
         if len(data) != length:  # the file shrank after it was opened
             raise FormatError(f'{self.path} is truncated: the {what} runs past the end of the file')
         return data
+
+
+def grid_meta(header: dict, i: int):
+    """The tile meta {x, y, w, h} of chunk i in a 3.x index entry that leaves it out: tile i of the header's grid
+    (raster.width x raster.height in tiles of codec.tile_size px, row-major from the top left, edge tiles smaller;
+    the codec's tiling.tile_grid), or None when the header states no such grid or tile."""
+    raster, codec = header.get('raster'), header.get('codec')
+    fields = [part.get(key) if isinstance(part, dict) else None
+              for part, key in ((raster, 'width'), (raster, 'height'), (codec, 'tile_size'))]
+    if not all(_is_int(v) and v > 0 for v in fields):
+        return None
+    width, height, size = fields
+    columns = -(-width // size)
+    x, y = i % columns * size, i // columns * size
+    return {'x': x, 'y': y, 'w': min(size, width - x), 'h': min(size, height - y)} if y < height else None
+
+
+def _leave_out_derived(chunks: list, header: dict, start: int) -> list:
+    """Index entries of chunks without what _derive restores: the offset where the chunk before ends (the first:
+    `start`, where the payload area starts) and the meta grid_meta gives."""
+    out, end = [], start
+    for i, entry in enumerate(chunks):
+        out.append({key: value for key, value in entry.items()
+                    if not (key == 'offset' and value == end or key == 'meta' and value == grid_meta(header, i))})
+        end = entry['offset'] + entry['length']
+    return out
+
+
+def _derive(index: dict, data_start: int, header: dict) -> None:
+    """Fill in a 3.x index's chunk entries in place: a missing offset is where the chunk before ends (the first
+    chunk's: data_start), a missing meta grid_meta's. Malformed entries are left for _checked_index to name."""
+    chunks, end = index.get('chunks'), data_start
+    for i, entry in enumerate(chunks if isinstance(chunks, list) else []):
+        if not isinstance(entry, dict):
+            return
+        entry.setdefault('offset', end)
+        if 'meta' not in entry:
+            entry['meta'] = grid_meta(header, i)
+        if not all(_is_int(entry.get(key)) for key in ('offset', 'length')):
+            return
+        end = entry['offset'] + entry['length']
 
 
 def _stored_limit(inflated: int) -> int:

@@ -9,6 +9,7 @@ import zlib
 from dataclasses import dataclass, field
 
 from enmap_compress.plugin.core.headerdict import DICTIONARIES
+from enmap_compress.plugin.core.tiling import tile_grid
 
 PREFIX = struct.Struct('<8sHHII')
 TRAILER = struct.Struct('<QQII8s')  # 1.x, 2.x: index offset, index length, index CRC, trailer CRC, end magic
@@ -50,6 +51,44 @@ def index_span(data: bytes, version) -> tuple:
         length = SHORT_TRAILER.unpack_from(data, len(data) - SHORT_TRAILER.size)[0]
         return len(data) - SHORT_TRAILER.size - length, length
     return TRAILER.unpack_from(data, len(data) - TRAILER.size)[:2]
+
+
+def _grid_metas(header) -> list:
+    """The tile metas a 3.x index leaves out: the header's tile grid, chunk by chunk (none for a grid of a million
+    tiles or more: a crafted header's; no test file has one)."""
+    try:
+        width, height, size = header['raster']['width'], header['raster']['height'], header['codec']['tile_size']
+        if -(-width // size) * -(-height // size) >= 10 ** 6:
+            return []
+        return [tile.as_dict() for tile in tile_grid(width, height, size)]
+    except (KeyError, TypeError, ValueError, ZeroDivisionError):
+        return []
+
+
+def _leave_out_derived(entries: list, header, start: int) -> list:
+    """A 3.x index's chunk entries as the writer stores them: without an offset where the chunk before ends (the
+    first: where the payload area starts) and without a meta that is its tile of the header's grid."""
+    metas, out, end = _grid_metas(header), [], start
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, dict) or not all(type(entry.get(k)) is int for k in ('offset', 'length')):
+            return out + entries[i:]  # readers derive nothing from here on
+        out.append({k: v for k, v in entry.items() if not (k == 'offset' and v == end or
+                                                            k == 'meta' and i < len(metas) and v == metas[i])})
+        end = entry['offset'] + entry['length']
+    return out
+
+
+def read_index(data: bytes, version, header) -> dict:
+    """The index of a file with every chunk entry complete (3.x: the offsets and metas it leaves out put back)."""
+    offset, length = index_span(data, version)
+    index = _inflate(data[offset:offset + length], version)
+    if tuple(version) >= (3, 0):
+        metas, end = _grid_metas(header), PREFIX.size + PREFIX.unpack_from(data, 0)[3]
+        for i, entry in enumerate(index['chunks']):
+            entry.setdefault('offset', end)
+            entry.setdefault('meta', metas[i] if i < len(metas) else None)
+            end = entry['offset'] + entry['length']
+    return index
 
 
 def trailer(offset: int, index_raw: bytes, version) -> bytes:
@@ -111,8 +150,7 @@ class EhcParts:
         data = open(path, 'rb').read()
         _magic, major, minor, header_len, _crc = PREFIX.unpack_from(data, 0)
         header = _inflate(data[20:20 + header_len], (major, minor))
-        offset, length = index_span(data, (major, minor))
-        index = _inflate(data[offset:offset + length], (major, minor))
+        index = read_index(data, (major, minor), header)
         chunks = []
         for entry in index['chunks']:
             stored = data[entry['offset']:entry['offset'] + entry['length']]
@@ -153,6 +191,8 @@ class EhcParts:
         index = copy.deepcopy({'chunks': entries, 'blobs': blobs, 'footer': self.footer, **self.index_extra})
         if index_edit is not None:
             index_edit(index)  # in place
+        if (major, minor) >= (3, 0) and isinstance(index.get('chunks'), list):
+            index['chunks'] = _leave_out_derived(index['chunks'], self.header, PREFIX.size + len(header_raw))
         if index_raw is None:
             index_raw = deflate(dumps(index) if index_json is None else index_json, (major, minor))
         offset = len(out)

@@ -20,7 +20,7 @@ import time
 import zlib
 
 import numpy as np
-from ehc_forge import Chunk, EhcParts, _inflate, index_span, join_payload, nested_json, split_payload, zlib_bomb
+from ehc_forge import Chunk, EhcParts, join_payload, nested_json, read_index, split_payload, zlib_bomb
 
 # type-invalid or out-of-range for every field they may land on (numbers are valid gains and offsets: skipped there)
 HOSTILE = ('x', [], {}, [None], [[[]]], -(10 ** 30), 10 ** 30, 2 ** 64, True, float('nan'), float('-inf'))
@@ -197,8 +197,7 @@ def chunk_cases(parts, rng, count, records):
 def _stored_spans(parts):
     """(start, end) of each stored chunk in parts.build()."""
     data = parts.build()
-    offset, length = index_span(data, parts.version)
-    index = _inflate(data[offset:offset + length], parts.version)
+    index = read_index(data, parts.version, parts.header)
     return [(e['offset'], e['offset'] + e['length']) for e in index['chunks']]
 
 

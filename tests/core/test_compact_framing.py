@@ -2,10 +2,10 @@
 lengths instead of the u8 / u16 / u32 framing, a learned-prior latent stream without magic and CRC. The chunk CRC
 covers every byte that moved out of an inner check; the decoded image is the one the old framing gives."""
 import os
-import sys
 
 import numpy as np
 import pytest
+from ehc_forge import Chunk, EhcParts, _inflate, index_span, join_payload, read_index, split_payload, uvarint
 from osgeo import gdal
 
 from enmap_compress.plugin.core import codec, container, prior, tilepayload
@@ -14,11 +14,8 @@ from enmap_compress.plugin.core.codecheader import CodecInfo
 from enmap_compress.plugin.core.errors import FormatError
 from enmap_compress.plugin.core.runtime import list_models
 from enmap_compress.plugin.core.tilepayload import TileSections
-from enmap_compress.plugin.core.tiling import Tile
+from enmap_compress.plugin.core.tiling import Tile, tile_grid
 from tools import synthetic
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from ehc_forge import Chunk, EhcParts, _inflate, index_span, join_payload, split_payload, uvarint  # noqa: E402
 
 
 @pytest.mark.parametrize('sections, extended, head, order', [
@@ -118,8 +115,7 @@ def test_the_chunk_crc_covers_the_bytes_that_lost_their_own_check(fresh, tmp_pat
     _folder, path, _image = fresh
     data = open(path, 'rb').read()
     parts = EhcParts.read(path)
-    offset, length = index_span(data, parts.version)
-    entry = _inflate(data[offset:offset + length], parts.version)['chunks'][1]
+    entry = read_index(data, parts.version, parts.header)['chunks'][1]
     start = entry['offset'] + len(container.meta_record(parts.chunks[1].meta))
     framing = 2 + len(split_payload(parts.chunks[1].payload)[1][0])  # head byte, mask length, mask
     latent_head = 3  # version, row count, the first byte of the word count
@@ -183,3 +179,65 @@ def test_compact_tiles_are_refused_where_no_crc_covers_them(fresh):
     with pytest.raises(FormatError, match='tile payload version 18 is not supported'):
         decode_tile(loose, parts.chunks[0].payload, tile, loose.transform.window(tile, 40, 24), np.int16,
                     -32768, np.zeros(224, bool))
+
+
+# --- the index (3.x): offsets and tile metas that the reader derives are left out ---------------------------------
+
+@pytest.mark.parametrize('width, height, size', [(1, 1, 1), (32, 32, 32), (40, 24, 16), (1200, 1200, 256),
+                                                 (7, 300, 8)])
+def test_grid_meta_is_the_codec_tile_grid(width, height, size):
+    header = {'raster': {'width': width, 'height': height}, 'codec': {'tile_size': size}}
+    grid = [tile.as_dict() for tile in tile_grid(width, height, size)]
+    assert [container.grid_meta(header, i) for i in range(len(grid))] == grid
+    assert container.grid_meta(header, len(grid)) is None
+    assert container.grid_meta({'raster': {'width': width, 'height': True}, 'codec': {'tile_size': size}}, 0) is None
+
+
+def test_a_new_index_leaves_out_the_offsets_and_metas_its_reader_derives(fresh):
+    _folder, path, _image = fresh
+    data = open(path, 'rb').read()
+    parts = EhcParts.read(path)
+    offset, length = index_span(data, parts.version)
+    stored = _inflate(data[offset:offset + length], parts.version)
+    assert [set(entry) for entry in stored['chunks']] == [{'length', 'crc32'}] * 6
+    with container.EhcReader(path) as reader:
+        metas = [reader.chunk_meta(i) for i in range(reader.chunk_count)]
+        assert metas == [tile.as_dict() for tile in tile_grid(40, 24, 16)]
+        assert [reader.read_chunk(i) for i in range(6)] == [c.payload for c in parts.chunks]
+    assert parts.build() == data  # the forge leaves out what the writer leaves out
+
+
+def test_an_offset_or_meta_that_differs_from_the_derived_one_stays_in_the_index(tmp_path):
+    header = {'raster': {'width': 8, 'height': 4}, 'codec': {'tile_size': 4}}
+    path = str(tmp_path / 'kept.ehc')
+    with container.EhcWriter(path, header) as writer:
+        writer.add_chunk(b'a', {'x': 0, 'y': 0, 'w': 4, 'h': 4})
+        writer.add_blob('between', b'blob')
+        writer.add_chunk(b'b', {'x': 4, 'y': 0, 'w': 4, 'h': 4})
+        writer.add_chunk(b'c', {'x': 9})  # not a tile of the grid
+    data = open(path, 'rb').read()
+    offset, length = index_span(data, container.VERSION)
+    stored = _inflate(data[offset:offset + length], container.VERSION)['chunks']
+    assert [sorted(entry) for entry in stored] == [['crc32', 'length'], ['crc32', 'length', 'offset'],
+                                                    ['crc32', 'length', 'meta']]
+    with container.EhcReader(path) as reader:
+        assert [reader.read_chunk(i) for i in range(3)] == [b'a', b'b', b'c'] and reader.chunk_meta(2) == {'x': 9}
+
+
+def test_a_left_out_meta_the_header_cannot_give_is_refused(fresh, tmp_path):
+    _folder, path, _image = fresh
+    parts = EhcParts.read(path)
+    edited = parts.copy()
+    edited.header['codec']['tile_size'] = 8  # the grid now has other tiles: chunk 1's record is not tile 1 of it
+    _refused(edited.build(), tmp_path, 'regrid', 'chunk|tile')
+    with_extra = parts.copy()
+    with_extra.chunks.append(Chunk({'x': 0}, b''))  # a 7th chunk: the grid has no 7th tile to derive it from
+    data = with_extra.build(index_edit=lambda index: index['chunks'][6].pop('meta'))
+    with pytest.raises(FormatError, match=r'chunk 6: meta must be an object'):
+        container.EhcReader(_written(tmp_path / 'seven.ehc', data))
+
+
+def _written(path, data):
+    with open(path, 'wb') as handle:
+        handle.write(data)
+    return str(path)
