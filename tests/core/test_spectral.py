@@ -7,6 +7,7 @@ from enmap_compress.plugin.core import spectral
 from enmap_compress.plugin.core.codec import EXTRA_SPECTRAL, compress, decompress
 from enmap_compress.plugin.core.container import EhcReader
 from enmap_compress.plugin.core.errors import FormatError
+from enmap_compress.plugin.core.tilepayload import COMPACT
 from tools import synthetic
 
 gdal.UseExceptions()
@@ -47,4 +48,5 @@ def test_lossless_files_predict_the_extra_bands(tmp_path):
     assert np.array_equal(gdal.Open(path).ReadAsArray(), gdal.Open(rec).ReadAsArray())
     with EhcReader(ehc) as reader:
         assert reader.header['codec']['extra_coder'] == EXTRA_SPECTRAL
-        assert {reader.read_chunk(i)[0] for i in range(reader.chunk_count)} == {4}
+        # 3.x: compact heads of mask, latent, extra, residual, checksum (1.x / 2.x files: payload version 4)
+        assert {reader.read_chunk(i)[0] for i in range(reader.chunk_count)} == {COMPACT + 5}
