@@ -16,7 +16,8 @@ same input, measured once per raster, and reported apart (engineer H is compacti
 
 Datasets, training side only (no held-out tile is read): `tiles` = the nine training tiles, each its own file;
 `mosaics` = three 96 x 32 mosaics of training tiles (the held-out mosaic's shape); `mosaic9` = the nine training
-tiles as one 96 x 96 mosaic; `synthetic` = tools.synthetic's scene (256 x 256, seed 0). `heldout` (each tile its
+tiles as one 96 x 96 mosaic; `synthetic` = tools.synthetic's scene (256 x 256, seed 0); `cropN` its centre N x N
+(where a basis stops paying on unlike data). `heldout` (each tile its
 own file) and `heldout-mosaic` (96 x 32) are for the one final check of a variant chosen on the others.
 
 Variants: `onnx` (rdnet as it is, always measured: the reference), `klt-K[-bB][-u]` (the file's K leading axes,
@@ -329,6 +330,9 @@ def datasets(names, scratch):
             out[name] = [stack_rows(rows, os.path.join(scratch, 'mosaic9.tif'))]
         elif name == 'synthetic':
             out[name] = [synthetic_scene(256, 256)]
+        elif name.startswith('crop'):  # cropN: the synthetic scene's centre N x N (unlike data, small files)
+            size = int(name[4:])
+            out[name] = [crop(synthetic_scene(256, 256), (256 - size) // 2, size, os.path.join(scratch, name + '.tif'))]
         elif name == 'heldout':  # the final check only: never for a choice
             out[name] = potsdam_tiles(held_out=True)
         elif name == 'heldout-mosaic':
@@ -336,6 +340,13 @@ def datasets(names, scratch):
         else:
             raise SystemExit(f'unknown dataset {name}')
     return out
+
+
+def crop(path, offset, size, out_path):
+    from osgeo import gdal
+
+    gdal.Translate(out_path, path, srcWin=[offset, offset, size, size])
+    return out_path
 
 
 def stack_rows(paths, out_path):
