@@ -125,3 +125,25 @@ def test_pca_jpeg2000_anchor_roundtrip(tiny, tmp_path):
                                                  ['psnr'] for kk in (4, 8)) - 1e-9
     assert pca_jpeg2000.interpolate([(0.1, 40.0, 1.0), (0.4, 50.0, 0.5)], 0.2) == pytest.approx(
         (45.0, 0.75))
+
+
+def test_file_basis_numpy_path_matches_rdnet_and_rotation_round_trips(tiny, tmp_path):
+    from bench import file_basis as fb
+    from enmap_compress.plugin.core.runtime import OnnxRunner, find_model
+
+    package = find_model('rdnet')
+    learned = fb.LearnedSpectral.of(package.folder)
+    case = fb.Case(tiny, package, OnnxRunner(package, 'cpu', 1), str(tmp_path))
+    onnx_size, _, onnx_rec = case.run(5, fb.variant('onnx', learned))
+    numpy_size, _, numpy_rec = case.run(5, fb.variant('numpy', learned))
+    assert numpy_size == onnx_size  # the prototype's spectral stage is rdnet's (float64 here: DN may round apart)
+    assert np.abs(numpy_rec.astype(int) - onnx_rec).max() <= 1
+    size, basis, rec = case.run(5, fb.variant('ada-1-0.02', learned))
+    assert size > 0 and basis > 2
+    keep = case.scene.keep & ~case.scene.dead
+    error = rec[keep][:, case.scene.valid].astype(float) - case.scene.cube[keep][:, case.scene.valid]
+    assert np.sqrt(np.mean(error ** 2)) < 100  # DN: a real reconstruction, not noise
+    leading = fb.orthonormal(np.random.default_rng(0).normal(size=(202, 5)))
+    full = fb.complete_basis(leading)
+    assert np.allclose(full.T @ full, np.eye(202)) and np.allclose(full[:, :5], leading)
+    assert np.allclose(fb.complete_basis(np.eye(202)[:, :3]), np.eye(202))
