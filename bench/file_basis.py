@@ -21,9 +21,10 @@ tiles as one 96 x 96 mosaic; `synthetic` = tools.synthetic's scene (256 x 256, s
 own file) and `heldout-mosaic` (96 x 32) are for the one final check of a variant chosen on the others.
 
 Variants: `onnx` (rdnet as it is, always measured: the reference), `klt-K[-bB][-u]` (the file's K leading axes,
-uniform 2^-B quantisation), `ada-T-C` (the axes whose variance exceeds T step^2, each quantised to C step / its
-standard deviation), `auto-T-C` (ada, used only where a per-row Laplace estimate says it saves bits, else rdnet's
-own plus a flag byte). Measured conclusion: see docs/benchmarks.md, "Per-file spectral basis".
+uniform 2^-B quantisation), `sub-K[-bB]` (a K x K rotation of the K leading learned components only),
+`ada-T-C` (the axes whose variance exceeds T step^2, each quantised to C step / its standard deviation),
+`auto-T-C` (ada, used only where a per-row Laplace estimate says it saves bits, else rdnet's own plus a flag byte).
+Measured conclusion: see docs/benchmarks.md, "Per-file spectral basis".
 """
 import argparse
 import os
