@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .errors import FormatError
+from .varint import uvarint as _uvarint
 
 MAGIC = b'EC'
 VERSION = 1
@@ -711,15 +712,6 @@ class _Reader:
 
 
 # ------------------------------------------------------------------------------------------- varints, bit fields
-def _uvarint(value: int) -> bytes:
-    out = bytearray()
-    while value >= 0x80:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
 def _svarint(value: int) -> bytes:
     return _uvarint((value << 1) ^ (value >> 63))  # zigzag: small magnitudes -> small codes
 

@@ -3,10 +3,12 @@
 from .errors import FormatError
 
 MAX_BYTES = 5  # 35 bits: every length a chunk can hold
+_LIMIT = 1 << (7 * MAX_BYTES)
 
 
 def uvarint(value: int) -> bytes:
-    if value < 0 or value >= 1 << (7 * MAX_BYTES):
+    """The varint of 0 <= value < 2^35 (the entropy stream's side info uses it too: its reader takes 5 bytes)."""
+    if value < 0 or value >= _LIMIT:
         raise ValueError(f'a varint holds 0 ... 2^{7 * MAX_BYTES} - 1, not {value}')
     out = bytearray()
     while value >= 0x80:
