@@ -1,4 +1,4 @@
-"""The payload of one tile's chunk: length-prefixed sections (docs/format.md, "Tile payload").
+"""The payload of one tile's chunk: length-prefixed sections (docs/format.md, "Chunk payloads").
 
 u8 version, u16 section count, a u32 length per section, then the sections back to back, in this order: mask,
 latent, [extra bands], [residual, checksum], [samples]. Which of the optional ones a tile has follows from its
