@@ -241,3 +241,29 @@ def _written(path, data):
     with open(path, 'wb') as handle:
         handle.write(data)
     return str(path)
+
+
+def test_a_file_of_almost_only_empty_compact_tiles_decodes(tmp_path):
+    """An rdnet tile without a valid pixel takes 8 stored bytes in a 3.x file (record, head byte, one length, mask):
+    the reader's tiles-per-payload-byte bound must admit it (it once assumed 12, the 1.x / 2.x minimum)."""
+    side = 128
+    sparse = synthetic.write_scene(str(tmp_path / 'sparse.tif'), width=side, height=side, seed=3)
+    ds = gdal.Open(sparse, gdal.GA_Update)
+    empty = np.full((side, side), -32768, np.int16)
+    for i in range(ds.RasterCount):  # nodata everywhere but 2 x 2 pixels in the middle (inside the swath)
+        band = ds.GetRasterBand(i + 1)
+        keep = band.ReadAsArray(64, 64, 2, 2)
+        band.WriteArray(empty)
+        band.WriteArray(keep, 64, 64)
+    ds = None
+    ehc, out = str(tmp_path / 'sparse.ehc'), str(tmp_path / 'sparse_out.tif')
+    compress(sparse, ehc, 'rdnet', 1, 'cpu', threads=1, tile_size=8)
+    with container.EhcReader(ehc) as reader:
+        smallest = min(entry['length'] for entry in reader._chunks)
+        payload = sum(entry['length'] for entry in reader._chunks)
+        assert reader.chunk_count * 12 > payload  # the old bound would have refused it
+    assert smallest == 8
+    decompress(ehc, out, 'cpu', threads=1)
+    decoded = gdal.Open(out).ReadAsArray()
+    decoded[:, 64:66, 64:66] = -32768
+    assert (decoded == -32768).all()
