@@ -314,7 +314,8 @@ def plot(rows, dataset, path, title, dashed_dataset=None):
             if not pts:
                 continue
             if method not in colours:
-                colours[method] = STYLE.get(method, (MODEL_COLOURS[len(colours) % len(MODEL_COLOURS)], 'o'))
+                models = sum(m not in STYLE for m in colours)  # the anchors have their own colours
+                colours[method] = STYLE.get(method, (MODEL_COLOURS[models % len(MODEL_COLOURS)], 'o'))
             colour, marker = colours[method]
             label = f'{method} ({ds})'
             ax.plot(*zip(*pts), style, color=colour, marker=marker, ms=4, label=label, alpha=1 if style == '-' else 0.6)
