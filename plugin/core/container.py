@@ -31,6 +31,7 @@ import numpy as np
 from .errors import FormatError, OutputError
 from .headerdict import DICTIONARIES
 from .outputs import OutputClaim, write_error
+from .tiling import grid_tile
 
 MAGIC = b'\x89EHC\r\n\x1a\n'
 END_MAGIC = b'\x89EHCEND\n'  # 8 bytes, like MAGIC
@@ -565,10 +566,8 @@ def grid_meta(header: dict, i: int):
               for part, key in ((raster, 'width'), (raster, 'height'), (codec, 'tile_size'))]
     if not all(_is_int(v) and v > 0 for v in fields):
         return None
-    width, height, size = fields
-    columns = -(-width // size)
-    x, y = i % columns * size, i // columns * size
-    return {'x': x, 'y': y, 'w': min(size, width - x), 'h': min(size, height - y)} if y < height else None
+    tile = grid_tile(*fields, i)
+    return None if tile is None else tile.as_dict()
 
 
 def _leave_out_derived(chunks: list, header: dict, start: int) -> list:

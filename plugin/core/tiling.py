@@ -55,6 +55,16 @@ def tile_grid(width, height, tile_size):
             for y in range(0, height, tile_size) for x in range(0, width, tile_size)]
 
 
+def grid_tile(width, height, tile_size, i):
+    """Tile i of tile_grid(width, height, tile_size), worked out alone (a hostile header's grid may be too large to
+    list), or None when the grid has no tile i."""
+    if width <= 0 or height <= 0 or tile_size <= 0 or i < 0:
+        return None
+    columns = -(-width // tile_size)
+    x, y = i % columns * tile_size, i // columns * tile_size
+    return Tile(x, y, min(tile_size, width - x), min(tile_size, height - y)) if y < height else None
+
+
 def ordered_map(work, items, workers, ahead=1):
     """Yield work(item) for every item, in order. With workers > 0 up to `workers` items are worked on at once in a
     thread pool (numpy, onnxruntime and GDAL release the GIL) while the caller's thread draws the next item from
