@@ -25,7 +25,7 @@ import numpy as np
 
 from .codecheader import LATENT_CONTEXT, LATENT_PRIOR
 from .errors import FormatError
-from .latent import PriorLatentCoder, laplace_bits, make_latent_coder
+from .latent import RD_LAMBDA, PriorLatentCoder, laplace_bits, make_latent_coder
 from .prior import BYTE_TABLE, CONTEXT_VERSION, FLAG_TABLE, LaplaceTable, byte_scale, decode_groups, encode_groups
 
 LEVELS = 3  # Haar levels of rdnet's 8 x 8 block
@@ -39,7 +39,6 @@ DEFAULT_DELTAS = np.array([[2, -1, -1, -1, 0, 1, 2, 6], [4, -1, -1, 0, 0, 1, 2, 
 _CODES = np.arange(-128, 128)
 _BOUNDS = np.sqrt(np.array([byte_scale(c) for c in _CODES[:-1]]) * np.array([byte_scale(c) for c in _CODES[1:]]))
 _CANDIDATES = np.arange(-24, 25)
-RD_LAMBDA = 6.0 / math.log(2.0)  # bits per squared quantiser step: -dR/dD of a uniform quantiser
 
 
 def scale_code(beta):

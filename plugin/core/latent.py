@@ -5,6 +5,7 @@ statistics (entropy.py). PriorLatentCoder (rdnet): dead-zone rounding and fixed 
 Laplace prior per latent channel (prior.py), so a tile carries no statistics at all.
 """
 import functools
+import math
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -13,6 +14,8 @@ import numpy as np
 from .errors import FormatError
 from .prediction import decode_predicted, encode_predicted
 from .prior import BYTE_TABLE, FLAG_TABLE, LaplaceTable, byte_scale, decode_groups, encode_groups
+
+RD_LAMBDA = 6.0 / math.log(2.0)  # bits per squared quantiser step: -dR/dD of a uniform quantiser
 
 
 @dataclass(frozen=True)
@@ -123,7 +126,7 @@ class PriorLatentCoder:
         skipped = np.flatnonzero(~self.is_coded[rows] & (nonzeros[rows] > 0))  # positions in `rows`
         if skipped.size:
             x = scaled[skipped].astype(np.float64)
-            gain[rows[skipped]] = 6.0 / np.log(2.0) * (x * x - (x - symbols[skipped]) ** 2).sum(axis=1)
+            gain[rows[skipped]] = RD_LAMBDA * (x * x - (x - symbols[skipped]) ** 2).sum(axis=1)
         override = np.where(self.is_coded, own_bits < prior_bits, (nonzeros > 0) & (own_bits < gain))
         return override, own.astype(np.int32)
 
