@@ -1,16 +1,15 @@
 """One walk over the tiles of an original and its reconstruction: every metric, the error raster and the report's
 data from a single read of each image.
 
-Each tile is measured with SSIM_WINDOW - 1 extra rows and columns on its bottom and right, so the SSIM windows that
-straddle tile borders count too: the result does not depend on the tile size (it equals the whole-image value).
-Each image is read once, a row of tiles at a time (a strip); the margin rows below a row of tiles are the first rows
-of the next strip, read after it (GDAL keeps those blocks for the next strip; its cache is dropped after each
-strip). Reading the margin with each tile decoded the block row under each row of tiles twice after the cache was
-dropped (a compressed reconstruction, 1000 x 1000: 2.0 s against 1.3 s CPU). Memory stays at about a strip of each
-image and a block row in GDAL's cache; an image too wide for that (STRIP_BYTES) is read tile by tile, as before.
-The next tile is read while one is measured, and the band chunks of a tile are shared by a few threads.
+Each tile is measured with the SSIM_WINDOW - 1 rows above it and columns left of it, so the SSIM windows that
+straddle tile borders count too (each in the tile that holds its bottom-right pixel): the result does not depend on
+the tile size (it equals the whole-image value). Those margins are kept from the tiles before (_Margins), so every
+pixel is read once and a tile is measured as soon as it comes: evaluate measures the tiles decompress hands over
+(StreamedComparison) and never reads the reconstruction back (that read and its ZSTD decoding were 1.3 of the 9 s
+of CPU the comparison took on 1000 x 1000). From files (compare), each image is read a row of tiles at a time (a
+strip; GDAL's cache is dropped after each), or tile by tile where a strip is too large (STRIP_BYTES); the next
+tile is read while one is measured. The band chunks of a tile are shared by a few threads.
 """
-import itertools
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ from .metrics import SSIM_WINDOW, MetricsAccumulator, tile_errors
 from .outputs import atomic_output
 from .report_data import HIST_LIMIT_DN, ReportCollector, ReportData
 from .runtime import default_threads
-from .tiling import Progress, Tile, tile_grid, valid_pixels
+from .tiling import Progress, tile_grid, valid_pixels
 
 ERROR_BANDS = ('rmse_dn', 'spectral_angle_deg', 'max_abs_error_dn')
 ERROR_NODATA = -1.0
@@ -50,64 +49,115 @@ def _opened(stack, raster):
     return raster if isinstance(raster, SpectralRaster) else stack.enter_context(open_spectral(raster))
 
 
-def _with_margin(tile, width, height):
-    """The tile and the SSIM_WINDOW - 1 pixels below and right of it that its SSIM windows reach."""
-    margin = SSIM_WINDOW - 1
-    return Tile(tile.x, tile.y, min(width - tile.x, tile.width + margin), min(height - tile.y, tile.height + margin))
-
-
 def _error_bands(errors):
     values = np.stack([errors.rmse_dn, errors.angle_deg, errors.max_abs_dn]).astype(np.float32)
     values[:, ~errors.valid] = ERROR_NODATA
     return values
 
 
-def _tile_reader(rasters, tiles):
-    """(tile, window of each raster) with the SSIM margin, read tile by tile: the GDAL blocks of the margin rows are
-    decoded again for the next row of tiles, as its cache is dropped after each row."""
-    width, height = rasters[0].width, rasters[0].height
-    for tile in tiles:
-        if tile.x == 0 and tile.y > 0:  # a new row of tiles: the blocks of the rows above are not needed again
-            for raster in rasters:
+class _Margins:
+    """The tiles of one image, arriving in row-major grid order, as windows with the SSIM_WINDOW - 1 rows above and
+    columns left of them that the SSIM windows ending in the tile reach, kept from the tiles before: no pixel is
+    read twice, and a tile can be measured as soon as it comes."""
+
+    def __init__(self, width):
+        self.width = width
+        self.above = self.below = None  # the last rows of the row of tiles above, and of this one so far
+        self.left = None  # the last columns of the tile before in this row, with the rows above it
+
+    def window(self, tile, cube):
+        """(window, the tile's (row, column) slices in it); the window is a new array: `cube` is not kept."""
+        margin = SSIM_WINDOW - 1
+        if tile.x == 0:
+            self.above, self.below = self.below, None
+        top, left = min(margin, tile.y), min(margin, tile.x)
+        window = np.empty((cube.shape[0], top + tile.height, left + tile.width), cube.dtype)
+        window[:, top:, left:] = cube
+        if top:
+            window[:, :top, left:] = self.above[:, -top:, tile.x:tile.x + tile.width]
+        if left:
+            window[:, :, :left] = self.left[:, :, -left:]
+        self.left = window[:, :, -margin:].copy()
+        if self.below is None:
+            self.below = np.empty((cube.shape[0], min(margin, window.shape[1]), self.width), cube.dtype)
+        self.below[:, :, tile.x:tile.x + tile.width] = window[:, window.shape[1] - self.below.shape[1]:, left:]
+        return window, (slice(top, top + tile.height), slice(left, left + tile.width))
+
+
+class _TileCubes:
+    """The tiles of one raster in row-major grid order, canonical band order: read a strip (a row of tiles, all
+    bands) at a time, GDAL's cache dropped after each so it does not grow to the whole image, or tile by tile
+    where a strip would be too large (its cache then dropped at each new row of tiles)."""
+
+    def __init__(self, raster, by_strips):
+        self.raster, self.by_strips, self.strip = raster, by_strips, None
+
+    def cube(self, tile):
+        """The tile's (bands, h, w); may be a read-only view."""
+        raster = self.raster
+        if not self.by_strips:
+            if tile.x == 0 and tile.y > 0:
                 raster.drop_cache()
-        window = _with_margin(tile, width, height)
-        yield (tile, *(raster.read_canonical(window.x, window.y, window.width, window.height) for raster in rasters))
-
-
-def _read_rows(raster, y, rows):
-    """All bands of `rows` image rows from y, canonical order (read-only: the tiles' windows are copied from it)."""
-    return raster.read_canonical(0, y, raster.width, rows, writable=False)
-
-
-def _strip_reader(rasters, tiles):
-    """(tile, window of each raster) with the SSIM margin, from one strip per row of tiles and its margin rows.
-
-    Per row of tiles: its strip is read (the GDAL blocks of its top rows were decoded with the margin above), the
-    block cache dropped, then the margin rows below it read, which leaves their blocks, the next strip's, cached."""
-    width, height = rasters[0].width, rasters[0].height
-    for y, row in itertools.groupby(tiles, key=lambda tile: tile.y):  # tile_grid is row-major
-        row = list(row)
-        strips = [_read_rows(raster, y, row[0].height) for raster in rasters]
-        for raster in rasters:
+            return raster.read_canonical(tile.x, tile.y, tile.width, tile.height, writable=False)
+        if tile.x == 0:
+            self.strip = None  # one strip at a time
+            self.strip = raster.read_canonical(0, tile.y, raster.width, tile.height, writable=False)
             raster.drop_cache()
-        below = min(height, y + row[0].height + SSIM_WINDOW - 1) - y - row[0].height
-        margins = [_read_rows(raster, y + row[0].height, below) if below else None for raster in rasters]
-        for tile in row:
-            window = _with_margin(tile, width, height)
-            columns = slice(window.x, window.x + window.width)
-            yield (tile, *(np.concatenate([strip[:, :, columns], margin[:, :, columns]], axis=1)
-                           if margin is not None else strip[:, :, columns].copy()
-                           for strip, margin in zip(strips, margins)))
-        del strips, margins  # before the next strip is read: one strip of each image at a time
+        return self.strip[:, :, tile.x:tile.x + tile.width]
 
 
-def _reader(a_raster, b_raster, tiles, tile_size):
-    """Yields (tile, a, b) windows of both images, in one thread: the walk calls it from a helper thread so the next
-    tile is read while this one is measured (GDAL reads without the GIL), and never reads from two threads at once."""
-    rasters = (a_raster, b_raster)
-    strip = sum(raster.width * min(tile_size, raster.height) * raster.band_count * raster.dtype.itemsize
-                for raster in rasters)
-    return (_strip_reader if strip <= STRIP_BYTES else _tile_reader)(rasters, tiles)
+def _by_strips(rasters, tile_size):
+    """Whether a strip of each raster fits in STRIP_BYTES."""
+    return sum(raster.width * min(tile_size, raster.height) * raster.band_count * raster.dtype.itemsize
+               for raster in rasters) <= STRIP_BYTES
+
+
+def _windows(rasters, tiles, tile_size):
+    """(tile, window of each raster, the tile's slices in the windows), read in one thread: the walk calls it from a
+    helper thread so the next tile is read while this one is measured (GDAL reads without the GIL), and never reads
+    from two threads at once."""
+    by_strips = _by_strips(rasters, tile_size)
+    sources = [(_TileCubes(raster, by_strips), _Margins(raster.width)) for raster in rasters]
+    for tile in tiles:
+        windows = [margins.window(tile, cubes.cube(tile)) for cubes, margins in sources]
+        yield (tile, *(window for window, _ in windows), windows[0][1])
+
+
+class _Measurer:
+    """Measures tile windows (tile_errors) into the image-wide metrics, the error raster and the report's data."""
+
+    def __init__(self, stack, raster, dead, error_path, with_report, threads, check):
+        self.nodata, self.dead, self.check = raster.nodata, dead, check
+        evaluated = hyspecnet_keep_mask() & ~dead
+        self.bands = np.flatnonzero(evaluated)
+        self.accumulator = MetricsAccumulator()
+        self.collector = ReportCollector(raster.width, raster.height, evaluated) if with_report else None
+        self.wavelengths = np.asarray(raster.wavelengths)[raster.canonical_index]
+        self.writer = None
+        if error_path:
+            self.writer = GeoTiffWriter(stack.enter_context(atomic_output(error_path)), _error_layout(raster))
+            stack.callback(self.writer.close)  # runs before the atomic move (LIFO)
+        self.threads = int(threads or max(2, default_threads()))
+        self.pool = stack.enter_context(ThreadPoolExecutor(self.threads, thread_name_prefix='enmap_compress_measure'))
+
+    def measure(self, tile, a, b, kept):
+        """a, b: (all bands, h, w) canonical windows of both images; kept: the tile's slices in them."""
+        errors = tile_errors(a, b, valid_pixels(a, self.nodata, ~self.dead), kept, self.bands,
+                             HIST_LIMIT_DN if self.collector is not None else None, self.check, pool=self.pool,
+                             threads=self.threads)
+        self.accumulator.add(errors)
+        if self.collector is not None:
+            self.collector.update(tile, a[:, kept[0], kept[1]], b[:, kept[0], kept[1]], errors)
+        if self.writer is not None:
+            self.writer.write(tile.x, tile.y, _error_bands(errors))
+
+    def result(self, max_error):
+        """The Comparison; states max_error (and the error reached) in the error raster, which is still open."""
+        metrics = self.accumulator.result()
+        if self.writer is not None:
+            self.writer.set_metadata({'max_error_bound_dn': 'none' if max_error is None else max_error,
+                                      'achieved_max_abs_error_dn': metrics['max_abs_error_dn']})
+        return Comparison(metrics, self.collector.result(self.wavelengths) if self.collector is not None else None)
 
 
 def _prefetched(iterator, executor):
@@ -130,35 +180,67 @@ def compare(original, reconstructed, error_path=None, progress=None, is_cancelle
     the report's data. dead: canonical dead bands when known (saves scanning the original for them). threads:
     how many threads measure a tile (default: as many as the codec uses, at least 2, as the GeoTIFF writer does).
     """
-    threads = int(threads or max(2, default_threads()))
     with ExitStack() as stack:
         a_raster, b_raster = _opened(stack, original), _opened(stack, reconstructed)
         dead = a_raster.canonical_dead_bands if dead is None else np.asarray(dead, bool)
-        evaluated = hyspecnet_keep_mask() & ~dead
-        bands = np.flatnonzero(evaluated)
-        accumulator = MetricsAccumulator()
-        collector = ReportCollector(a_raster.width, a_raster.height, evaluated) if with_report else None
-        writer = None
-        if error_path:
-            writer = GeoTiffWriter(stack.enter_context(atomic_output(error_path)), _error_layout(a_raster))
-            stack.callback(writer.close)  # runs before the atomic move (LIFO)
-        pool = stack.enter_context(ThreadPoolExecutor(threads, thread_name_prefix='enmap_compress_measure'))
-        reads = stack.enter_context(ThreadPoolExecutor(1, thread_name_prefix='enmap_compress_read'))
         tiles = tile_grid(a_raster.width, a_raster.height, tile_size)
         steps = Progress(len(tiles), progress, is_cancelled)
-        pairs = _prefetched(_reader(a_raster, b_raster, tiles, tile_size), reads)
-        for tile, a, b in steps.each(pairs, 'measuring tile {} of {}'):
-            kept = (slice(0, tile.height), slice(0, tile.width))
-            errors = tile_errors(a, b, valid_pixels(a, a_raster.nodata, ~dead), kept, bands,
-                                 HIST_LIMIT_DN if with_report else None, steps.check, pool=pool, threads=threads)
-            accumulator.add(errors)
-            if collector is not None:
-                collector.update(tile, a[:, kept[0], kept[1]], b[:, kept[0], kept[1]], errors)
-            if writer is not None:
-                writer.write(tile.x, tile.y, _error_bands(errors))
-        metrics = accumulator.result()
-        if writer is not None:
-            writer.set_metadata({'max_error_bound_dn': 'none' if max_error is None else max_error,
-                                 'achieved_max_abs_error_dn': metrics['max_abs_error_dn']})
-        wavelengths = np.asarray(a_raster.wavelengths)[a_raster.canonical_index]
-    return Comparison(metrics, collector.result(wavelengths) if collector is not None else None)
+        measurer = _Measurer(stack, a_raster, dead, error_path, with_report, threads, steps.check)
+        reads = stack.enter_context(ThreadPoolExecutor(1, thread_name_prefix='enmap_compress_read'))
+        windows = _prefetched(_windows((a_raster, b_raster), tiles, tile_size), reads)
+        for tile, a, b, kept in steps.each(windows, 'measuring tile {} of {}'):
+            measurer.measure(tile, a, b, kept)
+        return measurer.result(max_error)
+
+
+class StreamedComparison:
+    """compare() of the tiles of a reconstruction as they are made, against its open original: pass `add` as
+    decompress's on_tile, then take result() before the context closes (the error raster is written on a clean
+    exit, and left out when an exception, a cancel, leaves the context)."""
+
+    def __init__(self, original, error_path=None, with_report=False, threads=None, progress=None):
+        """original: an open SpectralRaster; progress: a tiling.Progress whose label and cancel check are used."""
+        self.original, self.progress = original, progress or Progress(1)
+        self.error_path, self.with_report, self.threads = error_path, with_report, threads
+        self.grid, self.count = None, 0
+        self.stack = ExitStack()
+
+    def __enter__(self):
+        original = self.original
+        with self.stack:
+            self.measurer = _Measurer(self.stack, original, original.canonical_dead_bands, self.error_path,
+                                      self.with_report, self.threads, self.progress.check)
+            self.stack = self.stack.pop_all()
+        self.margins = (_Margins(original.width), _Margins(original.width))
+        return self
+
+    def __exit__(self, *exc):
+        return self.stack.__exit__(*exc)
+
+    def add(self, tile, cube):
+        """Measure one tile of the reconstruction: cube, (all bands, h, w) in canonical order (as decompress makes
+        it); the tiles must come in the row-major order of a square grid (as compress writes them)."""
+        if self.grid is None:
+            self.grid = _grid_of(tile, self.original.width, self.original.height)
+            self.original_tiles = _TileCubes(self.original, _by_strips([self.original], tile.height))
+        if self.count >= len(self.grid) or tile != self.grid[self.count]:
+            raise ValueError(f'tile {tile} came out of the grid\'s row-major order (streamed comparison)')
+        self.count += 1
+        self.progress.say(f'measuring tile {self.count} of {len(self.grid)}')
+        a, kept = self.margins[0].window(tile, self.original_tiles.cube(tile))
+        b, _ = self.margins[1].window(tile, cube)
+        self.measurer.measure(tile, a, b, kept)
+
+    def result(self, max_error=None):
+        """The Comparison of every tile (max_error: the bound stated in the error raster)."""
+        if self.grid is None or self.count < len(self.grid):
+            raise ValueError(f'the streamed comparison got {self.count} of {len(self.grid or ())} tiles')
+        return self.measurer.result(max_error)
+
+
+def _grid_of(first, width, height):
+    """The square tile grid whose first tile is `first`."""
+    if first.x or first.y:
+        raise ValueError(f'tile {first} came first; the streamed comparison needs the tile at 0, 0 first')
+    size = first.width if first.width < width else first.height
+    return tile_grid(width, height, size)

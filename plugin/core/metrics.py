@@ -322,16 +322,17 @@ class _TilePass:
     check: object
 
     def __post_init__(self):
-        height, width = self.valid.shape
         kept, win = self.kept, self.win
         self.work = _work_dtype(self.original, self.reconstructed)
         kinds = (self.original.dtype.kind, self.reconstructed.dtype.kind)
         self.floats, self.integral = 'f' in kinds, 'f' not in kinds
         self.valid_kept = self.valid[kept]
-        # SSIM: windows whose top-left pixel lies in the kept part, within the window; the kept part is its top-left
-        self.region = (slice(kept[0].start, min(height, kept[0].stop + win - 1)),
-                       slice(kept[1].start, min(width, kept[1].stop + win - 1)))
-        self.in_region = (slice(0, self.valid_kept.shape[0]), slice(0, self.valid_kept.shape[1]))
+        # SSIM: the windows whose bottom-right pixel lies in the kept part: the kept part and win - 1 pixels above
+        # and left of it, as far as the window reaches
+        self.region = (slice(max(0, kept[0].start - win + 1), kept[0].stop),
+                       slice(max(0, kept[1].start - win + 1), kept[1].stop))
+        self.in_region = (slice(kept[0].start - self.region[0].start, None),
+                          slice(kept[1].start - self.region[1].start, None))
         valid = self.valid[self.region]
         fits = valid.shape[0] >= win and valid.shape[1] >= win
         self.inside = _inside_windows(valid, win) if fits else np.zeros((0, 0), bool)
@@ -357,15 +358,16 @@ def tile_errors(original, reconstructed, valid, kept=None, bands=None, hist_limi
     """Every error measure of one tile pair in one pass over its samples, BAND_CHUNK bands at a time.
 
     original, reconstructed: (all bands, H, W) DN of a window; valid: (H, W) bool; kept: the tile's (row, column)
-    slices in the window (default: all of it); bands: the band indices measured (default: all). The per-pixel
-    maps and sums cover the kept part; SSIM counts the windows whose top-left pixel lies in it, so a window that
-    reaches `win - 1` pixels past the kept part on the right and bottom makes tiled SSIM equal whole-image SSIM.
+    slices in the window, with explicit bounds (default: all of it); bands: the band indices measured (default:
+    all). The per-pixel maps and sums cover the kept part; SSIM counts the windows whose bottom-right pixel lies
+    in it, so a window that reaches `win - 1` pixels past the kept part above and left of it makes tiled SSIM
+    equal whole-image SSIM.
     hist_limit: also count signed DN errors in 1-DN bins over +-hist_limit. check(): called between chunks (cancel).
     pool, threads: a concurrent.futures executor and how many of its threads share the chunks (numpy runs them
     without the GIL); the sums do not depend on it.
     The clipped values are not scaled to 0..1: SSIM's constants are scaled instead, the sums at the end.
     Only the box around the kept part's valid pixels is measured (nodata corners of a scene cost nothing): every
-    measure of a pixel outside it is 0, and no SSIM window counted starts there.
+    measure of a pixel outside it is 0, and no SSIM window counted ends there.
     """
     height, width = valid.shape
     kept = kept if kept is not None else (slice(0, height), slice(0, width))
@@ -381,7 +383,7 @@ def tile_errors(original, reconstructed, valid, kept=None, bands=None, hist_limi
 
 def _valid_box(valid, kept, win):
     """(window, its kept part, where that lies in `kept`) around the valid pixels of `kept` and the win - 1 pixels
-    below and right of them that their SSIM windows reach; None when `kept` has no valid pixel."""
+    above and left of them that the SSIM windows ending on them reach; None when `kept` has no valid pixel."""
     in_kept = valid[kept]
     rows, columns = np.flatnonzero(in_kept.any(axis=1)), np.flatnonzero(in_kept.any(axis=0))
     if not rows.size:
@@ -389,8 +391,9 @@ def _valid_box(valid, kept, win):
     first_row, first_column = kept[0].indices(valid.shape[0])[0], kept[1].indices(valid.shape[1])[0]
     (top, bottom), (left, right) = ((first_row + rows[0], first_row + rows[-1] + 1),
                                     (first_column + columns[0], first_column + columns[-1] + 1))
-    window = (slice(top, min(valid.shape[0], bottom + win - 1)), slice(left, min(valid.shape[1], right + win - 1)))
-    inner = (slice(0, bottom - top), slice(0, right - left))
+    window = (slice(max(0, top - win + 1), bottom), slice(max(0, left - win + 1), right))
+    inner = (slice(top - window[0].start, bottom - window[0].start),
+             slice(left - window[1].start, right - window[1].start))
     placed = (slice(rows[0], rows[-1] + 1), slice(columns[0], columns[-1] + 1))
     return window, inner, placed
 

@@ -110,16 +110,17 @@ def test_only_the_box_around_the_valid_pixels_is_measured(dtype, monkeypatch):
     original = rng.integers(0, 9000, (24, 70, 66)).astype(dtype)
     reconstructed = (original + rng.normal(0, 30, original.shape)).astype(dtype)
     rows, columns = np.mgrid[:70, :66]
-    valid = (rows > 40) & (columns > 30) & (rows + columns > 90)
-    kept = (slice(0, 64), slice(0, 60))  # 6 px of SSIM margin below and right
+    valid = (rows < 29) & (columns < 35) & (rows + columns < 45)
+    kept = (slice(6, 70), slice(6, 66))  # 6 px of SSIM margin above and left
     whole = metrics.tile_errors(original, reconstructed, valid, kept, hist_limit=3000)
     measured = []
     real = metrics._TilePass.__post_init__
     monkeypatch.setattr(metrics._TilePass, '__post_init__',
                         lambda self: measured.append(self.original.shape) or real(self))
     boxed = metrics.tile_errors(original, reconstructed, valid, kept, hist_limit=3000)
-    assert measured == [(24, 70 - 41, 66 - 31)]  # the box's rows 41..63 and columns 31..59, and 6 px of margin
-    monkeypatch.setattr(metrics, '_valid_box', lambda valid, kept, win: ((slice(0, 70), slice(0, 66)), kept, kept))
+    assert measured == [(24, 29, 35)]  # the box's rows 6..28 and columns 6..34, and 6 px of margin above and left
+    everything = ((slice(0, 70), slice(0, 66)), kept, (slice(0, 64), slice(0, 60)))
+    monkeypatch.setattr(metrics, '_valid_box', lambda valid, kept, win: everything)
     full = metrics.tile_errors(original, reconstructed, valid, kept, hist_limit=3000)  # every pixel measured
     assert boxed.valid.shape == full.valid.shape == (64, 60) and whole.ssim_count == full.ssim_count > 0
     for name in ('valid', 'unit_sq', 'dn_sq', 'max_abs_dn', 'angle_deg', 'histogram'):
