@@ -68,6 +68,9 @@ PER_BAND_TEXT = ('A limit for each of the 224 bands, for bands you need more exa
 EVALUATE_TEXT = 'Adds the reconstruction and the error layer to the map and writes an HTML report.'
 WARNING_STYLE = 'background:#fff3cd;border:1px solid #e0a800;padding:6px;'
 PROBLEM_STYLE = 'background:#fde2e1;border:1px solid #d9534f;padding:6px;'
+PROGRESS_FORMAT = '%p%'
+CANCELLED_FORMAT = 'Cancelled at %p%'  # the bar keeps the value it had when the run stopped
+FAILED_FORMAT = 'Failed at %p%'
 DIALOG_SIZE = (660, 720)  # fits a 1366 x 768 screen with a taskbar; the form scrolls inside
 
 
@@ -790,7 +793,9 @@ class CompressDialog(QDialog):
                        self.evaluate_radio, self.compress_radio, *self.mode_buttons.values()):
             widget.setEnabled(not running)
         self.cancel_button.setEnabled(running)
-        self.progress.setValue(0)
+        if running:  # a finished run's bar keeps where it ended (and says so) until the next run starts
+            self.progress.setFormat(PROGRESS_FORMAT)
+            self.progress.setValue(0)
         self._on_mode_changed()
         self._refresh_run_button()
 
@@ -807,4 +812,5 @@ class CompressDialog(QDialog):
             self.progress.setValue(100)
             self.status_label.setText('Done. ' + results.summary(self.job.request, outcome.results))
         else:
+            self.progress.setFormat(CANCELLED_FORMAT if outcome.cancelled else FAILED_FORMAT)
             self.status_label.setText(outcome.message)

@@ -229,6 +229,33 @@ def test_existing_outputs_are_not_overwritten_without_asking(dialog, tmp_path):
     assert output.read_bytes() != b'precious'
 
 
+def test_a_cancelled_run_s_bar_keeps_its_value_and_says_cancelled(plugin, wide_scene, tmp_path):
+    """The bar stays where the run stopped and reads 'Cancelled at N%' (it used to drop to 0 %); the next run
+    starts from 0 % with the plain format."""
+    layer = styled_layer(wide_scene, 'wide')
+    opened = plugin.open_dialog(layer)
+    try:
+        opened.device_combo.setCurrentIndex(1)
+        opened.output_widget.setFilePath(str(tmp_path / 'bar.ehc'))
+        job = opened.start()
+        assert wait_for(lambda: opened.progress.value() > 0 or job.outcome is not None, TIMEOUT_S)
+        opened.cancel_button.click()
+        reached = opened.progress.value()
+        assert wait_for(lambda: job.outcome is not None, TIMEOUT_S)
+        if job.outcome.ok:
+            pytest.skip('the run finished before Cancel reached it')
+        assert job.outcome.cancelled
+        assert opened.progress.value() >= reached > 0, 'a cancelled run keeps the bar where it stopped'
+        assert opened.progress.text() == f'Cancelled at {opened.progress.value()}%'
+        opened.output_widget.setFilePath(str(tmp_path / 'bar2.ehc'))
+        job = opened.start()
+        assert opened.progress.text() in ('0%', f'{opened.progress.value()}%')
+        job.cancel()
+        assert wait_for(lambda: job.outcome is not None, TIMEOUT_S)
+    finally:
+        opened.close()
+
+
 class _CancelFromTaskManager:
     """Replaces CompressJob: at the first tile, cancels the task the way QGIS's task manager does (task.cancel(),
     which does not cancel a feedback the task does not own)."""
