@@ -671,8 +671,10 @@ def _band_gains(raster, package):
     return Radiometry.of(np.asarray(raster['gains'])[order][coded], np.asarray(raster['offsets'])[order][coded])
 
 
-def decompress(source, output, device='auto', threads=None, progress=None, is_cancelled=None):
-    """Decompress a .ehc file to a GeoTIFF in the input's band order, dtype, nodata and georeferencing."""
+def decompress(source, output, device='auto', threads=None, progress=None, is_cancelled=None, on_tile=None):
+    """Decompress a .ehc file to a GeoTIFF in the input's band order, dtype, nodata and georeferencing.
+    on_tile(tile, canonical cube): called with each tile as it is written, in file order (evaluate measures the
+    tiles there: the reconstruction is never read back)."""
     started = time.perf_counter()
     check_writable(output)
     reader, checked = open_checked(source)
@@ -685,11 +687,11 @@ def decompress(source, output, device='auto', threads=None, progress=None, is_ca
         workers = tile_workers(runner.threads, coder.transform.window(first, checked.raster['width'],
                                                                       checked.raster['height']))
         with contextlib.closing(decoded_tiles(reader, coder, checked.raster, workers)) as tiles:
-            _write_geotiff(output, checked.raster, tiles, tile_progress)
+            _write_geotiff(output, checked.raster, tiles, tile_progress, on_tile)
     return DecompressResult(output, runner.choice.device, runner.provider, time.perf_counter() - started)
 
 
-def _write_geotiff(output, raster, tiles, progress):
+def _write_geotiff(output, raster, tiles, progress, on_tile=None):
     """Write (tile, canonical cube) pairs atomically as the GeoTIFF of an unpacked raster header, in its band
     order; at most one row of TIFF blocks waits in memory."""
     canonical_index = np.asarray(raster['canonical_index'], int)
@@ -700,6 +702,8 @@ def _write_geotiff(output, raster, tiles, progress):
                 file_order = np.empty_like(canonical)
                 file_order[canonical_index] = canonical
                 writer.write(tile.x, tile.y, file_order)
+                if on_tile is not None:
+                    on_tile(tile, canonical)
                 if _ends_block_row(tile, raster, writer.block_rows):  # the bar moves while the row is encoded
                     progress.say('writing a row of GeoTIFF blocks')
                     writer.flush(lambda fraction: progress.report((progress.done + fraction) / progress.total))

@@ -242,5 +242,5 @@ def _grid_of(first, width, height):
     """The square tile grid whose first tile is `first`."""
     if first.x or first.y:
         raise ValueError(f'tile {first} came first; the streamed comparison needs the tile at 0, 0 first')
-    size = first.width if first.width < width else first.height
+    size = first.width if first.width < width else first.height if first.height < height else max(width, height)
     return tile_grid(width, height, size)
