@@ -97,14 +97,6 @@ class _Layout:
             for view in rest[1:]:
                 target += view
 
-    def grid_cross(self, cross):
-        """The grid's cross sums (up + down + left + right) at every pixel, in pass order."""
-        full = self.grid[:-2, 1:-1] + self.grid[2:, 1:-1]
-        full += self.grid[1:-1, :-2]
-        full += self.grid[1:-1, 2:]
-        for index, (r, c, _, _) in enumerate(self.pieces):
-            self.piece(cross, index)[...] = full[r::2, c::2]
-
     def grid_sums(self, cross, diagonal, values=None):
         """Cross and diagonal sums at every pixel, in pass order (cross = up + down + left + right, diagonal = the
         left + right pairs of the rows above and below), of the grid, or of `values` (bands, pixels in pass
@@ -310,7 +302,7 @@ def code(valid, max_errors, residual=None, symbols=None):
         memory = [_normal_equations(*fit, old, part_keep) for fit, old, part_keep in zip(fitted, memory, part_keeps)]
         weights = [_solve(*equations) for equations in memory]  # the fit so far predicts the next band
         layout.put(current, (2, 3))
-        layout.grid_cross(previous_cross)
+        layout.sum_into(previous_cross, range(4), _CROSS)  # in place: no full-grid temporaries
         layout.sum_into(previous_diagonal, (1,), _DIAGONAL)  # only pass 2 reads diagonal sums
         previous, current = current, previous
     return (layout.from_passes(given) if encoding else symbols), layout.from_passes(restored)
