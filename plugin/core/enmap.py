@@ -25,6 +25,7 @@ from osgeo import gdal
 from . import bands as _bands
 from . import zipstage
 from .bands import DN_PEAK, ENMAP_GAIN
+from .bandscan import StreamedBandScan
 from .errors import InputError
 from .gdalerrors import GdalError, checked, failure
 
@@ -681,7 +682,8 @@ class SpectralRaster:
         if self._zip_image is None or self._staged is not None:
             return
         image, self._zip_image = self._zip_image, None  # one attempt: on failure the ZIP is read in place
-        staged, reason = zipstage.stage(image, progress)
+        scan = self._streamed_scan()
+        staged, reason = zipstage.stage(image, progress, on_block=None if scan is None else scan.feed)
         if staged is None:
             self._warn(f'{self._label}: {reason}; reading the image inside the ZIP instead, which is much slower.')
             return
@@ -694,6 +696,15 @@ class SpectralRaster:
             staged.close()
             raise
         self._staged, self._staged_ds = staged, ds
+        if scan is not None and scan.has_valid is not None:
+            self._valid_cache = scan.has_valid  # the dead-band scan needs no second pass over the image
+
+    def _streamed_scan(self):
+        """A scan for the bands with valid pixels that reads the member's bytes as they are unpacked (None when
+        it is known already or every pixel is valid)."""
+        if self._valid_cache is not None or (self.nodata is None and self.dtype.kind != 'f'):
+            return None
+        return StreamedBandScan((self.band_count, self.height, self.width), self.dtype, self._invalid)
 
     def _pixel_dataset(self, nbytes):
         """The dataset pixels come from: the staged copy of a ZIP member once the reads add up to a walk."""

@@ -7,9 +7,17 @@ over a band-interleaved image seeks back for every band of every tile and inflat
 member has no such cost (GDAL reads it at its offset); a deflated one is inflated once, front to back, into a
 private temporary folder, which is removed when the raster is closed (or collected, or at exit), and after a
 killed run by the next run that makes one (outputs.scratch_claim).
+
+The inflate is plain zlib in a helper thread; the caller's thread checks the CRC, writes, and hands each block to
+an observer (the reader's dead-band scan, bandscan.py), all while the next block inflates. The compress cannot
+start earlier than the inflate's end: in a band-interleaved member (EnMAP's) the first tile needs the first rows of
+the last band, which lie at the member's end.
 """
+import contextlib
+import functools
 import os
 import shutil
+import struct
 import tempfile
 import weakref
 import zipfile
@@ -20,7 +28,10 @@ from dataclasses import dataclass
 from .errors import InputError, OutputError
 from .outputs import scratch_claim
 
-COPY_BLOCK = 8 * 1024 * 1024
+IN_BLOCK = 1024 * 1024  # deflated bytes per read
+OUT_BLOCK = 8 * 1024 * 1024  # the most inflated bytes per block (two blocks are alive at a time)
+LOCAL_HEADER = struct.Struct('<4s5H3L2H')  # a ZIP member's local file header, up to its name
+LOCAL_SIGNATURE = b'PK\x03\x04'
 FREE_SPACE_MARGIN = 256 * 1024 * 1024
 
 
@@ -48,57 +59,115 @@ def zip_image(zip_path, infos, image_member):
                     by_name[image_member].compress_type != zipfile.ZIP_STORED)
 
 
-def _inflated_blocks(source):
-    """The member's bytes, COPY_BLOCK at a time; the next block is inflated in a helper thread while the caller
-    writes this one (zlib and file writes both run without the GIL), so the copy costs about the inflate alone."""
-    with ThreadPoolExecutor(1, thread_name_prefix='enmap_compress_unzip') as reader:
-        pending = reader.submit(source.read, COPY_BLOCK)
+def _blocks(read):
+    """read()'s blocks up to its first empty one; the next block is made in a helper thread while the caller
+    handles this one (zlib, the CRC and file reads and writes all run without the GIL), so a copy costs about
+    the inflate alone."""
+    with ThreadPoolExecutor(1, thread_name_prefix='enmap_compress_unzip') as helper:
+        pending = helper.submit(read)
         while True:
             block = pending.result()
             if not block:
                 return
-            pending = reader.submit(source.read, COPY_BLOCK)
+            pending = helper.submit(read)
             yield block
 
 
-class StagedImage:
-    """A ZipImage inflated into a new temporary folder; `path` is the image there. close() removes the folder."""
+class _RawInflate:
+    """read(): the next at most OUT_BLOCK inflated bytes of a deflated member, b'' at its end. Plain zlib on the
+    member's data, without zipfile's buffer joins and with the CRC left to the caller's thread."""
 
-    def __init__(self, image, progress=None):
+    def __init__(self, handle, info):
+        handle.seek(info.header_offset)
+        header = handle.read(LOCAL_HEADER.size)
+        if len(header) != LOCAL_HEADER.size or header[:4] != LOCAL_SIGNATURE:
+            raise zipfile.BadZipFile('bad local file header')
+        name_length, extra_length = LOCAL_HEADER.unpack(header)[-2:]
+        handle.seek(info.header_offset + LOCAL_HEADER.size + name_length + extra_length)
+        self._handle, self._left = handle, info.compress_size
+        self._inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+
+    def read(self):
+        inflater = self._inflater
+        while not inflater.eof:
+            data = inflater.unconsumed_tail
+            if not data:
+                data = self._handle.read(min(IN_BLOCK, self._left))
+                if not data:
+                    raise EOFError('the deflate stream ends early')
+                self._left -= len(data)
+            block = inflater.decompress(data, OUT_BLOCK)
+            if block:
+                return block
+        return b''
+
+
+@contextlib.contextmanager
+def _member_blocks(archive, handle, info):
+    """The inflated blocks of one member (raw zlib for deflate, zipfile's reader for other methods)."""
+    if info.flag_bits & 0x1:
+        raise InputError(f'The ZIP member {info.filename} is encrypted; unpack the ZIP with its password first.')
+    with contextlib.ExitStack() as stack:
+        if info.compress_type == zipfile.ZIP_DEFLATED:
+            read = _RawInflate(handle, info).read
+        else:
+            read = functools.partial(stack.enter_context(archive.open(info)).read, OUT_BLOCK)
+        yield stack.enter_context(contextlib.closing(_blocks(read)))  # closed (helper joined) before the files
+
+
+def _check_unpacked(info, size, crc):
+    if size != info.file_size:
+        raise zipfile.BadZipFile(f'{size} bytes, the ZIP directory says {info.file_size}')
+    if crc != info.CRC:
+        raise zipfile.BadZipFile(f'CRC {crc:08x}, the ZIP directory says {info.CRC:08x}')
+
+
+class StagedImage:
+    """A ZipImage inflated into a new temporary folder; `path` is the image there. close() removes the folder.
+    `on_block(offset, block)`, when given, sees the image member's bytes in order as they are written."""
+
+    def __init__(self, image, progress=None, on_block=None):
         claim = scratch_claim()
         self.folder = claim.folder
         self._remove = weakref.finalize(self, claim.abandon)
         try:
-            self._inflate(image, progress)
+            self._inflate(image, progress, on_block)
         except BaseException:
             self.close()
             raise
         self.path = os.path.join(self.folder, image.image_name)
 
-    def _inflate(self, image, progress):
-        done, total_mb = 0, image.size / 2 ** 20
+    def _inflate(self, image, progress, on_block):
+        done, total_mb, member = 0, image.size / 2 ** 20, image.members[0]
         try:
-            with zipfile.ZipFile(image.zip_path) as archive:
-                for member in image.members:
+            with zipfile.ZipFile(image.zip_path) as archive, open(image.zip_path, 'rb', buffering=0) as handle:
+                for index, member in enumerate(image.members):
+                    info = archive.getinfo(member)
                     target = os.path.join(self.folder, member.rpartition('/')[2])
-                    with archive.open(member) as source, open(target, 'wb') as sink:
-                        for block in _inflated_blocks(source):
+                    offset, crc = 0, 0
+                    with _member_blocks(archive, handle, info) as blocks, open(target, 'wb') as sink:
+                        for block in blocks:
+                            crc = zlib.crc32(block, crc)
                             sink.write(block)
+                            if on_block is not None and index == 0:
+                                on_block(offset, block)
+                            offset += len(block)
                             done += len(block)
                             if progress is not None:
                                 progress.say(f'unpacking the image from the ZIP ({done / 2 ** 20:.0f} of '
                                              f'{total_mb:.0f} MB)')
                                 progress.report(done / max(1, image.size))
                                 progress.check()
+                    _check_unpacked(info, offset, crc)
         except (zipfile.BadZipFile, zlib.error, EOFError) as exc:  # a bad CRC, a broken deflate stream
-            raise InputError(f'The ZIP {image.zip_path} is damaged: its member {image.members[0]} cannot be '
+            raise InputError(f'The ZIP {image.zip_path} is damaged: its member {member} cannot be '
                              f'unpacked ({exc}).') from exc
 
     def close(self):
         self._remove()
 
 
-def stage(image, progress=None):
+def stage(image, progress=None, on_block=None):
     """A StagedImage of `image`, or (None, reason) when the temporary folder lacks the room or fails."""
     folder = tempfile.gettempdir()
     try:
@@ -109,6 +178,6 @@ def stage(image, progress=None):
         return None, (f'the temporary folder {folder} has {free / 2 ** 20:.0f} MB free, '
                       f'{image.size / 2 ** 20:.0f} MB needed')
     try:
-        return StagedImage(image, progress), None
+        return StagedImage(image, progress, on_block), None
     except (OSError, OutputError) as exc:  # disk full, permissions: reading in place still works, only slower
         return None, f'unpacking into {folder} failed ({getattr(exc, "strerror", None) or exc})'

@@ -2,11 +2,13 @@
 file left behind, also when the run is cancelled or the ZIP is damaged."""
 import os
 import tempfile
+import threading
 import zipfile
 
 import numpy as np
 import pytest
 
+from enmap_compress.plugin.core import zipstage
 from enmap_compress.plugin.core.codec import compress
 from enmap_compress.plugin.core.enmap import open_spectral
 from enmap_compress.plugin.core.errors import CancelledError, InputError
@@ -96,4 +98,93 @@ def test_a_damaged_member_is_one_clear_error_and_leaves_nothing(product, tmp_pat
     with open_spectral(str(damaged)) as raster:
         with pytest.raises(InputError, match='damaged'):
             raster.stage()
+    assert os.listdir(private_tmp) == []
+
+
+def test_the_dead_bands_come_from_the_unpacking_without_a_second_pass(product, private_tmp, monkeypatch):
+    with open_spectral(product.folder) as unpacked, open_spectral(product.zip) as zipped:
+        expected = unpacked.dead_bands
+        zipped.stage()
+
+        def no_read(*args, **kwargs):
+            raise AssertionError('the dead-band scan read the image again')
+
+        monkeypatch.setattr(zipped, 'read', no_read)
+        assert np.array_equal(zipped.dead_bands, expected) and expected.any()
+        zipped.check_not_empty()
+
+
+def _rewritten(source, target, method=zipfile.ZIP_DEFLATED, extra=b''):
+    """The ZIP `source` written again with another compression method and an extra field in each local header."""
+    with zipfile.ZipFile(source) as old, zipfile.ZipFile(target, 'w') as new:
+        for info in old.infolist():
+            copy = zipfile.ZipInfo(info.filename, info.date_time)
+            copy.compress_type, copy.extra = method, extra
+            new.writestr(copy, old.read(info))
+    return str(target)
+
+
+def _image_of(zip_path):
+    with zipfile.ZipFile(zip_path) as archive:
+        infos = archive.infolist()
+    member = next(info.filename for info in infos if info.filename.endswith('SPECTRAL_IMAGE.TIF'))
+    return zipstage.zip_image(zip_path, infos, member)
+
+
+@pytest.mark.parametrize('method, extra', [(zipfile.ZIP_DEFLATED, b'\xfe\xca\x04\x00abcd'),
+                                           (zipfile.ZIP_LZMA, b''), (zipfile.ZIP_BZIP2, b'')])
+def test_members_of_every_method_unpack_to_the_same_bytes(product, tmp_path, private_tmp, method, extra):
+    image = _image_of(_rewritten(product.zip, tmp_path / 'other.zip', method, extra))
+    staged, reason = zipstage.stage(image)
+    assert reason is None
+    try:
+        with open(staged.path, 'rb') as got, open(product.image, 'rb') as expected:
+            assert got.read() == expected.read()
+    finally:
+        staged.close()
+    assert os.listdir(private_tmp) == []
+
+
+def test_a_cancel_in_the_middle_of_the_unpacking_leaves_nothing(product, private_tmp, monkeypatch):
+    monkeypatch.setattr(zipstage, 'IN_BLOCK', 4096)
+    monkeypatch.setattr(zipstage, 'OUT_BLOCK', 8192)
+    checks = []
+
+    def cancel_later():
+        checks.append(1)
+        return len(checks) > 20
+
+    with open_spectral(product.zip) as raster:
+        with pytest.raises(CancelledError):
+            raster.stage(Progress(1, is_cancelled=cancel_later))
+        assert len(checks) == 21 and os.listdir(private_tmp) == []
+        assert not [thread for thread in threading.enumerate() if thread.name.startswith('enmap_compress_unzip')]
+
+
+def _patched(product, target, local_at, central_at, value):
+    """The product ZIP with `value` written at `local_at` in its image member's local header and at `central_at`
+    in its central directory entry (the two must agree, or GDAL refuses the ZIP at once)."""
+    data = bytearray(open(product.zip, 'rb').read())
+    with zipfile.ZipFile(product.zip) as archive:
+        info = archive.getinfo(_image_of(product.zip).members[0])
+    entry = data.rindex(b'PK\x01\x02', 0, data.rindex(info.filename.encode()))
+    data[info.header_offset + local_at:info.header_offset + local_at + len(value)] = value
+    data[entry + central_at:entry + central_at + len(value)] = value
+    target.write_bytes(bytes(data))
+    return str(target)
+
+
+def test_a_wrong_crc_is_one_clear_error_and_leaves_nothing(product, tmp_path, private_tmp):
+    """A deflate stream that inflates, but to other bytes than the CRC says."""
+    damaged = _patched(product, tmp_path / 'crc.zip', 14, 16, bytes(4))
+    with open_spectral(damaged) as raster:
+        with pytest.raises(InputError, match=r'is damaged: its member .*SPECTRAL_IMAGE.TIF cannot be unpacked \(.*CRC'):
+            raster.stage()
+    assert os.listdir(private_tmp) == []
+
+
+def test_an_encrypted_member_is_one_clear_error(product, tmp_path, private_tmp):
+    locked = _patched(product, tmp_path / 'locked.zip', 6, 8, b'\x01')  # general purpose flag bit 0
+    with pytest.raises(InputError, match='encrypted'):
+        zipstage.StagedImage(_image_of(locked))
     assert os.listdir(private_tmp) == []
