@@ -1,7 +1,7 @@
 """What a QGIS user waits for: compress from the unpacked product and from its ZIP, compress + decompress against
 evaluate, the peak memory of each, how long the progress bar stands still, and how fast Cancel acts.
 
-    python -m bench.qgis_timings [--sizes 400 1000] [--model rdnet] [--folder DIR] [--zip-repeats N]
+    python -m bench.qgis_timings [--sizes 400 1000] [--model rdnet] [--folder DIR] [--zip-repeats N [--zip-only]]
 
 Every run is a fresh Python process (its own peak RSS from `resource`) on a synthetic EnMAP L2A product
 (tools/synthetic.py, with its ZIP as DLR delivers it: deflated members). "stall" is the longest time the
@@ -9,8 +9,8 @@ progress callback did not move, as a share of the run (timed from the call, afte
 done already); "cancel" asks to stop once evaluate's bar passes 80 % (its comparison pass) and times how long the
 call takes to return. --zip-repeats N then compresses from the unpacked product and from its ZIP N more times,
 alternately, and prints each pair's ratio, wall and cpu (on a shared machine one pair says little), with the load
-average seen before each run. Prints a table; a benchmark, not a test. Runs against older checkouts too (plain
-callbacks).
+average seen before each run (--zip-only: those pairs alone). Prints a table; a benchmark, not a test. Runs against
+older checkouts too (plain callbacks).
 """
 import argparse
 import functools
@@ -162,17 +162,21 @@ def main(argv=None):
     parser.add_argument('--folder', default=None, help='work folder (default: a temporary one, removed after)')
     parser.add_argument('--json', default=None, help='also write the measurements to this JSON file')
     parser.add_argument('--zip-repeats', type=int, default=0, help='alternating compress pairs, unpacked and ZIP')
+    parser.add_argument('--zip-only', action='store_true', help='only the --zip-repeats pairs (not the table)')
     args = parser.parse_args(argv)
+    if args.zip_only and args.zip_repeats < 1:
+        parser.error('--zip-only needs --zip-repeats N (N >= 1)')
     folder = args.folder or tempfile.mkdtemp(prefix='enmap_compress_bench_')
     try:
-        results = {size: measure_size(folder, size, args.model) for size in args.sizes}
+        results = {} if args.zip_only else {size: measure_size(folder, size, args.model) for size in args.sizes}
         repeats = {size: zip_ratios(folder, size, args.model, args.zip_repeats) for size in args.sizes
                    if args.zip_repeats > 0}
     finally:
         if not args.folder:
             shutil.rmtree(folder, ignore_errors=True)
     print_load()
-    print_table(results)
+    if results:
+        print_table(results)
     for size, pairs in repeats.items():
         print_zip_ratios(size, pairs)
     if args.json:
