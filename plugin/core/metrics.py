@@ -65,8 +65,9 @@ class _SsimWorkspace:
 
     Everything runs on the flattened band, one contiguous loop per step, written into these buffers (out=): they
     stay in the CPU cache and nothing is allocated per band: about twice as fast as the same arithmetic on freshly
-    allocated stacks of bands (measured on 262 x 262 tiles). A window sum at flat index i = r w + c is the window
-    whose top-left sample is (r, c); those that wrap into the next row are computed too and never looked at.
+    allocated stacks of bands (measured on 262 x 262 tiles). The window sums replace the moments they sum, and the
+    SSIM of each window the row sums: fewer buffers, 7 % faster. A window sum at flat index i = r w + c is the
+    window whose top-left sample is (r, c); those that wrap into the next row are computed too and never looked at.
 
     With window sums u, v of x + y and x - y and p, q of their squares (n = win^2 samples a window), the SSIM
     (2 mx my + C1)(2 cov + C2) / ((mx^2 + my^2 + C1)(vx + vy + C2)) times n^4 / 4 on both sides is
@@ -80,58 +81,65 @@ class _SsimWorkspace:
         self.height, self.width = shape
         self.win = win
         size = self.height * self.width
-        self.moments = np.empty((4, size), dtype)  # x + y - shift, x - y, and their squares
-        self.sums = np.empty((4, size), dtype)
+        self.moments = np.empty((4, size), dtype)  # x + y - shift, x - y, and their squares; then their window sums
         self.powers = np.empty((max(1, win.bit_length() - 1), size), dtype)
-        self.rows = np.empty(size, dtype)
-        self.ratio = np.empty(size, dtype)
+        self.rows = np.empty(size, dtype)  # a moment's row sums; then the SSIM of each window
+        self.shift = 0.0
         n = float(win * win)
         self.n = n
         self.c1, self.c2 = 2.0 * SSIM_C1 * (n * peak) ** 2, 2.0 * SSIM_C2 * (n * peak) ** 2
 
     def _box_sums(self, index):
-        """self.sums[index][:count] = the win x win window sums of moment `index`; returns count."""
+        """Moment `index` replaced by its win x win window sums (the first `count` of them); returns count."""
         size = self.height * self.width
         rows = _window_sums_into(self.moments[index], size, self.win, 1, self.powers, self.rows)
-        return _window_sums_into(self.rows, rows, self.win, self.width, self.powers, self.sums[index])
+        return _window_sums_into(self.rows, rows, self.win, self.width, self.powers, self.moments[index])
 
-    def squared_difference(self):
-        """(h, w): (x - y)^2 of the last ssim_sum's bands (the clipped squared error: no second pass for it)."""
-        return self.moments[3].reshape(self.height, self.width)
-
-    def ssim_sum(self, x, y, inside):
-        """Sum of SSIM over the windows flagged in `inside` (h - win + 1, w - win + 1) of one band pair x, y (h, w)."""
+    def load(self, x, y):
+        """Take one band pair x, y (h, w); returns their (h, w) (x - y)^2 (the clipped squared error: no second
+        pass for it), which the next loaded_sum overwrites."""
         total, error, total_sq, error_sq = self.moments
         np.add(x.reshape(-1), y.reshape(-1), out=total)
-        shift = float(total[::61].mean())
-        total -= shift
+        self.shift = float(total[::61].mean())
+        total -= self.shift
         np.subtract(x.reshape(-1), y.reshape(-1), out=error)
         np.multiply(total, total, out=total_sq)
         np.multiply(error, error, out=error_sq)
+        return error_sq.reshape(self.height, self.width)
+
+    def loaded_sum(self, windows, outside=None):
+        """Sum of SSIM over the top-left (rows, columns) = `windows` windows of the loaded band pair, but those
+        flagged in `outside` (rows, columns) bool."""
         count = min(self._box_sums(index) for index in range(4))
-        n, ratio = self.n, self.ratio[:count]
-        u, v, p, q = (sums[:count] for sums in self.sums)
+        n, ratio = self.n, self.rows[:count]
+        u, v, p, q = (moment[:count] for moment in self.moments)
         v *= v
         q *= n
         q -= v  # b
         p *= n
         np.multiply(u, u, out=ratio)
         p -= ratio  # a
-        u += n * shift  # the sums of x + y themselves
+        u += n * self.shift  # the sums of x + y themselves
         np.multiply(u, u, out=u)
         u += self.c1
         np.subtract(u, v, out=ratio)  # numerator
         u += v  # denominator
-        np.subtract(p, q, out=v)
-        v += self.c2  # numerator
-        p += q
-        p += self.c2  # denominator
+        p += self.c2
+        np.subtract(p, q, out=v)  # numerator
+        p += q  # denominator
         ratio *= v
         u *= p
         ratio /= u
-        rows, columns = inside.shape
-        windows = self.ratio[:rows * self.width].reshape(rows, self.width)[:, :columns]
-        return float((windows if inside.all() else windows[inside]).sum(dtype=np.float64))
+        rows, columns = windows
+        ssim = self.rows[:rows * self.width].reshape(rows, self.width)[:, :columns]
+        if outside is not None:
+            np.copyto(ssim, 0, where=outside)
+        return float(np.add.reduce(ssim, axis=1).sum(dtype=np.float64))  # rows in float32: 1e-7, 35 % faster
+
+    def ssim_sum(self, x, y, inside):
+        """Sum of SSIM over the windows flagged in `inside` (h - win + 1, w - win + 1) of one band pair x, y (h, w)."""
+        self.load(x, y)
+        return self.loaded_sum(inside.shape, None if inside.all() else ~inside)
 
 
 def _inside_windows(valid, win):
@@ -141,7 +149,7 @@ def _inside_windows(valid, win):
     workspace.moments[0] = valid.reshape(-1)
     count = workspace._box_sums(0)
     sums = np.zeros(height * width, np.float32)
-    sums[:count] = workspace.sums[0][:count]
+    sums[:count] = workspace.moments[0][:count]
     return sums[:(height - win + 1) * width].reshape(height - win + 1, width)[:, :width - win + 1] == win * win
 
 
@@ -242,6 +250,8 @@ class _BandPass:
         self.diff, self.scratch = np.empty((2, *kept), tile.work)
         self.partial = np.zeros((4, *kept), tile.work)  # dn_sq, clipped_sq, xx, yy of the bands since flush()
         self.max_abs = np.zeros(kept, tile.work)
+        # the clip bounds as arrays: np.maximum and np.minimum against a scalar run 2.5 times slower (numpy 1.26)
+        self.floor, self.peak = np.zeros(region, tile.work), np.full(region, DN_PEAK, tile.work)
         self.bins = None if sums.histogram is None else np.empty(kept, np.intp)
         fits = tile.inside.size and tile.inside.any()
         self.ssim = _SsimWorkspace(region, tile.work, tile.win, DN_PEAK) if fits else None
@@ -259,12 +269,13 @@ class _BandPass:
         kept = tile.in_region
         self._add_dn(row, a[kept], b[kept])
         for values in (a, b):
-            np.minimum(np.maximum(values, 0.0, out=values), DN_PEAK, out=values)
-        squared = None
-        if self.ssim is not None:
-            self.sums.ssim_total += self.ssim.ssim_sum(a, b, tile.inside)
-            squared = self.ssim.squared_difference()[kept]
-        self._add_clipped(a[kept], b[kept], squared)
+            np.maximum(values, self.floor, out=values)
+            np.minimum(values, self.peak, out=values)
+        if self.ssim is None:
+            self._add_clipped(a[kept], b[kept])
+            return
+        self._add_clipped(a[kept], b[kept], self.ssim.load(a, b)[kept])
+        self.sums.ssim_total += self.ssim.loaded_sum(tile.inside.shape, tile.outside)
 
     def _add_dn(self, row, a, b):
         """a, b: (h, w) DN of the tile's pixels, unclipped, zero on invalid pixels."""
@@ -281,8 +292,10 @@ class _BandPass:
         limit, histogram = self.sums.hist_limit, self.sums.histogram
         if not self.tile.integral:
             np.rint(diff, out=diff)
-        np.minimum(np.maximum(diff, -limit, out=diff), limit, out=diff)
-        np.add(diff, limit, out=self.bins, casting='unsafe')  # what bincount counts (it converts anything else)
+        if diff.min() < -limit or diff.max() > limit:  # rare: two reductions cost half of clipping every band
+            np.clip(diff, -limit, limit, out=diff)
+        np.copyto(self.bins, diff, casting='unsafe')  # what bincount counts (it converts anything else)
+        self.bins += limit
         counts = np.bincount(self.bins.reshape(-1), minlength=histogram.size)
         counts[limit] -= self.tile.invalid_kept  # the invalid pixels, zeroed in both images, fell into 0 DN
         histogram += counts
@@ -336,6 +349,7 @@ class _TilePass:
         valid = self.valid[self.region]
         fits = valid.shape[0] >= win and valid.shape[1] >= win
         self.inside = _inside_windows(valid, win) if fits else np.zeros((0, 0), bool)
+        self.outside = None if self.inside.all() else ~self.inside
         self.invalid = None if valid.all() else ~valid
         self.invalid_kept = int(self.valid_kept.size - self.valid_kept.sum())
 

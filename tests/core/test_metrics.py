@@ -129,3 +129,35 @@ def test_only_the_box_around_the_valid_pixels_is_measured(dtype, monkeypatch):
     assert boxed.ssim_total == pytest.approx(full.ssim_total, rel=1e-8)
     nothing = metrics.tile_errors(original, reconstructed, np.zeros_like(valid), kept, hist_limit=3000)
     assert nothing.ssim_count == 0 and not nothing.dn_sq.any() and not nothing.histogram.any()
+
+
+@pytest.mark.parametrize('dtype', [np.int16, np.float32])
+def test_one_pass_equals_a_float64_computation_with_samples_out_of_range(dtype):
+    """tile_errors (float32 work, SSIM windows ending in the kept part, a clip and a histogram range checked per
+    band) against the definitions in float64: DN below 0 and above 10000 clipped, errors beyond +-3000 DN counted
+    in the outermost bins, invalid pixels left out, 6 px of margin above and left."""
+    from enmap_compress.plugin.core import metrics
+
+    rng = np.random.default_rng(8)
+    original = rng.integers(-500, 11000, (17, 40, 37)).astype(dtype)
+    reconstructed = (original + rng.normal(0, 40, original.shape)).astype(dtype)
+    reconstructed[3, 10:12, 10:20] += 5000  # beyond the histogram's range
+    valid = np.ones((40, 37), bool)
+    valid[30:, :5] = False
+    kept = (slice(6, 40), slice(6, 37))
+    errors = metrics.tile_errors(original, reconstructed, valid, kept, hist_limit=3000)
+    a, b = (np.where(valid, v.astype(np.float64), 0.0) for v in (original, reconstructed))
+    diff = (b - a)[:, kept[0], kept[1]]
+    inside = valid[kept]
+    np.testing.assert_allclose(errors.dn_sq, np.where(inside, (diff ** 2).sum(axis=0), 0), rtol=1e-6)
+    np.testing.assert_allclose(errors.max_abs_dn, np.where(inside, np.abs(diff).max(axis=0), 0), rtol=1e-6)
+    x, y = (np.clip(v, 0, 10000) / 10000 for v in (a, b))
+    unit = ((x - y) ** 2)[:, kept[0], kept[1]].sum(axis=0)
+    np.testing.assert_allclose(errors.unit_sq, np.where(inside, unit, 0), rtol=1e-5, atol=1e-12)
+    np.testing.assert_allclose(errors.band_dn_sq, (diff[:, inside] ** 2).sum(axis=1), rtol=1e-6)
+    expected = np.bincount((np.clip(np.rint(diff[:, inside]), -3000, 3000) + 3000).astype(int).ravel(),
+                           minlength=6001)
+    assert np.array_equal(errors.histogram, expected) and expected[-1] > 0
+    total, count = ssim_sum(x, y, valid=valid)  # the whole window: every window ends in the kept part
+    assert errors.ssim_count == count > 0
+    assert errors.ssim_total == pytest.approx(total, rel=1e-6)
