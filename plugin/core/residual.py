@@ -58,6 +58,7 @@ class _Layout:
         self.source = order if self.full else np.where(self.keep, rank[order], 0)
         self.inverse = np.argsort(order)[valid.ravel()]
         self.grid = np.zeros((height + 2, width + 2), np.int32)
+        self._neighbours = {}
 
     def piece(self, vector, index):
         r, c, start, shape = self.pieces[index]
@@ -77,24 +78,33 @@ class _Layout:
         """The inverse of to_passes (valid pixels only)."""
         return np.take(values, self.inverse, axis=-1)
 
+    def views(self, vector):
+        """The parity grids of a pass-order vector as (rows, cols) views (made once per vector: a band's loop
+        reuses them)."""
+        return [self.piece(vector, index) for index in range(len(self.pieces))]
+
     def neighbours(self, index, offsets):
-        """Views of the grid at the given offsets from the pixels of parity grid `index`."""
-        r, c, _, (rows, cols) = self.pieces[index]
-        return [self.grid[1 + r + dy::2, 1 + c + dx::2][:rows, :cols] for dy, dx in offsets]
-
-    def put(self, vector, indices):
-        """Write parity grids of a pass-order vector into the grid."""
-        for index in indices:
+        """Views of the grid at the given offsets from the pixels of parity grid `index` (made once)."""
+        views = self._neighbours.get((index, offsets))
+        if views is None:
             r, c, _, (rows, cols) = self.pieces[index]
-            self.grid[1 + r::2, 1 + c::2][:rows, :cols] = self.piece(vector, index)
+            views = [self.grid[1 + r + dy::2, 1 + c + dx::2][:rows, :cols] for dy, dx in offsets]
+            self._neighbours[index, offsets] = views
+        return views
 
-    def sum_into(self, out, indices, offsets):
-        """out (a pass-order vector): the grid's sums over `offsets` at the pixels of parity grids `indices`."""
+    def put(self, pieces, indices):
+        """Write parity grids (`views` of a pass-order vector) into the grid."""
         for index in indices:
-            first, *rest = self.neighbours(index, offsets)
-            target = self.piece(out, index)
-            np.add(first, rest[0], out=target)
-            for view in rest[1:]:
+            self.neighbours(index, ((0, 0),))[0][...] = pieces[index]
+
+    def sum_into(self, pieces, indices, offsets):
+        """The grid's sums over `offsets` at the pixels of parity grids `indices`, into those `pieces` (`views` of
+        a pass-order vector)."""
+        for index in indices:
+            first, second, *rest = self.neighbours(index, offsets)
+            target = pieces[index]
+            np.add(first, second, out=target)
+            for view in rest:
                 target += view
 
     def grid_sums(self, cross, diagonal, values=None):
@@ -268,6 +278,8 @@ def code(valid, max_errors, residual=None, symbols=None):
     previous, previous_cross, previous_diagonal = (np.zeros(size, np.int32) for _ in range(3))
     current = np.zeros(size, np.int32)
     local = np.zeros(size, np.int32)  # sums of the current band's neighbours from earlier passes
+    previous_views, current_views = layout.views(previous), layout.views(current)
+    cross_views, diagonal_views, local_views = (layout.views(v) for v in (previous_cross, previous_diagonal, local))
     weights = [[0] * count for count in (2, 4, 3)]
     memory = [None] * len(layout.passes)
     for band in range(bands):
@@ -277,23 +289,25 @@ def code(valid, max_errors, residual=None, symbols=None):
         for index, (part, w) in enumerate(zip(layout.passes, weights)):
             # neighbours of the current band lie in earlier passes, all known (invalid pixels hold 0)
             if index == 1:
-                layout.put(current, (0,))
-                layout.sum_into(local, (1,), _DIAGONAL)
+                layout.put(current_views, (0,))
+                layout.sum_into(local_views, (1,), _DIAGONAL)
             elif index == 2:
-                layout.put(current, (1,))
-                layout.sum_into(local, (2, 3), _CROSS)
+                layout.put(current_views, (1,))
+                layout.sum_into(local_views, (2, 3), _CROSS)
             columns = [previous[part], previous_cross[part]] + ([local[part]] if index else []) + (
                 [previous_diagonal[part]] if index == 1 else [])
             prediction = _predict(columns, w)
-            if encoding:
-                q = given[band, part] - prediction
-                if step > 1:
-                    q = np.sign(q) * ((np.abs(q) + bound) // step)
-                given[band, part] = q
+            q, value = given[band, part], restored[band, part]
+            if encoding:  # the symbol: the nearest multiple of the odd step (no ties) to target - prediction
+                q -= prediction
+                if step > 1:  # floor((d + E) / (2E + 1)) = sign(d) floor((|d| + E) / (2E + 1)) for integer d
+                    q += bound
+                    q //= step
+            if step > 1:
+                np.multiply(q, step, out=value)
+                value += prediction
             else:
-                q = given[band, part]
-            value = restored[band, part]
-            np.add(prediction, q * step if step > 1 else q, out=value)
+                np.add(prediction, q, out=value)
             if keep is not None:
                 value *= keep[part]  # invalid: 0
             value.clip(-VALUE_LIMIT, VALUE_LIMIT, out=current[part])
@@ -301,8 +315,9 @@ def code(valid, max_errors, residual=None, symbols=None):
         part_keeps = [None] * 3 if keep is None else [keep[part] for part in layout.passes]
         memory = [_normal_equations(*fit, old, part_keep) for fit, old, part_keep in zip(fitted, memory, part_keeps)]
         weights = [_solve(*equations) for equations in memory]  # the fit so far predicts the next band
-        layout.put(current, (2, 3))
-        layout.sum_into(previous_cross, range(4), _CROSS)  # in place: no full-grid temporaries
-        layout.sum_into(previous_diagonal, (1,), _DIAGONAL)  # only pass 2 reads diagonal sums
+        layout.put(current_views, (2, 3))
+        layout.sum_into(cross_views, range(4), _CROSS)
+        layout.sum_into(diagonal_views, (1,), _DIAGONAL)  # only pass 2 reads diagonal sums
         previous, current = current, previous
+        previous_views, current_views = current_views, previous_views
     return (layout.from_passes(given) if encoding else symbols), layout.from_passes(restored)
