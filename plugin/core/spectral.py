@@ -7,6 +7,7 @@ it, plus a constant. The weights are least-squares fits made by the encoder, sen
 prediction is integer arithmetic, so the decoder computes it bit-identically on every machine. What is left is
 coded as a predicted stream (prediction.py). Layout: docs/format.md, "Spectrally predicted extra bands".
 """
+import functools
 import struct
 import zlib
 
@@ -23,15 +24,20 @@ _WEIGHT_LIMIT = 2 ** 24  # |weight| in fixed point; a fit beyond +-1024 is refus
 
 def references(extra, coded):
     """For each extra band (canonical index, in the order of `extra`), the canonical bands it is predicted from."""
-    known = {int(b) for b in coded}
+    return [list(refs) for refs in _references(tuple(int(b) for b in extra), tuple(int(b) for b in coded))]
+
+
+@functools.lru_cache(maxsize=16)
+def _references(extra, coded):  # the same for every tile of a file: worked out once
+    known = set(coded)
     upper_pool = sorted(known)
     out = []
     for band in extra:
         below = sorted(b for b in known if b < band)[-2:]
         above = [b for b in upper_pool if b > band][:1]
-        out.append(below + above)
-        known.add(int(band))
-    return out
+        out.append(tuple(below + above))
+        known.add(band)
+    return tuple(out)
 
 
 def _features(values_of, refs, pixels):
