@@ -156,6 +156,12 @@ class ContextLatentCoder(PriorLatentCoder):
     def encode(self, latent, geometry):
         if not latent.shape[1]:
             return np.zeros(latent.shape, np.int32), b''
+        symbols, rows, tables = self.encode_rows(latent, geometry)
+        return symbols, encode_groups(rows, tables, CONTEXT_VERSION)
+
+    def encode_rows(self, latent, geometry):
+        """encode's rows before the stream: (symbols, rows, their tables) of a latent with valid cells (a coder
+        that sends rows of its own ahead of these, latent_basis.py, puts both in one stream)."""
         symbols, override, own, ll_residual, ll_codes, context = self.analyse(latent, geometry)
         sym, coded, codes, occupied, classes = context
         deltas, custom = self._delta_choice(*context)
@@ -179,7 +185,7 @@ class ContextLatentCoder(PriorLatentCoder):
             for code, start, count in self._groups(table_codes):
                 rows.append(values[start:start + count].astype(np.int32))
                 row_tables.append(_table(int(code), float(self.deadzone)))
-        return symbols, encode_groups(rows, row_tables, CONTEXT_VERSION)
+        return symbols, rows, row_tables
 
     def analyse(self, latent, geometry):
         """The encoder's choices before any byte: (symbols, override flags, own codes, LL residuals or None, their
