@@ -127,23 +127,12 @@ def test_pca_jpeg2000_anchor_roundtrip(tiny, tmp_path):
         (45.0, 0.75))
 
 
-def test_file_basis_numpy_path_matches_rdnet_and_rotation_round_trips(tiny, tmp_path):
+def test_file_basis_measures_the_codec_with_and_without_a_basis(tiny, tmp_path):
     from bench import file_basis as fb
-    from enmap_compress.plugin.core.runtime import OnnxRunner, find_model
 
-    package = find_model('rdnet')
-    learned = fb.LearnedSpectral.of(package.folder)
-    case = fb.Case(tiny, package, OnnxRunner(package, 'cpu', 1), str(tmp_path))
-    onnx_size, _, onnx_rec = case.run(5, fb.variant('onnx', learned))
-    numpy_size, _, numpy_rec = case.run(5, fb.variant('numpy', learned))
-    assert numpy_size == onnx_size  # the prototype's spectral stage is rdnet's (float64 here: DN may round apart)
-    assert np.abs(numpy_rec.astype(int) - onnx_rec).max() <= 1
-    size, basis, rec = case.run(5, fb.variant('ada-1-0.02', learned))
-    assert size > 0 and basis > 2
-    keep = case.scene.keep & ~case.scene.dead
-    error = rec[keep][:, case.scene.valid].astype(float) - case.scene.cube[keep][:, case.scene.valid]
-    assert np.sqrt(np.mean(error ** 2)) < 100  # DN: a real reconstruction, not noise
-    leading = fb.orthonormal(np.random.default_rng(0).normal(size=(202, 5)))
-    full = fb.complete_basis(leading)
-    assert np.allclose(full.T @ full, np.eye(202)) and np.allclose(full[:, :5], leading)
-    assert np.allclose(fb.complete_basis(np.eye(202)[:, :3]), np.eye(202))
+    rows = {name: fb.measure([tiny], name, (4,), str(tmp_path)) for name in ('context', 'basis', 'always')}
+    assert all(r[0]['level'] == 4 and r[0]['tiles'] == 1 and 25 < r[0]['psnr'] < 100 for r in rows.values())
+    assert rows['context'][0]['rotated'] == 0 and rows['always'][0]['rotated'] == 1
+    basis, context = rows['basis'][0], rows['context'][0]
+    if not basis['rotated']:  # the same symbols: the same image, a flag row more
+        assert basis['psnr'] == context['psnr'] and basis['bpppb'] >= context['bpppb']

@@ -8,7 +8,7 @@ import pytest
 from ehc_forge import Chunk, EhcParts, _inflate, index_span, join_payload, read_index, split_payload, uvarint
 from osgeo import gdal
 
-from enmap_compress.plugin.core import codec, container, prior, tilepayload
+from enmap_compress.plugin.core import codec, container, latent_basis, prior, tilepayload
 from enmap_compress.plugin.core.codec import compress, decode_tile, decoder_for, decompress
 from enmap_compress.plugin.core.codecheader import CodecInfo
 from enmap_compress.plugin.core.errors import FormatError
@@ -95,7 +95,7 @@ def test_new_files_frame_tiles_compactly_and_decode_as_the_old_framing_does(fres
         assert head == tilepayload.COMPACT + 2 and len(sections) == 2  # mask and latent, no sample section
         latent = sections[1]
         if latent:
-            assert latent[0] == prior.CONTEXT_VERSION  # no "EP" magic, no CRC-32
+            assert latent[0] == latent_basis.STREAM_VERSION  # no "EP" magic, no CRC-32 (lossy: a tile basis)
             assert prior.expand_stream(latent)[:2] == prior.MAGIC
         old_payload = old.pack(new.unpack(chunk.payload))
         assert old_payload[0] == tilepayload.VERSION

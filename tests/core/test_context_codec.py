@@ -5,7 +5,7 @@ from osgeo import gdal
 
 from enmap_compress.plugin.core import context_coder
 from enmap_compress.plugin.core.codec import TileCoder, compress, decompress
-from enmap_compress.plugin.core.codecheader import LATENT_CONTEXT, LATENT_PRIOR, CodecInfo
+from enmap_compress.plugin.core.codecheader import LATENT_BASIS, LATENT_CONTEXT, LATENT_PRIOR, CodecInfo
 from enmap_compress.plugin.core.container import EhcReader
 from enmap_compress.plugin.core.errors import FormatError
 from enmap_compress.plugin.core.evaluate import measure
@@ -30,7 +30,7 @@ def _round_trip(scene, folder, name, **options):
 
 
 def test_new_rdnet_files_use_the_context_coder_and_are_smaller(scene, tmp_path, monkeypatch):
-    new, codec, rec = _round_trip(scene, tmp_path, 'context')
+    new, codec, rec = _round_trip(scene, tmp_path, 'context', latent_coder=LATENT_CONTEXT)  # 0.4.0's lossy files
     assert codec['latent_coder'] == LATENT_CONTEXT
     with monkeypatch.context() as patch:  # what 0.2 wrote: the per-row prior (no latent_coder in the header)
         patch.setattr(context_coder, 'suits', lambda meta: False)
@@ -64,7 +64,7 @@ def test_unknown_latent_coders_are_refused_and_the_header_field_round_trips(scen
         TileCoder(pca, 3, OnnxRunner(pca, 'cpu', 1), np.zeros(0, int), latent_scheme=LATENT_CONTEXT)
     assert TileCoder(pca, 3, OnnxRunner(pca, 'cpu', 1), np.zeros(0, int)).latent_scheme == LATENT_PRIOR
     info = TileCoder(package, 3, runner, np.zeros(0, int)).codec_info(256)
-    assert CodecInfo.from_json(info.to_json(), 'test').latent_coder == LATENT_CONTEXT
+    assert CodecInfo.from_json(info.to_json(), 'test').latent_coder == LATENT_BASIS  # lossy: latent_basis.py
     assert 'latent_coder' not in TileCoder(package, 3, runner, np.zeros(0, int),
                                            latent_scheme=LATENT_PRIOR).codec_info(256).to_json()
 

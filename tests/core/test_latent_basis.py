@@ -1,0 +1,243 @@
+"""A spectral basis per rdnet tile (plugin/core/latent_basis.py, codec info `latent_coder: "context-basis-v1"`):
+the coder's round trip with and without a rotation, the per-tile choice, the real codec's files, a rotated chunk
+decoded alone, error-bounded files on the plain coder, a 0.4.0 reader's refusal and hostile basis heads."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from ehc_forge import Chunk, EhcParts, join_payload, split_payload
+from osgeo import gdal
+
+from bench.file_basis import tile_rotations
+from enmap_compress.plugin.core import latent_basis, prior
+from enmap_compress.plugin.core.codec import (
+    TileCoder,
+    compress,
+    decode_tile,
+    decoded_tiles,
+    decoder_for,
+    decompress,
+    header_fill,
+)
+from enmap_compress.plugin.core.codecheader import LATENT_BASIS, LATENT_CONTEXT
+from enmap_compress.plugin.core.container import EhcReader
+from enmap_compress.plugin.core.errors import FormatError, InputError
+from enmap_compress.plugin.core.evaluate import measure
+from enmap_compress.plugin.core.latent import LatentGeometry
+from enmap_compress.plugin.core.runtime import OnnxRunner, find_model, list_models
+from enmap_compress.plugin.core.tiling import Tile
+from enmap_compress.plugin.core.validation import open_checked
+from tools import synthetic
+
+PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+RELEASE_0_4_0 = '221d0a1'  # the commit that made 0.4.0 (tests/data/corpus-0.4 was written by it)
+
+
+@pytest.fixture(scope='module')
+def rdnet():
+    if 'rdnet' not in [p.model_id for p in list_models()]:
+        pytest.skip('rdnet is not installed')
+    return find_model('rdnet')
+
+
+def _coder(package, quality=5):
+    return latent_basis.BasisContextCoder(package.meta.level(quality), package.meta.entropy_model)
+
+
+def _latent(coder, correlated, cells=(6, 6), seed=0):
+    """A latent (components x 64, cells) whose components are independent, or mixed by a dense rotation (what the
+    learned basis leaves when a scene is unlike the training tiles), LL the strongest coefficient."""
+    rng = np.random.default_rng(seed)
+    n, count = coder.components, cells[0] * cells[1]
+    spread = np.exp2(-np.arange(n) / 6.0)[:, None, None] * np.exp2(-np.arange(64) / 8.0)[None, :, None]
+    z = rng.laplace(size=(n, 64, count)) * spread * 40 * coder.step
+    if correlated:
+        mixing = np.linalg.qr(rng.normal(size=(n, n)))[0]
+        z = np.tensordot(mixing, z, axes=1)
+    return z.reshape(n * 64, count).astype(np.float32), LatentGeometry(n * 64, np.ones(cells, bool))
+
+
+@pytest.mark.parametrize('correlated', [False, True])
+def test_the_coder_round_trips_and_rotates_only_where_it_pays(rdnet, correlated):
+    coder = _coder(rdnet)
+    latent, geometry = _latent(coder, correlated)
+    symbols, stream = coder.encode(latent, geometry)
+    assert (symbols.rotation is not None) == correlated  # the estimate's choice
+    assert stream[2] == latent_basis.STREAM_VERSION == 3  # "EP", then the version byte
+    decoded = coder.decode(stream, geometry)
+    assert np.array_equal(decoded.symbols, symbols.symbols)
+    if correlated:  # the decoder rebuilds T from the sent integers, bit for bit
+        assert np.array_equal(decoded.rotation, symbols.rotation)
+        assert np.allclose(decoded.rotation.T @ decoded.rotation, np.eye(coder.components), atol=1e-12)
+    plain = latent_basis.ContextLatentCoder(rdnet.meta.level(5), rdnet.meta.entropy_model)
+    plain_symbols, plain_stream = plain.encode(latent, geometry)
+    error = _rms(coder.dequantise(decoded) - latent)  # back in rdnet's coordinates
+    assert error < 0.5 * coder.step and error < 1.1 * _rms(plain.dequantise(plain_symbols) - latent)
+    if correlated:
+        assert len(stream) < 0.8 * len(plain_stream)
+    else:  # the flag row is all it costs
+        assert len(stream) - len(plain_stream) <= 4
+
+
+def test_always_sends_a_basis_and_the_estimate_saves_its_cost(rdnet, monkeypatch):
+    coder = _coder(rdnet)
+    latent, geometry = _latent(coder, False)
+    unrotated = coder.encode(latent, geometry)[1]
+    monkeypatch.setattr(latent_basis.BasisContextCoder, 'always', True)
+    symbols, forced = coder.encode(latent, geometry)
+    assert symbols.rotation is not None and len(forced) > len(unrotated)
+    assert _rms(coder.dequantise(coder.decode(forced, geometry)) - latent) < 0.5 * coder.step
+
+
+def _rms(error):
+    return float(np.sqrt(np.mean(np.square(error, dtype=np.float64))))
+
+
+def test_the_basis_is_the_learned_axes_when_the_tile_needs_no_rotation():
+    integers = np.zeros((10, 3), np.int64)
+    integers[[0, 1, 2], [0, 1, 2]] = 64
+    rotation, pivot = latent_basis.rotation_of(integers, np.full(3, -6))
+    assert np.array_equal(rotation, np.eye(10)) and pivot == 1.0
+    moments = np.diag(np.exp2(-np.arange(10.0)))
+    assert latent_basis.fit_basis(moments, 2.0) is None  # no axis above the step
+    basis = latent_basis.fit_basis(moments, 2.0 ** -3)
+    assert basis.axes == 6 and np.allclose(basis.rotation, np.eye(10))  # variances 1 .. 2^-5 above 2^-6
+    swapped = np.eye(10)[:, [1, 0] + list(range(2, 10))]  # an axis beyond K among the leading ones: ill-conditioned
+    assert latent_basis.rotation_of(swapped[:, :1].astype(np.int64), np.zeros(1))[1] < latent_basis.MIN_PIVOT
+
+
+@pytest.fixture(scope='module')
+def files(rdnet, tmp_path_factory):
+    """(folder, scene, the new lossy file in 4 tiles, its decoded image, the same coded as 0.4.0 did)."""
+    folder = tmp_path_factory.mktemp('basis')
+    scene = synthetic.write_scene(str(folder / 'scene.tif'), width=64, height=64, seed=0)
+    new, old = str(folder / 'new.ehc'), str(folder / 'old.ehc')
+    sizes = [compress(scene, path, 'rdnet', 6, 'cpu', tile_size=32, latent_coder=coder).file_bytes
+             for path, coder in ((new, None), (old, LATENT_CONTEXT))]
+    decompress(new, str(folder / 'new.tif'), 'cpu')
+    decompress(old, str(folder / 'old.tif'), 'cpu')
+    return folder, scene, new, old, sizes
+
+
+def _coder_of(path):
+    reader, checked = open_checked(path)
+    with reader:
+        return decoder_for(checked.codec, 'cpu', 1, checked.raster, compact=True)[0], checked.raster
+
+
+def test_new_lossy_rdnet_files_rotate_unlike_tiles_and_are_smaller_for_the_same_quality(files):
+    folder, scene, new, old, (new_bytes, old_bytes) = files
+    with EhcReader(new) as reader, EhcReader(old) as before:
+        assert reader.header['codec']['latent_coder'] == LATENT_BASIS
+        assert before.header['codec']['latent_coder'] == LATENT_CONTEXT
+    assert any(tile_rotations(new)) and not any(tile_rotations(old))
+    new_quality, old_quality = measure(scene, str(folder / 'new.tif')), measure(scene, str(folder / 'old.tif'))
+    assert new_bytes < 0.85 * old_bytes and new_quality['psnr'] > old_quality['psnr'] - 0.5
+    restored, original = gdal.Open(str(folder / 'new.tif')).ReadAsArray(), gdal.Open(scene).ReadAsArray()
+    assert np.array_equal(restored[10] == -32768, original[10] == -32768)  # nodata where it was
+
+
+def test_a_rotated_chunk_decodes_alone(files):
+    """A rotated tile's chunk, read on its own, gives the pixels the whole file's decode gives there."""
+    _folder, _scene, new, _old, _sizes = files
+    index = tile_rotations(new).index(True)
+    coder, raster = _coder_of(new)
+    with EhcReader(new) as reader:
+        whole = dict((i, cube) for i, (_tile, cube) in enumerate(decoded_tiles(reader, coder, raster)))
+        tile = Tile.from_dict(reader.chunk_meta(index))
+        payload = reader.read_chunk(index)
+    dead = np.zeros(raster['band_count'], bool)
+    dead[np.asarray(raster['dead_bands'], int)] = True
+    alone_coder = _coder_of(new)[0]  # a fresh decoder that has seen no other tile
+    alone = decode_tile(alone_coder, payload, tile, alone_coder.transform.window(tile, raster['width'],
+                                                                                 raster['height']),
+                        raster['dtype'], raster['nodata'], dead[np.asarray(raster['canonical_index'], int)],
+                        header_fill(raster))
+    assert np.array_equal(alone, whole[index]) and (alone != raster['nodata']).any()
+
+
+def test_error_bounded_files_keep_the_plain_coder(rdnet, files, tmp_path):
+    _folder, scene, _new, _old, _sizes = files
+    for bound in (0, 10):
+        path = str(tmp_path / f'b{bound}.ehc')
+        compress(scene, path, 'rdnet', None, 'cpu', max_error=bound, tile_size=32)
+        with EhcReader(path) as reader:
+            assert reader.header['codec']['latent_coder'] == LATENT_CONTEXT
+    with pytest.raises(InputError, match='is for lossy files'):
+        compress(scene, str(tmp_path / 'x.ehc'), 'rdnet', None, 'cpu', max_error=10, latent_coder=LATENT_BASIS)
+    with pytest.raises(InputError, match='latent_coder must be one of'):
+        compress(scene, str(tmp_path / 'x.ehc'), 'rdnet', 5, 'cpu', latent_coder='context-v9')
+    runner = OnnxRunner(rdnet, 'cpu', 1)
+    with pytest.raises(FormatError, match='not supported in an error-bounded or lossless file'):
+        TileCoder(rdnet, 5, runner, np.zeros(0, int), max_error=10, latent_scheme=LATENT_BASIS)
+    pca = find_model('pca')
+    assert TileCoder(pca, 5, OnnxRunner(pca, 'cpu', 1), np.zeros(0, int)).latent_scheme != LATENT_BASIS
+
+
+def test_a_0_4_0_reader_refuses_a_new_file_asking_for_an_update(files, tmp_path):
+    """The real 0.4.0 code (its commit, checked out of this repository's history) reading a new lossy file."""
+    _folder, _scene, new, _old, _sizes = files
+    tree = tmp_path / 'release' / 'enmap_compress'
+    tree.mkdir(parents=True)
+    known = subprocess.run(['git', '-C', PROJECT_ROOT, 'cat-file', '-e', f'{RELEASE_0_4_0}^{{commit}}'],
+                           capture_output=True)
+    if known.returncode:
+        pytest.skip('0.4.0 is not in this checkout\'s history')
+    archive = subprocess.run(['git', '-C', PROJECT_ROOT, 'archive', RELEASE_0_4_0, '__init__.py', 'plugin',
+                              'resources', 'models/rdnet', 'metadata.txt'], capture_output=True, check=True)
+    subprocess.run(['tar', '-x', '-C', str(tree)], input=archive.stdout, check=True)
+    script = ('import sys\nsys.path.insert(0, sys.argv[1])\nimport enmap_compress\n'
+              'assert enmap_compress.__file__.startswith(sys.argv[1]), enmap_compress.__file__\n'
+              'from enmap_compress.plugin import __version__\nfrom enmap_compress.plugin.core.codec import decompress\n'
+              'from enmap_compress.plugin.core.errors import FormatError\n'
+              'try:\n    decompress(sys.argv[2], sys.argv[3], "cpu")\nexcept FormatError as exc:\n'
+              '    print(__version__, exc)\n')
+    done = subprocess.run([sys.executable, '-c', script, str(tree.parent), new, str(tmp_path / 'old.tif')],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == '0.4.0 latents coded as "context-basis-v1" are not supported here for model ' \
+                                  '"rdnet"; update the plugin'
+    assert not (tmp_path / 'old.tif').exists()
+
+
+def _with_head(parts, index, head_rows, head_tables):
+    """The file with chunk `index`'s latent stream replaced by one of crafted head rows (the reader checks the head
+    before anything after it)."""
+    head, sections = split_payload(parts.chunks[index].payload)
+    sections[1] = prior.compact_stream(prior.encode_groups(head_rows, head_tables, latent_basis.STREAM_VERSION))
+    edited = parts.copy()
+    edited.chunks[index] = Chunk(parts.chunks[index].meta, join_payload(head, sections))
+    return edited.build()
+
+
+def _basis_head(flag=1, k=2, exponents=(-6, -6), codes=(8, 8), axes=None, n=202):
+    axes = axes if axes is not None else [np.eye(n, dtype=np.int32)[:, i] * 64 for i in range(k)]
+    rows = [np.array([flag]), np.array([k]), np.array(exponents), np.array(codes)] + list(axes)
+    tables = [prior.FLAG_TABLE, latent_basis.count_table(n), prior.BYTE_TABLE, prior.BYTE_TABLE] + [
+        latent_basis.axis_table(8)] * len(axes)
+    return [np.asarray(r, np.int32) for r in rows], tables
+
+
+@pytest.mark.parametrize('name, head, message', [
+    ('flag', _basis_head(flag=5)[0][:1], 'invalid flag'),
+    ('no axes', _basis_head(k=0, exponents=(), codes=(), axes=[])[0], 'states 0 axes'),
+    ('too many axes', _basis_head(k=203, exponents=(), codes=(), axes=[])[0], 'states 203 axes'),
+    ('exponent', _basis_head(exponents=(-6, -30))[0], 'exponent outside -14..-2'),
+    ('scale code', _basis_head(codes=(8, 300))[0], 'scale code outside -128..127'),
+    ('zero axis', _basis_head(axes=[np.eye(202, dtype=np.int32)[:, 0], np.zeros(202, np.int32)])[0],
+     'an axis of zeros'),
+])
+def test_hostile_basis_heads_are_refused_naming_the_part_and_the_tile(files, tmp_path, name, head, message):
+    _folder, _scene, new, _old, _sizes = files
+    tables = _basis_head()[1][:len(head)]
+    tables += [latent_basis.axis_table(8)] * (len(head) - len(tables))
+    data = _with_head(EhcParts.read(new), 0, head, tables)
+    path, out = str(tmp_path / f'{name}.ehc'), str(tmp_path / f'{name}.tif')
+    with open(path, 'wb') as handle:
+        handle.write(data)
+    with pytest.raises(FormatError, match=rf"chunk 0 \(the tile at 0, 0\): a context-basis latent stream's basis "
+                                          rf"head .*{message}"):
+        decompress(path, out, 'cpu')
+    assert not os.path.exists(out)
