@@ -4,7 +4,7 @@ usage: python -m bench.file_basis [--datasets tiles,mosaics,synthetic] [--levels
 
 Every file is written by codec.compress and read back by codec.decompress; rates are its bytes on disk. The
 variants are codec info `latent_coder` values: `context` (context-v1, the files 0.4.0 writes: the reference, always
-measured), `basis` (context-basis-v1, the default for lossy rdnet files: a tile is rotated when the encoder's
+measured), `basis` (context-v2, the default for lossy rdnet files: a tile is rotated when the encoder's
 estimate says the basis pays, plugin/core/latent_basis.py) and `always` (the same stream with every fitted basis
 sent: what the choice saves).
 

@@ -22,7 +22,7 @@ BAND_GAINS = 'band-gains'  # `radiometry`: models saw reflectance = DN x gain + 
 EXTRA_PREDICTED, EXTRA_SPECTRAL = 'predicted', 'spectral-v1'  # `extra_coder` (absent: predicted)
 RESIDUAL_PLAIN, RESIDUAL_PREDICTED = 'plain', 'predicted-v1'  # `residual_coder` (absent: plain)
 LATENT_PRIOR, LATENT_CONTEXT = 'model', 'context-v1'  # `latent_coder` (absent: the model's; context_coder.py)
-LATENT_BASIS = 'context-basis-v1'  # `latent_coder` of new lossy rdnet files after 0.4.0 (latent_basis.py)
+LATENT_BASIS = 'context-v2'  # `latent_coder` of new lossy rdnet files after 0.4.0: context-v1 + a basis per tile
 LATENT_CODERS = (LATENT_PRIOR, LATENT_CONTEXT, LATENT_BASIS)
 MAX_BOUND_DN = 2 ** 53  # error bounds in DN: integers float64 holds exactly (larger ones overflow the residual layer)
 QUALITY_LEVELS = range(1, 11)

@@ -1,4 +1,4 @@
-"""A per-tile spectral basis for rdnet's latent (codec info `latent_coder: "context-basis-v1"`, lossy rdnet files).
+"""A per-tile spectral basis for rdnet's latent (codec info `latent_coder: "context-v2"`, new lossy rdnet files).
 
 rdnet's latent of component k (rows 64 k ... 64 k + 63) is its 8 x 8 block transform of the learned component
 y_k = (A (u - m))_k. The block transform is the same for every component, so rotating the components, z = T^T y,
@@ -44,7 +44,7 @@ THRESHOLD = 1.0  # an axis is sent when its variance per pixel exceeds THRESHOLD
 PRECISION = 0.02  # an axis' quantum: the power of two nearest PRECISION x step / its standard deviation
 EXPONENTS = (-14, -2)  # the quanta 2^-14 .. 2^-2 a stream may state
 MIN_PIVOT = 0.05  # the encoder sends no basis whose QR has a pivot below this fraction of its column
-PART = "a context-basis latent stream's basis head"
+PART = "a context-v2 latent stream's basis head"
 
 
 @functools.lru_cache(maxsize=64)

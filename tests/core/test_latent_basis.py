@@ -1,4 +1,4 @@
-"""A spectral basis per rdnet tile (plugin/core/latent_basis.py, codec info `latent_coder: "context-basis-v1"`):
+"""A spectral basis per rdnet tile (plugin/core/latent_basis.py, codec info `latent_coder: "context-v2"`):
 the coder's round trip with and without a rotation, the per-tile choice, the real codec's files, a rotated chunk
 decoded alone, error-bounded files on the plain coder, a 0.4.0 reader's refusal and hostile basis heads."""
 import os
@@ -197,7 +197,7 @@ def test_a_0_4_0_reader_refuses_a_new_file_asking_for_an_update(files, tmp_path)
     done = subprocess.run([sys.executable, '-c', script, str(tree.parent), new, str(tmp_path / 'old.tif')],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == '0.4.0 latents coded as "context-basis-v1" are not supported here for model ' \
+    assert done.stdout.strip() == f'0.4.0 latents coded as "{LATENT_BASIS}" are not supported here for model ' \
                                   '"rdnet"; update the plugin'
     assert not (tmp_path / 'old.tif').exists()
 
@@ -237,7 +237,7 @@ def test_hostile_basis_heads_are_refused_naming_the_part_and_the_tile(files, tmp
     path, out = str(tmp_path / f'{name}.ehc'), str(tmp_path / f'{name}.tif')
     with open(path, 'wb') as handle:
         handle.write(data)
-    with pytest.raises(FormatError, match=rf"chunk 0 \(the tile at 0, 0\): a context-basis latent stream's basis "
+    with pytest.raises(FormatError, match=rf"chunk 0 \(the tile at 0, 0\): a context-v2 latent stream's basis "
                                           rf"head .*{message}"):
         decompress(path, out, 'cpu')
     assert not os.path.exists(out)
