@@ -194,6 +194,12 @@ def _solve(gram, right, count):
     k = len(right)
     if count < 4 * k:
         return [0.0] * k
+    return [max(-WEIGHT_LIMIT, min(WEIGHT_LIMIT, round(w * (1 << SHIFT)))) for w in _float_weights(gram, right)]
+
+
+def _float_weights(gram, right):
+    """The ridge least-squares solution in Python floats, in a fixed order of operations."""
+    k = len(right)
     ridge = 1.0 + _left_sum(gram[i][i] for i in range(k)) * 1e-4 / k
     matrix = [row[:] + [right[i]] for i, row in enumerate(gram)]
     for i in range(k):
@@ -206,7 +212,52 @@ def _solve(gram, right, count):
     weights = [0.0] * k
     for i in range(k - 1, -1, -1):
         weights[i] = (matrix[i][k] - _left_sum(matrix[i][m] * weights[m] for m in range(i + 1, k))) / matrix[i][i]
-    return [max(-WEIGHT_LIMIT, min(WEIGHT_LIMIT, round(w * (1 << SHIFT)))) for w in weights]
+    return weights
+
+
+def _remember_bands(products, count):
+    """_remember band after band: (memory (bands, k, k + 1), counts (bands,)) of every band's fit, the same
+    float64 operations in the same order."""
+    memory, counts = np.empty_like(products), np.empty(len(products))
+    memory[0], counts[0] = products[0], count
+    for band in range(1, len(products)):
+        np.add(products[band], FORGET * memory[band - 1], out=memory[band])
+        counts[band] = count + FORGET * counts[band - 1]
+    return memory, counts
+
+
+def _solve_bands(memory, counts):
+    """_solve for many bands at once, (bands, k) int32. memory: (bands, k, k + 1) normal equations (gram | right);
+    counts: (bands,)."""
+    k = memory.shape[1]
+    with np.errstate(all='ignore'):  # bands with too few samples get zeros, whatever their arithmetic gives
+        fixed = np.clip(np.rint(_float_weights_bands(memory) * (1 << SHIFT)), -WEIGHT_LIMIT, WEIGHT_LIMIT)
+    fixed[counts < 4 * k] = 0
+    return fixed.astype(np.int32)
+
+
+def _float_weights_bands(memory):
+    """_float_weights of every band: the same IEEE-754 operations in the same order on float64 arrays over the
+    bands (numpy's +, -, *, / round as Python's floats do; np.rint above rounds half to even as round() does)."""
+    bands, k = memory.shape[:2]
+    matrix = memory.copy()
+    diagonal = 0.0 + matrix[:, 0, 0]  # _left_sum's order
+    for i in range(1, k):
+        diagonal = diagonal + matrix[:, i, i]
+    ridge = 1.0 + diagonal * 1e-4 / k
+    for i in range(k):
+        matrix[:, i, i] += ridge
+    for i in range(k):
+        for j in range(i + 1, k):
+            factor = matrix[:, j, i] / matrix[:, i, i]
+            matrix[:, j, i:] -= factor[:, None] * matrix[:, i, i:]
+    weights = np.zeros((bands, k))
+    for i in range(k - 1, -1, -1):
+        total = np.zeros(bands)
+        for m in range(i + 1, k):
+            total = total + matrix[:, i, m] * weights[:, m]
+        weights[:, i] = (matrix[:, i, k] - total) / matrix[:, i, i]
+    return weights
 
 
 _CHUNK = 32  # bands predicted at once by the lossless encoder (bounds its int32 temporaries)
@@ -215,8 +266,10 @@ _CHUNK = 32  # bands predicted at once by the lossless encoder (bounds its int32
 def _exact_encode(layout, targets):
     """Symbols (pass order) of a tile whose bands are all exact: the restored residuals are the targets
     themselves, so every band's features, fits and predictions are known at once and are computed for all bands
-    together (the same integers and the same Python-float solves as the band-by-band loop)."""
+    together (the same integers, and the band-by-band loop's float solves done for all bands at once)."""
     bands, size = targets.shape
+    if not bands:
+        return targets
     keep = None if layout.full else layout.keep
     clipped = np.zeros((bands + 1, size), np.int16)  # row b + 1: band b's features; row 0: the band before band 0
     np.clip(targets, -VALUE_LIMIT, VALUE_LIMIT, out=clipped[1:], casting='unsafe')
@@ -230,21 +283,18 @@ def _exact_encode(layout, targets):
         own = [] if not index else [diagonal[1:, part]] if index == 1 else [cross[1:, part]]
         columns.append([clipped[previous, part], cross[previous, part]] + own
                        + ([diagonal[previous, part]] if index == 1 else []))
-    products = []
+    weights = []
     for index, part in enumerate(layout.passes):
         sums = []
         for start in range(0, bands, _CHUNK):
             rows = slice(start, start + _CHUNK)
             picked = _picked([c[rows] for c in columns[index]], targets[rows, part],
                              None if keep is None else keep[part])
-            sums.extend((picked[:, :-1] @ picked.transpose(0, 2, 1)).tolist())
-        products.append(sums)
-    weights = [np.zeros((bands, len(c)), np.int32) for c in columns]  # band 0: none fitted yet
-    memory = [None] * 3
-    for band in range(bands - 1):  # the fit so far predicts the next band
-        memory = [_remember(p[band], count, old) for p, count, old in zip(products, layout.counts, memory)]
-        for w, equations in zip(weights, memory):
-            w[band + 1] = _solve(*equations)
+            sums.append(picked[:, :-1] @ picked.transpose(0, 2, 1))
+        # the fit so far predicts the next band; band 0: none fitted yet
+        memory, counts = _remember_bands(np.concatenate(sums), layout.counts[index])
+        weights.append(np.concatenate([np.zeros((1, len(columns[index])), np.int32),
+                                       _solve_bands(memory[:-1], counts[:-1])]))
     for index, (part, w) in enumerate(zip(layout.passes, weights)):
         for start in range(0, bands, _CHUNK):
             rows = slice(start, start + _CHUNK)

@@ -73,6 +73,29 @@ def test_the_solver_sums_floats_the_same_on_every_python(monkeypatch):
     assert len(residual._solve(gram, right, count)) == 4
 
 
+@pytest.mark.parametrize('k', [2, 3, 4])
+def test_the_lossless_encoder_solves_all_bands_exactly_as_the_loop_does(k):
+    """The lossless encoder fits every band at once (_remember_bands, _solve_bands): the weights must be those of
+    the band-by-band loop's Python floats, bit for bit, with samples too few to fit as well."""
+    rng = np.random.default_rng(k)
+    bands, count = 60, 9 * k
+    columns = rng.integers(-8000, 8000, (bands, k + 1, 3 * count)).astype(np.float64)
+    columns[:, -1] = columns[:, 0] * rng.normal(0, 1, (bands, 1)) + rng.normal(0, 300, (bands, 3 * count))
+    columns[7] = 0  # a silent band
+    columns[:, -1] = np.clip(np.rint(columns[:, -1]), -residual.FEATURE_LIMIT, residual.FEATURE_LIMIT)
+    products = columns[:, :-1] @ columns.transpose(0, 2, 1)
+    for tiny in (count, 4 * k - 1):  # enough samples, and too few (zero weights)
+        memory, counts = residual._remember_bands(products, tiny)
+        expected, old = [], None
+        for band in range(bands):
+            old = residual._remember(products[band].tolist(), tiny, old)
+            expected.append(residual._solve(*old))
+            assert counts[band] == old[2] and memory[band].tolist() == [g + [r] for g, r in zip(old[0], old[1])]
+            floats = residual._float_weights_bands(memory[band:band + 1])[0].tolist()
+            assert floats == residual._float_weights(old[0], old[1])  # every bit, before the rounding
+        assert residual._solve_bands(memory, counts).tolist() == expected
+
+
 def test_dead_bands_and_lone_nodata_survive_lossless_and_bounded_coding(tmp_path):
     path = synthetic.write_scene(str(tmp_path / 'd.tif'), width=21, height=19, seed=12)
     ds = gdal.Open(path, gdal.GA_Update)
