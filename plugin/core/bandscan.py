@@ -15,6 +15,7 @@ SAMPLE_FORMAT = {'u': 1, 'i': 2, 'f': 3}  # TIFF SampleFormat per numpy kind
 TAG_COMPRESSION, TAG_ROWS_PER_STRIP, TAG_PLANAR = 259, 278, 284
 TAG_STRIP_OFFSETS, TAG_STRIP_BYTES, TAG_BITS, TAG_SAMPLE_FORMAT, TAG_TILE_WIDTH = 273, 279, 258, 339, 322
 FIELD_TYPES = {3: 'u2', 4: 'u4', 16: 'u8'}  # SHORT, LONG, LONG8 (BigTIFF)
+FIELD_WIDTHS = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8, 16: 8, 17: 8, 18: 8}
 
 
 class _LayoutError(Exception):
@@ -56,6 +57,21 @@ class _Head:
             tag, kind = self.unpack('H', at), self.unpack('H', at + 2)
             tags[tag] = (kind, self.unpack('Q' if self.big else 'L', at + 4), at + (12 if self.big else 8))
         return tags
+
+    @property
+    def end(self):
+        """Where the directory and every value it points to end; None when another directory follows (GDAL
+        would read it when it opens the file)."""
+        entry, size = (20, 8) if self.big else (12, 4)
+        first = min(at for _, _, at in self.tags.values()) - (12 if self.big else 8) if self.tags else 0
+        after = first + len(self.tags) * entry
+        if self.unpack('Q' if self.big else 'L', after) != 0:
+            return None
+        end = after + size
+        for kind, count, at in self.tags.values():
+            width = FIELD_WIDTHS.get(kind, 8) * count
+            end = max(end, at + size if width <= size else self.unpack('Q' if self.big else 'L', at) + width)
+        return end
 
     def values(self, tag, default=None):
         """The tag's integer values (an array), or `default` when it is absent."""
@@ -101,17 +117,35 @@ def _band_spans(head, shape, dtype):
     joined = (offsets[1:] == ends[:-1]) & (band[1:] == band[:-1])  # a band's next strip follows on
     starts = np.flatnonzero(np.concatenate([[True], ~joined]))
     stops = np.concatenate([starts[1:], [offsets.size]]) - 1
-    return [(int(offsets[a]), int(ends[b]), int(band[a])) for a, b in zip(starts, stops)]
+    strip_ends = np.empty(offsets.size, dtype=np.int64)
+    strip_ends[order] = ends
+    spans = [(int(offsets[a]), int(ends[b]), int(band[a])) for a, b in zip(starts, stops)]
+    return spans, StripTable(rows, strip_ends.reshape(bands, per_band))
+
+
+class StripTable:
+    """Where each strip of each band ends in the TIFF: ready(rows, bands) is the byte offset by which a read of
+    those rows and bands has all its pixels."""
+
+    def __init__(self, rows_per_strip, ends):
+        self.rows_per_strip, self.ends = rows_per_strip, ends
+
+    def ready(self, y, height, bands):
+        first, last = y // self.rows_per_strip, (y + height - 1) // self.rows_per_strip
+        return int(self.ends[np.asarray(bands), first:last + 1].max())
 
 
 class StreamedBandScan:
     """feed(offset, block) with the TIFF's bytes in order; then has_valid: bool per band (a pixel that is not
     `invalid`), or None when the layout is not one this reads or the bytes stopped short."""
 
-    def __init__(self, shape, dtype, invalid):
+    def __init__(self, shape, dtype, invalid, ignore=None):
         self._shape, self._dtype, self._invalid = shape, np.dtype(dtype), invalid
+        self._ignore = np.zeros(shape[0], dtype=bool) if ignore is None else np.asarray(ignore, dtype=bool)
         self._head = bytearray()
         self._spans = None  # (start, end, band) once the head is parsed
+        self.strips = None  # the StripTable, once the head is parsed
+        self.head_end = None  # where the TIFF's directory data ends (None: unknown, or not all before the pixels)
         self._next = 0  # the first span not fully seen yet
         self._seen = 0  # bytes fed so far
         self._carry = b''  # the start of a sample cut by the end of the last block
@@ -119,10 +153,23 @@ class StreamedBandScan:
         self._failed = False
 
     @property
+    def failed(self):
+        return self._failed
+
+    @property
+    def settled(self):
+        """Whether has_valid is final for what the reader needs: every band that is not ignored (dead by the
+        metadata anyway) has a valid pixel, so the rest of the bytes cannot change which bands are dead."""
+        return not self._failed and self._spans is not None and self._valid.any() and \
+            bool(np.all(self._valid | self._ignore))
+
+    @property
     def has_valid(self):
-        if self._failed or self._spans is None or self._next < len(self._spans):
-            return None
-        return self._valid.copy()
+        """bool per band once all bytes were seen, or once the scan is settled (an ignored band may then read
+        False though a later pixel is valid); None before, or when the layout is not one this reads."""
+        if self.settled or (not self._failed and self._spans is not None and self._next == len(self._spans)):
+            return self._valid.copy()
+        return None
 
     def feed(self, offset, block):
         if self._failed or offset != self._seen:
@@ -138,8 +185,10 @@ class StreamedBandScan:
         self._head += block
         try:
             head = _Head(bytes(self._head))
-            self._spans = _band_spans(head, self._shape, self._dtype.newbyteorder(head.order))
+            self._spans, self.strips = _band_spans(head, self._shape, self._dtype.newbyteorder(head.order))
             self._dtype = self._dtype.newbyteorder(head.order)
+            end = head.end
+            self.head_end = end if end is not None and end <= self._spans[0][0] else None
         except _LayoutError as layout:
             self._failed = not layout.incomplete or len(self._head) > HEAD_LIMIT
             if self._failed:

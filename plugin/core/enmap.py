@@ -36,6 +36,7 @@ MAX_XML_BYTES = 64 * 1024 * 1024
 MAX_ZIP_TOTAL_BYTES = 32 * 1024 ** 3
 MAX_XML_COMPRESSION_RATIO = 1000
 SCAN_BLOCK_BYTES = 64 * 1024 * 1024
+READ_MARGIN = 65536  # a read of a staged image still unpacking waits this far past its last byte (read-ahead)
 ENMAP_NODATA = -32768.0
 DEAD_BAND_MEAN = -1000000.0  # EnMAP-Box convention: bandStatistics mean -1000000 and stdDeviation 0
 
@@ -567,7 +568,7 @@ class SpectralRaster:
         self._xml_dead = located.xml.dead if located.xml else None
         self._valid_cache = None
         self._zip_image = located.zip_image if located.zip_image and located.zip_image.deflated else None
-        self._staged = self._staged_ds = None
+        self._staged = self._staged_ds = self._stream = self._stage_check = None
         self._bytes_read = 0
         if located.note:
             self._warn(located.note)
@@ -677,13 +678,20 @@ class SpectralRaster:
     def stage(self, progress=None):
         """Make a walk over the whole image cheap. A deflated spectral image inside a product ZIP is inflated once
         into a private temporary folder, read from there, and removed by close(); `progress` (a tiling.Progress)
-        moves with the bytes and may cancel. Anything else reads in place: this does nothing. read() stages by
-        itself once the pixels read add up to an eighth of the image."""
+        moves with the bytes and may cancel. This returns once the dead bands are known and GDAL can open the copy
+        (for a row-ordered TIFF, early); the rest unpacks meanwhile, and each read waits for its rows (checking
+        `progress` for a cancel). Anything else reads in place: this does nothing. read() stages by itself once the
+        pixels read add up to an eighth of the image."""
         if self._zip_image is None or self._staged is not None:
             return
         image, self._zip_image = self._zip_image, None  # one attempt: on failure the ZIP is read in place
-        scan = self._streamed_scan()
-        staged, reason = zipstage.stage(image, progress, on_block=None if scan is None else scan.feed)
+        scan = StreamedBandScan((self.band_count, self.height, self.width), self.dtype, self._invalid,
+                                ignore=self._xml_dead)
+
+        def ready(written):  # the dead bands are known and GDAL can open the image: reads wait for their rows
+            return scan.settled and scan.head_end is not None and written >= scan.head_end
+
+        staged, reason = zipstage.stage(image, progress, on_block=scan.feed, ready=ready)
         if staged is None:
             self._warn(f'{self._label}: {reason}; reading the image inside the ZIP instead, which is much slower.')
             return
@@ -695,16 +703,19 @@ class SpectralRaster:
             ds = None
             staged.close()
             raise
-        self._staged, self._staged_ds = staged, ds
-        if scan is not None and scan.has_valid is not None:
+        self._staged, self._staged_ds, self._stream = staged, ds, scan
+        self._stage_check = None if progress is None else progress.check
+        if self._valid_cache is None and scan.has_valid is not None:
             self._valid_cache = scan.has_valid  # the dead-band scan needs no second pass over the image
 
-    def _streamed_scan(self):
-        """A scan for the bands with valid pixels that reads the member's bytes as they are unpacked (None when
-        it is known already or every pixel is valid)."""
-        if self._valid_cache is not None or (self.nodata is None and self.dtype.kind != 'f'):
-            return None
-        return StreamedBandScan((self.band_count, self.height, self.width), self.dtype, self._invalid)
+    def _await_rows(self, y, height, bands):
+        """Wait until the staged image holds rows y..y+height of `bands` (while the rest is still unpacking)."""
+        if self._staged is None or self._staged.complete:
+            return
+        strips = self._stream.strips
+        ready = strips.ready(y, height, bands) if strips is not None else None
+        last = ready is None or ready >= strips.ends.max()  # the image's last strip waits for the CRC check
+        self._staged.wait_for(float('inf') if last else ready + READ_MARGIN, self._stage_check)
 
     def _pixel_dataset(self, nbytes):
         """The dataset pixels come from: the staged copy of a ZIP member once the reads add up to a walk."""
@@ -742,6 +753,8 @@ class SpectralRaster:
         self._check_window(x, y, width, height)
         idx = self._band_list(bands)
         dataset = self._pixel_dataset(idx.size * width * height * self.dtype.itemsize)
+        if dataset is self._staged_ds:
+            self._await_rows(y, height, idx)
         try:
             with checked() as recorder:
                 buf = dataset.ReadRaster(x, y, width, height, buf_type=self._gdal_type,

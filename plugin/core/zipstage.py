@@ -8,10 +8,13 @@ member has no such cost (GDAL reads it at its offset); a deflated one is inflate
 private temporary folder, which is removed when the raster is closed (or collected, or at exit), and after a
 killed run by the next run that makes one (outputs.scratch_claim).
 
-The inflate is plain zlib in a helper thread; the caller's thread checks the CRC, writes, and hands each block to
-an observer (the reader's dead-band scan, bandscan.py), all while the next block inflates. The compress cannot
-start earlier than the inflate's end: in a band-interleaved member (EnMAP's) the first tile needs the first rows of
-the last band, which lie at the member's end.
+The inflate is plain zlib in a helper thread; a stager thread checks the CRC, writes, and hands each block to an
+observer (the reader's dead-band scan, bandscan.py), all while the next block inflates. The reader may start
+before the end: once the dead bands are known (every band the metadata does not call dead has a valid pixel) and
+the TIFF's directory is written, the caller goes on and each read waits for the strips it needs. That pays off
+where a band-interleaved TIFF's strips lie in row order (GDAL writes a large image so, chunk of rows by chunk of
+rows); where they lie band after band, the first tile needs the last band, near the member's end, and the caller
+waits for the whole member as before.
 """
 import contextlib
 import functools
@@ -19,19 +22,21 @@ import os
 import shutil
 import struct
 import tempfile
+import threading
 import weakref
 import zipfile
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from .errors import InputError, OutputError
+from .errors import CancelledError, InputError, OutputError
 from .outputs import scratch_claim
 
 IN_BLOCK = 1024 * 1024  # deflated bytes per read
 OUT_BLOCK = 8 * 1024 * 1024  # the most inflated bytes per block (two blocks are alive at a time)
 LOCAL_HEADER = struct.Struct('<4s5H3L2H')  # a ZIP member's local file header, up to its name
 LOCAL_SIGNATURE = b'PK\x03\x04'
+WAIT_S = 0.1  # how often a wait for the unpacking moves the progress and checks for a cancel
 FREE_SPACE_MARGIN = 256 * 1024 * 1024
 
 
@@ -122,52 +127,135 @@ def _check_unpacked(info, size, crc):
         raise zipfile.BadZipFile(f'CRC {crc:08x}, the ZIP directory says {info.CRC:08x}')
 
 
+class _StoppedError(Exception):
+    """close() asked the stager to stop."""
+
+
 class StagedImage:
     """A ZipImage inflated into a new temporary folder; `path` is the image there. close() removes the folder.
-    `on_block(offset, block)`, when given, sees the image member's bytes in order as they are written."""
 
-    def __init__(self, image, progress=None, on_block=None):
+    A thread inflates (the sidecars first, the image member last). The constructor waits, moving `progress` and
+    honouring its cancel, until the image is written, or until `ready(written)` says the bytes written so far are
+    enough to start; the rest then goes on in the background, and a reader calls wait_for(offset) before it reads
+    bytes of the image below `offset`. `on_block(offset, block)` sees the image's bytes in order, in that thread.
+    A failure later on reaches the reader that waits (and close() stops the thread before it removes the folder).
+    """
+
+    def __init__(self, image, progress=None, on_block=None, ready=None):
         claim = scratch_claim()
         self.folder = claim.folder
+        self.path = os.path.join(self.folder, image.image_name)
         self._remove = weakref.finalize(self, claim.abandon)
+        self._changed = threading.Condition()
+        self._size, self._written, self._unpacked = None, 0, 0  # image bytes: all, on disk; all members on disk
+        self._ready = self._done = self._stop = False
+        self._error = None
+        self._thread = threading.Thread(target=self._run, args=(image, on_block, ready),
+                                        name='enmap_compress_unzip_stage')
         try:
-            self._inflate(image, progress, on_block)
+            self._thread.start()
+            self._wait(lambda: self._ready, functools.partial(self._report, image, progress))
         except BaseException:
             self.close()
             raise
-        self.path = os.path.join(self.folder, image.image_name)
 
-    def _inflate(self, image, progress, on_block):
-        done, total_mb, member = 0, image.size / 2 ** 20, image.members[0]
+    @property
+    def complete(self):
+        """Whether the whole image is on disk."""
+        return self._done and self._error is None
+
+    def wait_for(self, offset, check=None):
+        """Return once the image's bytes below `offset` are on disk; `check()` (may raise) while waiting. An
+        offset at or past the image's end waits for its CRC too (a damage that only the CRC shows)."""
+        self._wait(lambda: self._size is not None and (self._written >= offset if offset < self._size
+                                                       else self.complete), check)
+
+    def _wait(self, until, every=None):
+        """Wait until `until()` or the end of the thread; `every()` each WAIT_S; raise what the thread raised."""
+        while True:
+            with self._changed:
+                if until() or self._done:
+                    break
+                self._changed.wait(WAIT_S)
+            if every is not None:
+                every()
+        if self._error is not None and not until():
+            raise self._error
+
+    def _report(self, image, progress):
+        if progress is not None:
+            progress.say(f'unpacking the image from the ZIP ({self._unpacked / 2 ** 20:.0f} of '
+                         f'{image.size / 2 ** 20:.0f} MB)')
+            progress.report(self._unpacked / max(1, image.size))
+            progress.check()
+
+    def _run(self, image, on_block, ready):
+        error = None
+        try:
+            self._inflate(image, on_block, ready)
+        except _StoppedError:
+            error = CancelledError('the unpacking of the ZIP was stopped')
+        except OSError as exc:  # disk full, permissions
+            error = OutputError(f'unpacking the image from the ZIP into {self.folder} failed '
+                                f'({exc.strerror or exc})')
+        except BaseException as exc:  # noqa: BLE001 (handed to the thread that waits)
+            error = exc
+        with self._changed:
+            self._error, self._done, self._ready = error, True, self._ready or error is None
+            self._changed.notify_all()
+
+    def _inflate(self, image, on_block, ready):
+        member = image.members[0]
         try:
             with zipfile.ZipFile(image.zip_path) as archive, open(image.zip_path, 'rb', buffering=0) as handle:
-                for index, member in enumerate(image.members):
-                    info = archive.getinfo(member)
-                    target = os.path.join(self.folder, member.rpartition('/')[2])
-                    offset, crc = 0, 0
-                    with _member_blocks(archive, handle, info) as blocks, open(target, 'wb') as sink:
-                        for block in blocks:
-                            crc = zlib.crc32(block, crc)
-                            sink.write(block)
-                            if on_block is not None and index == 0:
-                                on_block(offset, block)
-                            offset += len(block)
-                            done += len(block)
-                            if progress is not None:
-                                progress.say(f'unpacking the image from the ZIP ({done / 2 ** 20:.0f} of '
-                                             f'{total_mb:.0f} MB)')
-                                progress.report(done / max(1, image.size))
-                                progress.check()
-                    _check_unpacked(info, offset, crc)
+                for member in (*image.members[1:], image.members[0]):  # the image last: GDAL opens it early
+                    if member == image.members[0]:
+                        self._unpack(archive, handle, member, True, on_block, ready)
+                    else:
+                        self._unpack(archive, handle, member, False)
         except (zipfile.BadZipFile, zlib.error, EOFError) as exc:  # a bad CRC, a broken deflate stream
             raise InputError(f'The ZIP {image.zip_path} is damaged: its member {member} cannot be '
                              f'unpacked ({exc}).') from exc
 
+    def _unpack(self, archive, handle, member, is_image, on_block=None, ready=None):
+        info = archive.getinfo(member)
+        if is_image:
+            self._size = info.file_size
+        offset, crc = 0, 0
+        with _member_blocks(archive, handle, info) as blocks, \
+                open(os.path.join(self.folder, member.rpartition('/')[2]), 'wb', buffering=0) as sink:
+            for block in blocks:
+                crc = zlib.crc32(block, crc)
+                _write_all(sink, block)
+                if on_block is not None:
+                    on_block(offset, block)
+                offset += len(block)
+                with self._changed:
+                    if self._stop:
+                        raise _StoppedError()
+                    self._unpacked += len(block)
+                    if is_image:
+                        self._written = offset
+                        self._ready = self._ready or (ready is not None and ready(offset))
+                    self._changed.notify_all()
+        _check_unpacked(info, offset, crc)
+
     def close(self):
+        with self._changed:
+            self._stop = True
+            self._changed.notify_all()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join()  # its files are closed before the folder goes (Windows cannot delete open files)
         self._remove()
 
 
-def stage(image, progress=None, on_block=None):
+def _write_all(sink, block):
+    view = memoryview(block)
+    while view:
+        view = view[sink.write(view):]
+
+
+def stage(image, progress=None, on_block=None, ready=None):
     """A StagedImage of `image`, or (None, reason) when the temporary folder lacks the room or fails."""
     folder = tempfile.gettempdir()
     try:
@@ -178,6 +266,6 @@ def stage(image, progress=None, on_block=None):
         return None, (f'the temporary folder {folder} has {free / 2 ** 20:.0f} MB free, '
                       f'{image.size / 2 ** 20:.0f} MB needed')
     try:
-        return StagedImage(image, progress, on_block), None
+        return StagedImage(image, progress, on_block, ready), None
     except (OSError, OutputError) as exc:  # disk full, permissions: reading in place still works, only slower
         return None, f'unpacking into {folder} failed ({getattr(exc, "strerror", None) or exc})'

@@ -7,6 +7,7 @@ import zipfile
 
 import numpy as np
 import pytest
+from osgeo import gdal
 
 from enmap_compress.plugin.core import zipstage
 from enmap_compress.plugin.core.codec import compress
@@ -97,7 +98,8 @@ def test_a_damaged_member_is_one_clear_error_and_leaves_nothing(product, tmp_pat
     damaged.write_bytes(bytes(data))
     with open_spectral(str(damaged)) as raster:
         with pytest.raises(InputError, match='damaged'):
-            raster.stage()
+            raster.stage()  # may return before the damage is reached: a read that needs those bytes reports it
+            _walk(raster)
     assert os.listdir(private_tmp) == []
 
 
@@ -180,7 +182,12 @@ def test_a_wrong_crc_is_one_clear_error_and_leaves_nothing(product, tmp_path, pr
     with open_spectral(damaged) as raster:
         with pytest.raises(InputError, match=r'is damaged: its member .*SPECTRAL_IMAGE.TIF cannot be unpacked \(.*CRC'):
             raster.stage()
+            _walk(raster)  # the last rows wait for the CRC
     assert os.listdir(private_tmp) == []
+    output = tmp_path / 'from_damaged.ehc'
+    with pytest.raises(InputError, match='CRC'):
+        compress(damaged, str(output), 'pca', 5, 'cpu')
+    assert not output.exists() and os.listdir(private_tmp) == []
 
 
 def test_an_encrypted_member_is_one_clear_error(product, tmp_path, private_tmp):
@@ -188,3 +195,87 @@ def test_an_encrypted_member_is_one_clear_error(product, tmp_path, private_tmp):
     with pytest.raises(InputError, match='encrypted'):
         zipstage.StagedImage(_image_of(locked))
     assert os.listdir(private_tmp) == []
+
+
+@pytest.fixture(scope='module')
+def row_ordered(product, tmp_path_factory):
+    """The product ZIP with its image rewritten as GDAL leaves a large image written in row chunks: strips of 4 rows,
+    the strips of all bands for one chunk next to each other, so the first rows lie at the member's start."""
+    folder = tmp_path_factory.mktemp('row_ordered')
+    source = gdal.Open(product.image)
+    image = str(folder / os.path.basename(product.image))
+    target = gdal.GetDriverByName('GTiff').Create(image, source.RasterXSize, source.RasterYSize, source.RasterCount,
+                                                  gdal.GDT_Int16, ['INTERLEAVE=BAND', 'BLOCKYSIZE=4'])
+    target.SetGeoTransform(source.GetGeoTransform())
+    target.SetProjection(source.GetProjection())
+    for index in range(1, source.RasterCount + 1):
+        nodata = source.GetRasterBand(index).GetNoDataValue()
+        if nodata is not None:
+            target.GetRasterBand(index).SetNoDataValue(nodata)
+    for y in range(0, source.RasterYSize, 8):
+        rows = min(8, source.RasterYSize - y)
+        target.WriteRaster(0, y, source.RasterXSize, rows, source.ReadRaster(0, y, source.RasterXSize, rows))
+        target.FlushCache()  # this chunk's strips of every band go to the file now, after the last chunk's
+    source = target = None
+    zipped = folder / 'row_ordered.zip'
+    with zipfile.ZipFile(product.zip) as old, zipfile.ZipFile(zipped, 'w', zipfile.ZIP_DEFLATED) as new:
+        for info in old.infolist():
+            data = open(image, 'rb').read() if info.filename.endswith('SPECTRAL_IMAGE.TIF') else old.read(info)
+            new.writestr(info.filename, data)
+    return str(zipped)
+
+
+@pytest.fixture
+def held_inflate(monkeypatch):
+    """Small blocks, and the inflate stops after its 12th block until the test sets the returned Event."""
+    monkeypatch.setattr(zipstage, 'IN_BLOCK', 65536)
+    monkeypatch.setattr(zipstage, 'OUT_BLOCK', 65536)
+    gate, reads, original = threading.Event(), [], zipstage._RawInflate.read
+
+    def read(self):
+        reads.append(1)
+        if len(reads) == 12 and not gate.wait(60):
+            raise AssertionError('the test never let the inflate go on')
+        return original(self)
+
+    monkeypatch.setattr(zipstage._RawInflate, 'read', read)
+    yield gate
+    gate.set()
+
+
+def test_a_row_ordered_member_is_read_while_it_unpacks(product, row_ordered, private_tmp, held_inflate):
+    with open_spectral(product.folder) as unpacked, open_spectral(row_ordered) as zipped:
+        zipped.stage()
+        assert not zipped._staged.complete, 'stage() returns once the dead bands are known'
+        assert np.array_equal(zipped.dead_bands, unpacked.dead_bands)
+        assert np.array_equal(zipped.read_canonical(0, 0, zipped.width, 4), unpacked.read_canonical(0, 0, 72, 4))
+        held_inflate.set()
+        assert all(np.array_equal(a, b) for a, b in zip(_walk(unpacked), _walk(zipped)))
+        assert zipped._staged.complete
+    assert os.listdir(private_tmp) == []
+
+
+def test_a_cancel_while_a_read_waits_for_the_unpacking_leaves_nothing(row_ordered, private_tmp, held_inflate):
+    cancelled = []
+    with open_spectral(row_ordered) as raster:
+        raster.stage(Progress(1, is_cancelled=lambda: bool(cancelled)))
+        cancelled.append(True)
+        with pytest.raises(CancelledError):
+            raster.read(0, raster.height - 4, raster.width, 4)
+        held_inflate.set()
+    assert os.listdir(private_tmp) == []
+    assert not [thread for thread in threading.enumerate() if thread.name.startswith('enmap_compress_unzip')]
+
+
+def test_damage_past_the_first_rows_reaches_the_read_that_needs_it(row_ordered, tmp_path, private_tmp):
+    data = bytearray(open(row_ordered, 'rb').read())
+    with zipfile.ZipFile(row_ordered) as archive:
+        info = next(i for i in archive.infolist() if i.filename.endswith('SPECTRAL_IMAGE.TIF'))
+    start = info.header_offset + 30 + len(info.filename) + info.compress_size * 2 // 3
+    data[start:start + 4000] = bytes(4000)
+    damaged = tmp_path / 'damaged_late.zip'
+    damaged.write_bytes(bytes(data))
+    output = tmp_path / 'late.ehc'
+    with pytest.raises(InputError, match='damaged'):
+        compress(str(damaged), str(output), 'pca', 5, 'cpu')
+    assert not output.exists() and os.listdir(private_tmp) == []
