@@ -568,7 +568,7 @@ class SpectralRaster:
         self._xml_dead = located.xml.dead if located.xml else None
         self._valid_cache = None
         self._zip_image = located.zip_image if located.zip_image and located.zip_image.deflated else None
-        self._staged = self._staged_ds = self._stream = self._stage_check = None
+        self._staged = self._staged_ds = self._stream = self._stage_progress = None
         self._bytes_read = 0
         if located.note:
             self._warn(located.note)
@@ -704,18 +704,27 @@ class SpectralRaster:
             staged.close()
             raise
         self._staged, self._staged_ds, self._stream = staged, ds, scan
-        self._stage_check = None if progress is None else progress.check
+        self._stage_progress = progress
         if self._valid_cache is None and scan.has_valid is not None:
             self._valid_cache = scan.has_valid  # the dead-band scan needs no second pass over the image
 
     def _await_rows(self, y, height, bands):
         """Wait until the staged image holds rows y..y+height of `bands` (while the rest is still unpacking)."""
-        if self._staged is None or self._staged.complete:
+        staged = self._staged
+        if staged is None or staged.complete:
             return
         strips = self._stream.strips
         ready = strips.ready(y, height, bands) if strips is not None else None
         last = ready is None or ready >= strips.ends.max()  # the image's last strip waits for the CRC check
-        self._staged.wait_for(float('inf') if last else ready + READ_MARGIN, self._stage_check)
+        staged.wait_for(float('inf') if last else ready + READ_MARGIN,
+                        functools.partial(self._while_waiting, staged, self._stage_progress))
+
+    @staticmethod
+    def _while_waiting(staged, progress):
+        """What a read waiting for the unpacking does every tenth of a second: say so, and honour a cancel."""
+        if progress is not None:
+            progress.say(staged.describe())
+            progress.check()
 
     def _pixel_dataset(self, nbytes):
         """The dataset pixels come from: the staged copy of a ZIP member once the reads add up to a walk."""

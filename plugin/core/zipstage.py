@@ -147,14 +147,15 @@ class StagedImage:
         self.path = os.path.join(self.folder, image.image_name)
         self._remove = weakref.finalize(self, claim.abandon)
         self._changed = threading.Condition()
-        self._size, self._written, self._unpacked = None, 0, 0  # image bytes: all, on disk; all members on disk
+        self._size, self._written = None, 0  # the image's bytes: all, on disk
+        self._total, self._unpacked = image.size, 0  # all members' bytes: all, on disk
         self._ready = self._done = self._stop = False
         self._error = None
         self._thread = threading.Thread(target=self._run, args=(image, on_block, ready),
                                         name='enmap_compress_unzip_stage')
         try:
             self._thread.start()
-            self._wait(lambda: self._ready, functools.partial(self._report, image, progress))
+            self._wait(lambda: self._ready, functools.partial(self._report, progress))
         except BaseException:
             self.close()
             raise
@@ -164,11 +165,11 @@ class StagedImage:
         """Whether the whole image is on disk."""
         return self._done and self._error is None
 
-    def wait_for(self, offset, check=None):
-        """Return once the image's bytes below `offset` are on disk; `check()` (may raise) while waiting. An
-        offset at or past the image's end waits for its CRC too (a damage that only the CRC shows)."""
+    def wait_for(self, offset, every=None):
+        """Return once the image's bytes below `offset` are on disk, calling `every()` (may raise: a cancel) each
+        WAIT_S meanwhile. An offset at or past the image's end waits for its CRC too (damage only it shows)."""
         self._wait(lambda: self._size is not None and (self._written >= offset if offset < self._size
-                                                       else self.complete), check)
+                                                       else self.complete), every)
 
     def _wait(self, until, every=None):
         """Wait until `until()` or the end of the thread; `every()` each WAIT_S; raise what the thread raised."""
@@ -182,11 +183,14 @@ class StagedImage:
         if self._error is not None and not until():
             raise self._error
 
-    def _report(self, image, progress):
+    def describe(self):
+        return (f'unpacking the image from the ZIP ({self._unpacked / 2 ** 20:.0f} of '
+                f'{self._total / 2 ** 20:.0f} MB)')
+
+    def _report(self, progress):
         if progress is not None:
-            progress.say(f'unpacking the image from the ZIP ({self._unpacked / 2 ** 20:.0f} of '
-                         f'{image.size / 2 ** 20:.0f} MB)')
-            progress.report(self._unpacked / max(1, image.size))
+            progress.say(self.describe())
+            progress.report(self._unpacked / max(1, self._total))
             progress.check()
 
     def _run(self, image, on_block, ready):

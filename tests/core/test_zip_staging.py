@@ -256,12 +256,14 @@ def test_a_row_ordered_member_is_read_while_it_unpacks(product, row_ordered, pri
 
 
 def test_a_cancel_while_a_read_waits_for_the_unpacking_leaves_nothing(row_ordered, private_tmp, held_inflate):
-    cancelled = []
+    cancelled, labels = [], []
     with open_spectral(row_ordered) as raster:
-        raster.stage(Progress(1, is_cancelled=lambda: bool(cancelled)))
+        raster.stage(Progress(1, is_cancelled=lambda: bool(cancelled), describe=labels.append))
+        labels.clear()
         cancelled.append(True)
         with pytest.raises(CancelledError):
             raster.read(0, raster.height - 4, raster.width, 4)
+        assert labels and labels[-1].startswith('unpacking the image from the ZIP'), 'the label says why it waits'
         held_inflate.set()
     assert os.listdir(private_tmp) == []
     assert not [thread for thread in threading.enumerate() if thread.name.startswith('enmap_compress_unzip')]
