@@ -178,7 +178,7 @@ class StreamedBandScan:
         self._seen += len(block)
         if self._spans is None:
             self._read_head(block)
-        else:
+        elif not self.settled:  # once settled, the rest cannot change what the reader needs
             self._scan(offset, memoryview(block))
 
     def _read_head(self, block):

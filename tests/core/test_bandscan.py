@@ -97,3 +97,30 @@ def test_not_a_tiff_gives_no_answer():
     scan = StreamedBandScan(SHAPE, np.int16, _invalid)
     scan.feed(0, b'ENVI\n' + bytes(10000))
     assert scan.has_valid is None
+
+
+def test_it_settles_once_every_band_the_metadata_does_not_call_dead_has_a_valid_pixel(tmp_path):
+    """Bands 1 and 3 are dead by the metadata (ignored): the answer is final once bands 0, 2 and 4 show a valid
+    pixel, before the last bytes when the strips lie in row order; without the metadata it waits for the end."""
+    cube = _cube(np.int16)
+    cube[4, 0, 0] = 17  # band 4's first valid pixel is now in its first row
+    path = str(tmp_path / 'rows.tif')
+    ds = gdal.GetDriverByName('GTiff').Create(path, SHAPE[2], SHAPE[1], SHAPE[0], gdal.GDT_Int16,
+                                              ['INTERLEAVE=BAND', 'BLOCKYSIZE=2'])
+    for y in range(0, SHAPE[1], 2):  # row chunk by row chunk: each chunk's strips of every band together
+        rows = cube[:, y:y + 2]
+        ds.WriteRaster(0, y, SHAPE[2], rows.shape[1], rows.tobytes())
+        ds.FlushCache()
+    ds = None
+    data = open(path, 'rb').read()
+    for ignore, settles_early in (([False, True, False, True, False], True), (None, False)):
+        scan = StreamedBandScan(SHAPE, np.int16, _invalid, ignore=ignore)
+        settled_at = None
+        for offset in range(0, len(data), 256):
+            scan.feed(offset, data[offset:offset + 256])
+            if settled_at is None and scan.settled:
+                settled_at = offset + 256
+        assert (settled_at is not None and settled_at < len(data) // 2) == settles_early, (ignore, settled_at)
+        assert scan.has_valid[[0, 2, 4]].all()
+        if ignore is None:
+            assert scan.has_valid.tolist() == [True, False, True, False, True]
