@@ -10,9 +10,11 @@ eigenvectors of the tile's second moments of the components (the LL coefficient 
 close to orthonormal, so this is the covariance of y per pixel), K = the axes whose variance exceeds the quantiser
 step squared, each quantised to the power of two nearest PRECISION x step / its standard deviation (an axis error e
 leaks variance e^2 into the others: it need not be finer than the step can see). The integers are sent as head rows
-of the learned-prior stream; T is the orthonormal basis that QR makes of [sent axes | the learned axes K..n-1],
-column signs those of R's diagonal, so on data like the training tiles T is close to the identity and component k of
-z keeps component k's learned prior (overridden per row where the tile is unlike it).
+of the learned-prior stream; T is the complete Q of the Householder QR of the sent axes B = integers x 2^exponents
+(LAPACK's geqrf: T = H_0 ... H_{K-1}, its first K columns spanning B in order, each column's sign that of its R
+pivot), so on data like the training tiles T is close to the identity and component k of z keeps component k's
+learned prior (overridden per row where the tile is unlike it). T is applied in its compact WY form,
+I - V S V^T (V the K Householder vectors, S upper triangular): 2 K n products per coefficient vector, not n^2.
 
 The encoder rotates a tile only when a per-row Laplace estimate of the rotated latent plus the head is below the
 unrotated one (else the head is one flag); error-bounded files keep the context coder (codec.TileCoder).
@@ -23,7 +25,7 @@ Determinism: the symbols never depend on T (no table, class or count is computed
 decodes the same integers. T depends only on the sent integers and exponents (the encoder rotates by the T it
 rebuilds from them, not by the eigenvectors it fitted), through one float64 Householder QR: its last bits may differ
 between LAPACK builds as onnxruntime's do, which moves a lossy reconstruction by far less than a DN. The encoder
-sends only well-conditioned bases (every QR pivot at least MIN_PIVOT of its column), so such differences stay small
+sends only well-conditioned axes (every R pivot at least MIN_PIVOT of its column), so such differences stay small
 and no sign is decided by a pivot near 0. Exact reconstructions (MAX_ERROR, lossless) are never rotated.
 """
 import functools
@@ -43,7 +45,8 @@ BLOCK_COEFFICIENTS = 64  # rdnet's 8 x 8 block: latent rows per component
 THRESHOLD = 1.0  # an axis is sent when its variance per pixel exceeds THRESHOLD x step^2
 PRECISION = 0.02  # an axis' quantum: the power of two nearest PRECISION x step / its standard deviation
 EXPONENTS = (-14, -2)  # the quanta 2^-14 .. 2^-2 a stream may state
-MIN_PIVOT = 0.05  # the encoder sends no basis whose QR has a pivot below this fraction of its column
+SAMPLE_CELLS = 128  # occupied cells the encoder's choice looks at (a regular sample of larger tiles)
+MIN_PIVOT = 0.05  # the encoder sends no axes whose QR has a pivot below this fraction of its column
 PART = "a context-v2 latent stream's basis head"
 
 
@@ -65,7 +68,7 @@ class TileBasis:
 
     exponents: np.ndarray
     integers: np.ndarray
-    rotation: np.ndarray  # T (n, n), float64, orthonormal
+    rotation: 'TileRotation'
 
     @property
     def axes(self):
@@ -87,48 +90,66 @@ class BasisSymbols:
     BasisContextCoder.dequantise takes."""
 
     symbols: np.ndarray
-    rotation: np.ndarray = None
+    rotation: 'TileRotation' = None
 
 
 UNROTATED_HEAD = ([np.zeros(1, np.int32)], [FLAG_TABLE])
 
 
-def rotation_of(integers, exponents):
-    """(T, smallest pivot ratio): the orthonormal basis QR makes of [integers x 2^exponents | learned axes K..n-1],
-    each column's sign that of its pivot, and the smallest |pivot| / column norm (the encoder's check)."""
-    n, k = integers.shape
-    columns = np.concatenate([integers * np.exp2(np.asarray(exponents, np.float64)), np.eye(n)[:, k:]], axis=1)
-    q, r = np.linalg.qr(columns)
-    pivots = np.diag(r)
-    ratio = np.abs(pivots) / np.maximum(np.linalg.norm(columns, axis=0), 1e-300)
-    return q * np.where(pivots < 0, -1.0, 1.0), float(ratio.min())
+class TileRotation:
+    """T = diag(signs) applied after Q = I - V S V^T (Householder vectors V (n, K), S (K, K) upper triangular): the
+    complete Q of the QR of the sent axes with its first K columns' signs those of their pivots."""
+
+    def __init__(self, axes):
+        """axes: B (n, K) float64, the sent axes."""
+        raw, tau = np.linalg.qr(axes, mode='raw')  # LAPACK geqrf: R above the diagonal of raw.T, V below it
+        n, k = axes.shape
+        packed = raw.T
+        self.vectors = np.tril(packed, -1) + np.eye(n, k)
+        pivots = np.diagonal(packed).copy()
+        self.pivot = float((np.abs(pivots) / np.maximum(np.linalg.norm(axes, axis=0), 1e-300)).min())
+        self.signs = np.where(pivots < 0, -1.0, 1.0)  # of the first K columns (the others keep +1)
+        gram = self.vectors.T @ self.vectors
+        self.factor = np.zeros((k, k))  # S, LAPACK larft's forward columnwise recurrence
+        for j in range(k):
+            self.factor[:j, j] = -tau[j] * (self.factor[:j, :j] @ gram[:j, j])
+            self.factor[j, j] = tau[j]
+        self._f32 = (self.vectors.astype(np.float32), self.factor.astype(np.float32),
+                     self.signs.astype(np.float32)[:, None])
+
+    def into(self, latent, components):
+        """z = T^T y of a latent (components x 64, cells), float32: s * (y - V S^T V^T y) on each vector."""
+        v, factor, signs = self._f32
+        y = latent.reshape(components, -1)
+        z = v @ (factor.T @ (v.T @ y))
+        np.subtract(y, z, out=z)
+        z[:len(signs)] *= signs
+        return z.reshape(latent.shape)
+
+    def back(self, latent, components, overwrite=False):
+        """y = T z of a latent (components x 64, cells), float32: w - V S V^T w with w = z, its first K rows signed
+        (in `latent` itself when overwrite)."""
+        v, factor, signs = self._f32
+        w = latent.reshape(components, -1) if overwrite else latent.reshape(components, -1).copy()
+        w[:len(signs)] *= signs
+        w -= v @ (factor @ (v.T @ w))
+        return w.reshape(latent.shape)
+
+    def matrix(self):
+        """T (n, n) float64."""
+        n = self.vectors.shape[0]
+        t = np.eye(n) - self.vectors @ self.factor @ self.vectors.T
+        t[:, :len(self.signs)] *= self.signs
+        return t
 
 
-def live_columns(latent, components, occupied, dead_zone):
-    """(flat indices, values (n, m) float32) of the coefficient vectors of a latent (components x 64, cells) at
-    occupied cells that are at least `dead_zone` long. Every other vector quantises to 0 in every basis (|(T^T y)_k|
-    <= |y| for an orthonormal T), so only these are rotated and estimated; they are sorted by coefficient (LL first)."""
-    flat = latent.reshape(components, -1)
-    long_enough = np.einsum('kc,kc->c', flat, flat) >= np.float32(dead_zone) ** 2
-    index = np.flatnonzero(long_enough.reshape(BLOCK_COEFFICIENTS, -1) & occupied)
-    return index, np.take(flat, index, axis=1)
-
-
-def scatter_columns(shape, components, index, values):
-    """The latent of `shape` (components x 64, cells) holding `values` (n, m) at flat columns `index`, else 0."""
-    out = np.zeros((components, int(np.prod(shape)) // components), np.float32)
-    out[:, index] = values
-    return out.reshape(shape)
-
-
-def column_moments(values, index, cells, occupied_cells):
-    """(n, n) second moments per pixel of the components from a tile's live columns (the LL coefficient centred; the
-    other columns are too short to matter), float32 products: the encoder's estimate."""
-    ll = int(np.searchsorted(index, cells))  # the LL columns come first
-    centred = values.copy()
-    if ll:
-        centred[:, :ll] -= centred[:, :ll].mean(axis=1, keepdims=True)
-    return (centred @ centred.T).astype(np.float64) / max(occupied_cells * BLOCK_COEFFICIENTS, 1)
+def component_moments(latent, components):
+    """(n, n) second moments per pixel of the components of a latent (components x 64, cells), its LL coefficient
+    centred (rdnet's block transform is close to orthonormal), float32 products: the encoder's estimate."""
+    part = latent.reshape(components, BLOCK_COEFFICIENTS, -1).copy()
+    part[:, 0] -= part[:, 0].mean(axis=1, keepdims=True)
+    flat = part.reshape(components, -1)
+    return (flat @ flat.T).astype(np.float64) / max(flat.shape[1], 1)
 
 
 def fit_basis(moments, step, threshold=THRESHOLD, precision=PRECISION):
@@ -144,8 +165,8 @@ def fit_basis(moments, step, threshold=THRESHOLD, precision=PRECISION):
     vectors = vectors * np.sign(vectors[np.argmax(np.abs(vectors), axis=0), np.arange(k)])
     exponents = np.clip(np.rint(np.log2(precision * step / np.sqrt(values[:k]))), *EXPONENTS).astype(np.int64)
     integers = np.rint(vectors / np.exp2(exponents)).astype(np.int64)
-    rotation, pivot = rotation_of(integers, exponents)
-    if pivot < MIN_PIVOT:
+    rotation = TileRotation(integers * np.exp2(exponents))
+    if rotation.pivot < MIN_PIVOT:
         return None
     return TileBasis(exponents, integers, rotation)
 
@@ -161,7 +182,7 @@ def basis_from_head(rows):
         raise FormatError(f'{PART} has an exponent outside {EXPONENTS[0]}..{EXPONENTS[1]}')
     if not np.abs(integers).max(axis=0).all():
         raise FormatError(f'{PART} has an axis of zeros')
-    return TileBasis(exponents, integers, rotation_of(integers, exponents)[0])
+    return TileBasis(exponents, integers, TileRotation(integers * np.exp2(exponents)))
 
 
 def head_plan(rows, components):
@@ -200,37 +221,30 @@ class BasisContextCoder(ContextLatentCoder):
 
     def choose(self, latent, geometry):
         """(TileBasis or None, the latent to code): rotated only when the estimated bits of the rotated latent plus
-        the head are below those of the latent as it is."""
-        occupied = _occupied(geometry)
-        cells, count = occupied.size, int(occupied.sum())
-        index, values = live_columns(latent, self.components, occupied, self.dead_zone)
-        if not index.size:
-            return None, latent
-        basis = fit_basis(column_moments(values, index, cells, count), self.step)
+        the head are below those of the latent as it is. The basis is fitted and both are estimated on a regular
+        sample of at most about SAMPLE_CELLS occupied cells (an eighth of a 256 px tile); only a chosen basis
+        rotates the whole latent."""
+        cells = np.flatnonzero(_occupied(geometry))
+        sample = np.take(latent, cells[::max(1, cells.size // SAMPLE_CELLS)], axis=1)
+        basis = fit_basis(component_moments(sample, self.components), self.step)
         if basis is None:
             return None, latent
-        rotated = basis.rotation.T.astype(np.float32) @ values
-        head_bits = 8.0 * len(encode_groups(*basis.head()))
-        if self.always or self.estimated_bits(rotated, index, cells, count) + head_bits < self.estimated_bits(
-                values, index, cells, count):
-            return basis, scatter_columns(latent.shape, self.components, index, rotated)
-        return None, latent
+        head_bits = 8.0 * len(encode_groups(*basis.head())) * sample.shape[1] / cells.size
+        if not self.always and self.estimated_bits(basis.rotation.into(sample, self.components)) + head_bits >= \
+                self.estimated_bits(sample):
+            return None, latent
+        return basis, basis.rotation.into(latent, self.components)
 
-    @property
-    def dead_zone(self):
-        """The latent magnitude below which a value quantises to 0 (with live_rows' margin for float32 rounding)."""
-        return (0.5 + self.deadzone) * (1.0 - 2.0 ** -10) * self.step
-
-    def estimated_bits(self, values, index, cells, count):
-        """Bits of a latent's live columns (live_columns) under one fitted Laplace scale per row at the coder's step
-        and dead zone, over the `count` occupied cells (the encoder's cheap estimate; the other columns are 0)."""
-        symbols = self._quantise(values * np.float32(1.0 / self.step))
-        coefficient = index // cells
-        starts = np.flatnonzero(np.r_[True, coefficient[1:] != coefficient[:-1]])
-        nonzeros = np.add.reduceat(symbols != 0, starts, axis=1, dtype=np.int64).astype(np.float64)
-        total = np.add.reduceat(np.abs(symbols), starts, axis=1, dtype=np.int64).astype(np.float64)
-        beta = np.maximum(total / count, 2.0 ** -30)
-        return float(laplace_bits(count - nonzeros, nonzeros, total - nonzeros, beta, self.deadzone).sum())
+    def estimated_bits(self, latent):
+        """Bits of a latent (channels, cells) under one fitted Laplace scale per row at the coder's step and dead
+        zone (the encoder's cheap estimate; a row that quantises to 0 costs nothing in it)."""
+        live = np.flatnonzero(self.live_rows(latent))
+        symbols = self._quantise(latent[live] * np.float32(1.0 / self.step))
+        cells = latent.shape[1]
+        nonzeros = np.count_nonzero(symbols, axis=1).astype(np.float64)
+        total = np.abs(symbols).sum(axis=1, dtype=np.float64)
+        beta = np.maximum(total / cells, 2.0 ** -30)
+        return float(laplace_bits(cells - nonzeros, nonzeros, total - nonzeros, beta, self.deadzone).sum())
 
     def decode(self, data, geometry):
         occupied = _occupied(geometry)
@@ -260,10 +274,7 @@ class BasisContextCoder(ContextLatentCoder):
         latent = super().dequantise(symbols.symbols)
         if symbols.rotation is None:
             return latent
-        flat = latent.reshape(self.components, -1)
-        index = np.flatnonzero((symbols.symbols.reshape(self.components, -1) != 0).any(axis=0))
-        return scatter_columns(latent.shape, self.components, index,
-                               symbols.rotation.astype(np.float32) @ np.take(flat, index, axis=1))
+        return symbols.rotation.back(latent, self.components, overwrite=True)  # a fresh array
 
 
 def choose_coder(meta, level, steps, scheme=None, lossy=False):

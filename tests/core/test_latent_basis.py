@@ -69,8 +69,11 @@ def test_the_coder_round_trips_and_rotates_only_where_it_pays(rdnet, correlated)
     decoded = coder.decode(stream, geometry)
     assert np.array_equal(decoded.symbols, symbols.symbols)
     if correlated:  # the decoder rebuilds T from the sent integers, bit for bit
-        assert np.array_equal(decoded.rotation, symbols.rotation)
-        assert np.allclose(decoded.rotation.T @ decoded.rotation, np.eye(coder.components), atol=1e-12)
+        t = decoded.rotation.matrix()
+        assert np.array_equal(t, symbols.rotation.matrix())
+        assert np.allclose(t.T @ t, np.eye(coder.components), atol=1e-12)
+        y = latent.reshape(coder.components, -1)
+        assert np.allclose(decoded.rotation.into(latent, coder.components).reshape(y.shape), t.T @ y, atol=1e-4)
     plain = latent_basis.ContextLatentCoder(rdnet.meta.level(5), rdnet.meta.entropy_model)
     plain_symbols, plain_stream = plain.encode(latent, geometry)
     error = _rms(coder.dequantise(decoded) - latent)  # back in rdnet's coordinates
@@ -96,16 +99,18 @@ def _rms(error):
 
 
 def test_the_basis_is_the_learned_axes_when_the_tile_needs_no_rotation():
-    integers = np.zeros((10, 3), np.int64)
-    integers[[0, 1, 2], [0, 1, 2]] = 64
-    rotation, pivot = latent_basis.rotation_of(integers, np.full(3, -6))
-    assert np.array_equal(rotation, np.eye(10)) and pivot == 1.0
+    axes = np.eye(10)[:, :3] * 2.0 ** -6 * 64
+    rotation = latent_basis.TileRotation(axes)
+    assert np.allclose(rotation.matrix(), np.eye(10), atol=1e-15) and rotation.pivot == 1.0
     moments = np.diag(np.exp2(-np.arange(10.0)))
     assert latent_basis.fit_basis(moments, 2.0) is None  # no axis above the step
     basis = latent_basis.fit_basis(moments, 2.0 ** -3)
-    assert basis.axes == 6 and np.allclose(basis.rotation, np.eye(10))  # variances 1 .. 2^-5 above 2^-6
-    swapped = np.eye(10)[:, [1, 0] + list(range(2, 10))]  # an axis beyond K among the leading ones: ill-conditioned
-    assert latent_basis.rotation_of(swapped[:, :1].astype(np.int64), np.zeros(1))[1] < latent_basis.MIN_PIVOT
+    assert basis.axes == 6 and np.allclose(basis.rotation.matrix(), np.eye(10))  # variances 1 .. 2^-5 above 2^-6
+    swapped = latent_basis.TileRotation(np.eye(10)[:, [1]])  # a later learned axis first: still orthonormal
+    t = swapped.matrix()
+    assert np.allclose(t.T @ t, np.eye(10)) and np.allclose(t[:, 0], np.eye(10)[:, 1])
+    dependent = latent_basis.TileRotation(np.eye(10)[:, [1, 1]] + np.eye(10)[:, [0, 2]] * 1e-3)
+    assert dependent.pivot < latent_basis.MIN_PIVOT  # nearly equal axes: the encoder would not send them
 
 
 @pytest.fixture(scope='module')
