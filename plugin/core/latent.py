@@ -35,7 +35,9 @@ class LatentGeometry:
 
 
 class LatentCoder(Protocol):
-    """A tile's latent (channels, samples) -> integers -> bytes, and back; the geometry comes from the Transform."""
+    """A tile's latent (channels, samples) -> integers -> bytes, and back; the geometry comes from the Transform.
+    Symbols are what the coder's own dequantise takes: an int32 (channels, samples) array, or with them what the
+    tile needs to dequantise (latent_basis.BasisSymbols: the tile's spectral basis)."""
 
     def encode(self, latent: np.ndarray, geometry: LatentGeometry) -> tuple: ...  # (symbols, bytes)
 
