@@ -131,11 +131,14 @@ class _Layout:
 def _predict(columns, weights):
     """floor((columns . weights + 2**(SHIFT-1)) / 2**SHIFT) in int32 (int32 columns): |column| <= FEATURE_LIMIT
     and |weight| <= WEIGHT_LIMIT, so no sum of a few terms comes near 2**31."""
-    total = np.full(columns[0].size, 1 << (SHIFT - 1), np.int32)
+    terms = [(column, np.int32(weight)) for column, weight in zip(columns, weights) if weight]
+    if not terms:
+        return np.zeros(columns[0].size, np.int32)  # floor(2**(SHIFT-1) / 2**SHIFT)
+    total = np.multiply(*terms[0])  # the first product starts the sum: one pass fewer than a filled start
     term = np.empty_like(total)
-    for column, weight in zip(columns, weights):
-        if weight:
-            total += np.multiply(column, np.int32(weight), out=term)
+    for column, weight in terms[1:]:
+        total += np.multiply(column, weight, out=term)
+    total += 1 << (SHIFT - 1)
     total >>= SHIFT  # an arithmetic shift: floor division
     return total
 
@@ -298,9 +301,11 @@ def _exact_encode(layout, targets):
     for index, (part, w) in enumerate(zip(layout.passes, weights)):
         for start in range(0, bands, _CHUNK):
             rows = slice(start, start + _CHUNK)
-            total = np.full((min(_CHUNK, bands - start), part.stop - part.start), 1 << (SHIFT - 1), np.int32)
+            total = None
             for column, weight in zip(columns[index], w[rows].T):
-                total += column[rows] * weight[:, None]
+                product = column[rows] * weight[:, None]  # int32
+                total = product if total is None else np.add(total, product, out=total)
+            total += 1 << (SHIFT - 1)
             total >>= SHIFT
             targets[rows, part] -= total
     return targets
