@@ -292,13 +292,16 @@ class _BandPass:
         limit, histogram = self.sums.hist_limit, self.sums.histogram
         if not self.tile.integral:
             np.rint(diff, out=diff)
-        if diff.min() < -limit or diff.max() > limit:  # rare: two reductions cost half of clipping every band
-            np.clip(diff, -limit, limit, out=diff)
+        bins = self.bins.reshape(-1)
         np.copyto(self.bins, diff, casting='unsafe')  # what bincount counts (it converts anything else)
-        self.bins += limit
-        counts = np.bincount(self.bins.reshape(-1), minlength=histogram.size)
+        bins += limit
+        try:  # errors beyond +-limit are rare: bincount finds them (clipping first cost 15 % of the histogram)
+            counts = np.bincount(bins, minlength=histogram.size)
+        except ValueError:  # some below -limit
+            counts = np.bincount(np.maximum(bins, 0, out=bins), minlength=histogram.size)
         counts[limit] -= self.tile.invalid_kept  # the invalid pixels, zeroed in both images, fell into 0 DN
-        histogram += counts
+        histogram[:-1] += counts[:histogram.size - 1]
+        histogram[-1] += counts[histogram.size - 1:].sum()  # and those above +limit
 
     def _add_clipped(self, x, y, squared=None):
         """x, y: (h, w) of the region, clipped to 0..DN_PEAK; squared: (x - y)^2 when SSIM has it already."""

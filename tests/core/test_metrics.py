@@ -141,7 +141,8 @@ def test_one_pass_equals_a_float64_computation_with_samples_out_of_range(dtype):
     rng = np.random.default_rng(8)
     original = rng.integers(-500, 11000, (17, 40, 37)).astype(dtype)
     reconstructed = (original + rng.normal(0, 40, original.shape)).astype(dtype)
-    reconstructed[3, 10:12, 10:20] += 5000  # beyond the histogram's range
+    reconstructed[3, 10:12, 10:20] += 5000  # beyond the histogram's range, both ways
+    reconstructed[4, 20:22, 10:20] -= 5000
     valid = np.ones((40, 37), bool)
     valid[30:, :5] = False
     kept = (slice(6, 40), slice(6, 37))
@@ -157,7 +158,7 @@ def test_one_pass_equals_a_float64_computation_with_samples_out_of_range(dtype):
     np.testing.assert_allclose(errors.band_dn_sq, (diff[:, inside] ** 2).sum(axis=1), rtol=1e-6)
     expected = np.bincount((np.clip(np.rint(diff[:, inside]), -3000, 3000) + 3000).astype(int).ravel(),
                            minlength=6001)
-    assert np.array_equal(errors.histogram, expected) and expected[-1] > 0
+    assert np.array_equal(errors.histogram, expected) and expected[0] > 0 and expected[-1] > 0
     total, count = ssim_sum(x, y, valid=valid)  # the whole window: every window ends in the kept part
     assert errors.ssim_count == count > 0
     assert errors.ssim_total == pytest.approx(total, rel=1e-6)
