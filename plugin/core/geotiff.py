@@ -168,7 +168,16 @@ def output_values(values, dtype, nodata=None, exact=False, overwrite=False):
     dtype = np.dtype(dtype)
     if dtype.kind not in 'iu':
         return np.asarray(values, dtype=dtype)
+    return rounded_values(values, dtype, nodata, exact, overwrite).astype(dtype)
+
+
+def rounded_values(values, dtype, nodata=None, exact=False, overwrite=False):
+    """output_values before its cast: for an integer output type the values rounded and clipped into its range,
+    still floats (in place with `overwrite`); for a float type `values` as they are."""
+    dtype = np.dtype(dtype)
+    if dtype.kind not in 'iu':
+        return values
     info = np.iinfo(dtype)
     low = info.min + 1 if nodata is not None and nodata == info.min and not exact else info.min
     rounded = np.rint(values, out=values if overwrite and values.flags.writeable else None)
-    return np.clip(rounded, low, info.max, out=rounded).astype(dtype)  # in place: one tile-sized array fewer
+    return np.clip(rounded, low, info.max, out=rounded)  # in place: one tile-sized array fewer

@@ -30,9 +30,13 @@ class Transform(Protocol):
 
     def decode(self, latent: np.ndarray, valid: np.ndarray, kept: tuple) -> np.ndarray: ...
 
+    # spatial transforms: decode_tile(latent, valid, kept), the tile's (bands, h, w) reconstruction, nodata included
+    decodes_tiles: bool
+
 
 class PixelTransform:
     kind = 'pixel'
+    decodes_tiles = False
 
     def __init__(self, runner, meta):
         self.runner = runner
@@ -61,8 +65,12 @@ class PixelTransform:
         return self.runner.run('decoder', latent.T).T
 
 
+SPARSE_BLOCKS = 0.8  # decode only the blocks with a valid pixel when they are at most this share of the tile
+
+
 class SpatialTransform:
     kind = 'spatial'
+    decodes_tiles = True
 
     def __init__(self, runner, meta):
         self.runner = runner
@@ -72,6 +80,9 @@ class SpatialTransform:
         self.bands = meta.input_bands
         self.tile_size = meta.effective_tile_size
         self.overlap = meta.tile_overlap
+        # rdnet's synthesis makes each block from its own latent cell only (a per-pixel spectral map after a
+        # non-overlapping block transform): a block without a valid pixel need not be decoded
+        self.separate_blocks = meta.informative.get('architecture') == 'RDNet' and not self.overlap
 
     def window(self, tile, width, height):
         x0, y0 = max(0, tile.x - self.overlap), max(0, tile.y - self.overlap)
@@ -108,17 +119,87 @@ class SpatialTransform:
         return LatentGeometry(self.channels, np.full((rows, columns), bool(occupied.any())), occupied)
 
     def decode(self, latent, valid, kept):
-        if not latent.shape[1]:
+        blocks = self.decode_tile(latent, valid, kept)
+        if blocks is None:
             return np.zeros((self.bands, 0), np.float32)
-        height, width = self._padded(valid.shape)
-        shape = [1, *self.dims, height // self.factor, width // self.factor]
-        if int(np.prod(shape)) != latent.size:
-            raise FormatError('a tile latent does not match the model geometry')
-        cube = self.runner.run('decoder', latent.reshape(shape))[0][:, :valid.shape[0], :valid.shape[1]]
-        tile_valid = valid[kept]
+        cube, tile_valid = blocks.cube(), valid[kept]
         if tile_valid.all():  # every pixel: the same values in the same order without a masked copy
-            return cube[:, kept[0], kept[1]].reshape(len(cube), -1)
-        return _valid_columns(cube[:, kept[0], kept[1]], tile_valid)
+            return cube.reshape(len(cube), -1)
+        return _valid_columns(cube, tile_valid)
+
+    def decode_tile(self, latent, valid, kept):
+        """The reconstruction on [0, 1] of the tile's pixels as TileBlocks (None without a valid pixel): those
+        outside `valid` too, or (separate blocks) only those of the blocks holding a valid pixel, when these are
+        at most SPARSE_BLOCKS of the tile (nodata borders): the graph then runs on those blocks only."""
+        if not latent.shape[1]:
+            return None
+        height, width = self._padded(valid.shape)
+        rows, columns = height // self.factor, width // self.factor
+        if self.channels * rows * columns != latent.size:
+            raise FormatError('a tile latent does not match the model geometry')
+        spans = _block_spans(self.latent_geometry(valid, kept).occupied) if self.separate_blocks else None
+        if spans is None or not self.decodes_alone(int(spans[:, 3].sum()), rows * columns):
+            cube = self.runner.run('decoder', latent.reshape([1, *self.dims, rows, columns]))[0]
+            return TileBlocks(cube[:, :valid.shape[0], :valid.shape[1]][:, kept[0], kept[1]])
+        return TileBlocks(self._decode_spans(latent, spans, rows, columns), spans, self.factor, valid[kept].shape)
+
+    def decodes_alone(self, cells, grid_cells):
+        """Whether the graph runs on `cells` blocks of a grid of `grid_cells` alone: when that saves work
+        (SPARSE_BLOCKS) and gives the whole grid's values bit for bit. onnxruntime's CPU GEMM (MLAS) splits the
+        202-term sums of rdnet's spectral map in two (128 + 74) when a thread's share of the output columns (64 a
+        block) exceeds 64, not otherwise, and takes a vector path for one block: from max(2, 5/4 x threads) blocks
+        every thread's share exceeds 64 in both runs (tests/core/test_tile_decoding.py checks it)."""
+        return max(2, math.ceil(1.25 * self.runner.threads)) <= cells <= SPARSE_BLOCKS * grid_cells
+
+    def _decode_spans(self, latent, spans, rows, columns):
+        """The graph's output (bands, factor, factor x cells) on the cells of `spans` (_block_spans), side by side
+        as one row of blocks. The graph's arithmetic for a block does not depend on where the block is: the same
+        values as a run on the whole grid (tested), without the work on the other blocks."""
+        grid = latent.reshape(self.channels, rows, columns)
+        live = np.flatnonzero(latent.view(np.int32).any(axis=1))  # most rows are 0 (-0.0 counts as live)
+        row = np.zeros((self.channels, int(spans[:, 3].sum())), np.float32)
+        row[live] = np.concatenate([grid[live, r, c0:c0 + n] for r, c0, _at, n in spans], axis=1)
+        return self.runner.run('decoder', row.reshape([1, *self.dims, 1, row.shape[1]]))[0]
+
+
+class TileBlocks:
+    """A decoded tile: `values` (bands, ...) to convert in place (every operation on them is per sample), and
+    where they go. spans None: values is the (bands, h, w) tile. Else values is a row of blocks (bands, factor,
+    factor x cells) holding the cells of `spans` (_block_spans) of a tile of `shape` (h, w); its other pixels
+    have no values."""
+
+    def __init__(self, values, spans=None, factor=None, shape=None):
+        self.values, self.spans, self.factor = values, spans, factor
+        self.shape = values.shape[1:] if spans is None else shape
+
+    def put(self, values, target):
+        """Write `values` (rows of self.values, converted) into target (those rows, h, w) at their pixels, cast to
+        its type; target's other pixels stay as they are."""
+        if self.spans is None:
+            np.copyto(target, values, casting='unsafe')
+            return
+        f, (height, width) = self.factor, self.shape
+        for r, c0, at, n in self.spans:
+            y, x = r * f, c0 * f
+            h, w = min(f, height - y), min(n * f, width - x)
+            np.copyto(target[:, y:y + h, x:x + w], values[:, :h, at * f:at * f + w], casting='unsafe')
+
+    def cube(self):
+        """The values as a (bands, h, w) tile (0 at the pixels without values)."""
+        if self.spans is None:
+            return self.values
+        cube = np.zeros((len(self.values), *self.shape), self.values.dtype)
+        self.put(self.values, cube)
+        return cube
+
+
+def _block_spans(occupied):
+    """(block row, first cell, first cell in the row of blocks, cells) of each run of the block grid (rows,
+    columns) from the first to the last occupied cell of a block row: (k, 4) int64, raster order."""
+    rows = np.flatnonzero(occupied.any(axis=1))
+    first = occupied[rows].argmax(axis=1)
+    count = occupied.shape[1] - occupied[rows, ::-1].argmax(axis=1) - first
+    return np.stack([rows, first, np.cumsum(count) - count, count], axis=1)
 
 
 def _valid_columns(cube, valid):
