@@ -21,6 +21,8 @@ from .codecheader import (
     EXTRA_PREDICTED,
     EXTRA_SPECTRAL,
     FORMAT_NAME,
+    LATENT_BASIS,
+    LATENT_CODERS,
     MAX_TILE_SIZE,
     QUALITY_LEVELS,
     RESIDUAL_PLAIN,
@@ -29,10 +31,10 @@ from .codecheader import (
 )
 from .container import VERSION as CONTAINER_VERSION
 from .container import EhcWriter
-from .context_coder import choose_latent_coder
 from .enmap import SpectralRaster, open_spectral
 from .errors import EnmapCompressError, FormatError, InputError, ModelNotFoundError, OutputError
 from .geotiff import BandInfo, GeoTiffWriter, RasterLayout, output_values, rounded_values
+from .latent_basis import choose_coder
 from .metrics import rate_metrics
 from .outputs import atomic_output, check_writable
 from .prediction import decode_predicted, encode_predicted
@@ -100,7 +102,7 @@ class TileCoder:
     bound: object = None
     extra_coder: str = None  # how extra bands are coded: EXTRA_PREDICTED, or EXTRA_SPECTRAL (lossless, since 0.2)
     residual_coder: str = None  # RESIDUAL_PLAIN, RESIDUAL_PREDICTED (absolute bounds, 0.2), bandstream.BAND_CODED
-    latent_scheme: str = None  # LATENT_PRIOR, or LATENT_CONTEXT (rdnet files after 0.2.0): context_coder.py
+    latent_scheme: str = None  # LATENT_PRIOR, LATENT_CONTEXT (rdnet after 0.2.0), LATENT_BASIS (lossy, after 0.4.0)
     compact: bool = False  # tiles framed compactly (tilepayload, prior.compact_stream): only where a CRC covers them
     coded: np.ndarray = field(init=False)
     step: float = field(init=False)
@@ -114,7 +116,8 @@ class TileCoder:
         self.step = level.step
         scale = meta.channel_step_scale or [1.0] * self.transform.channels
         channel_steps = (self.step * np.asarray(scale, np.float32))[:, None]
-        self.latent_coder, self.latent_scheme = choose_latent_coder(meta, level, channel_steps, self.latent_scheme)
+        self.latent_coder, self.latent_scheme = choose_coder(meta, level, channel_steps, self.latent_scheme,
+                                                             lossy=self.bound is None)
         self.coded = model_band_indices(self.package)
         if self.radiometry is None:
             self.radiometry = Radiometry.enmap(len(self.coded))
@@ -390,17 +393,20 @@ def auto_quality(package, max_error):
 
 def compress(source, output, model=None, quality=5, device='auto', threads=None, code_all_bands=False,
              progress=None, is_cancelled=None, tile_size=None, max_error=None, band_max_errors=None,
-             relative_error=None, relative_floor=None):
+             relative_error=None, relative_floor=None, latent_coder=None):
     """Compress an EnMAP input to a .ehc file; returns CompressResult with the rate measured from the file.
 
     max_error (DN): guarantee |original - reconstruction| <= max_error on every valid sample of every coded band;
     0 is lossless for all bands. band_max_errors: a limit per EnMAP band (224 values or a CSV path; every band is
     then coded); relative_error, relative_floor: |error| <= max(floor, r x |value|). See bounds.error_bound.
-    quality None: chosen from the bound (auto_quality). model None: the default model.
+    quality None: chosen from the bound (auto_quality). model None: the default model. latent_coder: None, the
+    model's best for the mode (lossy rdnet: LATENT_BASIS, a spectral basis per tile where it pays), or a
+    codecheader.LATENT_CODERS name (LATENT_CONTEXT: rdnet's tiles as 0.4.0 wrote them, for readers of 0.4.0).
     """
     started = time.perf_counter()
     _check_ehc_path(output)
     bound = error_bound(max_error, band_max_errors, relative_error, relative_floor)
+    _check_latent_coder(latent_coder, bound)
     package = find_model(model or default_model_id() or 'pca')
     if quality is None:
         quality = auto_quality(package, None if bound is None else bound.representative_dn(model_band_indices(package)))
@@ -409,7 +415,7 @@ def compress(source, output, model=None, quality=5, device='auto', threads=None,
         progress = _prepare_input(raster, Progress(1, progress, is_cancelled))
         tile_size = _tile_size(tile_size, package.meta, bound)
         coder = _encoder(package, quality, runner, raster, bound, tile_size,
-                         code_all_bands or band_max_errors not in (None, ''))
+                         code_all_bands or band_max_errors not in (None, ''), latent_coder)
         header = _file_header(raster, coder.codec_info(tile_size), runner)
         count, tile_warnings = _write_tiles(output, header, raster, coder, tile_size, progress)
         warnings = list(raster.warnings) + tile_warnings
@@ -418,6 +424,13 @@ def compress(source, output, model=None, quality=5, device='auto', threads=None,
     return CompressResult(output, size, count, rate['bpppb'], rate['compression_ratio'], runner.choice.device,
                           runner.provider, time.perf_counter() - started, warnings, quality, coder.max_error,
                           coder.bound)
+
+
+def _check_latent_coder(name, bound):
+    if name is not None and name not in LATENT_CODERS:
+        raise InputError(f'latent_coder must be one of {", ".join(LATENT_CODERS)}, not {name!r}')
+    if name == LATENT_BASIS and bound is not None:
+        raise InputError(f'latent_coder {LATENT_BASIS} is for lossy files; an error bound keeps the plain coder')
 
 
 def _tile_size(requested, meta, bound):
@@ -431,7 +444,7 @@ def _tile_size(requested, meta, bound):
     return tile_size
 
 
-def _encoder(package, quality, runner, raster, bound, tile_size, all_bands):
+def _encoder(package, quality, runner, raster, bound, tile_size, all_bands, latent_scheme=None):
     """The TileCoder that writes `raster`: the model's bands, and every other live band when `all_bands` or
     lossless (extra bands); band gains and per-band limits in canonical order."""
     if bound is not None:  # limits per band are given in the image's band order
@@ -444,7 +457,8 @@ def _encoder(package, quality, runner, raster, bound, tile_size, all_bands):
                                raster.offsets[raster.canonical_index][coded])
     plain = tile_size * tile_size > residual.MAX_PIXELS  # the predicted residual's sums would not stay exact
     return TileCoder(package, quality, runner, extra, max_error, radiometry, bound,
-                     residual_coder=RESIDUAL_PLAIN if plain else None, compact=CONTAINER_VERSION >= COMPACT_SINCE)
+                     residual_coder=RESIDUAL_PLAIN if plain else None, latent_scheme=latent_scheme,
+                     compact=CONTAINER_VERSION >= COMPACT_SINCE)
 
 
 def _file_header(raster, codec_info, runner):
