@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 
-from enmap_compress.plugin.core.context_coder import ContextLatentCoder, scale_code
+from enmap_compress.plugin.core.context_coder import ContextLatentCoder, _ll_prediction, scale_code
 from enmap_compress.plugin.core.errors import FormatError
 from enmap_compress.plugin.core.latent import LatentGeometry, PriorLatentCoder
 from enmap_compress.plugin.core.modelmeta import EntropyModel, QualityLevel
@@ -150,3 +150,35 @@ def test_scale_codes_are_the_nearest_quarter_octave():
         beta = byte_scale(code)
         assert scale_code(beta) == code
         assert scale_code(beta * 1.09) == code and scale_code(beta / 1.09) == code
+
+
+def _ll_prediction_block_by_block(ll, occupied, residual=None):
+    """The LL DPCM as docs/format.md states it, one block after the other in raster order."""
+    height, width = occupied.shape
+    source = (ll if residual is None else residual).reshape(-1, height, width).astype(np.int64)
+    out = np.zeros_like(source)
+    for i in range(height):
+        for j in range(width):
+            left, up = out[:, i, j - 1] if j else None, out[:, i - 1, j] if i else None
+            pred = (left + up) // 2 if i and j else left if j else up if i else 0
+            if not occupied[i, j]:
+                out[:, i, j] = pred
+            elif residual is None:
+                out[:, i, j] = source[:, i, j]
+                source[:, i, j] -= pred
+            else:
+                out[:, i, j] = pred + source[:, i, j]
+    return (source if residual is None else out).reshape(len(source), -1)
+
+
+def test_ll_prediction_by_anti_diagonals_is_the_raster_order_dpcm():
+    rng = np.random.default_rng(3)
+    for _ in range(100):
+        height, width = rng.integers(1, 14, 2)
+        occupied = rng.random((height, width)) < rng.random()
+        ll = rng.integers(-900, 900, (int(rng.integers(1, 5)), height * width)) * occupied.reshape(-1)
+        residual = _ll_prediction(ll, occupied)
+        assert np.array_equal(residual, _ll_prediction_block_by_block(ll, occupied))
+        rebuilt = _ll_prediction(None, occupied, residual)
+        assert np.array_equal(rebuilt, _ll_prediction_block_by_block(None, occupied, residual))
+        assert np.array_equal(rebuilt * occupied.reshape(-1), ll)
