@@ -136,3 +136,13 @@ def test_file_basis_measures_the_codec_with_and_without_a_basis(tiny, tmp_path):
     basis, context = rows['basis'][0], rows['context'][0]
     if not basis['rotated']:  # the same symbols: the same image, a flag row more
         assert basis['psnr'] == context['psnr'] and basis['bpppb'] >= context['bpppb']
+
+
+def test_speed_jobs_give_the_latent_coder_to_this_checkout_s_lossy_compress_only():
+    from bench import speed
+
+    made = speed.jobs(['rdnet'], [], (2,), 'cpu', 5, 25, 'in.tif', 'work', max_errors=(10,), baseline='/b/old',
+                      latent_coder='context-v1')
+    coders = {(job['label'], job['op']): job.get('latent_coder') for job in made}
+    assert coders[('rdnet context-v1', 'compress')] == 'context-v1'
+    assert coders[('rdnet [old]', 'compress')] is None and coders[('rdnet MAX_ERROR=10', 'compress')] is None
