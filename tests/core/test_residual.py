@@ -40,6 +40,17 @@ def test_round_trip_is_exact_and_within_the_bound(shape, bound):
     assert np.array_equal(again, restored)
 
 
+@pytest.mark.parametrize('pixels', [0, 1])
+def test_a_tile_with_no_or_one_valid_pixel_round_trips(pixels):
+    valid = np.zeros((5, 7), bool)
+    valid.flat[17:17 + pixels] = True
+    data = np.array([[-9], [4000], [0], [-3]], np.int64)[:, :pixels]
+    for limits in (np.zeros(4, int), np.array([0, 3, 1, 0])):
+        symbols, restored = residual.code(valid, limits, residual=data)
+        assert symbols.shape == (4, pixels) and (np.abs(restored - data) <= limits[:, None]).all()
+        assert np.array_equal(residual.code(valid, limits, symbols=symbols)[1], restored)
+
+
 def test_prediction_shrinks_the_symbols_of_correlated_residuals():
     rng = np.random.default_rng(5)
     valid = np.ones((48, 48), bool)
