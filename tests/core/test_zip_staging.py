@@ -281,3 +281,19 @@ def test_damage_past_the_first_rows_reaches_the_read_that_needs_it(row_ordered, 
     with pytest.raises(InputError, match='damaged'):
         compress(str(damaged), str(output), 'pca', 5, 'cpu')
     assert not output.exists() and os.listdir(private_tmp) == []
+
+
+def test_a_compress_that_starts_before_the_unpacking_ends_writes_the_same_file(product, row_ordered, tmp_path,
+                                                                                private_tmp, held_inflate,
+                                                                                monkeypatch):
+    monkeypatch.setenv('SOURCE_DATE_EPOCH', '1700000000')
+    expected, got = tmp_path / 'unpacked.ehc', tmp_path / 'zipped.ehc'
+    compress(product.folder, str(expected), 'pca', 5, 'cpu')
+    release = threading.Timer(0.5, held_inflate.set)  # the compress waits for its rows meanwhile
+    release.start()
+    try:
+        compress(row_ordered, str(got), 'pca', 5, 'cpu')
+    finally:
+        release.cancel()
+    assert got.read_bytes() == expected.read_bytes()
+    assert os.listdir(private_tmp) == []
