@@ -6,7 +6,7 @@ evaluate, the peak memory of each, how long the progress bar stands still, and h
 Every run is a fresh Python process (its own peak RSS from `resource`) on a synthetic EnMAP L2A product
 (tools/synthetic.py, with its ZIP as DLR delivers it: deflated members). "stall" is the longest time the
 progress callback did not move, as a share of the run (timed from the call, after the imports a QGIS session has
-done already); "cancel" asks to stop once evaluate's bar passes 80 % (its comparison pass) and times how long the
+done already); "cancel" asks to stop once evaluate's bar passes 80 % (decoding and measuring) and times how long the
 call takes to return. --zip-repeats N then compresses from the unpacked product and from its ZIP N more times,
 alternately, and prints each pair's ratio, wall and cpu (on a shared machine one pair says little), with the load
 average seen before each run (--zip-only: those pairs alone). Prints a table; a benchmark, not a test. Runs against

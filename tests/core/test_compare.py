@@ -158,8 +158,9 @@ def _same_comparison(streamed, read):
 @pytest.mark.parametrize('tile_size, dtype', [(16, 'int16'), (13, 'int16'), (64, 'int16'), (13, 'float32')])
 def test_streamed_comparison_equals_compare_of_the_files(pair, tmp_path, tile_size, dtype):
     """What evaluate measures from the tiles decompress hands over equals compare() of the written files (the
-    metrics at another tile size too; the report's sample spectra are picked per tile): nodata around the footprint, tiles that do not divide the 61 x 45 image (or one tile),
-    float input with NaN and a restored +Inf. The error rasters are equal sample for sample."""
+    metrics at another tile size too; the report's sample spectra are picked per tile): nodata around the footprint,
+    tiles that do not divide the 61 x 45 image (or one tile), float input with NaN and a restored +Inf. The error
+    rasters are equal sample for sample."""
     product, _ = pair
     source = product.folder if dtype == 'int16' else _float_copy(product.image, str(tmp_path / 'float.tif'))
     ehc, rec = str(tmp_path / 'c.ehc'), str(tmp_path / 'rec.tif')
