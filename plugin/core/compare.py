@@ -29,7 +29,7 @@ from .tiling import Progress, tile_grid, valid_pixels
 
 ERROR_BANDS = ('rmse_dn', 'spectral_angle_deg', 'max_abs_error_dn')
 ERROR_NODATA = -1.0
-STRIP_BYTES = 320 * 2 ** 20  # a strip of both images (a row of tiles' rows, all bands), held at once
+STRIP_BYTES = 320 * 2 ** 20  # the strips held at once: a row of tiles' rows, all bands, of each image read
 
 
 @dataclass
@@ -207,7 +207,7 @@ class StreamedComparison:
 
     def __enter__(self):
         original = self.original
-        with self.stack:
+        with self.stack:  # closes what was opened only if _Measurer fails; pop_all keeps it open otherwise
             self.measurer = _Measurer(self.stack, original, original.canonical_dead_bands, self.error_path,
                                       self.with_report, self.threads, self.progress.check)
             self.stack = self.stack.pop_all()
