@@ -52,7 +52,9 @@ def png_bytes(rgba):
 
 def error_colours(values, scale):
     """(..., 3) uint8 magma colours of `values` from 0 to `scale` (beyond: the top colour)."""
-    position = np.clip(np.asarray(values, np.float64) / scale, 0.0, 1.0) * (len(_MAGMA) - 1)
+    ratio = np.asarray(values, np.float64) / scale
+    ratio = np.where(np.isnan(ratio), 1.0, ratio)  # an error that is not a number is drawn as large as it gets
+    position = np.clip(ratio, 0.0, 1.0) * (len(_MAGMA) - 1)
     low = np.floor(position).astype(int)
     high = np.minimum(low + 1, len(_MAGMA) - 1)
     weight = (position - low)[..., None]
@@ -102,12 +104,12 @@ class QuickLookCollector:
     def result(self):
         valid = self.valid
         lows, highs = [], []
-        for channel in self.original:
-            values = channel[valid] if valid.any() else np.zeros(1, np.float32)
-            low, high = np.percentile(values, STRETCH_PERCENT)
+        for channel in self.original:  # a float input may hold NaN / Inf in valid pixels: stretch by the rest
+            values = _finite(channel[valid])
+            low, high = np.percentile(values, STRETCH_PERCENT) if values.size else (0.0, 1.0)
             lows.append(low)
             highs.append(high if high > low else low + 1.0)
-        errors = self.error[valid]
+        errors = _finite(self.error[valid])
         scale = float(np.percentile(errors, 99)) if errors.size else 1.0
         scale = _round_scale(max(scale, 1.0))
         error_rgba = _with_alpha(error_colours(self.error, scale), valid)
@@ -122,8 +124,14 @@ def _round_scale(value):
     return next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= value)
 
 
+def _finite(values):
+    return values[np.isfinite(values)]
+
+
 def _stretched(cube, lows, highs, valid):
-    rgb = np.stack([np.clip((cube[c] - lows[c]) / (highs[c] - lows[c]), 0, 1) * 255 for c in range(3)], axis=-1)
+    unit = [np.nan_to_num((cube[c] - lows[c]) / (highs[c] - lows[c]), nan=0.0, posinf=1.0, neginf=0.0)
+            for c in range(3)]
+    rgb = np.stack([np.clip(channel, 0, 1) * 255 for channel in unit], axis=-1)
     return _with_alpha(np.rint(rgb).astype(np.uint8), valid)
 
 
