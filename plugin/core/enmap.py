@@ -36,6 +36,11 @@ MAX_XML_BYTES = 64 * 1024 * 1024
 MAX_ZIP_TOTAL_BYTES = 32 * 1024 ** 3
 MAX_XML_COMPRESSION_RATIO = 1000
 SCAN_BLOCK_BYTES = 64 * 1024 * 1024
+# Float samples without a scale: reflectance as a fraction stays below about 1.5 (specular highlights, snow); if
+# the FLOAT_DN_PERCENTILE of a coarse sample exceeds FLOAT_REFLECTANCE_LIMIT the values are DN, not reflectance.
+FLOAT_REFLECTANCE_LIMIT = 2.0
+FLOAT_DN_PERCENTILE = 90.0
+FLOAT_SAMPLE_SIDE = 64
 READ_MARGIN = 65536  # a read of a staged image still unpacking waits this far past its last byte (read-ahead)
 ENMAP_NODATA = -32768.0
 DEAD_BAND_MEAN = -1000000.0  # EnMAP-Box convention: bandStatistics mean -1000000 and stdDeviation 0
@@ -521,6 +526,20 @@ def _band_scaling(ds):
             np.asarray([0.0 if o is None else o for o in offsets], dtype=np.float64))
 
 
+def _sampled_percentile(ds, nodata, percent, side=FLOAT_SAMPLE_SIDE):
+    """A percentile of the finite, non-nodata samples of all bands on a coarse grid (at most side x side pixels,
+    GDAL's nearest-neighbour decimation: a few rows of each band are read), or None when there are none."""
+    width, height = min(side, ds.RasterXSize), min(side, ds.RasterYSize)
+    values = ds.ReadAsArray(0, 0, ds.RasterXSize, ds.RasterYSize, buf_xsize=width, buf_ysize=height)
+    if values is None:
+        return None
+    values = np.asarray(values, np.float64).ravel()
+    keep = np.isfinite(values)
+    if nodata is not None and not np.isnan(nodata):
+        keep &= values != nodata
+    return float(np.percentile(np.abs(values[keep]), percent)) if keep.any() else None
+
+
 def _band_nodata(ds):
     values = [ds.GetRasterBand(i + 1).GetNoDataValue() for i in range(ds.RasterCount)]
     first = values[0]
@@ -644,7 +663,20 @@ class SpectralRaster:
             self._warn(f'{self._label} has no scale/offset; assuming the EnMAP L2A convention '
                        'reflectance = DN x 0.0001.')
             return np.full(n, ENMAP_GAIN), np.zeros(n)
+        if self.dtype.kind == 'f' and (xml is not None or self.is_standard_enmap):
+            return self._float_units(ds, n)
         return np.ones(n), np.zeros(n)
+
+    def _float_units(self, ds, n):
+        """Float samples without a scale are reflectance (gain 1) unless they are far too large for it: EnMAP DN
+        written as floats (up to 10000) read as reflectance would reach the models 10000 times too bright."""
+        typical = _sampled_percentile(ds, self.nodata, FLOAT_DN_PERCENTILE)
+        if typical is None or typical <= FLOAT_REFLECTANCE_LIMIT:
+            return np.ones(n), np.zeros(n)
+        self._warn(f'{self._label} holds float values without a scale/offset that are too large for reflectance '
+                   f'({FLOAT_DN_PERCENTILE:g} % of the sampled values are below {typical:.6g}); reading them as EnMAP '
+                   'DN, reflectance = value x 0.0001. Set the bands\' scale if they are something else.')
+        return np.full(n, ENMAP_GAIN), np.zeros(n)
 
     # -- life cycle ----------------------------------------------------------------------------------------------
     def close(self):

@@ -179,3 +179,38 @@ def test_an_image_of_only_non_finite_samples_is_refused_as_empty(tmp_path, value
     with pytest.raises(InputError, match=r'only nodata pixels \(NaN or ±Inf\); there is nothing to compress'):
         compress(path, str(tmp_path / 'inf.ehc'), 'pca', 5, 'cpu')
     assert os.listdir(tmp_path) == ['inf.tif']
+
+
+def _unscaled_float_copy(source, path, factor):
+    """`source`'s samples x factor as float32, nodata kept, with its band metadata but no scale / offset."""
+    ds = gdal.Open(source)
+    out = gdal.GetDriverByName('GTiff').Create(path, ds.RasterXSize, ds.RasterYSize, ds.RasterCount, gdal.GDT_Float32)
+    out.SetGeoTransform(ds.GetGeoTransform())
+    out.SetProjection(ds.GetProjection())
+    for index in range(1, ds.RasterCount + 1):
+        band, copy = ds.GetRasterBand(index), out.GetRasterBand(index)
+        data = band.ReadAsArray().astype(np.float32)
+        copy.WriteArray(np.where(data == -32768, np.float32(-32768), data * np.float32(factor)))
+        copy.SetNoDataValue(-32768)
+        copy.SetDescription(band.GetDescription())
+        copy.SetMetadata(band.GetMetadata())
+    out = ds = None
+    return path
+
+
+@pytest.mark.parametrize('factor, reads_as_dn', [(1.0, True), (1e-4, False)])
+def test_float_samples_without_a_scale_are_read_in_the_units_they_hold(tmp_path, factor, reads_as_dn):
+    """Float DN without a scale (up to 10000) are read as DN with a warning, not as reflectance 10000 times too
+    bright (11.8 dB instead of 54.5 with rdnet q5); float reflectance without a scale stays reflectance, quietly."""
+    from enmap_compress.plugin.core.bands import ENMAP_GAIN
+    from enmap_compress.plugin.core.enmap import open_spectral
+
+    base = synthetic.write_scene(str(tmp_path / 'base.tif'), width=32, height=32, seed=3)
+    source = _unscaled_float_copy(base, str(tmp_path / 'float.tif'), factor)
+    with open_spectral(source) as raster:
+        assert np.allclose(raster.gains, ENMAP_GAIN if reads_as_dn else 1.0)
+        assert any('too large for reflectance' in w for w in raster.warnings) == reads_as_dn
+    if reads_as_dn:  # the same quality as the int16 original (metrics are in the file's units: both DN here)
+        reference = evaluate(base, str(tmp_path / 'base_rec.tif'), model='pca', quality=5)
+        result = evaluate(source, str(tmp_path / 'float_rec.tif'), model='pca', quality=5)
+        assert result.psnr == pytest.approx(reference.psnr, abs=0.05)
