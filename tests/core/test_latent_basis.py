@@ -246,3 +246,13 @@ def test_hostile_basis_heads_are_refused_naming_the_part_and_the_tile(files, tmp
                                           rf"head .*{message}"):
         decompress(path, out, 'cpu')
     assert not os.path.exists(out)
+
+
+def test_a_rotated_file_is_the_same_with_one_or_two_threads(files, tmp_path, monkeypatch):
+    _folder, scene, _new, _old, _sizes = files
+    monkeypatch.setenv('SOURCE_DATE_EPOCH', '1764547200')
+    paths = [str(tmp_path / f't{threads}.ehc') for threads in (1, 2)]
+    for path, threads in zip(paths, (1, 2)):
+        compress(scene, path, 'rdnet', 6, 'cpu', threads=threads, tile_size=32)
+    assert any(tile_rotations(paths[0]))
+    assert open(paths[0], 'rb').read() == open(paths[1], 'rb').read()
