@@ -36,7 +36,7 @@ def channel_entropy_bits(symbols, max_cells=1 << 21):
     if symbols.shape[1] == 0:
         return bits
     low = symbols.min(axis=1, keepdims=True)
-    spans = (symbols.max(axis=1) - low[:, 0]).astype(np.int64) + 1
+    spans = symbols.max(axis=1).astype(np.int64) - low[:, 0] + 1  # int64: int32 deltas may span 2^32
     span = int(spans.max())
     group = max(1, max_cells // span)
     for start in range(0, symbols.shape[0], group):
@@ -64,10 +64,13 @@ def _choose_modes(symbols, order):
 
 def encode_predicted(symbols, valid):
     """symbols: int32 (C, N) for the N valid pixels of `valid` (row-major). Returns bytes."""
-    symbols = np.asarray(symbols, np.int64)
+    symbols = np.asarray(symbols)
+    if symbols.dtype != np.int32:
+        symbols = symbols.astype(np.int64)
     order = _column_order(valid)
     modes = np.zeros(symbols.shape[0], np.uint8)
-    if symbols.size and int(symbols.max()) - int(symbols.min()) < 2 ** 31:  # deltas then fit the coder's int32
+    # below 2^31 apart every difference fits the coder's int32 (so int32 symbols need no wider copies)
+    if symbols.size and int(symbols.max()) - int(symbols.min()) < 2 ** 31:
         modes = _choose_modes(symbols, order)
     chosen = symbols.copy()
     rows, columns = modes == 1, modes == 2
@@ -75,7 +78,8 @@ def encode_predicted(symbols, valid):
     if columns.any():
         chosen[columns] = _delta(symbols[columns][:, order])
     packed_modes = zlib.compress(modes.tobytes(), 9)
-    return struct.pack('<H', len(packed_modes)) + packed_modes + entropy.encode_channels(chosen.astype(np.int32))
+    return struct.pack('<H', len(packed_modes)) + packed_modes + entropy.encode_channels(
+        chosen.astype(np.int32, copy=False))
 
 
 def decode_predicted(data, channels, valid):

@@ -51,3 +51,13 @@ def test_empty_tiles_and_corrupt_modes():
 def test_channel_entropy_bits_matches_hand_values():
     symbols = np.array([[0, 0, 1, 1], [5, 5, 5, 5], [1, 2, 3, 4]])
     np.testing.assert_allclose(channel_entropy_bits(symbols), [4.0, 0.0, 8.0])
+
+
+def test_int32_symbols_whose_deltas_span_more_than_int32_round_trip():
+    """Symbols under 2^31 apart are predicted in int32: their deltas fit, but the span of the deltas may reach 2^32,
+    which the cost estimate must count in int64 (it raised on a negative bincount length)."""
+    rng = np.random.default_rng(4)
+    valid = np.ones((16, 16), bool)
+    symbols = rng.integers(-2 ** 30, 2 ** 30, (3, 256)).astype(np.int32)
+    assert (decode_predicted(encode_predicted(symbols, valid), 3, valid) == symbols).all()
+    assert np.isinf(channel_entropy_bits(np.diff(symbols, axis=1))).all()
