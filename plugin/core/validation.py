@@ -25,7 +25,7 @@ from .rasterheader import NAME_TEMPLATES, unpack_raster
 from .tiling import Tile, tile_grid
 
 MAX_SIDE = 1 << 20  # pixels per raster side: 31,000 km of EnMAP swath
-MIN_CHUNK_BYTES = 8  # the smallest chunk a valid file holds: a 3.x empty tile (5-byte record, head byte, one length, mask)
+MIN_CHUNK_BYTES = 8  # the smallest chunk a valid file holds: a 3.x empty tile (5-byte record, head, length, mask)
 INDEX_BYTES_PER_TILE = 256  # a chunk's index entry takes about 100 bytes of JSON
 INDEX_BASE_BYTES = 1 << 16  # blobs, footer and slack
 MAX_BAND_TABLE_MILLI = 10 ** 9  # |delta| of a 0.1 band table in 1/1000 nm

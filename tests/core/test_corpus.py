@@ -1,6 +1,6 @@
 """Files written today decode forever: each frozen corpus (tests/data/corpus/ by 0.1.0, tests/data/corpus-0.3/ by
-0.3.0, tests/data/corpus-0.4/ by 0.4.0, written by make_corpus.py with the version named in its corpus.json) decodes
-bit-identically, metadata included, with the current reader."""
+0.3.0, tests/data/corpus-0.4/ by 0.4.0, tests/data/corpus-0.5/ by 0.5.0, written by make_corpus.py with the version
+named in its corpus.json) decodes bit-identically, metadata included, with the current reader."""
 import importlib.util
 import json
 import os
@@ -14,7 +14,7 @@ from enmap_compress.plugin.core.container import EhcReader
 gdal.UseExceptions()
 
 DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'data')
-CORPORA = ('corpus', 'corpus-0.3', 'corpus-0.4')
+CORPORA = ('corpus', 'corpus-0.3', 'corpus-0.4', 'corpus-0.5')
 
 
 def _record(corpus):
@@ -24,7 +24,8 @@ def _record(corpus):
 
 RECORDS = {corpus: _record(corpus) for corpus in CORPORA}
 MODELS = {'corpus': {'pca', 'rdnet', 'cae1d', 'hycot'}, 'corpus-0.3': {'pca', 'rdnet', 'cae1d', 'hycot', 'sscnet'},
-          'corpus-0.4': {'pca', 'rdnet', 'cae1d', 'hycot', 'sscnet', 'cae3d'}}
+          'corpus-0.4': {'pca', 'rdnet', 'cae1d', 'hycot', 'sscnet', 'cae3d'},
+          'corpus-0.5': {'rdnet'}}  # 0.5.0 changed only rdnet's lossy files
 FILES = [(corpus, name) for corpus in CORPORA for name in sorted(RECORDS[corpus]['files'])]
 
 
@@ -46,7 +47,8 @@ def _mode(options):
 @pytest.mark.parametrize('corpus, modes', [('corpus', {'lossy', 'max_error', 'lossless'}),
                                            ('corpus-0.3', {'lossy', 'max_error', 'lossless', 'band_max_errors',
                                                            'relative'}),
-                                           ('corpus-0.4', {'lossy', 'max_error', 'lossless', 'band_max_errors'})])
+                                           ('corpus-0.4', {'lossy', 'max_error', 'lossless', 'band_max_errors'}),
+                                           ('corpus-0.5', {'lossy'})])
 def test_a_corpus_covers_every_bundled_model_and_mode_of_its_version(corpus, modes):
     files = RECORDS[corpus]['files']
     assert {e['compress']['model'] for e in files.values()} >= MODELS[corpus]
@@ -71,6 +73,18 @@ def test_the_0_4_corpus_holds_container_3_files_with_compact_tiles():
             assert reader.version[0] == 3
             smallest.append(min(reader.read_chunk(i)[0] for i in range(reader.chunk_count)))
     assert all(16 <= head < 32 for head in smallest)  # every tile's head byte is a compact one (16 + ...)
+
+
+def test_the_0_5_corpus_holds_rotated_and_unrotated_context_v2_tiles():
+    from bench.file_basis import tile_rotations
+
+    rotations = []
+    for name in RECORDS['corpus-0.5']['files']:
+        path = os.path.join(DATA, 'corpus-0.5', name)
+        with EhcReader(path) as reader:
+            assert reader.header['codec']['latent_coder'] == 'context-v2'
+        rotations += tile_rotations(path)
+    assert any(rotations) and not all(rotations)
 
 
 @pytest.mark.parametrize('corpus, name', FILES)
