@@ -292,14 +292,20 @@ class ContextLatentCoder(PriorLatentCoder):
 
     # --- decoder -----------------------------------------------------------------------------------------------
     def decode(self, data, geometry):
+        symbols, occupied = self._blank(data, geometry)
+        if symbols.shape[1]:
+            decode_groups(data, self._plan(symbols, geometry.grid.shape, occupied), version=CONTEXT_VERSION)
+        return symbols
+
+    @staticmethod
+    def _blank(data, geometry):
+        """A tile's symbols, all 0 for a decoder to fill, and its occupied cells; a tile without valid pixels must
+        carry no latent data."""
         occupied = _occupied(geometry)
         symbols = np.zeros((geometry.channels, geometry.samples), np.int32)
-        if not symbols.shape[1]:
-            if data:
-                raise FormatError('a tile without valid pixels carries latent data')
-            return symbols
-        decode_groups(data, self._plan(symbols, geometry.grid.shape, occupied), version=CONTEXT_VERSION)
-        return symbols
+        if not symbols.shape[1] and data:
+            raise FormatError('a tile without valid pixels carries latent data')
+        return symbols, occupied
 
     def _plan(self, symbols, grid, occupied):
         channels, samples = symbols.shape

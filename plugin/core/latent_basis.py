@@ -255,11 +255,8 @@ class BasisContextCoder(ContextLatentCoder):
         return float(laplace_bits(cells - nonzeros, nonzeros, total - nonzeros, beta, self.deadzone).sum())
 
     def decode(self, data, geometry):
-        occupied = _occupied(geometry)
-        symbols = np.zeros((geometry.channels, geometry.samples), np.int32)
+        symbols, occupied = self._blank(data, geometry)
         if not symbols.shape[1]:
-            if data:
-                raise FormatError('a tile without valid pixels carries latent data')
             return BasisSymbols(symbols)
         found = []
         decode_groups(data, self._basis_plan(symbols, geometry.grid.shape, occupied, found), version=STREAM_VERSION)
