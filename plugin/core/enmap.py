@@ -587,7 +587,8 @@ class SpectralRaster:
         self._xml_dead = located.xml.dead if located.xml else None
         self._valid_cache = None
         self._zip_image = located.zip_image if located.zip_image and located.zip_image.deflated else None
-        self._staged = self._staged_ds = self._stream = self._stage_progress = None
+        self._staged = self._staged_ds = self._stream = self._stage_progress = self._step_progress = None
+        self._waited_to = 0.0
         self._bytes_read = 0
         if located.note:
             self._warn(located.note)
@@ -748,14 +749,27 @@ class SpectralRaster:
         strips = self._stream.strips
         ready = strips.ready(y, height, bands) if strips is not None else None
         last = ready is None or ready >= strips.ends.max()  # the image's last strip waits for the CRC check
-        staged.wait_for(float('inf') if last else ready + READ_MARGIN,
-                        functools.partial(self._while_waiting, staged, self._stage_progress))
+        target = float('inf') if last else ready + READ_MARGIN
+        goal = staged.image_size if last else target
+        staged.wait_for(target, functools.partial(self._while_waiting, staged, staged.written, goal))
 
-    @staticmethod
-    def _while_waiting(staged, progress):
-        """What a read waiting for the unpacking does every tenth of a second: say so, and honour a cancel."""
+    def report_waits_to(self, steps):
+        """While a read waits for the unpacking, move `steps` (a tiling.Progress counting steps, such as tiles)
+        through its current step with the bytes it waits for, so the bar does not stand still; None: stop."""
+        self._step_progress, self._waited_to = steps, 0.0
+
+    def _while_waiting(self, staged, start, goal):
+        """What a read waiting for the unpacking does every tenth of a second: say so, move the bar within the
+        current step (never back) and honour a cancel."""
+        progress, steps = self._stage_progress, self._step_progress
         if progress is not None:
             progress.say(staged.describe())
+        if steps is not None and goal is not None and goal > start:
+            position = (steps.done + min(1.0, (staged.written - start) / (goal - start))) / steps.total
+            if position > self._waited_to:
+                self._waited_to = position
+                steps.report(position)
+        if progress is not None:
             progress.check()
 
     def _pixel_dataset(self, nbytes):

@@ -161,6 +161,16 @@ class StagedImage:
             raise
 
     @property
+    def written(self):
+        """The image's bytes on disk so far (from its start)."""
+        return self._written
+
+    @property
+    def image_size(self):
+        """The image's size in bytes, or None while its member is not reached yet."""
+        return self._size
+
+    @property
     def complete(self):
         """Whether the whole image is on disk."""
         return self._done and self._error is None

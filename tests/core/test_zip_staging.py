@@ -297,3 +297,22 @@ def test_a_compress_that_starts_before_the_unpacking_ends_writes_the_same_file(p
         release.cancel()
     assert got.read_bytes() == expected.read_bytes()
     assert os.listdir(private_tmp) == []
+
+
+def test_a_read_waiting_for_the_unpacking_moves_the_bar_within_its_step(row_ordered, private_tmp, held_inflate):
+    """The bar moves with the bytes a read waits for, inside the current step (step 1 of 4: up to 25 %), never
+    back (it stood still at the step's start while a compress waited for its first rows)."""
+    seen = []
+    with open_spectral(row_ordered) as raster:
+        raster.stage()
+        steps = Progress(4, seen.append)
+        raster.report_waits_to(steps)
+        release = threading.Timer(0.3, held_inflate.set)
+        release.start()
+        try:
+            raster.read(0, raster.height - 4, raster.width, 4)  # the last rows: waits for the whole member
+        finally:
+            release.cancel()
+        raster.report_waits_to(None)
+    assert seen and seen == sorted(seen) and 0 < seen[-1] <= 25.0
+    assert os.listdir(private_tmp) == []
