@@ -490,7 +490,8 @@ def _write_tiles(output, header, raster, coder, tile_size, progress):
 
     tile_progress.check()
     workers = tile_workers(coder.runner.threads, coder.transform.window(tiles[0], raster.width, raster.height))
-    split = workers == 1  # one tile worker: it runs the model while this thread codes the latent it made before
+    split = workers <= 1  # one tile worker runs the model while this thread codes the latent it made before (none:
+    # this thread does both, in two halves of the bar)
 
     def code(item):
         tile, cube, kept = item
@@ -505,6 +506,8 @@ def _write_tiles(output, header, raster, coder, tile_size, progress):
             report_waits(tile_progress)
         try:
             for tile, counts, part in tile_progress.each(coded, 'compressing tile {} of {}'):
+                if split:  # the model part is done: half the step (reads that wait fill the first half)
+                    tile_progress.report((tile_progress.done + 0.5) / tile_progress.total)
                 payload, pixels = _tile_chunk(coder, part, raster.nodata) if split else part
                 writer.add_chunk(payload, tile.as_dict())
                 count += pixels

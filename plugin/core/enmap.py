@@ -755,7 +755,8 @@ class SpectralRaster:
 
     def report_waits_to(self, steps):
         """While a read waits for the unpacking, move `steps` (a tiling.Progress counting steps, such as tiles)
-        through its current step with the bytes it waits for, so the bar does not stand still; None: stop."""
+        through the first half of its current step with the bytes it waits for (the caller moves it through the
+        other half), so the bar does not stand still; None: stop."""
         self._step_progress, self._waited_to = steps, 0.0
 
     def _while_waiting(self, staged, start, goal):
@@ -765,7 +766,7 @@ class SpectralRaster:
         if progress is not None:
             progress.say(staged.describe())
         if steps is not None and goal is not None and goal > start:
-            position = (steps.done + min(1.0, (staged.written - start) / (goal - start))) / steps.total
+            position = (steps.done + 0.5 * min(1.0, (staged.written - start) / (goal - start))) / steps.total
             if position > self._waited_to:
                 self._waited_to = position
                 steps.report(position)

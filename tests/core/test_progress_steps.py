@@ -28,3 +28,19 @@ def test_compress_moves_the_bar_after_the_band_scan_and_decompress_while_it_writ
     assert len(rows) == 2  # rows 0-255 after tile 4, rows 256-299 after tile 5
     between = [event for event in events[rows[0]:] if not isinstance(event, str)][:224]
     assert len(between) == 224 and np.all(np.diff(between) > 0)  # a step per band while the row is encoded
+
+
+def test_a_tile_coded_in_the_callers_thread_moves_the_bar_halfway_after_its_model_part(tmp_path):
+    """With one thread, and with one tile worker (tiles larger than PARALLEL_TILE_PIXELS), the bar moves half a tile
+    step once the model has made a tile's latent and the rest once its chunk is written, so the model and the
+    entropy coding never hold it still together."""
+    for threads, width, height, tile, count in ((1, 24, 300, 64, 5), (2, 320, 160, 160, 2)):
+        scene = synthetic.write_scene(str(tmp_path / 'scene.tif'), width=width, height=height, seed=2)
+        events, progress = _recorded()
+        compress(scene, str(tmp_path / 'scene.ehc'), 'rdnet', 5, 'cpu', threads=threads, tile_size=tile,
+                 progress=progress)
+        percents = [event for event in events if not isinstance(event, str)]
+        start = 100 * SCAN_SHARE
+        steps = {round((p - start) / (100 - start) * count, 6) for p in percents if p >= start}
+        assert percents == sorted(percents)
+        assert {k + 0.5 for k in range(count)} <= steps, (threads, sorted(steps))
