@@ -499,11 +499,9 @@ def _write_tiles(output, header, raster, coder, tile_size, progress):
         part = _tile_latent(coder, cube, raster.nodata, dead, kept, band_numbers, counts)
         return tile, counts, part if split else _tile_chunk(coder, part, raster.nodata)
 
-    report_waits = getattr(raster, 'report_waits_to', None)  # a ZIP member still unpacking moves the bar
     with EhcWriter(output, header) as writer, contextlib.closing(ordered_map(code, windows(), workers)) as coded:
         tile_progress.report(0.0)  # the input is checked and the output open
-        if report_waits is not None:
-            report_waits(tile_progress)
+        raster.report_waits_to(tile_progress)  # a read waiting for a ZIP member's rows moves the bar
         try:
             for tile, counts, part in tile_progress.each(coded, 'compressing tile {} of {}'):
                 if split:  # the model part is done: half the step (reads that wait fill the first half)
@@ -513,8 +511,7 @@ def _write_tiles(output, header, raster, coder, tile_size, progress):
                 count += pixels
                 nonfinite += counts
         finally:
-            if report_waits is not None:
-                report_waits(None)
+            raster.report_waits_to(None)
         writer.footer_meta = {'valid_pixels': count}
     return count, _nonfinite_warning(nonfinite, band_numbers)
 
