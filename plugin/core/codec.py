@@ -54,6 +54,13 @@ PARALLEL_TILE_PIXELS = 144 * 144  # tiles up to this window are coded on every t
 DECODE_AHEAD = 3  # tiles decoded ahead of the writing thread (tiling.ordered_map)
 COMPACT_SINCE = (3, 0)  # container versions whose chunk CRC covers compactly framed tiles (TileCoder.compact)
 STAGE_SHARE = 0.2  # of a compress run, unpacking a deflated ZIP member takes about this much (measured: 15-25 %)
+# A compress tile's step of the bar, by stage (rdnet, 256 px: the model and the coding of its latent take most of
+# it); a read waiting for a ZIP member's rows fills READ_STAGE with the bytes it waits for. The rest: packing.
+READ_STAGE, INPUT_STAGE, MODEL_STAGE, LATENT_STAGE = 0.1, 0.1, 0.3, 0.3
+# A decompress tile's step: the model part (the rest: writing), of which on_tile (evaluate's measuring) takes
+# ON_TILE_STAGE when there is one
+DECODE_STAGE, ON_TILE_STAGE = 0.7, 0.5
+UNIT_SHARE = 0.3  # of TileCoder.latent, scaling the model's bands to the unit range (then the model)
 SCAN_SHARE = 0.03  # finding the dead bands (measured: 3-5 % of a 1000 x 1000 compress with nodata rows on top)
 
 
@@ -79,6 +86,15 @@ def creation_time():
 
 
 # --- the tile coder -----------------------------------------------------------------------------------------
+
+# How far a tile's decode is after each of its parts (a progress bar's hook; rdnet, 256 px: the latent's symbols,
+# their values in the tile's basis, then the model), or a bounded decode's model reconstruction
+SYMBOLS_SHARE, DEQUANTISED_SHARE, RECONSTRUCTED_SHARE = 0.2, 0.5, 0.6
+
+
+def _no_progress(fraction):
+    pass
+
 
 def residual_symbols(residual, max_error):
     """Quantise integer residuals so that |residual - symbol * (2E + 1)| <= E (E = 0: the residual itself)."""
@@ -222,13 +238,17 @@ class TileCoder:
         pixels; kept: the tile's slices in the window (tiling.kept_slices)."""
         return self.encode_latent(self.latent(dn, valid, kept), dn, valid, kept)
 
-    def latent(self, dn, valid, kept):
-        """encode's first part: the model's latent of the tile."""
-        return self.transform.encode(self.radiometry.to_unit(dn[self.coded]), valid, kept)
+    def latent(self, dn, valid, kept, done=_no_progress):
+        """encode's first part: the model's latent of the tile. done(fraction): called from this thread with the
+        share of this part done (a progress bar's hook)."""
+        unit = self.radiometry.to_unit(dn[self.coded])
+        done(UNIT_SHARE)
+        return self.transform.encode(unit, valid, kept)
 
-    def encode_latent(self, latent, dn, valid, kept):
-        """encode's second part: the TileSections from the tile's latent."""
-        symbols, latent_bytes = self.latent_coder.encode(latent, self.transform.latent_geometry(valid, kept))
+    def encode_latent(self, latent, dn, valid, kept, done=None):
+        """encode's second part: the TileSections from the tile's latent (done: as for latent)."""
+        symbols, latent_bytes = self.latent_coder.encode(latent, self.transform.latent_geometry(valid, kept),
+                                                         done)
         tile_valid = valid[kept]
         sections = TileSections(encode_mask(tile_valid), latent_bytes)
         extra = dn[self.extra][:, kept[0], kept[1]][:, tile_valid]
@@ -259,12 +279,15 @@ class TileCoder:
         spatial model, where no layer on top works on columns (tile-sized copies and a scatter fewer)."""
         return self.transform.decodes_tiles and self.bound is None and not self.extra.size
 
-    def decode(self, sections, valid, kept):
+    def decode(self, sections, valid, kept, done=_no_progress):
         """The restored DN (len(bands), valid pixels of the tile) from its TileSections; decodes_tiles: the tile's
-        DN as transforms.TileBlocks, or None for a tile without valid pixels."""
+        DN as transforms.TileBlocks, or None for a tile without valid pixels. done(fraction): as for latent."""
         symbols = self.latent_coder.decode(sections.latent, self.transform.latent_geometry(valid, kept))
+        done(SYMBOLS_SHARE)
         if self.decodes_tiles:
-            blocks = self.transform.decode_tile(self.latent_coder.dequantise(symbols), valid, kept)
+            latent = self.latent_coder.dequantise(symbols)
+            done(DEQUANTISED_SHARE)
+            blocks = self.transform.decode_tile(latent, valid, kept)
             if blocks is not None:
                 unit = blocks.values
                 blocks.values = self.radiometry.to_dn(unit, out=unit if unit.flags.writeable else None)
@@ -274,6 +297,7 @@ class TileCoder:
         if self.extra.size and not self.spectral_extra:
             extra_symbols = decode_predicted(sections.extra, len(self.extra), tile_valid)
         values = self._reconstruct(symbols, extra_symbols, valid, kept)
+        done(RECONSTRUCTED_SHARE)
         if self.bound is not None:
             residual_symbols = self._unpack_residual(sections.residual, values.shape)
             values = self._residual_layer(tile_valid, values, symbols=residual_symbols)[1]
@@ -363,14 +387,13 @@ def _open_input(source):
 
 def _prepare_input(raster, progress):
     """Unpack a deflated ZIP member on the first STAGE_SHARE of `progress` when it needs it (SpectralRaster.stage),
-    check the image is not empty and find its dead bands (the coder needs them; scanned once, on the next
-    SCAN_SHARE: _write_tiles moves the bar past it once the output is open, so the scan and the first tile do not
-    hold it still together); returns the Progress for the rest."""
+    find the dead bands (the coder needs them; scanned once, moving the next SCAN_SHARE) and check the image is
+    not empty; returns the Progress for the rest."""
     share = STAGE_SHARE if raster.needs_staging else 0.0
     raster.stage(progress.sub(1, 0.0, share))
     progress.say('finding the bands that hold data')
+    raster.find_dead_bands(progress.sub(1, share, share + SCAN_SHARE))
     raster.check_not_empty()
-    raster.canonical_dead_bands  # noqa: B018 (the scan, cached by the raster)
     return progress.sub(1, share + SCAN_SHARE, 1.0)
 
 
@@ -483,30 +506,31 @@ def _write_tiles(output, header, raster, coder, tile_size, progress):
     def windows():
         for tile in tiles:
             window = coder.transform.window(tile, raster.width, raster.height)
-            yield tile, raster.read_canonical(window.x, window.y, window.width, window.height), \
-                kept_slices(tile, window)
+            cube = raster.read_canonical(window.x, window.y, window.width, window.height)
+            tile_progress.advance(READ_STAGE)
+            yield tile, cube, kept_slices(tile, window)
             if tile.x + tile.width >= raster.width:  # a row of tiles read: GDAL need not keep its blocks
                 raster.drop_cache()
 
     tile_progress.check()
     workers = tile_workers(coder.runner.threads, coder.transform.window(tiles[0], raster.width, raster.height))
     split = workers <= 1  # one tile worker runs the model while this thread codes the latent it made before (none:
-    # this thread does both, in two halves of the bar)
+    # this thread does both)
 
     def code(item):
         tile, cube, kept = item
         counts = np.zeros(raster.band_count, np.int64)  # per tile: threads never add into one array
-        part = _tile_latent(coder, cube, raster.nodata, dead, kept, band_numbers, counts)
-        return tile, counts, part if split else _tile_chunk(coder, part, raster.nodata)
+        part = _tile_latent(coder, cube, raster.nodata, dead, kept, band_numbers, counts, tile_progress.advance)
+        return tile, counts, part if split else _tile_chunk(coder, part, raster.nodata, tile_progress.advance)
 
-    with EhcWriter(output, header) as writer, contextlib.closing(ordered_map(code, windows(), workers)) as coded:
+    coded = ordered_map(code, windows(), workers, on_wait=tile_progress.pulse)
+    with EhcWriter(output, header) as writer, contextlib.closing(coded):
         tile_progress.report(0.0)  # the input is checked and the output open
-        raster.report_waits_to(tile_progress)  # a read waiting for a ZIP member's rows moves the bar
+        raster.report_waits_to(tile_progress, READ_STAGE)  # a read waiting for a ZIP member's rows moves the bar
         try:
-            for tile, counts, part in tile_progress.each(coded, 'compressing tile {} of {}'):
-                if split:  # the model part is done: half the step (reads that wait fill the first half)
-                    tile_progress.report((tile_progress.done + 0.5) / tile_progress.total)
-                payload, pixels = _tile_chunk(coder, part, raster.nodata) if split else part
+            packing = 1.0 - READ_STAGE - INPUT_STAGE - MODEL_STAGE - LATENT_STAGE
+            for tile, counts, part in tile_progress.each(coded, 'compressing tile {} of {}', packing):
+                payload, pixels = _tile_chunk(coder, part, raster.nodata, tile_progress.advance) if split else part
                 writer.add_chunk(payload, tile.as_dict())
                 count += pixels
                 nonfinite += counts
@@ -538,8 +562,10 @@ def encode_tile(coder, cube, nodata, dead, kept, band_numbers=None, nonfinite=No
     return _tile_chunk(coder, _tile_latent(coder, cube, nodata, dead, kept, band_numbers, nonfinite), nodata)
 
 
-def _tile_latent(coder, cube, nodata, dead, kept, band_numbers, nonfinite):
-    """encode_tile's model part: (cube, valid pixels, kept, restored bands, model input, latent)."""
+def _tile_latent(coder, cube, nodata, dead, kept, band_numbers, nonfinite, advance=None):
+    """encode_tile's model part: (cube, valid pixels, kept, restored bands, model input, latent); advance(share):
+    moves the bar by the stage done (Progress.advance, from any thread)."""
+    advance = advance or _no_progress
     valid = valid_pixels(cube, nodata, ~dead)
     tile_valid, native = valid[kept], cube[:, kept[0], kept[1]]
     restored = np.zeros(len(dead), bool)
@@ -551,13 +577,34 @@ def _tile_latent(coder, cube, nodata, dead, kept, band_numbers, nonfinite):
     if nonfinite is not None:
         nonfinite += samples.count_nonfinite(native, tile_valid) * restored
     dn = samples.model_input(cube, valid, dead)
-    return cube, valid, kept, restored, dn, coder.latent(dn, valid, kept)
+    advance(INPUT_STAGE)
+    modelling = _Shares(advance, MODEL_STAGE)
+    latent = coder.latent(dn, valid, kept, modelling)
+    modelling.finish()
+    return cube, valid, kept, restored, dn, latent
 
 
-def _tile_chunk(coder, part, nodata):
+class _Shares:
+    """A stage's done(fraction) hook (its parts say how far they are, 0..1) as the advances of its share."""
+
+    def __init__(self, advance, share):
+        self.advance, self.share, self.reached = advance, share, 0.0
+
+    def __call__(self, fraction):
+        if fraction > self.reached:
+            self.advance(self.share * (fraction - self.reached))
+            self.reached = fraction
+
+    def finish(self):
+        self(1.0)
+
+
+def _tile_chunk(coder, part, nodata, advance=None):
     """encode_tile's coding part: (chunk payload, valid pixels) of a _tile_latent."""
     cube, valid, kept, restored, dn, latent = part
-    sections = coder.encode_latent(latent, dn, valid, kept)
+    coding = _Shares(advance or _no_progress, LATENT_STAGE)
+    sections = coder.encode_latent(latent, dn, valid, kept, coding)
+    coding.finish()
     tile_valid, native = valid[kept], cube[:, kept[0], kept[1]]
     positions, values = samples.overrides(native, restored, tile_valid, samples.fill_value(cube.dtype, nodata),
                                           coder.lossless)
@@ -583,13 +630,14 @@ def decode_tile(coder, payload, tile, window, dtype, nodata, dead, fill=None):
     return _tile_cube(coder, _decoded_tile(coder, payload, tile, window), tile, dtype, nodata, dead, fill)
 
 
-def _decoded_tile(coder, payload, tile, window):
-    """decode_tile's model part: (TileSections, the tile's valid pixels, restored values (bands, valid pixels))."""
+def _decoded_tile(coder, payload, tile, window, done=_no_progress):
+    """decode_tile's model part: (TileSections, the tile's valid pixels, restored values (bands, valid pixels));
+    done(fraction): as for TileCoder.decode."""
     sections = coder.unpack(payload)
     kept = kept_slices(tile, window)
     valid = np.zeros((window.height, window.width), bool)
     valid[kept] = decode_mask(sections.mask, tile.height, tile.width)
-    return sections, valid[kept], coder.decode(sections, valid, kept)
+    return sections, valid[kept], coder.decode(sections, valid, kept, done)
 
 
 def _tile_cube(coder, decoded, tile, dtype, nodata, dead, fill=None):
@@ -618,10 +666,11 @@ def header_fill(raster):
     return fill
 
 
-def decoded_tiles(reader, coder, raster, workers=0):
+def decoded_tiles(reader, coder, raster, workers=0, steps=None, share=1.0):
     """(tile, canonical cube) of every chunk of an open EhcReader, in file order; raster: the unpacked header.
     Open the reader with validation.open_checked: its header and index are then known to be consistent.
-    workers > 0: that many tiles are decoded at once while this thread reads the next chunk (tiling.ordered_map)."""
+    workers > 0: that many tiles are decoded at once while this thread reads the next chunk (tiling.ordered_map).
+    steps: a tiling.Progress of a step per tile, advanced by `share` of a step as each tile's model part is done."""
     dead = np.zeros(raster['band_count'], bool)
     dead[np.asarray(raster['dead_bands'], int)] = True
     dead = dead[np.asarray(raster['canonical_index'], int)]
@@ -652,12 +701,16 @@ def decoded_tiles(reader, coder, raster, workers=0):
         index, tile, window, payload = item
         if isinstance(payload, FormatError):
             raise payload
+        decoding = _Shares(steps.advance if steps is not None else _no_progress, share)
         with naming(index, tile):
-            return index, tile, _decoded_tile(coder, payload, tile, window)
+            decoded = _decoded_tile(coder, payload, tile, window, decoding)
+        decoding.finish()
+        return index, tile, decoded
 
     # the model part on the workers, the array part here: this thread would otherwise wait for them; 3 tiles read
     # ahead keep them busy while the GeoTIFF writer compresses a row of blocks (every 5th rdnet tile of 256 px)
-    for index, tile, decoded in ordered_map(decode, chunks(), workers, DECODE_AHEAD):
+    on_wait = steps.pulse if steps is not None else None
+    for index, tile, decoded in ordered_map(decode, chunks(), workers, DECODE_AHEAD, on_wait):
         with naming(index, tile):
             cube = _tile_cube(coder, decoded, tile, raster['dtype'], raster['nodata'], dead, header_fill(raster))
         yield tile, cube
@@ -724,30 +777,36 @@ def decompress(source, output, device='auto', threads=None, progress=None, is_ca
         first = Tile.from_dict(reader.chunk_meta(0)) if reader.chunk_count else Tile(0, 0, 1, 1)
         workers = tile_workers(runner.threads, coder.transform.window(first, checked.raster['width'],
                                                                       checked.raster['height']))
-        with contextlib.closing(decoded_tiles(reader, coder, checked.raster, workers)) as tiles:
-            _write_geotiff(output, checked.raster, tiles, tile_progress, on_tile)
+        model_share = DECODE_STAGE * (1.0 - ON_TILE_STAGE if on_tile is not None else 1.0)
+        with contextlib.closing(decoded_tiles(reader, coder, checked.raster, workers, tile_progress,
+                                              model_share)) as tiles:
+            _write_geotiff(output, checked.raster, tiles, tile_progress, on_tile, 1.0 - model_share)
     return DecompressResult(output, runner.choice.device, runner.provider, time.perf_counter() - started)
 
 
-def _write_geotiff(output, raster, tiles, progress, on_tile=None):
+def _write_geotiff(output, raster, tiles, progress, on_tile=None, share=1.0):
     """Write (tile, canonical cube) pairs atomically as the GeoTIFF of an unpacked raster header, in its band
-    order; at most one row of TIFF blocks waits in memory."""
+    order; at most one row of TIFF blocks waits in memory. progress: a step per tile, of which this moves `share`
+    (on_tile ON_TILE_STAGE of a step: it gets a tiling.Progress over it as its third argument)."""
     canonical_index = np.asarray(raster['canonical_index'], int)
     in_file_order = np.array_equal(canonical_index, np.arange(canonical_index.size))  # wavelength-ordered files
     with atomic_output(output) as tmp:
         writer = GeoTiffWriter(tmp, layout_from_header(raster))
         try:
-            for tile, canonical in progress.each(tiles, 'decoding tile {} of {}'):
+            writing = share - (ON_TILE_STAGE if on_tile is not None else 0.0)
+            for tile, canonical in progress.each(tiles, 'decoding tile {} of {}', writing):
                 file_order = canonical
                 if not in_file_order:
                     file_order = np.empty_like(canonical)
                     file_order[canonical_index] = canonical
                 writer.write(tile.x, tile.y, file_order)
                 if on_tile is not None:
-                    on_tile(tile, canonical)
+                    on_tile(tile, canonical, progress.part(ON_TILE_STAGE))
+                    progress.advance(ON_TILE_STAGE)
                 if _ends_block_row(tile, raster, writer.block_rows):  # the bar moves while the row is encoded
                     progress.say('writing a row of GeoTIFF blocks')
-                    writer.flush(lambda fraction: progress.report((progress.done + fraction) / progress.total))
+                    encoding = progress.part(writing)
+                    writer.flush(encoding.report)
             progress.say('writing the last blocks of the GeoTIFF')
         finally:
             writer.close()

@@ -126,8 +126,8 @@ def _windows(rasters, tiles, tile_size):
 class _Measurer:
     """Measures tile windows (tile_errors) into the image-wide metrics, the error raster and the report's data."""
 
-    def __init__(self, stack, raster, dead, error_path, with_report, threads, check):
-        self.nodata, self.dead, self.check = raster.nodata, dead, check
+    def __init__(self, stack, raster, dead, error_path, with_report, threads):
+        self.nodata, self.dead = raster.nodata, dead
         evaluated = hyspecnet_keep_mask() & ~dead
         self.bands = np.flatnonzero(evaluated)
         self.accumulator = MetricsAccumulator()
@@ -140,10 +140,11 @@ class _Measurer:
         self.threads = int(threads or max(2, default_threads()))
         self.pool = stack.enter_context(ThreadPoolExecutor(self.threads, thread_name_prefix='enmap_compress_measure'))
 
-    def measure(self, tile, a, b, kept):
-        """a, b: (all bands, h, w) canonical windows of both images; kept: the tile's slices in them."""
+    def measure(self, tile, a, b, kept, progress):
+        """a, b: (all bands, h, w) canonical windows of both images; kept: the tile's slices in them; progress: a
+        tiling.Progress over the tile (it moves with the bands measured and may cancel)."""
         errors = tile_errors(a, b, valid_pixels(a, self.nodata, ~self.dead), kept, self.bands,
-                             HIST_LIMIT_DN if self.collector is not None else None, self.check, pool=self.pool,
+                             HIST_LIMIT_DN if self.collector is not None else None, progress, pool=self.pool,
                              threads=self.threads)
         self.accumulator.add(errors)
         if self.collector is not None:
@@ -185,11 +186,12 @@ def compare(original, reconstructed, error_path=None, progress=None, is_cancelle
         dead = a_raster.canonical_dead_bands if dead is None else np.asarray(dead, bool)
         tiles = tile_grid(a_raster.width, a_raster.height, tile_size)
         steps = Progress(len(tiles), progress, is_cancelled)
-        measurer = _Measurer(stack, a_raster, dead, error_path, with_report, threads, steps.check)
+        measurer = _Measurer(stack, a_raster, dead, error_path, with_report, threads)
         reads = stack.enter_context(ThreadPoolExecutor(1, thread_name_prefix='enmap_compress_read'))
         windows = _prefetched(_windows((a_raster, b_raster), tiles, tile_size), reads)
-        for tile, a, b, kept in steps.each(windows, 'measuring tile {} of {}'):
-            measurer.measure(tile, a, b, kept)
+        for tile, a, b, kept in steps.each(windows, 'measuring tile {} of {}', 0.0):
+            measurer.measure(tile, a, b, kept, steps.part(1.0))
+            steps.advance(1.0)
         return measurer.result(max_error)
 
 
@@ -209,7 +211,7 @@ class StreamedComparison:
         original = self.original
         with self.stack:  # closes what was opened only if _Measurer fails; pop_all keeps it open otherwise
             self.measurer = _Measurer(self.stack, original, original.canonical_dead_bands, self.error_path,
-                                      self.with_report, self.threads, self.progress.check)
+                                      self.with_report, self.threads)
             self.stack = self.stack.pop_all()
         self.margins = (_Margins(original.width), _Margins(original.width))
         return self
@@ -217,9 +219,10 @@ class StreamedComparison:
     def __exit__(self, *exc):
         return self.stack.__exit__(*exc)
 
-    def add(self, tile, cube):
+    def add(self, tile, cube, progress=None):
         """Measure one tile of the reconstruction: cube, (all bands, h, w) in canonical order (as decompress makes
-        it); the tiles must come in the row-major order of a square grid (as compress writes them)."""
+        it); the tiles must come in the row-major order of a square grid (as compress writes them). progress: a
+        tiling.Progress over this tile's measuring (decompress's on_tile gives one), else the one of __init__."""
         if self.grid is None:
             self.grid = _grid_of(tile, self.original.width, self.original.height)
             self.original_tiles = _TileCubes(self.original, _by_strips([self.original], tile.height))
@@ -229,7 +232,7 @@ class StreamedComparison:
         self.progress.say(f'measuring tile {self.count} of {len(self.grid)}')
         a, kept = self.margins[0].window(tile, self.original_tiles.cube(tile))
         b, _ = self.margins[1].window(tile, cube)
-        self.measurer.measure(tile, a, b, kept)
+        self.measurer.measure(tile, a, b, kept, progress or Progress(1, is_cancelled=self.progress.is_cancelled))
 
     def result(self, max_error=None):
         """The Comparison of every tile (max_error: the bound stated in the error raster)."""

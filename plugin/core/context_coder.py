@@ -159,7 +159,7 @@ class ContextLatentCoder(PriorLatentCoder):
         return list(zip((used - 128).tolist(), starts[used].tolist(), counts[used].tolist()))
 
     # --- encoder -----------------------------------------------------------------------------------------------
-    def encode(self, latent, geometry):
+    def encode(self, latent, geometry, done=None):
         if not latent.shape[1]:
             return np.zeros(latent.shape, np.int32), b''
         symbols, rows, tables = self.encode_rows(latent, geometry)

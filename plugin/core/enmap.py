@@ -36,6 +36,7 @@ MAX_XML_BYTES = 64 * 1024 * 1024
 MAX_ZIP_TOTAL_BYTES = 32 * 1024 ** 3
 MAX_XML_COMPRESSION_RATIO = 1000
 SCAN_BLOCK_BYTES = 64 * 1024 * 1024
+SCAN_FIRST_BYTES = 4 * 1024 * 1024  # the scan's first block; each next one doubles (the bar moves early)
 # Float samples without a scale: reflectance as a fraction stays below about 1.5 (specular highlights, snow); if
 # the FLOAT_DN_PERCENTILE of a coarse sample exceeds FLOAT_REFLECTANCE_LIMIT the values are DN, not reflectance.
 FLOAT_REFLECTANCE_LIMIT = 2.0
@@ -588,7 +589,7 @@ class SpectralRaster:
         self._valid_cache = None
         self._zip_image = located.zip_image if located.zip_image and located.zip_image.deflated else None
         self._staged = self._staged_ds = self._stream = self._stage_progress = self._step_progress = None
-        self._waited_to = 0.0
+        self._wait_share = 0.5
         self._bytes_read = 0
         if located.note:
             self._warn(located.note)
@@ -753,23 +754,21 @@ class SpectralRaster:
         goal = staged.image_size if last else target
         staged.wait_for(target, functools.partial(self._while_waiting, staged, staged.written, goal))
 
-    def report_waits_to(self, steps):
+    def report_waits_to(self, steps, share=0.5):
         """While a read waits for the unpacking, move `steps` (a tiling.Progress counting steps, such as tiles)
-        through the first half of its current step with the bytes it waits for (the caller moves it through the
-        other half), so the bar does not stand still; None: stop."""
-        self._step_progress, self._waited_to = steps, 0.0
+        through `share` of a step past what it has done with the bytes it waits for (the caller advances it by
+        that share when the read is done), so the bar does not stand still; None: stop."""
+        self._step_progress, self._wait_share = steps, share
 
     def _while_waiting(self, staged, start, goal):
         """What a read waiting for the unpacking does every tenth of a second: say so, move the bar within the
-        current step (never back) and honour a cancel."""
+        current step (tiling.Progress never moves back) and honour a cancel."""
         progress, steps = self._stage_progress, self._step_progress
         if progress is not None:
             progress.say(staged.describe())
         if steps is not None and goal is not None and goal > start:
-            position = (steps.done + 0.5 * min(1.0, (staged.written - start) / (goal - start))) / steps.total
-            if position > self._waited_to:
-                self._waited_to = position
-                steps.report(position)
+            waited = min(1.0, (staged.written - start) / (goal - start))
+            steps.report((steps.done + self._wait_share * waited) / steps.total)
         if progress is not None:
             progress.check()
 
@@ -864,30 +863,40 @@ class SpectralRaster:
             invalid |= block == np.asarray(self.nodata).astype(block.dtype)
         return invalid
 
-    def _scan_rows(self, n_bands):
+    def _scan_rows(self, n_bands, block_bytes=SCAN_BLOCK_BYTES):
         row_bytes = max(1, self.width * self.dtype.itemsize * n_bands)
-        return int(max(1, min(self.height, SCAN_BLOCK_BYTES // row_bytes)))
+        return int(max(1, min(self.height, block_bytes // row_bytes)))
 
-    def _scan_valid(self, stop_at_first=False):
-        """bool per file band: has at least one valid pixel. Reads row blocks of <= SCAN_BLOCK_BYTES."""
+    def _scan_valid(self, stop_at_first=False, progress=None):
+        """bool per file band: has at least one valid pixel (bands METADATA.XML calls dead are not looked for).
+        Reads row blocks from SCAN_FIRST_BYTES doubling to SCAN_BLOCK_BYTES; `progress` (a tiling.Progress) moves
+        with the rows and may cancel."""
         has_valid = np.zeros(self.band_count, dtype=bool)
         if self.nodata is None and self.dtype.kind != 'f':
             has_valid[:] = True  # integer data without a nodata value: every pixel is valid
             return has_valid
-        y = 0
-        while y < self.height and not has_valid.all():
-            pending = np.flatnonzero(~has_valid)
-            rows = min(self._scan_rows(pending.size), self.height - y)
+        wanted = ~self._xml_dead if self._xml_dead is not None else np.ones(self.band_count, bool)
+        y, block_bytes = 0, SCAN_FIRST_BYTES
+        while y < self.height and not has_valid[wanted].all():
+            pending = np.flatnonzero(wanted & ~has_valid)
+            rows = min(self._scan_rows(pending.size, block_bytes), self.height - y)
             block = self.read(0, y, self.width, rows, bands=pending)
             has_valid[pending] |= (~self._invalid(block)).reshape(pending.size, -1).any(axis=1)
             if stop_at_first and has_valid.any():
                 return has_valid
-            y += rows
+            y, block_bytes = y + rows, min(2 * block_bytes, SCAN_BLOCK_BYTES)
+            if progress is not None:
+                progress.report(y / self.height)
+                progress.check()
         return has_valid
 
-    def _valid_bands(self):
+    def find_dead_bands(self, progress=None):
+        """Scan for the bands without a valid pixel now (dead_bands does it lazily), moving `progress`."""
         if self._valid_cache is None:
-            self._valid_cache = self._scan_valid()
+            self._valid_cache = self._scan_valid(progress=progress)
+
+    def _valid_bands(self):
+        self.find_dead_bands()
         return self._valid_cache
 
     @property

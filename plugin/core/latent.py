@@ -39,7 +39,8 @@ class LatentCoder(Protocol):
     Symbols are what the coder's own dequantise takes: an int32 (channels, samples) array, or with them what the
     tile needs to dequantise (latent_basis.BasisSymbols: the tile's spectral basis)."""
 
-    def encode(self, latent: np.ndarray, geometry: LatentGeometry) -> tuple: ...  # (symbols, bytes)
+    def encode(self, latent: np.ndarray, geometry: LatentGeometry, done=None) -> tuple: ...  # (symbols, bytes)
+    # done(fraction): an optional progress hook, called from this thread with the share of the encode done
 
     def decode(self, data: bytes, geometry: LatentGeometry) -> np.ndarray: ...  # symbols
 
@@ -50,7 +51,7 @@ class AdaptiveLatentCoder:
     def __init__(self, steps):
         self.steps = steps  # (channels, 1)
 
-    def encode(self, latent, geometry):
+    def encode(self, latent, geometry, done=None):
         symbols = np.rint(latent / self.steps).astype(np.int32)
         return symbols, encode_predicted(symbols, geometry.grid)
 
@@ -137,7 +138,7 @@ class PriorLatentCoder:
         prior = [(c, self.tables[c]) for c in np.flatnonzero(self.is_coded & ~override)]
         return prior + [(c, _own_table(int(code), self.deadzone)) for c, code in zip(np.flatnonzero(override), codes)]
 
-    def encode(self, latent, geometry):
+    def encode(self, latent, geometry, done=None):
         """Dead-zone quantisation; rows the prior skips and no override codes stay 0; one learned-prior stream."""
         if not latent.shape[1]:
             return np.zeros(latent.shape, np.int32), b''

@@ -12,6 +12,7 @@ from typing import Optional
 import numpy as np
 
 from .bands import DN_PEAK, N_HYSPECNET
+from .tiling import waited_result
 
 
 def to_unit(dn):
@@ -336,7 +337,7 @@ class _TilePass:
     kept: tuple
     win: int
     hist_limit: Optional[int]
-    check: object
+    progress: object  # a tiling.Progress over the band chunks, or None
 
     def __post_init__(self):
         kept, win = self.kept, self.win
@@ -363,15 +364,17 @@ class _TilePass:
         sums = _TileSums(self.valid_kept.shape, self.bands.size, self.hist_limit)
         measure = _BandPass(self, sums)
         for start in starts:
-            if self.check is not None:
-                self.check()
+            if self.progress is not None:
+                self.progress.check()
             for row in range(start, min(start + BAND_CHUNK, self.bands.size)):
                 measure.add(row, self.bands[row])
             measure.flush()
+            if self.progress is not None:
+                self.progress.advance(1)
         return sums
 
 
-def tile_errors(original, reconstructed, valid, kept=None, bands=None, hist_limit=None, check=None,
+def tile_errors(original, reconstructed, valid, kept=None, bands=None, hist_limit=None, progress=None,
                 win=SSIM_WINDOW, pool=None, threads=1):
     """Every error measure of one tile pair in one pass over its samples, BAND_CHUNK bands at a time.
 
@@ -380,7 +383,9 @@ def tile_errors(original, reconstructed, valid, kept=None, bands=None, hist_limi
     all). The per-pixel maps and sums cover the kept part; SSIM counts the windows whose bottom-right pixel lies
     in it, so a window that reaches `win - 1` pixels past the kept part above and left of it makes tiled SSIM
     equal whole-image SSIM.
-    hist_limit: also count signed DN errors in 1-DN bins over +-hist_limit. check(): called between chunks (cancel).
+    hist_limit: also count signed DN errors in 1-DN bins over +-hist_limit. progress: a tiling.Progress for the
+    tile, or None: it moves as band chunks are done (in whichever thread), shows them and may cancel while this
+    thread waits for the pool, and is checked for a cancel between chunks.
     pool, threads: a concurrent.futures executor and how many of its threads share the chunks (numpy runs them
     without the GIL); the sums do not depend on it.
     The clipped values are not scaled to 0..1: SSIM's constants are scaled instead, the sums at the end.
@@ -395,7 +400,7 @@ def tile_errors(original, reconstructed, valid, kept=None, bands=None, hist_limi
         return _nothing_valid(valid[kept], bands.size, hist_limit)
     window, inner, placed = box
     errors = _measured(original[:, window[0], window[1]], reconstructed[:, window[0], window[1]], bands,
-                       valid[window], inner, win, hist_limit, check, pool, threads)
+                       valid[window], inner, win, hist_limit, progress, pool, threads)
     return errors if errors.valid.shape == valid[kept].shape else _placed(errors, valid[kept], placed)
 
 
@@ -433,14 +438,16 @@ def _placed(errors, valid_kept, placed):
                                max_abs_dn=grown(errors.max_abs_dn), angle_deg=grown(errors.angle_deg))
 
 
-def _measured(original, reconstructed, bands, valid, kept, win, hist_limit, check, pool, threads):
-    tile = _TilePass(original, reconstructed, bands, valid, kept, win, hist_limit, check)
+def _measured(original, reconstructed, bands, valid, kept, win, hist_limit, progress, pool, threads):
     starts = list(range(0, bands.size, BAND_CHUNK))
+    chunks = progress.sub(len(starts), 0.0, 1.0) if progress is not None else None
+    tile = _TilePass(original, reconstructed, bands, valid, kept, win, hist_limit, chunks)
     if pool is not None and threads > 1 and len(starts) > 1:
         parts = [pool.submit(tile.sums, starts[i::threads]) for i in range(min(threads, len(starts)))]
-        sums = parts[0].result()
+        on_wait = chunks.pulse if chunks is not None else None
+        sums = waited_result(parts[0], on_wait)
         for part in parts[1:]:
-            sums.merge(part.result())
+            sums.merge(waited_result(part, on_wait))
     else:
         sums = tile.sums(starts)
     return TileErrors(tile.valid_kept, sums.unit_sq, sums.dn_sq, sums.max_abs, sums.angles_deg(), sums.band_dn_sq,

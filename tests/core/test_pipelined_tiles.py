@@ -11,7 +11,7 @@ from osgeo import gdal
 from enmap_compress.plugin.core.codec import compress, decompress, tile_workers
 from enmap_compress.plugin.core.container import EhcReader
 from enmap_compress.plugin.core.errors import CancelledError, FormatError, InputError
-from enmap_compress.plugin.core.tiling import Tile, ordered_map
+from enmap_compress.plugin.core.tiling import PULSE_S, Progress, Tile, ordered_map
 from tools import synthetic
 
 
@@ -56,6 +56,26 @@ def test_ordered_map_keeps_order_overlaps_and_stops_early():
     assert len(drawn) <= 6  # one item read ahead of the workers, nothing drawn after the caller stopped
     assert list(ordered_map(work, range(4), 1)) == [0, 1, 4, 9]
     assert list(ordered_map(work, range(4), 0)) == [0, 1, 4, 9]
+
+
+def test_a_workers_progress_shows_in_the_callers_thread_while_it_waits():
+    """Stages a tile worker finishes move the bar while the caller's thread waits for the tile (every PULSE_S),
+    and the callback is only ever called from the caller's thread; the bar never moves back."""
+    calls = []
+    steps = Progress(2, lambda percent: calls.append((threading.get_ident(), percent)))
+
+    def work(item):
+        for _ in range(4):
+            time.sleep(PULSE_S * 1.5)
+            steps.advance(0.25)  # from the worker: shown by the caller's next pulse
+        return item
+
+    for _ in ordered_map(work, range(2), 1, on_wait=steps.pulse):
+        steps.report(0.0)  # an earlier position: ignored
+    steps.pulse()  # the last advance came after the last wait
+    assert {thread for thread, _ in calls} == {threading.get_ident()}
+    percents = [percent for _, percent in calls]
+    assert percents == sorted(percents) and len(set(percents)) >= 6 and percents[-1] == 100
 
 
 def test_large_tiles_are_coded_one_at_a_time_beside_the_io_thread():

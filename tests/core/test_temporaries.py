@@ -16,14 +16,16 @@ from enmap_compress.plugin.core.errors import OutputError
 from enmap_compress.plugin.core.outputs import CLAIM_SUFFIX, OutputClaim, atomic_output, remove_stale_temporaries
 from tools import synthetic
 
-# A real run in another process that prints "running <pid>" once it writes and then waits, tile after tile, until
-# the file `go` exists (or is killed).
+# A real run in another process that prints "running <pid>" once it writes (its bar past the dead-band scan) and
+# then waits, tile after tile, until the file `go` exists (or is killed).
 SLOW_RUN = textwrap.dedent('''
     import os, sys, time
-    from enmap_compress.plugin.core.codec import compress, decompress
+    from enmap_compress.plugin.core.codec import SCAN_SHARE, compress, decompress
     action, source, output, go = sys.argv[1:5]
     announced = []
     def progress(percent):
+        if percent <= 100 * SCAN_SHARE:
+            return
         if not announced:
             print('running', os.getpid(), flush=True)
             announced.append(True)
