@@ -4,6 +4,7 @@ read (canonical order) -> tile -> model transform -> quantise -> entropy-code ->
 Every call streams tile by tile, reports progress, honours cancellation and writes its outputs atomically.
 """
 import contextlib
+import functools
 import logging
 import os
 import platform
@@ -285,8 +286,8 @@ class TileCoder:
         symbols = self.latent_coder.decode(sections.latent, self.transform.latent_geometry(valid, kept))
         done(SYMBOLS_SHARE)
         if self.decodes_tiles:
-            latent = self.latent_coder.dequantise(symbols)
-            done(DEQUANTISED_SHARE)
+            # made at the cells the graph decodes only (the decode_tile calls it)
+            latent = functools.partial(self._dequantised, symbols, done)
             blocks = self.transform.decode_tile(latent, valid, kept)
             if blocks is not None:
                 unit = blocks.values
@@ -310,6 +311,12 @@ class TileCoder:
                                   '(floating-point differences between machines or devices); decode with the '
                                   'same onnxruntime on the CPU')
         return values
+
+    def _dequantised(self, symbols, done, cells=None):
+        """The latent of a tile's symbols at `cells` (None: all), for decode_tile; done: as for decode."""
+        latent = self.latent_coder.dequantise(symbols, cells)
+        done(DEQUANTISED_SHARE)
+        return latent
 
 
 def check_bound(bound, original, restored, bands, rows=16):

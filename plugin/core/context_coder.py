@@ -307,7 +307,9 @@ class ContextLatentCoder(PriorLatentCoder):
             raise FormatError('a tile without valid pixels carries latent data')
         return symbols, occupied
 
-    def _plan(self, symbols, grid, occupied):
+    def _plan(self, symbols, grid, occupied, found=None):
+        """The decoder's plan (prior.decode_groups) filling `symbols`; `found` (a list) receives the coded rows
+        (components, 64), the only ones that may hold a nonzero symbol."""
         channels, samples = symbols.shape
 
         def plan(rows):
@@ -318,6 +320,8 @@ class ContextLatentCoder(PriorLatentCoder):
             predict_ll, custom = _flags(rows[2], 'tile options')
             codes = self._row_codes(override, _byte_codes(rows[1]))
             coded = (self.is_coded | override).reshape(self.components, 64)
+            if found is not None:
+                found.append(coded)
             deltas = DEFAULT_DELTAS
             if custom:
                 yield BYTE_TABLE, deltas.size

@@ -44,7 +44,7 @@ class LatentCoder(Protocol):
 
     def decode(self, data: bytes, geometry: LatentGeometry) -> np.ndarray: ...  # symbols
 
-    def dequantise(self, symbols: np.ndarray) -> np.ndarray: ...
+    def dequantise(self, symbols: np.ndarray, cells: np.ndarray = None) -> np.ndarray: ...  # cells: some samples
 
 
 class AdaptiveLatentCoder:
@@ -58,8 +58,8 @@ class AdaptiveLatentCoder:
     def decode(self, data, geometry):
         return decode_predicted(data, geometry.channels, geometry.grid)
 
-    def dequantise(self, symbols):
-        return symbols.astype(np.float32) * self.steps
+    def dequantise(self, symbols, cells=None):
+        return (symbols if cells is None else symbols[:, cells]).astype(np.float32) * self.steps
 
 
 @functools.lru_cache(maxsize=512)
@@ -179,15 +179,24 @@ class PriorLatentCoder:
             symbols[c] = row
         return symbols
 
-    def dequantise(self, symbols):
-        """float32 latent of integer symbols; all-zero rows (most of a detail-level latent) stay 0 without a pass."""
-        rows = np.flatnonzero(symbols.any(axis=1))
-        out = np.zeros(symbols.shape, np.float32)
-        latent = symbols[rows].astype(np.float32)
+    def dequantise(self, symbols, cells=None):
+        """float32 latent of integer symbols (channels, samples), at the samples `cells` only when given (flat
+        indices: a decoder that runs on some blocks); all-zero rows (most of a detail-level latent) stay 0 without a
+        pass. Each value depends on its own symbol only: the same values as the whole latent's at those samples."""
+        return self.dequantised_rows(symbols, np.flatnonzero(symbols.any(axis=1)), cells)
+
+    def dequantised_rows(self, symbols, rows, cells=None):
+        """dequantise with the rows that may hold a nonzero symbol given (`rows`; the others are 0)."""
+        out = np.zeros((symbols.shape[0], symbols.shape[1] if cells is None else len(cells)), np.float32)
+        out[rows] = self.row_values(symbols, rows, cells)
+        return out
+
+    def row_values(self, symbols, rows, cells=None):
+        """The dequantised values (len(rows), samples or len(cells)) of the symbols' rows `rows`."""
+        latent = (symbols[rows] if cells is None else symbols[np.ix_(rows, cells)]).astype(np.float32)
         if self.offset:
             latent = np.copysign(np.maximum(np.abs(latent) - np.float32(self.offset), 0.0), latent)
-        out[rows] = latent * np.float32(self.step)
-        return out
+        return latent * np.float32(self.step)
 
 
 def make_latent_coder(meta, level, steps):

@@ -48,6 +48,8 @@ EXPONENTS = (-14, -2)  # the quanta 2^-14 .. 2^-2 a stream may state
 SAMPLE_CELLS = 128  # occupied cells the encoder's choice looks at (a regular sample of larger tiles)
 MIN_PIVOT = 0.05  # the encoder sends no axes whose QR has a pivot below this fraction of its column
 PART = "a context-v2 latent stream's basis head"
+UPDATE_COLUMNS = 8192  # columns of a latent in one product of T's rank-K update (back, into)
+INDEPENDENT_AXES = 7  # up to this K, back_at makes the rotated latent at the decoded cells only
 
 
 @functools.lru_cache(maxsize=64)
@@ -91,6 +93,7 @@ class BasisSymbols:
 
     symbols: np.ndarray
     rotation: 'TileRotation' = None
+    rows: np.ndarray = None  # the rows that may hold a nonzero symbol (the coded ones); None: any
 
 
 UNROTATED_HEAD = ([np.zeros(1, np.int32)], [FLAG_TABLE])
@@ -134,9 +137,64 @@ class TileRotation:
         self._update(w, self._f32[1])
         return w.reshape(latent.shape)
 
-    def _update(self, flat, factor, columns=8192):
+    def back_at(self, values, rows, cells=None):
+        """back's y = T z (channels, cells) float32 at the flat grid cells `cells` (None: all) of a latent z
+        (components x 64, grid cells) that is 0 but in its rows `rows`, which hold `values` (len(rows), grid cells;
+        overwritten). The same values as back's: S V^T w is made in back's column blocks by the same products (on
+        a block made from the rows, not on the mostly-0 latent), then only the last product, V (S V^T w), and the
+        difference are made at the cells. That product's inner dimension is K: with K <= INDEPENDENT_AXES its
+        columns do not depend on which others share the call (tested for every column count from 1 to 8192);
+        above that (OpenBLAS's small-matrix kernels) back itself runs."""
+        v, factor, signs = self._f32
+        components, axes = v.shape
+        grid = values.shape[1]
+        if axes > INDEPENDENT_AXES:
+            latent = np.zeros((components * BLOCK_COEFFICIENTS, grid), np.float32)
+            latent[rows] = values
+            latent = self.back(latent, components, overwrite=True)
+            return latent if cells is None else np.ascontiguousarray(latent[:, cells])
+        component, coefficient = np.divmod(rows, BLOCK_COEFFICIENTS)
+        signed = np.flatnonzero(component < axes)
+        values[signed] *= signs[component[signed]]  # w: z with its first K components signed
+        reduced = self._reduced(values, component, coefficient, grid)
+        if cells is not None:
+            reduced = reduced[:, (np.arange(BLOCK_COEFFICIENTS)[:, None] * grid + cells).reshape(-1)]
+        width = grid if cells is None else len(cells)
+        out = v @ reduced  # V S V^T w at the cells: (components, 64 x cells)
+        live = (values if cells is None else np.take(values, cells, axis=1)) - out.reshape(-1, width)[rows]
+        zeros = np.zeros(components, np.float32)  # w at the other rows: 0, signed as their component
+        zeros[:axes] *= signs[:, 0]
+        np.subtract(zeros[:, None], out, out=out)
+        out = out.reshape(-1, width)
+        out[rows] = live
+        return out
+
+    def _reduced(self, values, component, coefficient, grid):
+        """S V^T w (K, 64 x grid) of the latent w (components, 64 x grid) that is 0 but at the rows given by
+        (component, coefficient), which hold `values`: back's products on back's blocks of UPDATE_COLUMNS columns,
+        each made in one zeroed buffer from the rows it meets (and zeroed again after)."""
+        v, factor, _signs = self._f32
+        vt = np.ascontiguousarray(v.T)
+        width = BLOCK_COEFFICIENTS * grid
+        block = np.zeros((v.shape[0], min(UPDATE_COLUMNS, width)), np.float32)
+        out = np.empty((v.shape[1], width), np.float32)
+        starts = coefficient * grid  # of each row's columns in w
+        for start in range(0, width, UPDATE_COLUMNS):
+            stop = min(start + UPDATE_COLUMNS, width)
+            first, last = np.maximum(starts, start), np.minimum(starts + grid, stop)
+            parts = [(component[r], slice(first[r] - start, last[r] - start),
+                      values[r, first[r] - starts[r]:last[r] - starts[r]]) for r in np.flatnonzero(first < last)]
+            for row, span, part in parts:
+                block[row, span] = part
+            out[:, start:stop] = factor @ (vt @ block[:, :stop - start])
+            for row, span, _part in parts:
+                block[row, span] = 0.0
+        return out
+
+    def _update(self, flat, factor, columns=None):
         """flat -= V factor V^T flat, in place, a block of columns at a time (the block stays in cache: measured
         a third faster than whole-array products on a 256 px tile)."""
+        columns = columns or UPDATE_COLUMNS
         v = self._f32[0]
         vt = np.ascontiguousarray(v.T)
         for start in range(0, flat.shape[1], columns):
@@ -265,11 +323,13 @@ class BasisContextCoder(ContextLatentCoder):
             return BasisSymbols(symbols)
         found = []
         decode_groups(data, self._basis_plan(symbols, geometry.grid.shape, occupied, found), version=STREAM_VERSION)
-        return BasisSymbols(symbols, found[0].rotation if found[0] is not None else None)
+        basis, coded = found
+        return BasisSymbols(symbols, basis.rotation if basis is not None else None, np.flatnonzero(coded))
 
     def _basis_plan(self, symbols, grid, occupied, found):
-        """The head's plan, then the context coder's on the rows after it (found receives the TileBasis)."""
-        inner_plan = self._plan(symbols, grid, occupied)
+        """The head's plan, then the context coder's on the rows after it (found receives the TileBasis, then the
+        coded rows)."""
+        inner_plan = self._plan(symbols, grid, occupied, found)
 
         def plan(rows):
             yield from head_plan(rows, self.components)
@@ -280,11 +340,11 @@ class BasisContextCoder(ContextLatentCoder):
                 inner_rows.append(rows[-1])
         return plan
 
-    def dequantise(self, symbols):
-        latent = super().dequantise(symbols.symbols)
+    def dequantise(self, symbols, cells=None):
+        rows = np.flatnonzero(symbols.symbols.any(axis=1)) if symbols.rows is None else symbols.rows
         if symbols.rotation is None:
-            return latent
-        return symbols.rotation.back(latent, self.components, overwrite=True)  # a fresh array
+            return self.dequantised_rows(symbols.symbols, rows, cells)
+        return symbols.rotation.back_at(self.row_values(symbols.symbols, rows), rows, cells)
 
 
 def choose_coder(meta, level, steps, scheme=None, lossy=False):

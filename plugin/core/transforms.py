@@ -130,18 +130,21 @@ class SpatialTransform:
     def decode_tile(self, latent, valid, kept):
         """The reconstruction on [0, 1] of the tile's pixels as TileBlocks (None without a valid pixel): those
         outside `valid` too, or (separate blocks) only those of the blocks holding a valid pixel, when these are
-        at most SPARSE_BLOCKS of the tile (nodata borders): the graph then runs on those blocks only."""
-        if not latent.shape[1]:
-            return None
+        at most SPARSE_BLOCKS of the tile (nodata borders): the graph then runs on those blocks only.
+        latent: the tile's latent (channels, grid cells), or a function of flat grid cells (None: all) that makes
+        it at those cells only (a latent coder's dequantise with its symbols bound)."""
         height, width = self._padded(valid.shape)
         rows, columns = height // self.factor, width // self.factor
-        if self.channels * rows * columns != latent.size:
-            raise FormatError('a tile latent does not match the model geometry')
-        spans = _block_spans(self.latent_geometry(valid, kept).occupied) if self.separate_blocks else None
+        occupied = self.latent_geometry(valid, kept).occupied
+        if not occupied.any():
+            return None
+        latent_at = latent if callable(latent) else _cells_of(latent, self.channels * rows * columns)
+        spans = _block_spans(occupied) if self.separate_blocks else None
         if spans is None or not self.decodes_alone(int(spans[:, 3].sum()), rows * columns):
-            cube = self.runner.run('decoder', latent.reshape([1, *self.dims, rows, columns]))[0]
+            grid = _checked(latent_at(None), self.channels, rows * columns)
+            cube = self.runner.run('decoder', grid.reshape([1, *self.dims, rows, columns]))[0]
             return TileBlocks(cube[:, :valid.shape[0], :valid.shape[1]][:, kept[0], kept[1]])
-        return TileBlocks(self._decode_spans(latent, spans, rows, columns), spans, self.factor, valid[kept].shape)
+        return TileBlocks(self._decode_spans(latent_at, spans, columns), spans, self.factor, valid[kept].shape)
 
     def decodes_alone(self, cells, grid_cells):
         """Whether the graph runs on `cells` blocks of a grid of `grid_cells` alone: when that saves work
@@ -151,15 +154,36 @@ class SpatialTransform:
         every thread's share exceeds 64 in both runs (tests/core/test_tile_decoding.py checks it)."""
         return max(2, math.ceil(1.25 * self.runner.threads)) <= cells <= SPARSE_BLOCKS * grid_cells
 
-    def _decode_spans(self, latent, spans, rows, columns):
-        """The graph's output (bands, factor, factor x cells) on the cells of `spans` (_block_spans), side by side
-        as one row of blocks. The graph's arithmetic for a block does not depend on where the block is: the same
-        values as a run on the whole grid (tested), without the work on the other blocks."""
-        grid = latent.reshape(self.channels, rows, columns)
-        live = np.flatnonzero(latent.view(np.int32).any(axis=1))  # most rows are 0 (-0.0 counts as live)
-        row = np.zeros((self.channels, int(spans[:, 3].sum())), np.float32)
-        row[live] = np.concatenate([grid[live, r, c0:c0 + n] for r, c0, _at, n in spans], axis=1)
-        return self.runner.run('decoder', row.reshape([1, *self.dims, 1, row.shape[1]]))[0]
+    def _decode_spans(self, latent_at, spans, columns):
+        """The graph's output (bands, factor, factor x cells) on the cells of `spans` (_block_spans) of a grid
+        `columns` wide, side by side as one row of blocks (latent_at: as decode_tile's). The graph's arithmetic
+        for a block does not depend on where the block is: the same values as a run on the whole grid (tested),
+        without the work on the other blocks."""
+        cells = np.concatenate([np.arange(n) + r * columns + c0 for r, c0, _at, n in spans])
+        row = _checked(latent_at(cells), self.channels, cells.size)
+        return self.runner.run('decoder', row.reshape([1, *self.dims, 1, cells.size]))[0]
+
+
+def _cells_of(latent, size):
+    """A whole latent (channels, cells) as decode_tile's function of cells: at some cells, its rows holding a
+    nonzero value (most rows are 0; -0.0 counts) taken at them, the others 0."""
+    if latent.size != size:
+        raise FormatError('a tile latent does not match the model geometry')
+
+    def at(cells):
+        if cells is None:
+            return latent
+        live = np.flatnonzero(latent.view(np.int32).any(axis=1))
+        out = np.zeros((latent.shape[0], cells.size), np.float32)
+        out[live] = np.take(latent[live], cells, axis=1)
+        return out
+    return at
+
+
+def _checked(latent, channels, cells):
+    if latent.shape != (channels, cells):
+        raise FormatError('a tile latent does not match the model geometry')
+    return latent
 
 
 class TileBlocks:

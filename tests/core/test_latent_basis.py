@@ -113,6 +113,27 @@ def test_the_basis_is_the_learned_axes_when_the_tile_needs_no_rotation():
     assert dependent.pivot < latent_basis.MIN_PIVOT  # nearly equal axes: the encoder would not send them
 
 
+@pytest.mark.parametrize('axes', [1, 2, 3, 4, 7, 9])
+def test_back_at_some_cells_gives_back_s_bits_there(axes):
+    """The decoder rotates only the cells its graph decodes (TileRotation.back_at): the same float32 bits, signed
+    zeros included, as the whole latent's back, on every BLAS build this runs on (K > INDEPENDENT_AXES: back)."""
+    rng = np.random.default_rng(axes)
+    components, grid = 202, 150  # rdnet's components; 64 x 150 columns: back's blocks and a shorter last one
+    rows = np.sort(rng.choice(components * 64, 500, replace=False))
+    rows = np.union1d(rows, np.arange(0, components * 64, 64))  # every LL row, as in rdnet's tiles
+    values = np.rint(rng.laplace(scale=3.0, size=(rows.size, grid))).astype(np.float32) * np.float32(0.01)
+    values[:, ::7] = -0.0
+    rotation = latent_basis.TileRotation(rng.integers(-200, 200, size=(components, axes)) * 2.0 ** -8)
+    latent = np.zeros((components * 64, grid), np.float32)
+    latent[rows] = values
+    whole = rotation.back(latent, components)
+    for cells in (None, np.arange(1), np.array([3, 149]), np.sort(rng.choice(grid, 37, replace=False)),
+                  np.arange(20, 140)):
+        made = rotation.back_at(values.copy(), rows, cells)
+        expected = whole if cells is None else whole[:, cells]
+        assert made.shape == expected.shape and np.array_equal(made.view(np.int32), expected.view(np.int32))
+
+
 @pytest.fixture(scope='module')
 def files(rdnet, tmp_path_factory):
     """(folder, scene, the new lossy file in 4 tiles, its decoded image, the same coded as 0.4.0 did)."""

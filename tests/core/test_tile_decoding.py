@@ -10,7 +10,7 @@ from enmap_compress.plugin.core.geotiff import output_values, rounded_values
 from enmap_compress.plugin.core.runtime import OnnxRunner, find_model
 from enmap_compress.plugin.core.tilepayload import decode_mask
 from enmap_compress.plugin.core.tiling import Tile, kept_slices
-from enmap_compress.plugin.core.transforms import SpatialTransform, _block_spans
+from enmap_compress.plugin.core.transforms import SpatialTransform, _block_spans, _cells_of
 from enmap_compress.plugin.core.validation import open_checked
 from tools import synthetic
 
@@ -132,7 +132,7 @@ def test_blocks_decode_alone_as_on_the_whole_grid_from_the_stated_count(threads)
         if not transform.decodes_alone(cells, rows * columns):
             continue
         tried += 1
-        row = transform._decode_spans(latent, spans, rows, columns).reshape(len(whole), 8, cells, 8)
+        row = transform._decode_spans(_cells_of(latent, latent.size), spans, columns).reshape(len(whole), 8, cells, 8)
         for r, c0, at, n in spans:  # (bands, 8, n, 8) both
             assert np.array_equal(row[:, :, at:at + n], blocks[:, r, :, c0:c0 + n])
     assert tried >= 10
