@@ -244,7 +244,7 @@ class TileCoder:
         share of this part done (a progress bar's hook)."""
         unit = self.radiometry.to_unit(dn[self.coded])
         done(UNIT_SHARE)
-        return self.transform.encode(unit, valid, kept)
+        return self.transform.encode(unit, valid, kept, lambda fraction: done(UNIT_SHARE + (1 - UNIT_SHARE) * fraction))
 
     def encode_latent(self, latent, dn, valid, kept, done=None):
         """encode's second part: the TileSections from the tile's latent (done: as for latent)."""

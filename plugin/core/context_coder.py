@@ -85,6 +85,9 @@ def _anti_diagonals(height, width):
     return tuple((i[order][a:b], j[order][a:b]) for a, b in zip(np.r_[0, bounds[:-1]], bounds))
 
 
+ANALYSIS_SHARE = 0.6  # of encode_rows, analyse: the quantisation, the LL prediction and the choices (measured)
+
+
 class ContextLatentCoder(PriorLatentCoder):
     """The learned-prior coder of a block model (rdnet) with context classes, LL prediction and nodata blocks."""
 
@@ -162,13 +165,16 @@ class ContextLatentCoder(PriorLatentCoder):
     def encode(self, latent, geometry, done=None):
         if not latent.shape[1]:
             return np.zeros(latent.shape, np.int32), b''
-        symbols, rows, tables = self.encode_rows(latent, geometry)
+        symbols, rows, tables = self.encode_rows(latent, geometry, done)
         return symbols, encode_groups(rows, tables, CONTEXT_VERSION)
 
-    def encode_rows(self, latent, geometry):
+    def encode_rows(self, latent, geometry, done=None):
         """encode's rows before the stream: (symbols, rows, their tables) of a latent with valid cells (a coder
-        that sends rows of its own ahead of these, latent_basis.py, puts both in one stream)."""
+        that sends rows of its own ahead of these, latent_basis.py, puts both in one stream). done(fraction): a
+        progress hook, called once the encoder's choices are made (ANALYSIS_SHARE of the call)."""
         symbols, override, own, ll_residual, ll_codes, context = self.analyse(latent, geometry)
+        if done is not None:
+            done(ANALYSIS_SHARE)
         sym, coded, codes, occupied, classes = context
         deltas, custom = self._delta_choice(*context)
         head = [override.astype(np.int32), own[override], np.array([ll_residual is not None, custom], np.int32)]

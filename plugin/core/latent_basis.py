@@ -272,6 +272,7 @@ def head_plan(rows, components):
 
 
 CHOICE_SHARE = 0.5  # of a tile's encode, choosing (and applying) its basis: measured about half
+FIT_SHARE = 0.3  # of the encode, the basis fitted and both estimates made (before it rotates the latent)
 
 
 class BasisContextCoder(ContextLatentCoder):
@@ -282,29 +283,31 @@ class BasisContextCoder(ContextLatentCoder):
     def encode(self, latent, geometry, done=None):
         if not latent.shape[1]:
             return BasisSymbols(np.zeros(latent.shape, np.int32)), b''
-        basis, latent = self.choose(latent, geometry)
+        basis, latent = self.choose(latent, geometry, done)
         if done is not None:
             done(CHOICE_SHARE)
-        symbols, rows, tables = self.encode_rows(latent, geometry)
+        rows_done = None if done is None else lambda fraction: done(CHOICE_SHARE + (1 - CHOICE_SHARE) * fraction)
+        symbols, rows, tables = self.encode_rows(latent, geometry, rows_done)
         head_rows, head_tables = UNROTATED_HEAD if basis is None else basis.head()
         stream = encode_groups(head_rows + rows, head_tables + tables, STREAM_VERSION)
         return BasisSymbols(symbols, None if basis is None else basis.rotation), stream
 
-    def choose(self, latent, geometry):
+    def choose(self, latent, geometry, done=None):
         """(TileBasis or None, the latent to code): rotated only when the estimated bits of the rotated latent plus
         the head are below those of the latent as it is. The basis is fitted and both are estimated on a regular
         sample of at most about SAMPLE_CELLS occupied cells (an eighth of a 256 px tile); only a chosen basis
-        rotates the whole latent."""
+        rotates the whole latent. done(fraction): encode's progress hook (FIT_SHARE once both are estimated)."""
         cells = np.flatnonzero(_occupied(geometry))
         sample = np.take(latent, cells[::max(1, cells.size // SAMPLE_CELLS)], axis=1)
         basis = fit_basis(component_moments(sample, self.components), self.step)
         if basis is None:
             return None, latent
         head_bits = 8.0 * len(encode_groups(*basis.head())) * sample.shape[1] / cells.size
-        if not self.always and self.estimated_bits(basis.rotation.into(sample, self.components)) + head_bits >= \
-                self.estimated_bits(sample):
-            return None, latent
-        return basis, basis.rotation.into(latent, self.components)
+        pays = self.always or self.estimated_bits(basis.rotation.into(sample, self.components)) + head_bits < \
+            self.estimated_bits(sample)
+        if done is not None:
+            done(FIT_SHARE)
+        return (basis, basis.rotation.into(latent, self.components)) if pays else (None, latent)
 
     def estimated_bits(self, latent):
         """Bits of a latent (channels, cells) under one fitted Laplace scale per row at the coder's step and dead

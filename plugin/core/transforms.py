@@ -24,7 +24,7 @@ class Transform(Protocol):
 
     def window(self, tile: Tile, width: int, height: int) -> Tile: ...
 
-    def encode(self, unit: np.ndarray, valid: np.ndarray, kept: tuple) -> np.ndarray: ...
+    def encode(self, unit: np.ndarray, valid: np.ndarray, kept: tuple, done=None) -> np.ndarray: ...
 
     def latent_geometry(self, valid: np.ndarray, kept: tuple) -> LatentGeometry: ...  # what the LatentCoder codes
 
@@ -47,7 +47,7 @@ class PixelTransform:
     def window(self, tile, width, height):
         return tile
 
-    def encode(self, unit, valid, kept):
+    def encode(self, unit, valid, kept, done=None):
         """unit: (202, h, w) window on [0, 1]; returns the latent (channels, valid pixels of the tile)."""
         x = unit[:, valid].T
         if not x.shape[0]:
@@ -65,6 +65,10 @@ class PixelTransform:
         return self.runner.run('decoder', latent.T).T
 
 
+# rdnet's analysis is block-local too (a per-pixel spectral map, then 8 x 8 blocks at stride 8): a window is
+# encoded in ENCODE_PARTS row bands of blocks when each has at least ENCODE_PART_MIN_ROWS rows (bit for bit the
+# values of one run on x86, tested; and a file does not depend on them: its decoder never sees the analysis)
+ENCODE_PARTS, ENCODE_PART_MIN_ROWS = 2, 64
 SPARSE_BLOCKS = 0.8  # decode only the blocks with a valid pixel when they are at most this share of the tile
 
 
@@ -93,7 +97,9 @@ class SpatialTransform:
     def _padded(self, shape):
         return tuple(int(math.ceil(s / self.factor) * self.factor) for s in shape)
 
-    def encode(self, unit, valid, kept):
+    def encode(self, unit, valid, kept, done=None):
+        """done(fraction): called after each part of a block-local analysis (ENCODE_PARTS row bands of blocks: the
+        same values as one run, and the bar moves between them)."""
         if not valid[kept].any():
             return np.zeros((self.channels, 0), np.float32)
         filled = unit
@@ -105,8 +111,15 @@ class SpatialTransform:
         height, width = self._padded(unit.shape[1:])
         if (height, width) != unit.shape[1:]:
             filled = np.pad(filled, ((0, 0), (0, height - unit.shape[1]), (0, width - unit.shape[2])), mode='edge')
-        latent = self.runner.run('encoder', filled[None])
-        return latent.reshape(self.channels, -1)
+        if not self.separate_blocks or height < ENCODE_PARTS * ENCODE_PART_MIN_ROWS:
+            return self.runner.run('encoder', filled[None]).reshape(self.channels, -1)
+        bounds = [height // self.factor * i // ENCODE_PARTS * self.factor for i in range(ENCODE_PARTS + 1)]
+        parts = []
+        for number, (top, bottom) in enumerate(zip(bounds, bounds[1:]), 1):
+            parts.append(self.runner.run('encoder', np.ascontiguousarray(filled[None, :, top:bottom])))
+            if done is not None:
+                done(number / ENCODE_PARTS)
+        return np.concatenate(parts, axis=2).reshape(self.channels, -1)
 
     def latent_geometry(self, valid, kept):
         """The latent grid of the whole padded window (none when the tile has no valid pixel), and its occupied
