@@ -2,7 +2,7 @@
 
 usage: python -m bench.speed [--models pca,hycot] [--size 1200] [--threads 1,2] [--device cpu|cuda]
                              [--quality 5] [--max-errors 0,10] [--anchors lerc_zstd,zstd] [--lerc-error 25]
-                             [--latent-coder context-v1] [--baseline DIR] [--no-doc]
+                             [--latent-coder context-v2,context-v1] [--baseline DIR] [--no-doc]
 
 Input: a synthetic full-size EnMAP tile (default 1200 x 1200 x 224 int16, tools.synthetic.write_scene, seed 0),
 written once to build/bench/cache/. Each measurement runs in its own Python subprocess (`--worker`), which times only
@@ -13,9 +13,9 @@ GDAL_CACHEMAX=256 is set for every subprocess.
 
 Operations (MB/s = size x size x 224 x 2 bytes of int16 input / seconds, MB = 10^6 bytes):
 * model compress: codec.compress(tile.tif -> .ehc) at --quality, on --device, with `threads` onnxruntime threads
-  (--latent-coder: a codecheader.LATENT_CODERS name for the lossy files, default the codec's choice; a --baseline
-  checkout keeps its own); and once more for each of --max-errors (MAX_ERROR = E, 0 = lossless; the base quality is
-  then automatic);
+  (--latent-coder: codecheader.LATENT_CODERS names for the lossy files, comma-separated, each timed in turn; default
+  the codec's choice; a --baseline checkout is asked for the same coders); and once more for each of --max-errors
+  (MAX_ERROR = E, 0 = lossless; the base quality is then automatic);
 * model decompress: codec.decompress(.ehc -> GeoTIFF) (the plugin writes ZSTD-1 + PREDICTOR=2 tiled output);
 * GDAL anchors: gdal.Translate(tile.tif -> GTiff COMPRESS=LERC_ZSTD MAX_Z_ERROR=--lerc-error, or COMPRESS=ZSTD
   PREDICTOR=2, INTERLEAVE=PIXEL, TILED 256, NUM_THREADS=threads) for encode; decode = gdal.Translate back to a GTiff
@@ -125,17 +125,18 @@ def measure(job, timeout):
 
 
 def jobs(models, anchors, threads_list, device, quality, lerc_error, src, work, max_errors=(), baseline=None,
-         latent_coder=None):
+         latent_coders=(None,)):
     """(name, op, threads, job) in run order; a decompress follows the compress that made its input; with a
-    baseline checkout, its pair runs right before this checkout's."""
+    baseline checkout, its pair runs right before this checkout's. latent_coders: the lossy files' coders, each
+    timed in turn (None: the codec's choice; a named one is asked of the baseline too)."""
     out = []
     versions = [(None, '')] + ([(baseline, f' [{os.path.basename(os.path.normpath(baseline))}]')] if baseline else [])
     for threads in threads_list:
-        for model, bound in [(m, None) for m in models] + [(m, e) for m in models for e in max_errors]:
+        for model, bound, coder in [(m, None, c) for m in models for c in latent_coders] + \
+                [(m, e, None) for m in models for e in max_errors]:
             for pythonpath, tag in reversed(versions):
-                coder = latent_coder if bound is None and not pythonpath else None  # a baseline keeps its own
                 label = (model if bound is None else f'{model} MAX_ERROR={bound}') + (f' {coder}' * bool(coder)) + tag
-                ehc = os.path.join(work, f'{model}_{threads}_{bound}{"_baseline" if tag else ""}.ehc')
+                ehc = os.path.join(work, f'{model}_{threads}_{bound}_{coder}{"_baseline" if tag else ""}.ehc')
                 base = {'kind': 'model', 'name': model, 'label': label, 'threads': threads, 'device': device,
                         'quality': quality if bound is None else None, 'max_error': bound, 'pythonpath': pythonpath,
                         'latent_coder': coder}
@@ -152,7 +153,7 @@ def jobs(models, anchors, threads_list, device, quality, lerc_error, src, work, 
 
 
 def run(models=None, size=1200, threads_list=(1, 2), device='cpu', quality=5, anchors=('lerc_zstd', 'zstd'),
-        lerc_error=25, timeout=3600, keep_outputs=False, max_errors=(), baseline=None, latent_coder=None):
+        lerc_error=25, timeout=3600, keep_outputs=False, max_errors=(), baseline=None, latent_coders=(None,)):
     from bench.reporting import scratch_dir
     from bench.scenes import synthetic_scene
     from enmap_compress.plugin.core.runtime import list_models
@@ -174,7 +175,7 @@ def run(models=None, size=1200, threads_list=(1, 2), device='cpu', quality=5, an
     rows, digests = [], {}
     try:
         for job in jobs(models, anchors, threads_list, device, quality, lerc_error, src, work, max_errors, baseline,
-                        latent_coder):
+                        latent_coders):
             result = measure(job, timeout)
             row = dict.fromkeys(FIELDS, '')
             row.update({'name': job.get('label', job['name']), 'op': job['op'], 'device': job['device'],
@@ -222,7 +223,7 @@ def _output_digest(job):
 
 def _compare_with_baseline(job, digests, note):
     """Remember a baseline job's output digest; for this checkout's job, say whether its output is the same."""
-    key = (job['name'], job['threads'], job['max_error'], job['op'])
+    key = (job['name'], job['threads'], job['max_error'], job.get('latent_coder'), job['op'])
     if job.get('pythonpath'):
         digests[key] = _output_digest(job)
         return note
@@ -268,7 +269,8 @@ def main(argv=None):
     parser.add_argument('--max-errors', default='0,10', help='MAX_ERROR runs of each model ("" for none)')
     parser.add_argument('--anchors', default='lerc_zstd,zstd', help='lerc_zstd,zstd ("" for none)')
     parser.add_argument('--lerc-error', type=int, default=25)
-    parser.add_argument('--latent-coder', help='latent coder of the lossy model files (default: the codec\'s choice)')
+    parser.add_argument('--latent-coder', help='latent coders of the lossy model files, comma-separated, each timed '
+                        '(default: the codec\'s choice)')
     parser.add_argument('--timeout', type=int, default=3600, help='seconds per measurement')
     parser.add_argument('--out-csv', default=None, help='default docs/benchmarks_speed[_DEVICE].csv')
     parser.add_argument('--doc', default=os.path.join(PROJECT_ROOT, 'docs', 'benchmarks.md'))
@@ -295,7 +297,7 @@ def main(argv=None):
     rows = run(models, args.size, tuple(int(t) for t in args.threads.split(',')), args.device, args.quality,
                anchors, args.lerc_error, args.timeout,
                max_errors=tuple(int(e) for e in args.max_errors.split(',') if e), baseline=args.baseline,
-               latent_coder=args.latent_coder)
+               latent_coders=tuple(c for c in (args.latent_coder or '').split(',') if c) or (None,))
     elapsed = time.time() - started
     suffix = '' if args.device == 'cpu' else f'_{args.device}'
     out_csv = args.out_csv or os.path.join(PROJECT_ROOT, 'docs', f'benchmarks_speed{suffix}.csv')
