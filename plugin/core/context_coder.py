@@ -148,8 +148,10 @@ class ContextLatentCoder(PriorLatentCoder):
             order = np.argsort(row_codes, kind='stable')
             flat = (starts[order][:, None] + cells).ravel()
             return flat, np.repeat(row_codes[order], cells.size)
-        table_codes = (codes[ks, js + rows.start][:, None] + deltas[level - 1][classes[ks][:, cells]]).ravel()
-        table_codes = np.clip(table_codes, -128, 127).astype(np.int16)
+        # in int16 (codes and deltas are bytes: their sums fit), looked up per (component, cell) before the symbols
+        offsets = deltas[level - 1].astype(np.int16)[classes]
+        table_codes = (codes[ks, js + rows.start].astype(np.int16)[:, None] + offsets[ks][:, cells]).ravel()
+        table_codes = np.clip(table_codes, -128, 127, out=table_codes)
         order = np.argsort(table_codes, kind='stable')  # a radix sort for 16-bit integers
         return (starts[:, None] + cells).ravel()[order], table_codes[order]
 
