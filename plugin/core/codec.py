@@ -780,6 +780,7 @@ def decompress(source, output, device='auto', threads=None, progress=None, is_ca
         coder, runner = decoder_for(checked.codec, device, threads, checked.raster, reader.version >= COMPACT_SINCE)
         check_coder(checked, coder, source)
         tile_progress = Progress(reader.chunk_count, progress, is_cancelled)
+        tile_progress.report(0.0)  # the file is checked and its decoder made
         tile_progress.check()
         first = Tile.from_dict(reader.chunk_meta(0)) if reader.chunk_count else Tile(0, 0, 1, 1)
         workers = tile_workers(runner.threads, coder.transform.window(first, checked.raster['width'],
