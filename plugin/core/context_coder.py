@@ -59,30 +59,33 @@ def _ll_prediction(ll, occupied, residual=None):
     anti-diagonal gives the same integers as block by block in raster order."""
     height, width = occupied.shape
     k = ll.shape[0] if residual is None else residual.shape[0]
-    out = np.zeros((k, height * width), np.int64)
+    out = np.zeros((k, height * width + 1), np.int64)  # its last column stays 0: the corner's neighbours
     source = (ll if residual is None else residual).reshape(k, -1).astype(np.int64)
     inside = occupied.reshape(-1)
-    for i, j in _anti_diagonals(height, width):
-        cell = i * width + j
-        left, up = np.where(j > 0, cell - 1, cell), np.where(i > 0, cell - width, cell)
-        pred = np.where((i > 0) & (j > 0), (out[:, left] + out[:, up]) // 2,
-                        np.where(j > 0, out[:, left], np.where(i > 0, out[:, up], 0)))
-        own = source[:, cell]
+    for cell, first, second in _anti_diagonals(height, width):
+        pred = (out[:, first] + out[:, second]) // 2  # at an edge both are its one neighbour: (n + n) // 2 = n
+        own, kept = source[:, cell], inside[cell]
         if residual is None:
-            out[:, cell] = np.where(inside[cell], own, pred)
-            source[:, cell] = np.where(inside[cell], own - pred, own)
+            out[:, cell] = np.where(kept, own, pred)
+            source[:, cell] = np.where(kept, own - pred, own)
         else:
-            out[:, cell] = np.where(inside[cell], pred + own, pred)
-    return source if residual is None else out
+            out[:, cell] = np.where(kept, pred + own, pred)
+    return source if residual is None else out[:, :-1]
 
 
 @functools.lru_cache(maxsize=64)
 def _anti_diagonals(height, width):
-    """(rows, columns) of the cells of each anti-diagonal i + j = d of a height x width grid, d = 0, 1, ..."""
+    """(cells, left, up) of each anti-diagonal i + j = d of a height x width grid, d = 0, 1, ...: flat cells and
+    their two neighbours, the one neighbour twice at an edge, and cell height x width (a 0) twice at the corner."""
     i, j = np.divmod(np.arange(height * width), width)
     order = np.argsort(i + j, kind='stable')
     bounds = np.cumsum(np.bincount(i + j))
-    return tuple((i[order][a:b], j[order][a:b]) for a, b in zip(np.r_[0, bounds[:-1]], bounds))
+    cells = np.arange(height * width)
+    corner = height * width
+    left = np.where(j > 0, cells - 1, np.where(i > 0, cells - width, corner))
+    up = np.where(i > 0, cells - width, left)
+    return tuple((cells[order][a:b], left[order][a:b], up[order][a:b])
+                 for a, b in zip(np.r_[0, bounds[:-1]], bounds))
 
 
 ANALYSIS_SHARE = 0.6  # of encode_rows, analyse: the quantisation, the LL prediction and the choices (measured)
