@@ -312,9 +312,9 @@ class TileCoder:
                                   'same onnxruntime on the CPU')
         return values
 
-    def _dequantised(self, symbols, done, cells=None):
+    def _dequantised(self, symbols, done, cells=None, out=None):
         """The latent of a tile's symbols at `cells` (None: all), for decode_tile; done: as for decode."""
-        latent = self.latent_coder.dequantise(symbols, cells)
+        latent = self.latent_coder.dequantise(symbols, cells, out)
         done(DEQUANTISED_SHARE)
         return latent
 

@@ -44,7 +44,8 @@ class LatentCoder(Protocol):
 
     def decode(self, data: bytes, geometry: LatentGeometry) -> np.ndarray: ...  # symbols
 
-    def dequantise(self, symbols: np.ndarray, cells: np.ndarray = None) -> np.ndarray: ...  # cells: some samples
+    def dequantise(self, symbols: np.ndarray, cells: np.ndarray = None, out: np.ndarray = None) -> np.ndarray: ...
+    # cells: some samples only; out: a float32 array of the result's shape it may be made in
 
 
 class AdaptiveLatentCoder:
@@ -58,8 +59,9 @@ class AdaptiveLatentCoder:
     def decode(self, data, geometry):
         return decode_predicted(data, geometry.channels, geometry.grid)
 
-    def dequantise(self, symbols, cells=None):
-        return (symbols if cells is None else symbols[:, cells]).astype(np.float32) * self.steps
+    def dequantise(self, symbols, cells=None, out=None):
+        return np.multiply((symbols if cells is None else symbols[:, cells]).astype(np.float32), self.steps,
+                           out=out)
 
 
 @functools.lru_cache(maxsize=512)
@@ -179,15 +181,20 @@ class PriorLatentCoder:
             symbols[c] = row
         return symbols
 
-    def dequantise(self, symbols, cells=None):
+    def dequantise(self, symbols, cells=None, out=None):
         """float32 latent of integer symbols (channels, samples), at the samples `cells` only when given (flat
-        indices: a decoder that runs on some blocks); all-zero rows (most of a detail-level latent) stay 0 without a
-        pass. Each value depends on its own symbol only: the same values as the whole latent's at those samples."""
-        return self.dequantised_rows(symbols, np.flatnonzero(symbols.any(axis=1)), cells)
+        indices: a decoder that runs on some blocks), in `out` when given; all-zero rows (most of a detail-level
+        latent) stay 0 without a pass. Each value depends on its own symbol only: the same values as the whole
+        latent's at those samples."""
+        return self.dequantised_rows(symbols, np.flatnonzero(symbols.any(axis=1)), cells, out)
 
-    def dequantised_rows(self, symbols, rows, cells=None):
+    def dequantised_rows(self, symbols, rows, cells=None, out=None):
         """dequantise with the rows that may hold a nonzero symbol given (`rows`; the others are 0)."""
-        out = np.zeros((symbols.shape[0], symbols.shape[1] if cells is None else len(cells)), np.float32)
+        shape = (symbols.shape[0], symbols.shape[1] if cells is None else len(cells))
+        if out is None:
+            out = np.zeros(shape, np.float32)
+        else:
+            out.fill(0.0)
         out[rows] = self.row_values(symbols, rows, cells)
         return out
 

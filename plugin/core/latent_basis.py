@@ -137,14 +137,15 @@ class TileRotation:
         self._update(w, self._f32[1])
         return w.reshape(latent.shape)
 
-    def back_at(self, values, rows, cells=None):
+    def back_at(self, values, rows, cells=None, out=None):
         """back's y = T z (channels, cells) float32 at the flat grid cells `cells` (None: all) of a latent z
         (components x 64, grid cells) that is 0 but in its rows `rows`, which hold `values` (len(rows), grid cells;
         overwritten). The same values as back's: S V^T w is made in back's column blocks by the same products (on
         a block made from the rows, not on the mostly-0 latent), then only the last product, V (S V^T w), and the
         difference are made at the cells. That product's inner dimension is K: with K <= INDEPENDENT_AXES its
         columns do not depend on which others share the call (tested for every column count from 1 to 8192);
-        above that (OpenBLAS's small-matrix kernels) back itself runs."""
+        above that (OpenBLAS's small-matrix kernels) back itself runs. out: a float32 (channels, cells) array
+        it may be made in."""
         v, factor, signs = self._f32
         components, axes = v.shape
         grid = values.shape[1]
@@ -160,7 +161,7 @@ class TileRotation:
         if cells is not None:
             reduced = reduced[:, (np.arange(BLOCK_COEFFICIENTS)[:, None] * grid + cells).reshape(-1)]
         width = grid if cells is None else len(cells)
-        out = v @ reduced  # V S V^T w at the cells: (components, 64 x cells)
+        out = np.matmul(v, reduced, out=None if out is None else out.reshape(components, -1))  # V S V^T w
         live = (values if cells is None else np.take(values, cells, axis=1)) - out.reshape(-1, width)[rows]
         zeros = np.zeros(components, np.float32)  # w at the other rows: 0, signed as their component
         zeros[:axes] *= signs[:, 0]
@@ -343,11 +344,11 @@ class BasisContextCoder(ContextLatentCoder):
                 inner_rows.append(rows[-1])
         return plan
 
-    def dequantise(self, symbols, cells=None):
+    def dequantise(self, symbols, cells=None, out=None):
         rows = np.flatnonzero(symbols.symbols.any(axis=1)) if symbols.rows is None else symbols.rows
         if symbols.rotation is None:
-            return self.dequantised_rows(symbols.symbols, rows, cells)
-        return symbols.rotation.back_at(self.row_values(symbols.symbols, rows), rows, cells)
+            return self.dequantised_rows(symbols.symbols, rows, cells, out)
+        return symbols.rotation.back_at(self.row_values(symbols.symbols, rows), rows, cells, out)
 
 
 def choose_coder(meta, level, steps, scheme=None, lossy=False):
