@@ -288,7 +288,8 @@ class TileCoder:
         if self.decodes_tiles:
             # made at the cells the graph decodes only (the decode_tile calls it)
             latent = functools.partial(self._dequantised, symbols, done)
-            blocks = self.transform.decode_tile(latent, valid, kept)
+            blocks = self.transform.decode_tile(latent, valid, kept,
+                                                lambda part: done(DEQUANTISED_SHARE + (1 - DEQUANTISED_SHARE) * part))
             if blocks is not None:
                 unit = blocks.values
                 blocks.values = self.radiometry.to_dn(unit, out=unit if unit.flags.writeable else None)

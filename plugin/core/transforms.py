@@ -70,6 +70,9 @@ class PixelTransform:
 # encoded in ENCODE_PARTS row bands of blocks when each has at least ENCODE_PART_MIN_ROWS rows (bit for bit the
 # values of one run on x86, tested; and a file does not depend on them: its decoder never sees the analysis)
 ENCODE_PARTS, ENCODE_PART_MIN_ROWS = 2, 64
+# and its synthesis block by block: a tile's blocks are decoded in DECODE_PARTS runs when each has at least
+# DECODE_PART_MIN_BLOCKS (and decodes_alone's count; the same values as one run, tested)
+DECODE_PARTS, DECODE_PART_MIN_BLOCKS = 2, 128
 SPARSE_BLOCKS = 0.8  # decode only the blocks with a valid pixel when they are at most this share of the tile
 
 
@@ -142,12 +145,13 @@ class SpatialTransform:
             return cube.reshape(len(cube), -1)
         return _valid_columns(cube, tile_valid)
 
-    def decode_tile(self, latent, valid, kept):
+    def decode_tile(self, latent, valid, kept, done=None):
         """The reconstruction on [0, 1] of the tile's pixels as TileBlocks (None without a valid pixel): those
         outside `valid` too, or (separate blocks) only those of the blocks holding a valid pixel, when these are
         at most SPARSE_BLOCKS of the tile (nodata borders): the graph then runs on those blocks only.
         latent: the tile's latent (channels, grid cells), or a function of flat grid cells (None: all) and an
-        `out` array that makes it at those cells only (a latent coder's dequantise with its symbols bound)."""
+        `out` array that makes it at those cells only (a latent coder's dequantise with its symbols bound).
+        done(fraction): called after each of the DECODE_PARTS runs of separate blocks (the bar moves between)."""
         height, width = self._padded(valid.shape)
         rows, columns = height // self.factor, width // self.factor
         occupied = self.latent_geometry(valid, kept).occupied
@@ -157,9 +161,9 @@ class SpatialTransform:
         spans = _block_spans(occupied) if self.separate_blocks else None
         if spans is None or not self.decodes_alone(int(spans[:, 3].sum()), rows * columns):
             grid = _checked(latent_at(None, out=self._graph_input(rows * columns)), self.channels, rows * columns)
-            cube = self.runner.run('decoder', grid.reshape([1, *self.dims, rows, columns]))[0]
+            cube = self._decode_parts(grid.reshape([1, *self.dims, rows, columns]), -2, done)
             return TileBlocks(cube[:, :valid.shape[0], :valid.shape[1]][:, kept[0], kept[1]])
-        return TileBlocks(self._decode_spans(latent_at, spans, columns), spans, self.factor, valid[kept].shape)
+        return TileBlocks(self._decode_spans(latent_at, spans, columns, done), spans, self.factor, valid[kept].shape)
 
     def decodes_alone(self, cells, grid_cells):
         """Whether the graph runs on `cells` blocks of a grid of `grid_cells` alone: when that saves work
@@ -169,14 +173,38 @@ class SpatialTransform:
         every thread's share exceeds 64 in both runs (tests/core/test_tile_decoding.py checks it)."""
         return max(2, math.ceil(1.25 * self.runner.threads)) <= cells <= SPARSE_BLOCKS * grid_cells
 
-    def _decode_spans(self, latent_at, spans, columns):
+    def _decode_parts(self, grid, axis, done):
+        """The graph's output (bands, h, w) on a grid (1, *dims, rows, columns) of latent cells, run on DECODE_PARTS
+        bands of it along `axis` (-2: rows of blocks, -1: columns) when its blocks are separate and each band has
+        at least DECODE_PART_MIN_BLOCKS and decodes_alone's count of them (then each band's values are those of
+        one run), else in one run."""
+        length, across = grid.shape[axis], grid.shape[-1 if axis == -2 else -2]
+        alone = max(DECODE_PART_MIN_BLOCKS, math.ceil(1.25 * self.runner.threads))
+        if not self.separate_blocks or length // DECODE_PARTS * across < alone:
+            return self.runner.run('decoder', grid)[0]
+        bounds = [length * i // DECODE_PARTS for i in range(DECODE_PARTS + 1)]
+        out = None
+        for number, (first, last) in enumerate(zip(bounds, bounds[1:]), 1):
+            part = self.runner.run('decoder', np.ascontiguousarray(np.take(grid, range(first, last), axis=axis)))[0]
+            if out is None:
+                shape = list(part.shape)
+                shape[axis] = length * self.factor
+                out = np.empty(shape, part.dtype)
+            place = [slice(None)] * 3
+            place[axis] = slice(first * self.factor, last * self.factor)
+            out[tuple(place)] = part
+            if done is not None:
+                done(number / DECODE_PARTS)
+        return out
+
+    def _decode_spans(self, latent_at, spans, columns, done=None):
         """The graph's output (bands, factor, factor x cells) on the cells of `spans` (_block_spans) of a grid
-        `columns` wide, side by side as one row of blocks (latent_at: as decode_tile's). The graph's arithmetic
-        for a block does not depend on where the block is: the same values as a run on the whole grid (tested),
-        without the work on the other blocks."""
+        `columns` wide, side by side as one row of blocks (latent_at: as decode_tile's; done: as _decode_parts'). The
+        graph's arithmetic for a block does not depend on where the block is: the same values as a run on the
+        whole grid (tested), without the work on the other blocks."""
         cells = np.concatenate([np.arange(n) + r * columns + c0 for r, c0, _at, n in spans])
         row = _checked(latent_at(cells, out=self._graph_input(cells.size)), self.channels, cells.size)
-        return self.runner.run('decoder', row.reshape([1, *self.dims, 1, cells.size]))[0]
+        return self._decode_parts(row.reshape([1, *self.dims, 1, cells.size]), -1, done)
 
     def _graph_input(self, cells):
         """This thread's float32 (channels, cells) array for the graph's input, reused from tile to tile (the
