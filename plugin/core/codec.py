@@ -61,6 +61,9 @@ READ_STAGE, INPUT_STAGE, MODEL_STAGE, LATENT_STAGE = 0.1, 0.1, 0.3, 0.3
 # A decompress tile's step: the model part (the rest: writing), of which on_tile (evaluate's measuring) takes
 # ON_TILE_STAGE when there is one
 DECODE_STAGE, ON_TILE_STAGE = 0.7, 0.5
+# With at most FINE_TILES tiles (a 400 x 400 product: 4) a tile is over a tenth of a run: its model runs in parts
+# (transforms.ENCODE_PARTS, DECODE_PARTS; the same values) so the bar moves inside them too (costs a copy of each)
+FINE_TILES = 8
 UNIT_SHARE = 0.3  # of TileCoder.latent, scaling the model's bands to the unit range (then the model)
 SCAN_SHARE = 0.03  # finding the dead bands (measured: 3-5 % of a 1000 x 1000 compress with nodata rows on top)
 
@@ -239,12 +242,14 @@ class TileCoder:
         pixels; kept: the tile's slices in the window (tiling.kept_slices)."""
         return self.encode_latent(self.latent(dn, valid, kept), dn, valid, kept)
 
-    def latent(self, dn, valid, kept, done=_no_progress):
+    def latent(self, dn, valid, kept, done=_no_progress, in_parts=False):
         """encode's first part: the model's latent of the tile. done(fraction): called from this thread with the
-        share of this part done (a progress bar's hook)."""
+        share of this part done (a progress bar's hook); in_parts: the model may run in parts to call it between
+        them (the same latent; FINE_TILES)."""
         unit = self.radiometry.to_unit(dn[self.coded])
         done(UNIT_SHARE)
-        return self.transform.encode(unit, valid, kept, lambda fraction: done(UNIT_SHARE + (1 - UNIT_SHARE) * fraction))
+        parts_done = (lambda fraction: done(UNIT_SHARE + (1 - UNIT_SHARE) * fraction)) if in_parts else None
+        return self.transform.encode(unit, valid, kept, parts_done)
 
     def encode_latent(self, latent, dn, valid, kept, done=None):
         """encode's second part: the TileSections from the tile's latent (done: as for latent)."""
@@ -280,16 +285,16 @@ class TileCoder:
         spatial model, where no layer on top works on columns (tile-sized copies and a scatter fewer)."""
         return self.transform.decodes_tiles and self.bound is None and not self.extra.size
 
-    def decode(self, sections, valid, kept, done=_no_progress):
+    def decode(self, sections, valid, kept, done=_no_progress, in_parts=False):
         """The restored DN (len(bands), valid pixels of the tile) from its TileSections; decodes_tiles: the tile's
-        DN as transforms.TileBlocks, or None for a tile without valid pixels. done(fraction): as for latent."""
+        DN as transforms.TileBlocks, or None for a tile without valid pixels. done, in_parts: as for latent."""
         symbols = self.latent_coder.decode(sections.latent, self.transform.latent_geometry(valid, kept))
         done(SYMBOLS_SHARE)
         if self.decodes_tiles:
             # made at the cells the graph decodes only (the decode_tile calls it)
             latent = functools.partial(self._dequantised, symbols, done)
-            blocks = self.transform.decode_tile(latent, valid, kept,
-                                                lambda part: done(DEQUANTISED_SHARE + (1 - DEQUANTISED_SHARE) * part))
+            parts_done = (lambda part: done(DEQUANTISED_SHARE + (1 - DEQUANTISED_SHARE) * part)) if in_parts else None
+            blocks = self.transform.decode_tile(latent, valid, kept, parts_done)
             if blocks is not None:
                 unit = blocks.values
                 blocks.values = self.radiometry.to_dn(unit, out=unit if unit.flags.writeable else None)
@@ -528,7 +533,8 @@ def _write_tiles(output, header, raster, coder, tile_size, progress):
     def code(item):
         tile, cube, kept = item
         counts = np.zeros(raster.band_count, np.int64)  # per tile: threads never add into one array
-        part = _tile_latent(coder, cube, raster.nodata, dead, kept, band_numbers, counts, tile_progress.advance)
+        part = _tile_latent(coder, cube, raster.nodata, dead, kept, band_numbers, counts, tile_progress.advance,
+                            len(tiles) <= FINE_TILES)
         return tile, counts, part if split else _tile_chunk(coder, part, raster.nodata, tile_progress.advance)
 
     coded = ordered_map(code, windows(), workers, on_wait=tile_progress.pulse)
@@ -570,7 +576,7 @@ def encode_tile(coder, cube, nodata, dead, kept, band_numbers=None, nonfinite=No
     return _tile_chunk(coder, _tile_latent(coder, cube, nodata, dead, kept, band_numbers, nonfinite), nodata)
 
 
-def _tile_latent(coder, cube, nodata, dead, kept, band_numbers, nonfinite, advance=None):
+def _tile_latent(coder, cube, nodata, dead, kept, band_numbers, nonfinite, advance=None, in_parts=False):
     """encode_tile's model part: (cube, valid pixels, kept, restored bands, model input, latent); advance(share):
     moves the bar by the stage done (Progress.advance, from any thread)."""
     advance = advance or _no_progress
@@ -587,7 +593,7 @@ def _tile_latent(coder, cube, nodata, dead, kept, band_numbers, nonfinite, advan
     dn = samples.model_input(cube, valid, dead)
     advance(INPUT_STAGE)
     modelling = _Shares(advance, MODEL_STAGE)
-    latent = coder.latent(dn, valid, kept, modelling)
+    latent = coder.latent(dn, valid, kept, modelling, in_parts)
     modelling.finish()
     return cube, valid, kept, restored, dn, latent
 
@@ -638,14 +644,14 @@ def decode_tile(coder, payload, tile, window, dtype, nodata, dead, fill=None):
     return _tile_cube(coder, _decoded_tile(coder, payload, tile, window), tile, dtype, nodata, dead, fill)
 
 
-def _decoded_tile(coder, payload, tile, window, done=_no_progress):
+def _decoded_tile(coder, payload, tile, window, done=_no_progress, in_parts=False):
     """decode_tile's model part: (TileSections, the tile's valid pixels, restored values (bands, valid pixels));
     done(fraction): as for TileCoder.decode."""
     sections = coder.unpack(payload)
     kept = kept_slices(tile, window)
     valid = np.zeros((window.height, window.width), bool)
     valid[kept] = decode_mask(sections.mask, tile.height, tile.width)
-    return sections, valid[kept], coder.decode(sections, valid, kept, done)
+    return sections, valid[kept], coder.decode(sections, valid, kept, done, in_parts)
 
 
 def _tile_cube(coder, decoded, tile, dtype, nodata, dead, fill=None):
@@ -711,7 +717,7 @@ def decoded_tiles(reader, coder, raster, workers=0, steps=None, share=1.0):
             raise payload
         decoding = _Shares(steps.advance if steps is not None else _no_progress, share)
         with naming(index, tile):
-            decoded = _decoded_tile(coder, payload, tile, window, decoding)
+            decoded = _decoded_tile(coder, payload, tile, window, decoding, reader.chunk_count <= FINE_TILES)
         decoding.finish()
         return index, tile, decoded
 

@@ -103,8 +103,8 @@ class SpatialTransform:
         return tuple(int(math.ceil(s / self.factor) * self.factor) for s in shape)
 
     def encode(self, unit, valid, kept, done=None):
-        """done(fraction): called after each part of a block-local analysis (ENCODE_PARTS row bands of blocks: the
-        same values as one run, and the bar moves between them)."""
+        """done(fraction): given, a block-local analysis runs in ENCODE_PARTS row bands of blocks and calls it after
+        each (the same values as one run; the bar moves between them, at the cost of copying the bands)."""
         if not valid[kept].any():
             return np.zeros((self.channels, 0), np.float32)
         filled = unit
@@ -116,7 +116,7 @@ class SpatialTransform:
         height, width = self._padded(unit.shape[1:])
         if (height, width) != unit.shape[1:]:
             filled = np.pad(filled, ((0, 0), (0, height - unit.shape[1]), (0, width - unit.shape[2])), mode='edge')
-        if not self.separate_blocks or height < ENCODE_PARTS * ENCODE_PART_MIN_ROWS:
+        if done is None or not self.separate_blocks or height < ENCODE_PARTS * ENCODE_PART_MIN_ROWS:
             return self.runner.run('encoder', filled[None]).reshape(self.channels, -1)
         bounds = [height // self.factor * i // ENCODE_PARTS * self.factor for i in range(ENCODE_PARTS + 1)]
         parts = []
@@ -151,7 +151,7 @@ class SpatialTransform:
         at most SPARSE_BLOCKS of the tile (nodata borders): the graph then runs on those blocks only.
         latent: the tile's latent (channels, grid cells), or a function of flat grid cells (None: all) and an
         `out` array that makes it at those cells only (a latent coder's dequantise with its symbols bound).
-        done(fraction): called after each of the DECODE_PARTS runs of separate blocks (the bar moves between)."""
+        done(fraction): given, separate blocks are decoded in DECODE_PARTS runs, calling it after each."""
         height, width = self._padded(valid.shape)
         rows, columns = height // self.factor, width // self.factor
         occupied = self.latent_geometry(valid, kept).occupied
@@ -174,13 +174,13 @@ class SpatialTransform:
         return max(2, math.ceil(1.25 * self.runner.threads)) <= cells <= SPARSE_BLOCKS * grid_cells
 
     def _decode_parts(self, grid, axis, done):
-        """The graph's output (bands, h, w) on a grid (1, *dims, rows, columns) of latent cells, run on DECODE_PARTS
-        bands of it along `axis` (-2: rows of blocks, -1: columns) when its blocks are separate and each band has
-        at least DECODE_PART_MIN_BLOCKS and decodes_alone's count of them (then each band's values are those of
-        one run), else in one run."""
+        """The graph's output (bands, h, w) on a grid (1, *dims, rows, columns) of latent cells. With `done`, run on
+        DECODE_PARTS bands of it along `axis` (-2: rows of blocks, -1: columns), calling done(fraction) after each,
+        when its blocks are separate and each band has at least DECODE_PART_MIN_BLOCKS and decodes_alone's count
+        of them (then each band's values are those of one run); else in one run."""
         length, across = grid.shape[axis], grid.shape[-1 if axis == -2 else -2]
         alone = max(DECODE_PART_MIN_BLOCKS, math.ceil(1.25 * self.runner.threads))
-        if not self.separate_blocks or length // DECODE_PARTS * across < alone:
+        if done is None or not self.separate_blocks or length // DECODE_PARTS * across < alone:
             return self.runner.run('decoder', grid)[0]
         bounds = [length * i // DECODE_PARTS for i in range(DECODE_PARTS + 1)]
         out = None
