@@ -69,7 +69,8 @@ class PixelTransform:
 # rdnet's analysis is block-local too (a per-pixel spectral map, then 8 x 8 blocks at stride 8): a window is
 # encoded in ENCODE_PARTS row bands of blocks when each has at least ENCODE_PART_MIN_ROWS rows (bit for bit the
 # values of one run on x86, tested; and a file does not depend on them: its decoder never sees the analysis)
-ENCODE_PARTS, ENCODE_PART_MIN_ROWS = 2, 64
+ENCODE_PARTS, ENCODE_PART_MIN_ROWS = 4, 32
+FILL_SHARE = 0.1  # of an encode in parts: the nodata fill and the padding, before the first part
 # and its synthesis block by block: a tile's blocks are decoded in DECODE_PARTS runs when each has at least
 # DECODE_PART_MIN_BLOCKS (and decodes_alone's count; the same values as one run, tested)
 DECODE_PARTS, DECODE_PART_MIN_BLOCKS = 2, 128
@@ -118,12 +119,12 @@ class SpatialTransform:
             filled = np.pad(filled, ((0, 0), (0, height - unit.shape[1]), (0, width - unit.shape[2])), mode='edge')
         if done is None or not self.separate_blocks or height < ENCODE_PARTS * ENCODE_PART_MIN_ROWS:
             return self.runner.run('encoder', filled[None]).reshape(self.channels, -1)
+        done(FILL_SHARE)
         bounds = [height // self.factor * i // ENCODE_PARTS * self.factor for i in range(ENCODE_PARTS + 1)]
         parts = []
         for number, (top, bottom) in enumerate(zip(bounds, bounds[1:]), 1):
             parts.append(self.runner.run('encoder', np.ascontiguousarray(filled[None, :, top:bottom])))
-            if done is not None:
-                done(number / ENCODE_PARTS)
+            done(FILL_SHARE + (1 - FILL_SHARE) * number / ENCODE_PARTS)
         return np.concatenate(parts, axis=2).reshape(self.channels, -1)
 
     def latent_geometry(self, valid, kept):
