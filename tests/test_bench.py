@@ -138,11 +138,14 @@ def test_file_basis_measures_the_codec_with_and_without_a_basis(tiny, tmp_path):
         assert basis['psnr'] == context['psnr'] and basis['bpppb'] >= context['bpppb']
 
 
-def test_speed_jobs_give_the_latent_coder_to_this_checkout_s_lossy_compress_only():
+def test_speed_jobs_time_each_latent_coder_in_turn_on_lossy_compress_only():
     from bench import speed
 
     made = speed.jobs(['rdnet'], [], (2,), 'cpu', 5, 25, 'in.tif', 'work', max_errors=(10,), baseline='/b/old',
-                      latent_coder='context-v1')
+                      latent_coders=('context-v2', 'context-v1'))
     coders = {(job['label'], job['op']): job.get('latent_coder') for job in made}
-    assert coders[('rdnet context-v1', 'compress')] == 'context-v1'
-    assert coders[('rdnet [old]', 'compress')] is None and coders[('rdnet MAX_ERROR=10', 'compress')] is None
+    for coder in ('context-v2', 'context-v1'):  # a named coder is asked of the baseline checkout too
+        assert coders[(f'rdnet {coder}', 'compress')] == coders[(f'rdnet {coder} [old]', 'compress')] == coder
+    assert coders[('rdnet MAX_ERROR=10', 'compress')] is None
+    outputs = [job['dst'] for job in made if job['op'] == 'compress']
+    assert len(set(outputs)) == len(outputs)  # each coder and checkout writes its own file
