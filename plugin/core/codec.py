@@ -43,7 +43,7 @@ from .prior import compact_stream, expand_stream
 from .rasterheader import pack_raster
 from .runtime import OnnxRunner, default_model_id, find_model, list_models
 from .tilepayload import TileSections, checksum_section, decode_mask, encode_mask, matches_checksum
-from .tiling import Progress, Tile, kept_slices, ordered_map, tile_grid, valid_pixels
+from .tiling import Progress, Tile, kept_slices, ordered_map, rest_of, tile_grid, valid_pixels
 from .transforms import make_transform
 from .validation import check_coder, open_checked
 
@@ -248,8 +248,7 @@ class TileCoder:
         them (the same latent; FINE_TILES)."""
         unit = self.radiometry.to_unit(dn[self.coded])
         done(UNIT_SHARE)
-        parts_done = (lambda fraction: done(UNIT_SHARE + (1 - UNIT_SHARE) * fraction)) if in_parts else None
-        return self.transform.encode(unit, valid, kept, parts_done)
+        return self.transform.encode(unit, valid, kept, rest_of(done, UNIT_SHARE) if in_parts else None)
 
     def encode_latent(self, latent, dn, valid, kept, done=None):
         """encode's second part: the TileSections from the tile's latent (done: as for latent)."""
@@ -293,7 +292,7 @@ class TileCoder:
         if self.decodes_tiles:
             # made at the cells the graph decodes only (the decode_tile calls it)
             latent = functools.partial(self._dequantised, symbols, done)
-            parts_done = (lambda part: done(DEQUANTISED_SHARE + (1 - DEQUANTISED_SHARE) * part)) if in_parts else None
+            parts_done = rest_of(done, DEQUANTISED_SHARE) if in_parts else None
             blocks = self.transform.decode_tile(latent, valid, kept, parts_done)
             if blocks is not None:
                 unit = blocks.values
@@ -576,10 +575,9 @@ def encode_tile(coder, cube, nodata, dead, kept, band_numbers=None, nonfinite=No
     return _tile_chunk(coder, _tile_latent(coder, cube, nodata, dead, kept, band_numbers, nonfinite), nodata)
 
 
-def _tile_latent(coder, cube, nodata, dead, kept, band_numbers, nonfinite, advance=None, in_parts=False):
+def _tile_latent(coder, cube, nodata, dead, kept, band_numbers, nonfinite, advance=_no_progress, in_parts=False):
     """encode_tile's model part: (cube, valid pixels, kept, restored bands, model input, latent); advance(share):
     moves the bar by the stage done (Progress.advance, from any thread)."""
-    advance = advance or _no_progress
     valid = valid_pixels(cube, nodata, ~dead)
     tile_valid, native = valid[kept], cube[:, kept[0], kept[1]]
     restored = np.zeros(len(dead), bool)
@@ -613,10 +611,10 @@ class _Shares:
         self(1.0)
 
 
-def _tile_chunk(coder, part, nodata, advance=None):
+def _tile_chunk(coder, part, nodata, advance=_no_progress):
     """encode_tile's coding part: (chunk payload, valid pixels) of a _tile_latent."""
     cube, valid, kept, restored, dn, latent = part
-    coding = _Shares(advance or _no_progress, LATENT_STAGE)
+    coding = _Shares(advance, LATENT_STAGE)
     sections = coder.encode_latent(latent, dn, valid, kept, coding)
     coding.finish()
     tile_valid, native = valid[kept], cube[:, kept[0], kept[1]]

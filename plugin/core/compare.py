@@ -189,9 +189,8 @@ def compare(original, reconstructed, error_path=None, progress=None, is_cancelle
         measurer = _Measurer(stack, a_raster, dead, error_path, with_report, threads)
         reads = stack.enter_context(ThreadPoolExecutor(1, thread_name_prefix='enmap_compress_read'))
         windows = _prefetched(_windows((a_raster, b_raster), tiles, tile_size), reads)
-        for tile, a, b, kept in steps.each(windows, 'measuring tile {} of {}', 0.0):
+        for tile, a, b, kept in steps.each(windows, 'measuring tile {} of {}'):
             measurer.measure(tile, a, b, kept, steps.part(1.0))
-            steps.advance(1.0)
         return measurer.result(max_error)
 
 

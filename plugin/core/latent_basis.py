@@ -39,6 +39,7 @@ from .context_coder import ContextLatentCoder, _occupied, choose_latent_coder, s
 from .errors import FormatError
 from .latent import laplace_bits
 from .prior import BYTE_TABLE, FLAG_TABLE, FixedTable, LaplaceTable, byte_scale, decode_groups, encode_groups
+from .tiling import rest_of
 
 STREAM_VERSION = 3  # learned-prior stream version of these tiles: a reader of context-v1 streams refuses them
 BLOCK_COEFFICIENTS = 64  # rdnet's 8 x 8 block: latent rows per component
@@ -287,8 +288,7 @@ class BasisContextCoder(ContextLatentCoder):
         basis, latent = self.choose(latent, geometry, done)
         if done is not None:
             done(CHOICE_SHARE)
-        rows_done = None if done is None else lambda fraction: done(CHOICE_SHARE + (1 - CHOICE_SHARE) * fraction)
-        symbols, rows, tables = self.encode_rows(latent, geometry, rows_done)
+        symbols, rows, tables = self.encode_rows(latent, geometry, rest_of(done, CHOICE_SHARE))
         head_rows, head_tables = UNROTATED_HEAD if basis is None else basis.head()
         stream = encode_groups(head_rows + rows, head_tables + tables, STREAM_VERSION)
         return BasisSymbols(symbols, None if basis is None else basis.rotation), stream

@@ -107,6 +107,12 @@ def waited_result(future, on_wait=None):
             on_wait()
 
 
+def rest_of(done, start):
+    """A done(fraction) hook for what follows `start` (0..1) of `done`'s range: a part's own 0..1 mapped onto
+    start..1 (None: None)."""
+    return None if done is None else lambda fraction: done(start + (1 - start) * fraction)
+
+
 class Progress:
     """Reports progress in percent over `total` steps, says what is happening, and raises CancelledError when
     asked to stop.

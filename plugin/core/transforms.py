@@ -12,7 +12,7 @@ import numpy as np
 
 from .errors import FormatError
 from .latent import LatentGeometry
-from .tiling import Tile
+from .tiling import Tile, rest_of
 
 
 class Transform(Protocol):
@@ -120,12 +120,10 @@ class SpatialTransform:
         if done is None or not self.separate_blocks or height < ENCODE_PARTS * ENCODE_PART_MIN_ROWS:
             return self.runner.run('encoder', filled[None]).reshape(self.channels, -1)
         done(FILL_SHARE)
-        bounds = [height // self.factor * i // ENCODE_PARTS * self.factor for i in range(ENCODE_PARTS + 1)]
-        parts = []
-        for number, (top, bottom) in enumerate(zip(bounds, bounds[1:]), 1):
-            parts.append(self.runner.run('encoder', np.ascontiguousarray(filled[None, :, top:bottom])))
-            done(FILL_SHARE + (1 - FILL_SHARE) * number / ENCODE_PARTS)
-        return np.concatenate(parts, axis=2).reshape(self.channels, -1)
+        rows = height // self.factor  # of blocks: each band's bounds are on the block grid
+        bounds = [rows * i // ENCODE_PARTS * self.factor for i in range(ENCODE_PARTS + 1)]
+        latent = self._in_bands('encoder', filled[None], -2, bounds, 1 / self.factor, rest_of(done, FILL_SHARE))
+        return latent.reshape(self.channels, -1)
 
     def latent_geometry(self, valid, kept):
         """The latent grid of the whole padded window (none when the tile has no valid pixel), and its occupied
@@ -184,18 +182,21 @@ class SpatialTransform:
         if done is None or not self.separate_blocks or length // DECODE_PARTS * across < alone:
             return self.runner.run('decoder', grid)[0]
         bounds = [length * i // DECODE_PARTS for i in range(DECODE_PARTS + 1)]
+        return self._in_bands('decoder', grid, axis, bounds, self.factor, done)[0]
+
+    def _in_bands(self, graph, array, axis, bounds, scale, done):
+        """The graph's output on `array` run on its bands between `bounds` along `axis` (each made contiguous) and
+        put together along that axis, where a band's output spans its input's extent x `scale`; done(fraction)
+        after each band. For block-local graphs only: then the values are those of one run (tested)."""
         out = None
         for number, (first, last) in enumerate(zip(bounds, bounds[1:]), 1):
-            part = self.runner.run('decoder', np.ascontiguousarray(np.take(grid, range(first, last), axis=axis)))[0]
+            part = self.runner.run(graph, np.ascontiguousarray(array[_along(axis, first, last)]))
             if out is None:
                 shape = list(part.shape)
-                shape[axis] = length * self.factor
+                shape[axis] = round(array.shape[axis] * scale)
                 out = np.empty(shape, part.dtype)
-            place = [slice(None)] * 3
-            place[axis] = slice(first * self.factor, last * self.factor)
-            out[tuple(place)] = part
-            if done is not None:
-                done(number / DECODE_PARTS)
+            out[_along(axis, round(first * scale), round(last * scale))] = part
+            done(number / (len(bounds) - 1))
         return out
 
     def _decode_spans(self, latent_at, spans, columns, done=None):
@@ -215,6 +216,11 @@ class SpatialTransform:
         if buffer is None or buffer.size < size:
             buffer = self._inputs.buffer = np.empty(size, np.float32)
         return buffer[:size].reshape(self.channels, cells)
+
+
+def _along(axis, first, last):
+    """The index of first:last along a negative `axis`."""
+    return (Ellipsis, slice(first, last)) + (slice(None),) * (-axis - 1)
 
 
 def _cells_of(latent, size):
