@@ -179,10 +179,11 @@ class Radiometry:
         """DN per reflectance unit, one number (the median band's): sizes DN steps from model steps."""
         return float(np.median(1.0 / np.abs(self.gains))) if self.gains.size else DN_PEAK
 
-    def to_unit(self, dn):
-        """(bands, ...) DN -> float32 reflectance clipped to [0, 1]."""
+    def to_unit(self, dn, overwrite=False):
+        """(bands, ...) DN -> float32 reflectance clipped to [0, 1]; overwrite: a float32 dn may be overwritten."""
         if self.is_enmap:
-            unit = np.clip(dn, 0.0, DN_PEAK)
+            owned = overwrite and isinstance(dn, np.ndarray) and dn.dtype == np.float32
+            unit = np.clip(dn, 0.0, DN_PEAK, out=dn if owned else None)
             unit *= np.float32(ENMAP_GAIN)  # in place: the same products, one tile-sized array fewer
             return unit
         shape = (-1,) + (1,) * (np.ndim(dn) - 1)

@@ -246,7 +246,7 @@ class TileCoder:
         """encode's first part: the model's latent of the tile. done(fraction): called from this thread with the
         share of this part done (a progress bar's hook); in_parts: the model may run in parts to call it between
         them (the same latent; FINE_TILES)."""
-        unit = self.radiometry.to_unit(dn[self.coded])
+        unit = self.radiometry.to_unit(dn[self.coded], overwrite=True)  # a fresh copy
         done(UNIT_SHARE)
         return self.transform.encode(unit, valid, kept, rest_of(done, UNIT_SHARE) if in_parts else None)
 
