@@ -23,10 +23,13 @@ a tile basis".
 
 Determinism: the symbols never depend on T (no table, class or count is computed from its floats), so every reader
 decodes the same integers. T depends only on the sent integers and exponents (the encoder rotates by the T it
-rebuilds from them, not by the eigenvectors it fitted), through one float64 Householder QR: its last bits may differ
-between LAPACK builds as onnxruntime's do, which moves a lossy reconstruction by far less than a DN. The encoder
-sends only well-conditioned axes (every R pivot at least MIN_PIVOT of its column), so such differences stay small
-and no sign is decided by a pivot near 0. Exact reconstructions (MAX_ERROR, lossless) are never rotated.
+rebuilds from them, not by the eigenvectors it fitted), through one float64 Householder QR whose V and S are rounded
+to float32; the decoder's products are made in float64 and rounded once (TileRotation.back_at), so the last bits of
+a LAPACK's or a BLAS's sums reach the float32 latent only in the rare value within their error of a rounding
+boundary (float32 sums moved 0.02 % of the pixels by 1 DN between OpenBLAS's kernels). The encoder sends only
+well-conditioned axes (every R pivot at least MIN_PIVOT of its column), so such differences stay small and no sign
+is decided by a pivot near 0. Its own rotation (into) keeps float32 products: no decoder repeats it. Exact
+reconstructions (MAX_ERROR, lossless) are never rotated.
 """
 import functools
 from dataclasses import dataclass
@@ -49,8 +52,12 @@ EXPONENTS = (-14, -2)  # the quanta 2^-14 .. 2^-2 a stream may state
 SAMPLE_CELLS = 128  # occupied cells the encoder's choice looks at (a regular sample of larger tiles)
 MIN_PIVOT = 0.05  # the encoder sends no axes whose QR has a pivot below this fraction of its column
 PART = "a context-v2 latent stream's basis head"
-UPDATE_COLUMNS = 8192  # columns of a latent in one product of T's rank-K update (back, into)
-INDEPENDENT_AXES = 7  # up to this K, back_at makes the rotated latent at the decoded cells only
+UPDATE_COLUMNS = 8192  # columns of a latent in one product of the encoder's rank-K update (into)
+# OpenBLAS runs a product of at most 65536 x 4 multiply-adds on the calling thread (its builds' default threshold); a
+# larger one wakes its worker threads, which then spin for about 0.1 s on every other core (measured: 2.5 s of a
+# full tile's 7.3 s decode cpu on 2 cores)
+BLAS_THREAD_LIMIT = 65536 * 4
+MIN_BLOCK_COLUMNS = 64  # (a basis of more than about 20 axes wakes them anyway)
 
 
 @functools.lru_cache(maxsize=64)
@@ -130,39 +137,34 @@ class TileRotation:
         return z.reshape(latent.shape)
 
     def back(self, latent, components, overwrite=False):
-        """y = T z of a latent (components x 64, cells), float32: w - V S V^T w with w = z, its first K rows signed
-        (in `latent` itself when overwrite)."""
-        signs = self._f32[2]
-        w = latent.reshape(components, -1) if overwrite else latent.reshape(components, -1).copy()
-        w[:len(signs)] *= signs
-        self._update(w, self._f32[1])
-        return w.reshape(latent.shape)
+        """y = T z of a latent (components x 64, cells), float32 (back_at at every row and cell; `latent` may be
+        overwritten when overwrite)."""
+        rows = np.arange(components * BLOCK_COEFFICIENTS)
+        values = latent.reshape(len(rows), -1)
+        return self.back_at(values if overwrite else values.copy(), rows).reshape(latent.shape)
 
     def back_at(self, values, rows, cells=None, out=None):
         """back's y = T z (channels, cells) float32 at the flat grid cells `cells` (None: all) of a latent z
-        (components x 64, grid cells) that is 0 but in its rows `rows`, which hold `values` (len(rows), grid cells;
-        overwritten). The same values as back's: S V^T w is made in back's column blocks by the same products (on
-        a block made from the rows, not on the mostly-0 latent), then only the last product, V (S V^T w), and the
-        difference are made at the cells. That product's inner dimension is K: with K <= INDEPENDENT_AXES its
-        columns do not depend on which others share the call (tested for every column count from 1 to 8192);
-        above that (OpenBLAS's small-matrix kernels) back itself runs. out: a float32 (channels, cells) array
-        it may be made in."""
+        (components x 64, grid cells) that is 0 but in its rows `rows`, which hold `values`
+        (len(rows), grid cells; overwritten): w - V S V^T w with w = z, its first K components signed, the
+        products in float64 (exact products of float32 factors), rounded once to float32, then the difference
+        in float32. So the bits do not depend on how a BLAS orders its sums (float32 sums did: 0.5.0's decodes
+        differed by 1 DN in 0.02 % of the samples between OpenBLAS's kernels), nor on the cells asked for, with
+        every product small enough for BLAS to run it on this thread (BLAS_THREAD_LIMIT). out: a float32
+        (channels, cells) array it may be made in."""
         v, factor, signs = self._f32
         components, axes = v.shape
         grid = values.shape[1]
-        if axes > INDEPENDENT_AXES:
-            latent = np.zeros((components * BLOCK_COEFFICIENTS, grid), np.float32)
-            latent[rows] = values
-            latent = self.back(latent, components, overwrite=True)
-            return latent if cells is None else np.ascontiguousarray(latent[:, cells])
         component, coefficient = np.divmod(rows, BLOCK_COEFFICIENTS)
         signed = np.flatnonzero(component < axes)
         values[signed] *= signs[component[signed]]  # w: z with its first K components signed
-        reduced = self._reduced(values, component, coefficient, grid)
+        reduced = self._reduced(values, component, coefficient, grid)  # (K, 64, grid) float64
         if cells is not None:
-            reduced = reduced[:, (np.arange(BLOCK_COEFFICIENTS)[:, None] * grid + cells).reshape(-1)]
+            reduced = reduced[:, :, cells]
         width = grid if cells is None else len(cells)
-        out = np.matmul(v, reduced, out=None if out is None else out.reshape(components, -1))  # V S V^T w
+        out = np.empty((components, BLOCK_COEFFICIENTS * width), np.float32) if out is None else \
+            out.reshape(components, -1)
+        _products(v.astype(np.float64), reduced.reshape(axes, -1), out)  # V S V^T w, rounded once
         live = (values if cells is None else np.take(values, cells, axis=1)) - out.reshape(-1, width)[rows]
         zeros = np.zeros(components, np.float32)  # w at the other rows: 0, signed as their component
         zeros[:axes] *= signs[:, 0]
@@ -172,26 +174,20 @@ class TileRotation:
         return out
 
     def _reduced(self, values, component, coefficient, grid):
-        """S V^T w (K, 64 x grid) of the latent w (components, 64 x grid) that is 0 but at the rows given by
-        (component, coefficient), which hold `values`: back's products on back's blocks of UPDATE_COLUMNS columns,
-        each made in one zeroed buffer from the rows it meets (and zeroed again after)."""
+        """S V^T w (K, 64, grid) float64 of the latent w that is 0 but at the rows (component, coefficient),
+        which hold `values`: for each coefficient, V's rows of its components times its rows of w."""
         v, factor, _signs = self._f32
-        vt = np.ascontiguousarray(v.T)
-        width = BLOCK_COEFFICIENTS * grid
-        block = np.zeros((v.shape[0], min(UPDATE_COLUMNS, width)), np.float32)
-        out = np.empty((v.shape[1], width), np.float32)
-        starts = coefficient * grid  # of each row's columns in w
-        for start in range(0, width, UPDATE_COLUMNS):
-            stop = min(start + UPDATE_COLUMNS, width)
-            first, last = np.maximum(starts, start), np.minimum(starts + grid, stop)
-            parts = [(component[r], slice(first[r] - start, last[r] - start),
-                      values[r, first[r] - starts[r]:last[r] - starts[r]]) for r in np.flatnonzero(first < last)]
-            for row, span, part in parts:
-                block[row, span] = part
-            out[:, start:stop] = factor @ (vt @ block[:, :stop - start])
-            for row, span, _part in parts:
-                block[row, span] = 0.0
-        return out
+        axes = v.shape[1]
+        order = np.argsort(coefficient, kind='stable')
+        bounds = np.searchsorted(coefficient[order], np.arange(BLOCK_COEFFICIENTS + 1))
+        reduced = np.zeros((axes, BLOCK_COEFFICIENTS, grid))
+        for number in np.flatnonzero(np.diff(bounds)):
+            group = order[bounds[number]:bounds[number + 1]]
+            _products(v[component[group]].T.astype(np.float64), values[group].astype(np.float64),
+                      reduced[:, number])
+        flat = reduced.reshape(axes, -1)
+        _products(factor.astype(np.float64), flat.copy(), flat)
+        return reduced
 
     def _update(self, flat, factor, columns=None):
         """flat -= V factor V^T flat, in place, a block of columns at a time (the block stays in cache: measured
@@ -209,6 +205,14 @@ class TileRotation:
         t = np.eye(n) - self.vectors @ self.factor @ self.vectors.T
         t[:, :len(self.signs)] *= self.signs
         return t
+
+
+def _products(left, right, out):
+    """out = left @ right, in column blocks of at most BLAS_THREAD_LIMIT multiply-adds each (and at least
+    MIN_BLOCK_COLUMNS columns); out may be float32: each block is rounded into it once."""
+    columns = max(MIN_BLOCK_COLUMNS, BLAS_THREAD_LIMIT // max(left.shape[0] * left.shape[1], 1))
+    for start in range(0, right.shape[1], columns):
+        out[:, start:start + columns] = left @ right[:, start:start + columns]
 
 
 def component_moments(latent, components):
