@@ -42,6 +42,7 @@ from .context_coder import ContextLatentCoder, _occupied, choose_latent_coder, s
 from .errors import FormatError
 from .latent import laplace_bits
 from .prior import BYTE_TABLE, FLAG_TABLE, FixedTable, LaplaceTable, byte_scale, decode_groups, encode_groups
+from .products import blocked_products, column_blocks, gram, leading_eigenpairs
 from .tiling import rest_of
 
 STREAM_VERSION = 3  # learned-prior stream version of these tiles: a reader of context-v1 streams refuses them
@@ -52,12 +53,6 @@ EXPONENTS = (-14, -2)  # the quanta 2^-14 .. 2^-2 a stream may state
 SAMPLE_CELLS = 128  # occupied cells the encoder's choice looks at (a regular sample of larger tiles)
 MIN_PIVOT = 0.05  # the encoder sends no axes whose QR has a pivot below this fraction of its column
 PART = "a context-v2 latent stream's basis head"
-UPDATE_COLUMNS = 8192  # columns of a latent in one product of the encoder's rank-K update (into)
-# OpenBLAS runs a product of at most 65536 x 4 multiply-adds on the calling thread (its builds' default threshold); a
-# larger one wakes its worker threads, which then spin for about 0.1 s on every other core (measured: 2.5 s of a
-# full tile's 7.3 s decode cpu on 2 cores)
-BLAS_THREAD_LIMIT = 65536 * 4
-MIN_BLOCK_COLUMNS = 64  # (a basis of more than about 20 axes wakes them anyway)
 
 
 @functools.lru_cache(maxsize=64)
@@ -164,7 +159,7 @@ class TileRotation:
         width = grid if cells is None else len(cells)
         out = np.empty((components, BLOCK_COEFFICIENTS * width), np.float32) if out is None else \
             out.reshape(components, -1)
-        _products(v.astype(np.float64), reduced.reshape(axes, -1), out)  # V S V^T w, rounded once
+        blocked_products(v.astype(np.float64), reduced.reshape(axes, -1), out)  # V S V^T w, rounded once
         live = (values if cells is None else np.take(values, cells, axis=1)) - out.reshape(-1, width)[rows]
         zeros = np.zeros(components, np.float32)  # w at the other rows: 0, signed as their component
         zeros[:axes] *= signs[:, 0]
@@ -183,20 +178,19 @@ class TileRotation:
         reduced = np.zeros((axes, BLOCK_COEFFICIENTS, grid))
         for number in np.flatnonzero(np.diff(bounds)):
             group = order[bounds[number]:bounds[number + 1]]
-            _products(v[component[group]].T.astype(np.float64), values[group].astype(np.float64),
+            blocked_products(v[component[group]].T.astype(np.float64), values[group].astype(np.float64),
                       reduced[:, number])
         flat = reduced.reshape(axes, -1)
-        _products(factor.astype(np.float64), flat.copy(), flat)
+        blocked_products(factor.astype(np.float64), flat.copy(), flat)
         return reduced
 
-    def _update(self, flat, factor, columns=None):
-        """flat -= V factor V^T flat, in place, a block of columns at a time (the block stays in cache: measured
-        a third faster than whole-array products on a 256 px tile)."""
-        columns = columns or UPDATE_COLUMNS
+    def _update(self, flat, factor):
+        """flat -= V factor V^T flat, in place, in float32, a block of columns at a time (blocks small enough for
+        one BLAS thread, products.column_blocks)."""
         v = self._f32[0]
         vt = np.ascontiguousarray(v.T)
-        for start in range(0, flat.shape[1], columns):
-            block = flat[:, start:start + columns]
+        for start, stop in column_blocks(flat.shape[1], v.size):
+            block = flat[:, start:stop]
             block -= v @ (factor @ (vt @ block))
 
     def matrix(self):
@@ -207,33 +201,23 @@ class TileRotation:
         return t
 
 
-def _products(left, right, out):
-    """out = left @ right, in column blocks of at most BLAS_THREAD_LIMIT multiply-adds each (and at least
-    MIN_BLOCK_COLUMNS columns); out may be float32: each block is rounded into it once."""
-    columns = max(MIN_BLOCK_COLUMNS, BLAS_THREAD_LIMIT // max(left.shape[0] * left.shape[1], 1))
-    for start in range(0, right.shape[1], columns):
-        out[:, start:start + columns] = left @ right[:, start:start + columns]
-
-
 def component_moments(latent, components):
     """(n, n) second moments per pixel of the components of a latent (components x 64, cells), its LL coefficient
-    centred (rdnet's block transform is close to orthonormal), float32 products: the encoder's estimate."""
+    centred (rdnet's block transform is close to orthonormal), float32 products (products.gram): the encoder's
+    estimate."""
     part = latent.reshape(components, BLOCK_COEFFICIENTS, -1).copy()
     part[:, 0] -= part[:, 0].mean(axis=1, keepdims=True)
     flat = part.reshape(components, -1)
-    return (flat @ flat.T).astype(np.float64) / max(flat.shape[1], 1)
+    return gram(flat).astype(np.float64) / max(flat.shape[1], 1)
 
 
 def fit_basis(moments, step, threshold=THRESHOLD, precision=PRECISION):
     """The TileBasis of a tile's component moments at quantiser step `step`, or None (no axis above the threshold,
     or a basis too ill-conditioned to send)."""
-    values, vectors = np.linalg.eigh(moments)
-    order = np.argsort(values)[::-1]
-    values, vectors = np.maximum(values[order], 0.0), vectors[:, order]
-    k = int(np.count_nonzero(values > threshold * step * step))
+    values, vectors = leading_eigenpairs(moments, threshold * step * step)
+    k = len(values)
     if not k:
         return None
-    vectors = vectors[:, :k]
     vectors = vectors * np.sign(vectors[np.argmax(np.abs(vectors), axis=0), np.arange(k)])
     exponents = np.clip(np.rint(np.log2(precision * step / np.sqrt(values[:k]))), *EXPONENTS).astype(np.int64)
     integers = np.rint(vectors / np.exp2(exponents)).astype(np.int64)
