@@ -295,16 +295,18 @@ print(hashlib.sha256((left @ right).tobytes()).hexdigest(), hashlib.sha256(pixel
 def test_a_rotated_file_decodes_to_the_same_pixels_on_every_blas_kernel(tmp_path):
     """0.5.0's float32 BLAS sums made a rotated tile's pixels depend on the CPU's BLAS kernels (1 DN apart in
     0.02 % of the samples); the float64 products rounded once do not. OpenBLAS's DYNAMIC_ARCH builds (numpy's
-    wheels) take their kernels from OPENBLAS_CORETYPE: AVX-512, AVX2, AVX and SSE ones, whose float32 sums differ."""
+    wheels) take their kernels from OPENBLAS_CORETYPE: AVX2, AVX and SSE ones, whose float32 sums differ."""
     source = os.path.join(os.path.dirname(os.path.dirname(__file__)), 'data', 'corpus-0.5', 'rdnet_q10_t16.ehc')
     assert any(tile_rotations(source))
     results = {}
-    for kernel in ('SkylakeX', 'Haswell', 'Sandybridge', 'Nehalem'):
+    for kernel in ('Haswell', 'Sandybridge', 'Nehalem'):  # AVX2, AVX, SSE kernels
         env = dict(os.environ, OPENBLAS_CORETYPE=kernel)
         done = subprocess.run([sys.executable, '-c', _KERNEL_CHILD, source, str(tmp_path / f'{kernel}.tif')],
                               env=env, capture_output=True, text=True, timeout=300)
+        if done.returncode < 0:
+            continue  # killed by a signal: a kernel this CPU cannot run
         assert done.returncode == 0, done.stderr
         results[kernel] = tuple(done.stdout.split())
-    if len({sums for sums, _pixels in results.values()}) == 1:
+    if len({sums for sums, _pixels in results.values()}) <= 1:
         pytest.skip("this BLAS ignores OPENBLAS_CORETYPE: its float32 sums are the same under every name")
     assert len({pixels for _sums, pixels in results.values()}) == 1, results
