@@ -67,7 +67,7 @@ def grid_tile(width, height, tile_size, i):
     return Tile(x, y, min(tile_size, width - x), min(tile_size, height - y)) if y < height else None
 
 
-PULSE_S = 0.1  # how often a thread waiting for a tile worker shows the workers' progress and checks for a cancel
+PULSE_S = 0.05  # how often a thread waiting for a tile worker shows the workers' progress and checks for a cancel
 
 
 def ordered_map(work, items, workers, ahead=1, on_wait=None):
