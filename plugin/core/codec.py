@@ -53,7 +53,7 @@ DEFAULT_TILE = 256  # pixel models; spatial models bring their own tile size
 BOUNDED_TILE = 128  # the default tile size of error-bounded and lossless files
 PARALLEL_TILE_PIXELS = 144 * 144  # tiles up to this window are coded on every thread (tile_workers)
 DECODE_AHEAD = 3  # tiles decoded ahead of the writing thread (tiling.ordered_map)
-SPLIT_AHEAD = 2  # tiles read ahead while one worker runs the model (a full-tile rdnet compress: 3.8-5.8 -> 3.5-3.8 s)
+SPLIT_AHEAD = 2  # tiles read ahead while one worker runs the model (it then never waits for this thread)
 COMPACT_SINCE = (3, 0)  # container versions whose chunk CRC covers compactly framed tiles (TileCoder.compact)
 STAGE_SHARE = 0.2  # of a compress run, unpacking a deflated ZIP member takes about this much (measured: 15-25 %)
 # A compress tile's step of the bar, by stage (rdnet, 256 px: the model and the coding of its latent take most of

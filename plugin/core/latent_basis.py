@@ -179,7 +179,7 @@ class TileRotation:
         for number in np.flatnonzero(np.diff(bounds)):
             group = order[bounds[number]:bounds[number + 1]]
             blocked_products(v[component[group]].T.astype(np.float64), values[group].astype(np.float64),
-                      reduced[:, number])
+                             reduced[:, number])
         flat = reduced.reshape(axes, -1)
         blocked_products(factor.astype(np.float64), flat.copy(), flat)
         return reduced
