@@ -48,6 +48,13 @@ class LatentCoder(Protocol):
     # cells: some samples only; out: a float32 array of the result's shape it may be made in
 
 
+def zeroed_latent(shape, out=None):
+    """A float32 latent of `shape` holding zeros: `out` (a reused array of that shape) cleared, or a new one."""
+    if out is None:
+        return np.zeros(shape, np.float32)
+    out.fill(0.0)
+    return out
+
 class AdaptiveLatentCoder:
     def __init__(self, steps):
         self.steps = steps  # (channels, 1)
@@ -190,11 +197,7 @@ class PriorLatentCoder:
 
     def dequantised_rows(self, symbols, rows, cells=None, out=None):
         """dequantise with the rows that may hold a nonzero symbol given (`rows`; the others are 0)."""
-        shape = (symbols.shape[0], symbols.shape[1] if cells is None else len(cells))
-        if out is None:
-            out = np.zeros(shape, np.float32)
-        else:
-            out.fill(0.0)
+        out = zeroed_latent((symbols.shape[0], symbols.shape[1] if cells is None else len(cells)), out)
         out[rows] = self.row_values(symbols, rows, cells)
         return out
 

@@ -9,7 +9,7 @@ count inside QGIS (a process-wide switch). So the codec's per-tile linear algebr
 (blocked_products), the encoder's moment matrix by onnxruntime on one thread (gram), and its leading eigenpairs by
 Lanczos on products that stay small (leading_eigenpairs), with LAPACK only where that is not enough.
 """
-import threading
+import functools
 
 import numpy as np
 
@@ -65,23 +65,21 @@ def gram_graph():
     return _integer(1, 8) + _text(7, graph) + _text(8, _integer(2, 13))  # ir_version, graph, opset_import
 
 
-_GRAM = {}
-_GRAM_LOCK = threading.Lock()
+@functools.lru_cache(maxsize=1)
+def _gram_session():
+    from .runtime import onnxruntime
+
+    ort = onnxruntime()
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    return ort.InferenceSession(gram_graph(), options, providers=['CPUExecutionProvider'])
 
 
 def gram(x):
     """x @ x^T (float32) of a float32 matrix, made by onnxruntime on the calling thread (its session is shared by
     every thread and has no pool of its own)."""
-    with _GRAM_LOCK:
-        if 'session' not in _GRAM:
-            from .runtime import onnxruntime
-
-            ort = onnxruntime()
-            options = ort.SessionOptions()
-            options.intra_op_num_threads = 1
-            options.inter_op_num_threads = 1
-            _GRAM['session'] = ort.InferenceSession(gram_graph(), options, providers=['CPUExecutionProvider'])
-    return _GRAM['session'].run(None, {'x': np.ascontiguousarray(x, np.float32)})[0]
+    return _gram_session().run(None, {'x': np.ascontiguousarray(x, np.float32)})[0]
 
 
 # --- the leading eigenpairs of a symmetric matrix --------------------------------------------------------------------

@@ -11,7 +11,7 @@ from typing import Protocol
 import numpy as np
 
 from .errors import FormatError
-from .latent import LatentGeometry
+from .latent import LatentGeometry, zeroed_latent
 from .tiling import Tile, rest_of
 
 
@@ -233,8 +233,7 @@ def _cells_of(latent, size):
         if cells is None:
             return latent
         live = np.flatnonzero(latent.view(np.int32).any(axis=1))
-        out = np.zeros((latent.shape[0], cells.size), np.float32) if out is None else out
-        out.fill(0.0)
+        out = zeroed_latent((latent.shape[0], cells.size), out)
         out[live] = np.take(latent[live], cells, axis=1)
         return out
     return at
