@@ -145,6 +145,7 @@ def band_set(band_set_id=HYSPECNET202):
 
 DN_PEAK = 10000.0  # reflectance 1 in EnMAP DN; the PSNR peak in the HySpecNet convention
 ENMAP_GAIN = 1e-4  # EnMAP L2A: reflectance = DN x 1e-4, offset 0
+UNIT_BLOCK_BANDS = 8  # bands per step of Radiometry.native_to_unit: a 256 px tile's 8 bands stay in cache
 
 
 @dataclass(frozen=True)
@@ -178,6 +179,20 @@ class Radiometry:
     def dn_per_unit(self):
         """DN per reflectance unit, one number (the median band's): sizes DN steps from model steps."""
         return float(np.median(1.0 / np.abs(self.gains))) if self.gains.size else DN_PEAK
+
+    def native_to_unit(self, cube, rows):
+        """to_unit of the rows `rows` of an integer cube (bands, ...) straight from it, a few bands at a time (the
+        values of to_unit(cube[rows].astype(float32)): integers clip exactly, and these convert exactly, without
+        the tile-sized float copies between), or None where that does not apply: float cubes, integer types that
+        cannot hold DN_PEAK, other gains than EnMAP's."""
+        if not self.is_enmap or cube.dtype.kind not in 'iu' or np.iinfo(cube.dtype).max < DN_PEAK:
+            return None
+        unit = np.empty((len(rows), *cube.shape[1:]), np.float32)
+        for start in range(0, len(rows), UNIT_BLOCK_BANDS):
+            block = np.take(cube, rows[start:start + UNIT_BLOCK_BANDS], axis=0)
+            np.clip(block, 0, int(DN_PEAK), out=block)
+            np.multiply(block, np.float32(ENMAP_GAIN), out=unit[start:start + len(block)], dtype=np.float32)
+        return unit
 
     def to_unit(self, dn, overwrite=False):
         """(bands, ...) DN -> float32 reflectance clipped to [0, 1]; overwrite: a float32 dn may be overwritten."""

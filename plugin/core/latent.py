@@ -42,6 +42,10 @@ class LatentCoder(Protocol):
     def encode(self, latent: np.ndarray, geometry: LatentGeometry, done=None) -> tuple: ...  # (symbols, bytes)
     # done(fraction): an optional progress hook, called from this thread with the share of the encode done
 
+    def prepare(self, latent: np.ndarray, geometry: LatentGeometry): ...  # what encode takes instead of `latent`
+    # the part of encode that may run ahead on another thread (the model worker's): the latent itself, or for
+    # latent_basis the tile's basis chosen and applied; encode(prepare(latent)) is encode(latent)
+
     def decode(self, data: bytes, geometry: LatentGeometry) -> np.ndarray: ...  # symbols
 
     def dequantise(self, symbols: np.ndarray, cells: np.ndarray = None, out: np.ndarray = None) -> np.ndarray: ...
@@ -58,6 +62,9 @@ def zeroed_latent(shape, out=None):
 class AdaptiveLatentCoder:
     def __init__(self, steps):
         self.steps = steps  # (channels, 1)
+
+    def prepare(self, latent, geometry):
+        return latent
 
     def encode(self, latent, geometry, done=None):
         symbols = np.rint(latent / self.steps).astype(np.int32)
@@ -86,6 +93,21 @@ def laplace_bits(zeros, nonzeros, excess, beta, deadzone):
         0.5 * e0 * (1.0 - ratio), 1e-300)) + excess * np.log2(np.maximum(ratio, 1e-300)))
 
 
+PEAK_BLOCK_BYTES = 1 << 18  # rows of a latent per step of row_peaks: its max pass leaves them in cache for the min
+
+
+def row_peaks(latent):
+    """The largest |value| of each row of a float latent (channels, samples): its max and its min, a cache-sized
+    block of rows at a time (over the whole 53 MB latent of a 256 px tile the min pass read it from memory again)."""
+    rows = max(1, PEAK_BLOCK_BYTES // max(1, latent.shape[1] * latent.itemsize))
+    peaks = np.empty(latent.shape[0], latent.dtype)
+    for start in range(0, latent.shape[0], rows):
+        block = latent[start:start + rows]
+        np.maximum(block.max(axis=1, initial=-np.inf), -block.min(axis=1, initial=np.inf),
+                   out=peaks[start:start + rows])
+    return peaks
+
+
 class PriorLatentCoder:
     """Rows of the latent (channels, samples) coded with fixed tables from the model's per-channel Laplace scales.
 
@@ -106,6 +128,9 @@ class PriorLatentCoder:
         self.is_coded = self.betas >= skip_below  # by the prior; an override can code any row
         self.tables = [LaplaceTable(b, self.deadzone) if c else None for b, c in zip(self.betas, self.is_coded)]
 
+    def prepare(self, latent, geometry):
+        return latent
+
     def _quantise(self, scaled):
         """sign(y) floor(|y| + 1/2 - d), computed as trunc(y + sign(y) (1/2 - d)): the same integers (negation is
         exact in IEEE arithmetic), in three passes over the latent instead of five (the encoder's hottest line)."""
@@ -118,7 +143,7 @@ class PriorLatentCoder:
         codes: each other row is 0 everywhere (|y| below (1/2 + d)(1 - 2**-10) leaves y + sign(y)(1/2 - d) below 1,
         and a row's largest |y| is its largest |latent| times 1 / step, rounding being monotone), so the encoder
         need not quantise it (at the middle qualities 4 in 5 rows of rdnet's latent)."""
-        peak = np.maximum(latent.max(axis=1), -latent.min(axis=1)) * np.float32(1.0 / self.step)
+        peak = row_peaks(latent) * np.float32(1.0 / self.step)
         return self.is_coded | (peak >= (0.5 + self.deadzone) * (1.0 - 2.0 ** -10))
 
     def _overrides(self, scaled, symbols, rows=None):

@@ -102,6 +102,14 @@ class BasisSymbols:
 UNROTATED_HEAD = ([np.zeros(1, np.int32)], [FLAG_TABLE])
 
 
+@dataclass
+class PreparedLatent:
+    """A tile's latent with its basis chosen and applied (BasisContextCoder.prepare), as encode takes it."""
+
+    basis: 'TileBasis'  # None: not rotated
+    latent: np.ndarray  # rotated by the basis when there is one
+
+
 class TileRotation:
     """T = diag(signs) applied after Q = I - V S V^T (Householder vectors V (n, K), S (K, K) upper triangular): the
     complete Q of the QR of the sent axes with its first K columns' signs those of their pivots."""
@@ -123,10 +131,11 @@ class TileRotation:
         self._f32 = (self.vectors.astype(np.float32), self.factor.astype(np.float32),
                      self.signs.astype(np.float32)[:, None])
 
-    def into(self, latent, components):
-        """z = T^T y of a latent (components x 64, cells), float32: s * (y - V S^T V^T y) on each vector."""
+    def into(self, latent, components, overwrite=False):
+        """z = T^T y of a latent (components x 64, cells), float32: s * (y - V S^T V^T y) on each vector; in
+        `latent` itself with overwrite (a fresh 53 MB array for a 256 px tile costs some 13k page faults)."""
         v, factor, signs = self._f32
-        z = latent.reshape(components, -1).copy()
+        z = latent.reshape(components, -1) if overwrite else latent.reshape(components, -1).copy()
         self._update(z, factor.T)
         z[:len(signs)] *= signs
         return z.reshape(latent.shape)
@@ -270,10 +279,16 @@ class BasisContextCoder(ContextLatentCoder):
 
     always = False  # the encoder's choice: every fitted basis, not only those estimated to pay (bench.file_basis)
 
+    def prepare(self, latent, geometry):
+        """encode's basis choice and rotation, ahead of the rest (on the model worker, while this coder's thread
+        codes the tiles before): about half of an encode (CHOICE_SHARE). The latent is rotated in place."""
+        return PreparedLatent(*self.choose(latent, geometry, overwrite=True)) if latent.shape[1] else latent
+
     def encode(self, latent, geometry, done=None):
-        if not latent.shape[1]:
+        prepared = isinstance(latent, PreparedLatent)
+        if not prepared and not latent.shape[1]:
             return BasisSymbols(np.zeros(latent.shape, np.int32)), b''
-        basis, latent = self.choose(latent, geometry, done)
+        basis, latent = (latent.basis, latent.latent) if prepared else self.choose(latent, geometry, done)
         if done is not None:
             done(CHOICE_SHARE)
         symbols, rows, tables = self.encode_rows(latent, geometry, rest_of(done, CHOICE_SHARE))
@@ -281,11 +296,12 @@ class BasisContextCoder(ContextLatentCoder):
         stream = encode_groups(head_rows + rows, head_tables + tables, STREAM_VERSION)
         return BasisSymbols(symbols, None if basis is None else basis.rotation), stream
 
-    def choose(self, latent, geometry, done=None):
+    def choose(self, latent, geometry, done=None, overwrite=False):
         """(TileBasis or None, the latent to code): rotated only when the estimated bits of the rotated latent plus
         the head are below those of the latent as it is. The basis is fitted and both are estimated on a regular
         sample of at most about SAMPLE_CELLS occupied cells (an eighth of a 256 px tile); only a chosen basis
-        rotates the whole latent. done(fraction): encode's progress hook (FIT_SHARE once both are estimated)."""
+        rotates the whole latent (in place with overwrite). done(fraction): encode's progress hook (FIT_SHARE once
+        both are estimated)."""
         cells = np.flatnonzero(_occupied(geometry))
         sample = np.take(latent, cells[::max(1, cells.size // SAMPLE_CELLS)], axis=1)
         basis = fit_basis(component_moments(sample, self.components), self.step)
@@ -296,7 +312,7 @@ class BasisContextCoder(ContextLatentCoder):
             self.estimated_bits(sample)
         if done is not None:
             done(FIT_SHARE)
-        return (basis, basis.rotation.into(latent, self.components)) if pays else (None, latent)
+        return (basis, basis.rotation.into(latent, self.components, overwrite)) if pays else (None, latent)
 
     def estimated_bits(self, latent):
         """Bits of a latent (channels, cells) under one fitted Laplace scale per row at the coder's step and dead

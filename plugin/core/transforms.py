@@ -25,7 +25,8 @@ class Transform(Protocol):
 
     def window(self, tile: Tile, width: int, height: int) -> Tile: ...
 
-    def encode(self, unit: np.ndarray, valid: np.ndarray, kept: tuple, done=None) -> np.ndarray: ...
+    def encode(self, unit: np.ndarray, valid: np.ndarray, kept: tuple, done=None,
+               overwrite: bool = False) -> np.ndarray: ...  # overwrite: `unit` may be changed
 
     def latent_geometry(self, valid: np.ndarray, kept: tuple) -> LatentGeometry: ...  # what the LatentCoder codes
 
@@ -48,7 +49,7 @@ class PixelTransform:
     def window(self, tile, width, height):
         return tile
 
-    def encode(self, unit, valid, kept, done=None):
+    def encode(self, unit, valid, kept, done=None, overwrite=False):
         """unit: (202, h, w) window on [0, 1]; returns the latent (channels, valid pixels of the tile)."""
         x = unit[:, valid].T
         if not x.shape[0]:
@@ -103,17 +104,17 @@ class SpatialTransform:
     def _padded(self, shape):
         return tuple(int(math.ceil(s / self.factor) * self.factor) for s in shape)
 
-    def encode(self, unit, valid, kept, done=None):
+    def encode(self, unit, valid, kept, done=None, overwrite=False):
         """done(fraction): given, a block-local analysis runs in ENCODE_PARTS row bands of blocks and calls it after
-        each (the same values as one run; the bar moves between them, at the cost of copying the bands)."""
+        each (the same values as one run; the bar moves between them, at the cost of copying the bands).
+        overwrite: `unit` may be changed (its nodata pixels filled in place: a tile-sized copy fewer)."""
         if not valid[kept].any():
             return np.zeros((self.channels, 0), np.float32)
         filled = unit
         if not valid.all():  # nodata gets a neutral spectrum, not an edge the model must code
-            # (boolean indexing lays the pixels out band-minor: the mean's float32 sums depend on that order)
-            mean = unit[:, valid].mean(axis=1) if valid.any() else np.zeros(unit.shape[0], np.float32)
-            filled = unit.copy()  # a masked copy: a boolean scatter into the bands took 7x as long
-            np.copyto(filled, mean[:, None, None], where=~valid)
+            mean = valid_mean(unit, valid) if valid.any() else np.zeros(unit.shape[0], np.float32)
+            filled = unit if overwrite and unit.flags.writeable else unit.copy()
+            np.copyto(filled, mean[:, None, None], where=~valid)  # (a boolean scatter took 7x as long)
         height, width = self._padded(unit.shape[1:])
         if (height, width) != unit.shape[1:]:
             filled = np.pad(filled, ((0, 0), (0, height - unit.shape[1]), (0, width - unit.shape[2])), mode='edge')
@@ -216,6 +217,22 @@ class SpatialTransform:
         if buffer is None or buffer.size < size:
             buffer = self._inputs.buffer = np.empty(size, np.float32)
         return buffer[:size].reshape(self.channels, cells)
+
+
+MEAN_BLOCK_PIXELS = 1024  # pixels per step of valid_mean: their (bands, 1024) float32 values stay in cache
+
+
+def valid_mean(unit, valid):
+    """The mean (bands,) float32 of a window's (bands, h, w) values at its valid pixels (at least one), summed in
+    float64 a block of MEAN_BLOCK_PIXELS pixels at a time (a gather of all of them cost a tile-sized copy)."""
+    flat, mask = unit.reshape(len(unit), -1), valid.reshape(-1)
+    total = np.zeros(len(unit))
+    for start in range(0, mask.size, MEAN_BLOCK_PIXELS):
+        inside = mask[start:start + MEAN_BLOCK_PIXELS]
+        if inside.any():
+            total += np.compress(inside, flat[:, start:start + MEAN_BLOCK_PIXELS], axis=1).sum(axis=1,
+                                                                                                dtype=np.float64)
+    return (total / np.count_nonzero(mask)).astype(np.float32)
 
 
 def _along(axis, first, last):

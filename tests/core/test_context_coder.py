@@ -182,3 +182,16 @@ def test_ll_prediction_by_anti_diagonals_is_the_raster_order_dpcm():
         rebuilt = _ll_prediction(None, occupied, residual)
         assert np.array_equal(rebuilt, _ll_prediction_block_by_block(None, occupied, residual))
         assert np.array_equal(rebuilt * occupied.reshape(-1), ll)
+
+
+@pytest.mark.parametrize('block_bytes', [64, 1 << 18])
+def test_row_peaks_are_each_rows_largest_magnitude(monkeypatch, block_bytes):
+    """live_rows' peaks, a cache-sized block of rows at a time: max |value| per row, any block size, no samples."""
+    from enmap_compress.plugin.core import latent
+
+    monkeypatch.setattr(latent, 'PEAK_BLOCK_BYTES', block_bytes)
+    values = np.random.default_rng(2).normal(size=(37, 19)).astype(np.float32)
+    values[3] = -0.0
+    values[5, 4] = -50.0
+    assert np.array_equal(latent.row_peaks(values), np.abs(values).max(axis=1))
+    assert np.all(latent.row_peaks(np.zeros((4, 0), np.float32)) == -np.inf)

@@ -60,6 +60,23 @@ def _latent(coder, correlated, cells=(6, 6), seed=0):
 
 
 @pytest.mark.parametrize('correlated', [False, True])
+def test_a_latent_prepared_ahead_codes_to_the_same_bytes(rdnet, correlated):
+    """compress's model worker chooses and applies a tile's basis ahead (prepare, rotating its own latent in
+    place); encode then gives what it gives for the latent itself, which it leaves as it is."""
+    coder = _coder(rdnet)
+    latent, geometry = _latent(coder, correlated)
+    kept = latent.copy()
+    symbols, stream = coder.encode(latent, geometry)
+    assert np.array_equal(latent, kept)
+    prepared = coder.prepare(latent, geometry)
+    assert (prepared.basis is not None) == correlated and np.array_equal(latent, kept) != correlated
+    again, stream_again = coder.encode(prepared, geometry)
+    assert stream_again == stream and np.array_equal(again.symbols, symbols.symbols)
+    empty = np.zeros((latent.shape[0], 0), np.float32)
+    assert coder.prepare(empty, LatentGeometry(latent.shape[0], np.zeros((0, 0), bool))) is empty
+
+
+@pytest.mark.parametrize('correlated', [False, True])
 def test_the_coder_round_trips_and_rotates_only_where_it_pays(rdnet, correlated):
     coder = _coder(rdnet)
     latent, geometry = _latent(coder, correlated)

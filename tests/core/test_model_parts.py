@@ -12,6 +12,7 @@ from enmap_compress.plugin.core.transforms import (
     ENCODE_PARTS,
     FILL_SHARE,
     SpatialTransform,
+    valid_mean,
 )
 
 
@@ -27,7 +28,7 @@ def test_the_analysis_in_row_bands_equals_one_run(threads, height, width):
     reached = []
     latent = transform.encode(unit, valid, kept, reached.append)
     filled = unit.copy()
-    filled[:, ~valid] = unit[:, valid].mean(axis=1)[:, None]
+    filled[:, ~valid] = valid_mean(unit, valid)[:, None]
     padded = -(-height // 8) * 8, -(-width // 8) * 8
     filled = np.pad(filled, ((0, 0), (0, padded[0] - height), (0, padded[1] - width)), mode='edge')
     whole = transform.runner.run('encoder', filled[None]).reshape(transform.channels, -1)
@@ -53,3 +54,17 @@ def test_the_synthesis_in_parts_equals_one_run(threads, rows, columns, axis):
     assert np.array_equal(parts, transform.runner.run('decoder', grid)[0])
     split = grid.shape[axis] // DECODE_PARTS * grid.shape[-1 if axis == -2 else -2] >= DECODE_PART_MIN_BLOCKS
     assert reached == ([(i + 1) / DECODE_PARTS for i in range(DECODE_PARTS)] if split else [])
+
+
+@pytest.mark.parametrize('block', [7, 1024])
+def test_the_nodata_fill_is_the_mean_of_the_valid_pixels(monkeypatch, block):
+    """valid_mean sums a block of pixels at a time in float64: the float32 mean of the valid pixels, whatever the
+    block (a tile-sized gather of them was what it replaced)."""
+    from enmap_compress.plugin.core import transforms
+
+    monkeypatch.setattr(transforms, 'MEAN_BLOCK_PIXELS', block)
+    rng = np.random.default_rng(block)
+    unit = rng.random((6, 40, 50), dtype=np.float32)
+    valid = rng.random((40, 50)) < 0.3
+    expected = unit[:, valid].astype(np.float64).mean(axis=1).astype(np.float32)
+    assert np.array_equal(valid_mean(unit, valid), expected)

@@ -3,10 +3,12 @@ import numpy as np
 import pytest
 from osgeo import gdal
 
+from enmap_compress.plugin.core import samples
 from enmap_compress.plugin.core.bands import DN_PEAK, ENMAP_GAIN, Radiometry, band_set
-from enmap_compress.plugin.core.codec import compress, decompress
+from enmap_compress.plugin.core.codec import TileCoder, compress, decompress
 from enmap_compress.plugin.core.enmap import open_spectral
 from enmap_compress.plugin.core.errors import InputError
+from enmap_compress.plugin.core.runtime import OnnxRunner, find_model, list_models
 from tools import synthetic
 
 pytest.importorskip('onnxruntime')
@@ -19,6 +21,45 @@ def test_enmap_scale_is_the_expression_every_file_was_written_with():
     assert np.array_equal(radiometry.to_unit(dn), np.clip(dn, 0.0, 1e4) * np.float32(1e-4))
     unit = np.array([[0.25, 0.5]], np.float32)
     assert np.array_equal(radiometry.to_dn(unit), unit * np.float32(1e4))
+
+
+@pytest.mark.parametrize('dtype', ['int16', 'uint16', 'int32', 'uint32', 'int64'])
+def test_integer_tiles_scale_straight_from_the_cube_to_the_same_values(dtype):
+    """native_to_unit (the compress worker's input, a few bands at a time) equals to_unit of the float32 copy
+    bit for bit, for every value an integer raster can hold: below 0, above DN_PEAK, the type's extremes."""
+    info = np.iinfo(dtype)
+    rng = np.random.default_rng(7)
+    cube = rng.integers(max(info.min, -20000), min(info.max, 40000), size=(30, 9, 11)).astype(dtype)
+    cube[0, 0, :4] = [info.min, info.max, 0, 10000]
+    rows = np.array([0, 1, 2, 5, 6, 7, 8, 9, 10, 11, 12, 20, 29])  # runs and gaps, more than a block of bands
+    radiometry = Radiometry.enmap(len(rows))
+    unit = radiometry.native_to_unit(cube, rows)
+    assert unit.dtype == np.float32 and np.array_equal(unit, radiometry.to_unit(cube[rows].astype(np.float32)))
+    assert np.array_equal(cube[0, 0, :4], np.array([info.min, info.max, 0, 10000]).astype(dtype))  # not changed
+
+
+def test_float_tiles_and_other_gains_keep_the_general_conversion():
+    rows = np.arange(2)
+    assert Radiometry.enmap(2).native_to_unit(np.zeros((2, 3, 3), np.float32), rows) is None
+    assert Radiometry.enmap(2).native_to_unit(np.zeros((2, 3, 3), np.uint8), rows) is None  # cannot hold DN_PEAK
+    assert Radiometry.of([2e-5, 1.0], None).native_to_unit(np.zeros((2, 3, 3), np.int16), rows) is None
+
+
+def test_compress_makes_the_model_input_of_an_integer_tile_straight_from_it_where_coding_does_not_reread_it():
+    if 'rdnet' not in [p.model_id for p in list_models()]:
+        pytest.skip('rdnet is not installed')
+    package = find_model('rdnet')
+    runner = OnnxRunner(package, 'cpu', 1)
+    cube = np.random.default_rng(3).integers(-300, 12000, size=(224, 16, 24)).astype(np.int16)
+    dead = np.zeros(224, bool)
+    dead[[0, 100, 223]] = True
+    valid = np.ones(cube.shape[1:], bool)
+    lossy = TileCoder(package, 5, runner, np.zeros(0, int))
+    unit = lossy.unit_input(cube, dead)
+    expected = lossy.radiometry.to_unit(samples.model_input(cube, valid, dead)[lossy.coded])  # latent()'s path
+    assert unit.dtype == np.float32 and np.array_equal(unit, expected)
+    assert TileCoder(package, 5, runner, np.zeros(0, int), max_error=10).unit_input(cube, dead) is None  # rereads
+    assert lossy.unit_input(cube.astype(np.float32), dead) is None  # NaN and other float cases: model_input
 
 
 def test_other_scales_round_trip_through_reflectance():
