@@ -180,14 +180,19 @@ class Radiometry:
         """DN per reflectance unit, one number (the median band's): sizes DN steps from model steps."""
         return float(np.median(1.0 / np.abs(self.gains))) if self.gains.size else DN_PEAK
 
-    def native_to_unit(self, cube, rows):
+    def scales_natively(self, dtype):
+        """Whether native_to_unit takes a cube of this type: integers that can hold DN_PEAK, at EnMAP's gains."""
+        dtype = np.dtype(dtype)
+        return self.is_enmap and dtype.kind in 'iu' and np.iinfo(dtype).max >= DN_PEAK
+
+    def native_to_unit(self, cube, rows, out=None):
         """to_unit of the rows `rows` of an integer cube (bands, ...) straight from it, a few bands at a time (the
         values of to_unit(cube[rows].astype(float32)): integers clip exactly, and these convert exactly, without
-        the tile-sized float copies between), or None where that does not apply: float cubes, integer types that
-        cannot hold DN_PEAK, other gains than EnMAP's."""
-        if not self.is_enmap or cube.dtype.kind not in 'iu' or np.iinfo(cube.dtype).max < DN_PEAK:
-            return None
-        unit = np.empty((len(rows), *cube.shape[1:]), np.float32)
+        the tile-sized float copies between); for the cubes scales_natively takes. out: a float32 array of the
+        result's shape to make it in."""
+        if not self.scales_natively(cube.dtype):
+            raise ValueError(f'native_to_unit takes integer cubes at EnMAP\'s gains, not {cube.dtype}')
+        unit = np.empty((len(rows), *cube.shape[1:]), np.float32) if out is None else out
         for start in range(0, len(rows), UNIT_BLOCK_BANDS):
             block = np.take(cube, rows[start:start + UNIT_BLOCK_BANDS], axis=0)
             np.clip(block, 0, int(DN_PEAK), out=block)

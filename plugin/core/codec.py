@@ -295,13 +295,14 @@ class TileCoder:
     def unit_input(self, cube, dead):
         """latent()'s unit straight from a tile's window of integer DN (canonical bands, the raster's dtype) where
         coding does not read the model input again (input_for_coding): the values of to_unit(model_input(...)[coded])
-        without their tile-sized float copies (0.9 of the model worker's 2.2 s cpu in a full-tile compress). None:
-        make samples.model_input first (float rasters, other gains, error-bounded files, extra bands)."""
-        if self.reads_model_input:
+        without their tile-sized float copies (0.9 of the model worker's 2.2 s cpu in a full-tile compress), in this
+        thread's reused input array (transform.input_array: valid until its next call). None: make
+        samples.model_input first (float rasters, other gains, error-bounded files, extra bands)."""
+        if self.reads_model_input or not self.radiometry.scales_natively(cube.dtype):
             return None
-        unit = self.radiometry.native_to_unit(cube, self.coded)
-        if unit is not None:
-            unit[dead[self.coded]] = 0.0  # as model_input's dead bands
+        unit = self.radiometry.native_to_unit(cube, self.coded,
+                                              self.transform.input_array((len(self.coded), *cube.shape[1:])))
+        unit[dead[self.coded]] = 0.0  # as model_input's dead bands
         return unit
 
     @property

@@ -25,6 +25,8 @@ class Transform(Protocol):
 
     def window(self, tile: Tile, width: int, height: int) -> Tile: ...
 
+    def input_array(self, shape: tuple) -> np.ndarray: ...  # this thread's reused float32 array for encode's unit
+
     def encode(self, unit: np.ndarray, valid: np.ndarray, kept: tuple, done=None,
                overwrite: bool = False) -> np.ndarray: ...  # overwrite: `unit` may be changed
 
@@ -36,18 +38,39 @@ class Transform(Protocol):
     decodes_tiles: bool
 
 
+class ThreadArrays:
+    """Each thread's float32 arrays by name, reused from tile to tile: a fresh 53 MB array per 256 px tile took some
+    13k page faults. An array lives until its thread asks for the same name again."""
+
+    def __init__(self):
+        self._local = threading.local()
+
+    def get(self, name, shape):
+        size = math.prod(shape)
+        buffer = getattr(self._local, name, None)
+        if buffer is None or buffer.size < size:
+            buffer = np.empty(size, np.float32)
+            setattr(self._local, name, buffer)
+        return buffer[:size].reshape(shape)
+
+
 class PixelTransform:
     kind = 'pixel'
     decodes_tiles = False
 
     def __init__(self, runner, meta):
         self.runner = runner
+        self.arrays = ThreadArrays()  # input_array's
         self.channels = meta.latent_channels
         self.bands = meta.input_bands
         self.tile_size = meta.effective_tile_size
 
     def window(self, tile, width, height):
         return tile
+
+    def input_array(self, shape):
+        """This thread's float32 array of `shape` for an encode's `unit` (reused: it lives until the next call)."""
+        return self.arrays.get('input', shape)
 
     def encode(self, unit, valid, kept, done=None, overwrite=False):
         """unit: (202, h, w) window on [0, 1]; returns the latent (channels, valid pixels of the tile)."""
@@ -93,13 +116,17 @@ class SpatialTransform:
         # rdnet's synthesis makes each block from its own latent cell only (a per-pixel spectral map after a
         # non-overlapping block transform): a block without a valid pixel need not be decoded
         self.separate_blocks = meta.informative.get('architecture') == 'RDNet' and not self.overlap
-        self._inputs = threading.local()  # each decoding thread's graph input, reused from tile to tile
+        self.arrays = ThreadArrays()  # each thread's encode input and decoding graph input
 
     def window(self, tile, width, height):
         x0, y0 = max(0, tile.x - self.overlap), max(0, tile.y - self.overlap)
         x1 = min(width, tile.x + tile.width + self.overlap)
         y1 = min(height, tile.y + tile.height + self.overlap)
         return Tile(x0, y0, x1 - x0, y1 - y0)
+
+    def input_array(self, shape):
+        """This thread's float32 array of `shape` for an encode's `unit` (reused: it lives until the next call)."""
+        return self.arrays.get('input', shape)
 
     def _padded(self, shape):
         return tuple(int(math.ceil(s / self.factor) * self.factor) for s in shape)
@@ -212,11 +239,7 @@ class SpatialTransform:
     def _graph_input(self, cells):
         """This thread's float32 (channels, cells) array for the graph's input, reused from tile to tile (the
         input lives only until the graph has run; a fresh 53 MB one per 256 px tile took 13k page faults)."""
-        size = self.channels * cells
-        buffer = getattr(self._inputs, 'buffer', None)
-        if buffer is None or buffer.size < size:
-            buffer = self._inputs.buffer = np.empty(size, np.float32)
-        return buffer[:size].reshape(self.channels, cells)
+        return self.arrays.get('graph', (self.channels, cells))
 
 
 MEAN_BLOCK_PIXELS = 1024  # pixels per step of valid_mean: their (bands, 1024) float32 values stay in cache

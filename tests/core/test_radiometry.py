@@ -35,14 +35,18 @@ def test_integer_tiles_scale_straight_from_the_cube_to_the_same_values(dtype):
     radiometry = Radiometry.enmap(len(rows))
     unit = radiometry.native_to_unit(cube, rows)
     assert unit.dtype == np.float32 and np.array_equal(unit, radiometry.to_unit(cube[rows].astype(np.float32)))
+    out = np.full(unit.shape, np.nan, np.float32)
+    assert radiometry.native_to_unit(cube, rows, out) is out and np.array_equal(out, unit)
     assert np.array_equal(cube[0, 0, :4], np.array([info.min, info.max, 0, 10000]).astype(dtype))  # not changed
 
 
 def test_float_tiles_and_other_gains_keep_the_general_conversion():
-    rows = np.arange(2)
-    assert Radiometry.enmap(2).native_to_unit(np.zeros((2, 3, 3), np.float32), rows) is None
-    assert Radiometry.enmap(2).native_to_unit(np.zeros((2, 3, 3), np.uint8), rows) is None  # cannot hold DN_PEAK
-    assert Radiometry.of([2e-5, 1.0], None).native_to_unit(np.zeros((2, 3, 3), np.int16), rows) is None
+    enmap = Radiometry.enmap(2)
+    assert enmap.scales_natively(np.int16) and enmap.scales_natively(np.uint16) and enmap.scales_natively(np.int64)
+    assert not enmap.scales_natively(np.float32) and not enmap.scales_natively(np.uint8)  # uint8: below DN_PEAK
+    assert not Radiometry.of([2e-5, 1.0], None).scales_natively(np.int16)
+    with pytest.raises(ValueError):
+        enmap.native_to_unit(np.zeros((2, 3, 3), np.float32), np.arange(2))
 
 
 def test_compress_makes_the_model_input_of_an_integer_tile_straight_from_it_where_coding_does_not_reread_it():
