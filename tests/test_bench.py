@@ -149,3 +149,19 @@ def test_speed_jobs_time_each_latent_coder_in_turn_on_lossy_compress_only():
     assert coders[('rdnet MAX_ERROR=10', 'compress')] is None
     outputs = [job['dst'] for job in made if job['op'] == 'compress']
     assert len(set(outputs)) == len(outputs)  # each coder and checkout writes its own file
+
+
+def test_anchor_gap_prices_symbols_and_picks_the_best_k():
+    from bench import anchor_gap as ag
+
+    rng = np.random.default_rng(1)
+    feature = rng.random(20000)
+    scale = np.where(feature < 0.5, 0.3, 3.0)  # the second context tells the two scales apart
+    size = np.rint(np.abs(rng.laplace(scale=scale))).astype(np.int64)
+    key = np.full(size.shape, 1 * 256 + 128)  # class 1, row scale code 0
+    one = ag._laplace_bits(key, size, 0.1)
+    two = ag._laplace_bits((1 * 2 + (feature >= 0.5)) * 256 + 128, size, 0.1)
+    assert two < 0.9 * one and ag._empirical_bits(key, size) < one * 1.05
+    curves = [[(0.1, 40.0), (0.2, 44.0)], [(0.15, 45.0), (0.3, 47.0)]]
+    assert ag._at(curves[0], 0.1) == 40.0 and math.isnan(ag._at(curves[1], 0.1))
+    assert ag._best(curves, 0.1) == 40.0 and ag._best(curves, 0.2) > 45.0
