@@ -44,7 +44,8 @@ class LatentCoder(Protocol):
 
     def prepare(self, latent: np.ndarray, geometry: LatentGeometry): ...  # what encode takes instead of `latent`
     # the part of encode that may run ahead on another thread (the model worker's): the latent itself, or for
-    # latent_basis the tile's basis chosen and applied; encode(prepare(latent)) is encode(latent)
+    # latent_basis the tile's basis chosen and applied (in the latent: the caller gives up its latent);
+    # encode(prepare(latent)) gives the bytes of encode(latent)
 
     def decode(self, data: bytes, geometry: LatentGeometry) -> np.ndarray: ...  # symbols
 
