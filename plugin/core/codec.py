@@ -293,12 +293,11 @@ class TileCoder:
         return self.bound is not None or bool(self.extra.size)
 
     def unit_input(self, cube, dead):
-        """latent()'s unit straight from a tile's window of integer DN (canonical bands, the raster's dtype) where
-        coding does not read the model input again (input_for_coding): the values of to_unit(model_input(...)[coded])
-        without their tile-sized float copies (0.9 of the model worker's 2.2 s cpu in a full-tile compress), in this
-        thread's reused input array (transform.input_array: valid until its next call). None: make
-        samples.model_input first (float rasters, other gains, error-bounded files, extra bands)."""
-        if self.reads_model_input or not self.radiometry.scales_natively(cube.dtype):
+        """latent()'s unit straight from a tile's window of integer DN (canonical bands, the raster's dtype): the
+        values of to_unit(model_input(...)[coded]) without their tile-sized float copies (0.9 of the model worker's
+        2.2 s cpu in a full-tile compress), in this thread's reused input array (transform.input_array: valid until
+        its next call). None: make it from samples.model_input (float rasters, other gains)."""
+        if not self.radiometry.scales_natively(cube.dtype):
             return None
         unit = self.radiometry.native_to_unit(cube, self.coded,
                                               self.transform.input_array((len(self.coded), *cube.shape[1:])))
@@ -617,7 +616,7 @@ def _tile_latent(coder, cube, nodata, dead, kept, band_numbers, nonfinite, advan
     if nonfinite is not None:
         nonfinite += samples.count_nonfinite(native, tile_valid) * restored
     unit = coder.unit_input(cube, dead)
-    dn = samples.model_input(cube, valid, dead) if unit is None else None
+    dn = samples.model_input(cube, valid, dead) if unit is None or coder.reads_model_input else None
     advance(INPUT_STAGE)
     modelling = _Shares(advance, MODEL_STAGE)
     latent = coder.latent(dn, valid, kept, modelling, in_parts, unit)
