@@ -146,6 +146,7 @@ def band_set(band_set_id=HYSPECNET202):
 DN_PEAK = 10000.0  # reflectance 1 in EnMAP DN; the PSNR peak in the HySpecNet convention
 ENMAP_GAIN = 1e-4  # EnMAP L2A: reflectance = DN x 1e-4, offset 0
 UNIT_BLOCK_BANDS = 8  # bands per step of Radiometry.native_to_unit: a 256 px tile's 8 bands stay in cache
+CLIP_MARGIN = 0.05  # reflectance beyond [0, 1] by more than this is no measurement error but another scale
 
 
 @dataclass(frozen=True)
@@ -198,6 +199,15 @@ class Radiometry:
             np.clip(block, 0, int(DN_PEAK), out=block)
             np.multiply(block, np.float32(ENMAP_GAIN), out=unit[start:start + len(block)], dtype=np.float32)
         return unit
+
+    def far_outside(self, dn):
+        """How many DN of (bands, n) samples in this set's band order lie further than CLIP_MARGIN outside
+        reflectance [0, 1], which the lossy models clip to: real reflectance does not, another scale does."""
+        low, high = -CLIP_MARGIN, 1.0 + CLIP_MARGIN
+        if self.is_enmap:  # the bounds in DN, without a float copy of the samples
+            return int(np.count_nonzero((dn < low * DN_PEAK) | (dn > high * DN_PEAK)))
+        unit = np.asarray(dn, np.float64) * self.gains[:, None] + self.offsets[:, None]
+        return int(np.count_nonzero((unit < low) | (unit > high)))
 
     def to_unit(self, dn, overwrite=False):
         """(bands, ...) DN -> float32 reflectance clipped to [0, 1]; overwrite: a float32 dn may be overwritten."""

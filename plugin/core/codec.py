@@ -15,7 +15,7 @@ import numpy as np
 
 from ..paths import MODELS_DIR
 from . import bandstream, entropy, residual, samples, spectral, tilepayload
-from .bands import DN_PEAK, N_BANDS, N_HYSPECNET, Radiometry, band_set
+from .bands import CLIP_MARGIN, DN_PEAK, N_BANDS, N_HYSPECNET, Radiometry, band_set
 from .bounds import UniformQuantiser, error_bound, uniform_bound
 from .codecheader import (
     BAND_GAINS,
@@ -540,7 +540,7 @@ def _write_tiles(output, header, raster, coder, tile_size, progress):
     tiles = tile_grid(raster.width, raster.height, tile_size)
     tile_progress = Progress(len(tiles), progress)
     count, dead = 0, raster.canonical_dead_bands
-    band_numbers, nonfinite = np.asarray(raster.canonical_index) + 1, np.zeros(raster.band_count, np.int64)
+    band_numbers, totals = np.asarray(raster.canonical_index) + 1, InputCounts(np.zeros(raster.band_count, np.int64))
 
     def windows():
         for tile in tiles:
@@ -558,7 +558,7 @@ def _write_tiles(output, header, raster, coder, tile_size, progress):
 
     def code(item):
         tile, cube, kept = item
-        counts = np.zeros(raster.band_count, np.int64)  # per tile: threads never add into one array
+        counts = InputCounts(np.zeros(raster.band_count, np.int64))  # per tile: threads never add into one
         part = _tile_latent(coder, cube, raster.nodata, dead, kept, band_numbers, counts, tile_progress.advance,
                             len(tiles) <= FINE_TILES)
         return tile, counts, part if split else _tile_chunk(coder, part, raster.nodata, tile_progress.advance)
@@ -573,11 +573,29 @@ def _write_tiles(output, header, raster, coder, tile_size, progress):
                 payload, pixels = _tile_chunk(coder, part, raster.nodata, tile_progress.advance) if split else part
                 writer.add_chunk(payload, tile.as_dict())
                 count += pixels
-                nonfinite += counts
+                totals.add(counts)
         finally:
             raster.report_waits_to(None)
         writer.footer_meta = {'valid_pixels': count}
-    return count, _nonfinite_warning(nonfinite, band_numbers)
+    return count, _nonfinite_warning(totals.nonfinite, band_numbers) + _far_warning(totals)
+
+
+FAR_ROW_STEP = 8  # compress counts the samples a lossy model clips far on every 8th row of a tile
+FAR_SHARE = 0.01  # and says so when more than this share of the valid samples of its bands are
+
+
+@dataclass
+class InputCounts:
+    """What compress tells the user about its input, counted tile by tile (each tile its own, added up in order)."""
+
+    nonfinite: np.ndarray  # per canonical band: NaN or ±Inf samples at valid pixels (kept out of the model)
+    far: int = 0  # valid samples of the coded bands that a lossy model clips far (Radiometry.far_outside), and
+    sampled: int = 0  # how many were looked at (every FAR_ROW_STEP-th row, nodata samples left out)
+
+    def add(self, other):
+        self.nonfinite += other.nonfinite
+        self.far += other.far
+        self.sampled += other.sampled
 
 
 def tile_workers(threads, window):
@@ -590,19 +608,19 @@ def tile_workers(threads, window):
     return threads if window.width * window.height <= PARALLEL_TILE_PIXELS else 1
 
 
-def encode_tile(coder, cube, nodata, dead, kept, band_numbers=None, nonfinite=None):
+def encode_tile(coder, cube, nodata, dead, kept, band_numbers=None, counts=None):
     """The chunk payload of one tile and its count of valid pixels.
 
     cube: the tile's window (224, h, w) of DN in canonical order, in the raster's own dtype (the sample section
     stores values in it); dead: canonical bool per band (restored as nodata); kept: the tile's slices in the
     window (tiling.kept_slices). NaN and ±Inf never reach the model: they are replaced, and restored from the
-    tile's sample section. band_numbers: the 1-based band number of each canonical band, for messages; nonfinite:
-    an int array per band that counts the non-finite samples kept at valid pixels.
+    tile's sample section. band_numbers: the 1-based band number of each canonical band, for messages; counts:
+    an InputCounts the tile's non-finite samples and far clipped samples are added to.
     """
-    return _tile_chunk(coder, _tile_latent(coder, cube, nodata, dead, kept, band_numbers, nonfinite), nodata)
+    return _tile_chunk(coder, _tile_latent(coder, cube, nodata, dead, kept, band_numbers, counts), nodata)
 
 
-def _tile_latent(coder, cube, nodata, dead, kept, band_numbers, nonfinite, advance=_no_progress, in_parts=False):
+def _tile_latent(coder, cube, nodata, dead, kept, band_numbers, counts, advance=_no_progress, in_parts=False):
     """encode_tile's model part: (cube, valid pixels, kept, restored bands, model input, latent); advance(share):
     moves the bar by the stage done (Progress.advance, from any thread)."""
     valid = valid_pixels(cube, nodata, ~dead)
@@ -613,8 +631,10 @@ def _tile_latent(coder, cube, nodata, dead, kept, band_numbers, nonfinite, advan
     if coder.bound is not None:
         samples.check_exact_range(native, restored, tile_valid,
                                   np.arange(1, len(dead) + 1) if band_numbers is None else band_numbers)
-    if nonfinite is not None:
-        nonfinite += samples.count_nonfinite(native, tile_valid) * restored
+    if counts is not None:
+        counts.nonfinite += samples.count_nonfinite(native, tile_valid) * restored
+        if coder.bound is None:
+            _count_far(coder, native, tile_valid, nodata, dead, counts)
     unit = coder.unit_input(cube, dead)
     dn = samples.model_input(cube, valid, dead) if unit is None or coder.reads_model_input else None
     advance(INPUT_STAGE)
@@ -652,6 +672,29 @@ def _tile_chunk(coder, part, nodata, advance=_no_progress):
     if positions.size:
         sections = replace(sections, samples=samples.pack(positions, values, cube.dtype))
     return coder.pack(sections), int(tile_valid.sum())
+
+
+def _count_far(coder, native, valid, nodata, dead, counts):
+    """Add to `counts` the valid samples of the coded (live) bands on every FAR_ROW_STEP-th row of a tile that the
+    lossy model clips far, and how many were looked at (nodata and non-finite samples left out)."""
+    values = native[coder.coded, ::FAR_ROW_STEP][:, valid[::FAR_ROW_STEP]]  # (coded bands, sampled pixels)
+    kept = np.isfinite(values) if values.dtype.kind == 'f' else np.ones(values.shape, bool)
+    if nodata is not None:
+        kept &= values != nodata
+    kept[dead[coder.coded]] = False
+    counts.far += coder.radiometry.far_outside(np.where(kept, values, 0))  # 0 DN lies inside
+    counts.sampled += int(np.count_nonzero(kept))
+
+
+def _far_warning(counts):
+    if counts.far <= FAR_SHARE * counts.sampled:
+        return []
+    message = (f'About {100 * counts.far / counts.sampled:.1f} % of the valid samples lie more than '
+               f'{100 * CLIP_MARGIN:g} % reflectance outside 0..1, which the lossy models clip to: check the image\'s '
+               'scale (reflectance x 10000 for EnMAP L2A, or band scale factors), or use MAX_ERROR to keep every value '
+               'within a bound.')
+    LOG.warning(message)
+    return [message]
 
 
 def _nonfinite_warning(counts, band_numbers):

@@ -136,3 +136,41 @@ def test_a_224_band_input_with_another_gain_compresses_like_enmap_dn(tmp_path, m
             assert rec.gains[0] == pytest.approx(2e-5 if name == 'rescaled' else 1e-4)
     assert psnr['enmap'] > 40
     assert abs(psnr['rescaled'] - psnr['enmap']) < 0.5, psnr
+
+
+def test_samples_far_outside_reflectance_0_to_1_are_counted_in_dn_and_by_gains():
+    dn = np.array([[-501, -500, 0, 10000, 10500, 10501, 30000]])
+    assert Radiometry.enmap(1).far_outside(dn) == 3  # -501, 10501, 30000: beyond 5 % of reflectance
+    assert Radiometry.of([2e-5], [-0.01]).far_outside(np.array([[-2000, 0, 50000, 53001]])) == 1  # 1.05002
+
+
+def _scaled_copy(src, dst, factor):
+    """`src` with its valid DN multiplied by `factor`, as uint16 without a scale (another sensor's DN)."""
+    ds = gdal.Open(src)
+    data, nodata = ds.ReadAsArray().astype(np.float64), ds.GetRasterBand(1).GetNoDataValue()
+    out = gdal.GetDriverByName('GTiff').Create(dst, ds.RasterXSize, ds.RasterYSize, ds.RasterCount, gdal.GDT_UInt16)
+    out.SetGeoTransform(ds.GetGeoTransform())
+    out.SetProjection(ds.GetProjection())
+    for i in range(ds.RasterCount):
+        band, ref = out.GetRasterBand(i + 1), ds.GetRasterBand(i + 1)
+        band.SetMetadata(ref.GetMetadata())
+        band.SetDescription(ref.GetDescription())
+        band.SetNoDataValue(0)
+        band.WriteArray(np.where(data[i] == nodata, 0, np.clip(data[i] * factor, 1, 65535)).astype(np.uint16))
+    out = ds = None
+    return dst
+
+
+def test_compress_says_so_when_a_lossy_model_would_clip_many_samples_far(tmp_path):
+    """No silent damage: an image on another scale loses its bright values to the lossy models' clip at
+    reflectance 1; compress warns (not for real EnMAP reflectance, nor where MAX_ERROR keeps every value)."""
+    if 'rdnet' not in [p.model_id for p in list_models()]:
+        pytest.skip('rdnet is not installed')
+    scene = synthetic.write_scene(str(tmp_path / 'enmap.tif'), 40, 24, seed=4)
+    scaled = _scaled_copy(scene, str(tmp_path / 'scaled.tif'), 6.0)
+    out = str(tmp_path / 'x.ehc')
+    assert not any('reflectance outside' in w for w in compress(scene, out, 'rdnet', 3, 'cpu').warnings)
+    warned = [w for w in compress(scaled, out, 'rdnet', 3, 'cpu').warnings if 'reflectance outside' in w]
+    assert len(warned) == 1 and 'MAX_ERROR' in warned[0]
+    bounded = compress(scaled, out, 'rdnet', None, 'cpu', max_error=10).warnings
+    assert not any('reflectance outside' in w for w in bounded)
