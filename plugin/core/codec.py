@@ -292,15 +292,21 @@ class TileCoder:
         """Whether encode_latent reads a tile's model input again: for error-bounded files and extra bands."""
         return self.bound is not None or bool(self.extra.size)
 
-    def unit_input(self, cube, dead):
+    def unit_input(self, cube, valid, dead, lone=None):
         """latent()'s unit straight from a tile's window of integer DN (canonical bands, the raster's dtype): the
         values of to_unit(model_input(...)[coded]) without their tile-sized float copies (0.9 of the model worker's
         2.2 s cpu in a full-tile compress), in this thread's reused input array (transform.input_array: valid until
-        its next call). None: make it from samples.model_input (float rasters, other gains)."""
+        its next call). lone: samples.lone_nodata's samples, given the neutral values model_input gives them. None:
+        make it from samples.model_input (float rasters, other gains)."""
         if not self.radiometry.scales_natively(cube.dtype):
             return None
         unit = self.radiometry.native_to_unit(cube, self.coded,
                                               self.transform.input_array((len(self.coded), *cube.shape[1:])))
+        if lone is not None:
+            row_of = dict(zip(self.coded.tolist(), range(len(self.coded))))
+            for band, value in samples.neutral_values(cube, valid, lone):
+                if band in row_of:
+                    unit[row_of[band]][lone[band]] = self.radiometry.to_unit(np.array([value], np.float32))[0]
         unit[dead[self.coded]] = 0.0  # as model_input's dead bands
         return unit
 
@@ -621,7 +627,8 @@ def encode_tile(coder, cube, nodata, dead, kept, band_numbers=None, counts=None)
 
 
 def _tile_latent(coder, cube, nodata, dead, kept, band_numbers, counts, advance=_no_progress, in_parts=False):
-    """encode_tile's model part: (cube, valid pixels, kept, restored bands, model input, latent); advance(share):
+    """encode_tile's model part: (cube, valid pixels, kept, restored bands, model input, latent, lone nodata
+    samples of a lossy file: samples.lone_nodata); advance(share):
     moves the bar by the stage done (Progress.advance, from any thread)."""
     valid = valid_pixels(cube, nodata, ~dead)
     tile_valid, native = valid[kept], cube[:, kept[0], kept[1]]
@@ -635,14 +642,15 @@ def _tile_latent(coder, cube, nodata, dead, kept, band_numbers, counts, advance=
         counts.nonfinite += samples.count_nonfinite(native, tile_valid) * restored
         if coder.bound is None:
             _count_far(coder, native, tile_valid, nodata, dead, counts)
-    unit = coder.unit_input(cube, dead)
-    dn = samples.model_input(cube, valid, dead) if unit is None or coder.reads_model_input else None
+    lone = samples.lone_nodata(cube, valid, nodata, restored) if coder.bound is None else None  # (bounds keep them)
+    unit = coder.unit_input(cube, valid, dead, lone)
+    dn = samples.model_input(cube, valid, dead, lone) if unit is None or coder.reads_model_input else None
     advance(INPUT_STAGE)
     modelling = _Shares(advance, MODEL_STAGE)
     latent = coder.latent(dn, valid, kept, modelling, in_parts, unit)
     latent = coder.latent_coder.prepare(latent, coder.transform.latent_geometry(valid, kept))  # coding's first half
     modelling.finish()
-    return cube, valid, kept, restored, coder.input_for_coding(dn), latent
+    return cube, valid, kept, restored, coder.input_for_coding(dn), latent, lone
 
 
 class _Shares:
@@ -662,13 +670,13 @@ class _Shares:
 
 def _tile_chunk(coder, part, nodata, advance=_no_progress):
     """encode_tile's coding part: (chunk payload, valid pixels) of a _tile_latent."""
-    cube, valid, kept, restored, dn, latent = part
+    cube, valid, kept, restored, dn, latent, lone = part
     coding = _Shares(advance, LATENT_STAGE)
     sections = coder.encode_latent(latent, dn, valid, kept, coding)
     coding.finish()
     tile_valid, native = valid[kept], cube[:, kept[0], kept[1]]
     positions, values = samples.overrides(native, restored, tile_valid, samples.fill_value(cube.dtype, nodata),
-                                          coder.lossless)
+                                          coder.lossless, None if lone is None else lone[:, kept[0], kept[1]])
     if positions.size:
         sections = replace(sections, samples=samples.pack(positions, values, cube.dtype))
     return coder.pack(sections), int(tile_valid.sum())

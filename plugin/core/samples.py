@@ -37,18 +37,43 @@ def _nonfinite(cube):
     return ~np.isfinite(cube) if cube.dtype.kind == 'f' else np.zeros(cube.shape, bool)
 
 
-def model_input(cube, valid, dead):
-    """float32 copy of a window (bands, h, w) for the models: non-finite samples replaced by a neutral value,
-    dead bands 0, finite values beyond float32's range clipped (they cannot be coded exactly anyway)."""
+def model_input(cube, valid, dead, lone=None):
+    """float32 copy of a window (bands, h, w) for the models: non-finite samples and those of `lone` (lone_nodata)
+    replaced by a neutral value, dead bands 0, finite values beyond float32's range clipped (they cannot be coded
+    exactly anyway)."""
     limit = np.finfo(np.float32).max
     out = np.clip(cube, -limit, limit).astype(np.float32) if cube.dtype == np.float64 else cube.astype(np.float32)
-    if cube.dtype.kind == 'f':
-        bad = ~np.isfinite(cube)
-        for band in np.flatnonzero(bad.any(axis=(1, 2))):
-            good = valid & ~bad[band]
-            out[band][bad[band]] = np.rint(np.median(cube[band][good])) if good.any() else 0.0
+    bad = ~np.isfinite(cube) if cube.dtype.kind == 'f' else None
+    if lone is not None:
+        bad = lone if bad is None else bad | lone
+    if bad is not None:
+        for band, value in neutral_values(cube, valid, bad):
+            out[band][bad[band]] = value
     out[dead] = 0.0
     return out
+
+
+def lone_nodata(cube, valid, nodata, bands):
+    """Samples equal to nodata at valid pixels of a window (bands, h, w), in the bands `bands` (bool per band: the
+    restored ones), or None where there are none. A lossy model would code each as a spike (0 reflectance, bits it
+    pays for, blur around it) and give back a model value where the input said no data: compress replaces them
+    before the model and restores them exactly."""
+    if nodata is None or np.isnan(nodata):
+        return None
+    if cube.dtype.kind in 'iu' and not np.iinfo(cube.dtype).min <= nodata <= np.iinfo(cube.dtype).max:
+        return None
+    lone = cube == nodata
+    lone &= valid
+    lone[~bands] = False
+    return lone if lone.any() else None
+
+
+def neutral_values(cube, valid, bad):
+    """(band, value) for each band holding `bad` samples: the rounded median of its other valid samples (0 when
+    there are none), what model_input puts in their place."""
+    for band in np.flatnonzero(bad.any(axis=(1, 2))):
+        good = valid & ~bad[band]
+        yield band, np.rint(np.median(cube[band][good])) if good.any() else 0.0
 
 
 def _same(a, b):
@@ -58,14 +83,20 @@ def _same(a, b):
     return ((a == b) & (np.signbit(a) == np.signbit(b))) | (np.isnan(a) & np.isnan(b))
 
 
-def overrides(native, restored, valid, fill, lossless):
+def overrides(native, restored, valid, fill, lossless, lone=None):
     """Flat positions (in the tile's (bands, h, w) canonical order) and original values the decoder must write
     back. native: the tile's samples as read; restored: bool per band that the file codes (not dead); valid: the
-    tile's pixel mask."""
+    tile's pixel mask; lone: lone_nodata's samples of the tile, of restored bands at valid pixels (lossy files
+    restore them too)."""
+    if native.dtype.kind != 'f' and lone is not None and not lossless:
+        positions = np.flatnonzero(lone)
+        return positions, native.reshape(-1)[positions]
     if native.dtype.kind == 'f':
         differ = ~np.isfinite(native)
         if lossless:
             differ |= (native == 0) & np.signbit(native)  # -0.0 would come back as 0.0
+        if lone is not None:
+            differ |= lone
         differ[~restored] = False
         differ[:, ~valid] = False
     elif lossless:

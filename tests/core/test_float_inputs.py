@@ -6,6 +6,7 @@ import pytest
 from osgeo import gdal
 
 from enmap_compress.plugin.core import samples, tilepayload
+from enmap_compress.plugin.core.bands import band_set
 from enmap_compress.plugin.core.codec import compress, decompress
 from enmap_compress.plugin.core.container import EhcReader
 from enmap_compress.plugin.core.errors import FormatError, InputError
@@ -214,3 +215,56 @@ def test_float_samples_without_a_scale_are_read_in_the_units_they_hold(tmp_path,
         reference = evaluate(base, str(tmp_path / 'base_rec.tif'), model='pca', quality=5)
         result = evaluate(source, str(tmp_path / 'float_rec.tif'), model='pca', quality=5)
         assert result.psnr == pytest.approx(reference.psnr, abs=0.05)
+
+
+@pytest.mark.parametrize('dtype, nodata', [('int16', -32768), ('float32', -9999.0)])
+@pytest.mark.parametrize('model', ['pca', 'rdnet'])
+def test_a_lone_nodata_sample_in_a_valid_pixel_comes_back_as_nodata_in_lossy_mode(tmp_path, dtype, nodata, model):
+    """A sample holding the nodata value inside a valid pixel (a defective detector element, say) never reaches a
+    lossy model (it would code a spike and return a model value where the input said no data): it is replaced
+    before the model and restored exactly from the tile's sample section."""
+    path = str(tmp_path / f'lone_{dtype}.tif')
+    if dtype == 'int16':
+        synthetic.write_scene(path, width=24, height=20, seed=7)
+        ds = gdal.Open(path, gdal.GA_Update)
+        band = ds.GetRasterBand(CODED_BAND)
+        data = band.ReadAsArray()
+        data[10, 10] = nodata
+        band.WriteArray(data)
+        ds = None
+    else:
+        _float_scene(path, dtype, nodata, specials=((CODED_BAND, 10, 10, nodata),))
+    original = _read(path)
+    assert not np.all(original[:, 10, 10] == nodata)  # a valid pixel
+    result, _, restored = _round_trip(tmp_path, path, f'lone_{model}', model=model, quality=5)
+    assert restored[CODED_BAND - 1, 10, 10] == nodata
+    others = np.setdiff1d(band_set().indices, [CODED_BAND - 1])  # the pixel's other coded samples: reconstructed
+    assert np.all(restored[others][:, 10, 10] != nodata)
+    assert _nodata(str(tmp_path / f'lone_{model}.tif')) == nodata
+
+
+def test_the_model_input_of_lone_nodata_samples_is_the_same_on_both_paths():
+    """compress's two ways to the model input (straight from an integer cube, or through model_input) give lone
+    nodata samples the same neutral value."""
+    from enmap_compress.plugin.core.codec import TileCoder
+    from enmap_compress.plugin.core.runtime import OnnxRunner, find_model, list_models
+
+    if 'rdnet' not in [p.model_id for p in list_models()]:
+        pytest.skip('rdnet is not installed')
+    package = find_model('rdnet')
+    coder = TileCoder(package, 5, OnnxRunner(package, 'cpu', 1), np.zeros(0, int))
+    cube = np.random.default_rng(5).integers(0, 9000, size=(224, 12, 16)).astype(np.int16)
+    valid = np.ones(cube.shape[1:], bool)
+    valid[:, :3] = False
+    cube[:, ~valid] = -32768
+    cube[40, 5, 7] = cube[41, 2, 9] = cube[130, 4, 4] = -32768  # coded, coded, a water-vapour band
+    dead = np.zeros(224, bool)
+    every = np.ones(224, bool)
+    lone = samples.lone_nodata(cube, valid, -32768, every)
+    assert lone is not None and int(lone.sum()) == 3
+    unit = coder.unit_input(cube, valid, dead, lone)
+    expected = coder.radiometry.to_unit(samples.model_input(cube, valid, dead, lone)[coder.coded])
+    assert np.array_equal(unit, expected) and unit.min() >= 0.0
+    assert int(samples.lone_nodata(cube, valid, -32768, ~np.isin(np.arange(224), [40, 41])).sum()) == 1
+    assert samples.lone_nodata(cube, valid, None, every) is None
+    assert samples.lone_nodata(cube, valid, 40000.0, every) is None  # not an int16 value

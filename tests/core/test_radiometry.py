@@ -59,12 +59,12 @@ def test_compress_makes_the_model_input_of_an_integer_tile_straight_from_it():
     dead[[0, 100, 223]] = True
     valid = np.ones(cube.shape[1:], bool)
     lossy = TileCoder(package, 5, runner, np.zeros(0, int))
-    unit = lossy.unit_input(cube, dead)
+    unit = lossy.unit_input(cube, valid, dead)
     expected = lossy.radiometry.to_unit(samples.model_input(cube, valid, dead)[lossy.coded])  # latent()'s path
     assert unit.dtype == np.float32 and np.array_equal(unit, expected)
     bounded = TileCoder(package, 5, runner, np.zeros(0, int), max_error=10)  # coding rereads the model input too
-    assert np.array_equal(bounded.unit_input(cube, dead), expected)
-    assert lossy.unit_input(cube.astype(np.float32), dead) is None  # NaN and other float cases: model_input
+    assert np.array_equal(bounded.unit_input(cube, valid, dead), expected)
+    assert lossy.unit_input(cube.astype(np.float32), valid, dead) is None  # NaN and other float cases: model_input
 
 
 def test_other_scales_round_trip_through_reflectance():
