@@ -638,11 +638,11 @@ def _tile_latent(coder, cube, nodata, dead, kept, band_numbers, counts, advance=
     if coder.bound is not None:
         samples.check_exact_range(native, restored, tile_valid,
                                   np.arange(1, len(dead) + 1) if band_numbers is None else band_numbers)
+    lone = samples.lone_nodata(cube, valid, nodata, restored) if coder.bound is None else None  # (bounds keep them)
     if counts is not None:
         counts.nonfinite += samples.count_nonfinite(native, tile_valid) * restored
         if coder.bound is None:
-            _count_far(coder, native, tile_valid, nodata, dead, counts)
-    lone = samples.lone_nodata(cube, valid, nodata, restored) if coder.bound is None else None  # (bounds keep them)
+            _count_far(coder, native, tile_valid, None if lone is None else lone[:, kept[0], kept[1]], dead, counts)
     unit = coder.unit_input(cube, valid, dead, lone)
     dn = samples.model_input(cube, valid, dead, lone) if unit is None or coder.reads_model_input else None
     advance(INPUT_STAGE)
@@ -682,13 +682,15 @@ def _tile_chunk(coder, part, nodata, advance=_no_progress):
     return coder.pack(sections), int(tile_valid.sum())
 
 
-def _count_far(coder, native, valid, nodata, dead, counts):
+def _count_far(coder, native, valid, lone, dead, counts):
     """Add to `counts` the valid samples of the coded (live) bands on every FAR_ROW_STEP-th row of a tile that the
-    lossy model clips far, and how many were looked at (nodata and non-finite samples left out)."""
-    values = native[coder.coded, ::FAR_ROW_STEP][:, valid[::FAR_ROW_STEP]]  # (coded bands, sampled pixels)
+    lossy model clips far, and how many were looked at (non-finite samples and the tile's lone nodata samples,
+    samples.lone_nodata, left out)."""
+    picked = (coder.coded, slice(None, None, FAR_ROW_STEP))
+    values = native[picked][:, valid[::FAR_ROW_STEP]]  # (coded bands, sampled pixels)
     kept = np.isfinite(values) if values.dtype.kind == 'f' else np.ones(values.shape, bool)
-    if nodata is not None:
-        kept &= values != nodata
+    if lone is not None:
+        kept &= ~lone[picked][:, valid[::FAR_ROW_STEP]]
     kept[dead[coder.coded]] = False
     counts.far += coder.radiometry.far_outside(np.where(kept, values, 0))  # 0 DN lies inside
     counts.sampled += int(np.count_nonzero(kept))
