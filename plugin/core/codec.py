@@ -241,7 +241,7 @@ class TileCoder:
     def encode(self, dn, valid, kept):
         """TileSections (but samples) of a tile. dn: (224, window) float DN canonical; valid: the window's valid
         pixels; kept: the tile's slices in the window (tiling.kept_slices)."""
-        return self.encode_latent(self.latent(dn, valid, kept), dn, valid, kept)
+        return self.encode_latent(self.latent(dn, valid, kept), dn, valid, kept)[0]
 
     def latent(self, dn, valid, kept, done=_no_progress, in_parts=False, unit=None):
         """encode's first part: the model's latent of the tile. done(fraction): called from this thread with the
@@ -254,8 +254,9 @@ class TileCoder:
                                      overwrite=True)
 
     def encode_latent(self, latent, dn, valid, kept, done=None):
-        """encode's second part: the TileSections from the tile's latent (done: as for latent). dn: the tile's
-        model input, or None where input_for_coding says it is not read again."""
+        """encode's second part: (TileSections, restored) from the tile's latent (done: as for latent). dn: the
+        tile's model input, or None where input_for_coding says it is not read again. restored: an error-bounded
+        tile's exact reconstruction (len(bands), valid pixels) as the decoder makes it, else None."""
         symbols, latent_bytes = self.latent_coder.encode(latent, self.transform.latent_geometry(valid, kept),
                                                          done)
         tile_valid = valid[kept]
@@ -280,7 +281,8 @@ class TileCoder:
             check_bound(self.bound, original, restored, self.bands)
             sections = replace(sections, residual=self._pack_residual(residual_symbols),
                                checksum=checksum_section(restored))
-        return sections
+            return sections, restored
+        return sections, None
 
     def input_for_coding(self, dn):
         """What encode_latent reads again of a tile's model input: all of it for error-bounded files and extra
@@ -672,11 +674,16 @@ def _tile_chunk(coder, part, nodata, advance=_no_progress):
     """encode_tile's coding part: (chunk payload, valid pixels) of a _tile_latent."""
     cube, valid, kept, restored, dn, latent, lone = part
     coding = _Shares(advance, LATENT_STAGE)
-    sections = coder.encode_latent(latent, dn, valid, kept, coding)
+    sections, exact = coder.encode_latent(latent, dn, valid, kept, coding)
     coding.finish()
     tile_valid, native = valid[kept], cube[:, kept[0], kept[1]]
     positions, values = samples.overrides(native, restored, tile_valid, samples.fill_value(cube.dtype, nodata),
                                           coder.lossless, None if lone is None else lone[:, kept[0], kept[1]])
+    if exact is not None and not coder.lossless:  # a value within the bound may read as nodata, or not as it
+        flips = samples.nodata_flips(native, exact, coder.bands, restored, tile_valid, nodata)
+        if flips.size:
+            positions = np.union1d(positions, flips)
+            values = native.reshape(-1)[positions]
     if positions.size:
         sections = replace(sections, samples=samples.pack(positions, values, cube.dtype))
     return coder.pack(sections), int(tile_valid.sum())

@@ -161,25 +161,48 @@ class GeoTiffWriter:
 def output_values(values, dtype, nodata=None, exact=False, overwrite=False):
     """Reconstructed DN (any float array) rounded and clipped into the output type.
 
-    Integer outputs never wrap around; a lossy reconstruction never collides with the nodata value, while an
-    `exact` (error-bounded) one keeps every value, nodata samples inside valid pixels included. overwrite: the
-    rounding may reuse `values` (a tile-sized array fewer).
+    Integer outputs never wrap around; a lossy reconstruction never collides with the nodata value
+    (rounded_values), while an `exact` (error-bounded) one keeps every value (its encoder listed the samples
+    whose value would read as nodata, or would not where the input said nodata, in the tile's sample section).
+    overwrite: the rounding may reuse `values` (a tile-sized array fewer).
     """
     dtype = np.dtype(dtype)
-    if dtype.kind not in 'iu':
-        return np.asarray(values, dtype=dtype)
-    return rounded_values(values, dtype, nodata, exact, overwrite).astype(dtype)
+    return np.asarray(rounded_values(values, dtype, nodata, exact, overwrite), dtype=dtype)
 
 
 def rounded_values(values, dtype, nodata=None, exact=False, overwrite=False):
     """output_values before its cast: for an integer output type the values rounded and clipped into its range,
-    still floats (in place with `overwrite`); for a float type `values` as they are."""
+    still floats (in place with `overwrite`); for a float type `values` as they are. A lossy (not `exact`) value
+    that would equal nodata in the output type moves off it by the least step: one DN towards the inside of the
+    type's range, or the nearest float (a valid sample must not read as no data; 0.5.3 let it when nodata was
+    not the type's minimum, for example nodata 0 and dark water)."""
     dtype = np.dtype(dtype)
+    writable = overwrite and values.flags.writeable
     if dtype.kind not in 'iu':
-        return values
+        return values if exact else _off_nodata(values, dtype, nodata, writable)
     info = np.iinfo(dtype)
     low = info.min + 1 if nodata is not None and nodata == info.min and not exact else info.min
-    rounded = np.rint(values, out=values if overwrite and values.flags.writeable else None)
-    if rounded.size and low <= rounded.min() and rounded.max() <= info.max:  # (NaN fails both)
-        return rounded  # the clip would change nothing: two reductions cost a third of its pass
-    return np.clip(rounded, low, info.max, out=rounded)  # in place: one tile-sized array fewer
+    rounded = np.rint(values, out=values if writable else None)
+    if not (rounded.size and low <= rounded.min() and rounded.max() <= info.max):  # (NaN fails both)
+        np.clip(rounded, low, info.max, out=rounded)  # in place: one tile-sized array fewer
+    # (when the clip would change nothing, two reductions cost a third of its pass)
+    if not exact and nodata is not None and low <= nodata <= info.max and float(nodata).is_integer():
+        rounded[rounded == nodata] = nodata - 1 if nodata == info.max else nodata + 1
+    return rounded
+
+
+def _off_nodata(values, dtype, nodata, writable):
+    """Float `values` with each one equal to nodata in the output `dtype` moved to the nearest normal float of
+    their own type (towards +inf, or -inf from the largest finite float; no subnormal: a reader that flushes
+    them to zero, as onnxruntime's threads may, would see nodata 0 again)."""
+    if nodata is None or not np.isfinite(nodata) or not values.size:
+        return values
+    marker = dtype.type(nodata)
+    hit = values == marker
+    if not hit.any():
+        return values
+    values = values if writable else values.copy()
+    own, info = values.dtype.type(marker), np.finfo(values.dtype)
+    step = np.nextafter(own, values.dtype.type(np.inf if own < info.max else -np.inf))  # (in their type)
+    values[hit] = np.copysign(info.tiny, step) if abs(step) < info.tiny else step
+    return values

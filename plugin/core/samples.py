@@ -68,6 +68,42 @@ def lone_nodata(cube, valid, nodata, bands):
     return lone if lone.any() else None
 
 
+def nodata_flips(native, exact, bands, restored, valid, nodata):
+    """Flat positions (in the tile's (bands, h, w) order) of the samples whose decoded value reads as nodata while
+    the input's does not, or the other way round, at valid pixels of `restored` bands (bool per band): `exact`
+    (len(bands), valid pixels), an error-bounded tile's reconstruction (integer-valued floats) of the canonical
+    rows `bands`. A value within the bound can be the nodata value (nodata 0, dark water, MAX_ERROR 2), and a
+    nodata sample's value within the bound is not nodata: these are restored exactly."""
+    if nodata is None or np.isnan(nodata):
+        return np.zeros(0, np.int64)
+    bands, found = np.asarray(bands, np.int64), []
+    reads = _reads_nodata(exact, native.dtype, nodata)
+    if reads.any():  # (rare: a scan of a bool array costs a fraction of a nonzero())
+        rows, columns = np.nonzero(reads)
+        kept = restored[bands[rows]]
+        found.append(bands[rows[kept]] * valid.size + np.flatnonzero(valid.reshape(-1))[columns[kept]])
+    was = native == nodata
+    was &= valid
+    was[~restored] = False
+    if was.any():
+        found.append(np.flatnonzero(was))
+    if len(found) < 2:
+        return found[0] if found else np.zeros(0, np.int64)
+    return np.setxor1d(*found, assume_unique=True)
+
+
+def _reads_nodata(exact, dtype, nodata):
+    """Where integer-valued float DN read as nodata once written in `dtype` (clipped into an integer type's range,
+    as geotiff.output_values does)."""
+    if dtype.kind in 'iu':
+        info = np.iinfo(dtype)
+        if nodata == info.min:
+            return exact <= nodata
+        if nodata == info.max:
+            return exact >= nodata
+    return exact == nodata
+
+
 def neutral_values(cube, valid, bad):
     """(band, value) for each band holding `bad` samples: the rounded median of its other valid samples (0 when
     there are none), what model_input puts in their place."""

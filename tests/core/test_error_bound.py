@@ -134,3 +134,42 @@ def test_error_bound_and_lossless_hold_with_the_learned_prior_model(awkward_scen
             coded = np.setdiff1d(np.arange(224), DROPPED)
             live = coded[~(a[coded] == -32768).all(axis=(1, 2))]
             assert np.abs(a[live][:, valid] - b[live][:, valid]).max() <= bound
+
+
+@pytest.fixture(scope='module')
+def dark_scene_nodata_0(tmp_path_factory):
+    """Dark water with nodata 0 (1-40 DN, as SWIR bands over water), the synthetic scene's nodata border kept as
+    0, and lone 0 samples inside valid pixels of coded bands."""
+    base = synthetic.write_scene(str(tmp_path_factory.mktemp('dark') / 'base.tif'), width=24, height=20, seed=5)
+    path = base.replace('base.tif', 'dark.tif')
+    ds = gdal.Translate(path, base, noData=0)
+    cube = ds.ReadAsArray()
+    border = (cube == -32768).all(axis=0)
+    dark = np.clip(np.abs(cube.astype(np.int64)) // 250, 1, 40)
+    dark[:, border] = 0
+    dark[29, 10, 10] = dark[30, 5, 7] = dark[199, 12, 3] = 0  # lone nodata samples
+    for index in range(224):
+        ds.GetRasterBand(index + 1).WriteArray(dark[index])
+    ds = None
+    return path
+
+
+@pytest.mark.parametrize('model, quality, bound', [('rdnet', 3, None), ('rdnet', None, 2), ('pca', None, 5),
+                                                   ('rdnet', None, 0)])
+def test_no_valid_sample_comes_back_as_nodata_nor_a_nodata_sample_as_data(dark_scene_nodata_0, tmp_path, model,
+                                                                          quality, bound):
+    """0.5.3 turned a fifth of the valid samples within 3 DN of nodata 0 into nodata at MAX_ERROR 2 (a value within
+    the bound was 0), lossy ones too when nodata was not the type's minimum, and gave lone nodata samples of
+    error-bounded files a value within the bound."""
+    ehc, rec = str(tmp_path / 'd.ehc'), str(tmp_path / 'd.tif')
+    compress(dark_scene_nodata_0, ehc, model, quality, 'cpu', max_error=bound, tile_size=16)
+    decompress(ehc, rec, 'cpu')
+    a, b = _read(dark_scene_nodata_0), _read(rec)
+    valid = ~(a == 0).all(axis=0)
+    restored = np.setdiff1d(np.arange(224), DROPPED) if bound != 0 else np.arange(224)
+    near = (a[restored][:, valid] <= 3).sum()
+    assert near > 1000  # the test means something: many valid samples lie within 3 DN of nodata
+    assert np.array_equal(a[restored][:, valid] == 0, b[restored][:, valid] == 0)
+    assert (b[:, ~valid] == 0).all()
+    if bound is not None:
+        assert np.abs(a[restored][:, valid] - b[restored][:, valid]).max() <= bound

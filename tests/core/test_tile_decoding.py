@@ -158,3 +158,31 @@ def test_rounded_values_are_output_values_before_the_cast():
     for dtype, nodata in (('int16', -32768), ('int16', None), ('uint16', 0), ('float32', None)):
         rounded = rounded_values(values.copy(), dtype, nodata)
         assert np.array_equal(rounded.astype(dtype), output_values(values.copy(), dtype, nodata))
+
+
+@pytest.mark.parametrize('dtype, nodata, moved_to', [('int16', 0, 1), ('int16', -9999, -9998), ('uint16', 0, 1),
+                                                      ('uint16', 65535, 65534), ('int16', -32768, -32767)])
+def test_a_lossy_value_never_reads_as_nodata(dtype, nodata, moved_to):
+    """Rounded onto nodata, a lossy value moves one DN inside the type's range; an exact one stays (its encoder
+    lists such samples in the tile's sample section); values elsewhere are untouched."""
+    values = np.array([nodata - 0.4, nodata + 0.3, nodata, 1234.6, nodata - 7.0], np.float32)
+    lossy = output_values(values.copy(), dtype, nodata)
+    exact = output_values(values.copy(), dtype, nodata, exact=True)
+    info = np.iinfo(dtype)
+    assert lossy[:3].tolist() == [moved_to] * 3
+    assert lossy[3] == 1235 and lossy[4] == np.clip(nodata - 7, info.min + (nodata == info.min), info.max)
+    assert exact[:3].tolist() == [max(nodata, info.min)] * 3 or nodata == info.min
+    assert (rounded_values(values.copy(), dtype, nodata).astype(dtype) == lossy).all()
+
+
+@pytest.mark.parametrize('dtype', ['float32', 'float64'])
+def test_a_lossy_float_value_never_reads_as_nodata(dtype):
+    values = np.array([0.0, -0.0, 1e-3, -9999.0, np.nan], np.float32)
+    for nodata, expected in ((0.0, np.finfo(np.float32).tiny), (-9999.0, np.nextafter(np.float32(-9999), np.float32(0)))):
+        out = output_values(values.copy(), dtype, nodata)
+        hit = values == np.float32(nodata)
+        assert not (out == nodata).any() and np.all(out[hit] == np.asarray(expected, dtype))
+        assert np.array_equal(out[~hit], values[~hit].astype(dtype), equal_nan=True)
+        assert np.array_equal(output_values(values.copy(), dtype, nodata, exact=True), values.astype(dtype),
+                              equal_nan=True)
+    assert np.array_equal(output_values(values.copy(), dtype, float('nan')), values.astype(dtype), equal_nan=True)
