@@ -178,7 +178,8 @@ def test_a_lossy_value_never_reads_as_nodata(dtype, nodata, moved_to):
 @pytest.mark.parametrize('dtype', ['float32', 'float64'])
 def test_a_lossy_float_value_never_reads_as_nodata(dtype):
     values = np.array([0.0, -0.0, 1e-3, -9999.0, np.nan], np.float32)
-    for nodata, expected in ((0.0, np.finfo(np.float32).tiny), (-9999.0, np.nextafter(np.float32(-9999), np.float32(0)))):
+    above_9999 = np.nextafter(np.float32(-9999), np.float32(0))
+    for nodata, expected in ((0.0, np.finfo(np.float32).tiny), (-9999.0, above_9999)):
         out = output_values(values.copy(), dtype, nodata)
         hit = values == np.float32(nodata)
         assert not (out == nodata).any() and np.all(out[hit] == np.asarray(expected, dtype))
