@@ -550,6 +550,13 @@ def _band_nodata(ds):
     return first, same
 
 
+def _has_mask_band(ds):
+    """Whether band 1 has a mask of its own (a per-dataset or per-band mask, or an alpha band), not one GDAL
+    derives from the nodata value or the "all valid" default."""
+    flags = ds.GetRasterBand(1).GetMaskFlags()
+    return not flags & (gdal.GMF_ALL_VALID | gdal.GMF_NODATA)
+
+
 def _band_dtype(ds, label):
     gdal_type = ds.GetRasterBand(1).DataType
     if gdal_type not in _GDAL_TO_NUMPY:
@@ -651,6 +658,10 @@ class SpectralRaster:
         if nodata is None and xml is not None:
             nodata = ENMAP_NODATA  # DLR's L2A no-data value, not always stored in the image file
         self.nodata = None if nodata is None else float(nodata)
+        if _has_mask_band(ds):
+            self._warn(f'{self._label} has a mask band (a GDAL mask or alpha band), which EnMAP Compress does not '
+                       'read: its masked pixels are compressed as data and the output has no mask. To keep them '
+                       'out, write them as a nodata value first (for example gdalwarp -dstnodata -32768).')
         self.gains, self.offsets = self._gains_offsets(ds, xml)
 
     def _gains_offsets(self, ds, xml):

@@ -96,3 +96,25 @@ def test_a_crs_without_epsg_code_compresses_when_osr_exceptions_are_on(tmp_path)
     decompress(str(tmp_path / 'c.ehc'), str(tmp_path / 'c.tif'), 'cpu')
     restored = gdal.Open(str(tmp_path / 'c.tif'))
     assert restored.GetSpatialRef().IsSame(custom)
+
+
+@pytest.mark.parametrize('mask', ['per dataset', 'none', 'nodata'])
+def test_a_mask_band_that_is_not_read_is_said_so(tmp_path, mask):
+    """A GDAL mask band is not read (its masked pixels are coded as data, the output has none): the raster's
+    warnings say so, and say nothing for a raster without one or with GDAL's mask derived from nodata."""
+    from osgeo import gdal
+
+    path = synthetic.write_scene(str(tmp_path / 'scene.tif'), width=8, height=6, seed=2)
+    ds = gdal.Open(path, gdal.GA_Update)
+    if mask != 'nodata':
+        for index in range(1, ds.RasterCount + 1):
+            ds.GetRasterBand(index).DeleteNoDataValue()
+    if mask == 'per dataset':
+        ds.CreateMaskBand(gdal.GMF_PER_DATASET)
+        ds.GetRasterBand(1).GetMaskBand().Fill(255)
+    ds = None
+    with open_spectral(path) as raster:
+        said = [w for w in raster.warnings if 'mask band' in w]
+    assert len(said) == (mask == 'per dataset')
+    if said:
+        assert 'output has no mask' in said[0] and 'nodata' in said[0]
