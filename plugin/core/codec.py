@@ -385,7 +385,8 @@ def layout_from_header(raster):
     bands = [BandInfo(raster['band_names'][i], raster['wavelengths'][i], fwhm[i], raster['gains'][i],
                       raster['offsets'][i]) for i in range(raster['band_count'])]
     return RasterLayout(raster['width'], raster['height'], raster['dtype'], raster['nodata'], raster['crs_wkt'],
-                        tuple(raster['geotransform']), bands, [int(i) for i in raster.get('dead_bands', ())])
+                        tuple(raster['geotransform']), bands, [int(i) for i in raster.get('dead_bands', ())],
+                        tuple(raster.get('gcps', ())), raster.get('gcp_crs_wkt', ''), dict(raster.get('rpc', {})))
 
 
 # --- results ------------------------------------------------------------------------------------------------

@@ -41,7 +41,8 @@ class Comparison:
 def _error_layout(raster):
     bands = [BandInfo(name) for name in ERROR_BANDS]
     return RasterLayout(raster.width, raster.height, 'float32', ERROR_NODATA, raster.crs_wkt,
-                        tuple(raster.geotransform), bands)
+                        tuple(raster.geotransform), bands, None, tuple(raster.gcps), raster.gcp_crs_wkt,
+                        dict(raster.rpc))
 
 
 def _opened(stack, raster):

@@ -617,6 +617,10 @@ class SpectralRaster:
         self._gdal_type, self.dtype = _band_dtype(ds, self._label)
         self.crs_wkt = ds.GetProjection() or ''
         self.geotransform = tuple(ds.GetGeoTransform() or (0.0, 1.0, 0.0, 0.0, 0.0, 1.0))
+        # ground control points and RPCs (a raster not yet orthorectified): carried to the output as they are
+        self.gcps = [(g.GCPPixel, g.GCPLine, g.GCPX, g.GCPY, g.GCPZ) for g in (ds.GetGCPs() or ())]
+        self.gcp_crs_wkt = (ds.GetGCPProjection() or '') if self.gcps else ''
+        self.rpc = dict(ds.GetMetadata('RPC') or {})
 
     def _init_spectral(self, ds, xml):
         n = self.band_count

@@ -1,7 +1,7 @@
 """Writing spectral GeoTIFFs window by window, with georeferencing, nodata, wavelengths and scale carried over."""
 import contextlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import List, Optional
 
 import numpy as np
@@ -23,6 +23,9 @@ class BandInfo:
     offset: Optional[float] = None
 
 
+NO_GEOTRANSFORM = (0.0, 1.0, 0.0, 0.0, 0.0, 1.0)  # what GDAL reports for a raster without one
+
+
 @dataclass
 class RasterLayout:
     width: int
@@ -33,6 +36,9 @@ class RasterLayout:
     geotransform: tuple
     bands: List[BandInfo]
     bad_bands: Optional[List[int]] = None  # 0-based file bands flagged bad (written as ENVI's bbl list)
+    gcps: tuple = ()  # ground control points (pixel, line, x, y, z) in gcp_crs_wkt, for a raster without a geotransform
+    gcp_crs_wkt: str = ''
+    rpc: dict = field(default_factory=dict)  # RPC metadata items as GDAL's RPC domain holds them
 
 
 def _gdal():
@@ -78,8 +84,13 @@ class GeoTiffWriter:
                 raise failure(recorder)
             if layout.crs_wkt:
                 self.ds.SetProjection(layout.crs_wkt)
-            if layout.geotransform:
+            if layout.gcps and tuple(layout.geotransform) == NO_GEOTRANSFORM:  # (a GeoTIFF holds one of them)
+                self.ds.SetGCPs([gdal.GCP(x, y, z, pixel, line) for pixel, line, x, y, z in layout.gcps],
+                                layout.gcp_crs_wkt)
+            elif layout.geotransform:
                 self.ds.SetGeoTransform(tuple(layout.geotransform))
+            if layout.rpc:
+                self.ds.SetMetadata(dict(layout.rpc), 'RPC')
             for index, info in enumerate(layout.bands, start=1):
                 self._describe(self.ds.GetRasterBand(index), info, layout.nodata)
             if layout.bad_bands is not None:

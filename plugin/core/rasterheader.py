@@ -274,7 +274,20 @@ def pack_raster(raster, dead_bands):
         'gains': _uniform(raster.gains), 'offsets': _uniform(raster.offsets),
         'dead_bands': [int(i) for i in np.flatnonzero(dead_bands)],
         'product_name': raster.product_name,
+        **_pack_control(raster),
     }
+
+
+def _pack_control(raster):
+    """Ground control points ([pixel, line, x, y, z] each, with their CRS) and RPC metadata, only when the raster
+    has them (since 0.5.4; older readers ignore both)."""
+    packed = {}
+    if getattr(raster, 'gcps', None):
+        packed['gcps'] = {'crs': _pack_crs(raster.gcp_crs_wkt),
+                          'points': [[_short_number(v) for v in point] for point in raster.gcps]}
+    if getattr(raster, 'rpc', None):
+        packed['rpc'] = {str(k): str(v) for k, v in sorted(raster.rpc.items())}
+    return packed
 
 
 def _unpacked_table(packed, name, reference):
@@ -298,6 +311,9 @@ def unpack_raster(packed):
     unpacked = dict(packed, crs_wkt=_unpack_crs(packed['crs']), canonical_index=[int(i) for i in canonical],
                     wavelengths=wavelengths, fwhm=fwhm, band_names=_unpack_names(packed['band_names'], wavelengths),
                     gains=_expand(packed['gains'], count), offsets=_expand(packed['offsets'], count))
+    if 'gcps' in packed:
+        unpacked['gcps'] = [tuple(float(v) for v in point) for point in packed['gcps']['points']]
+        unpacked['gcp_crs_wkt'] = _unpack_crs(packed['gcps']['crs'])
     if 'geotransform' in packed:  # validated files always have one
         unpacked['geotransform'] = [float(v) for v in packed['geotransform']]  # 3.x stores integral ones as ints
     return unpacked

@@ -29,6 +29,8 @@ MIN_CHUNK_BYTES = 8  # the smallest chunk a valid file holds: a 3.x empty tile (
 INDEX_BYTES_PER_TILE = 256  # a chunk's index entry takes about 100 bytes of JSON
 INDEX_BASE_BYTES = 1 << 16  # blobs, footer and slack
 MAX_BAND_TABLE_MILLI = 10 ** 9  # |delta| of a 0.1 band table in 1/1000 nm
+MAX_GCPS = 10000  # ground control points of a raster (GeoTIFF files hold a few to a few thousand)
+MAX_RPC_ITEMS = 64  # RPC metadata items (GDAL's RPC domain has 20)
 _EPSG = re.compile(r'EPSG:([1-9][0-9]{0,5})')
 
 
@@ -100,10 +102,30 @@ def _checked_raster(fields):
                                      and all(is_number(v) for v in value))):
             fields.fail(key, f'must be a number or a list of {N_BANDS} numbers, not {shown(value)}')
     fields.indices('dead_bands', ascending=True)
+    _check_control(fields)
     product = fields.obj.get('product_name')
     if product is not None:
         fields.text('product_name')
     return fields.obj
+
+
+def _check_control(fields):
+    """Optional ground control points (raster.gcps: a CRS as raster.crs and up to MAX_GCPS points of 5 finite
+    numbers) and RPC metadata (raster.rpc: up to MAX_RPC_ITEMS texts)."""
+    if 'gcps' in fields.obj:
+        gcps = HeaderFields(fields.obj['gcps'], f'{fields.name}.gcps', fields.path)
+        _check_crs(gcps)
+        points = gcps.get('points')
+        if not isinstance(points, list) or not 0 < len(points) <= MAX_GCPS or not all(
+                isinstance(p, list) and len(p) == 5 and all(is_number(v) and math.isfinite(v) for v in p)
+                for p in points):
+            gcps.fail('points', f'must be a list of 1 to {MAX_GCPS} lists of 5 finite numbers, not {shown(points)}')
+    if 'rpc' in fields.obj:
+        rpc = HeaderFields(fields.obj['rpc'], f'{fields.name}.rpc', fields.path)
+        if len(rpc.obj) > MAX_RPC_ITEMS:
+            rpc.fail('', f'must have at most {MAX_RPC_ITEMS} items, not {len(rpc.obj)}')
+        for key in rpc.obj:
+            rpc.text(key)
 
 
 def _check_fill_value(fields, key, dtype):

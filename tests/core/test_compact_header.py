@@ -208,3 +208,31 @@ def test_with_source_date_epoch_the_same_input_gives_the_same_file(scene, tmp_pa
     assert open(first, 'rb').read() == open(second, 'rb').read()
     with EhcReader(first) as reader:
         assert reader.header['created'] == '2023-11-14T22:13:20Z'
+
+
+def test_ground_control_points_and_rpcs_come_back_exactly(scene, tmp_path):
+    """A raster georeferenced by GCPs (not yet orthorectified) and RPC metadata keeps both; 0.5.3 dropped them
+    without a word. A raster without them stores neither key."""
+    source = str(tmp_path / 'gcp.tif')
+    gdal.Translate(source, scene)
+    ds = gdal.Open(source, gdal.GA_Update)
+    srs = osr.SpatialReference()
+    srs.ImportFromEPSG(4326)
+    points = [(0.0, 0.0, 13.25, 52.5, 0.0), (24.0, 0.5, 13.2512345678, 52.5, 40.0), (0.0, 20.0, 13.25, 52.49, 0.0)]
+    ds.SetGCPs([gdal.GCP(x, y, z, pixel, line) for pixel, line, x, y, z in points], srs.ExportToWkt())
+    rpc = {'LINE_OFF': '10', 'SAMP_OFF': '12', 'LAT_OFF': '52.5', 'LONG_OFF': '13.25', 'HEIGHT_OFF': '0',
+           'LINE_SCALE': '10', 'SAMP_SCALE': '12', 'LAT_SCALE': '0.1', 'LONG_SCALE': '0.1', 'HEIGHT_SCALE': '100',
+           'LINE_NUM_COEFF': ' '.join(['0'] * 19 + ['1']), 'LINE_DEN_COEFF': ' '.join(['1'] + ['0'] * 19),
+           'SAMP_NUM_COEFF': ' '.join(['0'] * 19 + ['1']), 'SAMP_DEN_COEFF': ' '.join(['1'] + ['0'] * 19)}
+    ds.SetMetadata(rpc, 'RPC')
+    ds = None
+    ds = gdal.Open(source)  # as a reader sees them (GDAL adds ERR_BIAS and ERR_RAND)
+    wanted_rpc, wanted_wkt = ds.GetMetadata('RPC'), ds.GetGCPProjection()
+    ds = None
+    stored, unpacked, _read, out = _round_trip(source, tmp_path)
+    assert stored['gcps']['crs'] == 'EPSG:4326' and len(stored['gcps']['points']) == 3
+    assert [(g.GCPPixel, g.GCPLine, g.GCPX, g.GCPY, g.GCPZ) for g in out.GetGCPs()] == points
+    assert out.GetGCPProjection() == wanted_wkt
+    assert out.GetMetadata('RPC') == wanted_rpc
+    plain, _unpacked, _read, plain_out = _round_trip(scene, tmp_path)
+    assert 'gcps' not in plain and 'rpc' not in plain and plain_out.GetGCPCount() == 0

@@ -123,6 +123,15 @@ HEADER_CASES = [
     (('raster', 'fwhm_delta'), '0x' + 'A' * 224, 'raster.fwhm_delta is not a valid band table: it starts with'),
     (('raster', 'fwhm_delta'), '0s' + 'A' * 223, 'raster.fwhm_delta is not a valid band table: it has 223'),
     (('raster', 'geotransform'), [0, 30, 0, 0, 0, '-30'], 'raster.geotransform'),
+    # ground control points and RPCs (since 0.5.4)
+    (('raster', 'gcps'), 5, 'raster.gcps must be an object'),
+    (('raster', 'gcps'), {'crs': '', 'points': []}, 'raster.gcps.points'),
+    (('raster', 'gcps'), {'crs': '', 'points': [[0, 0, 1, 2]]}, 'raster.gcps.points'),
+    (('raster', 'gcps'), {'crs': '', 'points': [[0, 0, 1, 2, float('nan')]]}, 'raster.gcps.points'),
+    (('raster', 'gcps'), {'crs': 'garbage', 'points': [[0, 0, 1, 2, 0]]}, 'raster.gcps.crs'),
+    (('raster', 'gcps'), {'points': [[0, 0, 1, 2, 0]]}, 'raster.gcps.crs is missing'),
+    (('raster', 'rpc'), {'LINE_OFF': 5}, 'raster.rpc.LINE_OFF'), (('raster', 'rpc'), [], 'raster.rpc'),
+    (('raster', 'rpc'), {f'K{i}': '1' for i in range(65)}, 'raster.rpc must have at most 64'),
 ]
 
 
