@@ -37,7 +37,7 @@ from .errors import EnmapCompressError, FormatError, InputError, ModelNotFoundEr
 from .geotiff import BandInfo, GeoTiffWriter, RasterLayout, output_values, rounded_values
 from .latent_basis import choose_coder
 from .metrics import rate_metrics
-from .outputs import atomic_output, check_writable
+from .outputs import atomic_output, check_distinct, check_writable
 from .prediction import decode_predicted, encode_predicted
 from .prior import compact_stream, expand_stream
 from .rasterheader import pack_raster
@@ -475,6 +475,7 @@ def compress(source, output, model=None, quality=5, device='auto', threads=None,
     codecheader.LATENT_CODERS name (LATENT_CONTEXT: rdnet's tiles as 0.4.0 wrote them, for readers of 0.4.0).
     """
     started = time.perf_counter()
+    check_distinct((output,), (source,))
     _check_ehc_path(output)
     bound = error_bound(max_error, band_max_errors, relative_error, relative_floor)
     _check_latent_coder(latent_coder, bound)
@@ -869,6 +870,7 @@ def decompress(source, output, device='auto', threads=None, progress=None, is_ca
     on_tile(tile, canonical cube): called with each tile as it is written, in file order (evaluate measures the
     tiles there: the reconstruction is never read back)."""
     started = time.perf_counter()
+    check_distinct((output,), (source,))
     check_writable(output)
     reader, checked = open_checked(source)
     with reader:

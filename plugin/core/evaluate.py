@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 from .codec import DEFAULT_TILE, compress, decompress
 from .compare import StreamedComparison, compare
 from .enmap import open_spectral
-from .outputs import check_writable, scratch_claim
+from .outputs import check_distinct, check_writable, scratch_claim
 from .report import write_report
 from .tiling import Progress
 
@@ -68,6 +68,7 @@ def evaluate(source, reconstructed, model=None, quality=5, device='auto', thread
              band_max_errors=None, relative_error=None, relative_floor=None):
     """Compress `source`, decompress it to `reconstructed`, and measure; returns an Evaluation.
     The error-bound arguments are those of codec.compress (bounds.error_bound)."""
+    check_distinct((reconstructed, error, report, compressed), (source,))
     for path in (reconstructed, error, report):
         if path:
             check_writable(path)

@@ -84,6 +84,34 @@ def check_writable(path):
             raise _busy(target, claim, owner)
 
 
+def check_distinct(outputs, inputs):
+    """Raise OutputError when an output names one of the `inputs` (paths, or open rasters with `source` and
+    `gdal_path`; it would be replaced while it is read: evaluate's reconstruction over its own input, a GeoTIFF
+    over the .ehc it decodes) or an output before it. Empty entries are skipped."""
+    sources = [path for item in inputs if item for path in _paths_of(item)]
+    seen = []
+    for output in (o for o in outputs if o):
+        for other, role in [(s, 'input') for s in sources] + [(o, 'other output') for o in seen]:
+            if _same_file(output, other):
+                raise OutputError(f'The output {shown_path(output)} is the {role} {shown_path(other)}; it would be '
+                                  'overwritten. Choose another name.')
+        seen.append(output)
+
+
+def _paths_of(item):
+    if isinstance(item, (str, os.PathLike)):
+        return [os.fspath(item)]
+    return [p for p in (getattr(item, 'source', None), getattr(item, 'gdal_path', None)) if isinstance(p, str)]
+
+
+def _same_file(a, b):
+    a, b = os.fspath(a), os.fspath(b)
+    with contextlib.suppress(OSError):
+        if os.path.exists(a) and os.path.exists(b):
+            return os.path.samefile(a, b)  # (links, other spellings of one path)
+    return os.path.normcase(os.path.abspath(a)) == os.path.normcase(os.path.abspath(b))
+
+
 def _claim_folder(target):
     folder, name = os.path.split(target)
     return os.path.join(folder, f'.{name}{CLAIM_SUFFIX}')

@@ -117,3 +117,28 @@ def test_atomic_output_cannot_create_folder_under_a_file(tmp_path):
     with pytest.raises(OutputError, match='Cannot create the output folder'):
         with atomic_output(str(tmp_path / 'file' / 'x.tif')):
             pass
+
+
+def test_no_output_overwrites_its_own_input_or_another_output(tmp_path):
+    """0.5.3 let evaluate write its reconstruction over its own input and decompress a GeoTIFF over the .ehc it
+    read; each is now one OutputError before anything runs, also through another spelling of the path."""
+    from enmap_compress.plugin.core.codec import compress, decompress
+    from enmap_compress.plugin.core.evaluate import evaluate
+    from tools import synthetic
+
+    source = synthetic.write_scene(str(tmp_path / 'scene.tif'), width=12, height=10, seed=1)
+    before = open(source, 'rb').read()
+    ehc = str(tmp_path / 'scene.ehc')
+    compress(source, ehc, 'pca', 3, 'cpu')
+    packed = open(ehc, 'rb').read()
+    other_spelling = str(tmp_path / '.' / 'scene.tif')
+    os.link(source, str(tmp_path / 'linked.tif'))
+    calls = [lambda: evaluate(source, other_spelling, model='pca', quality=3),
+             lambda: evaluate(source, str(tmp_path / 'linked.tif'), model='pca', quality=3),
+             lambda: evaluate(source, str(tmp_path / 'r.tif'), model='pca', quality=3, error=str(tmp_path / 'r.tif')),
+             lambda: decompress(ehc, ehc, 'cpu')]
+    for call in calls:
+        with pytest.raises(OutputError, match='it would be overwritten'):
+            call()
+    assert open(source, 'rb').read() == before and open(ehc, 'rb').read() == packed
+    assert not os.path.exists(tmp_path / 'r.tif')
