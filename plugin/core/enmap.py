@@ -28,6 +28,7 @@ from .bands import DN_PEAK, ENMAP_GAIN
 from .bandscan import StreamedBandScan
 from .errors import InputError
 from .gdalerrors import GdalError, checked, failure
+from .geotiff import GDAL_TYPES
 
 logger = logging.getLogger('enmap_compress')
 
@@ -558,11 +559,28 @@ def _has_mask_band(ds):
 
 
 def _band_dtype(ds, label):
-    gdal_type = ds.GetRasterBand(1).DataType
-    if gdal_type not in _GDAL_TO_NUMPY:
-        raise InputError(f'{label} has pixel type {gdal.GetDataTypeName(gdal_type)}; expected integer or float '
-                         'numbers (EnMAP L2A is Int16).')
-    return gdal_type, _GDAL_TO_NUMPY[gdal_type]
+    """(GDAL type, numpy dtype, warning or None) the raster is read in: its bands' type, or for bands of several
+    types (a VRT can mix them) the smallest type that holds every value of each. Refuses a type the .ehc format
+    does not store (GDAL_TYPES) before anything is written."""
+    types = sorted({ds.GetRasterBand(i + 1).DataType for i in range(ds.RasterCount)})
+    names = [gdal.GetDataTypeName(t) for t in types]
+    for gdal_type, name in zip(types, names):
+        if gdal_type not in _GDAL_TO_NUMPY:
+            raise InputError(f'{label} has pixel type {name}; expected integer or float numbers (EnMAP L2A is '
+                             'Int16).')
+    dtypes = [_GDAL_TO_NUMPY[t] for t in types]
+    common = np.result_type(*dtypes)
+    if common.name not in GDAL_TYPES and len(types) > 1 and all(np.can_cast(d, np.float64) for d in dtypes):
+        common = np.dtype(np.float64)
+    if common.name not in GDAL_TYPES:
+        raise InputError(f'{label} has pixel type {" and ".join(names)}; EnMAP Compress reads '
+                         f'{", ".join(GDAL_TYPES.values())} images (EnMAP L2A is Int16). Convert it first, for '
+                         'example with gdal_translate -ot Int32 when its values fit, or -ot Float64.')
+    gdal_type = next(t for t, d in _GDAL_TO_NUMPY.items() if d == common)
+    warning = None if len(types) == 1 else (
+        f'{label} has bands of different pixel types ({", ".join(names)}); all are read as '
+        f'{gdal.GetDataTypeName(gdal_type)}, which holds every value of each, and the output has that type.')
+    return gdal_type, common, warning
 
 
 def _representable(value, dtype):
@@ -614,7 +632,9 @@ class SpectralRaster:
         if self.band_count < MIN_BANDS:
             raise InputError(f'{self._label} has {self.band_count} band{"s" if self.band_count != 1 else ""}; '
                              'EnMAP Compress expects a hyperspectral image (EnMAP L2A has 224 bands).')
-        self._gdal_type, self.dtype = _band_dtype(ds, self._label)
+        self._gdal_type, self.dtype, mixed = _band_dtype(ds, self._label)
+        if mixed:
+            self._warn(mixed)
         self.crs_wkt = ds.GetProjection() or ''
         self.geotransform = tuple(ds.GetGeoTransform() or (0.0, 1.0, 0.0, 0.0, 0.0, 1.0))
         # ground control points and RPCs (a raster not yet orthorectified): carried to the output as they are

@@ -118,3 +118,45 @@ def test_a_mask_band_that_is_not_read_is_said_so(tmp_path, mask):
     assert len(said) == (mask == 'per dataset')
     if said:
         assert 'output has no mask' in said[0] and 'nodata' in said[0]
+
+
+def test_a_pixel_type_the_format_does_not_store_is_refused_before_anything_is_written(tmp_path):
+    """0.5.3 wrote UInt32, Int64 and UInt64 images into .ehc files that no reader accepted (raster.dtype)."""
+    from osgeo import gdal
+
+    from enmap_compress.plugin.core.codec import compress
+
+    base = synthetic.write_scene(str(tmp_path / 'scene.tif'), width=8, height=6, seed=2)
+    path = str(tmp_path / 'u32.tif')
+    gdal.Translate(path, base, outputType=gdal.GDT_UInt32, noData=0)
+    with pytest.raises(InputError, match=r'pixel type UInt32; EnMAP Compress reads Int16, .*gdal_translate -ot'):
+        open_spectral(path)
+    with pytest.raises(InputError, match='pixel type UInt32'):
+        compress(path, str(tmp_path / 'u32.ehc'), 'pca', None, 'cpu', max_error=0)
+    assert not os.path.exists(tmp_path / 'u32.ehc')
+
+
+def test_bands_of_several_pixel_types_are_read_in_one_type_that_holds_them_all(tmp_path):
+    """A VRT may give band 6 Float32 and the others Int16: 0.5.3 read every band as band 1's Int16 and cut band 6's
+    fractions off, even in lossless mode. Now all are read as Float32 (said so) and lossless returns them exactly."""
+    import numpy as np
+    from osgeo import gdal
+
+    from enmap_compress.plugin.core.codec import compress, decompress
+
+    base = synthetic.write_scene(str(tmp_path / 'scene.tif'), width=12, height=10, seed=2)
+    floats = str(tmp_path / 'floats.tif')
+    gdal.Translate(floats, base, outputType=gdal.GDT_Float32)
+    vrt = str(tmp_path / 'mixed.vrt')
+    gdal.BuildVRT(vrt, [base])
+    text = open(vrt).read().split('<VRTRasterBand')
+    text[6] = text[6].replace('dataType="Int16"', 'dataType="Float32"', 1).replace('scene.tif', 'floats.tif')
+    with open(vrt, 'w') as f:
+        f.write('<VRTRasterBand'.join(text))
+    with open_spectral(vrt) as raster:
+        assert raster.dtype == np.float32 and any('different pixel types (Int16, Float32)' in w for w in raster.warnings)
+    compress(vrt, str(tmp_path / 'm.ehc'), 'pca', None, 'cpu', max_error=0)
+    decompress(str(tmp_path / 'm.ehc'), str(tmp_path / 'm.tif'), 'cpu')
+    back = gdal.Open(str(tmp_path / 'm.tif'))
+    assert back.GetRasterBand(1).DataType == gdal.GDT_Float32
+    assert np.array_equal(back.ReadAsArray(), gdal.Open(vrt).ReadAsArray().astype(np.float32))
