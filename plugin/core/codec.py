@@ -5,6 +5,7 @@ Every call streams tile by tile, reports progress, honours cancellation and writ
 """
 import contextlib
 import functools
+import json
 import logging
 import os
 import platform
@@ -31,7 +32,7 @@ from .codecheader import (
     CodecInfo,
 )
 from .container import VERSION as CONTAINER_VERSION
-from .container import EhcWriter
+from .container import EhcWriter, to_json_bytes
 from .enmap import SpectralRaster, open_spectral
 from .errors import EnmapCompressError, FormatError, InputError, ModelNotFoundError, OutputError
 from .geotiff import BandInfo, GeoTiffWriter, RasterLayout, output_values, rounded_values
@@ -45,7 +46,7 @@ from .runtime import OnnxRunner, default_model_id, find_model, list_models
 from .tilepayload import TileSections, checksum_section, decode_mask, encode_mask, matches_checksum
 from .tiling import Progress, Tile, kept_slices, ordered_map, rest_of, tile_grid, valid_pixels
 from .transforms import make_transform
-from .validation import check_coder, open_checked
+from .validation import check_coder, checked_header, open_checked
 
 LOG = logging.getLogger('enmap_compress')
 CODED_BAND_COUNT = N_HYSPECNET
@@ -539,9 +540,20 @@ def _file_header(raster, codec_info, runner):
     packed = pack_raster(raster, np.asarray(raster.dead_bands))
     if raster.nodata is None and raster.dtype.kind == 'f':
         packed['fill'] = samples.fill_value(raster.dtype, None)  # NaN; older files meant 0
-    return {'format': FORMAT_NAME, 'raster': packed, 'codec': codec_info.to_json(),
-            'device': {'used': runner.choice.device, 'provider': runner.provider},  # no chunk byte depends on threads
-            'software': software_versions(), 'created': creation_time()}
+    header = {'format': FORMAT_NAME, 'raster': packed, 'codec': codec_info.to_json(),
+              'device': {'used': runner.choice.device, 'provider': runner.provider},  # no chunk byte depends on threads
+              'software': software_versions(), 'created': creation_time()}
+    _check_readable(header, raster)
+    return header
+
+
+def _check_readable(header, raster):
+    """InputError, before any tile is written, when a decoder would refuse this header (the writer must never make
+    a file its readers do not accept): the checks every reader runs, on the header as the file will state it."""
+    try:
+        checked_header(json.loads(to_json_bytes(header)), 'the new file', 1 << 62)
+    except FormatError as exc:
+        raise InputError(f'{raster.source} cannot be stored as a .ehc file: {exc} (no file was written).') from None
 
 
 def _write_tiles(output, header, raster, coder, tile_size, progress):

@@ -28,7 +28,8 @@ from .bands import DN_PEAK, ENMAP_GAIN
 from .bandscan import StreamedBandScan
 from .errors import InputError
 from .gdalerrors import GdalError, checked, failure
-from .geotiff import GDAL_TYPES
+from .geotiff import GDAL_TYPES, NO_GEOTRANSFORM
+from .headerfields import MAX_TEXT
 
 logger = logging.getLogger('enmap_compress')
 
@@ -636,7 +637,11 @@ class SpectralRaster:
         if mixed:
             self._warn(mixed)
         self.crs_wkt = ds.GetProjection() or ''
-        self.geotransform = tuple(ds.GetGeoTransform() or (0.0, 1.0, 0.0, 0.0, 0.0, 1.0))
+        self.geotransform = tuple(ds.GetGeoTransform() or NO_GEOTRANSFORM)
+        if not all(np.isfinite(self.geotransform)):
+            self._warn(f'{self._label} has a geotransform that is not a set of numbers ({self.geotransform}); it is '
+                       'read as none, and the output has none.')
+            self.geotransform = NO_GEOTRANSFORM
         # ground control points and RPCs (a raster not yet orthorectified): carried to the output as they are
         self.gcps = [(g.GCPPixel, g.GCPLine, g.GCPX, g.GCPY, g.GCPZ) for g in (ds.GetGCPs() or ())]
         self.gcp_crs_wkt = (ds.GetGCPProjection() or '') if self.gcps else ''
@@ -672,6 +677,10 @@ class SpectralRaster:
         names = []
         for i, wl in enumerate(self.wavelengths):
             desc = (ds.GetRasterBand(i + 1).GetDescription() or '').strip()
+            if len(desc) > MAX_TEXT:  # (the .ehc header stores names up to this length)
+                self._warn(f'{self._label}: the name of band {i + 1} has {len(desc)} characters; its first '
+                           f'{MAX_TEXT} are kept.')
+                desc = desc[:MAX_TEXT]
             names.append(desc or f'band {i + 1} ({wl:.1f} Nanometers)')
         return names
 
@@ -682,6 +691,11 @@ class SpectralRaster:
         if nodata is None and xml is not None:
             nodata = ENMAP_NODATA  # DLR's L2A no-data value, not always stored in the image file
         self.nodata = None if nodata is None else float(nodata)
+        if self.nodata is not None and self.dtype.kind in 'iu' and not _representable(self.nodata, self.dtype):
+            self._warn(f'{self._label} declares nodata {self.nodata:g}, which {gdal.GetDataTypeName(self._gdal_type)} '
+                       'data cannot hold, so no sample is nodata: it is read without nodata, and the output '
+                       'declares none.')
+            self.nodata = None
         if _has_mask_band(ds):
             self._warn(f'{self._label} has a mask band (a GDAL mask or alpha band), which EnMAP Compress does not '
                        'read: its masked pixels are compressed as data and the output has no mask. To keep them '

@@ -161,3 +161,71 @@ def test_bands_of_several_pixel_types_are_read_in_one_type_that_holds_them_all(t
     back = gdal.Open(str(tmp_path / 'm.tif'))
     assert back.GetRasterBand(1).DataType == gdal.GDT_Float32
     assert np.array_equal(back.ReadAsArray(), gdal.Open(vrt).ReadAsArray().astype(np.float32))
+
+
+def _edited_copy(tmp_path, name, edit):
+    from osgeo import gdal
+
+    base = synthetic.write_scene(str(tmp_path / 'base.tif'), width=8, height=6, seed=3)
+    path = str(tmp_path / name)
+    gdal.Translate(path, base)
+    ds = gdal.Open(path, gdal.GA_Update)
+    edit(ds)
+    ds = None
+    return path
+
+
+def _nan_geotransform(tmp_path):
+    from osgeo import gdal
+
+    base = synthetic.write_scene(str(tmp_path / 'base.tif'), width=8, height=6, seed=3)
+    path = str(tmp_path / 'nan.vrt')
+    gdal.BuildVRT(path, [base])
+    text = re.sub(r'<GeoTransform>[^<]*</GeoTransform>', '<GeoTransform>nan, 30, 0, 0, 0, -30</GeoTransform>',
+                  open(path).read())
+    with open(path, 'w') as f:
+        f.write(text)
+    return path
+
+
+def _all_bands(method, *args):
+    def edit(ds):
+        for index in range(1, ds.RasterCount + 1):
+            getattr(ds.GetRasterBand(index), method)(*args)
+    return edit
+
+
+ODD_METADATA = {  # what 0.5.3 wrote into a .ehc file that no reader accepted; each now reads with a warning
+    'nodata outside the type': (lambda p: _edited_copy(p, 'n.tif', _all_bands('SetNoDataValue', -99999)),
+                                'declares nodata -99999, which Int16 data cannot hold'),
+    'nodata NaN on integers': (lambda p: _edited_copy(p, 'nan.tif', _all_bands('SetNoDataValue', float('nan'))),
+                               'declares nodata nan'),
+    'a 5000-character band name': (lambda p: _edited_copy(p, 'name.tif',
+                                                          lambda ds: ds.GetRasterBand(3).SetDescription('x' * 5000)),
+                                   'the name of band 3 has 5000 characters; its first 4096 are kept'),
+    'a NaN geotransform': (_nan_geotransform, 'has a geotransform that is not a set of numbers'),
+}
+
+
+@pytest.mark.parametrize('case', ODD_METADATA)
+def test_metadata_a_file_cannot_state_is_read_with_a_warning_and_the_file_decodes(tmp_path, case):
+    from enmap_compress.plugin.core.codec import compress, decompress
+
+    make, said = ODD_METADATA[case]
+    source = make(tmp_path)
+    result = compress(source, str(tmp_path / 'o.ehc'), 'pca', 3, 'cpu')
+    assert any(said in w for w in result.warnings), result.warnings
+    decompress(str(tmp_path / 'o.ehc'), str(tmp_path / 'o.tif'), 'cpu')
+
+
+def test_the_writer_refuses_a_header_its_readers_would_refuse_before_writing_anything(tmp_path, monkeypatch):
+    """Whatever a reader would refuse in the header (here a CRS no GDAL knows) stops compress with one InputError
+    before any tile is written: no file that its own readers reject."""
+    from enmap_compress.plugin.core import codec
+
+    packed = codec.pack_raster
+    monkeypatch.setattr(codec, 'pack_raster', lambda *a: dict(packed(*a), crs='not a CRS'))
+    source = synthetic.write_scene(str(tmp_path / 'base.tif'), width=8, height=6, seed=3)
+    with pytest.raises(InputError, match=r'cannot be stored as a \.ehc file: .*raster\.crs'):
+        codec.compress(source, str(tmp_path / 'o.ehc'), 'pca', 3, 'cpu')
+    assert not os.path.exists(tmp_path / 'o.ehc')
