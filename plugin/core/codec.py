@@ -38,7 +38,7 @@ from .errors import EnmapCompressError, FormatError, InputError, ModelNotFoundEr
 from .geotiff import BandInfo, GeoTiffWriter, RasterLayout, output_values, rounded_values
 from .latent_basis import choose_coder
 from .metrics import rate_metrics
-from .outputs import atomic_output, check_distinct, check_writable
+from .outputs import atomic_output, check_distinct, check_geotiff_name, check_writable
 from .prediction import decode_predicted, encode_predicted
 from .prior import compact_stream, expand_stream
 from .rasterheader import pack_raster
@@ -883,6 +883,7 @@ def decompress(source, output, device='auto', threads=None, progress=None, is_ca
     tiles there: the reconstruction is never read back)."""
     started = time.perf_counter()
     check_distinct((output,), (source,))
+    check_geotiff_name(output)
     check_writable(output)
     reader, checked = open_checked(source)
     with reader:

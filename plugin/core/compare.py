@@ -22,7 +22,7 @@ from .codec import DEFAULT_TILE
 from .enmap import SpectralRaster, open_spectral
 from .geotiff import BandInfo, GeoTiffWriter, RasterLayout
 from .metrics import SSIM_WINDOW, MetricsAccumulator, tile_errors
-from .outputs import atomic_output
+from .outputs import atomic_output, check_distinct, check_geotiff_name
 from .report_data import HIST_LIMIT_DN, ReportCollector, ReportData
 from .runtime import default_threads
 from .tiling import Progress, tile_grid, valid_pixels
@@ -182,6 +182,9 @@ def compare(original, reconstructed, error_path=None, progress=None, is_cancelle
     the report's data. dead: canonical dead bands when known (saves scanning the original for them). threads:
     how many threads measure a tile (default: as many as the codec uses, at least 2, as the GeoTIFF writer does).
     """
+    if error_path:
+        check_distinct((error_path,), (original, reconstructed))
+        check_geotiff_name(error_path)
     with ExitStack() as stack:
         a_raster, b_raster = _opened(stack, original), _opened(stack, reconstructed)
         dead = a_raster.canonical_dead_bands if dead is None else np.asarray(dead, bool)

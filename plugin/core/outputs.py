@@ -84,6 +84,17 @@ def check_writable(path):
             raise _busy(target, claim, owner)
 
 
+GEOTIFF_SUFFIXES = ('.tif', '.tiff')  # GDAL's GTiff extensions
+
+
+def check_geotiff_name(path):
+    """OutputError unless a GeoTIFF output is named as one: decompress and evaluate write GeoTIFF whatever the name,
+    and a GeoTIFF named .img, .sdat or .png (a format a Processing file dialog offers) misleads every reader that
+    goes by the name."""
+    if not os.fspath(path).lower().endswith(GEOTIFF_SUFFIXES):
+        raise OutputError(f'The output {shown_path(path)} is written as a GeoTIFF; name it .tif or .tiff.')
+
+
 def check_distinct(outputs, inputs):
     """Raise OutputError when an output names one of the `inputs` (paths, or open rasters with `source` and
     `gdal_path`; it would be replaced while it is read: evaluate's reconstruction over its own input, a GeoTIFF

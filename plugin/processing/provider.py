@@ -30,3 +30,6 @@ class EnmapCompressProvider(QgsProcessingProvider):
     def defaultRasterFileExtension(self):  # noqa: N802 (QGIS API name)
         return 'tif'
 
+    def supportedOutputRasterLayerExtensions(self):  # noqa: N802 (QGIS API name)
+        return ['tif', 'tiff']  # the algorithms write GeoTIFF (outputs.check_geotiff_name)
+

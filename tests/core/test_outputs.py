@@ -142,3 +142,24 @@ def test_no_output_overwrites_its_own_input_or_another_output(tmp_path):
             call()
     assert open(source, 'rb').read() == before and open(ehc, 'rb').read() == packed
     assert not os.path.exists(tmp_path / 'r.tif')
+
+
+def test_a_geotiff_output_must_be_named_as_one(tmp_path):
+    """decompress and evaluate write GeoTIFF whatever the name: an .img, .sdat or .png name (formats a Processing
+    file dialog offers) is refused before anything runs; .tif and .tiff in any case are fine."""
+    from enmap_compress.plugin.core.codec import compress, decompress
+    from enmap_compress.plugin.core.evaluate import evaluate
+    from enmap_compress.plugin.core.outputs import check_geotiff_name
+    from tools import synthetic
+
+    source = synthetic.write_scene(str(tmp_path / 'scene.tif'), width=8, height=6, seed=1)
+    ehc = str(tmp_path / 'scene.ehc')
+    compress(source, ehc, 'pca', 3, 'cpu')
+    for name in ('out.img', 'out.sdat', 'out.png', 'out'):
+        with pytest.raises(OutputError, match=r'written as a GeoTIFF; name it \.tif or \.tiff'):
+            decompress(ehc, str(tmp_path / name), 'cpu')
+        assert not os.path.exists(tmp_path / name)
+    with pytest.raises(OutputError, match='written as a GeoTIFF'):
+        evaluate(source, str(tmp_path / 'r.tif'), model='pca', quality=3, error=str(tmp_path / 'e.img'))
+    for name in ('a.tif', 'b.TIFF', 'c.Tif'):
+        check_geotiff_name(str(tmp_path / name))

@@ -161,6 +161,7 @@ def test_classfactory_initprocessing_registers_provider_and_unload_removes_it(pl
         provider = QgsApplication.processingRegistry().providerById(PROVIDER_ID)
         assert provider is not None
         assert provider.name() == PROVIDER_NAME
+        assert provider.supportedOutputRasterLayerExtensions() == ['tif', 'tiff']  # the algorithms write GeoTIFF
         algorithms = provider.algorithms()
         assert algorithms, 'provider has no algorithms (did plugin/processing/algorithms.py fail to import?)'
         assert all(a.id().startswith(f'{PROVIDER_ID}:') for a in algorithms)
