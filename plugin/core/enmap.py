@@ -34,6 +34,9 @@ from .headerfields import MAX_TEXT
 logger = logging.getLogger('enmap_compress')
 
 MIN_BANDS = 10
+# the nodata value a masked integer raster without one is given: the type's minimum (EnMAP's -32768 for Int16), or
+# for unsigned types the maximum (0 is a common dark value)
+MASK_NODATA = {'i': lambda dtype: np.iinfo(dtype).min, 'u': lambda dtype: np.iinfo(dtype).max}
 MAX_XML_BYTES = 64 * 1024 * 1024
 MAX_ZIP_TOTAL_BYTES = 32 * 1024 ** 3
 MAX_XML_COMPRESSION_RATIO = 1000
@@ -696,11 +699,25 @@ class SpectralRaster:
                        'data cannot hold, so no sample is nodata: it is read without nodata, and the output '
                        'declares none.')
             self.nodata = None
+        self._mask_fill = None  # what read() writes at the pixels a per-dataset mask band masks
         if _has_mask_band(ds):
-            self._warn(f'{self._label} has a mask band (a GDAL mask or alpha band), which EnMAP Compress does not '
-                       'read: its masked pixels are compressed as data and the output has no mask. To keep them '
-                       'out, write them as a nodata value first (for example gdalwarp -dstnodata -32768).')
+            self._init_mask(ds)
         self.gains, self.offsets = self._gains_offsets(ds, xml)
+
+    def _init_mask(self, ds):
+        """A per-dataset mask (or alpha) band: its masked pixels are read as nodata pixels, as gdalwarp
+        -dstnodata writes them (an integer raster without nodata takes MASK_NODATA's value; a float one NaN).
+        A mask per band is not read (said so)."""
+        if not ds.GetRasterBand(1).GetMaskFlags() & gdal.GMF_PER_DATASET:
+            self._warn(f'{self._label} has a mask band per band, which EnMAP Compress does not read: its masked '
+                       'pixels are compressed as data and the output has no mask. To keep them out, write them as '
+                       'a nodata value first (for example gdalwarp -dstnodata -32768).')
+            return
+        if self.nodata is None and self.dtype.kind in 'iu':
+            self.nodata = float(MASK_NODATA[self.dtype.kind](self.dtype))
+        self._mask_fill = self.nodata if self.nodata is not None else float('nan')
+        self._warn(f'{self._label} has a mask band: its masked pixels are read as nodata ({self._mask_fill:g}) and '
+                   'come back as nodata pixels; the output states them by that nodata value, not by a mask.')
 
     def _gains_offsets(self, ds, xml):
         n = self.band_count
@@ -869,7 +886,25 @@ class SpectralRaster:
             raise InputError(f'Reading {self.gdal_path} failed ({exc}); the file may be truncated or damaged.') \
                 from None
         cube = np.frombuffer(buf, dtype=self.dtype).reshape(idx.size, height, width)
+        if self._mask_fill is not None:
+            masked = ~self._mask_window(x, y, width, height)
+            if masked.any():
+                cube = cube if cube.flags.writeable else cube.copy()
+                cube[:, masked] = self._mask_fill
         return cube if cube.flags.writeable or not writable else cube.copy()
+
+    def _mask_window(self, x, y, width, height):
+        """The per-dataset mask band's window: True where a pixel is not masked."""
+        try:
+            with checked() as recorder:
+                buf = self._dataset().GetRasterBand(1).GetMaskBand().ReadRaster(x, y, width, height,
+                                                                                 buf_type=gdal.GDT_Byte)
+                if buf is None:
+                    raise failure(recorder, 'I/O error')
+        except GdalError as exc:
+            raise InputError(f'Reading the mask band of {self.gdal_path} failed ({exc}); the file may be truncated '
+                             'or damaged.') from None
+        return np.frombuffer(buf, np.uint8).reshape(height, width) > 0
 
     def read_canonical(self, x, y, width, height, writable=True):
         """Like read() for all bands, in canonical (ascending-wavelength) order."""

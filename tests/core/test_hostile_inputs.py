@@ -4,6 +4,7 @@ import re
 import shutil
 import zipfile
 
+import numpy as np
 import pytest
 
 from enmap_compress.plugin.core.enmap import open_spectral
@@ -98,26 +99,63 @@ def test_a_crs_without_epsg_code_compresses_when_osr_exceptions_are_on(tmp_path)
     assert restored.GetSpatialRef().IsSame(custom)
 
 
-@pytest.mark.parametrize('mask', ['per dataset', 'none', 'nodata'])
-def test_a_mask_band_that_is_not_read_is_said_so(tmp_path, mask):
-    """A GDAL mask band is not read (its masked pixels are coded as data, the output has none): the raster's
-    warnings say so, and say nothing for a raster without one or with GDAL's mask derived from nodata."""
+def _masked_scene(tmp_path, dtype='Int16', mask='per dataset'):
+    """A synthetic scene without nodata whose GDAL mask band masks its top-left 4 x 3 pixels."""
     from osgeo import gdal
 
-    path = synthetic.write_scene(str(tmp_path / 'scene.tif'), width=8, height=6, seed=2)
+    base = synthetic.write_scene(str(tmp_path / 'base.tif'), width=12, height=10, seed=2)
+    path = str(tmp_path / f'masked_{dtype}.tif')
+    gdal.Translate(path, base, outputType=gdal.GetDataTypeByName(dtype), noData='none')
     ds = gdal.Open(path, gdal.GA_Update)
-    if mask != 'nodata':
-        for index in range(1, ds.RasterCount + 1):
-            ds.GetRasterBand(index).DeleteNoDataValue()
+    ds.GetRasterBand(1).DeleteNoDataValue()
     if mask == 'per dataset':
         ds.CreateMaskBand(gdal.GMF_PER_DATASET)
-        ds.GetRasterBand(1).GetMaskBand().Fill(255)
+        values = np.full((10, 12), 255, np.uint8)
+        values[:3, :4] = 0
+        ds.GetRasterBand(1).GetMaskBand().WriteArray(values)
+    elif mask == 'per band':
+        ds.GetRasterBand(1).CreateMaskBand(0)
     ds = None
+    return path
+
+
+@pytest.mark.parametrize('mask', ['per dataset', 'per band', 'none'])
+def test_a_mask_band_is_read_as_nodata_or_said_to_be_ignored(tmp_path, mask):
+    """A per-dataset mask band's masked pixels are read as nodata pixels (an Int16 raster without nodata gets
+    -32768); a mask per band is not read, and the warnings say so. 0.5.3 read masked pixels as data, quietly."""
+    path = _masked_scene(tmp_path, mask=mask)
     with open_spectral(path) as raster:
         said = [w for w in raster.warnings if 'mask band' in w]
-    assert len(said) == (mask == 'per dataset')
-    if said:
-        assert 'output has no mask' in said[0] and 'nodata' in said[0]
+        cube = raster.read(0, 0, 12, 10)
+        assert raster.nodata == (-32768 if mask == 'per dataset' else None)
+    assert len(said) == (mask != 'none')
+    if mask == 'per dataset':
+        assert 'read as nodata (-32768)' in said[0]
+        assert (cube[:, :3, :4] == -32768).all() and (cube[:, 3:] != -32768).any()
+    elif mask == 'per band':
+        assert 'not read' in said[0]
+
+
+@pytest.mark.parametrize('dtype', ['Int16', 'Float32'])
+@pytest.mark.parametrize('max_error', [None, 0])
+def test_masked_pixels_come_back_as_nodata_pixels(tmp_path, dtype, max_error):
+    from osgeo import gdal
+
+    from enmap_compress.plugin.core.codec import compress, decompress
+
+    path = _masked_scene(tmp_path, dtype)
+    compress(path, str(tmp_path / 'm.ehc'), 'pca', None if max_error == 0 else 5, 'cpu', max_error=max_error)
+    decompress(str(tmp_path / 'm.ehc'), str(tmp_path / 'm.tif'), 'cpu')
+    out = gdal.Open(str(tmp_path / 'm.tif'))
+    back, original = out.ReadAsArray(), gdal.Open(path).ReadAsArray()
+    if dtype == 'Int16':
+        assert out.GetRasterBand(1).GetNoDataValue() == -32768 and (back[:, :3, :4] == -32768).all()
+    else:
+        assert np.isnan(back[:, :3, :4]).all()
+    if max_error == 0:  # every other pixel bit for bit
+        keep = np.ones((10, 12), bool)
+        keep[:3, :4] = False
+        assert np.array_equal(back[:, keep], original[:, keep])
 
 
 def test_a_pixel_type_the_format_does_not_store_is_refused_before_anything_is_written(tmp_path):
