@@ -550,10 +550,13 @@ def _file_header(raster, codec_info, runner):
 def _check_readable(header, raster):
     """InputError, before any tile is written, when a decoder would refuse this header (the writer must never make
     a file its readers do not accept): the checks every reader runs, on the header as the file will state it."""
+    label = 'the new file'
     try:
-        checked_header(json.loads(to_json_bytes(header)), 'the new file', 1 << 62)
+        checked_header(json.loads(to_json_bytes(header)), label, 1 << 62)
     except FormatError as exc:
-        raise InputError(f'{raster.source} cannot be stored as a .ehc file: {exc} (no file was written).') from None
+        problem = str(exc).removeprefix(f'{label}: ')
+        raise InputError(f'{raster.source} cannot be stored as a .ehc file ({problem}); no file was written.') \
+            from None
 
 
 def _write_tiles(output, header, raster, coder, tile_size, progress):
