@@ -163,3 +163,16 @@ def test_a_geotiff_output_must_be_named_as_one(tmp_path):
         evaluate(source, str(tmp_path / 'r.tif'), model='pca', quality=3, error=str(tmp_path / 'e.img'))
     for name in ('a.tif', 'b.TIFF', 'c.Tif'):
         check_geotiff_name(str(tmp_path / name))
+
+
+def test_compare_refuses_an_error_map_over_its_inputs_or_not_named_as_a_geotiff(tmp_path):
+    from enmap_compress.plugin.core.compare import compare
+    from tools import synthetic
+
+    source = synthetic.write_scene(str(tmp_path / 'scene.tif'), width=8, height=6, seed=1)
+    before = open(source, 'rb').read()
+    with pytest.raises(OutputError, match='it would be overwritten'):
+        compare(source, source, error_path=source)
+    with pytest.raises(OutputError, match='written as a GeoTIFF'):
+        compare(source, source, error_path=str(tmp_path / 'e.img'))
+    assert open(source, 'rb').read() == before
