@@ -147,6 +147,7 @@ DN_PEAK = 10000.0  # reflectance 1 in EnMAP DN; the PSNR peak in the HySpecNet c
 ENMAP_GAIN = 1e-4  # EnMAP L2A: reflectance = DN x 1e-4, offset 0
 UNIT_BLOCK_BANDS = 8  # bands per step of Radiometry.native_to_unit: a 256 px tile's 8 bands stay in cache
 CLIP_MARGIN = 0.05  # reflectance beyond [0, 1] by more than this is no measurement error but another scale
+FAINT = 0.001  # reflectance below which (almost) every sample of an image means a scale far too small
 
 
 @dataclass(frozen=True)
@@ -208,6 +209,14 @@ class Radiometry:
             return int(np.count_nonzero((dn < low * DN_PEAK) | (dn > high * DN_PEAK)))
         unit = np.asarray(dn, np.float64) * self.gains[:, None] + self.offsets[:, None]
         return int(np.count_nonzero((unit < low) | (unit > high)))
+
+    def lit(self, dn):
+        """How many DN of (bands, n) samples in this set's band order lie above FAINT reflectance: a real image's
+        most do, one read at a scale far too small (a gain of 1e-30) none."""
+        if self.is_enmap:
+            return int(np.count_nonzero(dn > FAINT * DN_PEAK))
+        unit = np.asarray(dn, np.float64) * self.gains[:, None] + self.offsets[:, None]
+        return int(np.count_nonzero(unit > FAINT))
 
     def to_unit(self, dn, overwrite=False):
         """(bands, ...) DN -> float32 reflectance clipped to [0, 1]; overwrite: a float32 dn may be overwritten."""

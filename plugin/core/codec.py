@@ -16,7 +16,7 @@ import numpy as np
 
 from ..paths import MODELS_DIR
 from . import bandstream, entropy, residual, samples, spectral, tilepayload
-from .bands import CLIP_MARGIN, DN_PEAK, N_BANDS, N_HYSPECNET, Radiometry, band_set
+from .bands import CLIP_MARGIN, DN_PEAK, FAINT, N_BANDS, N_HYSPECNET, Radiometry, band_set
 from .bounds import UniformQuantiser, error_bound, uniform_bound
 from .codecheader import (
     BAND_GAINS,
@@ -278,6 +278,7 @@ class TileCoder:
                 sections = replace(sections, extra=spectral.encode(original, self._rows(), self.extra, self.coded,
                                                                    tile_valid))
             base = self._reconstruct(symbols, extra_symbols, valid, kept)
+            _check_base(base)
             residual_symbols, restored = self._residual_layer(tile_valid, base, original)
             check_bound(self.bound, original, restored, self.bands)
             sections = replace(sections, residual=self._pack_residual(residual_symbols),
@@ -358,6 +359,19 @@ class TileCoder:
         latent = self.latent_coder.dequantise(symbols, cells, out)
         done(DEQUANTISED_SHARE)
         return latent
+
+
+BASE_LIMIT = 2 ** 24  # |DN| of an error-bounded file's model base: an exact input stays within 2^23 (EXACT_LIMIT)
+
+
+def _check_base(base):
+    """InputError when the model's reconstruction of an error-bounded tile is far outside any DN the input may hold
+    (a band gain of 1e-30 turns the model's smallest error into 1e26 DN): its residuals would not be integers the
+    residual layer can code."""
+    if base.size and not (np.isfinite(base).all() and np.abs(base).max() <= BASE_LIMIT):
+        raise InputError('the model\'s reconstruction of this image lies far outside its DN range, so the error bound '
+                         'cannot be kept: check the image\'s scale (band scale factors; reflectance x 10000 for EnMAP '
+                         'L2A). No file was written.')
 
 
 def check_bound(bound, original, restored, bands, rows=16):
@@ -614,12 +628,14 @@ class InputCounts:
     """What compress tells the user about its input, counted tile by tile (each tile its own, added up in order)."""
 
     nonfinite: np.ndarray  # per canonical band: NaN or ±Inf samples at valid pixels (kept out of the model)
-    far: int = 0  # valid samples of the coded bands that a lossy model clips far (Radiometry.far_outside), and
+    far: int = 0  # valid samples of the coded bands that a lossy model clips far (Radiometry.far_outside),
+    lit: int = 0  # those above FAINT reflectance (Radiometry.lit), and
     sampled: int = 0  # how many were looked at (every FAR_ROW_STEP-th row, nodata samples left out)
 
     def add(self, other):
         self.nonfinite += other.nonfinite
         self.far += other.far
+        self.lit += other.lit
         self.sampled += other.sampled
 
 
@@ -716,17 +732,25 @@ def _count_far(coder, native, valid, lone, dead, counts):
     if lone is not None:
         kept &= ~lone[picked][:, valid[::FAR_ROW_STEP]]
     kept[dead[coder.coded]] = False
-    counts.far += coder.radiometry.far_outside(np.where(kept, values, 0))  # 0 DN lies inside
+    values = np.where(kept, values, 0)  # 0 DN lies inside and is not lit
+    counts.far += coder.radiometry.far_outside(values)
+    counts.lit += coder.radiometry.lit(values)
     counts.sampled += int(np.count_nonzero(kept))
 
 
 def _far_warning(counts):
-    if counts.far <= FAR_SHARE * counts.sampled:
+    """The warning of an image on another scale: many valid samples far outside reflectance 0..1, or almost none
+    above FAINT (then the lossy models see next to nothing and return their own noise)."""
+    if counts.far > FAR_SHARE * counts.sampled:
+        message = (f'About {100 * counts.far / counts.sampled:.1f} % of the valid samples lie more than '
+                   f'{100 * CLIP_MARGIN:g} % reflectance outside 0..1, which the lossy models clip to: ')
+    elif counts.sampled and counts.lit <= FAR_SHARE * counts.sampled:
+        message = (f'{100 * (1 - counts.lit / counts.sampled):.1f} % of the valid samples lie below '
+                   f'{100 * FAINT:g} % reflectance at the image\'s scale, where the lossy models see next to nothing: ')
+    else:
         return []
-    message = (f'About {100 * counts.far / counts.sampled:.1f} % of the valid samples lie more than '
-               f'{100 * CLIP_MARGIN:g} % reflectance outside 0..1, which the lossy models clip to: check the image\'s '
-               'scale (reflectance x 10000 for EnMAP L2A, or band scale factors), or use MAX_ERROR to keep every value '
-               'within a bound.')
+    message += ('check the image\'s scale (reflectance x 10000 for EnMAP L2A, or band scale factors), or use MAX_ERROR '
+                'to keep every value within a bound.')
     LOG.warning(message)
     return [message]
 

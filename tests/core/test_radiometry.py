@@ -174,3 +174,33 @@ def test_compress_says_so_when_a_lossy_model_would_clip_many_samples_far(tmp_pat
     assert len(warned) == 1 and 'MAX_ERROR' in warned[0]
     bounded = compress(scaled, out, 'rdnet', None, 'cpu', max_error=10).warnings
     assert not any('reflectance outside' in w for w in bounded)
+
+
+def test_samples_above_a_faint_reflectance_are_counted_in_dn_and_by_gains():
+    assert Radiometry.enmap(1).lit(np.array([[0, 10, 11, 5000]])) == 2  # above 0.1 % reflectance: 10 DN
+    assert Radiometry.of([1e-30], [0.0]).lit(np.array([[1, 30000]])) == 0
+
+
+def _gained_copy(src, dst, gain):
+    gdal.Translate(dst, src)
+    ds = gdal.Open(dst, gdal.GA_Update)
+    for index in range(1, ds.RasterCount + 1):
+        ds.GetRasterBand(index).SetScale(gain)
+    ds = None
+    return dst
+
+
+def test_an_image_read_at_a_scale_far_too_small_is_said_so_or_refused(tmp_path):
+    """A band gain of 1e-30 puts every sample near reflectance 0: a lossy file warns (the model returns its own
+    noise there), an error-bounded one is refused by name (0.5.3 said 'internal error'); real EnMAP scales do not
+    warn."""
+    from enmap_compress.plugin.core.errors import InputError
+
+    scene = synthetic.write_scene(str(tmp_path / 'enmap.tif'), 24, 20, seed=4)
+    tiny = _gained_copy(scene, str(tmp_path / 'tiny.tif'), 1e-30)
+    out = str(tmp_path / 'x.ehc')
+    assert not any('reflectance at the image' in w for w in compress(scene, out, 'pca', 3, 'cpu').warnings)
+    warned = [w for w in compress(tiny, out, 'pca', 3, 'cpu').warnings if 'below 0.1 % reflectance' in w]
+    assert len(warned) == 1 and 'scale' in warned[0]
+    with pytest.raises(InputError, match='far outside its DN range.*scale'):
+        compress(tiny, out, 'pca', None, 'cpu', max_error=0)
