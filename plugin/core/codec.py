@@ -461,10 +461,15 @@ def _prepare_input(raster, progress):
 
 
 def _quality(value):
-    quality = int(value)
-    if quality not in QUALITY_LEVELS:
-        raise InputError(f'quality must be an integer from 1 to 10, not {value}')
-    return quality
+    """A quality level 1..10 given as an integer (or its text, or an integral float); InputError otherwise (5.5
+    was read as 5, '5.5' raised a ValueError)."""
+    try:
+        quality = float(value)
+    except (TypeError, ValueError):
+        quality = None
+    if isinstance(value, bool) or quality is None or not quality.is_integer() or int(quality) not in QUALITY_LEVELS:
+        raise InputError(f'quality must be an integer from 1 to 10, not {value!r}')
+    return int(quality)
 
 
 def auto_quality(package, max_error):

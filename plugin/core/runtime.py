@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..paths import MODELS_DIR
-from .errors import DeviceError, ModelError, ModelNotFoundError
+from .errors import DeviceError, InputError, ModelError, ModelNotFoundError
 from .modelmeta import ModelMetadata
 
 LOG = logging.getLogger('enmap_compress')
@@ -165,6 +165,16 @@ def default_model_id():
     return DEFAULT_MODEL if DEFAULT_MODEL in ids else (ids[0] if ids else None)
 
 
+def checked_threads(threads):
+    """A thread count as given (None or 0: the default), or InputError for anything but a whole number >= 0
+    (2.5 or '2' reached onnxruntime as a TypeError, -1 was passed on)."""
+    if threads is None:
+        return None
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 0:
+        raise InputError(f'threads must be a whole number (0 or None: the default), not {threads!r}')
+    return int(threads)
+
+
 def default_threads():
     """Leave one core to QGIS so the interface stays responsive; never more than 8."""
     return max(1, min(8, (os.cpu_count() or 2) - 1))
@@ -204,7 +214,7 @@ class OnnxRunner:
     def __init__(self, package, device='auto', threads=None, batch_rows=1024):
         self.package = package
         self.choice = choose_device(device)
-        self.threads = threads or default_threads()
+        self.threads = checked_threads(threads) or default_threads()
         self.batch_rows = batch_rows
         self._sessions = {}
         self._lock = threading.RLock()  # tiles are coded on several threads (tiling.ordered_map): one session each

@@ -202,3 +202,30 @@ def test_default_model_is_rdnet_and_it_round_trips_partial_and_empty_tiles(scene
         psnrs.append(measure(holey, rec)['psnr'])
     assert rates == sorted(rates) and psnrs == sorted(psnrs), (rates, psnrs)
     assert psnrs[-1] > 45
+
+
+@pytest.mark.parametrize('threads', [-1, 2.5, '2', True])
+def test_a_thread_count_that_is_no_whole_number_is_one_clear_input_error(tmp_path, threads):
+    """0.5.3 passed -1 on to onnxruntime and let 2.5 or '2' raise onnxruntime's TypeError."""
+    from enmap_compress.plugin.core.errors import InputError
+    from tools import synthetic
+
+    source = synthetic.write_scene(str(tmp_path / 's.tif'), width=8, height=6, seed=1)
+    with pytest.raises(InputError, match='threads must be a whole number'):
+        compress(source, str(tmp_path / 's.ehc'), 'pca', 3, 'cpu', threads)
+    assert not os.path.exists(tmp_path / 's.ehc')
+
+
+@pytest.mark.parametrize('quality, accepted', [(5.5, None), ('5.5', None), (True, None), ('x', None), ('5', 5),
+                                               (5.0, 5), (np.int64(7), 7)])
+def test_a_quality_that_is_no_level_is_one_clear_input_error(tmp_path, quality, accepted):
+    """0.5.3 read 5.5 as quality 5 and let '5.5' raise a ValueError."""
+    from enmap_compress.plugin.core.errors import InputError
+    from tools import synthetic
+
+    source = synthetic.write_scene(str(tmp_path / 's.tif'), width=8, height=6, seed=1)
+    if accepted is None:
+        with pytest.raises(InputError, match='quality must be an integer from 1 to 10'):
+            compress(source, str(tmp_path / 's.ehc'), 'pca', quality, 'cpu')
+    else:
+        assert compress(source, str(tmp_path / 's.ehc'), 'pca', quality, 'cpu').quality == accepted
