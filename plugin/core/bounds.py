@@ -26,6 +26,7 @@ from .errors import InputError
 
 BAND_COUNT = 224
 MIN_RELATIVE = 1e-4  # below this the grid would have millions of cells, and 1e-4 x 10000 DN is 1 DN anyway
+MAX_BOUND_DN = 2 ** 53  # error bounds in DN: integers float64 holds exactly (larger ones overflow the residual layer)
 GRID_LIMIT = 2 ** 24  # |DN| the grid covers (error-bounded inputs are within +-2**23, samples.EXACT_LIMIT)
 TYPICAL_DN = 1500.0  # a typical EnMAP reflectance DN, to pick the base quality for a relative bound
 NO_LIMIT = 2 ** 30  # absolute limit of bands that have only a relative one
@@ -274,14 +275,16 @@ def _empty(value):
 
 
 def _dn(value, name):
+    """A bound in DN: an integer from 0 to MAX_BOUND_DN (the largest a file states), as a number or its text."""
     if _empty(value):
         return None
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise InputError(f'{name} must be an integer number of DN >= 0 (or empty), not {value!r}') from None
-    if not math.isfinite(number) or number < 0 or number != int(number):
-        raise InputError(f'{name} must be an integer number of DN >= 0 (or empty), not {value!r}')
+        number = float('nan')
+    if isinstance(value, bool) or not math.isfinite(number) or number < 0 or number != int(number) or \
+            number > MAX_BOUND_DN:
+        raise InputError(f'{name} must be an integer number of DN from 0 to 2^53 (or empty), not {value!r}')
     return int(number)
 
 
@@ -323,9 +326,10 @@ def _band_value(item, band, where=''):
         number = float(item)
     except (TypeError, ValueError):
         number = float('nan')
-    if not math.isfinite(number) or number < 0 or number != int(number):
-        raise InputError(f'BAND_MAX_ERRORS{where}: the bound of band {band} must be an integer number of DN >= 0, '
-                         f'not {item!r}')
+    if isinstance(item, bool) or not math.isfinite(number) or number < 0 or number != int(number) or \
+            number > MAX_BOUND_DN:
+        raise InputError(f'BAND_MAX_ERRORS{where}: the bound of band {band} must be an integer number of DN from 0 '
+                         f'to 2^53, not {item!r}')
     return int(number)
 
 

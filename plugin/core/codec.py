@@ -463,13 +463,10 @@ def _prepare_input(raster, progress):
 def _quality(value):
     """A quality level 1..10 given as an integer (or its text, or an integral float); InputError otherwise (5.5
     was read as 5, '5.5' raised a ValueError)."""
-    try:
-        quality = float(value)
-    except (TypeError, ValueError):
-        quality = None
-    if isinstance(value, bool) or quality is None or not quality.is_integer() or int(quality) not in QUALITY_LEVELS:
+    quality = _whole_number(value)
+    if quality not in QUALITY_LEVELS:
         raise InputError(f'quality must be an integer from 1 to 10, not {value!r}')
-    return int(quality)
+    return quality
 
 
 def auto_quality(package, max_error):
@@ -499,7 +496,9 @@ def compress(source, output, model=None, quality=5, device='auto', threads=None,
     _check_ehc_path(output)
     bound = error_bound(max_error, band_max_errors, relative_error, relative_floor)
     _check_latent_coder(latent_coder, bound)
-    package = find_model(model or default_model_id() or 'pca')
+    if model is not None and not isinstance(model, (str, os.PathLike)):
+        raise InputError(f'model must be a model id or a model package folder, not {model!r}')
+    package = find_model(os.fspath(model) if model else default_model_id() or 'pca')
     if quality is None:
         quality = auto_quality(package, None if bound is None else bound.representative_dn(model_band_indices(package)))
     quality, runner = _quality(quality), OnnxRunner(package, device, threads)
@@ -530,10 +529,19 @@ def _tile_size(requested, meta, bound):
     under an error bound (its layers hold several copies of a tile; measured: the same rate in 1/3 of the memory)."""
     if requested is None and bound is not None:
         requested = min(meta.effective_tile_size, BOUNDED_TILE)
-    tile_size = int(requested or meta.effective_tile_size)
-    if not 1 <= tile_size <= MAX_TILE_SIZE:  # decoding a larger tile could need more than 1.5 GB
-        raise InputError(f'the tile size must be from 1 to {MAX_TILE_SIZE} px, not {tile_size}')
+    tile_size = _whole_number(requested) if requested not in (None, 0) else meta.effective_tile_size
+    if tile_size is None or not 1 <= tile_size <= MAX_TILE_SIZE:  # decoding a larger one could need over 1.5 GB
+        raise InputError(f'the tile size must be a whole number from 1 to {MAX_TILE_SIZE} px, not {requested!r}')
     return tile_size
+
+
+def _whole_number(value):
+    """An integer given as one, its text or an integral float; None for anything else (a bool included)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return int(number) if not isinstance(value, bool) and number.is_integer() else None
 
 
 def _encoder(package, quality, runner, raster, bound, tile_size, all_bands, latent_scheme=None):

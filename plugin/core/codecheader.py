@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 
 from .bands import N_BANDS
-from .bounds import ErrorBound, uniform_bound
+from .bounds import MAX_BOUND_DN, ErrorBound, uniform_bound
 from .errors import FormatError
 from .headerfields import HeaderFields, is_int, shown
 from .modelmeta import MAX_TILE_SIZE  # one limit for packages and files: decoding a larger tile costs too much
@@ -24,7 +24,6 @@ RESIDUAL_PLAIN, RESIDUAL_PREDICTED = 'plain', 'predicted-v1'  # `residual_coder`
 LATENT_PRIOR, LATENT_CONTEXT = 'model', 'context-v1'  # `latent_coder` (absent: the model's; context_coder.py)
 LATENT_BASIS = 'context-v2'  # `latent_coder` of new lossy rdnet files after 0.4.0: context-v1 + a basis per tile
 LATENT_CODERS = (LATENT_PRIOR, LATENT_CONTEXT, LATENT_BASIS)
-MAX_BOUND_DN = 2 ** 53  # error bounds in DN: integers float64 holds exactly (larger ones overflow the residual layer)
 QUALITY_LEVELS = range(1, 11)
 _MODEL_ID = re.compile(r'[^/\\\x00]{1,200}')
 _SHA256 = re.compile(r'[0-9a-f]{64}|[0-9a-f]{16}')  # the full digest (1.x, 2.x files) or its prefix (3.x)

@@ -229,3 +229,21 @@ def test_a_quality_that_is_no_level_is_one_clear_input_error(tmp_path, quality, 
             compress(source, str(tmp_path / 's.ehc'), 'pca', quality, 'cpu')
     else:
         assert compress(source, str(tmp_path / 's.ehc'), 'pca', quality, 'cpu').quality == accepted
+
+
+@pytest.mark.parametrize('options, message', [
+    (dict(tile_size='abc'), 'tile size must be a whole number'), (dict(tile_size=2.5), 'tile size must be a whole'),
+    (dict(tile_size=True), 'tile size must be a whole'), (dict(quality=None, max_error=True), 'MAX_ERROR must be'),
+    (dict(quality=None, max_error=1e30), r'MAX_ERROR must be an integer number of DN from 0 to 2\^53'),
+    (dict(model=5), 'model must be a model id or a model package folder'),
+])
+def test_other_arguments_of_the_wrong_kind_are_one_clear_input_error(tmp_path, options, message):
+    """0.5.3 raised ValueError for tile_size 'abc', read 2.5 as 2, took True for 1, raised OverflowError for
+    max_error 1e30 and TypeError for model 5."""
+    from enmap_compress.plugin.core.errors import InputError
+    from tools import synthetic
+
+    source = synthetic.write_scene(str(tmp_path / 's.tif'), width=8, height=6, seed=1)
+    options = dict(dict(model='pca', quality=3), **options)
+    with pytest.raises(InputError, match=message):
+        compress(source, str(tmp_path / 's.ehc'), options.pop('model'), options.pop('quality'), 'cpu', **options)
