@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 from .codec import DEFAULT_TILE, compress, decompress
 from .compare import StreamedComparison, compare
 from .enmap import open_spectral
-from .outputs import check_distinct, check_geotiff_name, check_writable, scratch_claim
+from .outputs import check_distinct, check_geotiff_name, check_html_name, check_writable, scratch_claim
 from .report import write_report
 from .tiling import Progress
 
@@ -72,6 +72,8 @@ def evaluate(source, reconstructed, model=None, quality=5, device='auto', thread
     for path in (reconstructed, error):
         if path:
             check_geotiff_name(path)
+    if report:
+        check_html_name(report)
     for path in (reconstructed, error, report):
         if path:
             check_writable(path)

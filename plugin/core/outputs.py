@@ -95,6 +95,12 @@ def check_geotiff_name(path):
         raise OutputError(f'The output {shown_path(path)} is written as a GeoTIFF; name it .tif or .tiff.')
 
 
+def check_html_name(path):
+    """OutputError unless the report is named as the HTML page it is (a .pdf or .docx name misleads its reader)."""
+    if not os.fspath(path).lower().endswith(('.html', '.htm')):
+        raise OutputError(f'The report {shown_path(path)} is an HTML page; name it .html.')
+
+
 def check_distinct(outputs, inputs):
     """Raise OutputError when an output names one of the `inputs` (paths, or open rasters with `source` and
     `gdal_path`; it would be replaced while it is read: evaluate's reconstruction over its own input, a GeoTIFF

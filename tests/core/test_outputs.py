@@ -161,6 +161,8 @@ def test_a_geotiff_output_must_be_named_as_one(tmp_path):
         assert not os.path.exists(tmp_path / name)
     with pytest.raises(OutputError, match='written as a GeoTIFF'):
         evaluate(source, str(tmp_path / 'r.tif'), model='pca', quality=3, error=str(tmp_path / 'e.img'))
+    with pytest.raises(OutputError, match=r'is an HTML page; name it \.html'):
+        evaluate(source, str(tmp_path / 'r.tif'), model='pca', quality=3, report=str(tmp_path / 'report.pdf'))
     for name in ('a.tif', 'b.TIFF', 'c.Tif'):
         check_geotiff_name(str(tmp_path / name))
 
