@@ -531,7 +531,7 @@ def _tile_size(requested, meta, bound):
         requested = min(meta.effective_tile_size, BOUNDED_TILE)
     tile_size = _whole_number(requested) if requested not in (None, 0) else meta.effective_tile_size
     if tile_size is None or not 1 <= tile_size <= MAX_TILE_SIZE:  # decoding a larger one could need over 1.5 GB
-        raise InputError(f'the tile size must be a whole number from 1 to {MAX_TILE_SIZE} px, not {requested!r}')
+        raise InputError(f'the tile size must be from 1 to {MAX_TILE_SIZE} px, a whole number, not {requested!r}')
     return tile_size
 
 

@@ -231,9 +231,12 @@ def test_a_quality_that_is_no_level_is_one_clear_input_error(tmp_path, quality, 
         assert compress(source, str(tmp_path / 's.ehc'), 'pca', quality, 'cpu').quality == accepted
 
 
+TILE_SIZE_REFUSED = 'tile size must be from 1 to 256 px, a whole number'
+
+
 @pytest.mark.parametrize('options, message', [
-    (dict(tile_size='abc'), 'tile size must be a whole number'), (dict(tile_size=2.5), 'tile size must be a whole'),
-    (dict(tile_size=True), 'tile size must be a whole'), (dict(quality=None, max_error=True), 'MAX_ERROR must be'),
+    (dict(tile_size='abc'), TILE_SIZE_REFUSED), (dict(tile_size=2.5), TILE_SIZE_REFUSED),
+    (dict(tile_size=True), TILE_SIZE_REFUSED), (dict(quality=None, max_error=True), 'MAX_ERROR must be'),
     (dict(quality=None, max_error=1e30), r'MAX_ERROR must be an integer number of DN from 0 to 2\^53'),
     (dict(model=5), 'model must be a model id or a model package folder'),
 ])
