@@ -207,7 +207,7 @@ class Radiometry:
         low, high = -CLIP_MARGIN, 1.0 + CLIP_MARGIN
         if self.is_enmap:  # the bounds in DN, without a float copy of the samples
             return int(np.count_nonzero((dn < low * DN_PEAK) | (dn > high * DN_PEAK)))
-        unit = np.asarray(dn, np.float64) * self.gains[:, None] + self.offsets[:, None]
+        unit = self._reflectance(dn)
         return int(np.count_nonzero((unit < low) | (unit > high)))
 
     def lit(self, dn):
@@ -215,8 +215,7 @@ class Radiometry:
         most do, one read at a scale far too small (a gain of 1e-30) none."""
         if self.is_enmap:
             return int(np.count_nonzero(dn > FAINT * DN_PEAK))
-        unit = np.asarray(dn, np.float64) * self.gains[:, None] + self.offsets[:, None]
-        return int(np.count_nonzero(unit > FAINT))
+        return int(np.count_nonzero(self._reflectance(dn) > FAINT))
 
     def to_unit(self, dn, overwrite=False):
         """(bands, ...) DN -> float32 reflectance clipped to [0, 1]; overwrite: a float32 dn may be overwritten."""
@@ -225,9 +224,12 @@ class Radiometry:
             unit = np.clip(dn, 0.0, DN_PEAK, out=dn if owned else None)
             unit *= np.float32(ENMAP_GAIN)  # in place: the same products, one tile-sized array fewer
             return unit
+        return np.clip(self._reflectance(dn), 0.0, 1.0).astype(np.float32)
+
+    def _reflectance(self, dn):
+        """(bands, ...) DN -> float64 reflectance by each band's gain and offset, unclipped."""
         shape = (-1,) + (1,) * (np.ndim(dn) - 1)
-        unit = np.asarray(dn, np.float64) * self.gains.reshape(shape) + self.offsets.reshape(shape)
-        return np.clip(unit, 0.0, 1.0).astype(np.float32)
+        return np.asarray(dn, np.float64) * self.gains.reshape(shape) + self.offsets.reshape(shape)
 
     def to_dn(self, unit, out=None):
         """(bands, ...) reflectance -> float32 DN; out: a float32 array of its shape for them (may be `unit`)."""

@@ -274,18 +274,29 @@ def _empty(value):
     return value is None or (isinstance(value, str) and not value.strip())
 
 
-def _dn(value, name):
-    """A bound in DN: an integer from 0 to MAX_BOUND_DN (the largest a file states), as a number or its text."""
-    if _empty(value):
-        return None
+def whole_number(value):
+    """An integer given as one, its text or an integral float; None for anything else (a bool, NaN, ±Inf)."""
     try:
         number = float(value)
     except (TypeError, ValueError):
-        number = float('nan')
-    if isinstance(value, bool) or not math.isfinite(number) or number < 0 or number != int(number) or \
-            number > MAX_BOUND_DN:
+        return None
+    return int(number) if not isinstance(value, bool) and number.is_integer() else None
+
+
+def _bound_dn(value):
+    """A bound in DN: an integer from 0 to MAX_BOUND_DN (the largest a file states), as a number or its text;
+    None otherwise."""
+    number = whole_number(value)
+    return number if number is not None and 0 <= number <= MAX_BOUND_DN else None
+
+
+def _dn(value, name):
+    if _empty(value):
+        return None
+    number = _bound_dn(value)
+    if number is None:
         raise InputError(f'{name} must be an integer number of DN from 0 to 2^53 (or empty), not {value!r}')
-    return int(number)
+    return number
 
 
 def _relative(value):
@@ -322,15 +333,11 @@ def _band_list(value):
 
 
 def _band_value(item, band, where=''):
-    try:
-        number = float(item)
-    except (TypeError, ValueError):
-        number = float('nan')
-    if isinstance(item, bool) or not math.isfinite(number) or number < 0 or number != int(number) or \
-            number > MAX_BOUND_DN:
+    number = _bound_dn(item)
+    if number is None:
         raise InputError(f'BAND_MAX_ERRORS{where}: the bound of band {band} must be an integer number of DN from 0 '
                          f'to 2^53, not {item!r}')
-    return int(number)
+    return number
 
 
 def _band_csv(path):

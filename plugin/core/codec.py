@@ -17,7 +17,7 @@ import numpy as np
 from ..paths import MODELS_DIR
 from . import bandstream, entropy, residual, samples, spectral, tilepayload
 from .bands import CLIP_MARGIN, DN_PEAK, FAINT, N_BANDS, N_HYSPECNET, Radiometry, band_set
-from .bounds import UniformQuantiser, error_bound, uniform_bound
+from .bounds import UniformQuantiser, error_bound, uniform_bound, whole_number
 from .codecheader import (
     BAND_GAINS,
     EXTRA_PREDICTED,
@@ -38,7 +38,7 @@ from .errors import EnmapCompressError, FormatError, InputError, ModelNotFoundEr
 from .geotiff import BandInfo, GeoTiffWriter, RasterLayout, output_values, rounded_values
 from .latent_basis import choose_coder
 from .metrics import rate_metrics
-from .outputs import atomic_output, check_distinct, check_geotiff_name, check_writable
+from .outputs import atomic_output, check_distinct, check_named, check_writable
 from .prediction import decode_predicted, encode_predicted
 from .prior import compact_stream, expand_stream
 from .rasterheader import pack_raster
@@ -463,7 +463,7 @@ def _prepare_input(raster, progress):
 def _quality(value):
     """A quality level 1..10 given as an integer (or its text, or an integral float); InputError otherwise (5.5
     was read as 5, '5.5' raised a ValueError)."""
-    quality = _whole_number(value)
+    quality = whole_number(value)
     if quality not in QUALITY_LEVELS:
         raise InputError(f'quality must be an integer from 1 to 10, not {value!r}')
     return quality
@@ -529,19 +529,10 @@ def _tile_size(requested, meta, bound):
     under an error bound (its layers hold several copies of a tile; measured: the same rate in 1/3 of the memory)."""
     if requested is None and bound is not None:
         requested = min(meta.effective_tile_size, BOUNDED_TILE)
-    tile_size = _whole_number(requested) if requested not in (None, 0) else meta.effective_tile_size
+    tile_size = whole_number(requested) if requested not in (None, 0) else meta.effective_tile_size
     if tile_size is None or not 1 <= tile_size <= MAX_TILE_SIZE:  # decoding a larger one could need over 1.5 GB
         raise InputError(f'the tile size must be from 1 to {MAX_TILE_SIZE} px, a whole number, not {requested!r}')
     return tile_size
-
-
-def _whole_number(value):
-    """An integer given as one, its text or an integral float; None for anything else (a bool included)."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return int(number) if not isinstance(value, bool) and number.is_integer() else None
 
 
 def _encoder(package, quality, runner, raster, bound, tile_size, all_bands, latent_scheme=None):
@@ -923,7 +914,7 @@ def decompress(source, output, device='auto', threads=None, progress=None, is_ca
     tiles there: the reconstruction is never read back)."""
     started = time.perf_counter()
     check_distinct((output,), (source,))
-    check_geotiff_name(output)
+    check_named(output, 'geotiff')
     check_writable(output)
     reader, checked = open_checked(source)
     with reader:

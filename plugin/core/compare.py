@@ -22,7 +22,7 @@ from .codec import DEFAULT_TILE
 from .enmap import SpectralRaster, open_spectral
 from .geotiff import BandInfo, GeoTiffWriter, RasterLayout
 from .metrics import SSIM_WINDOW, MetricsAccumulator, tile_errors
-from .outputs import atomic_output, check_distinct, check_geotiff_name
+from .outputs import atomic_output, check_distinct, check_named
 from .report_data import HIST_LIMIT_DN, ReportCollector, ReportData
 from .runtime import default_threads
 from .tiling import Progress, tile_grid, valid_pixels
@@ -41,8 +41,8 @@ class Comparison:
 def _error_layout(raster):
     bands = [BandInfo(name) for name in ERROR_BANDS]
     return RasterLayout(raster.width, raster.height, 'float32', ERROR_NODATA, raster.crs_wkt,
-                        tuple(raster.geotransform), bands, None, tuple(raster.gcps), raster.gcp_crs_wkt,
-                        dict(raster.rpc))
+                        tuple(raster.geotransform), bands, gcps=tuple(raster.gcps), gcp_crs_wkt=raster.gcp_crs_wkt,
+                        rpc=dict(raster.rpc))
 
 
 def _opened(stack, raster):
@@ -184,7 +184,7 @@ def compare(original, reconstructed, error_path=None, progress=None, is_cancelle
     """
     if error_path:
         check_distinct((error_path,), (original, reconstructed))
-        check_geotiff_name(error_path)
+        check_named(error_path, 'geotiff')
     with ExitStack() as stack:
         a_raster, b_raster = _opened(stack, original), _opened(stack, reconstructed)
         dead = a_raster.canonical_dead_bands if dead is None else np.asarray(dead, bool)

@@ -555,13 +555,6 @@ def _band_nodata(ds):
     return first, same
 
 
-def _has_mask_band(ds):
-    """Whether band 1 has a mask of its own (a per-dataset or per-band mask, or an alpha band), not one GDAL
-    derives from the nodata value or the "all valid" default."""
-    flags = ds.GetRasterBand(1).GetMaskFlags()
-    return not flags & (gdal.GMF_ALL_VALID | gdal.GMF_NODATA)
-
-
 def _band_dtype(ds, label):
     """(GDAL type, numpy dtype, warning or None) the raster is read in: its bands' type, or for bands of several
     types (a VRT can mix them) the smallest type that holds every value of each. Refuses a type the .ehc format
@@ -700,15 +693,16 @@ class SpectralRaster:
                        'declares none.')
             self.nodata = None
         self._mask_fill = None  # what read() writes at the pixels a per-dataset mask band masks
-        if _has_mask_band(ds):
-            self._init_mask(ds)
+        flags = ds.GetRasterBand(1).GetMaskFlags()
+        if not flags & (gdal.GMF_ALL_VALID | gdal.GMF_NODATA):  # a mask of its own, not one GDAL derives
+            self._init_mask(flags)
         self.gains, self.offsets = self._gains_offsets(ds, xml)
 
-    def _init_mask(self, ds):
-        """A per-dataset mask (or alpha) band: its masked pixels are read as nodata pixels, as gdalwarp
-        -dstnodata writes them (an integer raster without nodata takes MASK_NODATA's value; a float one NaN).
-        A mask per band is not read (said so)."""
-        if not ds.GetRasterBand(1).GetMaskFlags() & gdal.GMF_PER_DATASET:
+    def _init_mask(self, flags):
+        """Band 1's GDAL mask flags say it has a mask band. A per-dataset mask (or alpha) band: its masked pixels are
+        read as nodata pixels, as gdalwarp -dstnodata writes them (an integer raster without nodata takes
+        MASK_NODATA's value; a float one NaN). A mask per band is not read (said so)."""
+        if not flags & gdal.GMF_PER_DATASET:
             self._warn(f'{self._label} has a mask band per band, which EnMAP Compress does not read: its masked '
                        'pixels are compressed as data and the output has no mask. To keep them out, write them as '
                        'a nodata value first (for example gdalwarp -dstnodata -32768).')

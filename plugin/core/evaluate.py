@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 from .codec import DEFAULT_TILE, compress, decompress
 from .compare import StreamedComparison, compare
 from .enmap import open_spectral
-from .outputs import check_distinct, check_geotiff_name, check_html_name, check_writable, scratch_claim
+from .outputs import check_distinct, check_named, check_writable, scratch_claim
 from .report import write_report
 from .tiling import Progress
 
@@ -71,9 +71,9 @@ def evaluate(source, reconstructed, model=None, quality=5, device='auto', thread
     check_distinct((reconstructed, error, report, compressed), (source,))
     for path in (reconstructed, error):
         if path:
-            check_geotiff_name(path)
+            check_named(path, 'geotiff')
     if report:
-        check_html_name(report)
+        check_named(report, 'report')
     for path in (reconstructed, error, report):
         if path:
             check_writable(path)

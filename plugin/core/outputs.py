@@ -84,21 +84,19 @@ def check_writable(path):
             raise _busy(target, claim, owner)
 
 
-GEOTIFF_SUFFIXES = ('.tif', '.tiff')  # GDAL's GTiff extensions
+OUTPUT_KINDS = {  # what an output is: (the names it may have, how a wrong one is told)
+    'geotiff': (('.tif', '.tiff'), 'The output {} is written as a GeoTIFF; name it .tif or .tiff.'),  # GDAL's GTiff
+    'report': (('.html', '.htm'), 'The report {} is an HTML page; name it .html.'),
+}
 
 
-def check_geotiff_name(path):
-    """OutputError unless a GeoTIFF output is named as one: decompress and evaluate write GeoTIFF whatever the name,
-    and a GeoTIFF named .img, .sdat or .png (a format a Processing file dialog offers) misleads every reader that
-    goes by the name."""
-    if not os.fspath(path).lower().endswith(GEOTIFF_SUFFIXES):
-        raise OutputError(f'The output {shown_path(path)} is written as a GeoTIFF; name it .tif or .tiff.')
-
-
-def check_html_name(path):
-    """OutputError unless the report is named as the HTML page it is (a .pdf or .docx name misleads its reader)."""
-    if not os.fspath(path).lower().endswith(('.html', '.htm')):
-        raise OutputError(f'The report {shown_path(path)} is an HTML page; name it .html.')
+def check_named(path, kind):
+    """OutputError unless an output is named as the OUTPUT_KINDS `kind` it is: decompress and evaluate write GeoTIFF
+    and HTML whatever the name, and a GeoTIFF named .img, .sdat or .png (formats a Processing file dialog offers)
+    or a report named .pdf misleads every reader that goes by the name."""
+    suffixes, message = OUTPUT_KINDS[kind]
+    if not os.fspath(path).lower().endswith(suffixes):
+        raise OutputError(message.format(shown_path(path)))
 
 
 def check_distinct(outputs, inputs):

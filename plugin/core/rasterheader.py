@@ -282,10 +282,10 @@ def _pack_control(raster):
     """Ground control points ([pixel, line, x, y, z] each, with their CRS) and RPC metadata, only when the raster
     has them (since 0.5.4; older readers ignore both)."""
     packed = {}
-    if getattr(raster, 'gcps', None):
+    if raster.gcps:
         packed['gcps'] = {'crs': _pack_crs(raster.gcp_crs_wkt),
                           'points': [[_short_number(v) for v in point] for point in raster.gcps]}
-    if getattr(raster, 'rpc', None):
+    if raster.rpc:
         packed['rpc'] = {str(k): str(v) for k, v in sorted(raster.rpc.items())}
     return packed
 

@@ -82,10 +82,8 @@ def nodata_flips(native, exact, bands, restored, valid, nodata):
         rows, columns = np.nonzero(reads)
         kept = restored[bands[rows]]
         found.append(bands[rows[kept]] * valid.size + np.flatnonzero(valid.reshape(-1))[columns[kept]])
-    was = native == nodata
-    was &= valid
-    was[~restored] = False
-    if was.any():
+    was = lone_nodata(native, valid, nodata, restored)
+    if was is not None:
         found.append(np.flatnonzero(was))
     if len(found) < 2:
         return found[0] if found else np.zeros(0, np.int64)

@@ -2,6 +2,7 @@
 from qgis.core import QgsProcessingProvider
 from qgis.PyQt.QtGui import QIcon
 
+from ..core.outputs import OUTPUT_KINDS
 from ..paths import resource_path
 
 
@@ -31,5 +32,5 @@ class EnmapCompressProvider(QgsProcessingProvider):
         return 'tif'
 
     def supportedOutputRasterLayerExtensions(self):  # noqa: N802 (QGIS API name)
-        return ['tif', 'tiff']  # the algorithms write GeoTIFF (outputs.check_geotiff_name)
+        return [suffix[1:] for suffix in OUTPUT_KINDS['geotiff'][0]]  # what the algorithms write (check_named)
 

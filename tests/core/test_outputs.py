@@ -149,7 +149,7 @@ def test_a_geotiff_output_must_be_named_as_one(tmp_path):
     file dialog offers) is refused before anything runs; .tif and .tiff in any case are fine."""
     from enmap_compress.plugin.core.codec import compress, decompress
     from enmap_compress.plugin.core.evaluate import evaluate
-    from enmap_compress.plugin.core.outputs import check_geotiff_name
+    from enmap_compress.plugin.core.outputs import check_named
     from tools import synthetic
 
     source = synthetic.write_scene(str(tmp_path / 'scene.tif'), width=8, height=6, seed=1)
@@ -164,7 +164,7 @@ def test_a_geotiff_output_must_be_named_as_one(tmp_path):
     with pytest.raises(OutputError, match=r'is an HTML page; name it \.html'):
         evaluate(source, str(tmp_path / 'r.tif'), model='pca', quality=3, report=str(tmp_path / 'report.pdf'))
     for name in ('a.tif', 'b.TIFF', 'c.Tif'):
-        check_geotiff_name(str(tmp_path / name))
+        check_named(str(tmp_path / name), 'geotiff')
 
 
 def test_compare_refuses_an_error_map_over_its_inputs_or_not_named_as_a_geotiff(tmp_path):
