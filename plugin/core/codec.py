@@ -20,11 +20,12 @@ from .bands import CLIP_MARGIN, DN_PEAK, FAINT, N_BANDS, N_HYSPECNET, Radiometry
 from .bounds import UniformQuantiser, error_bound, uniform_bound, whole_number
 from .codecheader import (
     BAND_GAINS,
+    BASIS_CODERS,
     EXTRA_PREDICTED,
     EXTRA_SPECTRAL,
     FORMAT_NAME,
-    LATENT_BASIS,
     LATENT_CODERS,
+    LATENT_FOLDED,
     MAX_TILE_SIZE,
     QUALITY_LEVELS,
     RESIDUAL_PLAIN,
@@ -124,7 +125,7 @@ class TileCoder:
     bound: object = None
     extra_coder: str = None  # how extra bands are coded: EXTRA_PREDICTED, or EXTRA_SPECTRAL (lossless, since 0.2)
     residual_coder: str = None  # RESIDUAL_PLAIN, RESIDUAL_PREDICTED (absolute bounds, 0.2), bandstream.BAND_CODED
-    latent_scheme: str = None  # LATENT_PRIOR, LATENT_CONTEXT (rdnet after 0.2.0), LATENT_BASIS (lossy, after 0.4.0)
+    latent_scheme: str = None  # LATENT_PRIOR, LATENT_CONTEXT (rdnet, 0.3+), LATENT_BASIS (lossy, 0.5), LATENT_FOLDED
     compact: bool = False  # tiles framed compactly (tilepayload, prior.compact_stream): only where a CRC covers them
     coded: np.ndarray = field(init=False)
     step: float = field(init=False)
@@ -138,8 +139,13 @@ class TileCoder:
         self.step = level.step
         scale = meta.channel_step_scale or [1.0] * self.transform.channels
         channel_steps = (self.step * np.asarray(scale, np.float32))[:, None]
+        foldable = self.latent_scheme is None and self.bound is None and self.transform.kind == 'spatial' and \
+            self.transform.folded() is not None
         self.latent_coder, self.latent_scheme = choose_coder(meta, level, channel_steps, self.latent_scheme,
-                                                             lossy=self.bound is None)
+                                                             lossy=self.bound is None, foldable=foldable)
+        if self.folded and self.transform.folded() is None:
+            raise FormatError(f'latents coded as "{self.latent_scheme}" need the folded synthesis of an rdnet '
+                              f'decoder, and the decoder of model "{meta.id}" is not one')
         self.coded = model_band_indices(self.package)
         if self.radiometry is None:
             self.radiometry = Radiometry.enmap(len(self.coded))
@@ -159,6 +165,11 @@ class TileCoder:
                 self.residual_coder != RESIDUAL_PLAIN and self.bound is None) or (
                 predicted and self.bound.relative_error):
             raise FormatError(f'residuals coded as "{self.residual_coder}" are not supported here; update the plugin')
+
+    @property
+    def folded(self):
+        """Whether the tiles are decoded by the folded synthesis (synthesis.py): LATENT_FOLDED files."""
+        return self.latent_scheme == LATENT_FOLDED
 
     @property
     def spectral_extra(self):
@@ -233,7 +244,12 @@ class TileCoder:
         return np.concatenate([self.coded, self.extra]).astype(int)
 
     def _reconstruct(self, symbols, extra_symbols, valid, kept):
-        unit = self.transform.decode(self.latent_coder.dequantise(symbols), valid, kept)  # a fresh array
+        if self.folded:
+            blocks = self.transform.decode_tile_folded(functools.partial(self.latent_coder.live_latent, symbols),
+                                                       symbols.rotation, valid, kept)
+            unit = self.transform.valid_columns(blocks, valid, kept)
+        else:
+            unit = self.transform.decode(self.latent_coder.dequantise(symbols), valid, kept)  # a fresh array
         values = self.radiometry.to_dn(unit, out=unit if unit.flags.writeable else None)
         if self.extra.size:
             values = np.concatenate([values, extra_symbols.astype(np.float32) * np.float32(self.extra_step_dn)])
@@ -328,9 +344,13 @@ class TileCoder:
         done(SYMBOLS_SHARE)
         if self.decodes_tiles:
             # made at the cells the graph decodes only (the decode_tile calls it)
-            latent = functools.partial(self._dequantised, symbols, done)
             parts_done = rest_of(done, DEQUANTISED_SHARE) if in_parts else None
-            blocks = self.transform.decode_tile(latent, valid, kept, parts_done)
+            if self.folded:
+                live = functools.partial(self._live_latent, symbols, done)
+                blocks = self.transform.decode_tile_folded(live, symbols.rotation, valid, kept, parts_done)
+            else:
+                latent = functools.partial(self._dequantised, symbols, done)
+                blocks = self.transform.decode_tile(latent, valid, kept, parts_done)
             if blocks is not None:
                 unit = blocks.values
                 blocks.values = self.radiometry.to_dn(unit, out=unit if unit.flags.writeable else None)
@@ -353,6 +373,12 @@ class TileCoder:
                                   '(floating-point differences between machines or devices); decode with the '
                                   'same onnxruntime on the CPU')
         return values
+
+    def _live_latent(self, symbols, done, cells=None):
+        """The live latent of a tile's symbols at `cells` (None: all), for decode_tile_folded; done: as for decode."""
+        live = self.latent_coder.live_latent(symbols, cells)
+        done(DEQUANTISED_SHARE)
+        return live
 
     def _dequantised(self, symbols, done, cells=None, out=None):
         """The latent of a tile's symbols at `cells` (None: all), for decode_tile; done: as for decode."""
@@ -488,8 +514,9 @@ def compress(source, output, model=None, quality=5, device='auto', threads=None,
     0 is lossless for all bands. band_max_errors: a limit per EnMAP band (224 values or a CSV path; every band is
     then coded); relative_error, relative_floor: |error| <= max(floor, r x |value|). See bounds.error_bound.
     quality None: chosen from the bound (auto_quality). model None: the default model. latent_coder: None, the
-    model's best for the mode (lossy rdnet: LATENT_BASIS, a spectral basis per tile where it pays), or a
-    codecheader.LATENT_CODERS name (LATENT_CONTEXT: rdnet's tiles as 0.4.0 wrote them, for readers of 0.4.0).
+    model's best for the mode (lossy rdnet: LATENT_FOLDED, a spectral basis per tile where it pays, decoded by the
+    folded synthesis), or a codecheader.LATENT_CODERS name (LATENT_BASIS: as 0.5 wrote them, for readers of 0.5;
+    LATENT_CONTEXT: rdnet's tiles as 0.4.0 wrote them, for readers of 0.4.0).
     """
     started = time.perf_counter()
     check_distinct((output,), (source,))
@@ -520,8 +547,8 @@ def compress(source, output, model=None, quality=5, device='auto', threads=None,
 def _check_latent_coder(name, bound):
     if name is not None and name not in LATENT_CODERS:
         raise InputError(f'latent_coder must be one of {", ".join(LATENT_CODERS)}, not {name!r}')
-    if name == LATENT_BASIS and bound is not None:
-        raise InputError(f'latent_coder {LATENT_BASIS} is for lossy files; an error bound keeps the plain coder')
+    if name in BASIS_CODERS and bound is not None:
+        raise InputError(f'latent_coder {name} is for lossy files; an error bound keeps the plain coder')
 
 
 def _tile_size(requested, meta, bound):

@@ -22,8 +22,10 @@ BAND_GAINS = 'band-gains'  # `radiometry`: models saw reflectance = DN x gain + 
 EXTRA_PREDICTED, EXTRA_SPECTRAL = 'predicted', 'spectral-v1'  # `extra_coder` (absent: predicted)
 RESIDUAL_PLAIN, RESIDUAL_PREDICTED = 'plain', 'predicted-v1'  # `residual_coder` (absent: plain)
 LATENT_PRIOR, LATENT_CONTEXT = 'model', 'context-v1'  # `latent_coder` (absent: the model's; context_coder.py)
-LATENT_BASIS = 'context-v2'  # `latent_coder` of new lossy rdnet files after 0.4.0: context-v1 + a basis per tile
-LATENT_CODERS = (LATENT_PRIOR, LATENT_CONTEXT, LATENT_BASIS)
+LATENT_BASIS = 'context-v2'  # `latent_coder` of lossy rdnet files of 0.5: context-v1 + a basis per tile
+LATENT_FOLDED = 'context-v3'  # new lossy rdnet files since 0.6.0: context-v2's stream, the folded synthesis
+LATENT_CODERS = (LATENT_PRIOR, LATENT_CONTEXT, LATENT_BASIS, LATENT_FOLDED)
+BASIS_CODERS = (LATENT_BASIS, LATENT_FOLDED)  # the streams of latent_basis.BasisContextCoder (lossy files only)
 QUALITY_LEVELS = range(1, 11)
 _MODEL_ID = re.compile(r'[^/\\\x00]{1,200}')
 _SHA256 = re.compile(r'[0-9a-f]{64}|[0-9a-f]{16}')  # the full digest (1.x, 2.x files) or its prefix (3.x)

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import context_coder
-from .codecheader import LATENT_BASIS
+from .codecheader import BASIS_CODERS, LATENT_BASIS, LATENT_FOLDED
 from .context_coder import ContextLatentCoder, _occupied, choose_latent_coder, scale_code
 from .errors import FormatError
 from .latent import laplace_bits
@@ -139,6 +139,11 @@ class TileRotation:
         self._update(z, factor.T)
         z[:len(signs)] *= signs
         return z.reshape(latent.shape)
+
+    def factors(self):
+        """(V (n, K), S (K, K), the K signs) as float32: the factors back_at and the folded synthesis use."""
+        v, factor, signs = self._f32
+        return v, factor, signs[:, 0]
 
     def back(self, latent, components, overwrite=False):
         """y = T z of a latent (components x 64, cells), float32 (back_at at every row and cell; `latent` may be
@@ -348,6 +353,21 @@ class BasisContextCoder(ContextLatentCoder):
                 inner_rows.append(rows[-1])
         return plan
 
+    def live_latent(self, symbols, cells=None):
+        """(components, coefficients, z) of a tile's BasisSymbols for the folded synthesis (synthesis.py): the
+        components and block coefficients with a nonzero symbol in the tile (ascending), and the dequantised coded
+        latent, not rotated, on that grid: z (components, coefficients, samples or len(cells)) float32, 0 at the
+        pairs without a symbol. The grid depends on the whole tile only, not on `cells`."""
+        rows = np.flatnonzero(symbols.symbols.any(axis=1)) if symbols.rows is None else symbols.rows
+        rows = rows[symbols.symbols[rows].any(axis=1)]
+        component, coefficient = np.divmod(rows, BLOCK_COEFFICIENTS)
+        components, coefficients = np.unique(component), np.unique(coefficient)
+        width = symbols.symbols.shape[1] if cells is None else len(cells)
+        z = np.zeros((len(components), len(coefficients), width), np.float32)
+        z[np.searchsorted(components, component), np.searchsorted(coefficients, coefficient)] = \
+            self.row_values(symbols.symbols, rows, cells)
+        return components, coefficients, z
+
     def dequantise(self, symbols, cells=None, out=None):
         rows = np.flatnonzero(symbols.symbols.any(axis=1)) if symbols.rows is None else symbols.rows
         if symbols.rotation is None:
@@ -355,13 +375,14 @@ class BasisContextCoder(ContextLatentCoder):
         return symbols.rotation.back_at(self.row_values(symbols.symbols, rows), rows, cells, out)
 
 
-def choose_coder(meta, level, steps, scheme=None, lossy=False):
+def choose_coder(meta, level, steps, scheme=None, lossy=False, foldable=False):
     """(LatentCoder, its codec-info name) of a file: `scheme` as its header states it, or None for a new file (a
-    lossy rdnet file: the tile basis coder; others as context_coder.choose_latent_coder). The basis coder is refused
+    lossy rdnet file: the tile basis coder, LATENT_FOLDED when the model's decoder has the folded synthesis
+    (`foldable`), else LATENT_BASIS; others as context_coder.choose_latent_coder). The basis coder is refused
     for error-bounded files (their exact reconstruction must not depend on a QR's last bits)."""
     if scheme is None and lossy and context_coder.suits(meta):  # (a module attribute: tests replace it)
-        scheme = LATENT_BASIS
-    if scheme != LATENT_BASIS:
+        scheme = LATENT_FOLDED if foldable else LATENT_BASIS
+    if scheme not in BASIS_CODERS:
         return choose_latent_coder(meta, level, steps, scheme)
     if not context_coder.suits(meta):
         raise FormatError(f'latents coded as "{scheme}" are not supported here for model "{meta.id}"')

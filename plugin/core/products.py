@@ -13,7 +13,7 @@ import functools
 
 import numpy as np
 
-from .varint import uvarint
+from . import onnxproto
 
 BLAS_THREAD_LIMIT = 65536 * 4  # multiply-adds of a product OpenBLAS runs on the calling thread
 MIN_BLOCK_COLUMNS = 64  # (a product with more than about 4000 multiply-adds a column wakes the threads anyway)
@@ -23,9 +23,15 @@ CONVERGED = 1e-10  # a Ritz pair counts when its residual is below this fraction
 
 def blocked_products(left, right, out):
     """out = left @ right, in column blocks of at most BLAS_THREAD_LIMIT multiply-adds each (and at least
-    MIN_BLOCK_COLUMNS columns); out may be float32: each block is rounded into it once."""
-    for start, stop in column_blocks(right.shape[1], left.shape[0] * left.shape[1]):
-        out[:, start:stop] = left @ right[:, start:stop]
+    MIN_BLOCK_COLUMNS columns), and in row blocks of `left` too where such a column block still exceeds it (a
+    block's values are those of the whole product: BLAS sums each entry over the inner axis alone); out may be
+    float32: each block is rounded into it once."""
+    blocks = column_blocks(right.shape[1], left.shape[0] * left.shape[1])
+    width = blocks[0][1] - blocks[0][0] if blocks else 1
+    rows = max(1, BLAS_THREAD_LIMIT // max(left.shape[1] * width, 1))
+    for start, stop in blocks:
+        for first in range(0, left.shape[0], rows):
+            out[first:first + rows, start:stop] = left[first:first + rows] @ right[:, start:stop]
 
 
 def column_blocks(width, per_column):
@@ -36,33 +42,11 @@ def column_blocks(width, per_column):
 
 # --- the moment matrix: X X^T on one onnxruntime thread -----------------------------------------------------------
 
-def _key(number, wire):
-    return uvarint(number << 3 | wire)
-
-
-def _text(number, value):
-    data = value.encode() if isinstance(value, str) else value
-    return _key(number, 2) + uvarint(len(data)) + data
-
-
-def _integer(number, value):
-    return _key(number, 0) + uvarint(value)
-
-
-def _float_matrix(name, rows, columns):
-    """An ONNX ValueInfoProto: a float tensor of symbolic shape (rows, columns)."""
-    shape = _text(1, _text(2, rows)) + _text(1, _text(2, columns))  # TensorShapeProto.dim: Dimension.dim_param
-    tensor = _integer(1, 1) + _text(2, shape)  # TypeProto.Tensor: elem_type FLOAT, shape
-    return _text(1, name) + _text(2, _text(1, tensor))  # name, type: TypeProto.tensor_type
-
-
 def gram_graph():
     """The serialised ONNX model (IR 8, opset 13) of gram = x @ x^T for a float32 x (n, m)."""
-    nodes = (_text(1, 'x') + _text(2, 'xt') + _text(4, 'Transpose'),
-             _text(1, 'x') + _text(1, 'xt') + _text(2, 'gram') + _text(4, 'MatMul'))
-    graph = b''.join(_text(1, node) for node in nodes) + _text(2, 'gram') + \
-        _text(11, _float_matrix('x', 'n', 'm')) + _text(12, _float_matrix('gram', 'n', 'n'))
-    return _integer(1, 8) + _text(7, graph) + _text(8, _integer(2, 13))  # ir_version, graph, opset_import
+    return onnxproto.model('gram', [onnxproto.node('Transpose', ['x'], ['xt']),
+                                    onnxproto.node('MatMul', ['x', 'xt'], ['gram'])],
+                           [onnxproto.tensor_info('x', ['n', 'm'])], [onnxproto.tensor_info('gram', ['n', 'n'])])
 
 
 @functools.lru_cache(maxsize=1)

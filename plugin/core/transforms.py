@@ -12,6 +12,7 @@ import numpy as np
 
 from .errors import FormatError
 from .latent import LatentGeometry, zeroed_latent
+from .synthesis import FoldedSynthesis
 from .tiling import Tile, rest_of
 
 
@@ -117,6 +118,7 @@ class SpatialTransform:
         # non-overlapping block transform): a block without a valid pixel need not be decoded
         self.separate_blocks = meta.informative.get('architecture') == 'RDNet' and not self.overlap
         self.arrays = ThreadArrays()  # each thread's encode input and decoding graph input
+        self._folded = None  # folded(): not read yet
 
     def window(self, tile, width, height):
         x0, y0 = max(0, tile.x - self.overlap), max(0, tile.y - self.overlap)
@@ -164,7 +166,10 @@ class SpatialTransform:
         return LatentGeometry(self.channels, np.full((rows, columns), bool(occupied.any())), occupied)
 
     def decode(self, latent, valid, kept):
-        blocks = self.decode_tile(latent, valid, kept)
+        return self.valid_columns(self.decode_tile(latent, valid, kept), valid, kept)
+
+    def valid_columns(self, blocks, valid, kept):
+        """The (bands, valid pixels of the tile) values of a decode_tile's TileBlocks (or None: no valid pixel)."""
         if blocks is None:
             return np.zeros((self.bands, 0), np.float32)
         cube, tile_valid = blocks.cube(), valid[kept]
@@ -189,8 +194,54 @@ class SpatialTransform:
         if spans is None or not self.decodes_alone(int(spans[:, 3].sum()), rows * columns):
             grid = _checked(latent_at(None, out=self._graph_input(rows * columns)), self.channels, rows * columns)
             cube = self._decode_parts(grid.reshape([1, *self.dims, rows, columns]), -2, done)
-            return TileBlocks(cube[:, :valid.shape[0], :valid.shape[1]][:, kept[0], kept[1]])
+            return self._tile_of_grid(cube, valid, kept)
         return TileBlocks(self._decode_spans(latent_at, spans, columns, done), spans, self.factor, valid[kept].shape)
+
+    def decode_tile_folded(self, live, rotation, valid, kept, done=None):
+        """decode_tile through the folded synthesis (synthesis.py; files that name it): live(cells) gives the
+        coded latent at its live components and coefficients (a latent coder's live_latent with its symbols
+        bound), rotation the tile's latent_basis.TileRotation or None. The same blocks as decode_tile decodes;
+        done(1.0) once they are."""
+        folded = self.folded()
+        if folded is None:
+            raise FormatError('this file\'s tiles need the folded synthesis of an rdnet decoder, and this model\'s '
+                              'decoder graph is not one')
+        height, width = self._padded(valid.shape)
+        rows, columns = height // self.factor, width // self.factor
+        occupied = self.latent_geometry(valid, kept).occupied
+        if not occupied.any():
+            return None
+        spans = _block_spans(occupied)
+        cells = None
+        if self.decodes_alone(int(spans[:, 3].sum()), rows * columns):
+            cells = np.concatenate([np.arange(n) + r * columns + c0 for r, c0, _at, n in spans])
+        components, coefficients, z = live(cells)
+        matrix = folded.spectral_map(components, rotation)
+        if cells is None:
+            cube = folded.run(z, coefficients, matrix, rows, columns)
+            blocks = self._tile_of_grid(cube, valid, kept)
+        else:
+            row = folded.run(z, coefficients, matrix, 1, cells.size)
+            blocks = TileBlocks(row.reshape(len(row), self.factor, -1), spans, self.factor, valid[kept].shape)
+        if done is not None:
+            done(1.0)
+        return blocks
+
+    def folded(self):
+        """This model's synthesis.FoldedSynthesis (None when its decoder graph is not rdnet's), read once."""
+        if self._folded is None:
+            found = None
+            if self.separate_blocks:
+                with open(self.runner.package.decoder_path, 'rb') as handle:
+                    found = FoldedSynthesis.of_decoder(handle.read(), self.runner.threads,
+                                                       tuple(self.runner.choice.providers))
+            self._folded = found or False
+        return self._folded or None
+
+    @staticmethod
+    def _tile_of_grid(cube, valid, kept):
+        """TileBlocks of the tile's pixels in a graph output over the whole padded window."""
+        return TileBlocks(cube[:, :valid.shape[0], :valid.shape[1]][:, kept[0], kept[1]])
 
     def decodes_alone(self, cells, grid_cells):
         """Whether the graph runs on `cells` blocks of a grid of `grid_cells` alone: when that saves work

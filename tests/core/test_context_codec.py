@@ -5,7 +5,7 @@ from osgeo import gdal
 
 from enmap_compress.plugin.core import context_coder
 from enmap_compress.plugin.core.codec import TileCoder, compress, decompress
-from enmap_compress.plugin.core.codecheader import LATENT_BASIS, LATENT_CONTEXT, LATENT_PRIOR, CodecInfo
+from enmap_compress.plugin.core.codecheader import LATENT_CONTEXT, LATENT_FOLDED, LATENT_PRIOR, CodecInfo
 from enmap_compress.plugin.core.container import EhcReader
 from enmap_compress.plugin.core.errors import FormatError
 from enmap_compress.plugin.core.evaluate import measure
@@ -64,7 +64,7 @@ def test_unknown_latent_coders_are_refused_and_the_header_field_round_trips(scen
         TileCoder(pca, 3, OnnxRunner(pca, 'cpu', 1), np.zeros(0, int), latent_scheme=LATENT_CONTEXT)
     assert TileCoder(pca, 3, OnnxRunner(pca, 'cpu', 1), np.zeros(0, int)).latent_scheme == LATENT_PRIOR
     info = TileCoder(package, 3, runner, np.zeros(0, int)).codec_info(256)
-    assert CodecInfo.from_json(info.to_json(), 'test').latent_coder == LATENT_BASIS  # lossy: latent_basis.py
+    assert CodecInfo.from_json(info.to_json(), 'test').latent_coder == LATENT_FOLDED  # lossy: latent_basis.py
     assert 'latent_coder' not in TileCoder(package, 3, runner, np.zeros(0, int),
                                            latent_scheme=LATENT_PRIOR).codec_info(256).to_json()
 

@@ -1,5 +1,6 @@
 """Files written today decode forever: each frozen corpus (tests/data/corpus/ by 0.1.0, tests/data/corpus-0.3/ by
-0.3.0, tests/data/corpus-0.4/ by 0.4.0, tests/data/corpus-0.5/ by 0.5.0, written by make_corpus.py with the version
+0.3.0, tests/data/corpus-0.4/ by 0.4.0, tests/data/corpus-0.5/ by 0.5.0, tests/data/corpus-0.6/ by 0.6.0, written by
+make_corpus.py with the version
 named in its corpus.json) decodes bit-identically, metadata included, with the current reader."""
 import importlib.util
 import json
@@ -14,7 +15,7 @@ from enmap_compress.plugin.core.container import EhcReader
 gdal.UseExceptions()
 
 DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'data')
-CORPORA = ('corpus', 'corpus-0.3', 'corpus-0.4', 'corpus-0.5')
+CORPORA = ('corpus', 'corpus-0.3', 'corpus-0.4', 'corpus-0.5', 'corpus-0.6')
 
 
 def _record(corpus):
@@ -25,7 +26,7 @@ def _record(corpus):
 RECORDS = {corpus: _record(corpus) for corpus in CORPORA}
 MODELS = {'corpus': {'pca', 'rdnet', 'cae1d', 'hycot'}, 'corpus-0.3': {'pca', 'rdnet', 'cae1d', 'hycot', 'sscnet'},
           'corpus-0.4': {'pca', 'rdnet', 'cae1d', 'hycot', 'sscnet', 'cae3d'},
-          'corpus-0.5': {'rdnet'}}  # 0.5.0 changed only rdnet's lossy files
+          'corpus-0.5': {'rdnet'}, 'corpus-0.6': {'rdnet'}}  # 0.5.0 and 0.6.0 changed only rdnet's lossy files
 FILES = [(corpus, name) for corpus in CORPORA for name in sorted(RECORDS[corpus]['files'])]
 
 
@@ -48,7 +49,7 @@ def _mode(options):
                                            ('corpus-0.3', {'lossy', 'max_error', 'lossless', 'band_max_errors',
                                                            'relative'}),
                                            ('corpus-0.4', {'lossy', 'max_error', 'lossless', 'band_max_errors'}),
-                                           ('corpus-0.5', {'lossy'})])
+                                           ('corpus-0.5', {'lossy'}), ('corpus-0.6', {'lossy'})])
 def test_a_corpus_covers_every_bundled_model_and_mode_of_its_version(corpus, modes):
     files = RECORDS[corpus]['files']
     assert {e['compress']['model'] for e in files.values()} >= MODELS[corpus]
@@ -75,14 +76,15 @@ def test_the_0_4_corpus_holds_container_3_files_with_compact_tiles():
     assert all(16 <= head < 32 for head in smallest)  # every tile's head byte is a compact one (16 + ...)
 
 
-def test_the_0_5_corpus_holds_rotated_and_unrotated_context_v2_tiles():
+@pytest.mark.parametrize('corpus, coder', [('corpus-0.5', 'context-v2'), ('corpus-0.6', 'context-v3')])
+def test_the_0_5_and_0_6_corpora_hold_rotated_and_unrotated_tiles_of_their_coder(corpus, coder):
     from bench.file_basis import tile_rotations
 
     rotations = []
-    for name in RECORDS['corpus-0.5']['files']:
-        path = os.path.join(DATA, 'corpus-0.5', name)
+    for name in RECORDS[corpus]['files']:
+        path = os.path.join(DATA, corpus, name)
         with EhcReader(path) as reader:
-            assert reader.header['codec']['latent_coder'] == 'context-v2'
+            assert reader.header['codec']['latent_coder'] == coder
         rotations += tile_rotations(path)
     assert any(rotations) and not all(rotations)
 

@@ -21,7 +21,7 @@ from enmap_compress.plugin.core.codec import (
     decompress,
     header_fill,
 )
-from enmap_compress.plugin.core.codecheader import LATENT_BASIS, LATENT_CONTEXT
+from enmap_compress.plugin.core.codecheader import LATENT_BASIS, LATENT_CONTEXT, LATENT_FOLDED
 from enmap_compress.plugin.core.container import EhcReader
 from enmap_compress.plugin.core.errors import FormatError, InputError
 from enmap_compress.plugin.core.evaluate import measure
@@ -33,6 +33,7 @@ from tools import synthetic
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RELEASE_0_4_0 = '221d0a1'  # the commit that made 0.4.0 (tests/data/corpus-0.4 was written by it)
+RELEASE_0_5_4 = '0b2cbcf'  # the last 0.5 (context-v2 files decoded through the graph)
 
 
 @pytest.fixture(scope='module')
@@ -173,7 +174,7 @@ def _coder_of(path):
 def test_new_lossy_rdnet_files_rotate_unlike_tiles_and_are_smaller_for_the_same_quality(files):
     folder, scene, new, old, (new_bytes, old_bytes) = files
     with EhcReader(new) as reader, EhcReader(old) as before:
-        assert reader.header['codec']['latent_coder'] == LATENT_BASIS
+        assert reader.header['codec']['latent_coder'] == LATENT_FOLDED
         assert before.header['codec']['latent_coder'] == LATENT_CONTEXT
     assert any(tile_rotations(new)) and not any(tile_rotations(old))
     new_quality, old_quality = measure(scene, str(folder / 'new.tif')), measure(scene, str(folder / 'old.tif'))
@@ -219,16 +220,18 @@ def test_error_bounded_files_keep_the_plain_coder(rdnet, files, tmp_path):
     assert TileCoder(pca, 5, OnnxRunner(pca, 'cpu', 1), np.zeros(0, int)).latent_scheme != LATENT_BASIS
 
 
-def test_a_0_4_0_reader_refuses_a_new_file_asking_for_an_update(files, tmp_path):
-    """The real 0.4.0 code (its commit, checked out of this repository's history) reading a new lossy file."""
+@pytest.mark.parametrize('release, version', [(RELEASE_0_4_0, '0.4.0'), (RELEASE_0_5_4, '0.5.4')])
+def test_an_earlier_reader_refuses_a_new_file_asking_for_an_update(files, tmp_path, release, version):
+    """The real code of an earlier release (its commit, checked out of this repository's history) reading a new
+    lossy file: 0.4.0 knew no tile basis, 0.5.4 no folded synthesis."""
     _folder, _scene, new, _old, _sizes = files
     tree = tmp_path / 'release' / 'enmap_compress'
     tree.mkdir(parents=True)
-    known = subprocess.run(['git', '-C', PROJECT_ROOT, 'cat-file', '-e', f'{RELEASE_0_4_0}^{{commit}}'],
+    known = subprocess.run(['git', '-C', PROJECT_ROOT, 'cat-file', '-e', f'{release}^{{commit}}'],
                            capture_output=True)
     if known.returncode:
-        pytest.skip('0.4.0 is not in this checkout\'s history')
-    archive = subprocess.run(['git', '-C', PROJECT_ROOT, 'archive', RELEASE_0_4_0, '__init__.py', 'plugin',
+        pytest.skip(f'{version} is not in this checkout\'s history')
+    archive = subprocess.run(['git', '-C', PROJECT_ROOT, 'archive', release, '__init__.py', 'plugin',
                               'resources', 'models/rdnet', 'metadata.txt'], capture_output=True, check=True)
     subprocess.run(['tar', '-x', '-C', str(tree)], input=archive.stdout, check=True)
     script = ('import sys\nsys.path.insert(0, sys.argv[1])\nimport enmap_compress\n'
@@ -240,7 +243,7 @@ def test_a_0_4_0_reader_refuses_a_new_file_asking_for_an_update(files, tmp_path)
     done = subprocess.run([sys.executable, '-c', script, str(tree.parent), new, str(tmp_path / 'old.tif')],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == f'0.4.0 latents coded as "{LATENT_BASIS}" are not supported here for model ' \
+    assert done.stdout.strip() == f'{version} latents coded as "{LATENT_FOLDED}" are not supported here for model ' \
                                   '"rdnet"; update the plugin'
     assert not (tmp_path / 'old.tif').exists()
 
