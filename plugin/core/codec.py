@@ -586,7 +586,8 @@ def _file_header(raster, codec_info, runner):
     if raster.nodata is None and raster.dtype.kind == 'f':
         packed['fill'] = samples.fill_value(raster.dtype, None)  # NaN; older files meant 0
     header = {'format': FORMAT_NAME, 'raster': packed, 'codec': codec_info.to_json(),
-              'device': {'used': runner.choice.device, 'provider': runner.provider},  # no chunk byte depends on threads
+              # no chunk byte depends on threads
+              'device': {'used': runner.choice.device, 'provider': runner.provider_of('encoder')},
               'software': software_versions(), 'created': creation_time()}
     _check_readable(header, raster)
     return header
@@ -813,15 +814,19 @@ def _decoded_tile(coder, payload, tile, window, done=_no_progress, in_parts=Fals
     return sections, valid[kept], coder.decode(sections, valid, kept, done, in_parts)
 
 
-def _tile_cube(coder, decoded, tile, dtype, nodata, dead, fill=None):
-    """decode_tile's array part: the canonical cube of a _decoded_tile."""
+def _tile_cube(coder, decoded, tile, dtype, nodata, dead, fill=None, out=None):
+    """decode_tile's array part: the canonical cube of a _decoded_tile (in `out`, of its shape and dtype, when
+    given)."""
     sections, tile_valid, values = decoded
     fill = samples.fill_value(dtype, nodata) if fill is None else fill
+    shape = (len(dead), tile.height, tile.width)
     if coder.decodes_tiles:
-        canonical = _canonical_of_blocks(coder.bands, values, tile_valid, dtype, nodata, dead, fill)
+        canonical = np.empty(shape, dtype) if out is None else out
+        _canonical_of_blocks(canonical, coder.bands, values, tile_valid, nodata, dead, fill)
     else:
         values = output_values(values, dtype, nodata, coder.bound is not None, overwrite=True)
-        canonical = np.full((len(dead), tile.height, tile.width), fill, values.dtype)
+        canonical = np.empty(shape, values.dtype) if out is None else out
+        canonical.fill(fill)
         _scatter(canonical, coder.bands, tile_valid, values)
         canonical[dead] = fill
     if sections.samples is not None:
@@ -839,11 +844,13 @@ def header_fill(raster):
     return fill
 
 
-def decoded_tiles(reader, coder, raster, workers=0, steps=None, share=1.0):
+def decoded_tiles(reader, coder, raster, workers=0, steps=None, share=1.0, reuse=False):
     """(tile, canonical cube) of every chunk of an open EhcReader, in file order; raster: the unpacked header.
     Open the reader with validation.open_checked: its header and index are then known to be consistent.
     workers > 0: that many tiles are decoded at once while this thread reads the next chunk (tiling.ordered_map).
-    steps: a tiling.Progress of a step per tile, advanced by `share` of a step as each tile's model part is done."""
+    steps: a tiling.Progress of a step per tile, advanced by `share` of a step as each tile's model part is done.
+    reuse: every cube is made in one array, so each is valid only until the next is asked for (for a consumer that
+    writes it and lets go: a fresh 29 MB cube per 256 px tile cost some 7k page faults)."""
     dead = np.zeros(raster['band_count'], bool)
     dead[np.asarray(raster['dead_bands'], int)] = True
     dead = dead[np.asarray(raster['canonical_index'], int)]
@@ -877,16 +884,32 @@ def decoded_tiles(reader, coder, raster, workers=0, steps=None, share=1.0):
         decoding = _Shares(steps.advance if steps is not None else _no_progress, share)
         with naming(index, tile):
             decoded = _decoded_tile(coder, payload, tile, window, decoding, reader.chunk_count <= FINE_TILES)
+            _round_blocks(coder, decoded, raster['dtype'], raster['nodata'])  # here: the writing thread is the busier
         decoding.finish()
         return index, tile, decoded
 
     # the model part on the workers, the array part here: this thread would otherwise wait for them; 3 tiles read
     # ahead keep them busy while the GeoTIFF writer compresses a row of blocks (every 5th rdnet tile of 256 px)
     on_wait = steps.pulse if steps is not None else None
+    held = np.zeros(0, raster['dtype'])
     for index, tile, decoded in ordered_map(decode, chunks(), workers, DECODE_AHEAD, on_wait):
+        out = None
+        if reuse:
+            size = len(dead) * tile.height * tile.width
+            held = held if held.size >= size else np.empty(size, raster['dtype'])
+            out = held[:size].reshape(len(dead), tile.height, tile.width)
         with naming(index, tile):
-            cube = _tile_cube(coder, decoded, tile, raster['dtype'], raster['nodata'], dead, header_fill(raster))
+            cube = _tile_cube(coder, decoded, tile, raster['dtype'], raster['nodata'], dead, header_fill(raster), out)
         yield tile, cube
+
+
+def _round_blocks(coder, decoded, dtype, nodata):
+    """Round a _decoded_tile's TileBlocks (decodes_tiles coders) in place for the output type, as
+    _canonical_of_blocks would (rounded_values is per sample: the same values on any thread)."""
+    blocks = decoded[2]
+    if coder.decodes_tiles and blocks is not None and not blocks.rounded:
+        blocks.values = rounded_values(blocks.values, dtype, nodata, overwrite=True)
+        blocks.rounded = True
 
 
 def max_chunk_bytes(window):
@@ -954,10 +977,11 @@ def decompress(source, output, device='auto', threads=None, progress=None, is_ca
         workers = tile_workers(runner.threads, coder.transform.window(first, checked.raster['width'],
                                                                       checked.raster['height']))
         model_share = DECODE_STAGE * (1.0 - ON_TILE_STAGE if on_tile is not None else 1.0)
-        with contextlib.closing(decoded_tiles(reader, coder, checked.raster, workers, tile_progress,
-                                              model_share)) as tiles:
+        with contextlib.closing(decoded_tiles(reader, coder, checked.raster, workers, tile_progress, model_share,
+                                              reuse=on_tile is None)) as tiles:  # (the writer copies each tile)
             _write_geotiff(output, checked.raster, tiles, tile_progress, on_tile, 1.0 - model_share)
-    return DecompressResult(output, runner.choice.device, runner.provider, time.perf_counter() - started)
+    provider = coder.transform.folded().provider if coder.folded else runner.provider  # (no graph opened for it)
+    return DecompressResult(output, runner.choice.device, provider, time.perf_counter() - started)
 
 
 def _write_geotiff(output, raster, tiles, progress, on_tile=None, share=1.0):
@@ -994,21 +1018,21 @@ def _ends_block_row(tile, raster, block_rows):
     return tile.x + tile.width == raster['width'] and (bottom % block_rows == 0 or bottom == raster['height'])
 
 
-def _canonical_of_blocks(bands, blocks, valid, dtype, nodata, dead, fill):
-    """The canonical cube of a decodes_tiles tile: its DN (transforms.TileBlocks) or None, rounded in place and
-    cast straight into the rows of `bands` (no tile-sized array between; the same values as output_values),
-    `fill` in every other band and at every invalid pixel (TileBlocks leaves no valid one without a value)."""
-    canonical = np.empty((len(dead), *valid.shape), dtype)
+def _canonical_of_blocks(canonical, bands, blocks, valid, nodata, dead, fill):
+    """Make `canonical` (bands, h, w) the canonical cube of a decodes_tiles tile: its DN (transforms.TileBlocks) or
+    None, rounded in place and cast straight into the rows of `bands` (no tile-sized array between; the same values
+    as output_values), `fill` in every other band and at every invalid pixel (TileBlocks leaves no valid one without
+    a value)."""
     restored = np.zeros(len(dead), bool)
     if blocks is not None:
-        values = rounded_values(blocks.values, dtype, nodata, overwrite=True)
+        values = blocks.values if blocks.rounded else rounded_values(blocks.values, canonical.dtype, nodata,
+                                                                     overwrite=True)
         for start, stop, row in _runs(bands):
             blocks.put(values[row:row + stop - start], canonical[start:stop])
         restored[bands] = True
     canonical[~restored | dead] = fill
     if not valid.all():  # (boolean indexing over the pixel axes took 10 times as long)
         np.copyto(canonical, fill, casting='unsafe', where=~valid)
-    return canonical
 
 
 def _runs(bands):

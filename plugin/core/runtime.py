@@ -252,7 +252,15 @@ class OnnxRunner:
 
     @property
     def provider(self):
-        return self._session('decoder').get_providers()[0]
+        """The provider onnxruntime runs this package on: that of a session already open (a compress's encoder),
+        else the decoder's (opened for it)."""
+        with self._lock:
+            session = next(iter(self._sessions.values()), None)
+        return (session or self._session('decoder')).get_providers()[0]
+
+    def provider_of(self, which):
+        """The provider of the 'encoder' or 'decoder' session (opened when it is not yet)."""
+        return self._session(which).get_providers()[0]
 
     def run(self, which, array):
         """Feed `array` (rows first) through the graph in row batches; returns float32."""

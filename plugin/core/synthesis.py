@@ -127,6 +127,11 @@ class FoldedSynthesis:
                   blocks.reshape(live, FACTOR, FACTOR, rows, columns).transpose(0, 3, 1, 4, 2))
         return self._run('spectral', {'images': images, 'matrix': matrix, 'bias': self.bias}).reshape(shape)
 
+    @property
+    def provider(self):
+        """The onnxruntime provider the synthesis runs on."""
+        return _session('spectral', self.threads, self.providers).get_providers()[0]
+
     def _run(self, which, feeds):
         return _session(which, self.threads, self.providers).run(None, feeds)[0]
 

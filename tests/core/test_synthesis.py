@@ -234,3 +234,14 @@ def test_a_context_v3_file_needs_a_decoder_with_the_folded_synthesis(rdnet, monk
     coder = codec.TileCoder(rdnet, 5, OnnxRunner(rdnet, 'cpu', 1), np.zeros(0, int))
     assert coder.latent_scheme == LATENT_BASIS  # a new file of such a model keeps the graph
 
+
+
+def test_a_folded_decode_opens_no_decoder_graph(files, tmp_path, rdnet, monkeypatch):
+    _folder, _scene, paths = files
+    opened = []
+    real = OnnxRunner._open_session
+    monkeypatch.setattr(OnnxRunner, '_open_session', lambda self, which: opened.append(which) or real(self, which))
+    result = codec.decompress(paths['v3'], str(tmp_path / 'out.tif'), 'cpu', 2)
+    assert opened == [] and result.provider == 'CPUExecutionProvider'
+    codec.decompress(paths['v2'], str(tmp_path / 'old.tif'), 'cpu', 2)
+    assert opened and set(opened) == {'decoder'}

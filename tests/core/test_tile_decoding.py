@@ -187,3 +187,18 @@ def test_a_lossy_float_value_never_reads_as_nodata(dtype):
         assert np.array_equal(output_values(values.copy(), dtype, nodata, exact=True), values.astype(dtype),
                               equal_nan=True)
     assert np.array_equal(output_values(values.copy(), dtype, float('nan')), values.astype(dtype), equal_nan=True)
+
+
+def test_reused_cubes_hold_the_same_values_as_fresh_ones(holed):
+    """decoded_tiles(reuse=True), as decompress writes: each cube in one array, valid until the next is asked for."""
+    for name in ('int16', 'float32'):
+        reader, checked = open_checked(holed[name])
+        with reader:
+            coder = codec.decoder_for(checked.codec, 'cpu', 2, checked.raster, True)[0]
+            fresh = [cube for _tile, cube in codec.decoded_tiles(reader, coder, checked.raster, 1)]
+            reused, bases = [], set()
+            for _tile, cube in codec.decoded_tiles(reader, coder, checked.raster, 1, reuse=True):
+                reused.append(cube.copy())
+                bases.add(id(cube.base))
+        assert len(bases) == 1 and len(fresh) == len(reused) > 1
+        assert all(np.array_equal(a, b, equal_nan=name == 'float32') for a, b in zip(fresh, reused))
