@@ -1,6 +1,7 @@
 """The few ONNX protobuf messages the codec writes and reads itself (no `onnx` package in the plugin).
 
-Writing: small graphs built at run time (products.gram_graph, synthesis.folded_graph), IR 8, opset 13.
+Writing: small graphs built at run time (products.gram_graph, synthesis.block_graph / spectral_graph), IR 8,
+opset 13.
 Reading: the nodes, initializers and constant tensors of a model package's graph, so that the codec can check a
 decoder's structure and take its weights (synthesis.FoldedSynthesis). Every read is bounded by the data: a cut or
 malformed message is a FormatError naming what was read, never an IndexError or a huge allocation.
@@ -14,11 +15,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .errors import FormatError
-from .varint import uvarint
+from .varint import read_uvarint, uvarint
 
 FLOAT, INT64 = 1, 7  # TensorProto.DataType
-_ATTRIBUTE_INTS = 7  # AttributeProto.AttributeType INTS
 _VARINT, _FIXED64, _BYTES, _FIXED32 = 0, 1, 2, 5
+PROTOBUF_VARINT_BYTES = 10  # an int64's varint, negative ones included
 
 
 # --- writing ----------------------------------------------------------------------------------------------------
@@ -44,12 +45,9 @@ def tensor_info(name, dims, elem_type=FLOAT):
     return text(1, name) + text(2, text(1, tensor))  # name, type: TypeProto.tensor_type
 
 
-def node(op_type, inputs, outputs, ints=None):
-    """A NodeProto; ints: {attribute name: list of non-negative ints}."""
-    attributes = b''.join(text(5, text(1, name) + b''.join(integer(8, v) for v in values) +
-                               integer(20, _ATTRIBUTE_INTS)) for name, values in (ints or {}).items())
-    return b''.join(text(1, i) for i in inputs) + b''.join(text(2, o) for o in outputs) + text(4, op_type) + \
-        attributes
+def node(op_type, inputs, outputs):
+    """A NodeProto without attributes."""
+    return b''.join(text(1, i) for i in inputs) + b''.join(text(2, o) for o in outputs) + text(4, op_type)
 
 
 def model(name, nodes, inputs, outputs):
@@ -62,16 +60,7 @@ def model(name, nodes, inputs, outputs):
 # --- reading ----------------------------------------------------------------------------------------------------
 
 def _varint(data, pos, what):
-    value = 0
-    for shift in range(0, 70, 7):
-        if pos >= len(data):
-            raise FormatError(f'{what} is cut short')
-        byte = data[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return value, pos
-    raise FormatError(f'{what} has an over-long varint')
+    return read_uvarint(data, pos, what, PROTOBUF_VARINT_BYTES)
 
 
 def fields(data, what):

@@ -3,17 +3,19 @@
 rdnet's decoder graph is x = W · B^T(y) + b: B^T the 8 x 8 block synthesis of every component (a grouped
 ConvTranspose with one shared 64 x 64 basis), W (bands x K) the spectral map, b its bias. A context-v2 tile's
 latent y = T z is its coded latent z rotated by the tile's T (latent_basis.TileRotation), which mixes components
-only, so x = (W T) · B^T(z) + b. A coded z has 100-124 of its 202 components live on a rotated full tile (fewer on
-real ones): the folded synthesis runs B^T on those components and W T on their columns, about 55 % of the graph's
-multiply-adds, with no rotation of the latent (0.5.4's TileRotation.back_at) before it. Measured on a rotated
-256 px tile, 2 threads: 78 ms cpu against the graph's 133.
+only, so x = (W T) · B^T(z) + b. A coded z has 100-124 of its 202 components live on a rotated full synthetic tile
+at quality 5 (a real Potsdam training tile, not rotated: 11 / 35 / 106 at quality 2 / 5 / 9): the folded synthesis
+runs B^T on those components and W T on their columns, about 55 % of the graph's multiply-adds on that synthetic
+tile, with no rotation of the latent (0.5.4's TileRotation.back_at) before it. Measured on a rotated 256 px tile, 2
+threads: 78 ms cpu against the graph's 133.
 
 Its arithmetic differs from the graph's in the last bits of the reconstruction, so it decodes only the files that
 name it (latent coder `context-v3`, written since 0.6.0); context-v2 files keep the graph and their pixels.
 The bits of a context-v3 file: both products run in onnxruntime's CPU MatMul (MLAS), each output a sum over the
 live components (or coefficients) in one order; they do not depend on the thread count nor on which blocks of the
-tile are decoded (tests/core/test_synthesis.py checks both). W T is made in float64 from T's float32 factors and
-rounded once.
+tile are decoded, from two blocks on (tests/core/test_synthesis.py checks both; one block alone takes a vector path,
+and decode_tile_folded never runs fewer than SpatialTransform.decodes_alone's count). W T is made in float64 from
+T's float32 factors and rounded once.
 """
 import functools
 import threading
@@ -146,8 +148,8 @@ def _rdnet_weights(graph):
         return None
     transposed = producers.get(conv.inputs[0])
     matrix, bias = graph.tensors.get(conv.inputs[1]), graph.tensors.get(conv.inputs[2])
-    if transposed is None or transposed.op_type != 'ConvTranspose' or transposed.inputs[0] != graph.inputs[0] or \
-            len(transposed.inputs) != 2 or matrix is None or bias is None:
+    if transposed is None or transposed.op_type != 'ConvTranspose' or len(transposed.inputs) != 2 or \
+            transposed.inputs[0] != graph.inputs[0] or matrix is None or bias is None:
         return None
     if matrix.dtype != np.float32 or matrix.ndim != 4 or matrix.shape[2:] != (1, 1) or \
             bias.shape != matrix.shape[:1] or not _attributes(conv, (1, 1), 1, 1):

@@ -18,10 +18,11 @@ def uvarint(value: int) -> bytes:
     return bytes(out)
 
 
-def read_uvarint(data: bytes, pos: int, what: str) -> tuple:
-    """(value, position after it) of the varint at `pos`; FormatError naming `what` when it is cut or over-long."""
+def read_uvarint(data: bytes, pos: int, what: str, max_bytes: int = MAX_BYTES) -> tuple:
+    """(value, position after it) of the varint at `pos`; FormatError naming `what` when it is cut or longer than
+    `max_bytes` (protobuf's varints take up to 10)."""
     value = 0
-    for shift in range(0, 7 * MAX_BYTES, 7):
+    for shift in range(0, 7 * max_bytes, 7):
         if pos >= len(data):
             raise FormatError(f'{what} is truncated (a length runs past its end)')
         byte = data[pos]
