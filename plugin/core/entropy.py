@@ -469,6 +469,9 @@ def ans_words(coder) -> bytes:
 def pop_indices(coder, table: np.ndarray, group: int, out: np.ndarray) -> None:
     """Decode len(out) table indices into `out` (int32)."""
     n = out.size
+    if group == 1:  # (the digit table of one symbol is the identity: no lookup)
+        out[:] = coder.decode(_categorical(_joint_table(table, 1)), n)
+        return
     whole = n - n % group
     if whole:
         joint = coder.decode(_categorical(_joint_table(table, group)), whole // group)
