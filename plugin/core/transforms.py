@@ -184,14 +184,12 @@ class SpatialTransform:
         latent: the tile's latent (channels, grid cells), or a function of flat grid cells (None: all) and an
         `out` array that makes it at those cells only (a latent coder's dequantise with its symbols bound).
         done(fraction): given, separate blocks are decoded in DECODE_PARTS runs, calling it after each."""
-        height, width = self._padded(valid.shape)
-        rows, columns = height // self.factor, width // self.factor
-        occupied = self.latent_geometry(valid, kept).occupied
-        if not occupied.any():
+        plan = self._blocks_to_decode(valid, kept)
+        if plan is None:
             return None
+        rows, columns, spans = plan
         latent_at = latent if callable(latent) else _cells_of(latent, self.channels * rows * columns)
-        spans = _block_spans(occupied) if self.separate_blocks else None
-        if spans is None or not self.decodes_alone(int(spans[:, 3].sum()), rows * columns):
+        if spans is None:
             grid = _checked(latent_at(None, out=self._graph_input(rows * columns)), self.channels, rows * columns)
             cube = self._decode_parts(grid.reshape([1, *self.dims, rows, columns]), -2, done)
             return self._tile_of_grid(cube, valid, kept)
@@ -206,15 +204,11 @@ class SpatialTransform:
         if folded is None:
             raise FormatError('this file\'s tiles need the folded synthesis of an rdnet decoder, and this model\'s '
                               'decoder graph is not one')
-        height, width = self._padded(valid.shape)
-        rows, columns = height // self.factor, width // self.factor
-        occupied = self.latent_geometry(valid, kept).occupied
-        if not occupied.any():
+        plan = self._blocks_to_decode(valid, kept)
+        if plan is None:
             return None
-        spans = _block_spans(occupied)
-        cells = None
-        if self.decodes_alone(int(spans[:, 3].sum()), rows * columns):
-            cells = np.concatenate([np.arange(n) + r * columns + c0 for r, c0, _at, n in spans])
+        rows, columns, spans = plan
+        cells = None if spans is None else _span_cells(spans, columns)
         components, coefficients, z = live(cells)
         matrix = folded.spectral_map(components, rotation)
         if cells is None:
@@ -237,6 +231,19 @@ class SpatialTransform:
                                                        tuple(self.runner.choice.providers))
             self._folded = found or False
         return self._folded or None
+
+    def _blocks_to_decode(self, valid, kept):
+        """(rows, columns, spans) of the tile's latent grid and the _block_spans of the blocks to decode alone, spans
+        None for the whole grid (decodes_alone says which); None when no block holds a valid pixel."""
+        height, width = self._padded(valid.shape)
+        rows, columns = height // self.factor, width // self.factor
+        occupied = self.latent_geometry(valid, kept).occupied
+        if not occupied.any():
+            return None
+        spans = _block_spans(occupied) if self.separate_blocks else None
+        if spans is not None and not self.decodes_alone(int(spans[:, 3].sum()), rows * columns):
+            spans = None
+        return rows, columns, spans
 
     @staticmethod
     def _tile_of_grid(cube, valid, kept):
@@ -283,7 +290,7 @@ class SpatialTransform:
         `columns` wide, side by side as one row of blocks (latent_at: as decode_tile's; done: as _decode_parts'). The
         graph's arithmetic for a block does not depend on where the block is: the same values as a run on the
         whole grid (tested), without the work on the other blocks."""
-        cells = np.concatenate([np.arange(n) + r * columns + c0 for r, c0, _at, n in spans])
+        cells = _span_cells(spans, columns)
         row = _checked(latent_at(cells, out=self._graph_input(cells.size)), self.channels, cells.size)
         return self._decode_parts(row.reshape([1, *self.dims, 1, cells.size]), -1, done)
 
@@ -375,6 +382,11 @@ def _block_spans(occupied):
     first = occupied[rows].argmax(axis=1)
     count = occupied.shape[1] - occupied[rows, ::-1].argmax(axis=1) - first
     return np.stack([rows, first, np.cumsum(count) - count, count], axis=1)
+
+
+def _span_cells(spans, columns):
+    """The flat grid cells of `spans` (_block_spans) of a grid `columns` wide, in span order."""
+    return np.concatenate([np.arange(n) + r * columns + c0 for r, c0, _at, n in spans])
 
 
 def _valid_columns(cube, valid):
