@@ -17,6 +17,7 @@ from enmap_compress.plugin.core.codec import (
 )
 from enmap_compress.plugin.core.context_coder import ANALYSIS_SHARE
 from enmap_compress.plugin.core.evaluate import evaluate
+from enmap_compress.plugin.core.geotiff import BandInfo, GeoTiffWriter, RasterLayout
 from enmap_compress.plugin.core.latent_basis import CHOICE_SHARE
 from enmap_compress.plugin.core.metrics import BAND_CHUNK
 from enmap_compress.plugin.core.tiling import Progress
@@ -41,10 +42,43 @@ def test_compress_moves_the_bar_after_the_band_scan_and_decompress_while_it_writ
     percents = [event for event in events if not isinstance(event, str)]
     assert percents == sorted(percents) and percents[-1] == 100
     rows = [index for index, event in enumerate(events) if event == 'writing a row of GeoTIFF blocks']
-    assert len(rows) == 2  # rows 0-255 after tile 4, rows 256-299 after tile 5
+    assert len(rows) == 1  # rows 0-255 after tile 4 (tile 5, rows 256-299, completes its blocks: flushed alone)
     between = [event for event in events[rows[0]:] if not isinstance(event, str)][:224]
     assert len(between) == 224 and np.all(np.diff(between) > 0)  # a step per band while the row is encoded
 
+
+
+def test_tiles_on_the_block_grid_are_flushed_one_by_one_with_the_same_pixels(tmp_path, monkeypatch):
+    """Tiles whose edges are on the 256 px block grid (or the raster's) complete their blocks: each is flushed
+    alone, in one call for all bands (GDAL's threads encode them while the next tiles decode), and the GeoTIFF
+    holds the pixels of the row-by-row flush."""
+    scene = synthetic.write_scene(str(tmp_path / 'scene.tif'), width=300, height=280, seed=2)
+    compress(scene, str(tmp_path / 'scene.ehc'), 'pca', 5, 'cpu', tile_size=256)
+    calls = []
+    flush = GeoTiffWriter.flush
+    monkeypatch.setattr(GeoTiffWriter, 'flush', lambda self, progress=None: (calls.append(progress is None),
+                                                                             flush(self, progress))[1])
+    decompress(str(tmp_path / 'scene.ehc'), str(tmp_path / 'tiles.tif'), 'cpu')
+    assert calls == [True] * 4  # 2 x 2 tiles
+    calls.clear()
+    monkeypatch.setattr(GeoTiffWriter, 'completes_blocks', lambda self, *window: False)
+    decompress(str(tmp_path / 'scene.ehc'), str(tmp_path / 'rows.tif'), 'cpu')
+    assert calls == [False, False]  # a row of blocks after tiles 2 and 4, band by band
+    first, second = gdal.Open(str(tmp_path / 'tiles.tif')), gdal.Open(str(tmp_path / 'rows.tif'))
+    assert np.array_equal(first.ReadAsArray(), second.ReadAsArray())
+
+
+def test_a_window_completes_blocks_when_its_edges_are_on_the_block_grid_or_the_rasters(tmp_path):
+    layout = RasterLayout(600, 300, 'int16', None, '', (0.0, 1.0, 0.0, 0.0, 0.0, -1.0), [BandInfo()] * 2)
+    writer = GeoTiffWriter(str(tmp_path / 'out.tif'), layout)
+    try:
+        assert writer.completes_blocks(0, 0, 256, 256) and writer.completes_blocks(256, 0, 256, 256)
+        assert writer.completes_blocks(512, 0, 88, 256) and writer.completes_blocks(512, 256, 88, 44)
+        assert writer.completes_blocks(0, 0, 600, 300)
+        assert not writer.completes_blocks(0, 0, 128, 256) and not writer.completes_blocks(64, 0, 256, 256)
+        assert not writer.completes_blocks(0, 0, 256, 200) and not writer.completes_blocks(512, 0, 80, 256)
+    finally:
+        writer.close()
 
 def test_the_band_scan_moves_the_bar_block_by_block(tmp_path, monkeypatch):
     """The dead-band scan reads blocks that double from SCAN_FIRST_BYTES, moving the bar after each: a scene with a
