@@ -356,15 +356,15 @@ class BasisContextCoder(ContextLatentCoder):
     def live_latent(self, symbols, cells=None):
         """(components, coefficients, z) of a tile's BasisSymbols for the folded synthesis (synthesis.py): the
         components and block coefficients with a nonzero symbol in the tile (ascending), and the dequantised coded
-        latent, not rotated, on that grid: z (components, coefficients, samples or len(cells)) float32, 0 at the
+        latent, not rotated, on that grid: z (components, samples or len(cells), coefficients) float32, 0 at the
         pairs without a symbol. The grid depends on the whole tile only, not on `cells`."""
         rows = np.flatnonzero(symbols.symbols.any(axis=1)) if symbols.rows is None else symbols.rows
         rows = rows[symbols.symbols[rows].any(axis=1)]
         component, coefficient = np.divmod(rows, BLOCK_COEFFICIENTS)
         components, coefficients = np.unique(component), np.unique(coefficient)
         width = symbols.symbols.shape[1] if cells is None else len(cells)
-        z = np.zeros((len(components), len(coefficients), width), np.float32)
-        z[np.searchsorted(components, component), np.searchsorted(coefficients, coefficient)] = \
+        z = np.zeros((len(components), width, len(coefficients)), np.float32)
+        z[np.searchsorted(components, component), :, np.searchsorted(coefficients, coefficient)] = \
             self.row_values(symbols.symbols, rows, cells)
         return components, coefficients, z
 

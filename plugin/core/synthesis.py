@@ -28,14 +28,28 @@ from .products import blocked_products
 
 FACTOR = 8
 BLOCK_COEFFICIENTS = FACTOR * FACTOR
+BLOCK_ROW = np.dtype((np.void, FACTOR * 4))  # a block's row of 8 float32 pixels, moved as one item (its bytes): the
+# copy into raster order took 2.6 times as long in float32 items, 8 to a row
 
 
 def block_graph():
-    """The serialised ONNX model of the block synthesis: blocks (L, 64, cells) = basis (64, J) @ z (L, J, cells),
-    the pixels of every cell's block (raster order inside the block) of the L live components."""
-    return model('folded_blocks', [node('MatMul', ['basis', 'z'], ['blocks'])],
-                 [tensor_info('z', ['L', 'J', 'cells']), tensor_info('basis', [BLOCK_COEFFICIENTS, 'J'])],
-                 [tensor_info('blocks', ['L', BLOCK_COEFFICIENTS, 'cells'])])
+    """The serialised ONNX model of the block synthesis: blocks (L, cells, 64) = z (L, cells, J) @ basis (J, 64),
+    the pixels of every cell's block (raster order inside the block) of the L live components. 0.6.0 ran it as
+    basis (64, J) @ z (L, J, cells) (one_block_graph): the same bits from two cells on, on MLAS's AVX-512, AVX2 and
+    SSE kernels (each value is the sum over the J coefficients in their order either way; checked at 1 to 64
+    coefficients and 2 to 1024 cells, the last two under qemu), and this order puts a block's 8 pixels of a row
+    side by side, so the blocks reach raster order in copies of whole rows of a block (BLOCK_ROW)."""
+    return model('folded_blocks', [node('MatMul', ['z', 'basis'], ['blocks'])],
+                 [tensor_info('z', ['L', 'cells', 'J']), tensor_info('basis', ['J', BLOCK_COEFFICIENTS])],
+                 [tensor_info('blocks', ['L', 'cells', BLOCK_COEFFICIENTS])])
+
+
+def one_block_graph():
+    """The block synthesis of one cell as 0.6.0 ran it: blocks (L, 64, 1) = basis (64, J) @ z (L, J, 1). A single
+    cell takes MLAS's vector path, whose bits differ between the two orders."""
+    return model('folded_block', [node('MatMul', ['basis', 'z'], ['blocks'])],
+                 [tensor_info('z', ['L', 'J', 1]), tensor_info('basis', [BLOCK_COEFFICIENTS, 'J'])],
+                 [tensor_info('blocks', ['L', BLOCK_COEFFICIENTS, 1])])
 
 
 def spectral_graph():
@@ -47,7 +61,7 @@ def spectral_graph():
                   tensor_info('bias', ['bands', 1])], [tensor_info('x', ['bands', 'pixels'])])
 
 
-GRAPHS = {'blocks': block_graph, 'spectral': spectral_graph}
+GRAPHS = {'blocks': block_graph, 'block': one_block_graph, 'spectral': spectral_graph}
 
 
 @functools.lru_cache(maxsize=8)
@@ -116,17 +130,21 @@ class FoldedSynthesis:
 
     def run(self, z, coefficients, matrix, rows, columns):
         """The reconstruction (bands, rows x 8, columns x 8) on [0, 1] of a grid of latent cells from z
-        (L, J, rows x columns) float32, the values of the live components at the live `coefficients` (J, in
+        (L, rows x columns, J) float32, the values of the live components at the live `coefficients` (J, in
         ascending order), and the spectral map of those components (bands, L). The blocks are put in raster order
         between the two graphs by numpy (onnxruntime's Transpose took 3 times as long)."""
         shape = (self.matrix.shape[0], rows * FACTOR, columns * FACTOR)
         if not z.size:  # no live coefficient: the bias alone, as the graph gives it (0 + b)
             return np.broadcast_to(self.bias.reshape(-1, 1, 1), shape).copy()
-        live = z.shape[0]
-        blocks = self._run('blocks', {'z': z, 'basis': np.ascontiguousarray(self.basis[coefficients].T)})
+        live, cells, _coefficients = z.shape
+        if cells == 1:  # (L, 1, J) and (L, J, 1) are the same array, as are the two outputs
+            blocks = self._run('block', {'z': z.reshape(live, -1, 1),
+                                         'basis': np.ascontiguousarray(self.basis[coefficients].T)})
+        else:
+            blocks = self._run('blocks', {'z': z, 'basis': np.ascontiguousarray(self.basis[coefficients])})
         images = _images((live, shape[1] * shape[2]))
-        np.copyto(images.reshape(live, rows, FACTOR, columns, FACTOR),
-                  blocks.reshape(live, FACTOR, FACTOR, rows, columns).transpose(0, 3, 1, 4, 2))
+        np.copyto(images.view(BLOCK_ROW).reshape(live, rows, FACTOR, columns),
+                  blocks.reshape(live, -1).view(BLOCK_ROW).reshape(live, rows, columns, FACTOR).transpose(0, 1, 3, 2))
         return self._run('spectral', {'images': images, 'matrix': matrix, 'bias': self.bias}).reshape(shape)
 
     @property

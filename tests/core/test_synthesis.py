@@ -48,8 +48,8 @@ def _live(latent):
     rows = np.flatnonzero(latent.any(axis=1))
     component, coefficient = np.divmod(rows, 64)
     components, coefficients = np.unique(component), np.unique(coefficient)
-    z = np.zeros((components.size, coefficients.size, latent.shape[1]), np.float32)
-    z[np.searchsorted(components, component), np.searchsorted(coefficients, coefficient)] = latent[rows]
+    z = np.zeros((components.size, latent.shape[1], coefficients.size), np.float32)
+    z[np.searchsorted(components, component), :, np.searchsorted(coefficients, coefficient)] = latent[rows]
     return components, coefficients, z
 
 
@@ -98,17 +98,44 @@ def test_bits_depend_neither_on_threads_nor_on_the_blocks_decoded(decoder_bytes)
         whole = runs[threads].reshape(202, rows, 8, columns, 8)
         for count in (2, 3, 7, 20):  # (one block alone takes onnxruntime's vector path: decodes_alone's minimum)
             cells = np.sort(rng.choice(rows * columns, count, replace=False))
-            row = folded.run(np.ascontiguousarray(z[:, :, cells]), coefficients, matrix, 1, count)
+            row = folded.run(np.ascontiguousarray(z[:, cells]), coefficients, matrix, 1, count)
             for at, cell in enumerate(cells):
                 r, c = divmod(int(cell), columns)
                 assert np.array_equal(row.reshape(202, 8, count, 8)[:, :, at], whole[:, r, :, c])
     assert np.array_equal(runs[1], runs[2]) and np.array_equal(runs[1], runs[3])
 
 
+
+@pytest.mark.parametrize('threads', [1, 2])
+def test_the_block_product_gives_the_bits_of_0_6_0_s_order(decoder_bytes, threads):
+    """Blocks as z (L, cells, J) @ basis (J, 64) against 0.6.0's basis (64, J) @ z (L, J, cells), from 1 to 64
+    coefficients and 1 to 300 cells (one cell takes 0.6.0's order itself: MLAS's vector path differs)."""
+    from enmap_compress.plugin.core.runtime import onnxruntime
+
+    folded = FoldedSynthesis.of_decoder(decoder_bytes, threads)
+    older = onnxproto.model('blocks_0_6_0', [onnxproto.node('MatMul', ['basis', 'z'], ['blocks'])],
+                            [onnxproto.tensor_info('z', ['L', 'J', 'cells']), onnxproto.tensor_info('basis', [64, 'J'])],
+                            [onnxproto.tensor_info('blocks', ['L', 64, 'cells'])])
+    options = onnxruntime().SessionOptions()
+    options.intra_op_num_threads = threads
+    session = onnxruntime().InferenceSession(older, options, providers=['CPUExecutionProvider'])
+    rng = np.random.default_rng(6)
+    first = np.zeros((202, 3), np.float32)
+    first[0, 0] = 1.0  # band 0 is the first live component's blocks plus its bias
+    for count in (1, 2, 5, 64):
+        coefficients = np.sort(rng.choice(64, count, replace=False))
+        for cells in (1, 2, 3, 17, 300):
+            z = rng.standard_normal((3, cells, count)).astype(np.float32)
+            ours = folded.run(z, coefficients, first, 1, cells)[:1]
+            blocks = session.run(None, {'z': np.ascontiguousarray(z.transpose(0, 2, 1)),
+                                        'basis': np.ascontiguousarray(folded.basis[coefficients].T)})[0]
+            expected = blocks[0].reshape(8, 8, cells).transpose(0, 2, 1).reshape(1, 8, cells * 8) + folded.bias[0]
+            assert np.array_equal(ours, expected), (count, cells)
+
 def test_a_tile_without_live_coefficients_is_the_bias_as_the_graph_gives_it(rdnet, decoder_bytes):
     folded = FoldedSynthesis.of_decoder(decoder_bytes)
     graph = OnnxRunner(rdnet, 'cpu', 1).run('decoder', np.zeros((1, 202 * 64, 2, 3), np.float32))[0]
-    ours = folded.run(np.zeros((0, 0, 6), np.float32), np.zeros(0, int), np.zeros((202, 0), np.float32), 2, 3)
+    ours = folded.run(np.zeros((0, 6, 0), np.float32), np.zeros(0, int), np.zeros((202, 0), np.float32), 2, 3)
     assert np.array_equal(ours, graph)
 
 
