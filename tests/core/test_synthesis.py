@@ -114,7 +114,8 @@ def test_the_block_product_gives_the_bits_of_0_6_0_s_order(decoder_bytes, thread
 
     folded = FoldedSynthesis.of_decoder(decoder_bytes, threads)
     older = onnxproto.model('blocks_0_6_0', [onnxproto.node('MatMul', ['basis', 'z'], ['blocks'])],
-                            [onnxproto.tensor_info('z', ['L', 'J', 'cells']), onnxproto.tensor_info('basis', [64, 'J'])],
+                            [onnxproto.tensor_info('z', ['L', 'J', 'cells']),
+                             onnxproto.tensor_info('basis', [64, 'J'])],
                             [onnxproto.tensor_info('blocks', ['L', 64, 'cells'])])
     options = onnxruntime().SessionOptions()
     options.intra_op_num_threads = threads
