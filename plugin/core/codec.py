@@ -337,9 +337,10 @@ class TileCoder:
         spatial model, where no layer on top works on columns (tile-sized copies and a scatter fewer)."""
         return self.transform.decodes_tiles and self.bound is None and not self.extra.size
 
-    def decode(self, sections, valid, kept, done=_no_progress, in_parts=False):
+    def decode(self, sections, valid, kept, done=_no_progress, in_parts=False, output=None):
         """The restored DN (len(bands), valid pixels of the tile) from its TileSections; decodes_tiles: the tile's
-        DN as transforms.TileBlocks, or None for a tile without valid pixels. done, in_parts: as for latent."""
+        DN as transforms.TileBlocks, or None for a tile without valid pixels, rounded for `output` (dtype, nodata)
+        when given (TileBlocks.rounded). done, in_parts: as for latent."""
         symbols = self.latent_coder.decode(sections.latent, self.transform.latent_geometry(valid, kept))
         done(SYMBOLS_SHARE)
         if self.decodes_tiles:
@@ -352,8 +353,8 @@ class TileCoder:
                 latent = functools.partial(self._dequantised, symbols, done)
                 blocks = self.transform.decode_tile(latent, valid, kept, parts_done)
             if blocks is not None:
-                unit = blocks.values
-                blocks.values = self.radiometry.to_dn(unit, out=unit if unit.flags.writeable else None)
+                blocks.values = _dn_of(self.radiometry, blocks.values, output)
+                blocks.rounded = output is not None
             return blocks
         tile_valid = valid[kept]
         extra_symbols = np.zeros((len(self.extra), int(tile_valid.sum())), np.int32)
@@ -385,6 +386,25 @@ class TileCoder:
         latent = self.latent_coder.dequantise(symbols, cells, out)
         done(DEQUANTISED_SHARE)
         return latent
+
+
+ROUND_ROWS = 4  # rows of a decoded tile made DN and rounded at once: their 1 MB (256 px) stays in cache through
+# the passes (a full-tile decompress: the passes over whole 53 MB tiles took twice as long)
+
+
+def _dn_of(radiometry, unit, output=None):
+    """The DN of decoded values on [0, 1] (bands, ...), in `unit` itself when it is writable; rounded for `output`
+    (dtype, nodata: geotiff.rounded_values) when given, ROUND_ROWS bands at a time at EnMAP's scale (every
+    operation is per sample: the values of whole-array passes)."""
+    dn = unit if unit.flags.writeable else np.empty(unit.shape, np.float32)
+    rows = ROUND_ROWS if radiometry.is_enmap else len(unit)  # (other gains are per band: all of them at once)
+    for start in range(0, len(unit), max(rows, 1)):
+        part = radiometry.to_dn(unit[start:start + rows], out=dn[start:start + rows])
+        if output is not None:
+            rounded = rounded_values(part, output[0], output[1], overwrite=True)
+            if rounded is not part:
+                part[...] = rounded
+    return dn
 
 
 BASE_LIMIT = 2 ** 24  # |DN| of an error-bounded file's model base: an exact input stays within 2^23 (EXACT_LIMIT)
@@ -817,14 +837,14 @@ def decode_tile(coder, payload, tile, window, dtype, nodata, dead, fill=None):
     return _tile_cube(coder, _decoded_tile(coder, payload, tile, window), tile, dtype, nodata, dead, fill)
 
 
-def _decoded_tile(coder, payload, tile, window, done=_no_progress, in_parts=False):
+def _decoded_tile(coder, payload, tile, window, done=_no_progress, in_parts=False, output=None):
     """decode_tile's model part: (TileSections, the tile's valid pixels, restored values (bands, valid pixels));
-    done(fraction): as for TileCoder.decode."""
+    done(fraction), output: as for TileCoder.decode."""
     sections = coder.unpack(payload)
     kept = kept_slices(tile, window)
     valid = np.zeros((window.height, window.width), bool)
     valid[kept] = decode_mask(sections.mask, tile.height, tile.width)
-    return sections, valid[kept], coder.decode(sections, valid, kept, done, in_parts)
+    return sections, valid[kept], coder.decode(sections, valid, kept, done, in_parts, output)
 
 
 def _tile_cube(coder, decoded, tile, dtype, nodata, dead, fill=None, out=None):
@@ -896,13 +916,13 @@ def decoded_tiles(reader, coder, raster, workers=0, steps=None, share=1.0, reuse
             raise payload
         decoding = _Shares(steps.advance if steps is not None else _no_progress, share)
         with naming(index, tile):
-            decoded = _decoded_tile(coder, payload, tile, window, decoding, reader.chunk_count <= FINE_TILES)
-            _round_blocks(coder, decoded, raster['dtype'], raster['nodata'])  # here: the writing thread is the busier
+            decoded = _decoded_tile(coder, payload, tile, window, decoding, reader.chunk_count <= FINE_TILES,
+                                    (raster['dtype'], raster['nodata']))  # rounded here: the writing thread is busier
         decoding.finish()
         return index, tile, decoded
 
     # the model part on the workers, the array part here: this thread would otherwise wait for them; 3 tiles read
-    # ahead keep them busy while the GeoTIFF writer compresses a row of blocks (every 5th rdnet tile of 256 px)
+    # ahead keep them busy while the GeoTIFF writer encodes blocks (a tile's, or a row of them: _write_geotiff)
     on_wait = steps.pulse if steps is not None else None
     held = np.zeros(0, raster['dtype'])
     for index, tile, decoded in ordered_map(decode, chunks(), workers, DECODE_AHEAD, on_wait):
@@ -914,15 +934,6 @@ def decoded_tiles(reader, coder, raster, workers=0, steps=None, share=1.0, reuse
         with naming(index, tile):
             cube = _tile_cube(coder, decoded, tile, raster['dtype'], raster['nodata'], dead, header_fill(raster), out)
         yield tile, cube
-
-
-def _round_blocks(coder, decoded, dtype, nodata):
-    """Round a _decoded_tile's TileBlocks (decodes_tiles coders) in place for the output type, as
-    _canonical_of_blocks would (rounded_values is per sample: the same values on any thread)."""
-    blocks = decoded[2]
-    if coder.decodes_tiles and blocks is not None and not blocks.rounded:
-        blocks.values = rounded_values(blocks.values, dtype, nodata, overwrite=True)
-        blocks.rounded = True
 
 
 def max_chunk_bytes(window):

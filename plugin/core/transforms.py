@@ -351,7 +351,7 @@ class TileBlocks:
 
     def __init__(self, values, spans=None, factor=None, shape=None):
         self.values, self.spans, self.factor = values, spans, factor
-        self.rounded = False  # the values already rounded for the output type (codec._round_blocks)
+        self.rounded = False  # the values already rounded for the output type (TileCoder.decode's output)
         self.shape = values.shape[1:] if spans is None else shape
 
     def put(self, values, target):
