@@ -655,8 +655,10 @@ def _write_tiles(output, header, raster, coder, tile_size, progress):
 
     def code(item):
         tile, cube, kept, counts, checked = item
-        part = _tile_latent(coder, cube, raster.nodata, dead, kept, checked or inputs(cube, kept, counts),
-                            tile_progress.advance, len(tiles) <= FINE_TILES)
+        if checked is None:  # (several tile workers: each checks its own windows)
+            checked = inputs(cube, kept, counts)
+        part = _tile_latent(coder, cube, raster.nodata, dead, kept, checked, tile_progress.advance,
+                            len(tiles) <= FINE_TILES)
         return tile, counts, part if split else _tile_chunk(coder, part, raster.nodata, tile_progress.advance)
 
     coded = ordered_map(code, windows(), workers, SPLIT_AHEAD if split else 1, on_wait=tile_progress.pulse)
@@ -1029,19 +1031,13 @@ def _write_geotiff(output, raster, tiles, progress, on_tile=None, share=1.0):
                     progress.advance(ON_TILE_STAGE)
                 if writer.completes_blocks(tile.x, tile.y, tile.width, tile.height):
                     writer.flush()  # its blocks alone (a tenth of a second): encoded while the next tiles decode
-                elif _ends_block_row(tile, raster, writer.block_rows):  # the bar moves while the row is encoded
+                elif writer.ends_block_row(tile.x, tile.y, tile.width, tile.height):  # the bar moves meanwhile
                     progress.say('writing a row of GeoTIFF blocks')
                     encoding = progress.part(writing)
                     writer.flush(encoding.report)
             progress.say('writing the last blocks of the GeoTIFF')
         finally:
             writer.close()
-
-
-def _ends_block_row(tile, raster, block_rows):
-    """Whether a tile completes a row of output blocks (the last tile of a tile row that ends a block row)."""
-    bottom = tile.y + tile.height
-    return tile.x + tile.width == raster['width'] and (bottom % block_rows == 0 or bottom == raster['height'])
 
 
 def _canonical_of_blocks(canonical, bands, blocks, valid, nodata, dead, fill):

@@ -153,6 +153,12 @@ class GeoTiffWriter:
             (right % self.block_columns == 0 or right == self.width) and \
             (bottom % self.block_rows == 0 or bottom == self.height)
 
+    def ends_block_row(self, x, y, width, height):
+        """Whether a window is the last of a row of tiles that completes a row of blocks (its right edge the
+        raster's, its bottom on the block grid or the raster's): flush() then encodes that row."""
+        bottom = y + height
+        return x + width == self.width and (bottom % self.block_rows == 0 or bottom == self.height)
+
     def set_metadata(self, items):
         """Dataset-level metadata items (for example the error bound and the achieved maximum error)."""
         with self._gdal('write'):
@@ -166,10 +172,11 @@ class GeoTiffWriter:
         progress(fraction done) after each: a row of blocks of 224 bands takes seconds to encode. Without, all bands
         in one call (a tile's blocks: a full-tile rdnet decompress measured a few percent faster so)."""
         with self._gdal('write'):
-            count = self.ds.RasterCount
-            for index in range(1, count + 1 if progress is not None else 1):
-                self.ds.GetRasterBand(index).FlushCache()
-                progress(index / count)
+            if progress is not None:
+                count = self.ds.RasterCount
+                for index in range(1, count + 1):
+                    self.ds.GetRasterBand(index).FlushCache()
+                    progress(index / count)
             self.ds.FlushCache()
 
     def close(self):
