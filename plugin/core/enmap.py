@@ -832,14 +832,22 @@ class SpectralRaster:
         if progress is not None:
             progress.check()
 
-    def _pixel_dataset(self, nbytes):
-        """The dataset pixels come from: the staged copy of a ZIP member once the reads add up to a walk."""
+    def _pixel_dataset(self, y, height, bands, nbytes):
+        """The dataset the pixels of rows y..y+height of `bands` come from: the staged copy of a ZIP member once the
+        reads add up to a walk (after waiting for those rows), else the image itself.
+
+        No frame holds a dataset while a read waits: a failed wait's traceback (a cancel, damage further on) may
+        outlive the reader's close(), and a dataset it held would keep the unpacked file open (Windows cannot
+        delete it), and crash the interpreter if it is freed after QgsApplication.exitQgis() has closed GDAL's
+        datasets (pytest-qgis exits so)."""
         if self._zip_image is not None:
             self._bytes_read += nbytes
             if self._bytes_read > self._zip_image.size // 8:
                 self.stage()
-        dataset = self._dataset()
-        return self._staged_ds if self._staged_ds is not None else dataset
+        if self._staged_ds is None:
+            return self._dataset()
+        self._await_rows(y, height, bands)
+        return self._staged_ds
 
     def drop_cache(self):
         """Let GDAL forget the blocks it cached for this raster (a walk that will not come back to them calls
@@ -867,9 +875,7 @@ class SpectralRaster:
         x, y, width, height = int(x), int(y), int(width), int(height)
         self._check_window(x, y, width, height)
         idx = self._band_list(bands)
-        dataset = self._pixel_dataset(idx.size * width * height * self.dtype.itemsize)
-        if dataset is self._staged_ds:
-            self._await_rows(y, height, idx)
+        dataset = self._pixel_dataset(y, height, idx, idx.size * width * height * self.dtype.itemsize)
         try:
             with checked() as recorder:
                 buf = dataset.ReadRaster(x, y, width, height, buf_type=self._gdal_type,
@@ -879,6 +885,8 @@ class SpectralRaster:
         except GdalError as exc:
             raise InputError(f'Reading {self.gdal_path} failed ({exc}); the file may be truncated or damaged.') \
                 from None
+        finally:
+            dataset = None  # not held by the traceback of a failed read (see _pixel_dataset)
         cube = np.frombuffer(buf, dtype=self.dtype).reshape(idx.size, height, width)
         if self._mask_fill is not None:
             masked = ~self._mask_window(x, y, width, height)
