@@ -53,16 +53,32 @@ def model_input(cube, valid, dead, lone=None):
     return out
 
 
+def nodata_marker(dtype, nodata):
+    """The value of `dtype` a sample equal to nodata holds, to compare arrays of that type with (an integer array
+    compared with a float is converted to float64 first: 4-5 times as long), or None when no sample can be
+    nodata (none declared, NaN, a fraction or a value out of an integer type's range)."""
+    dtype = np.dtype(dtype)
+    if nodata is None or np.isnan(nodata):
+        return None
+    if dtype.kind not in 'iu':
+        return nodata
+    info = np.iinfo(dtype)
+    if not (float(nodata).is_integer() and info.min <= nodata <= info.max):
+        return None
+    return dtype.type(int(nodata))
+
+
 def lone_nodata(cube, valid, nodata, bands):
     """Samples equal to nodata at valid pixels of a window (bands, h, w), in the bands `bands` (bool per band: the
     restored ones), or None where there are none. A lossy model would code each as a spike (0 reflectance, bits it
     pays for, blur around it) and give back a model value where the input said no data: compress replaces them
     before the model and restores them exactly."""
-    if nodata is None or np.isnan(nodata):
+    marker = nodata_marker(cube.dtype, nodata)
+    if marker is None:
         return None
-    if cube.dtype.kind in 'iu' and not np.iinfo(cube.dtype).min <= nodata <= np.iinfo(cube.dtype).max:
+    lone = cube == marker
+    if not lone.any():  # (most windows: one pass)
         return None
-    lone = cube == nodata
     lone &= valid
     lone[~bands] = False
     return lone if lone.any() else None

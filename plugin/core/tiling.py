@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import CancelledError
+from .samples import nodata_marker
 
 
 @dataclass(frozen=True)
@@ -31,11 +32,12 @@ def valid_pixels(cube, nodata, live_bands):
     nodata (or NaN). Band by band, stopping once no pixel can still be invalid: inside a scene that is after the
     first band, so it costs one band rather than the cube (the comparison pass calls it for every tile)."""
     invalid = np.ones(cube.shape[1:], bool)
+    marker = nodata_marker(cube.dtype, nodata)
     for band in np.arange(cube.shape[0])[live_bands]:
         values = cube[band]
         missing = ~np.isfinite(values) if values.dtype.kind == 'f' else np.zeros(values.shape, bool)
-        if nodata is not None:
-            missing |= values == nodata
+        if marker is not None:
+            missing |= values == marker
         invalid &= missing
         if not invalid.any():
             break

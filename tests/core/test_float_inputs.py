@@ -268,3 +268,23 @@ def test_the_model_input_of_lone_nodata_samples_is_the_same_on_both_paths():
     assert int(samples.lone_nodata(cube, valid, -32768, ~np.isin(np.arange(224), [40, 41])).sum()) == 1
     assert samples.lone_nodata(cube, valid, None, every) is None
     assert samples.lone_nodata(cube, valid, 40000.0, every) is None  # not an int16 value
+
+
+@pytest.mark.parametrize('dtype', ['int16', 'uint16', 'int32', 'float32'])
+@pytest.mark.parametrize('nodata', [-32768.0, 0.0, -1.0, 65535.0, 2.5, 1e10, -9999, None, float('nan')])
+def test_nodata_is_found_as_a_float64_comparison_finds_it(dtype, nodata):
+    """samples.nodata_marker compares a cube in its own type (an integer cube against a float was converted to
+    float64 first): the same samples as the comparison in float64, in lone_nodata and valid_pixels."""
+    from enmap_compress.plugin.core.tiling import valid_pixels
+
+    info = np.iinfo(dtype) if dtype != 'float32' else None
+    values = [-32768, -9999, -1, 0, 1, 2, 3, 65535, -32767, 65534, 2 ** 24 + 1]
+    kept = [v for v in values if info is None or info.min <= v <= info.max]
+    cube = np.resize(np.array(kept, dtype), (3, 4, 6))
+    cube[:, 0, 0] = cube[0, 0, 0]  # a pixel of one value in every band (nodata there when that value is)
+    expected = np.zeros(cube.shape, bool) if nodata is None else cube.astype(np.float64) == nodata
+    valid = np.ones(cube.shape[1:], bool)
+    every = np.ones(3, bool)
+    lone = samples.lone_nodata(cube, valid, nodata, every)
+    assert np.array_equal(np.zeros(cube.shape, bool) if lone is None else lone, expected)
+    assert np.array_equal(valid_pixels(cube, nodata, every), ~expected.all(axis=0))
