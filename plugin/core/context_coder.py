@@ -56,8 +56,11 @@ def _ll_prediction(ll, occupied, residual=None):
     floor((left + up) / 2), one of them at the edges, 0 at the corner; unoccupied blocks take their prediction.
     Encoding (residual None): returns the residuals of `ll`; decoding: rebuilds LL from `residual`. A block's
     prediction needs only its left and upper neighbours, both on the anti-diagonal before its own: one step per
-    anti-diagonal gives the same integers as block by block in raster order."""
+    anti-diagonal gives the same integers as block by block in raster order; encoding a grid of only occupied
+    blocks needs no steps (every prediction is of LL's own values)."""
     height, width = occupied.shape
+    if residual is None and occupied.all():
+        return ll - _own_prediction(ll.reshape(-1, height, width).astype(np.int64)).reshape(ll.shape)
     k = ll.shape[0] if residual is None else residual.shape[0]
     out = np.zeros((k, height * width + 1), np.int64)  # its last column stays 0: the corner's neighbours
     source = (ll if residual is None else residual).reshape(k, -1).astype(np.int64)
@@ -71,6 +74,24 @@ def _ll_prediction(ll, occupied, residual=None):
         else:
             out[:, cell] = np.where(kept, pred + own, pred)
     return source if residual is None else out[:, :-1]
+
+
+def _own_prediction(grid):
+    """_ll_prediction's predictions of (K, gh, gw) int64 LL values from those values themselves."""
+    pred = np.zeros_like(grid)
+    pred[:, 0, 1:] = grid[:, 0, :-1]  # the first row: its left neighbour
+    pred[:, 1:, 0] = grid[:, :-1, 0]  # the first column: its upper one
+    pred[:, 1:, 1:] = (grid[:, 1:, :-1] + grid[:, :-1, 1:]) // 2
+    return pred
+
+
+def _coded_ll(function, rows, coded):
+    """function(rows[coded]) in the coded rows of a (K, cells) int64 array, 0 in the others (the LL DPCM of the
+    rows a tile codes; the others are 0 either way)."""
+    out = np.zeros(rows.shape, np.int64)
+    if coded.any():
+        out[coded] = function(rows[coded])
+    return out
 
 
 @functools.lru_cache(maxsize=64)
@@ -228,8 +249,9 @@ class ContextLatentCoder(PriorLatentCoder):
         sym = symbols.reshape(self.components, 64, samples)
         grid = geometry.grid.shape
         ll_residual, ll_codes = self._ll_choice(sym[:, 0], coded[:, 0], codes[:, 0], occupied.reshape(grid))
-        if ll_residual is not None:
-            sym[:, 0] = _ll_prediction(sym[:, 0], occupied.reshape(grid), ll_residual) * coded[:, :1]
+        if ll_residual is not None and not occupied.all():  # unoccupied blocks take their prediction, as decoded
+            sym[:, 0] = _coded_ll(lambda r: _ll_prediction(None, occupied.reshape(grid), r), ll_residual,
+                                  coded[:, 0])
         classes = [None]
         for level in (1, 2, 3):  # coarse to fine: each level's classes see the coarser level's final symbols
             classes.append(self._classes(level, sym, coded, codes, grid))
@@ -266,7 +288,7 @@ class ContextLatentCoder(PriorLatentCoder):
         """(residuals, their row codes) when predicting LL is estimated cheaper than coding it, else (None, None)."""
         if occupied.size < 4 or not coded.any():
             return None, None
-        residual = _ll_prediction(ll, occupied) * coded[:, None]
+        residual = _coded_ll(lambda r: _ll_prediction(r, occupied), ll, coded)
         cells = occupied.reshape(-1)
         plain, predicted = ll[:, cells], residual[:, cells]
         own = scale_code(np.maximum(np.abs(predicted).mean(axis=1), 2.0 ** -30))
@@ -352,7 +374,8 @@ class ContextLatentCoder(PriorLatentCoder):
                 if table_codes.size:
                     sym.reshape(-1)[index] = np.concatenate(rows[first:])
                 if level == 0 and ll_codes is not None:
-                    ll = _ll_prediction(None, occupied.reshape(grid), sym[:, 0]) * coded[:, :1]
+                    ll = _coded_ll(lambda r: _ll_prediction(None, occupied.reshape(grid), r), sym[:, 0],
+                                   coded[:, 0])
                     if np.abs(ll).max(initial=0) > np.iinfo(np.int32).max:
                         raise FormatError('a context-coded latent stream decodes to values outside the int32 range')
                     sym[:, 0] = ll

@@ -173,9 +173,9 @@ def _ll_prediction_block_by_block(ll, occupied, residual=None):
 
 def test_ll_prediction_by_anti_diagonals_is_the_raster_order_dpcm():
     rng = np.random.default_rng(3)
-    for _ in range(100):
+    for case in range(120):
         height, width = rng.integers(1, 14, 2)
-        occupied = rng.random((height, width)) < rng.random()
+        occupied = rng.random((height, width)) < (rng.random() if case % 4 else 2.0)  # every fourth: all occupied
         ll = rng.integers(-900, 900, (int(rng.integers(1, 5)), height * width)) * occupied.reshape(-1)
         residual = _ll_prediction(ll, occupied)
         assert np.array_equal(residual, _ll_prediction_block_by_block(ll, occupied))
