@@ -68,17 +68,26 @@ def nodata_marker(dtype, nodata):
     return dtype.type(int(nodata))
 
 
+def _holds(cube, marker, bands_at_once=8):
+    """Whether a (bands, h, w) cube holds `marker`, a few bands at a time into one small mask: most windows hold
+    none, and a mask of the whole cube streamed 15 MB a 256 px tile through memory twice (1.4 ms against 2.6)."""
+    mask = np.empty((min(bands_at_once, len(cube)),) + cube.shape[1:], bool)
+    for start in range(0, len(cube), bands_at_once):
+        part = mask[:min(bands_at_once, len(cube) - start)]
+        if np.equal(cube[start:start + bands_at_once], marker, out=part).any():
+            return True
+    return False
+
+
 def lone_nodata(cube, valid, nodata, bands):
     """Samples equal to nodata at valid pixels of a window (bands, h, w), in the bands `bands` (bool per band: the
     restored ones), or None where there are none. A lossy model would code each as a spike (0 reflectance, bits it
     pays for, blur around it) and give back a model value where the input said no data: compress replaces them
     before the model and restores them exactly."""
     marker = nodata_marker(cube.dtype, nodata)
-    if marker is None:
+    if marker is None or not _holds(cube, marker):
         return None
     lone = cube == marker
-    if not lone.any():  # (most windows: one pass)
-        return None
     lone &= valid
     lone[~bands] = False
     return lone if lone.any() else None
