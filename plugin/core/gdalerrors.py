@@ -40,6 +40,8 @@ def checked():
     try:
         yield recorder
     except RuntimeError as exc:  # GDAL's exceptions are on (another plugin, a console script)
+        exc.__traceback__ = None  # its frames (GDAL's wrappers) hold the dataset that failed: the GdalError's
+        # context must not keep that open for as long as the error lives (see SpectralRaster._pixel_dataset)
         raise GdalError(' '.join(str(exc).split()) or 'unknown GDAL error') from None
     finally:
         gdal.PopErrorHandler()

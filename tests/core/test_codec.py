@@ -3,6 +3,7 @@ import os
 
 import numpy as np
 import pytest
+from held_resources import datasets_held_by
 from osgeo import gdal
 
 from enmap_compress.plugin.core.codec import compress, decompress
@@ -119,6 +120,19 @@ def test_corrupt_and_truncated_files_fail_clearly(scene, tmp_path):
         with pytest.raises(FormatError):
             decompress(str(bad), str(out), 'cpu')
         assert not out.exists()
+
+
+def test_a_truncated_input_is_one_input_error_that_keeps_no_file_open(scene, tmp_path):
+    tiled = str(tmp_path / 'tiled.tif')
+    gdal.Translate(tiled, scene, creationOptions=['TILED=YES', 'BLOCKXSIZE=16', 'BLOCKYSIZE=16', 'COMPRESS=DEFLATE'])
+    data = open(tiled, 'rb').read()
+    truncated = tmp_path / 'truncated.tif'
+    truncated.write_bytes(data[:len(data) * 2 // 3])
+    output = tmp_path / 'truncated.ehc'
+    with pytest.raises(InputError, match='truncated or damaged') as raised:
+        compress(str(truncated), str(output), 'pca', 5, 'cpu', tile_size=16)
+    assert not output.exists()
+    assert datasets_held_by(raised.value) == []
 
 
 def test_cancelling_leaves_nothing(scene, tmp_path):

@@ -3,11 +3,11 @@ file left behind, also when the run is cancelled or the ZIP is damaged."""
 import os
 import tempfile
 import threading
-import traceback
 import zipfile
 
 import numpy as np
 import pytest
+from held_resources import datasets_held_by
 from osgeo import gdal
 
 from enmap_compress.plugin.core import zipstage
@@ -30,21 +30,6 @@ def private_tmp(tmp_path, monkeypatch):
 @pytest.fixture(scope='module')
 def product(tmp_path_factory):
     return synthetic.write_product(tmp_path_factory.mktemp('zipped'), width=72, height=56, seed=5, make_zip=True)
-
-
-def _datasets_held_by(error):
-    """The GDAL datasets that the traceback of `error` (and of the errors it chains) still reaches from a frame's
-    locals, or one attribute further (a reader's own handles): once the run is over they should be none, or the
-    unpacked file stays open for as long as the error lives (Windows cannot delete it), and a dataset freed after
-    QgsApplication.exitQgis() crashes the interpreter at exit."""
-    held = []
-    while error is not None:
-        for frame, _ in traceback.walk_tb(error.__traceback__):
-            for value in frame.f_locals.values():
-                reached = [value, *getattr(value, '__dict__', {}).values()]
-                held += [item for item in reached if isinstance(item, gdal.Dataset)]
-        error = error.__cause__ or error.__context__
-    return held
 
 
 def _walk(raster, tile=32):
@@ -282,7 +267,7 @@ def test_a_cancel_while_a_read_waits_for_the_unpacking_leaves_nothing(row_ordere
         assert labels and labels[-1].startswith('unpacking the image from the ZIP'), 'the label says why it waits'
         held_inflate.set()
     assert os.listdir(private_tmp) == []
-    assert _datasets_held_by(raised.value) == [], 'the cancel keeps no file open'
+    assert datasets_held_by(raised.value) == [], 'the cancel keeps no file open'
     assert not [thread for thread in threading.enumerate() if thread.name.startswith('enmap_compress_unzip')]
 
 
@@ -298,7 +283,7 @@ def test_damage_past_the_first_rows_reaches_the_read_that_needs_it(row_ordered, 
     with pytest.raises(InputError, match='damaged') as raised:
         compress(str(damaged), str(output), 'pca', 5, 'cpu')
     assert not output.exists() and os.listdir(private_tmp) == []
-    assert _datasets_held_by(raised.value) == [], 'the failed compress keeps no file open'
+    assert datasets_held_by(raised.value) == [], 'the failed compress keeps no file open'
 
 
 def test_a_compress_that_starts_before_the_unpacking_ends_writes_the_same_file(product, row_ordered, tmp_path,
