@@ -25,6 +25,7 @@ from .codecheader import (
     EXTRA_SPECTRAL,
     FORMAT_NAME,
     LATENT_CODERS,
+    LATENT_EXACT,
     LATENT_FOLDED,
     MAX_TILE_SIZE,
     QUALITY_LEVELS,
@@ -44,6 +45,7 @@ from .prediction import decode_predicted, encode_predicted
 from .prior import compact_stream, expand_stream
 from .rasterheader import pack_raster
 from .runtime import OnnxRunner, default_model_id, find_model, list_models
+from .synthesis import EXACT_PROVIDER
 from .tilepayload import TileSections, checksum_section, decode_mask, encode_mask, matches_checksum
 from .tiling import Progress, Tile, kept_slices, ordered_map, rest_of, tile_grid, valid_pixels
 from .transforms import make_transform
@@ -139,12 +141,16 @@ class TileCoder:
         self.step = level.step
         scale = meta.channel_step_scale or [1.0] * self.transform.channels
         channel_steps = (self.step * np.asarray(scale, np.float32))[:, None]
-        foldable = self.latent_scheme is None and self.bound is None and self.transform.kind == 'spatial' and \
-            self.transform.folded() is not None
+        new_file, spatial = self.latent_scheme is None, self.transform.kind == 'spatial'
+        foldable = new_file and self.bound is None and spatial and self.transform.folded() is not None
+        exact = new_file and self.bound is not None and spatial and self.transform.exact() is not None
         self.latent_coder, self.latent_scheme = choose_coder(meta, level, channel_steps, self.latent_scheme,
-                                                             lossy=self.bound is None, foldable=foldable)
+                                                             lossy=self.bound is None, foldable=foldable, exact=exact)
         if self.folded and self.transform.folded() is None:
             raise FormatError(f'latents coded as "{self.latent_scheme}" need the folded synthesis of an rdnet '
+                              f'decoder, and the decoder of model "{meta.id}" is not one')
+        if self.exact and (not spatial or self.transform.exact() is None):
+            raise FormatError(f'latents coded as "{self.latent_scheme}" need the exact synthesis of an rdnet '
                               f'decoder, and the decoder of model "{meta.id}" is not one')
         self.coded = model_band_indices(self.package)
         if self.radiometry is None:
@@ -170,6 +176,11 @@ class TileCoder:
     def folded(self):
         """Whether the tiles are decoded by the folded synthesis (synthesis.py): LATENT_FOLDED files."""
         return self.latent_scheme == LATENT_FOLDED
+
+    @property
+    def exact(self):
+        """Whether the tiles are decoded by the exact synthesis (synthesis.ExactSynthesis): LATENT_EXACT files."""
+        return self.latent_scheme == LATENT_EXACT
 
     @property
     def spectral_extra(self):
@@ -247,6 +258,10 @@ class TileCoder:
         if self.folded:
             blocks = self.transform.decode_tile_folded(functools.partial(self.latent_coder.live_latent, symbols),
                                                        symbols.rotation, valid, kept)
+            unit = self.transform.valid_columns(blocks, valid, kept)
+        elif self.exact:
+            blocks = self.transform.decode_tile_exact(functools.partial(self.latent_coder.dequantise, symbols),
+                                                      valid, kept)
             unit = self.transform.valid_columns(blocks, valid, kept)
         else:
             unit = self.transform.decode(self.latent_coder.dequantise(symbols), valid, kept)  # a fresh array
@@ -569,6 +584,8 @@ def _check_latent_coder(name, bound):
         raise InputError(f'latent_coder must be one of {", ".join(LATENT_CODERS)}, not {name!r}')
     if name in BASIS_CODERS and bound is not None:
         raise InputError(f'latent_coder {name} is for lossy files; an error bound keeps the plain coder')
+    if name == LATENT_EXACT and bound is None:
+        raise InputError(f'latent_coder {name} is for error-bounded and lossless files')
 
 
 def _tile_size(requested, meta, bound):
@@ -1006,7 +1023,8 @@ def decompress(source, output, device='auto', threads=None, progress=None, is_ca
         with contextlib.closing(decoded_tiles(reader, coder, checked.raster, workers, tile_progress, model_share,
                                               reuse=on_tile is None)) as tiles:  # (the writer copies each tile)
             _write_geotiff(output, checked.raster, tiles, tile_progress, on_tile, 1.0 - model_share)
-    provider = coder.transform.folded().provider if coder.folded else runner.provider  # (no graph opened for it)
+    provider = coder.transform.folded().provider if coder.folded else EXACT_PROVIDER if coder.exact else \
+        runner.provider  # (no graph opened for them)
     return DecompressResult(output, runner.choice.device, provider, time.perf_counter() - started)
 
 

@@ -24,7 +24,9 @@ RESIDUAL_PLAIN, RESIDUAL_PREDICTED = 'plain', 'predicted-v1'  # `residual_coder`
 LATENT_PRIOR, LATENT_CONTEXT = 'model', 'context-v1'  # `latent_coder` (absent: the model's; context_coder.py)
 LATENT_BASIS = 'context-v2'  # `latent_coder` of lossy rdnet files of 0.5: context-v1 + a basis per tile
 LATENT_FOLDED = 'context-v3'  # new lossy rdnet files since 0.6.0: context-v2's stream, the folded synthesis
-LATENT_CODERS = (LATENT_PRIOR, LATENT_CONTEXT, LATENT_BASIS, LATENT_FOLDED)
+LATENT_EXACT = 'context-v4'  # error-bounded and lossless rdnet files since 0.7.0: context-v1's stream, the exact
+# synthesis (synthesis.ExactSynthesis: the same reconstruction on every CPU)
+LATENT_CODERS = (LATENT_PRIOR, LATENT_CONTEXT, LATENT_BASIS, LATENT_FOLDED, LATENT_EXACT)
 BASIS_CODERS = (LATENT_BASIS, LATENT_FOLDED)  # the streams of latent_basis.BasisContextCoder (lossy files only)
 QUALITY_LEVELS = range(1, 11)
 _MODEL_ID = re.compile(r'[^/\\\x00]{1,200}')

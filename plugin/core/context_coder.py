@@ -23,7 +23,7 @@ import math
 
 import numpy as np
 
-from .codecheader import LATENT_CONTEXT, LATENT_PRIOR
+from .codecheader import LATENT_CONTEXT, LATENT_EXACT, LATENT_PRIOR
 from .errors import FormatError
 from .latent import RD_LAMBDA, PriorLatentCoder, laplace_bits, make_latent_coder
 from .prior import BYTE_TABLE, CONTEXT_VERSION, FLAG_TABLE, LaplaceTable, byte_scale, decode_groups, encode_groups
@@ -440,7 +440,7 @@ def choose_latent_coder(meta, level, steps, scheme=None):
         scheme = LATENT_CONTEXT if suits(meta) else LATENT_PRIOR
     if scheme == LATENT_PRIOR:
         return make_latent_coder(meta, level, steps), scheme
-    if scheme == LATENT_CONTEXT and suits(meta):
+    if scheme in (LATENT_CONTEXT, LATENT_EXACT) and suits(meta):  # (the same stream; LATENT_EXACT: its synthesis)
         return ContextLatentCoder(level, meta.entropy_model), scheme
     raise FormatError(f'latents coded as "{scheme}" are not supported here for model "{meta.id}"; update '
                       'the plugin')

@@ -205,3 +205,77 @@ def _shared_basis(graph, producers, name, components):
         return None
     groups = weight.reshape(components, BLOCK_COEFFICIENTS, BLOCK_COEFFICIENTS)
     return groups[0].copy() if (groups == groups[:1]).all() else None
+
+
+# --- the exact synthesis (latent coder `context-v4`: error-bounded and lossless rdnet files since 0.7.0) ---------
+# Every product is a sum of integer products whose magnitudes add up to less than 2**53, so float64 holds each partial
+# sum exactly, whatever the summation order, the BLAS kernel or a fused multiply-add: the reconstruction has the same
+# bits on every CPU (an error-bounded file's checksum needs them; a float32 graph's bits differ between CPUs with and
+# without FMA3). The limits below keep the sums exact; EXACT_BASIS_LIMIT and EXACT_MAP_LIMIT are the weights' bounds a
+# model must meet (rdnet 0.49 and 0.71).
+EXACT_LATENT_BITS = 20  # the latent in units of 2**-20, clipped to +-EXACT_LATENT_LIMIT
+EXACT_LATENT_LIMIT = 2 ** 26  # |latent| < 64
+EXACT_BASIS_BITS = 20  # the block basis in units of 2**-20 (|basis| <= 1)
+EXACT_IMAGE_BITS = 20  # the component images in units of 2**-20, clipped to +-EXACT_IMAGE_LIMIT
+EXACT_IMAGE_LIMIT = 2 ** 26
+EXACT_MAP_BITS = 12  # the spectral map as high + low parts: W = (high + low 2**-12) 2**-12, each |part| <= 2**12
+EXACT_BASIS_LIMIT, EXACT_MAP_LIMIT = 1.0, 1.0
+EXACT_PROVIDER = 'CPU (exact synthesis, numpy)'  # what a decompress of such a file reports it ran on
+
+
+class ExactSynthesis:
+    """rdnet's synthesis x = W B^T(y) + b in exact integer arithmetic (docs/format.md, "Exact synthesis"):
+    y -> Y = clip(rint(y 2^20)); the block product P = Y @ Bq (Bq = rint(basis 2^20)); the images
+    I = clip(rint(P 2^-20)); the spectral map H = Wh @ I and L = Wl @ I (Wh = rint(W 2^12), Wl = rint((W 2^12 - Wh)
+    2^12)); x = (H 2^12 + L) 2^-44 + b in float64, then float32. Each product's terms add up to less than 2**53
+    (64 x 2^20 x 2^26 and 202 x 2^12 x 2^26): exact in float64 on any CPU and with any BLAS."""
+
+    def __init__(self, basis, matrix, bias):
+        self.basis = np.rint(basis.astype(np.float64) * 2.0 ** EXACT_BASIS_BITS)  # (coefficients, 64 pixels)
+        scaled = matrix.astype(np.float64) * 2.0 ** EXACT_MAP_BITS
+        self.high = np.rint(scaled)
+        self.low = np.rint((scaled - self.high) * 2.0 ** EXACT_MAP_BITS)
+        self.bias = bias.astype(np.float64).reshape(-1, 1)
+
+    @classmethod
+    def of_decoder(cls, data):
+        """The ExactSynthesis of a serialised rdnet decoder graph, or None when it is not one or its weights exceed
+        the limits that keep the sums exact."""
+        folded = FoldedSynthesis.of_decoder(data)
+        if folded is None or np.abs(folded.basis).max() > EXACT_BASIS_LIMIT or \
+                np.abs(folded.matrix).max() > EXACT_MAP_LIMIT or folded.matrix.shape[1] > 2 ** 8 or \
+                not np.isfinite(folded.bias).all():
+            return None
+        return cls(folded.basis, folded.matrix, folded.bias)
+
+    def run(self, latent, rows, columns):
+        """The reconstruction (bands, rows x 8, columns x 8) float32 on [0, 1] of a grid of latent cells: latent
+        (components x 64, rows x columns) float32, row 64 c + j the coefficient j of component c (the decoder
+        graph's input order)."""
+        bands = self.high.shape[0]
+        live = np.flatnonzero(latent.any(axis=1))
+        if not live.size:  # the bias alone
+            return np.broadcast_to(self.bias.astype(np.float32).reshape(-1, 1, 1),
+                                   (bands, rows * FACTOR, columns * FACTOR)).copy()
+        component, coefficient = np.divmod(live, BLOCK_COEFFICIENTS)
+        components, coefficients = np.unique(component), np.unique(coefficient)
+        z = np.zeros((len(components), rows * columns, len(coefficients)))
+        z[np.searchsorted(components, component), :, np.searchsorted(coefficients, coefficient)] = \
+            np.clip(np.rint(latent[live].astype(np.float64) * 2.0 ** EXACT_LATENT_BITS), -EXACT_LATENT_LIMIT,
+                    EXACT_LATENT_LIMIT)
+        blocks = np.empty((len(components), rows * columns, BLOCK_COEFFICIENTS))  # exact integers
+        blocked_products(z.reshape(-1, len(coefficients)), self.basis[coefficients],
+                         blocks.reshape(-1, BLOCK_COEFFICIENTS))  # (one BLAS thread: no pool woken per tile)
+        blocks *= 2.0 ** (EXACT_IMAGE_BITS - EXACT_LATENT_BITS - EXACT_BASIS_BITS)  # (a power of two: exact)
+        np.rint(blocks, out=blocks)
+        np.clip(blocks, -EXACT_IMAGE_LIMIT, EXACT_IMAGE_LIMIT, out=blocks)
+        images = blocks.reshape(len(components), rows, columns, FACTOR, FACTOR).transpose(0, 1, 3, 2, 4).reshape(
+            len(components), -1)
+        unit, low = (np.empty((bands, images.shape[1])) for _ in range(2))
+        blocked_products(np.ascontiguousarray(self.high[:, components]), images, unit)
+        blocked_products(np.ascontiguousarray(self.low[:, components]), images, low)
+        unit *= 2.0 ** EXACT_MAP_BITS
+        unit += low
+        unit *= 2.0 ** -(2 * EXACT_MAP_BITS + EXACT_IMAGE_BITS)
+        unit += self.bias
+        return unit.astype(np.float32).reshape(bands, rows * FACTOR, columns * FACTOR)

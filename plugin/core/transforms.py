@@ -12,7 +12,7 @@ import numpy as np
 
 from .errors import FormatError
 from .latent import LatentGeometry, zeroed_latent
-from .synthesis import FoldedSynthesis
+from .synthesis import ExactSynthesis, FoldedSynthesis
 from .tiling import Tile, rest_of
 
 
@@ -118,7 +118,7 @@ class SpatialTransform:
         # non-overlapping block transform): a block without a valid pixel need not be decoded
         self.separate_blocks = meta.informative.get('architecture') == 'RDNet' and not self.overlap
         self.arrays = ThreadArrays()  # each thread's encode input and decoding graph input
-        self._folded = None  # folded(): not read yet
+        self._folded = self._exact = None  # folded(), exact(): not read yet
 
     def window(self, tile, width, height):
         x0, y0 = max(0, tile.x - self.overlap), max(0, tile.y - self.overlap)
@@ -224,13 +224,36 @@ class SpatialTransform:
     def folded(self):
         """This model's synthesis.FoldedSynthesis (None when its decoder graph is not rdnet's), read once."""
         if self._folded is None:
-            found = None
-            if self.separate_blocks:
-                with open(self.runner.package.decoder_path, 'rb') as handle:
-                    found = FoldedSynthesis.of_decoder(handle.read(), self.runner.threads,
-                                                       tuple(self.runner.choice.providers))
-            self._folded = found or False
+            self._folded = self._of_decoder(lambda data: FoldedSynthesis.of_decoder(
+                data, self.runner.threads, tuple(self.runner.choice.providers))) or False
         return self._folded or None
+
+    def exact(self):
+        """This model's synthesis.ExactSynthesis (None when its decoder graph is not rdnet's or its weights exceed
+        the exact synthesis' limits), read once."""
+        if self._exact is None:
+            self._exact = self._of_decoder(ExactSynthesis.of_decoder) or False
+        return self._exact or None
+
+    def _of_decoder(self, make):
+        if not self.separate_blocks:
+            return None
+        with open(self.runner.package.decoder_path, 'rb') as handle:
+            return make(handle.read())
+
+    def decode_tile_exact(self, latent_at, valid, kept):
+        """decode_tile through the exact synthesis (synthesis.ExactSynthesis; files that name it) on the whole
+        padded grid: latent_at as decode_tile's callable. The same bits on every CPU."""
+        exact = self.exact()
+        if exact is None:
+            raise FormatError('this file\'s tiles need the exact synthesis of an rdnet decoder, and this model\'s '
+                              'decoder graph is not one')
+        height, width = self._padded(valid.shape)
+        rows, columns = height // self.factor, width // self.factor
+        if not self.latent_geometry(valid, kept).occupied.any():
+            return None
+        latent = _checked(latent_at(None, out=self._graph_input(rows * columns)), self.channels, rows * columns)
+        return self._tile_of_grid(exact.run(latent, rows, columns), valid, kept)
 
     def _blocks_to_decode(self, valid, kept):
         """(rows, columns, spans) of the tile's latent grid and the _block_spans of the blocks to decode alone, spans

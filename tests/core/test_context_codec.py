@@ -5,7 +5,7 @@ from osgeo import gdal
 
 from enmap_compress.plugin.core import context_coder
 from enmap_compress.plugin.core.codec import TileCoder, compress, decompress
-from enmap_compress.plugin.core.codecheader import LATENT_CONTEXT, LATENT_FOLDED, LATENT_PRIOR, CodecInfo
+from enmap_compress.plugin.core.codecheader import LATENT_CONTEXT, LATENT_EXACT, LATENT_FOLDED, LATENT_PRIOR, CodecInfo
 from enmap_compress.plugin.core.container import EhcReader
 from enmap_compress.plugin.core.errors import FormatError
 from enmap_compress.plugin.core.evaluate import measure
@@ -48,7 +48,7 @@ def test_lossless_and_bounded_rdnet_files_round_trip(scene, tmp_path):
     for bound in (0, 20):
         _result, codec, rec = _round_trip(scene, tmp_path, f'bound{bound}', max_error=bound, tile_size=32,
                                      code_all_bands=True)
-        assert codec['latent_coder'] == LATENT_CONTEXT
+        assert codec['latent_coder'] == LATENT_EXACT  # context-v1's stream, the exact synthesis
         restored = gdal.Open(rec).ReadAsArray().astype(np.int64)
         original = gdal.Open(scene).ReadAsArray().astype(np.int64)
         assert np.abs(restored - original).max() <= bound

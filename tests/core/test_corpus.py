@@ -1,5 +1,6 @@
 """Files written today decode forever: each frozen corpus (tests/data/corpus/ by 0.1.0, tests/data/corpus-0.3/ by
-0.3.0, tests/data/corpus-0.4/ by 0.4.0, tests/data/corpus-0.5/ by 0.5.0, tests/data/corpus-0.6/ by 0.6.0, written by
+0.3.0, tests/data/corpus-0.4/ by 0.4.0, tests/data/corpus-0.5/ by 0.5.0, tests/data/corpus-0.6/ by 0.6.0,
+tests/data/corpus-0.7/ by 0.7.0, written by
 make_corpus.py with the version
 named in its corpus.json) decodes bit-identically, metadata included, with the current reader."""
 import importlib.util
@@ -15,7 +16,7 @@ from enmap_compress.plugin.core.container import EhcReader
 gdal.UseExceptions()
 
 DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'data')
-CORPORA = ('corpus', 'corpus-0.3', 'corpus-0.4', 'corpus-0.5', 'corpus-0.6')
+CORPORA = ('corpus', 'corpus-0.3', 'corpus-0.4', 'corpus-0.5', 'corpus-0.6', 'corpus-0.7')
 
 
 def _record(corpus):
@@ -26,7 +27,8 @@ def _record(corpus):
 RECORDS = {corpus: _record(corpus) for corpus in CORPORA}
 MODELS = {'corpus': {'pca', 'rdnet', 'cae1d', 'hycot'}, 'corpus-0.3': {'pca', 'rdnet', 'cae1d', 'hycot', 'sscnet'},
           'corpus-0.4': {'pca', 'rdnet', 'cae1d', 'hycot', 'sscnet', 'cae3d'},
-          'corpus-0.5': {'rdnet'}, 'corpus-0.6': {'rdnet'}}  # 0.5.0 and 0.6.0 changed only rdnet's lossy files
+          'corpus-0.5': {'rdnet'}, 'corpus-0.6': {'rdnet'},  # 0.5.0 and 0.6.0 changed only rdnet's lossy files
+          'corpus-0.7': {'rdnet'}}  # and 0.7.0 only its error-bounded and lossless ones
 FILES = [(corpus, name) for corpus in CORPORA for name in sorted(RECORDS[corpus]['files'])]
 
 
@@ -49,7 +51,8 @@ def _mode(options):
                                            ('corpus-0.3', {'lossy', 'max_error', 'lossless', 'band_max_errors',
                                                            'relative'}),
                                            ('corpus-0.4', {'lossy', 'max_error', 'lossless', 'band_max_errors'}),
-                                           ('corpus-0.5', {'lossy'}), ('corpus-0.6', {'lossy'})])
+                                           ('corpus-0.5', {'lossy'}), ('corpus-0.6', {'lossy'}),
+                                           ('corpus-0.7', {'max_error', 'lossless', 'band_max_errors', 'relative'})])
 def test_a_corpus_covers_every_bundled_model_and_mode_of_its_version(corpus, modes):
     files = RECORDS[corpus]['files']
     assert {e['compress']['model'] for e in files.values()} >= MODELS[corpus]
@@ -74,6 +77,12 @@ def test_the_0_4_corpus_holds_container_3_files_with_compact_tiles():
             assert reader.version[0] == 3
             smallest.append(min(reader.read_chunk(i)[0] for i in range(reader.chunk_count)))
     assert all(16 <= head < 32 for head in smallest)  # every tile's head byte is a compact one (16 + ...)
+
+
+def test_the_0_7_corpus_holds_exact_synthesis_files():
+    for name in RECORDS['corpus-0.7']['files']:
+        with EhcReader(os.path.join(DATA, 'corpus-0.7', name)) as reader:
+            assert reader.header['codec']['latent_coder'] == 'context-v4'
 
 
 @pytest.mark.parametrize('corpus, coder', [('corpus-0.5', 'context-v2'), ('corpus-0.6', 'context-v3')])

@@ -21,7 +21,7 @@ from enmap_compress.plugin.core.codec import (
     decompress,
     header_fill,
 )
-from enmap_compress.plugin.core.codecheader import LATENT_BASIS, LATENT_CONTEXT, LATENT_FOLDED
+from enmap_compress.plugin.core.codecheader import LATENT_BASIS, LATENT_CONTEXT, LATENT_EXACT, LATENT_FOLDED
 from enmap_compress.plugin.core.container import EhcReader
 from enmap_compress.plugin.core.errors import FormatError, InputError
 from enmap_compress.plugin.core.evaluate import measure
@@ -203,14 +203,19 @@ def test_a_rotated_chunk_decodes_alone(files):
 
 
 def test_error_bounded_files_keep_the_plain_coder(rdnet, files, tmp_path):
+    """No tile basis in an error-bounded file: its stream is context-v1's, decoded by the exact synthesis
+    (LATENT_EXACT, since 0.7.0) or, asked for, by the decoder graph as 0.6 wrote them."""
     _folder, scene, _new, _old, _sizes = files
-    for bound in (0, 10):
+    for bound, coder, written in ((0, None, LATENT_EXACT), (10, None, LATENT_EXACT), (10, LATENT_CONTEXT,
+                                                                                       LATENT_CONTEXT)):
         path = str(tmp_path / f'b{bound}.ehc')
-        compress(scene, path, 'rdnet', None, 'cpu', max_error=bound, tile_size=32)
+        compress(scene, path, 'rdnet', None, 'cpu', max_error=bound, tile_size=32, latent_coder=coder)
         with EhcReader(path) as reader:
-            assert reader.header['codec']['latent_coder'] == LATENT_CONTEXT
+            assert reader.header['codec']['latent_coder'] == written
     with pytest.raises(InputError, match='is for lossy files'):
         compress(scene, str(tmp_path / 'x.ehc'), 'rdnet', None, 'cpu', max_error=10, latent_coder=LATENT_BASIS)
+    with pytest.raises(InputError, match='is for error-bounded and lossless files'):
+        compress(scene, str(tmp_path / 'x.ehc'), 'rdnet', 5, 'cpu', latent_coder=LATENT_EXACT)
     with pytest.raises(InputError, match='latent_coder must be one of'):
         compress(scene, str(tmp_path / 'x.ehc'), 'rdnet', 5, 'cpu', latent_coder='context-v9')
     runner = OnnxRunner(rdnet, 'cpu', 1)
