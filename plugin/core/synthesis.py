@@ -217,8 +217,9 @@ EXACT_LATENT_BITS = 20  # the latent in units of 2**-20, clipped to +-EXACT_LATE
 EXACT_LATENT_LIMIT = 2 ** 26  # |latent| < 64
 EXACT_BASIS_BITS = 20  # the block basis in units of 2**-20 (|basis| <= 1)
 EXACT_IMAGE_BITS = 20  # the component images in units of 2**-20, clipped to +-EXACT_IMAGE_LIMIT
-EXACT_IMAGE_LIMIT = 2 ** 26
-EXACT_MAP_BITS = 12  # the spectral map as high + low parts: W = (high + low 2**-12) 2**-12, each |part| <= 2**12
+EXACT_IMAGE_LIMIT = 2 ** 25  # |image| < 32 (rdnet's reach 2.7 on the training tiles and the synthetic scene)
+EXACT_MAP_BITS = 19  # the spectral map in units of 2**-19: one product (a reconstruction within 6e-6 of the graph's
+# there; two parts at 2**-24 took another product as long, a third more time per error-bounded file)
 EXACT_BASIS_LIMIT, EXACT_MAP_LIMIT = 1.0, 1.0
 EXACT_PROVIDER = 'CPU (exact synthesis, numpy)'  # what a decompress of such a file reports it ran on
 
@@ -226,15 +227,13 @@ EXACT_PROVIDER = 'CPU (exact synthesis, numpy)'  # what a decompress of such a f
 class ExactSynthesis:
     """rdnet's synthesis x = W B^T(y) + b in exact integer arithmetic (docs/format.md, "Exact synthesis"):
     y -> Y = clip(rint(y 2^20)); the block product P = Y @ Bq (Bq = rint(basis 2^20)); the images
-    I = clip(rint(P 2^-20)); the spectral map H = Wh @ I and L = Wl @ I (Wh = rint(W 2^12), Wl = rint((W 2^12 - Wh)
-    2^12)); x = (H 2^12 + L) 2^-44 + b in float64, then float32. Each product's terms add up to less than 2**53
-    (64 x 2^20 x 2^26 and 202 x 2^12 x 2^26): exact in float64 on any CPU and with any BLAS."""
+    I = clip(rint(P 2^-20)); the spectral map S = Wq @ I (Wq = rint(W 2^19)); x = S 2^-39 + b in float64, then
+    float32. Each product's terms add up to less than 2**53 (64 x 2^20 x 2^26 and 256 x 2^19 x 2^25): exact in
+    float64 on any CPU and with any BLAS."""
 
     def __init__(self, basis, matrix, bias):
         self.basis = np.rint(basis.astype(np.float64) * 2.0 ** EXACT_BASIS_BITS)  # (coefficients, 64 pixels)
-        scaled = matrix.astype(np.float64) * 2.0 ** EXACT_MAP_BITS
-        self.high = np.rint(scaled)
-        self.low = np.rint((scaled - self.high) * 2.0 ** EXACT_MAP_BITS)
+        self.matrix = np.rint(matrix.astype(np.float64) * 2.0 ** EXACT_MAP_BITS)
         self.bias = bias.astype(np.float64).reshape(-1, 1)
 
     @classmethod
@@ -252,7 +251,7 @@ class ExactSynthesis:
         """The reconstruction (bands, rows x 8, columns x 8) float32 on [0, 1] of a grid of latent cells: latent
         (components x 64, rows x columns) float32, row 64 c + j the coefficient j of component c (the decoder
         graph's input order)."""
-        bands = self.high.shape[0]
+        bands = self.matrix.shape[0]
         live = np.flatnonzero(latent.any(axis=1))
         if not live.size:  # the bias alone
             return np.broadcast_to(self.bias.astype(np.float32).reshape(-1, 1, 1),
@@ -271,11 +270,8 @@ class ExactSynthesis:
         np.clip(blocks, -EXACT_IMAGE_LIMIT, EXACT_IMAGE_LIMIT, out=blocks)
         images = blocks.reshape(len(components), rows, columns, FACTOR, FACTOR).transpose(0, 1, 3, 2, 4).reshape(
             len(components), -1)
-        unit, low = (np.empty((bands, images.shape[1])) for _ in range(2))
-        blocked_products(np.ascontiguousarray(self.high[:, components]), images, unit)
-        blocked_products(np.ascontiguousarray(self.low[:, components]), images, low)
-        unit *= 2.0 ** EXACT_MAP_BITS
-        unit += low
-        unit *= 2.0 ** -(2 * EXACT_MAP_BITS + EXACT_IMAGE_BITS)
+        unit = np.empty((bands, images.shape[1]))
+        blocked_products(np.ascontiguousarray(self.matrix[:, components]), images, unit)
+        unit *= 2.0 ** -(EXACT_MAP_BITS + EXACT_IMAGE_BITS)  # (a power of two: exact)
         unit += self.bias
         return unit.astype(np.float32).reshape(bands, rows * FACTOR, columns * FACTOR)

@@ -1,11 +1,12 @@
 """The folded synthesis of context-v3 files (plugin/core/synthesis.py): rdnet's decoder graph read from its ONNX
 file, the tile's rotation folded into the spectral map, only the live components run; the same reconstruction as
-the graph to float32 rounding, and bits that depend neither on the thread count nor on the blocks decoded."""
+the graph to float32 rounding, and bits that depend neither on the thread count nor on the blocks decoded; and the
+exact synthesis of context-v4 files, whose bits depend on no BLAS kernel."""
 import functools
-import os
 
 import numpy as np
 import pytest
+from blas_kernels import assert_same_pixels_on_every_kernel
 from osgeo import gdal
 
 from enmap_compress.plugin.core import codec, onnxproto
@@ -291,15 +292,16 @@ def _exact_in_integers(exact, latent, rows, columns):
     images = np.clip(np.rint(blocks.astype(np.float64) * 2.0 ** -shift), -synthesis.EXACT_IMAGE_LIMIT,
                      synthesis.EXACT_IMAGE_LIMIT).astype(np.int64)  # (exact: |blocks| < 2**53)
     images = images.reshape(channels, rows, columns, 8, 8).transpose(0, 1, 3, 2, 4).reshape(channels, -1)
-    high, low = exact.high.astype(np.int64) @ images, exact.low.astype(np.int64) @ images
-    unit = (high.astype(np.float64) * 2.0 ** synthesis.EXACT_MAP_BITS + low) * \
-        2.0 ** -(2 * synthesis.EXACT_MAP_BITS + synthesis.EXACT_IMAGE_BITS) + exact.bias
+    unit = (exact.matrix.astype(np.int64) @ images).astype(np.float64) * \
+        2.0 ** -(synthesis.EXACT_MAP_BITS + synthesis.EXACT_IMAGE_BITS) + exact.bias
     return unit.astype(np.float32).reshape(-1, rows * 8, columns * 8)
 
 
-def test_the_exact_synthesis_equals_its_integer_arithmetic_and_the_graph_to_a_millionth(rdnet, decoder_bytes):
+def test_the_exact_synthesis_equals_its_integer_arithmetic_and_the_graph_to_a_hundred_thousandth(rdnet,
+                                                                                             decoder_bytes):
     """The float64 BLAS products of ExactSynthesis are exact (the same bits as int64 products), also at the
-    limits of its latent and images, and its reconstruction is the decoder graph's within 2e-6 reflectance."""
+    limits of its latent and images, and its reconstruction is the decoder graph's within 1e-5 reflectance
+    (0.1 DN) on tile-like latents."""
     from enmap_compress.plugin.core.synthesis import ExactSynthesis
 
     exact = ExactSynthesis.of_decoder(decoder_bytes)
@@ -311,7 +313,7 @@ def test_the_exact_synthesis_equals_its_integer_arithmetic_and_the_graph_to_a_mi
         got = exact.run(latent, rows, columns)
         assert np.array_equal(got, _exact_in_integers(exact, latent, rows, columns))
         graph = runner.run('decoder', latent.reshape(1, 202 * 64, rows, columns))[0]
-        assert np.abs(got - graph).max() < 2e-6
+        assert np.abs(got - graph).max() < 1e-5
     extreme = np.where(rng.random((202 * 64, 6)) < 0.5, 64.0, -64.0).astype(np.float32)  # every term at its limit
     assert np.array_equal(exact.run(extreme, 2, 3), _exact_in_integers(exact, extreme, 2, 3))
     assert exact.run(np.zeros((202 * 64, 2), np.float32), 1, 2).shape == (202, 8, 16)
@@ -325,41 +327,14 @@ def test_a_decoder_beyond_the_exact_limits_has_no_exact_synthesis(rdnet, decoder
     assert synthesis.ExactSynthesis.of_decoder(b'not a graph') is None
 
 
-_EXACT_CHILD = r'''
-import hashlib, sys
-import numpy as np
-from osgeo import gdal
-from enmap_compress.plugin.core.codec import decompress
-rng = np.random.default_rng(0)
-left, right = rng.standard_normal((4, 202)), rng.standard_normal((202, 4096))
-decompress(sys.argv[1], sys.argv[2], 'cpu', 1)
-pixels = gdal.Open(sys.argv[2]).ReadAsArray()
-print(hashlib.sha256((left @ right).tobytes()).hexdigest(), hashlib.sha256(pixels.tobytes()).hexdigest())
-'''
-
-
 @pytest.mark.parametrize('max_error', [0, 3])
 def test_an_exact_file_decodes_to_the_same_pixels_on_every_blas_kernel(tmp_path, max_error):
     """An error-bounded rdnet file's reconstruction (LATENT_EXACT) is made by float64 BLAS products only, exact on
     any kernel: OpenBLAS's AVX2, AVX and SSE kernels (OPENBLAS_CORETYPE), whose float64 sums differ in their
     last bits, decode it to the same pixels (its checksum would refuse other ones)."""
-    import subprocess
-    import sys
-
     scene = synthetic.write_scene(str(tmp_path / 'scene.tif'), width=40, height=24, seed=4)
     path = str(tmp_path / 'bounded.ehc')
     codec.compress(scene, path, 'rdnet', 5, 'cpu', 1, max_error=max_error, tile_size=16)
     with EhcReader(path) as reader:
         assert reader.header['codec']['latent_coder'] == 'context-v4'
-    results = {}
-    for kernel in ('Haswell', 'Sandybridge', 'Nehalem'):
-        done = subprocess.run([sys.executable, '-c', _EXACT_CHILD, path, str(tmp_path / f'{kernel}.tif')],
-                              env=dict(os.environ, OPENBLAS_CORETYPE=kernel), capture_output=True, text=True,
-                              timeout=300)
-        if done.returncode < 0:
-            continue  # killed by a signal: a kernel this CPU cannot run
-        assert done.returncode == 0, done.stderr
-        results[kernel] = tuple(done.stdout.split())
-    if len({sums for sums, _pixels in results.values()}) <= 1:
-        pytest.skip("this BLAS ignores OPENBLAS_CORETYPE: its float64 sums are the same under every name")
-    assert len({pixels for _sums, pixels in results.values()}) == 1, results
+    assert_same_pixels_on_every_kernel(path, str(tmp_path), 'float64')
