@@ -21,11 +21,11 @@ from .bounds import UniformQuantiser, error_bound, uniform_bound, whole_number
 from .codecheader import (
     BAND_GAINS,
     BASIS_CODERS,
+    EXACT_CODERS,
     EXTRA_PREDICTED,
     EXTRA_SPECTRAL,
     FORMAT_NAME,
     LATENT_CODERS,
-    LATENT_EXACT,
     LATENT_FOLDED,
     MAX_TILE_SIZE,
     QUALITY_LEVELS,
@@ -143,15 +143,15 @@ class TileCoder:
         channel_steps = (self.step * np.asarray(scale, np.float32))[:, None]
         new_file, spatial = self.latent_scheme is None, self.transform.kind == 'spatial'
         foldable = new_file and self.bound is None and spatial and self.transform.folded() is not None
-        exact = new_file and self.bound is not None and spatial and self.transform.exact() is not None
+        exact = new_file and self.bound is not None and self.transform.exact() is not None
         self.latent_coder, self.latent_scheme = choose_coder(meta, level, channel_steps, self.latent_scheme,
                                                              lossy=self.bound is None, foldable=foldable, exact=exact)
         if self.folded and self.transform.folded() is None:
             raise FormatError(f'latents coded as "{self.latent_scheme}" need the folded synthesis of an rdnet '
                               f'decoder, and the decoder of model "{meta.id}" is not one')
-        if self.exact and (not spatial or self.transform.exact() is None):
-            raise FormatError(f'latents coded as "{self.latent_scheme}" need the exact synthesis of an rdnet '
-                              f'decoder, and the decoder of model "{meta.id}" is not one')
+        if self.exact and (self.bound is None or self.transform.exact() is None):
+            raise FormatError(f'latents coded as "{self.latent_scheme}" need an error bound and the exact synthesis '
+                              f'of the model\'s decoder, and the decoder of model "{meta.id}" has none')
         self.coded = model_band_indices(self.package)
         if self.radiometry is None:
             self.radiometry = Radiometry.enmap(len(self.coded))
@@ -180,7 +180,7 @@ class TileCoder:
     @property
     def exact(self):
         """Whether the tiles are decoded by the exact synthesis (synthesis.ExactSynthesis): LATENT_EXACT files."""
-        return self.latent_scheme == LATENT_EXACT
+        return self.latent_scheme in EXACT_CODERS
 
     @property
     def spectral_extra(self):
@@ -259,10 +259,12 @@ class TileCoder:
             blocks = self.transform.decode_tile_folded(functools.partial(self.latent_coder.live_latent, symbols),
                                                        symbols.rotation, valid, kept)
             unit = self.transform.valid_columns(blocks, valid, kept)
-        elif self.exact:
+        elif self.exact and self.transform.kind == 'spatial':
             blocks = self.transform.decode_tile_exact(functools.partial(self.latent_coder.dequantise, symbols),
                                                       valid, kept)
             unit = self.transform.valid_columns(blocks, valid, kept)
+        elif self.exact:
+            unit = self.transform.decode_exact(self.latent_coder.dequantise(symbols), valid, kept)
         else:
             unit = self.transform.decode(self.latent_coder.dequantise(symbols), valid, kept)  # a fresh array
         values = self.radiometry.to_dn(unit, out=unit if unit.flags.writeable else None)
@@ -584,7 +586,7 @@ def _check_latent_coder(name, bound):
         raise InputError(f'latent_coder must be one of {", ".join(LATENT_CODERS)}, not {name!r}')
     if name in BASIS_CODERS and bound is not None:
         raise InputError(f'latent_coder {name} is for lossy files; an error bound keeps the plain coder')
-    if name == LATENT_EXACT and bound is None:
+    if name in EXACT_CODERS and bound is None:
         raise InputError(f'latent_coder {name} is for error-bounded and lossless files')
 
 

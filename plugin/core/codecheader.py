@@ -26,7 +26,10 @@ LATENT_BASIS = 'context-v2'  # `latent_coder` of lossy rdnet files of 0.5: conte
 LATENT_FOLDED = 'context-v3'  # new lossy rdnet files since 0.6.0: context-v2's stream, the folded synthesis
 LATENT_EXACT = 'context-v4'  # error-bounded and lossless rdnet files since 0.7.0: context-v1's stream, the exact
 # synthesis (synthesis.ExactSynthesis: the same reconstruction on every CPU)
-LATENT_CODERS = (LATENT_PRIOR, LATENT_CONTEXT, LATENT_BASIS, LATENT_FOLDED, LATENT_EXACT)
+LATENT_PRIOR_EXACT = 'model-exact-v1'  # pca's error-bounded and lossless files since 0.7.0: the model's stream, the
+# exact spectral map (synthesis.ExactSpectralMap)
+LATENT_CODERS = (LATENT_PRIOR, LATENT_CONTEXT, LATENT_BASIS, LATENT_FOLDED, LATENT_EXACT, LATENT_PRIOR_EXACT)
+EXACT_CODERS = (LATENT_EXACT, LATENT_PRIOR_EXACT)  # reconstructed in exact arithmetic (error-bounded files only)
 BASIS_CODERS = (LATENT_BASIS, LATENT_FOLDED)  # the streams of latent_basis.BasisContextCoder (lossy files only)
 QUALITY_LEVELS = range(1, 11)
 _MODEL_ID = re.compile(r'[^/\\\x00]{1,200}')

@@ -23,7 +23,7 @@ import math
 
 import numpy as np
 
-from .codecheader import LATENT_CONTEXT, LATENT_EXACT, LATENT_PRIOR
+from .codecheader import LATENT_CONTEXT, LATENT_EXACT, LATENT_PRIOR, LATENT_PRIOR_EXACT
 from .errors import FormatError
 from .latent import RD_LAMBDA, PriorLatentCoder, laplace_bits, make_latent_coder
 from .prior import BYTE_TABLE, CONTEXT_VERSION, FLAG_TABLE, LaplaceTable, byte_scale, decode_groups, encode_groups
@@ -433,12 +433,13 @@ def suits(meta):
             and meta.latent_channels % 64 == 0)
 
 
-def choose_latent_coder(meta, level, steps, scheme=None):
+def choose_latent_coder(meta, level, steps, scheme=None, exact=False):
     """(LatentCoder, its codec-info name) of a file: `scheme` as its header states it, or None for a new file
-    (the context coder where the model suits it)."""
+    (the context coder where the model suits it; `exact`: reconstructed by the model's exact synthesis)."""
     if scheme is None:
-        scheme = LATENT_CONTEXT if suits(meta) else LATENT_PRIOR
-    if scheme == LATENT_PRIOR:
+        scheme = (LATENT_EXACT if exact else LATENT_CONTEXT) if suits(meta) else \
+            LATENT_PRIOR_EXACT if exact else LATENT_PRIOR
+    if scheme in (LATENT_PRIOR, LATENT_PRIOR_EXACT):
         return make_latent_coder(meta, level, steps), scheme
     if scheme in (LATENT_CONTEXT, LATENT_EXACT) and suits(meta):  # (the same stream; LATENT_EXACT: its synthesis)
         return ContextLatentCoder(level, meta.entropy_model), scheme

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import context_coder
-from .codecheader import BASIS_CODERS, LATENT_BASIS, LATENT_EXACT, LATENT_FOLDED
+from .codecheader import BASIS_CODERS, LATENT_BASIS, LATENT_FOLDED
 from .context_coder import ContextLatentCoder, _occupied, choose_latent_coder, scale_code
 from .errors import FormatError
 from .latent import laplace_bits
@@ -378,15 +378,13 @@ class BasisContextCoder(ContextLatentCoder):
 def choose_coder(meta, level, steps, scheme=None, lossy=False, foldable=False, exact=False):
     """(LatentCoder, its codec-info name) of a file: `scheme` as its header states it, or None for a new file (a
     lossy rdnet file: the tile basis coder, LATENT_FOLDED when the model's decoder has the folded synthesis
-    (`foldable`), else LATENT_BASIS; an error-bounded one LATENT_EXACT when its decoder has the exact synthesis
-    (`exact`); others as context_coder.choose_latent_coder). The basis coder is refused for error-bounded files
+    (`foldable`), else LATENT_BASIS; others as context_coder.choose_latent_coder, `exact`: an error-bounded one
+    reconstructed by the model's exact synthesis). The basis coder is refused for error-bounded files
     (their exact reconstruction must not depend on a QR's last bits)."""
     if scheme is None and lossy and context_coder.suits(meta):  # (a module attribute: tests replace it)
         scheme = LATENT_FOLDED if foldable else LATENT_BASIS
-    elif scheme is None and exact and context_coder.suits(meta):
-        scheme = LATENT_EXACT
     if scheme not in BASIS_CODERS:
-        return choose_latent_coder(meta, level, steps, scheme)
+        return choose_latent_coder(meta, level, steps, scheme, exact)
     if not context_coder.suits(meta):
         raise FormatError(f'latents coded as "{scheme}" are not supported here for model "{meta.id}"')
     if not lossy:

@@ -233,7 +233,7 @@ class ExactSynthesis:
 
     def __init__(self, basis, matrix, bias):
         self.basis = np.rint(basis.astype(np.float64) * 2.0 ** EXACT_BASIS_BITS)  # (coefficients, 64 pixels)
-        self.matrix = np.rint(matrix.astype(np.float64) * 2.0 ** EXACT_MAP_BITS)
+        self.matrix = exact_weights(matrix)
         self.bias = bias.astype(np.float64).reshape(-1, 1)
 
     @classmethod
@@ -241,9 +241,8 @@ class ExactSynthesis:
         """The ExactSynthesis of a serialised rdnet decoder graph, or None when it is not one or its weights exceed
         the limits that keep the sums exact."""
         folded = FoldedSynthesis.of_decoder(data)
-        if folded is None or np.abs(folded.basis).max() > EXACT_BASIS_LIMIT or \
-                np.abs(folded.matrix).max() > EXACT_MAP_LIMIT or folded.matrix.shape[1] > 2 ** 8 or \
-                not np.isfinite(folded.bias).all():
+        if folded is None or not np.isfinite(folded.basis).all() or np.abs(folded.basis).max() > EXACT_BASIS_LIMIT \
+                or exact_weights(folded.matrix) is None or not np.isfinite(folded.bias).all():
             return None
         return cls(folded.basis, folded.matrix, folded.bias)
 
@@ -260,8 +259,7 @@ class ExactSynthesis:
         components, coefficients = np.unique(component), np.unique(coefficient)
         z = np.zeros((len(components), rows * columns, len(coefficients)))
         z[np.searchsorted(components, component), :, np.searchsorted(coefficients, coefficient)] = \
-            np.clip(np.rint(latent[live].astype(np.float64) * 2.0 ** EXACT_LATENT_BITS), -EXACT_LATENT_LIMIT,
-                    EXACT_LATENT_LIMIT)
+            exact_values(latent[live], EXACT_LATENT_BITS, EXACT_LATENT_LIMIT)
         blocks = np.empty((len(components), rows * columns, BLOCK_COEFFICIENTS))  # exact integers
         blocked_products(z.reshape(-1, len(coefficients)), self.basis[coefficients],
                          blocks.reshape(-1, BLOCK_COEFFICIENTS))  # (one BLAS thread: no pool woken per tile)
@@ -270,8 +268,59 @@ class ExactSynthesis:
         np.clip(blocks, -EXACT_IMAGE_LIMIT, EXACT_IMAGE_LIMIT, out=blocks)
         images = blocks.reshape(len(components), rows, columns, FACTOR, FACTOR).transpose(0, 1, 3, 2, 4).reshape(
             len(components), -1)
-        unit = np.empty((bands, images.shape[1]))
-        blocked_products(np.ascontiguousarray(self.matrix[:, components]), images, unit)
-        unit *= 2.0 ** -(EXACT_MAP_BITS + EXACT_IMAGE_BITS)  # (a power of two: exact)
-        unit += self.bias
-        return unit.astype(np.float32).reshape(bands, rows * FACTOR, columns * FACTOR)
+        unit = exact_map(self.matrix[:, components], images, self.bias)
+        return unit.reshape(bands, rows * FACTOR, columns * FACTOR)
+
+
+def exact_weights(matrix):
+    """A spectral map (bands, components) in the exact synthesis' fixed point, or None beyond its limits."""
+    if not np.isfinite(matrix).all() or np.abs(matrix).max(initial=0.0) > EXACT_MAP_LIMIT or matrix.shape[1] > 2 ** 8:
+        return None
+    return np.rint(matrix.astype(np.float64) * 2.0 ** EXACT_MAP_BITS)
+
+
+def exact_map(weights, images, bias):
+    """float32 (bands, pixels) = weights (exact_weights) @ images (integers within EXACT_IMAGE_LIMIT, in units of
+    2**-EXACT_IMAGE_BITS) 2**-39 + bias (bands, 1): one binary64 product whose partial sums are exact integers, then
+    one rounded addition."""
+    unit = np.empty((weights.shape[0], images.shape[1]))
+    blocked_products(np.ascontiguousarray(weights), images, unit)
+    unit *= 2.0 ** -(EXACT_MAP_BITS + EXACT_IMAGE_BITS)  # (a power of two: exact)
+    unit += bias
+    return unit.astype(np.float32)
+
+
+def exact_values(values, bits, limit):
+    """Float values in units of 2**-bits as binary64 integers: rint, clipped to +-limit."""
+    return np.clip(np.rint(values.astype(np.float64) * 2.0 ** bits), -limit, limit)
+
+
+class ExactSpectralMap:
+    """pca's decoder x = y @ matrix + mean in the exact synthesis' arithmetic (docs/format.md, "The exact
+    synthesis"): Y = clip(rint(y 2^20), -2^25, 2^25), x = (Wq @ Y) 2^-39 + mean, Wq = rint(matrix^T 2^19)."""
+
+    def __init__(self, weights, mean):
+        self.weights, self.mean = weights, mean.astype(np.float64).reshape(-1, 1)
+
+    @classmethod
+    def of_decoder(cls, data):
+        """The ExactSpectralMap of a serialised decoder graph that is exactly y @ matrix + mean (constants), or None
+        (another graph, or weights beyond the limits)."""
+        try:
+            graph = read_graph(data, 'the decoder graph')
+        except FormatError:
+            return None
+        if len(graph.inputs) != 1 or len(graph.outputs) != 1 or len(graph.nodes) != 2:
+            return None
+        product, shift = graph.nodes
+        matrix, mean = graph.tensors.get(product.inputs[-1]), graph.tensors.get(shift.inputs[-1])
+        if product.op_type != 'MatMul' or shift.op_type != 'Add' or product.inputs[0] != graph.inputs[0] or \
+                shift.inputs[0] != product.outputs[0] or shift.outputs[0] != graph.outputs[0] or matrix is None or \
+                mean is None or matrix.ndim != 2 or mean.shape != matrix.shape[1:] or not np.isfinite(mean).all():
+            return None
+        weights = exact_weights(matrix.T)
+        return None if weights is None else cls(weights, mean)
+
+    def run(self, latent):
+        """The reconstruction (bands, pixels) float32 of a latent (components, pixels) float32."""
+        return exact_map(self.weights, exact_values(latent, EXACT_IMAGE_BITS, EXACT_IMAGE_LIMIT), self.mean)

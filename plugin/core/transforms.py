@@ -12,7 +12,7 @@ import numpy as np
 
 from .errors import FormatError
 from .latent import LatentGeometry, zeroed_latent
-from .synthesis import ExactSynthesis, FoldedSynthesis
+from .synthesis import ExactSpectralMap, ExactSynthesis, FoldedSynthesis
 from .tiling import Tile, rest_of
 
 
@@ -65,6 +65,7 @@ class PixelTransform:
         self.channels = meta.latent_channels
         self.bands = meta.input_bands
         self.tile_size = meta.effective_tile_size
+        self._exact = None  # exact(): not read yet
 
     def window(self, tile, width, height):
         return tile
@@ -89,6 +90,22 @@ class PixelTransform:
         if not latent.shape[1]:
             return np.zeros((self.bands, 0), np.float32)
         return self.runner.run('decoder', latent.T).T
+
+    def exact(self):
+        """This model's synthesis.ExactSpectralMap (None unless its decoder graph is y @ matrix + mean within the
+        exact synthesis' limits: pca's), read once."""
+        if self._exact is None:
+            with open(self.runner.package.decoder_path, 'rb') as handle:
+                self._exact = ExactSpectralMap.of_decoder(handle.read()) or False
+        return self._exact or None
+
+    def decode_exact(self, latent, valid, kept):
+        """decode through the exact spectral map (files that name it): the same bits on every CPU."""
+        exact = self.exact()
+        if exact is None:
+            raise FormatError('this file\'s tiles need the exact synthesis of a linear decoder, and this model\'s '
+                              'decoder graph is not one')
+        return exact.run(latent) if latent.shape[1] else np.zeros((self.bands, 0), np.float32)
 
 
 # rdnet's analysis is block-local too (a per-pixel spectral map, then 8 x 8 blocks at stride 8): a window is

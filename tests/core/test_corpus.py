@@ -28,7 +28,7 @@ RECORDS = {corpus: _record(corpus) for corpus in CORPORA}
 MODELS = {'corpus': {'pca', 'rdnet', 'cae1d', 'hycot'}, 'corpus-0.3': {'pca', 'rdnet', 'cae1d', 'hycot', 'sscnet'},
           'corpus-0.4': {'pca', 'rdnet', 'cae1d', 'hycot', 'sscnet', 'cae3d'},
           'corpus-0.5': {'rdnet'}, 'corpus-0.6': {'rdnet'},  # 0.5.0 and 0.6.0 changed only rdnet's lossy files
-          'corpus-0.7': {'rdnet'}}  # and 0.7.0 only its error-bounded and lossless ones
+          'corpus-0.7': {'rdnet', 'pca'}}  # and 0.7.0 their error-bounded and lossless ones
 FILES = [(corpus, name) for corpus in CORPORA for name in sorted(RECORDS[corpus]['files'])]
 
 
@@ -82,7 +82,8 @@ def test_the_0_4_corpus_holds_container_3_files_with_compact_tiles():
 def test_the_0_7_corpus_holds_exact_synthesis_files():
     for name in RECORDS['corpus-0.7']['files']:
         with EhcReader(os.path.join(DATA, 'corpus-0.7', name)) as reader:
-            assert reader.header['codec']['latent_coder'] == 'context-v4'
+            assert reader.header['codec']['latent_coder'] == ('model-exact-v1' if name.startswith('pca')
+                                                               else 'context-v4')
 
 
 @pytest.mark.parametrize('corpus, coder', [('corpus-0.5', 'context-v2'), ('corpus-0.6', 'context-v3')])

@@ -327,14 +327,34 @@ def test_a_decoder_beyond_the_exact_limits_has_no_exact_synthesis(rdnet, decoder
     assert synthesis.ExactSynthesis.of_decoder(b'not a graph') is None
 
 
-@pytest.mark.parametrize('max_error', [0, 3])
-def test_an_exact_file_decodes_to_the_same_pixels_on_every_blas_kernel(tmp_path, max_error):
-    """An error-bounded rdnet file's reconstruction (LATENT_EXACT) is made by float64 BLAS products only, exact on
-    any kernel: OpenBLAS's AVX2, AVX and SSE kernels (OPENBLAS_CORETYPE), whose float64 sums differ in their
-    last bits, decode it to the same pixels (its checksum would refuse other ones)."""
+def test_pca_s_exact_spectral_map_equals_its_integer_arithmetic_and_the_graph():
+    from enmap_compress.plugin.core import synthesis
+
+    pca = find_model('pca')
+    with open(pca.decoder_path, 'rb') as handle:
+        exact = synthesis.ExactSpectralMap.of_decoder(handle.read())
+    assert exact is not None, 'pca\'s decoder is y @ matrix + mean within the limits'
+    rng = np.random.default_rng(12)
+    latent = (rng.laplace(scale=0.5, size=(202, 500)) * np.exp(-np.arange(202) / 20.0)[:, None]).astype(np.float32)
+    latent[0] += 4.0
+    latent[:, :3] = np.where(rng.random((202, 3)) < 0.5, 40.0, -40.0)  # clipped at the limit
+    y = np.clip(np.rint(latent.astype(np.float64) * 2.0 ** 20), -2 ** 25, 2 ** 25).astype(np.int64)
+    integer = ((exact.weights.astype(np.int64) @ y).astype(np.float64) * 2.0 ** -39 + exact.mean).astype(np.float32)
+    got = exact.run(latent)
+    assert np.array_equal(got, integer)
+    graph = OnnxRunner(pca, 'cpu', 1).run('decoder', latent[:, 3:].T).T
+    assert np.abs(got[:, 3:] - graph).max() < 1e-5
+
+
+@pytest.mark.parametrize('model, max_error, coder', [('rdnet', 0, 'context-v4'), ('rdnet', 3, 'context-v4'),
+                                                     ('pca', 2, 'model-exact-v1')])
+def test_an_exact_file_decodes_to_the_same_pixels_on_every_blas_kernel(tmp_path, model, max_error, coder):
+    """An error-bounded rdnet or pca file's reconstruction (codecheader.EXACT_CODERS) is made by float64 BLAS
+    products only, exact on any kernel: OpenBLAS's AVX2, AVX and SSE kernels (OPENBLAS_CORETYPE), whose float64 sums
+    differ in their last bits, decode it to the same pixels (its checksum would refuse other ones)."""
     scene = synthetic.write_scene(str(tmp_path / 'scene.tif'), width=40, height=24, seed=4)
     path = str(tmp_path / 'bounded.ehc')
-    codec.compress(scene, path, 'rdnet', 5, 'cpu', 1, max_error=max_error, tile_size=16)
+    codec.compress(scene, path, model, 5, 'cpu', 1, max_error=max_error, tile_size=16)
     with EhcReader(path) as reader:
-        assert reader.header['codec']['latent_coder'] == 'context-v4'
+        assert reader.header['codec']['latent_coder'] == coder
     assert_same_pixels_on_every_kernel(path, str(tmp_path), 'float64')
