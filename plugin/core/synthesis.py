@@ -207,7 +207,8 @@ def _shared_basis(graph, producers, name, components):
     return groups[0].copy() if (groups == groups[:1]).all() else None
 
 
-# --- the exact synthesis (latent coder `context-v4`: error-bounded and lossless rdnet files since 0.7.0) ---------
+# --- the exact synthesis (latent coders `context-v4` and `model-exact-v1`: error-bounded and lossless rdnet and pca
+# files since 0.7.0) ------------------------------------------------------------------------------------------------
 # Every product is a sum of integer products whose magnitudes add up to less than 2**53, so float64 holds each partial
 # sum exactly, whatever the summation order, the BLAS kernel or a fused multiply-add: the reconstruction has the same
 # bits on every CPU (an error-bounded file's checksum needs them; a float32 graph's bits differ between CPUs with and
@@ -218,8 +219,8 @@ EXACT_LATENT_LIMIT = 2 ** 26  # |latent| < 64
 EXACT_BASIS_BITS = 20  # the block basis in units of 2**-20 (|basis| <= 1)
 EXACT_IMAGE_BITS = 20  # the component images in units of 2**-20, clipped to +-EXACT_IMAGE_LIMIT
 EXACT_IMAGE_LIMIT = 2 ** 25  # |image| < 32 (rdnet's reach 2.7 on the training tiles and the synthetic scene)
-EXACT_MAP_BITS = 19  # the spectral map in units of 2**-19: one product (a reconstruction within 6e-6 of the graph's
-# there; two parts at 2**-24 took another product as long, a third more time per error-bounded file)
+EXACT_MAP_BITS = 19  # the spectral map in units of 2**-19: one product (rdnet's reconstruction within 1.3e-6 of the
+# graph's on tile-like latents; two parts at 2**-24 took another product as long, a third more time per file)
 EXACT_BASIS_LIMIT, EXACT_MAP_LIMIT = 1.0, 1.0
 EXACT_PROVIDER = 'CPU (exact synthesis, numpy)'  # what a decompress of such a file reports it ran on
 
@@ -297,7 +298,7 @@ def exact_values(values, bits, limit):
 
 class ExactSpectralMap:
     """pca's decoder x = y @ matrix + mean in the exact synthesis' arithmetic (docs/format.md, "The exact
-    synthesis"): Y = clip(rint(y 2^20), -2^25, 2^25), x = (Wq @ Y) 2^-39 + mean, Wq = rint(matrix^T 2^19)."""
+    spectral map"): Y = clip(rint(y 2^20), -2^25, 2^25), x = (Wq @ Y) 2^-39 + mean, Wq = rint(matrix^T 2^19)."""
 
     def __init__(self, weights, mean):
         self.weights, self.mean = weights, mean.astype(np.float64).reshape(-1, 1)
@@ -313,7 +314,9 @@ class ExactSpectralMap:
         if len(graph.inputs) != 1 or len(graph.outputs) != 1 or len(graph.nodes) != 2:
             return None
         product, shift = graph.nodes
-        matrix, mean = graph.tensors.get(product.inputs[-1]), graph.tensors.get(shift.inputs[-1])
+        if len(product.inputs) != 2 or len(shift.inputs) != 2:
+            return None
+        matrix, mean = graph.tensors.get(product.inputs[1]), graph.tensors.get(shift.inputs[1])
         if product.op_type != 'MatMul' or shift.op_type != 'Add' or product.inputs[0] != graph.inputs[0] or \
                 shift.inputs[0] != product.outputs[0] or shift.outputs[0] != graph.outputs[0] or matrix is None or \
                 mean is None or matrix.ndim != 2 or mean.shape != matrix.shape[1:] or not np.isfinite(mean).all():

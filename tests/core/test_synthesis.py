@@ -322,9 +322,16 @@ def test_the_exact_synthesis_equals_its_integer_arithmetic_and_the_graph_to_a_hu
 def test_a_decoder_beyond_the_exact_limits_has_no_exact_synthesis(rdnet, decoder_bytes, monkeypatch):
     from enmap_compress.plugin.core import synthesis
 
-    monkeypatch.setattr(synthesis, 'EXACT_MAP_LIMIT', 0.5)  # rdnet's spectral map reaches 0.71
+    assert synthesis.ExactSpectralMap.of_decoder(decoder_bytes) is None  # not y @ matrix + mean
+    with open(find_model('cae1d').decoder_path, 'rb') as handle:
+        assert synthesis.ExactSpectralMap.of_decoder(handle.read()) is None  # a non-linear decoder
+    with open(find_model('pca').decoder_path, 'rb') as handle:
+        pca = handle.read()
+    monkeypatch.setattr(synthesis, 'EXACT_MAP_LIMIT', 0.5)  # rdnet's and pca's spectral maps reach 0.71
     assert synthesis.ExactSynthesis.of_decoder(decoder_bytes) is None
+    assert synthesis.ExactSpectralMap.of_decoder(pca) is None
     assert synthesis.ExactSynthesis.of_decoder(b'not a graph') is None
+    assert synthesis.ExactSpectralMap.of_decoder(b'not a graph') is None
 
 
 def test_pca_s_exact_spectral_map_equals_its_integer_arithmetic_and_the_graph():
