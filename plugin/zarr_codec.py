@@ -14,8 +14,14 @@ decoding needs: model id and decoder sha256, quality, the bound (MAX_ERROR, or a
 extra bands, nodata, dtype, the wavelengths
 and the band order. A store whose model is missing names the model to install.
 
+Format versions: 1, chunks of the model's own latent stream reconstructed by its decoder graph; 2 (since 0.7.0, the
+error-bounded and lossless stores of a model with an exact synthesis: rdnet, pca), chunks of the model's exactly
+reconstructed coder (codec.exact_latent_coder: the same values on every CPU, which their checksums need). 0.6
+readers refuse a version 2 store asking for an update.
+
 Only numcodecs is imported with this module; the core (GDAL, onnxruntime) on first use, zarr by write_zarr.
 """
+import dataclasses
 import struct
 import threading
 
@@ -27,6 +33,8 @@ CODEC_ID = 'enmap_ehc'
 CHUNK_MAGIC = b'EHZ1'
 _CHUNK_HEAD = struct.Struct('<4sIII')  # magic, bands, height, width; then the dead-band bits and the tile payload
 DEFAULT_VARIABLE = 'reflectance'
+FORMAT_VERSIONS = (1, 2)
+EXACT_VERSION = 2  # error-bounded chunks reconstructed exactly (see the module docstring)
 
 
 class EhcCodec(Codec):
@@ -37,9 +45,11 @@ class EhcCodec(Codec):
 
     def __init__(self, model, model_sha256, quality, wavelengths, canonical_index, dtype='int16', nodata=-32768.0,
                  max_error=None, extra_bands=(), error_bound=None, format_version=1):
-        if int(format_version) != 1:
-            raise ValueError(f'this EnMAP Compress reads {CODEC_ID} format version 1, not {format_version}; '
+        if int(format_version) not in FORMAT_VERSIONS:
+            raise ValueError(f'this EnMAP Compress reads {CODEC_ID} format versions 1 and 2, not {format_version}; '
                              'update enmap-compress to read this store')
+        if int(format_version) == EXACT_VERSION and max_error is None and error_bound is None:
+            raise ValueError(f'{CODEC_ID} format version {EXACT_VERSION} is for error-bounded and lossless stores')
         self.model = str(model)
         self.model_sha256 = str(model_sha256)
         self.quality = int(quality)
@@ -50,7 +60,7 @@ class EhcCodec(Codec):
         self.max_error = None if max_error is None else int(max_error)
         self.extra_bands = [int(i) for i in extra_bands]
         self.error_bound = None if error_bound is None else dict(error_bound)  # per-band or relative (bounds.py)
-        self.format_version = 1
+        self.format_version = int(format_version)
         if sorted(self.canonical_index) != list(range(len(self.wavelengths))):
             raise ValueError('canonical_index must be a permutation of the band numbers 0..bands-1')
         self._coder = None
@@ -79,9 +89,11 @@ class EhcCodec(Codec):
         all_bands = code_all_bands or (bound is not None and bound.lossless) or band_max_errors not in (None, '')
         extra = [i for i in range(wavelengths.size) if i not in set(coded)] if all_bands else []
         uniform = None if bound is None else bound.uniform
+        exact = bound is not None and codec.exact_latent_coder(package) is not None
         return cls(package.model_id if _is_bundled(package) else package.folder, package.decoder_sha256(),
                    codec._quality(quality), wavelengths, bands.canonical_order(wavelengths), dtype, nodata,
-                   uniform, extra, bound.codec_info() if bound is not None and uniform is None else None)
+                   uniform, extra, bound.codec_info() if bound is not None and uniform is None else None,
+                   EXACT_VERSION if exact else 1)
 
     # -- pickling (Dask ships codecs to its workers): the configuration only, never the model sessions -----------
     def __getstate__(self):
@@ -160,6 +172,12 @@ class EhcCodec(Codec):
             stated = None if self.error_bound is None else ErrorBound.from_codec_info({'error_bound': self.error_bound})
             info = CodecInfo(model_id, self.model_sha256, self.quality, tuple(self.extra_bands),
                              max_error=self.max_error, error_bound=stated, model_path=model_path)
+            if self.format_version == EXACT_VERSION:  # the model's exactly reconstructed coder
+                scheme = codec.exact_latent_coder(codec.find_package(info))
+                if scheme is None:
+                    raise FormatError(f'model "{model_id}" has no exact synthesis, which {CODEC_ID} format version '
+                                      f'{EXACT_VERSION} needs')
+                info = dataclasses.replace(info, latent_coder=scheme)
             return codec.decoder_for(info, 'cpu', 1)
         except (ModelNotFoundError, FormatError) as exc:
             raise ModelNotFoundError(

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from ..paths import MODELS_DIR
-from . import bandstream, entropy, residual, samples, spectral, tilepayload
+from . import bandstream, context_coder, entropy, residual, samples, spectral, tilepayload
 from .bands import CLIP_MARGIN, DN_PEAK, FAINT, N_BANDS, N_HYSPECNET, Radiometry, band_set
 from .bounds import UniformQuantiser, error_bound, uniform_bound, whole_number
 from .codecheader import (
@@ -26,7 +26,9 @@ from .codecheader import (
     EXTRA_SPECTRAL,
     FORMAT_NAME,
     LATENT_CODERS,
+    LATENT_EXACT,
     LATENT_FOLDED,
+    LATENT_PRIOR_EXACT,
     MAX_TILE_SIZE,
     QUALITY_LEVELS,
     RESIDUAL_PLAIN,
@@ -978,6 +980,15 @@ def find_package(info):
             return find_model(path)
         raise ModelNotFoundError(f'this file needs the model "{info.model_id}", which is not installed '
                                  f'(installed: {", ".join(p.model_id for p in list_models()) or "none"})') from None
+
+
+def exact_latent_coder(package):
+    """The latent coder of `package`'s error-bounded tiles reconstructed in exact arithmetic (codecheader.EXACT_CODERS:
+    the same values on every CPU), or None when its decoder has no exact synthesis. (No model session is opened.)"""
+    transform = make_transform(OnnxRunner(package, 'cpu', 1), package.meta)
+    if transform.exact() is None:
+        return None
+    return LATENT_EXACT if context_coder.suits(package.meta) else LATENT_PRIOR_EXACT
 
 
 def decoder_for(info, device, threads, raster=None, compact=False):

@@ -114,6 +114,26 @@ def test_xarray_writes_a_cube_with_the_codec_and_reads_it_back(tmp_path, origina
     np.testing.assert_array_equal(decoded(store), original)
 
 
+def test_error_bounded_stores_of_rdnet_and_pca_are_reconstructed_exactly(tmp_path_factory, product, original,
+                                                                         lossy_store):
+    """Format version 2: the chunks of an error-bounded store of a model with an exact synthesis decode to the same
+    values on every CPU (codec.exact_latent_coder); lossy stores, and other models' bounded ones, stay version 1."""
+    store = store_of(tmp_path_factory, product, 'exact', model='rdnet', max_error=2)
+    codec = zarr.open(store, mode='r')['reflectance'].compressor
+    assert codec.format_version == 2 and codec._tile_coder()[0].latent_scheme == 'context-v4'
+    bands, valid = coded_valid(original)
+    restored = decoded(store)
+    assert np.abs(restored[bands][:, valid].astype(int) - original[bands][:, valid]).max() <= 2
+    assert zarr.open(lossy_store, mode='r')['reflectance'].compressor.format_version == 1
+    assert EhcCodec.for_model(standard_wavelengths(), model='pca', max_error=0)._tile_coder()[0].latent_scheme == \
+        'model-exact-v1'
+    assert EhcCodec.for_model(standard_wavelengths(), model='cae1d', max_error=3).format_version == 1
+    config = dict(codec.get_config(), max_error=None, error_bound=None)
+    config.pop('id')
+    with pytest.raises(ValueError, match='is for error-bounded and lossless stores'):
+        EhcCodec(**config)
+
+
 def test_the_codec_config_and_pickle_round_trip(lossy_store):
     codec = zarr.open(lossy_store, mode='r')['reflectance'].compressor
     config = json.loads(json.dumps(codec.get_config()))
