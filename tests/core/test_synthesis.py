@@ -350,7 +350,7 @@ def test_pca_s_exact_spectral_map_equals_its_integer_arithmetic_and_the_graph():
     got = exact.run(latent)
     assert np.array_equal(got, integer)
     graph = OnnxRunner(pca, 'cpu', 1).run('decoder', latent[:, 3:].T).T
-    assert np.abs(got[:, 3:] - graph).max() < 1e-5
+    assert np.abs(got[:, 3:] - graph).max() < 2e-5  # (9.5e-6: 0.1 DN)
 
 
 @pytest.mark.parametrize('model, max_error, coder', [('rdnet', 0, 'context-v4'), ('rdnet', 3, 'context-v4'),
