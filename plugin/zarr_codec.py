@@ -163,6 +163,7 @@ class EhcCodec(Codec):
         from .core import codec
         from .core.bounds import ErrorBound
         from .core.codecheader import CodecInfo
+        from .core.context_coder import new_file_scheme
         from .core.errors import FormatError, ModelNotFoundError
 
         model_id, model_path = self.model, None
@@ -172,12 +173,10 @@ class EhcCodec(Codec):
             stated = None if self.error_bound is None else ErrorBound.from_codec_info({'error_bound': self.error_bound})
             info = CodecInfo(model_id, self.model_sha256, self.quality, tuple(self.extra_bands),
                              max_error=self.max_error, error_bound=stated, model_path=model_path)
-            if self.format_version == EXACT_VERSION:  # the model's exactly reconstructed coder
-                scheme = codec.exact_latent_coder(codec.find_package(info))
-                if scheme is None:
-                    raise FormatError(f'model "{model_id}" has no exact synthesis, which {CODEC_ID} format version '
-                                      f'{EXACT_VERSION} needs')
-                info = dataclasses.replace(info, latent_coder=scheme)
+            if self.format_version == EXACT_VERSION:  # the model's exactly reconstructed coder (the TileCoder
+                # refuses a model without an exact synthesis)
+                meta = codec.find_package(info).meta
+                info = dataclasses.replace(info, latent_coder=new_file_scheme(meta, exact=True))
             return codec.decoder_for(info, 'cpu', 1)
         except (ModelNotFoundError, FormatError) as exc:
             raise ModelNotFoundError(

@@ -26,9 +26,7 @@ from .codecheader import (
     EXTRA_SPECTRAL,
     FORMAT_NAME,
     LATENT_CODERS,
-    LATENT_EXACT,
     LATENT_FOLDED,
-    LATENT_PRIOR_EXACT,
     MAX_TILE_SIZE,
     QUALITY_LEVELS,
     RESIDUAL_PLAIN,
@@ -181,7 +179,7 @@ class TileCoder:
 
     @property
     def exact(self):
-        """Whether the tiles are decoded by the exact synthesis (synthesis.ExactSynthesis): LATENT_EXACT files."""
+        """Whether the tiles are decoded by the model's exact synthesis (synthesis.py): codecheader.EXACT_CODERS."""
         return self.latent_scheme in EXACT_CODERS
 
     @property
@@ -261,12 +259,8 @@ class TileCoder:
             blocks = self.transform.decode_tile_folded(functools.partial(self.latent_coder.live_latent, symbols),
                                                        symbols.rotation, valid, kept)
             unit = self.transform.valid_columns(blocks, valid, kept)
-        elif self.exact and self.transform.kind == 'spatial':
-            blocks = self.transform.decode_tile_exact(functools.partial(self.latent_coder.dequantise, symbols),
-                                                      valid, kept)
-            unit = self.transform.valid_columns(blocks, valid, kept)
         elif self.exact:
-            unit = self.transform.decode_exact(self.latent_coder.dequantise(symbols), valid, kept)
+            unit = self.transform.decode_exact(functools.partial(self.latent_coder.dequantise, symbols), valid, kept)
         else:
             unit = self.transform.decode(self.latent_coder.dequantise(symbols), valid, kept)  # a fresh array
         values = self.radiometry.to_dn(unit, out=unit if unit.flags.writeable else None)
@@ -986,9 +980,7 @@ def exact_latent_coder(package):
     """The latent coder of `package`'s error-bounded tiles reconstructed in exact arithmetic (codecheader.EXACT_CODERS:
     the same values on every CPU), or None when its decoder has no exact synthesis. (No model session is opened.)"""
     transform = make_transform(OnnxRunner(package, 'cpu', 1), package.meta)
-    if transform.exact() is None:
-        return None
-    return LATENT_EXACT if context_coder.suits(package.meta) else LATENT_PRIOR_EXACT
+    return None if transform.exact() is None else context_coder.new_file_scheme(package.meta, exact=True)
 
 
 def decoder_for(info, device, threads, raster=None, compact=False):

@@ -433,12 +433,19 @@ def suits(meta):
             and meta.latent_channels % 64 == 0)
 
 
+def new_file_scheme(meta, exact=False):
+    """The latent coder of a new file (not a lossy rdnet one, latent_basis.choose_coder's): the context coder where
+    the model suits it, else the model's own; `exact`: the one reconstructed by the model's exact synthesis."""
+    if suits(meta):
+        return LATENT_EXACT if exact else LATENT_CONTEXT
+    return LATENT_PRIOR_EXACT if exact else LATENT_PRIOR
+
+
 def choose_latent_coder(meta, level, steps, scheme=None, exact=False):
     """(LatentCoder, its codec-info name) of a file: `scheme` as its header states it, or None for a new file
-    (the context coder where the model suits it; `exact`: reconstructed by the model's exact synthesis)."""
+    (new_file_scheme)."""
     if scheme is None:
-        scheme = (LATENT_EXACT if exact else LATENT_CONTEXT) if suits(meta) else \
-            LATENT_PRIOR_EXACT if exact else LATENT_PRIOR
+        scheme = new_file_scheme(meta, exact)
     if scheme in (LATENT_PRIOR, LATENT_PRIOR_EXACT):
         return make_latent_coder(meta, level, steps), scheme
     if scheme in (LATENT_CONTEXT, LATENT_EXACT) and suits(meta):  # (the same stream; LATENT_EXACT: its synthesis)

@@ -35,6 +35,10 @@ class Transform(Protocol):
 
     def decode(self, latent: np.ndarray, valid: np.ndarray, kept: tuple) -> np.ndarray: ...
 
+    def exact(self): ...  # the model's exact synthesis (synthesis.py), or None: its error-bounded files use decode
+
+    def decode_exact(self, latent_at, valid: np.ndarray, kept: tuple) -> np.ndarray: ...  # decode's, exactly
+
     # spatial transforms: decode_tile(latent, valid, kept), the tile's (bands, h, w) reconstruction, nodata included
     decodes_tiles: bool
 
@@ -99,12 +103,14 @@ class PixelTransform:
                 self._exact = ExactSpectralMap.of_decoder(handle.read()) or False
         return self._exact or None
 
-    def decode_exact(self, latent, valid, kept):
-        """decode through the exact spectral map (files that name it): the same bits on every CPU."""
+    def decode_exact(self, latent_at, valid, kept):
+        """decode through the exact spectral map (files that name it): the same bits on every CPU. latent_at: a
+        latent coder's dequantise with its symbols bound (the Transform protocol's decode_exact)."""
         exact = self.exact()
         if exact is None:
             raise FormatError('this file\'s tiles need the exact synthesis of a linear decoder, and this model\'s '
                               'decoder graph is not one')
+        latent = latent_at()
         return exact.run(latent) if latent.shape[1] else np.zeros((self.bands, 0), np.float32)
 
 
@@ -258,9 +264,9 @@ class SpatialTransform:
         with open(self.runner.package.decoder_path, 'rb') as handle:
             return make(handle.read())
 
-    def decode_tile_exact(self, latent_at, valid, kept):
-        """decode_tile through the exact synthesis (synthesis.ExactSynthesis; files that name it) on the whole
-        padded grid: latent_at as decode_tile's callable. The same bits on every CPU."""
+    def decode_exact(self, latent_at, valid, kept):
+        """decode through the exact synthesis (synthesis.ExactSynthesis; files that name it) on the whole padded
+        grid: the same bits on every CPU. latent_at: as decode_tile's callable."""
         exact = self.exact()
         if exact is None:
             raise FormatError('this file\'s tiles need the exact synthesis of an rdnet decoder, and this model\'s '
@@ -268,9 +274,9 @@ class SpatialTransform:
         height, width = self._padded(valid.shape)
         rows, columns = height // self.factor, width // self.factor
         if not self.latent_geometry(valid, kept).occupied.any():
-            return None
+            return self.valid_columns(None, valid, kept)
         latent = _checked(latent_at(None, out=self._graph_input(rows * columns)), self.channels, rows * columns)
-        return self._tile_of_grid(exact.run(latent, rows, columns), valid, kept)
+        return self.valid_columns(self._tile_of_grid(exact.run(latent, rows, columns), valid, kept), valid, kept)
 
     def _blocks_to_decode(self, valid, kept):
         """(rows, columns, spans) of the tile's latent grid and the _block_spans of the blocks to decode alone, spans
