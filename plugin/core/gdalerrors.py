@@ -49,6 +49,21 @@ def checked():
         raise GdalError('; '.join(dict.fromkeys(recorder.failures)))
 
 
+def close(dataset):
+    """Close a dataset now, inside a checked() block: a failure of its last writes (a full disk) is then a GdalError
+    there. Dropping the last reference instead closes it in the binding's destructor, which with GDAL's exceptions on
+    raises where no one can catch it (Python prints "Exception ignored in: delete_Dataset"). GDAL 3.8 and newer
+    close through Dataset.Close(); older bindings through the proxy's own destructor, which then owns nothing
+    more."""
+    if dataset is None:
+        return
+    closer = getattr(dataset, 'Close', None)
+    if closer is not None:
+        closer()
+    else:
+        type(dataset).__swig_destroy__(dataset)
+
+
 def failure(recorder, default='unknown GDAL error'):
     """A GdalError with the messages recorded so far (for a result that says the call failed)."""
     return GdalError('; '.join(dict.fromkeys(recorder.failures)) or gdal.GetLastErrorMsg() or default)

@@ -7,7 +7,7 @@ from typing import List, Optional
 import numpy as np
 
 from .errors import OutputError
-from .gdalerrors import GdalError, checked, disk_space_message, failure, out_of_space
+from .gdalerrors import GdalError, checked, close, disk_space_message, failure, out_of_space
 from .outputs import shown_path
 
 GDAL_TYPES = {'int16': 'Int16', 'uint16': 'UInt16', 'int32': 'Int32', 'float32': 'Float32', 'float64': 'Float64',
@@ -118,8 +118,9 @@ class GeoTiffWriter:
     def _release(self):
         """Close the file (Windows cannot move or delete open files); after a failure GDAL's complaints about the
         last flush repeat the first one and are dropped."""
+        dataset, self.ds = self.ds, None
         with contextlib.suppress(GdalError), checked():
-            self.ds = None
+            close(dataset)
 
     @staticmethod
     def _describe(band, info, nodata):
