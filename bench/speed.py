@@ -25,6 +25,7 @@ Before / after: `--baseline DIR` runs every model job once more, right before th
 `enmap_compress` imported from DIR (a folder holding an earlier checkout as `DIR/enmap_compress`, e.g.
 `mkdir -p DIR/enmap_compress && git archive COMMIT | tar -x -C DIR/enmap_compress`); those rows are labelled
 `[DIR's name]`. Both versions then share one machine state and one anchor run.
+--no-doc: docs/ is left alone (the table is printed, the CSV written to build/bench/ unless --out-csv names one).
 GPU: `--device cuda` runs the models through onnxruntime's CUDA provider (needs onnxruntime-gpu); the GDAL anchors
 stay on the CPU.
 """
@@ -272,7 +273,8 @@ def main(argv=None):
     parser.add_argument('--latent-coder', help='latent coders of the lossy model files, comma-separated, each timed '
                         '(default: the codec\'s choice)')
     parser.add_argument('--timeout', type=int, default=3600, help='seconds per measurement')
-    parser.add_argument('--out-csv', default=None, help='default docs/benchmarks_speed[_DEVICE].csv')
+    parser.add_argument('--out-csv', default=None, help='default docs/benchmarks_speed[_DEVICE].csv, with --no-doc '
+                        'build/bench/benchmarks_speed[_DEVICE].csv')
     parser.add_argument('--doc', default=os.path.join(PROJECT_ROOT, 'docs', 'benchmarks.md'))
     parser.add_argument('--baseline', metavar='DIR', help='also time the models of the checkout DIR/enmap_compress')
     parser.add_argument('--no-doc', action='store_true')
@@ -300,7 +302,9 @@ def main(argv=None):
                latent_coders=tuple(c for c in (args.latent_coder or '').split(',') if c) or (None,))
     elapsed = time.time() - started
     suffix = '' if args.device == 'cpu' else f'_{args.device}'
-    out_csv = args.out_csv or os.path.join(PROJECT_ROOT, 'docs', f'benchmarks_speed{suffix}.csv')
+    folder = os.path.join(PROJECT_ROOT, 'build', 'bench') if args.no_doc else os.path.join(PROJECT_ROOT, 'docs')
+    out_csv = args.out_csv or os.path.join(folder, f'benchmarks_speed{suffix}.csv')  # (--no-doc: docs/ untouched)
+    os.makedirs(os.path.dirname(os.path.abspath(out_csv)), exist_ok=True)
     with open(out_csv, 'w', newline='', encoding='utf-8') as handle:
         writer = csv.DictWriter(handle, FIELDS)
         writer.writeheader()
