@@ -16,25 +16,34 @@ and the band order. A store whose model is missing names the model to install.
 
 Format versions: 1, chunks of the model's own latent stream reconstructed by its decoder graph; 2 (since 0.7.0, the
 error-bounded and lossless stores of a model with an exact synthesis: rdnet, pca), chunks of the model's exactly
-reconstructed coder (codec.exact_latent_coder: the same values on every CPU, which their checksums need). 0.6
-readers refuse a version 2 store asking for an update.
+reconstructed coder (codec.exact_latent_coder: the same values on every CPU, which their checksums need). 3 and 4
+(written since 0.7.1) are 1 and 2 with chunks that end in a CRC-32 of all their bytes (magic EHZ2): the chunk head
+(its shape and dead-band flags) had no check of its own, so one flipped flag silently turned a band into nodata.
+Readers before 0.7.1 refuse versions 3 and 4 asking for an update; stores of versions 1 and 2 keep their chunks
+(EHZ1, also for chunks added to them now).
 
 Only numcodecs is imported with this module; the core (GDAL, onnxruntime) on first use, zarr by write_zarr.
 """
 import dataclasses
 import struct
 import threading
+import zlib
 
 import numpy as np
 from numcodecs.abc import Codec
 from numcodecs.compat import ensure_bytes, ndarray_copy
 
 CODEC_ID = 'enmap_ehc'
-CHUNK_MAGIC = b'EHZ1'
+CHUNK_MAGIC = b'EHZ1'  # format versions 1 and 2
+CHECKED_CHUNK_MAGIC = b'EHZ2'  # versions 3 and 4: the chunk ends in a CRC-32 of its bytes before it
 _CHUNK_HEAD = struct.Struct('<4sIII')  # magic, bands, height, width; then the dead-band bits and the tile payload
+_CHUNK_CRC = struct.Struct('<I')
 DEFAULT_VARIABLE = 'reflectance'
-FORMAT_VERSIONS = (1, 2)
-EXACT_VERSION = 2  # error-bounded chunks reconstructed exactly (see the module docstring)
+FORMAT_VERSIONS = (1, 2, 3, 4)
+EXACT_VERSIONS = (2, 4)  # error-bounded chunks reconstructed exactly (see the module docstring)
+CHECKED_VERSIONS = (3, 4)
+MAX_OLD_CHUNK_PIXELS = 1 << 20  # an unchecked EHZ1 chunk's head may state at most this (the writers did not limit
+# their chunks; a damaged head must not ask for gigabytes); EHZ2 chunks are tiles, at most MAX_TILE_SIZE a side
 
 
 class EhcCodec(Codec):
@@ -46,10 +55,10 @@ class EhcCodec(Codec):
     def __init__(self, model, model_sha256, quality, wavelengths, canonical_index, dtype='int16', nodata=-32768.0,
                  max_error=None, extra_bands=(), error_bound=None, format_version=1):
         if int(format_version) not in FORMAT_VERSIONS:
-            raise ValueError(f'this EnMAP Compress reads {CODEC_ID} format versions 1 and 2, not {format_version}; '
+            raise ValueError(f'this EnMAP Compress reads {CODEC_ID} format versions 1 to 4, not {format_version}; '
                              'update enmap-compress to read this store')
-        if int(format_version) == EXACT_VERSION and max_error is None and error_bound is None:
-            raise ValueError(f'{CODEC_ID} format version {EXACT_VERSION} is for error-bounded and lossless stores')
+        if int(format_version) in EXACT_VERSIONS and max_error is None and error_bound is None:
+            raise ValueError(f'{CODEC_ID} format version {format_version} is for error-bounded and lossless stores')
         self.model = str(model)
         self.model_sha256 = str(model_sha256)
         self.quality = int(quality)
@@ -93,7 +102,7 @@ class EhcCodec(Codec):
         return cls(package.model_id if _is_bundled(package) else package.folder, package.decoder_sha256(),
                    codec._quality(quality), wavelengths, bands.canonical_order(wavelengths), dtype, nodata,
                    uniform, extra, bound.codec_info() if bound is not None and uniform is None else None,
-                   EXACT_VERSION if exact else 1)
+                   4 if exact else 3)
 
     # -- pickling (Dask ships codecs to its workers): the configuration only, never the model sessions -----------
     def __getstate__(self):
@@ -115,34 +124,83 @@ class EhcCodec(Codec):
         dead = self._nodata_mask(canonical).all(axis=(1, 2))
         tile, window, kept = _whole_chunk(coder, chunk.shape)
         payload, _ = encode_tile(coder, canonical, self.nodata, dead, kept)
-        head = _CHUNK_HEAD.pack(CHUNK_MAGIC, *chunk.shape)
-        return head + np.packbits(dead).tobytes() + payload
+        head = _CHUNK_HEAD.pack(self._magic, *chunk.shape)
+        data = head + np.packbits(dead).tobytes() + payload
+        return data + _CHUNK_CRC.pack(zlib.crc32(data)) if self._checked else data
 
     def decode(self, buf, out=None):
         from .core.codec import decode_tile
         from .core.errors import FormatError
 
         data = ensure_bytes(buf)
-        try:
-            magic, count, height, width = _CHUNK_HEAD.unpack_from(data, 0)
-        except struct.error as exc:
-            raise FormatError(f'a {CODEC_ID} chunk is truncated ({len(data)} bytes)') from exc
-        if magic != CHUNK_MAGIC or count != len(self.wavelengths):
-            raise FormatError(f'not a {CODEC_ID} chunk of this array (magic {magic!r}, {count} bands)')
-        bits = (count + 7) // 8
-        dead = np.unpackbits(np.frombuffer(data, np.uint8, bits, _CHUNK_HEAD.size))[:count].astype(bool)
+        count, height, width, dead, payload = self._chunk_parts(data)
+        if out is not None and memoryview(out).nbytes != count * height * width * np.dtype(self.dtype).itemsize:
+            raise FormatError(f'a {CODEC_ID} chunk of {count} x {height} x {width} samples does not fit the array\'s '
+                              f'chunk of {memoryview(out).nbytes} bytes')
         coder, _ = self._tile_coder()
         tile, window, _ = _whole_chunk(coder, (count, height, width))
-        canonical = decode_tile(coder, data[_CHUNK_HEAD.size + bits:], tile, window, self.dtype, self.nodata, dead)
+        canonical = decode_tile(coder, payload, tile, window, self.dtype, self.nodata, dead)
         chunk = np.empty_like(canonical)
         chunk[self.canonical_index] = canonical
         return ndarray_copy(chunk, out)
 
     # -- internals -----------------------------------------------------------------------------------------------
+    @property
+    def _checked(self):
+        return self.format_version in CHECKED_VERSIONS
+
+    @property
+    def _magic(self):
+        return CHECKED_CHUNK_MAGIC if self._checked else CHUNK_MAGIC
+
+    def _fits(self, height, width):
+        """Whether a chunk of this shape may be written and read: a tile's (versions 3, 4), or a version 1 or 2
+        store's of at most MAX_OLD_CHUNK_PIXELS."""
+        from .core.modelmeta import MAX_TILE_SIZE
+
+        if self._checked:
+            return height <= MAX_TILE_SIZE and width <= MAX_TILE_SIZE
+        return height * width <= MAX_OLD_CHUNK_PIXELS
+
+    @property
+    def _largest(self):
+        from .core.modelmeta import MAX_TILE_SIZE
+
+        return f'{MAX_TILE_SIZE} x {MAX_TILE_SIZE}' if self._checked else f'{MAX_OLD_CHUNK_PIXELS}'
+
+    def _chunk_parts(self, data):
+        """(bands, height, width, dead-band flags, tile payload) of a chunk, each checked before it is used: its
+        CRC (versions 3 and 4), magic, band count and a shape the chunk may have."""
+        from .core.errors import FormatError
+
+        crc = _CHUNK_CRC.size if self._checked else 0
+        if len(data) < _CHUNK_HEAD.size + crc:
+            raise FormatError(f'a {CODEC_ID} chunk is truncated ({len(data)} bytes)')
+        magic, count, height, width = _CHUNK_HEAD.unpack_from(data, 0)
+        if magic != self._magic or count != len(self.wavelengths):
+            raise FormatError(f'not a {CODEC_ID} chunk of this array (magic {magic!r}, {count} bands; a format '
+                              f'version {self.format_version} chunk starts with {self._magic!r})')
+        if crc:
+            body, (stored,) = data[:-crc], _CHUNK_CRC.unpack_from(data, len(data) - crc)
+            if zlib.crc32(body) != stored:
+                raise FormatError(f'a {CODEC_ID} chunk is damaged (its CRC-32 does not match its {len(data)} bytes)')
+            data = body
+        if not (height and width and self._fits(height, width)):
+            raise FormatError(f'a {CODEC_ID} chunk states {height} x {width} px, which no chunk of this store has')
+        bits = (count + 7) // 8
+        if len(data) < _CHUNK_HEAD.size + bits:
+            raise FormatError(f'a {CODEC_ID} chunk is truncated ({len(data)} bytes)')
+        dead = np.unpackbits(np.frombuffer(data, np.uint8, bits, _CHUNK_HEAD.size))[:count].astype(bool)
+        return count, height, width, dead, data[_CHUNK_HEAD.size + bits:]
+
     def _check_chunk(self, chunk):
         if chunk.ndim != 3 or chunk.shape[0] != len(self.wavelengths):
             raise ValueError(f'the {CODEC_ID} codec codes chunks of whole spectra, (bands={len(self.wavelengths)}, '
                              f'y, x); got a chunk of shape {chunk.shape}: chunk the band axis as one piece')
+        if not self._fits(*chunk.shape[1:]):
+            raise ValueError(f'the {CODEC_ID} codec codes chunks of at most {self._largest} px (a larger one costs '
+                             f'too much memory to decode); got {chunk.shape[1]} x {chunk.shape[2]}: chunk the y and x '
+                             'axes in smaller pieces')
         if chunk.dtype != np.dtype(self.dtype):
             raise ValueError(f'this {CODEC_ID} codec was made for {self.dtype} data, not {chunk.dtype}')
 
@@ -173,7 +231,7 @@ class EhcCodec(Codec):
             stated = None if self.error_bound is None else ErrorBound.from_codec_info({'error_bound': self.error_bound})
             info = CodecInfo(model_id, self.model_sha256, self.quality, tuple(self.extra_bands),
                              max_error=self.max_error, error_bound=stated, model_path=model_path)
-            if self.format_version == EXACT_VERSION:  # the model's exactly reconstructed coder (the TileCoder
+            if self.format_version in EXACT_VERSIONS:  # the model's exactly reconstructed coder (the TileCoder
                 # refuses a model without an exact synthesis)
                 meta = codec.find_package(info).meta
                 info = dataclasses.replace(info, latent_coder=new_file_scheme(meta, exact=True))
@@ -215,7 +273,12 @@ def write_zarr(source, store, model=None, quality=None, max_error=None, code_all
     import zarr
 
     from .core.enmap import open_spectral
+    from .core.errors import InputError
+    from .core.modelmeta import MAX_TILE_SIZE
     from .core.tiling import Progress, tile_grid
+
+    if isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer)) or not 1 <= chunk <= MAX_TILE_SIZE:
+        raise InputError(f'the chunk size must be a whole number of pixels from 1 to {MAX_TILE_SIZE}, not {chunk!r}')
 
     with open_spectral(source) as raster:
         codec = EhcCodec.for_model(raster.wavelengths, model, quality, max_error, code_all_bands,

@@ -2,6 +2,7 @@
 import json
 import os
 import pickle
+import struct
 
 import dask
 import numcodecs
@@ -12,7 +13,7 @@ import zarr
 from osgeo import gdal
 
 from enmap_compress.plugin.core.bands import hyspecnet_keep_mask, standard_wavelengths
-from enmap_compress.plugin.core.errors import ModelNotFoundError
+from enmap_compress.plugin.core.errors import FormatError, InputError, ModelNotFoundError
 from enmap_compress.plugin.core.runtime import find_model
 from enmap_compress.plugin.zarr_codec import CODEC_ID, EhcCodec, write_zarr
 from tools import synthetic
@@ -116,18 +117,19 @@ def test_xarray_writes_a_cube_with_the_codec_and_reads_it_back(tmp_path, origina
 
 def test_error_bounded_stores_of_rdnet_and_pca_are_reconstructed_exactly(tmp_path_factory, product, original,
                                                                          lossy_store):
-    """Format version 2: the chunks of an error-bounded store of a model with an exact synthesis decode to the same
-    values on every CPU (codec.exact_latent_coder); lossy stores, and other models' bounded ones, stay version 1."""
+    """Format version 4 (2 with checked chunks): the chunks of an error-bounded store of a model with an exact
+    synthesis decode to the same values on every CPU (codec.exact_latent_coder); lossy stores, and other models'
+    bounded ones, are version 3 (1 with checked chunks)."""
     store = store_of(tmp_path_factory, product, 'exact', model='rdnet', max_error=2)
     codec = zarr.open(store, mode='r')['reflectance'].compressor
-    assert codec.format_version == 2 and codec._tile_coder()[0].latent_scheme == 'context-v4'
+    assert codec.format_version == 4 and codec._tile_coder()[0].latent_scheme == 'context-v4'
     bands, valid = coded_valid(original)
     restored = decoded(store)
     assert np.abs(restored[bands][:, valid].astype(int) - original[bands][:, valid]).max() <= 2
-    assert zarr.open(lossy_store, mode='r')['reflectance'].compressor.format_version == 1
+    assert zarr.open(lossy_store, mode='r')['reflectance'].compressor.format_version == 3
     assert EhcCodec.for_model(standard_wavelengths(), model='pca', max_error=0)._tile_coder()[0].latent_scheme == \
         'model-exact-v1'
-    assert EhcCodec.for_model(standard_wavelengths(), model='cae1d', max_error=3).format_version == 1
+    assert EhcCodec.for_model(standard_wavelengths(), model='cae1d', max_error=3).format_version == 3
     config = dict(codec.get_config(), max_error=None, error_bound=None)
     config.pop('id')
     with pytest.raises(ValueError, match='is for error-bounded and lossless stores'):
@@ -158,3 +160,52 @@ def test_a_store_whose_model_is_missing_names_the_model_to_install(tmp_path_fact
     os.remove(os.path.join(store, '.zmetadata'))  # no stale consolidated copy
     with pytest.raises(ModelNotFoundError, match='model "sscnet".*not installed'):
         zarr.open(store, mode='r')['reflectance'][:, :8, :8]
+
+
+def _codec_of_version(version, **bound):
+    """The codec of a pca store of this format version (1 and 2: as 0.6 / 0.7.0 wrote them)."""
+    config = EhcCodec.for_model(standard_wavelengths(), model='pca', quality=5, **bound).get_config()
+    config.pop('id')
+    return EhcCodec(**dict(config, format_version=version))
+
+
+@pytest.mark.parametrize('version', [1, 2, 3, 4])
+def test_a_damaged_chunk_is_refused_not_decoded(original, version):
+    """Every flipped bit of a checked chunk (3, 4) is refused by its CRC-32, also in the head (its shape and dead-band
+    flags: 0.7.0 turned a band into nodata for one flag); truncated chunks and heads stating impossible shapes are
+    refused in the unchecked ones too (0.7.0 raised ValueError, or allocated what the head said)."""
+    codec = _codec_of_version(version, **({'max_error': 2} if version in (2, 4) else {}))
+    cube = np.ascontiguousarray(original[:, :16, :16])
+    chunk = codec.encode(cube)
+    assert chunk[:4] == (b'EHZ2' if version >= 3 else b'EHZ1')
+    if version in (2, 4):
+        bands, _ = coded_valid(cube)
+        assert np.abs(codec.decode(chunk)[bands].astype(int) - cube[bands]).max() <= 2
+    damaged = [chunk[:n] for n in (0, 3, 15, 16, 20, 43, len(chunk) - 1)]
+    for head in (struct.pack('<II', 0xFFFFFFFF, 1), struct.pack('<II', 0, 16), struct.pack('<II', 1 << 16, 1 << 16)):
+        damaged.append(chunk[:8] + head + chunk[16:])
+    if version >= 3:
+        damaged += [bytes(chunk[:i]) + bytes([chunk[i] ^ (1 << bit)]) + chunk[i + 1:]
+                    for i in range(len(chunk)) for bit in (0, 7) if i < 48 or i % 97 == 0]
+    for data in damaged:
+        with pytest.raises(FormatError):
+            codec.decode(data)
+    with pytest.raises(FormatError, match='does not fit'):
+        codec.decode(chunk, out=np.empty((224, 16, 15), np.int16))
+
+
+def test_chunks_of_new_stores_are_tiles_and_older_stores_keep_their_layout(tmp_path, original):
+    """A checked store's chunks are at most MAX_TILE_SIZE a side (write_zarr refuses more before writing); a version
+    1 or 2 store (0.7.0) still takes chunks of its own layout, unchecked, and reads them."""
+    with pytest.raises(ValueError, match='at most 256 x 256 px'):
+        _codec_of_version(3).encode(np.zeros((224, 8, 300), np.int16))
+    with pytest.raises(InputError, match='chunk size'):
+        write_zarr(str(tmp_path / 'none.tif'), str(tmp_path / 'big.zarr'), chunk=512)
+    old = _codec_of_version(1)
+    cube = np.ascontiguousarray(original[:, :8, :8])
+    chunk = old.encode(cube)
+    assert chunk[:4] == b'EHZ1' and len(chunk) < len(_codec_of_version(3).encode(cube))
+    new = _codec_of_version(3)  # the same tile payload in the other framing: the same pixels
+    np.testing.assert_array_equal(old.decode(chunk), new.decode(new.encode(cube)))
+    with pytest.raises(FormatError, match='starts with'):
+        _codec_of_version(3).decode(chunk)
