@@ -587,7 +587,7 @@ def _representable(value, dtype):
     if dtype.kind in 'iu':
         info = np.iinfo(dtype)
         return float(value).is_integer() and info.min <= value <= info.max
-    return True
+    return not np.isfinite(value) or abs(value) <= np.finfo(dtype).max  # (1e300 never occurs in float32 data)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -687,7 +687,8 @@ class SpectralRaster:
         if nodata is None and xml is not None:
             nodata = ENMAP_NODATA  # DLR's L2A no-data value, not always stored in the image file
         self.nodata = None if nodata is None else float(nodata)
-        if self.nodata is not None and self.dtype.kind in 'iu' and not _representable(self.nodata, self.dtype):
+        if self.nodata is not None and not (self.dtype.kind == 'f' and np.isnan(self.nodata)) and \
+                not _representable(self.nodata, self.dtype):
             self._warn(f'{self._label} declares nodata {self.nodata:g}, which {gdal.GetDataTypeName(self._gdal_type)} '
                        'data cannot hold, so no sample is nodata: it is read without nodata, and the output '
                        'declares none.')

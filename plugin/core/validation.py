@@ -135,6 +135,10 @@ def _check_fill_value(fields, key, dtype):
         return
     if dtype.kind == 'f':
         fields.number(key, finite=False)
+        largest = float(np.finfo(dtype).max)
+        if math.isfinite(value) and abs(value) > largest:  # (GDAL reads such a nodata as inf: no writer states it)
+            fields.fail(key, f'must be a {dtype.name} value (at most {largest:g} in magnitude, or inf or NaN), '
+                        f'not {shown(value)}')
         return
     info = np.iinfo(dtype)
     fields.number(key)

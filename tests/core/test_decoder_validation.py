@@ -148,6 +148,19 @@ def test_a_missing_header_field_is_named(fresh, tmp_path, keys):
     _refused(_with(EhcParts.read(fresh), _drop(keys)).build(), tmp_path, rf'{keys[-1]}.*(missing|object)')
 
 
+@pytest.mark.parametrize('key', ['nodata', 'fill'])
+def test_a_float32_file_s_nodata_must_be_a_float32_value(tmp_path, key):
+    """1e300 is finite, but float32 cannot hold it: 0.7.0 decoded such a header with overflow warnings and wrote
+    inf as nodata."""
+    path = os.path.join(os.path.dirname(CORPUS), 'corpus-0.7', 'rdnet_lossless_float_nan_t8.ehc')
+    parts = EhcParts.read(path)
+    assert parts.header['raster']['dtype'] == 'float32'
+    _refused(_with(parts, _set(('raster', key), 1e300)).build(), tmp_path, rf'raster\.{key} must be a float32 value')
+    held = tmp_path / 'held.ehc'  # inf and NaN remain values a float32 holds
+    held.write_bytes(_with(EhcParts.read(path), _set(('raster', key), float('inf'))).build())
+    decompress(str(held), str(tmp_path / 'held.tif'), 'cpu')
+
+
 def test_a_lossless_file_must_restore_every_band(tmp_path):
     parts = EhcParts.read(os.path.join(CORPUS, 'pca_lossless_t8.ehc'))
     _refused(_with(parts, _set(('codec', 'extra_bands'), [])).build(), tmp_path, r'codec\.extra_bands.*lossless')

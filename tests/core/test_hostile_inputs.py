@@ -226,6 +226,18 @@ def _nan_geotransform(tmp_path):
     return path
 
 
+def _float_vrt_with_nodata(tmp_path, nodata):
+    """A Float32 VRT whose bands state a nodata float32 cannot hold (a VRT keeps the double; a GeoTIFF reads inf)."""
+    from osgeo import gdal
+
+    base = synthetic.write_scene(str(tmp_path / 'base.tif'), width=8, height=6, seed=3)
+    floats = str(tmp_path / 'float.tif')
+    gdal.Translate(floats, base, outputType=gdal.GDT_Float32, noData='none')
+    path = str(tmp_path / 'float.vrt')
+    gdal.BuildVRT(path, [floats], srcNodata='none', VRTNodata=nodata)
+    return path
+
+
 def _all_bands(method, *args):
     def edit(ds):
         for index in range(1, ds.RasterCount + 1):
@@ -242,6 +254,8 @@ ODD_METADATA = {  # what 0.5.3 wrote into a .ehc file that no reader accepted; e
                                                           lambda ds: ds.GetRasterBand(3).SetDescription('x' * 5000)),
                                    'the name of band 3 has 5000 characters; its first 4096 are kept'),
     'a NaN geotransform': (_nan_geotransform, 'has a geotransform that is not a set of numbers'),
+    'nodata beyond float32': (lambda p: _float_vrt_with_nodata(p, 1e300),
+                              'declares nodata 1e+300, which Float32 data cannot hold'),
 }
 
 
