@@ -164,6 +164,13 @@ def _header_int(value, name):
     return value
 
 
+def integer_residual(original, base):
+    """original - base (whole numbers, as floats of any type) in int64, exactly: in float32 a residual beyond 2^24
+    (a base near BASE_LIMIT against an input near EXACT_LIMIT) lost its last bit, and the bound check refused the
+    tile as an internal error."""
+    return np.asarray(original).astype(np.int64) - np.asarray(base).astype(np.int64)
+
+
 @dataclass(frozen=True)
 class UniformQuantiser:
     """|x - restored| <= E with restored = base + q (2E + 1): the residual layer of every MAX_ERROR file."""
@@ -171,7 +178,7 @@ class UniformQuantiser:
     max_error: int
 
     def symbols(self, original, base):
-        residual = (original - base).astype(np.int64)
+        residual = integer_residual(original, base)
         step = 2 * self.max_error + 1
         return (np.sign(residual) * ((np.abs(residual) + self.max_error) // step)).astype(np.int32)
 

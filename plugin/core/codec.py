@@ -17,7 +17,7 @@ import numpy as np
 from ..paths import MODELS_DIR
 from . import bandstream, context_coder, entropy, residual, samples, spectral, tilepayload
 from .bands import CLIP_MARGIN, DN_PEAK, FAINT, N_BANDS, N_HYSPECNET, Radiometry, band_set
-from .bounds import UniformQuantiser, error_bound, uniform_bound, whole_number
+from .bounds import UniformQuantiser, error_bound, integer_residual, uniform_bound, whole_number
 from .codecheader import (
     BAND_GAINS,
     BASIS_CODERS,
@@ -237,7 +237,8 @@ class TileCoder:
         limits = self.bound.absolute(self.bands)[:count]
         if original is not None:
             rest = self.bound.symbols(original[count:], base[count:], self.bands[count:])
-            head, restored = residual.code(valid, limits, residual=(original[:count] - base[:count]).astype(np.int32))
+            head, restored = residual.code(valid, limits, residual=integer_residual(original[:count],
+                                                                                 base[:count]).astype(np.int32))
             symbols = np.concatenate([head, rest])
         else:
             restored = residual.code(valid, limits, symbols=symbols[:count])[1]

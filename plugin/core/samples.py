@@ -23,7 +23,8 @@ from .errors import FormatError, InputError
 
 SECTION_VERSION = 1
 _HEAD = struct.Struct('<BI')  # version, sample count; then zlib(u32 position deltas, values in the raster dtype)
-EXACT_LIMIT = 2 ** 23  # |DN| of an error-bounded input: float32 model paths hold these integers and their residuals
+EXACT_LIMIT = 2 ** 23  # |DN| of an error-bounded input: float32 model paths hold these integers (their residuals,
+# up to 2^23 + BASE_LIMIT, are formed in int64: bounds.integer_residual)
 
 
 def fill_value(dtype, nodata):

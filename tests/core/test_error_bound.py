@@ -64,6 +64,28 @@ def test_lossless_is_bit_exact_for_all_224_bands(awkward_scene, tmp_path):
     assert result.max_error == 0
 
 
+@pytest.mark.parametrize('model', ['pca', 'rdnet'])
+def test_residuals_beyond_2_to_24_are_coded_exactly(tmp_path, model):
+    """Gain 1 and offset 16.76e6: the model base lies near -2^24 (within BASE_LIMIT) and the int16 DN near 30000,
+    so residuals pass 2^24. 0.7.0 formed them in float32, lost their last bit and refused the tile as an internal
+    error."""
+    path = synthetic.write_scene(str(tmp_path / 'offset.tif'), width=8, height=8, seed=2)
+    ds = gdal.Open(path, gdal.GA_Update)
+    rng = np.random.default_rng(0)
+    for index in range(1, ds.RasterCount + 1):
+        band = ds.GetRasterBand(index)
+        band.WriteArray(rng.integers(20000, 32768, (8, 8)).astype(np.int16))
+        band.SetScale(1.0)
+        band.SetOffset(16760000.0)
+    ds = None
+    for bound in (0, 10):
+        packed = str(tmp_path / f'{model}_{bound}.ehc')
+        compress(path, packed, model, None, 'cpu', max_error=bound)
+        decompress(packed, str(tmp_path / f'{model}_{bound}.tif'), 'cpu')
+        error = np.abs(_read(str(tmp_path / f'{model}_{bound}.tif')) - _read(path))
+        assert (error if bound == 0 else np.delete(error, DROPPED, axis=0)).max() <= bound  # (bands it restores)
+
+
 def test_fractional_float_input_is_refused_for_error_bounds(tmp_path):
     path = synthetic.write_scene(str(tmp_path / 'f.tif'), width=12, height=10, seed=2, dtype='float32')
     ds = gdal.Open(path, gdal.GA_Update)
