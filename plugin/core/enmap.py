@@ -12,10 +12,12 @@ import collections
 import contextlib
 import functools
 import logging
+import lzma
 import os
 import re
 import stat
 import zipfile
+import zlib
 from dataclasses import dataclass
 from typing import Optional
 
@@ -164,7 +166,8 @@ def _parse_metadata(data, path):
     label = f'The file {path}'
     try:
         root = SafeET.fromstring(data)
-    except (SafeET.ParseError, DefusedXmlException, ValueError) as exc:
+    except (SafeET.ParseError, DefusedXmlException, ValueError, LookupError) as exc:  # (LookupError: an encoding
+        # Python does not know, as expat reports it)
         raise _not_readable(label, f'corrupt or truncated: {exc}') from exc
     if root.tag != 'level_X':
         raise _not_readable(label, f'its root element is <{root.tag}>, expected <level_X>')
@@ -330,7 +333,8 @@ def _locate_zip(path):
             _check_zip_members(path, infos)
             xml_info = _zip_metadata_member(path, infos)
             data = _read_zip_member(zf, xml_info, MAX_XML_BYTES)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, RuntimeError) as exc:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, RuntimeError, zlib.error,
+            lzma.LZMAError, NotImplementedError) as exc:  # (damaged deflate or LZMA data; a method zipfile lacks)
         raise _zip_error(path, f'it is not a readable ZIP file ({exc})') from exc
     xml = _parse_metadata(data, _vsizip_path(path, xml_info.filename))
     folder, _, xml_name = xml_info.filename.rpartition('/')
@@ -436,6 +440,8 @@ def _locate(path):
         raise InputError(f'The input {path} does not exist. {_EXPECTED}')
     if os.path.isdir(path):
         return _locate_folder(path)
+    if not os.path.isfile(path):  # reading a pipe or a device named .zip or .tif never ends
+        raise InputError(f'The input {path} is not a regular file (a pipe, a device or a socket). {_EXPECTED}')
     lower = path.lower()
     if lower.endswith('.zip') or (not lower.endswith(_RASTER_EXTS) and zipfile.is_zipfile(path)):
         return _locate_zip(path)

@@ -18,6 +18,7 @@ waits for the whole member as before.
 """
 import contextlib
 import functools
+import lzma
 import os
 import shutil
 import struct
@@ -227,7 +228,7 @@ class StagedImage:
                         self._unpack(archive, handle, member, True, on_block, ready)
                     else:
                         self._unpack(archive, handle, member, False)
-        except (zipfile.BadZipFile, zlib.error, EOFError) as exc:  # a bad CRC, a broken deflate stream
+        except (zipfile.BadZipFile, zlib.error, lzma.LZMAError, EOFError) as exc:  # a bad CRC, a broken stream
             raise InputError(f'The ZIP {image.zip_path} is damaged: its member {member} cannot be '
                              f'unpacked ({exc}).') from exc
 

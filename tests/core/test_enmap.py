@@ -1,6 +1,7 @@
 """open_spectral: every input form, band order, nodata, dead bands, and every bad input."""
 import logging
 import os
+import re
 import shutil
 import zipfile
 
@@ -391,6 +392,43 @@ def test_zip_that_is_not_a_zip(tmp_path):
     path.write_bytes(b'PK\x03\x04 not really a zip')
     with pytest.raises(InputError, match='not a readable ZIP'):
         open_spectral(str(path))
+
+
+def _damaged_member(path, member, method):
+    """`path` rewritten with `member` compressed by `method`, 64 bytes of its data flipped."""
+    with zipfile.ZipFile(path) as zf:
+        members = {i.filename: zf.read(i) for i in zf.infolist() if not i.is_dir()}
+    with zipfile.ZipFile(path, 'w', method) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    data = bytearray(open(path, 'rb').read())
+    info = zipfile.ZipFile(path).getinfo(member)
+    start = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra) + 100
+    data[start:start + 64] = bytes(b ^ 0x5A for b in data[start:start + 64])
+    open(path, 'wb').write(bytes(data))
+
+
+@pytest.mark.parametrize('damage', ['deflate', 'lzma', 'encoding'])
+def test_a_damaged_metadata_member_is_one_input_error(product, tmp_path, damage):
+    """0.7.0 let zlib.error, LZMAError and expat's LookupError (an unknown encoding) escape as internal errors."""
+    path = str(tmp_path / 'p.ZIP')
+    shutil.copy(product.zip, path)
+    with zipfile.ZipFile(path) as zf:
+        xml = next(n for n in zf.namelist() if n.endswith('-METADATA.XML'))
+        text = zf.read(xml)
+    if damage == 'encoding':
+        _zip(tmp_path / 'p.ZIP', {xml: re.sub(rb"encoding=.[A-Za-z0-9-]+.", b"encoding='NO-SUCH-CODEC'", text)})
+    else:
+        _damaged_member(path, xml, zipfile.ZIP_DEFLATED if damage == 'deflate' else zipfile.ZIP_LZMA)
+    with pytest.raises(InputError, match='not a readable'):
+        open_spectral(path)
+
+
+@pytest.mark.skipif(os.name != 'posix', reason='a FIFO')
+def test_a_pipe_named_like_a_product_is_refused_not_read_forever(tmp_path):
+    os.mkfifo(str(tmp_path / 'P.ZIP'))
+    with pytest.raises(InputError, match='not a regular file'):
+        open_spectral(str(tmp_path / 'P.ZIP'))
 
 
 def test_zip_with_oversized_xml(product, tmp_path, monkeypatch):
