@@ -65,16 +65,36 @@ class _Product:
 def process_source(task, settings):
     """All records of one source; never raises for a bad product (it becomes a failed record)."""
     source = task.source
+    unreadable = _unreadable(source)
+    if unreadable:
+        return [_failed(_Product(source.input, source.output, source.input, None), settings, unreadable)]
     if source.kind == 'tar':
         return _tar_records(task, settings)
     product = _Product(source.input, source.output, source.input, _size_of(source.path))
     return [_product_record(product, source.path, task, settings)]
 
 
+def _unreadable(source):
+    """Why a source cannot be read (a broken link, a pipe or a device: reading one may never end), or None."""
+    try:
+        source.path.encode('utf-8')
+    except UnicodeEncodeError:
+        return f'{source.input}: its name is not valid UTF-8, which GDAL cannot open; rename it'
+    try:
+        if source.kind == 'folder':
+            _size_of(source.path)
+        elif not os.path.isfile(source.path):
+            return f'{source.input} is not a regular file (a broken link, a pipe or a device)'
+    except OSError as exc:
+        return f'{source.input} cannot be read ({exc.strerror or exc}: {exc.filename or source.input})'
+    return None
+
+
 def _size_of(path):
     if not os.path.isdir(path):
         return os.path.getsize(path)
-    return sum(os.path.getsize(os.path.join(root, name)) for root, _, names in os.walk(path) for name in names)
+    return sum(os.path.getsize(os.path.join(root, name)) for root, _, names in os.walk(path) for name in names
+               if os.path.isfile(os.path.join(root, name)))  # (a broken link beside the product is no part of it)
 
 
 def _tar_records(task, settings):

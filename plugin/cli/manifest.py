@@ -110,7 +110,8 @@ class Manifest:
 
     def append(self, record):
         """Write one record as one line (a single write), flushed to disk before returning."""
-        line = (json.dumps(jsonable(record), ensure_ascii=False, allow_nan=False, separators=(',', ':')) + '\n')
+        line = (json.dumps(jsonable(record), allow_nan=False, separators=(',', ':')) + '\n')  # ASCII: a file name
+        # that is not UTF-8 (a lone surrogate in Python) is written escaped, and reads back as the same name
         data = line.encode('utf-8')
         written = os.write(self._fd, data)
         while written < len(data):  # only on exotic file systems; the line still ends up whole

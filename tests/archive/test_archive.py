@@ -14,6 +14,7 @@ from enmap_compress.plugin.cli.discover import discover
 from enmap_compress.plugin.cli.manifest import Manifest, read_records
 from enmap_compress.plugin.core.errors import OutputError
 from enmap_compress.plugin.core.runtime import sha256_of
+from tools import synthetic
 
 FIELDS = {'input', 'output', 'status', 'error', 'bytes_in', 'bytes_out', 'bpppb', 'seconds', 'sha256', 'model',
           'quality', 'max_error'}
@@ -151,3 +152,27 @@ def test_a_kill_in_the_middle_then_a_rerun_completes_everything_once(tmp_path):
         assert sha256_of(os.path.join(dest, record['output'])) == record['sha256']
     assert leftovers(dest) == []
     assert cli.main(['verify', os.path.join(dest, latest[names[-1]]['output']), '--quiet']) == 0
+
+
+@pytest.mark.skipif(os.name != 'posix', reason='FIFOs, dangling links and non-UTF-8 names are POSIX file system cases')
+def test_entries_that_are_not_readable_products_fail_alone_and_the_run_goes_on(tmp_path, capsys):
+    """A dangling link, a FIFO and a name that is not UTF-8, each named like a product ZIP, and a product folder
+    holding a broken link. 0.7.0 stopped the run at the link (an OSError), hung on the FIFO, and crashed writing the
+    manifest record of the name; the folder's broken link stopped it too."""
+    src = tmp_path / 'src'
+    src.mkdir()
+    good = write_zip(str(src), 1, size=(16, 16))
+    os.symlink(str(tmp_path / 'nowhere.zip'), str(src / 'B.ZIP'))
+    os.mkfifo(str(src / 'C.ZIP'))
+    odd = os.fsdecode(b'D\xff.ZIP')
+    os.link(good, str(src / odd))
+    folder = synthetic.write_product(str(src), 16, 16, seed=2, product_name=product_name(2)).folder
+    os.symlink(str(tmp_path / 'gone'), os.path.join(folder, 'broken'))
+    dest = str(tmp_path / 'dest')
+    status, summary = archive_json(capsys, str(src), dest)
+    errors = {f['input']: f['error'] for f in summary['failures']}
+    assert summary['compressed'] == 2 and set(errors) == {'B.ZIP', 'C.ZIP', odd}, errors
+    assert 'not a regular file' in errors['B.ZIP'] and 'not a regular file' in errors['C.ZIP']
+    assert 'not valid UTF-8' in errors[odd]
+    assert status == 13 and {r['input'] for r in read_records(dest)} == {os.path.basename(good), product_name(2),
+                                                                         'B.ZIP', 'C.ZIP', odd}
