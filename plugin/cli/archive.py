@@ -2,9 +2,10 @@
 
 One task per source (a product folder, ZIP, spectral image TIF, or a .tar.gz order holding ZIPs), run one after
 another here, or on Dask (`--workers N` starts a local cluster of N worker processes, `--scheduler ADDRESS` uses an
-existing one: the same code path). Each task returns its records; they are appended to DEST/manifest.jsonl as the
-tasks complete. A task first checks whether its output already exists, unchanged, with the settings asked for
-(its manifest record's sha256, input size and options), and then skips it. Outputs are written atomically by the
+existing one: the same code path). Each product's record is appended to DEST/manifest.jsonl as soon as it is done
+here, or as its task completes on Dask. A task first checks whether its output already exists, unchanged, with the
+settings asked for (its manifest record's sha256, the input's size and modification time, and the options), and
+then skips it. Outputs are written atomically by the
 core, so a killed run leaves no partial .ehc; a worker that dies mid-task is replaced by Dask and its task runs again
 elsewhere, so every product is recorded exactly once per run.
 """
@@ -58,20 +59,30 @@ class _Product:
     output: str
     source: str
     bytes_in: int
+    modified: object = None  # the input's modification time (whole seconds; a folder's newest file)
 
 
 # --- one task (runs on a worker) ----------------------------------------------------------------------------
 
 def process_source(task, settings):
-    """All records of one source; never raises for a bad product (it becomes a failed record)."""
+    """All records of one source (a Dask task's result); never raises for a bad product (it becomes a failed
+    record)."""
+    return list(source_records(task, settings))
+
+
+def source_records(task, settings):
+    """The records of one source, each as soon as its product is done (an order's products are recorded one by one:
+    a run stopped in the middle of an order keeps those done)."""
     source = task.source
     unreadable = _unreadable(source)
     if unreadable:
-        return [_failed(_Product(source.input, source.output, source.input, None), settings, unreadable)]
-    if source.kind == 'tar':
-        return _tar_records(task, settings)
-    product = _Product(source.input, source.output, source.input, _size_of(source.path))
-    return [_product_record(product, source.path, task, settings)]
+        yield _failed(_Product(source.input, source.output, source.input, None), settings, unreadable)
+    elif source.kind == 'tar':
+        yield from _tar_records(task, settings)
+    else:
+        product = _Product(source.input, source.output, source.input, _size_of(source.path),
+                           _modified(source.path))
+        yield _product_record(product, source.path, task, settings)
 
 
 def _unreadable(source):
@@ -97,29 +108,40 @@ def _size_of(path):
                if os.path.isfile(os.path.join(root, name)))  # (a broken link beside the product is no part of it)
 
 
+def _modified(path):
+    """Whole seconds of the input's (a folder: its newest file's) modification time: a rewritten input of the same
+    size is compressed again (tar members keep whole seconds)."""
+    if not os.path.isdir(path):
+        return int(os.path.getmtime(path))
+    return max((int(os.path.getmtime(os.path.join(root, name))) for root, _, names in os.walk(path) for name in names
+                if os.path.isfile(os.path.join(root, name))), default=None)
+
+
 def _tar_records(task, settings):
-    source, records = task.source, []
+    source, count = task.source, 0
     try:
         with tarfile.open(source.path, mode='r|*') as tar:  # streamed: a tar.gz cannot be read in place
             for member in tar:
                 if not (member.isfile() and member.name.lower().endswith('.zip')):
                     continue
                 product = _Product(f'{source.input}/{_safe_member(member.name)}',
-                                   f'{source.output}/{_member_output(member.name)}', source.input, member.size)
+                                   f'{source.output}/{_member_output(member.name)}', source.input, member.size,
+                                   int(member.mtime))
+                count += 1
                 previous = task.previous.get(product.input)
                 if _unchanged(previous, product, task.dest, settings):
-                    records.append(_skipped(previous))
+                    yield _skipped(previous)
                     continue
                 with _scratch_copy(tar.extractfile(member), settings.scratch) as path:
-                    records.append(_product_record(product, path, task, settings))
+                    record = _product_record(product, path, task, settings)
+                yield record  # (after the scratch copy is gone)
     except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
-        records.append(_failed(_Product(source.input, source.output, source.input, _safe_size(source.path)),
-                               settings, f'{source.input} is not a readable tar archive ({exc})'))
-        return records
-    if not records:
-        records.append(_failed(_Product(source.input, source.output, source.input, _safe_size(source.path)),
-                               settings, f'the order {source.input} holds no product ZIP'))
-    return records
+        yield _failed(_Product(source.input, source.output, source.input, _safe_size(source.path)),
+                      settings, f'{source.input} is not a readable tar archive ({exc})')
+        return
+    if not count:
+        yield _failed(_Product(source.input, source.output, source.input, _safe_size(source.path)),
+                      settings, f'the order {source.input} holds no product ZIP')
 
 
 def _safe_member(name):
@@ -197,7 +219,8 @@ def _verify_into(record, output, original, settings):
 
 def _record(product, settings):
     return {'input': product.input, 'output': product.output, 'source': product.source, 'status': None,
-            'error': None, 'bytes_in': product.bytes_in, 'bytes_out': None, 'bpppb': None, 'seconds': None,
+            'error': None, 'bytes_in': product.bytes_in, 'modified': product.modified, 'bytes_out': None,
+            'bpppb': None, 'seconds': None,
             'sha256': None, 'model': settings.coding.get('model'), 'model_sha256': None,
             'quality': settings.coding.get('quality'), 'max_error': settings.coding.get('max_error'), 'bound': None,
             'options': dict(settings.coding), 'verify': settings.verify,
@@ -229,6 +252,8 @@ def _unchanged(previous, product, dest, settings):
         return False
     if previous.get('bytes_in') != product.bytes_in or previous.get('options') != settings.coding:
         return False
+    if previous.get('modified', product.modified) != product.modified:  # (records before 0.7.1 have no time)
+        return False
     if settings.verify and not previous.get('verify'):
         return False
     output = _dest_path(dest, product.output)
@@ -253,13 +278,15 @@ def peak_rss_mb():
 # --- executors ----------------------------------------------------------------------------------------------
 
 def run_here(tasks, settings):
-    """One task after another in this process; yields (task, records) as each completes."""
+    """One task after another in this process; yields (task, [record], task complete) as each product is done."""
     for task in tasks:
-        yield task, process_source(task, settings)
+        for record in source_records(task, settings):
+            yield task, [record], False
+        yield task, [], True
 
 
 def run_on_dask(client, tasks, settings):
-    """One Dask task per source; yields (task, records) in completion order. A task whose workers all died (the
+    """One Dask task per source; yields (task, records, True) in completion order. A task whose workers all died (the
     scheduler retries it on other workers a few times first) becomes a failed record with the reason."""
     from dask.distributed import as_completed
 
@@ -276,7 +303,7 @@ def run_on_dask(client, tasks, settings):
         except Exception as exc:  # KilledWorker, a lost scheduler connection, ...
             records = [_lost(task, settings, exc)]
         future.release()
-        yield task, records
+        yield task, records, True
 
 
 def _lost(task, settings, exc):
@@ -307,7 +334,9 @@ def run_archive(src, dest, settings, client=None, progress=None, on_record=None)
         failures, totals = [], {'bytes_in': 0, 'bytes_out': 0}
         runner = run_on_dask(client, tasks, settings) if client is not None else run_here(tasks, settings)
         try:
-            for done, (_, records) in enumerate(runner, start=1):
+            done = 0
+            for _, records, complete in runner:
+                done += complete
                 for record in records:
                     manifest.append(record)
                     counts[record['status']] += 1
@@ -318,7 +347,7 @@ def run_archive(src, dest, settings, client=None, progress=None, on_record=None)
                         totals['bytes_out'] += record['bytes_out'] or 0
                     if on_record is not None:
                         on_record(record)
-                if progress is not None:
+                if progress is not None and complete:
                     progress(100.0 * done / max(1, len(tasks)),
                              f'{done}/{len(tasks)} sources, {counts["failed"]} failed')
         finally:

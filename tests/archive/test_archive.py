@@ -176,3 +176,45 @@ def test_entries_that_are_not_readable_products_fail_alone_and_the_run_goes_on(t
     assert 'not valid UTF-8' in errors[odd]
     assert status == 13 and {r['input'] for r in read_records(dest)} == {os.path.basename(good), product_name(2),
                                                                          'B.ZIP', 'C.ZIP', odd}
+
+
+def test_an_input_rewritten_at_the_same_size_is_compressed_again(tmp_path, capsys):
+    """The record holds the input's modification time; 0.7.0 compared its size only and kept the stale output."""
+    src = tmp_path / 'src'
+    src.mkdir()
+    first, second = write_zip(str(src), 1, size=(16, 16)), write_zip(str(src), 2, size=(16, 16))
+    dest = str(tmp_path / 'dest')
+    archive_json(capsys, str(src), dest)
+    stat = os.stat(first)
+    os.utime(first, (stat.st_atime, stat.st_mtime + 60))  # as a rewrite with the same size leaves it
+    status, summary = archive_json(capsys, str(src), dest)
+    assert (summary['compressed'], summary['skipped']) == (1, 1) and status == 0
+    assert {r['input'] for r in read_records(dest)[-2:] if r['status'] == 'ok'} == {os.path.basename(first)}
+    assert os.path.basename(second) in {r['input'] for r in read_records(dest) if r['status'] == 'skipped'}
+
+
+def test_a_run_stopped_inside_an_order_keeps_the_order_s_products_done_so_far(tmp_path):
+    """Each product of a .tar.gz order is recorded as it is done; 0.7.0 recorded an order's products when the whole
+    order was done, so a run stopped inside it (Ctrl+C, a kill) redid all of them."""
+    import tarfile
+
+    from enmap_compress.plugin.cli.archive import Settings, run_archive
+
+    src = tmp_path / 'src'
+    src.mkdir()
+    zips = [write_zip(str(tmp_path), n, size=(16, 16)) for n in (1, 2, 3)]
+    with tarfile.open(str(src / 'order.tar.gz'), 'w:gz') as tar:
+        for path in zips:
+            tar.add(path, arcname=os.path.basename(path))
+    dest = str(tmp_path / 'dest')
+    settings = Settings({'model': 'pca', 'quality': 3})
+
+    def stop_after_two(record):
+        if len(read_records(dest)) == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_archive(str(src), dest, settings, on_record=stop_after_two)
+    assert [r['status'] for r in read_records(dest)] == ['ok', 'ok'] and leftovers(dest) == []
+    summary = run_archive(str(src), dest, settings)
+    assert (summary['compressed'], summary['skipped']) == (1, 2)
