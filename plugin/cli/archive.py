@@ -11,6 +11,7 @@ elsewhere, so every product is recorded exactly once per run.
 """
 import contextlib
 import hashlib
+import itertools
 import logging
 import os
 import posixpath
@@ -20,13 +21,13 @@ import sys
 import tarfile
 import time
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ..core.errors import EnmapCompressError
 from ..core.outputs import scratch_claim
 from ..core.runtime import sha256_of
 from .console import one_line
-from .discover import Source, discover, ehc_name
+from .discover import Source, collision_message, discover, ehc_name
 from .manifest import Manifest
 from .options import add_coding_options, add_runtime_options, coding_kwargs, positive_int
 
@@ -51,6 +52,7 @@ class Task:
     source: Source
     dest: str
     previous: dict = field(default_factory=dict)  # input -> its latest manifest record
+    taken: dict = field(default_factory=dict)  # a tar's task: output.lower() -> the input of every other source
 
 
 @dataclass(frozen=True)
@@ -118,16 +120,31 @@ def _modified(path):
 
 
 def _tar_records(task, settings):
-    source, count = task.source, 0
+    source, count, taken = task.source, 0, dict(task.taken)
     try:
         with tarfile.open(source.path, mode='r|*') as tar:  # streamed: a tar.gz cannot be read in place
             for member in tar:
-                if not (member.isfile() and member.name.lower().endswith('.zip')):
+                if not member.name.lower().endswith('.zip') or not (member.isfile() or member.issym() or
+                                                                     member.islnk()):
+                    continue
+                if not member.isfile():  # (a link may point anywhere: it is never followed)
+                    link = _Product(f'{source.input}/{_safe_member(member.name)}',
+                                    f'{source.output}/{_member_output(member.name)}', source.input, None)
+                    count += 1
+                    yield _failed(link, settings, f'{link.input} is a link inside the order ({member.linkname}), '
+                                                  'which is not followed; put the ZIP itself in the order')
                     continue
                 product = _Product(f'{source.input}/{_safe_member(member.name)}',
                                    f'{source.output}/{_member_output(member.name)}', source.input, member.size,
                                    int(member.mtime))
                 count += 1
+                other = taken.setdefault(product.output.lower(), None)
+                if other is not None:  # another source's output, or another member's (P.ZIP and ./P.ZIP)
+                    raw = replace(product, input=f'{source.input}/{member.name} (member {count})')  # (a key of its
+                    # own in the manifest: it must not take the place of the product it collides with)
+                    yield _failed(raw, settings, collision_message(product.output, other))
+                    continue
+                taken[product.output.lower()] = product.input
                 previous = task.previous.get(product.input)
                 if _unchanged(previous, product, task.dest, settings):
                     yield _skipped(previous)
@@ -329,10 +346,15 @@ def run_archive(src, dest, settings, client=None, progress=None, on_record=None)
     with Manifest(dest) as manifest:
         settings = _with_scratch(settings, dest)
         shutil.rmtree(settings.scratch, ignore_errors=True)  # left by a killed run (we hold DEST's lock)
-        tasks = [Task(s, dest, _previous_records(manifest.latest, s)) for s in sources]
+        outputs = {s.output.lower(): s.input for s in sources if s.kind != 'tar'}
+        tasks = [Task(s, dest, _previous_records(manifest.latest, s), outputs if s.kind == 'tar' else {})
+                 for s in sources]
+        collided = [_failed(_Product(d['input'], d['output'], d['input'], None), settings,
+                            collision_message(d['output'], d['same_output_as'])) for d in duplicates if d['collision']]
         counts = {'ok': 0, 'skipped': 0, 'failed': 0}
         failures, totals = [], {'bytes_in': 0, 'bytes_out': 0}
         runner = run_on_dask(client, tasks, settings) if client is not None else run_here(tasks, settings)
+        runner = itertools.chain([(None, collided, False)], runner)  # (collisions fail before anything runs)
         try:
             done = 0
             for _, records, complete in runner:
@@ -392,7 +414,7 @@ def summary_text(summary):
              f'({mb_in:,.1f} MB in, {mb_out:,.1f} MB out)', f'manifest: {summary["manifest"]}']
     lines += [f'failed: {f["input"]}: {f["error"]}' for f in summary['failures']]
     lines += [f'not compressed twice: {d["input"]} (same product as {d["same_output_as"]})'
-              for d in summary['duplicates']]
+              for d in summary['duplicates'] if not d['collision']]
     return '\n'.join(lines)
 
 

@@ -93,12 +93,21 @@ def discover(src, dest=None):
 
 
 def _unique_outputs(found):
+    """One source per output. Sources of one output (a folder and its ZIP) are one product: the preferred kind is
+    compressed, the others are duplicates. Outputs that differ in letter case only are one file on Windows and
+    macOS: the first by name is compressed, the others are collisions (they fail, naming it)."""
     by_output = {}
     for source in found:
         by_output.setdefault(source.output.lower(), []).append(source)
     chosen, duplicates = [], []
     for group in by_output.values():
-        group.sort(key=lambda s: PREFERENCE.index(s.kind) if s.kind in PREFERENCE else len(PREFERENCE))
+        group.sort(key=lambda s: (s.output, PREFERENCE.index(s.kind) if s.kind in PREFERENCE else len(PREFERENCE)))
         chosen.append(group[0])
-        duplicates += [{'input': s.input, 'same_output_as': group[0].input} for s in group[1:]]
+        duplicates += [{'input': s.input, 'output': s.output, 'same_output_as': group[0].input,
+                        'collision': s.output != group[0].output} for s in group[1:]]
     return sorted(chosen, key=lambda s: s.input), duplicates
+
+
+def collision_message(output, other_input):
+    return (f'its output {output} is the output of {other_input} too (names that differ in letter case only are '
+            'one file on Windows and macOS); rename or move one of them')

@@ -218,3 +218,36 @@ def test_a_run_stopped_inside_an_order_keeps_the_order_s_products_done_so_far(tm
     assert [r['status'] for r in read_records(dest)] == ['ok', 'ok'] and leftovers(dest) == []
     summary = run_archive(str(src), dest, settings)
     assert (summary['compressed'], summary['skipped']) == (1, 2)
+
+
+def test_products_whose_outputs_collide_fail_naming_each_other_and_nothing_is_redone_forever(tmp_path, capsys):
+    """Three ways two different products reached one output. 0.7.0 compressed a ZIP beside an order's member of the
+    same name, and two members P.ZIP and ./P.ZIP, both into one file (its records claimed two files; every rerun
+    redid both), and dropped a.zip beside A.ZIP as "the same product"; a link member was skipped unsaid."""
+    import shutil
+    import tarfile
+
+    src = tmp_path / 'src'
+    (src / 'order').mkdir(parents=True)
+    first, second = write_zip(str(tmp_path), 1, size=(16, 16)), write_zip(str(tmp_path), 2, size=(16, 16))
+    shutil.copy(first, str(src / 'order' / 'P.ZIP'))
+    with tarfile.open(str(src / 'order.tar.gz'), 'w:gz') as tar:
+        tar.add(second, arcname='P.ZIP')
+        tar.add(first, arcname='./Q.ZIP')
+        tar.add(second, arcname='Q.ZIP')
+        link = tarfile.TarInfo('R.ZIP')
+        link.type, link.linkname = tarfile.SYMTYPE, '/etc/hostname'
+        tar.addfile(link)
+    shutil.copy(first, str(src / 'A.ZIP'))
+    shutil.copy(second, str(src / 'a.zip'))
+    dest = str(tmp_path / 'dest')
+    status, summary = archive_json(capsys, str(src), dest)
+    errors = {f['input']: f['error'] for f in summary['failures']}
+    assert set(errors) == {'order.tar.gz/P.ZIP (member 1)', 'order.tar.gz/Q.ZIP (member 3)', 'a.zip',
+                           'order.tar.gz/R.ZIP'}, errors
+    assert 'a link inside the order (/etc/hostname), which is not followed' in errors['order.tar.gz/R.ZIP']
+    assert 'is the output of order/P.ZIP too' in errors['order.tar.gz/P.ZIP (member 1)']
+    assert 'is the output of order.tar.gz/Q.ZIP too' in errors['order.tar.gz/Q.ZIP (member 3)']
+    assert 'is the output of A.ZIP too' in errors['a.zip'] and summary['compressed'] == 3 and status == 14
+    status, summary = archive_json(capsys, str(src), dest)
+    assert (summary['compressed'], summary['skipped'], summary['failed']) == (0, 3, 4)
