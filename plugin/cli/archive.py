@@ -34,6 +34,7 @@ from .options import add_coding_options, add_runtime_options, coding_kwargs, pos
 EXIT_SOME_FAILED = 10  # exit status 10 + number of failed products (at most 100 counted)
 SCRATCH_PREFIX = '.enmap_compress_scratch_'
 COPY_BLOCK = 8 << 20
+SCRATCH_MARGIN = 64 << 20  # free space a tar member's copy leaves on the scratch disk (the .ehc goes there too)
 
 
 @dataclass(frozen=True)
@@ -149,6 +150,10 @@ def _tar_records(task, settings):
                 if _unchanged(previous, product, task.dest, settings):
                     yield _skipped(previous)
                     continue
+                short = _short_of_space(settings.scratch, member.size)
+                if short:  # (the stream skips the member's data: the order's next products still run)
+                    yield _failed(product, settings, short)
+                    continue
                 with _scratch_copy(tar.extractfile(member), settings.scratch) as path:
                     record = _product_record(product, path, task, settings)
                 yield record  # (after the scratch copy is gone)
@@ -159,6 +164,21 @@ def _tar_records(task, settings):
     if not count:
         yield _failed(_Product(source.input, source.output, source.input, _safe_size(source.path)),
                       settings, f'the order {source.input} holds no product ZIP')
+
+
+def _short_of_space(scratch, size):
+    """Why a tar member of `size` bytes cannot be copied to the scratch folder (too little free space), or None."""
+    folder = scratch
+    while folder and not os.path.isdir(folder):
+        folder = os.path.dirname(folder)
+    try:
+        free = shutil.disk_usage(folder or '.').free
+    except OSError:
+        return None  # (the copy says what is wrong)
+    if free >= size + SCRATCH_MARGIN:
+        return None
+    return (f'its ZIP takes {size / 1e6:,.0f} MB, and the scratch folder {scratch} has {free / 1e6:,.0f} MB free; '
+            'give --scratch a folder with room for the largest product')
 
 
 def _safe_member(name):

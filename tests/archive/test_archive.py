@@ -251,3 +251,24 @@ def test_products_whose_outputs_collide_fail_naming_each_other_and_nothing_is_re
     assert 'is the output of A.ZIP too' in errors['a.zip'] and summary['compressed'] == 3 and status == 14
     status, summary = archive_json(capsys, str(src), dest)
     assert (summary['compressed'], summary['skipped'], summary['failed']) == (0, 3, 4)
+
+
+def test_an_order_s_zip_larger_than_the_scratch_disk_fails_alone(tmp_path, capsys, monkeypatch):
+    """0.7.0 copied a tar member to the scratch folder whatever its size: a disk filled up, and the order's other
+    products failed as "not a readable tar archive"."""
+    import tarfile
+
+    from enmap_compress.plugin.cli import archive
+
+    src = tmp_path / 'src'
+    src.mkdir()
+    small, large = write_zip(str(tmp_path), 1, size=(16, 16)), write_zip(str(tmp_path), 2, size=(40, 32))
+    with tarfile.open(str(src / 'order.tar.gz'), 'w:gz') as tar:
+        tar.add(large, arcname=os.path.basename(large))
+        tar.add(small, arcname=os.path.basename(small))
+    free = os.path.getsize(small) + os.path.getsize(large) // 2 + archive.SCRATCH_MARGIN
+    monkeypatch.setattr(archive.shutil, 'disk_usage', lambda path: type('Usage', (), {'free': free})())
+    status, summary = archive_json(capsys, str(src), str(tmp_path / 'dest'))
+    assert summary['compressed'] == 1 and [f['input'] for f in summary['failures']] == \
+        [f'order.tar.gz/{os.path.basename(large)}']
+    assert 'give --scratch a folder with room' in summary['failures'][0]['error'] and status == 11
