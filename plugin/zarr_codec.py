@@ -100,7 +100,7 @@ class EhcCodec(Codec):
         uniform = None if bound is None else bound.uniform
         exact = bound is not None and codec.exact_latent_coder(package) is not None
         return cls(package.model_id if _is_bundled(package) else package.folder, package.decoder_sha256(),
-                   codec._quality(quality), wavelengths, bands.canonical_order(wavelengths), dtype, nodata,
+                   codec.checked_quality(quality), wavelengths, bands.canonical_order(wavelengths), dtype, nodata,
                    uniform, extra, bound.codec_info() if bound is not None and uniform is None else None,
                    4 if exact else 3)
 

@@ -327,6 +327,8 @@ def _band_list(value):
         text = value.strip()
         if os.path.isfile(text) or text.lower().endswith(('.csv', '.txt')):
             return _band_csv(text)
+        if os.path.isdir(text) or any(sep in text for sep in ('/', '\\')):  # (numbers hold no path separator)
+            raise InputError(f'BAND_MAX_ERRORS names {text}, which is not a CSV file (band,bound rows)')
         items = [item for item in text.replace(';', ',').replace(',', ' ').split()]
     else:
         try:

@@ -520,13 +520,14 @@ def _prepare_input(raster, progress):
     return progress.sub(1, share + SCAN_SHARE, 1.0)
 
 
-def _quality(value):
+def checked_quality(value):
     """A quality level 1..10 given as an integer (or its text, or an integral float); InputError otherwise (5.5
     was read as 5, '5.5' raised a ValueError)."""
     quality = whole_number(value)
     if quality not in QUALITY_LEVELS:
         raise InputError(f'quality must be an integer from 1 to 10, not {value!r}')
     return quality
+
 
 
 def auto_quality(package, max_error):
@@ -562,7 +563,7 @@ def compress(source, output, model=None, quality=5, device='auto', threads=None,
     package = find_model(os.fspath(model) if model else default_model_id() or 'pca')
     if quality is None:
         quality = auto_quality(package, None if bound is None else bound.representative_dn(model_band_indices(package)))
-    quality, runner = _quality(quality), OnnxRunner(package, device, threads)
+    quality, runner = checked_quality(quality), OnnxRunner(package, device, threads)
     with _open_input(source) as raster:
         progress = _prepare_input(raster, Progress(1, progress, is_cancelled))
         tile_size = _tile_size(tile_size, package.meta, bound)

@@ -40,7 +40,7 @@ class CompressAlgorithm(EnmapAlgorithm):
 
         output = self.parameterAsFileOutput(parameters, 'OUTPUT', context)
         bounds, bounded = self.error_bound_args(parameters)
-        quality = None if bounded else self.parameterAsInt(parameters, 'QUALITY', context)
+        quality = None if bounded else self.quality_arg(parameters, context)
         result = compress(self.input_source(parameters, context), output, self.model_id(parameters, context),
                           quality, self.device(parameters, context),
                           code_all_bands=self.parameterAsBool(parameters, 'CODE_ALL_BANDS', context),
@@ -121,7 +121,7 @@ class EvaluateAlgorithm(EnmapAlgorithm):
         compressed = self.parameterAsFileOutput(parameters, 'COMPRESSED', context) or None
         report = self.parameterAsFileOutput(parameters, 'REPORT', context) or None
         bounds, bounded = self.error_bound_args(parameters)
-        quality = None if bounded else self.parameterAsInt(parameters, 'QUALITY', context)
+        quality = None if bounded else self.quality_arg(parameters, context)
         result = evaluate(self.input_source(parameters, context), reconstructed, self.model_id(parameters, context),
                           quality, self.device(parameters, context), compressed=compressed, error=error,
                           report=report, **bounds, **progress_hooks(feedback))

@@ -205,6 +205,16 @@ class EnmapAlgorithm(QgsProcessingAlgorithm):
         args = {key: None if value in (None, '') else value for key, value in args.items()}
         return args, error_bound(**args) is not None
 
+    def quality_arg(self, parameters, context):
+        """QUALITY as the user gave it, checked by the core (InputError naming the value): parameterAsInt read
+        nan as -2147483648 and rounded 5.5 to 6. A value from an expression (the modeler) is QGIS's integer."""
+        from ..core.codec import checked_quality
+
+        raw = parameters.get('QUALITY')
+        if isinstance(raw, (str, int, float)) and not isinstance(raw, bool) and raw != '':
+            return checked_quality(raw)
+        return checked_quality(self.parameterAsInt(parameters, 'QUALITY', context))
+
     def add_device(self, name='DEVICE'):
         self.add(QgsProcessingParameterEnum(name, 'Device', options=list(DEVICE_LABELS), defaultValue=0),
                  'auto uses CUDA when onnxruntime-gpu and a GPU really work, else the CPU; cuda fails clearly '

@@ -48,8 +48,11 @@ def test_evaluate_with_a_relative_bound(qgis_process, scene, tmp_path):
 
 
 @pytest.mark.parametrize('parameter, words', [('BAND_MAX_ERRORS=1,2,3', 'give 224 values'),
-                                              ('RELATIVE_FLOOR=3', 'needs RELATIVE_ERROR')])
-def test_bad_bounds_are_one_clear_message(qgis_process, scene, tmp_path, parameter, words):
+                                              ('RELATIVE_FLOOR=3', 'needs RELATIVE_ERROR'),
+                                              ('BAND_MAX_ERRORS=/tmp', 'names /tmp, which is not a CSV file'),
+                                              ('QUALITY=nan', "quality must be an integer from 1 to 10, not 'nan'"),
+                                              ('QUALITY=5.5', "quality must be an integer from 1 to 10, not '5.5'")])
+def test_bad_bounds_and_qualities_are_one_clear_message(qgis_process, scene, tmp_path, parameter, words):
     proc = qgis_process(['run', 'enmapcompress:compress', '--', f'INPUT={scene}', 'MODEL=0', 'DEVICE=1', parameter,
                          f'OUTPUT={tmp_path / "x.ehc"}'])
     text = proc.stdout + proc.stderr
