@@ -19,6 +19,7 @@ only that folder, which the next run writing into the same folder removes once i
 """
 import contextlib
 import errno
+import hashlib
 import json
 import os
 import platform
@@ -128,8 +129,16 @@ def _same_file(a, b):
 
 
 def _claim_folder(target):
+    """`.<name>.enmapcompress.part` beside the target; for a name within 20 bytes of the 255 a file name may take,
+    `.<its start>~<8 hex of the name>.enmapcompress.part` (the longer folder name could not be made)."""
     folder, name = os.path.split(target)
-    return os.path.join(folder, f'.{name}{CLAIM_SUFFIX}')
+    claim = f'.{name}{CLAIM_SUFFIX}'
+    if len(claim.encode('utf-8', 'surrogateescape')) > MAX_NAME_BYTES:
+        tag = hashlib.sha256(name.encode('utf-8', 'surrogateescape')).hexdigest()[:8]
+        room = MAX_NAME_BYTES - len(f'.~{tag}{CLAIM_SUFFIX}')
+        start = name.encode('utf-8', 'surrogateescape')[:room].decode('utf-8', 'ignore')  # (whole characters)
+        claim = f'.{start}~{tag}{CLAIM_SUFFIX}'
+    return os.path.join(folder, claim)
 
 
 def _busy(target, claim, owner):
@@ -138,6 +147,7 @@ def _busy(target, claim, owner):
 
 
 CLAIM_SUFFIX = '.enmapcompress.part'
+MAX_NAME_BYTES = 255  # of one file name (ext4, APFS, NTFS in UTF-16 units: UTF-8 bytes are never fewer)
 _OWNER = 'owner'
 _TOKEN = secrets.token_hex(8)  # tells this process from an earlier one that had the same process id
 _HOST = platform.node()

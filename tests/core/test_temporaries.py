@@ -239,3 +239,16 @@ def test_evaluate_keeps_its_intermediate_file_in_a_scratch_claim(scene, tmp_path
     evaluate(source, str(tmp_path / 'rec.tif'), 'pca', 5, 'cpu', progress=progress)
     assert seen and all(n.startswith('.enmapcompress-scratch-') and n.endswith(CLAIM_SUFFIX) for n in seen), seen
     assert os.listdir(temp) == []
+
+
+@pytest.mark.parametrize('length', [235, 240, 255])
+def test_an_output_name_near_the_file_name_limit_is_written(scene, tmp_path, length):
+    """The claim folder `.<name>.enmapcompress.part` is 20 bytes longer than the name: 0.7.0 refused names of 236 to
+    255 bytes as too long ("Choose an output folder you can write to")."""
+    source, packed = scene
+    for name, run in ((('x' * (length - 4)) + '.ehc', lambda out: compress(source, out, 'pca', 5, 'cpu', tile_size=16)),
+                      (('y' * (length - 4)) + '.tif', lambda out: decompress(packed, out, 'cpu'))):
+        folder = tmp_path / name[0]
+        folder.mkdir()
+        run(str(folder / name))
+        assert os.listdir(folder) == [name]
