@@ -67,6 +67,8 @@ def _probe_folder(folder):
 def check_writable(path):
     """Raise OutputError unless a file can be written at `path` (its folder exists or can be created) and no other
     run is writing it."""
+    if os.fspath(path).replace('\\', '/').startswith('/vsi'):  # (its folders would be made on the disk's root)
+        raise OutputError(f'The output {os.fspath(path)} is a GDAL virtual path; outputs are files on disk.')
     target = os.path.abspath(os.fspath(path))
     if os.path.isdir(target):
         raise OutputError(f'The output {target} is a folder; expected a file name.')

@@ -178,3 +178,12 @@ def test_compare_refuses_an_error_map_over_its_inputs_or_not_named_as_a_geotiff(
     with pytest.raises(OutputError, match='written as a GeoTIFF'):
         compare(source, source, error_path=str(tmp_path / 'e.img'))
     assert open(source, 'rb').read() == before
+
+
+@pytest.mark.parametrize('path', ['/vsimem/x.ehc', '/vsizip/a.zip/x.tif'])
+def test_a_gdal_virtual_output_path_is_refused(path):
+    """0.7.0 made /vsimem/ as a real folder at the disk's root for a compress there (a decompress failed oddly)."""
+    existed = os.path.exists('/vsimem')
+    with pytest.raises(OutputError, match='GDAL virtual path'):
+        check_writable(path)
+    assert os.path.exists('/vsimem') == existed
