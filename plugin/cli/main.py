@@ -7,7 +7,9 @@ import argparse
 import contextlib
 import logging
 import os
+import signal
 import sys
+import threading
 import traceback
 
 from .. import __version__
@@ -193,11 +195,31 @@ def _warnings_to(console):
         logger.setLevel(level)
 
 
+@contextlib.contextmanager
+def _terminate_as_interrupt():
+    """SIGTERM (a scheduler's or a service manager's stop) ends a command as Ctrl+C does: the core then removes its
+    claim folders and scratch copies (the default action killed it with them left behind). Only from the main
+    thread, and the previous handler is back afterwards (main() may run inside another program)."""
+    term = getattr(signal, 'SIGTERM', None)
+    if term is None or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(_number, _frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(term, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(term, previous)
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
     console = Console(as_json=args.json, quiet=args.quiet)
     try:
-        with _warnings_to(console):
+        with _warnings_to(console), _terminate_as_interrupt():
             return args.handler(args, console)
     except CancelledError as exc:
         console.error(args.command, exc)

@@ -154,6 +154,34 @@ def test_a_kill_in_the_middle_then_a_rerun_completes_everything_once(tmp_path):
     assert cli.main(['verify', os.path.join(dest, latest[names[-1]]['output']), '--quiet']) == 0
 
 
+@pytest.mark.skipif(os.name != 'posix', reason='SIGTERM from another process is POSIX')
+def test_a_terminated_run_stops_as_an_interrupted_one_leaving_nothing_behind(tmp_path):
+    """SIGTERM (a cluster scheduler's stop) ends the run as Ctrl+C does, removing the scratch copy of an order's ZIP
+    and the claim folder of the product being written; 0.7.0 died with both left behind."""
+    import tarfile
+
+    src = tmp_path / 'src'
+    src.mkdir()
+    zips = [write_zip(str(tmp_path), number, (64, 64)) for number in range(30, 36)]
+    with tarfile.open(str(src / 'order.tar.gz'), 'w:gz') as tar:
+        for path in zips:
+            tar.add(path, arcname=os.path.basename(path))
+    dest = str(tmp_path / 'dest')
+    manifest = os.path.join(dest, 'manifest.jsonl')
+    process = subprocess.Popen([ENTRY_POINT, 'archive', str(src), dest, '--model', 'rdnet', '--quality', '3',
+                                '--quiet'], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        if os.path.exists(manifest) and open(manifest, 'rb').read().count(b'\n') >= 1:
+            break
+        time.sleep(0.01)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130 and 'interrupted' in stderr, stderr
+    assert 1 <= len(read_records(dest)) < len(zips), 'the stop came too late to be in the middle'
+    assert leftovers(dest) == [] and not [n for n in os.listdir(dest) if n.endswith('.part') or n.startswith('.e')]
+
+
 @pytest.mark.skipif(os.name != 'posix', reason='FIFOs, dangling links and non-UTF-8 names are POSIX file system cases')
 def test_entries_that_are_not_readable_products_fail_alone_and_the_run_goes_on(tmp_path, capsys):
     """A dangling link, a FIFO and a name that is not UTF-8, each named like a product ZIP, and a product folder
