@@ -124,6 +124,15 @@ def test_workers_without_dask_say_what_to_install(archive, tmp_path, monkeypatch
 
 
 @pytest.mark.skipif(os.name != 'posix', reason='SIGKILL is POSIX')
+def _wait_for_records(process, manifest, count, seconds=120):
+    """Until the running archive `process` has recorded `count` products (or ended, or `seconds` passed)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and process.poll() is None:
+        if os.path.exists(manifest) and open(manifest, 'rb').read().count(b'\n') >= count:
+            return
+        time.sleep(0.01)
+
+
 def test_a_kill_in_the_middle_then_a_rerun_completes_everything_once(tmp_path):
     src = str(tmp_path / 'src')
     os.makedirs(src)
@@ -132,11 +141,7 @@ def test_a_kill_in_the_middle_then_a_rerun_completes_everything_once(tmp_path):
     manifest = os.path.join(dest, 'manifest.jsonl')
     command = [ENTRY_POINT, 'archive', src, dest, '--model', 'rdnet', '--quality', '3', '--quiet']
     process = subprocess.Popen(command)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and process.poll() is None:
-        if os.path.exists(manifest) and open(manifest, 'rb').read().count(b'\n') >= 2:
-            break
-        time.sleep(0.01)
+    _wait_for_records(process, manifest, 2)
     process.send_signal(signal.SIGKILL)
     process.wait(30)
     recorded_before = open(manifest, 'rb').read().count(b'\n')
@@ -170,11 +175,7 @@ def test_a_terminated_run_stops_as_an_interrupted_one_leaving_nothing_behind(tmp
     manifest = os.path.join(dest, 'manifest.jsonl')
     process = subprocess.Popen([ENTRY_POINT, 'archive', str(src), dest, '--model', 'rdnet', '--quality', '3',
                                 '--quiet'], stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and process.poll() is None:
-        if os.path.exists(manifest) and open(manifest, 'rb').read().count(b'\n') >= 1:
-            break
-        time.sleep(0.01)
+    _wait_for_records(process, manifest, 1)
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130 and 'interrupted' in stderr, stderr
