@@ -272,13 +272,11 @@ def write_zarr(source, store, model=None, quality=None, max_error=None, code_all
     band_max_errors, relative_error, relative_floor as for codec.compress."""
     import zarr
 
+    from .core.codec import checked_tile_size
     from .core.enmap import open_spectral
-    from .core.errors import InputError
-    from .core.modelmeta import MAX_TILE_SIZE
     from .core.tiling import Progress, tile_grid
 
-    if isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer)) or not 1 <= chunk <= MAX_TILE_SIZE:
-        raise InputError(f'the chunk size must be a whole number of pixels from 1 to {MAX_TILE_SIZE}, not {chunk!r}')
+    chunk = checked_tile_size(chunk, 'chunk size')
 
     with open_spectral(source) as raster:
         codec = EhcCodec.for_model(raster.wavelengths, model, quality, max_error, code_all_bands,

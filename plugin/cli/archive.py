@@ -53,7 +53,8 @@ class Task:
     source: Source
     dest: str
     previous: dict = field(default_factory=dict)  # input -> its latest manifest record
-    taken: dict = field(default_factory=dict)  # a tar's task: output.lower() -> the input of every other source
+    taken: dict = field(default_factory=dict)  # a tar's task: output.lower() -> (input, output) of the other
+    # sources
 
 
 @dataclass(frozen=True)
@@ -77,47 +78,42 @@ def source_records(task, settings):
     """The records of one source, each as soon as its product is done (an order's products are recorded one by one:
     a run stopped in the middle of an order keeps those done)."""
     source = task.source
-    unreadable = _unreadable(source)
-    if unreadable:
-        yield _failed(_Product(source.input, source.output, source.input, None), settings, unreadable)
-    elif source.kind == 'tar':
+    try:
+        size, modified = _input_facts(source)
+    except _UnreadableError as exc:
+        yield _failed(_Product(source.input, source.output, source.input, None), settings, str(exc))
+        return
+    if source.kind == 'tar':
         yield from _tar_records(task, settings)
     else:
-        product = _Product(source.input, source.output, source.input, _size_of(source.path),
-                           _modified(source.path))
+        product = _Product(source.input, source.output, source.input, size, modified)
         yield _product_record(product, source.path, task, settings)
 
 
-def _unreadable(source):
-    """Why a source cannot be read (a broken link, a pipe or a device: reading one may never end), or None."""
+class _UnreadableError(Exception):
+    """A source that cannot be read (a broken link, a pipe or a device: reading one may never end)."""
+
+
+def _input_facts(source):
+    """(bytes, modification time in whole seconds) of a source's input, a folder's files summed (its newest file's
+    time; a broken link beside the product is no part of it), in one pass; _UnreadableError says why there are none.
+    The time lets a rewritten input of the same size be compressed again (tar members keep whole seconds)."""
     try:
         source.path.encode('utf-8')
     except UnicodeEncodeError:
-        return f'{source.input}: its name is not valid UTF-8, which GDAL cannot open; rename it'
+        raise _UnreadableError(f'{source.input}: its name is not valid UTF-8, which GDAL cannot open; '
+                               'rename it') from None
     try:
-        if source.kind == 'folder':
-            _size_of(source.path)
-        elif not os.path.isfile(source.path):
-            return f'{source.input} is not a regular file (a broken link, a pipe or a device)'
+        if source.kind != 'folder':
+            if not os.path.isfile(source.path):
+                raise _UnreadableError(f'{source.input} is not a regular file (a broken link, a pipe or a device)')
+            return os.path.getsize(source.path), int(os.path.getmtime(source.path))
+        files = [os.stat(os.path.join(root, name)) for root, _, names in os.walk(source.path) for name in names
+                 if os.path.isfile(os.path.join(root, name))]
+        return sum(f.st_size for f in files), max((int(f.st_mtime) for f in files), default=None)
     except OSError as exc:
-        return f'{source.input} cannot be read ({exc.strerror or exc}: {exc.filename or source.input})'
-    return None
-
-
-def _size_of(path):
-    if not os.path.isdir(path):
-        return os.path.getsize(path)
-    return sum(os.path.getsize(os.path.join(root, name)) for root, _, names in os.walk(path) for name in names
-               if os.path.isfile(os.path.join(root, name)))  # (a broken link beside the product is no part of it)
-
-
-def _modified(path):
-    """Whole seconds of the input's (a folder: its newest file's) modification time: a rewritten input of the same
-    size is compressed again (tar members keep whole seconds)."""
-    if not os.path.isdir(path):
-        return int(os.path.getmtime(path))
-    return max((int(os.path.getmtime(os.path.join(root, name))) for root, _, names in os.walk(path) for name in names
-                if os.path.isfile(os.path.join(root, name))), default=None)
+        raise _UnreadableError(f'{source.input} cannot be read ({exc.strerror or exc}: '
+                               f'{exc.filename or source.input})') from None
 
 
 def _tar_records(task, settings):
@@ -128,24 +124,22 @@ def _tar_records(task, settings):
                 if not member.name.lower().endswith('.zip') or not (member.isfile() or member.issym() or
                                                                      member.islnk()):
                     continue
-                if not member.isfile():  # (a link may point anywhere: it is never followed)
-                    link = _Product(f'{source.input}/{_safe_member(member.name)}',
-                                    f'{source.output}/{_member_output(member.name)}', source.input, None)
-                    count += 1
-                    yield _failed(link, settings, f'{link.input} is a link inside the order ({member.linkname}), '
-                                                  'which is not followed; put the ZIP itself in the order')
-                    continue
-                product = _Product(f'{source.input}/{_safe_member(member.name)}',
-                                   f'{source.output}/{_member_output(member.name)}', source.input, member.size,
-                                   int(member.mtime))
                 count += 1
-                other = taken.setdefault(product.output.lower(), None)
+                product = _Product(f'{source.input}/{_safe_member(member.name)}',
+                                   f'{source.output}/{_member_output(member.name)}', source.input,
+                                   member.size if member.isfile() else None, int(member.mtime))
+                if not member.isfile():  # (a link may point anywhere: it is never followed)
+                    yield _failed(product, settings, f'{product.input} is a link inside the order '
+                                                     f'({member.linkname}), which is not followed; put the ZIP '
+                                                     'itself in the order')
+                    continue
+                other = taken.get(product.output.lower())
                 if other is not None:  # another source's output, or another member's (P.ZIP and ./P.ZIP)
                     raw = replace(product, input=f'{source.input}/{member.name} (member {count})')  # (a key of its
                     # own in the manifest: it must not take the place of the product it collides with)
-                    yield _failed(raw, settings, collision_message(product.output, other))
+                    yield _failed(raw, settings, collision_message(product.output, *other))
                     continue
-                taken[product.output.lower()] = product.input
+                taken[product.output.lower()] = product.input, product.output
                 previous = task.previous.get(product.input)
                 if _unchanged(previous, product, task.dest, settings):
                     yield _skipped(previous)
@@ -366,11 +360,12 @@ def run_archive(src, dest, settings, client=None, progress=None, on_record=None)
     with Manifest(dest) as manifest:
         settings = _with_scratch(settings, dest)
         shutil.rmtree(settings.scratch, ignore_errors=True)  # left by a killed run (we hold DEST's lock)
-        outputs = {s.output.lower(): s.input for s in sources if s.kind != 'tar'}
+        outputs = {s.output.lower(): (s.input, s.output) for s in sources if s.kind != 'tar'}
         tasks = [Task(s, dest, _previous_records(manifest.latest, s), outputs if s.kind == 'tar' else {})
                  for s in sources]
         collided = [_failed(_Product(d['input'], d['output'], d['input'], None), settings,
-                            collision_message(d['output'], d['same_output_as'])) for d in duplicates if d['collision']]
+                            collision_message(d['output'], d['same_output_as'], d['same_output'])) for d in duplicates
+                    if d['collision']]
         counts = {'ok': 0, 'skipped': 0, 'failed': 0}
         failures, totals = [], {'bytes_in': 0, 'bytes_out': 0}
         runner = run_on_dask(client, tasks, settings) if client is not None else run_here(tasks, settings)

@@ -104,10 +104,12 @@ def _unique_outputs(found):
         group.sort(key=lambda s: (s.output, PREFERENCE.index(s.kind) if s.kind in PREFERENCE else len(PREFERENCE)))
         chosen.append(group[0])
         duplicates += [{'input': s.input, 'output': s.output, 'same_output_as': group[0].input,
-                        'collision': s.output != group[0].output} for s in group[1:]]
+                        'same_output': group[0].output, 'collision': s.output != group[0].output} for s in group[1:]]
     return sorted(chosen, key=lambda s: s.input), duplicates
 
 
-def collision_message(output, other_input):
-    return (f'its output {output} is the output of {other_input} too (names that differ in letter case only are '
-            'one file on Windows and macOS); rename or move one of them')
+def collision_message(output, other_input, other_output):
+    """Why a product whose output is another's (or differs from it in letter case only) is not compressed."""
+    case = ' (names that differ in letter case only are one file on Windows and macOS)' \
+        if other_output != output else ''
+    return f'its output {output} is the output of {other_input} too{case}; rename or move one of them'

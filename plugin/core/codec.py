@@ -529,7 +529,6 @@ def checked_quality(value):
     return quality
 
 
-
 def auto_quality(package, max_error):
     """The base quality for an error bound: measured on real EnMAP, the smallest files come from a base step of
     about 1.45 x (2E + 1) DN, and never finer than about 35 DN (the residual then codes the rest more cheaply)."""
@@ -593,10 +592,15 @@ def _tile_size(requested, meta, bound):
     under an error bound (its layers hold several copies of a tile; measured: the same rate in 1/3 of the memory)."""
     if requested is None and bound is not None:
         requested = min(meta.effective_tile_size, BOUNDED_TILE)
-    tile_size = whole_number(requested) if requested not in (None, 0) else meta.effective_tile_size
-    if tile_size is None or not 1 <= tile_size <= MAX_TILE_SIZE:  # decoding a larger one could need over 1.5 GB
-        raise InputError(f'the tile size must be from 1 to {MAX_TILE_SIZE} px, a whole number, not {requested!r}')
-    return tile_size
+    return checked_tile_size(requested if requested not in (None, 0) else meta.effective_tile_size)
+
+
+def checked_tile_size(value, what='tile size'):
+    """A tile (or Zarr chunk) side from 1 to MAX_TILE_SIZE px, given as a whole number; InputError otherwise."""
+    size = whole_number(value)
+    if size is None or not 1 <= size <= MAX_TILE_SIZE:  # decoding a larger one could need over 1.5 GB
+        raise InputError(f'the {what} must be from 1 to {MAX_TILE_SIZE} px, a whole number, not {value!r}')
+    return size
 
 
 def _encoder(package, quality, runner, raster, bound, tile_size, all_bands, latent_scheme=None):

@@ -134,13 +134,12 @@ def _claim_folder(target):
     """`.<name>.enmapcompress.part` beside the target; for a name within 20 bytes of the 255 a file name may take,
     `.<its start>~<8 hex of the name>.enmapcompress.part` (the longer folder name could not be made)."""
     folder, name = os.path.split(target)
-    claim = f'.{name}{CLAIM_SUFFIX}'
-    if len(claim.encode('utf-8', 'surrogateescape')) > MAX_NAME_BYTES:
-        tag = hashlib.sha256(name.encode('utf-8', 'surrogateescape')).hexdigest()[:8]
-        room = MAX_NAME_BYTES - len(f'.~{tag}{CLAIM_SUFFIX}')
-        start = name.encode('utf-8', 'surrogateescape')[:room].decode('utf-8', 'ignore')  # (whole characters)
-        claim = f'.{start}~{tag}{CLAIM_SUFFIX}'
-    return os.path.join(folder, claim)
+    encoded = name.encode('utf-8', 'surrogateescape')
+    if len(encoded) + len(f'.{CLAIM_SUFFIX}') <= MAX_NAME_BYTES:
+        return os.path.join(folder, f'.{name}{CLAIM_SUFFIX}')
+    tag = hashlib.sha256(encoded).hexdigest()[:8]
+    start = encoded[:MAX_NAME_BYTES - len(f'.~{tag}{CLAIM_SUFFIX}')].decode('utf-8', 'ignore')  # (whole characters)
+    return os.path.join(folder, f'.{start}~{tag}{CLAIM_SUFFIX}')
 
 
 def _busy(target, claim, owner):
