@@ -5,7 +5,7 @@ import time
 import numpy as np
 
 from ..core import codec, ehcinfo
-from ..core.bands import hyspecnet_keep_mask
+from ..core.bands import Radiometry, hyspecnet_keep_mask
 from ..core.codecheader import CodecInfo
 from ..core.ehcinfo import coding_mode
 from ..core.enmap import open_spectral
@@ -125,6 +125,8 @@ class _Comparison:
         self.promised = restored & ~self.dead  # the bands whose samples the file's bound covers
         self.nodata = raster['nodata']
         self.metrics = MetricsAccumulator()
+        bands = self.original.canonical_radiometry  # measured as evaluate does: in DN at EnMAP's scale
+        self.radiometry = Radiometry.of(bands.gains[self.evaluated], bands.offsets[self.evaluated])
         self.exact, self.worst_promised, self.worst_excess = True, 0.0, 0.0
 
     def update(self, tile, decoded):
@@ -132,7 +134,8 @@ class _Comparison:
         self.exact = self.exact and np.array_equal(a, decoded)
         a, b = a.astype(np.float64), decoded.astype(np.float64)
         valid = valid_pixels(a, self.nodata, ~self.dead)
-        self.metrics.update(a[self.evaluated], b[self.evaluated], valid)
+        self.metrics.update(self.radiometry.enmap_dn(a[self.evaluated]), self.radiometry.enmap_dn(b[self.evaluated]),
+                            valid)
         if valid.any() and self.bound is not None and self.promised.any():
             original = a[self.promised][:, valid]
             diff = np.abs(original - b[self.promised][:, valid])

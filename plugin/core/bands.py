@@ -226,6 +226,21 @@ class Radiometry:
             return unit
         return np.clip(self._reflectance(dn), 0.0, 1.0).astype(np.float32)
 
+    def enmap_dn(self, values):
+        """(bands, ...) values -> DN at EnMAP's scale (reflectance x 10000, unclipped): what the metrics measure, so
+        that a file's PSNR, SA and errors do not depend on how it stores reflectance; the values themselves when the
+        set is at EnMAP's scale. float32 for float32 and 8/16-bit integer values (exact enough for a metric),
+        float64 otherwise."""
+        if self.is_enmap:
+            return values
+        narrow = values.dtype == np.float32 or (values.dtype.kind in 'iub' and values.dtype.itemsize <= 2)
+        dtype = np.float32 if narrow else np.float64
+        shape = (-1,) + (1,) * (np.ndim(values) - 1)
+        out = values.astype(dtype)
+        out *= (self.gains * DN_PEAK).astype(dtype).reshape(shape)
+        out += (self.offsets * DN_PEAK).astype(dtype).reshape(shape)
+        return out
+
     def _reflectance(self, dn):
         """(bands, ...) DN -> float64 reflectance by each band's gain and offset, unclipped."""
         shape = (-1,) + (1,) * (np.ndim(dn) - 1)

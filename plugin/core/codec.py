@@ -480,6 +480,7 @@ class CompressResult:
     quality: int = 5
     max_error: object = None
     error_bound: object = None  # bounds.ErrorBound (None: lossy); max_error is its plain MAX_ERROR, if it is one
+    model: str = ''  # the id of the model that made the file (the default one when none was asked for)
 
 
 @dataclass
@@ -575,7 +576,7 @@ def compress(source, output, model=None, quality=5, device='auto', threads=None,
     rate = rate_metrics(size, count, CODED_BAND_COUNT)
     return CompressResult(output, size, count, rate['bpppb'], rate['compression_ratio'], runner.choice.device,
                           runner.provider, time.perf_counter() - started, warnings, quality, coder.max_error,
-                          coder.bound)
+                          coder.bound, package.model_id)
 
 
 def _check_latent_coder(name, bound):

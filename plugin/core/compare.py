@@ -129,6 +129,7 @@ class _Measurer:
 
     def __init__(self, stack, raster, dead, error_path, with_report, threads):
         self.nodata, self.dead = raster.nodata, dead
+        self.radiometry = raster.canonical_radiometry  # both images are measured in DN at EnMAP's scale
         evaluated = hyspecnet_keep_mask() & ~dead
         self.bands = np.flatnonzero(evaluated)
         self.accumulator = MetricsAccumulator()
@@ -144,7 +145,9 @@ class _Measurer:
     def measure(self, tile, a, b, kept, progress):
         """a, b: (all bands, h, w) canonical windows of both images; kept: the tile's slices in them; progress: a
         tiling.Progress over the tile (it moves with the bands measured and may cancel)."""
-        errors = tile_errors(a, b, valid_pixels(a, self.nodata, ~self.dead), kept, self.bands,
+        valid = valid_pixels(a, self.nodata, ~self.dead)
+        a, b = self.radiometry.enmap_dn(a), self.radiometry.enmap_dn(b)
+        errors = tile_errors(a, b, valid, kept, self.bands,
                              HIST_LIMIT_DN if self.collector is not None else None, progress, pool=self.pool,
                              threads=self.threads)
         self.accumulator.add(errors)
@@ -157,8 +160,11 @@ class _Measurer:
         """The Comparison; states max_error (and the error reached) in the error raster, which is still open."""
         metrics = self.accumulator.result()
         if self.writer is not None:
-            self.writer.set_metadata({'max_error_bound_dn': 'none' if max_error is None else max_error,
-                                      'achieved_max_abs_error_dn': metrics['max_abs_error_dn']})
+            items = {'max_error_bound_dn': 'none' if max_error is None else max_error,
+                     'achieved_max_abs_error_dn': metrics['max_abs_error_dn']}
+            if not self.radiometry.is_enmap:  # the bound is in the input's own units, the errors are not
+                items['error_units'] = 'DN at EnMAP scale (reflectance x 10000); the bound is in the input units'
+            self.writer.set_metadata(items)
         return Comparison(metrics, self.collector.result(self.wavelengths) if self.collector is not None else None)
 
 

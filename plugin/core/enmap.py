@@ -933,6 +933,11 @@ class SpectralRaster:
             raise ValueError(f'Expected an array with {self.band_count} bands first, got shape {cube.shape}.')
         return cube[index]
 
+    @property
+    def canonical_radiometry(self):
+        """bands.Radiometry of all bands in canonical order (the gains and offsets of the file or its METADATA.XML)."""
+        return _bands.Radiometry.of(self.gains[self.canonical_index], self.offsets[self.canonical_index])
+
     def hyspecnet_view(self, x, y, width, height):
         """float32 (202, height, width) in HySpecNet-11k's convention (needs a standard 224-band EnMAP image)."""
         if not self.is_standard_enmap:

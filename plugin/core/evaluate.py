@@ -52,12 +52,12 @@ def measure(original_path, reconstructed_path, error_path=None, progress=None, i
                    max_error).metrics
 
 
-def _evaluation(metrics, packed, unpacked, model, compressed, reconstructed, error, report, max_error):
+def _evaluation(metrics, packed, unpacked, compressed, reconstructed, error, report, max_error):
     return Evaluation(
         psnr=metrics['psnr'], sa_deg=metrics['sa_deg'], ssim=metrics['ssim'], rmse_dn=metrics['rmse_dn'],
         max_abs_error_dn=metrics['max_abs_error_dn'], bpppb=packed.bpppb,
         compression_ratio=packed.compression_ratio, file_bytes=packed.file_bytes, valid_pixels=packed.valid_pixels,
-        model=str(model), quality=packed.quality, device=packed.device, provider=packed.provider,
+        model=packed.model, quality=packed.quality, device=packed.device, provider=packed.provider,
         compress_seconds=packed.seconds, decompress_seconds=unpacked.seconds, compressed=compressed,
         reconstructed=reconstructed, error=error or '', report=report or '', max_error=max_error,
         error_bound=packed.error_bound.describe() if packed.error_bound is not None else '')
@@ -100,7 +100,7 @@ def evaluate(source, reconstructed, model=None, quality=5, device='auto', thread
                 created.append(reconstructed)
                 comparison = streamed.result(stated)
             created.append(error)
-        result = _evaluation(comparison.metrics, packed, unpacked, model, compressed if scratch is None else '',
+        result = _evaluation(comparison.metrics, packed, unpacked, compressed if scratch is None else '',
                              reconstructed, error, report, max_error)
         if report:
             root.check()

@@ -1,9 +1,10 @@
 """Quality and rate metrics in the HySpecNet-11k convention, accumulated tile by tile.
 
 PSNR: the coded bands (the 202 HySpecNet bands less dead ones), DN clipped to 0..10000 and divided by 10000,
-peak 1, over valid pixels. SA: mean per-pixel spectral angle in degrees on the same values. RMSE and maximum
-absolute error are in DN; the maximum is taken on the unclipped values, so it is an honest worst case.
-"""
+peak 1, over valid pixels. SA: mean per-pixel spectral angle in degrees on the same values. RMSE (of the clipped
+values: PSNR's) and maximum absolute error are in DN; the maximum is taken on the unclipped values, so it is an
+honest worst case. DN means EnMAP's scale (reflectance x 10000): the callers convert other files first
+(bands.Radiometry.enmap_dn)."""
 import dataclasses
 import math
 from dataclasses import dataclass

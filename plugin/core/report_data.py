@@ -103,7 +103,8 @@ def _listed(values, mask=None):
 
 
 def _rebinned(hist):
-    """Crop the 1-DN histogram to the range holding 99.9 % of the errors (symmetric), then merge to HIST_BINS."""
+    """Crop the 1-DN histogram to the range holding 99.9 % of the errors (symmetric), then merge to HIST_BINS; the
+    errors beyond that range are counted in the outermost bins (every evaluated sample is in the chart)."""
     total = hist.sum()
     if not total:
         return [-1.0, 1.0], [0]
@@ -118,6 +119,8 @@ def _rebinned(hist):
     lo, hi = max(0, centre - half), min(hist.size, centre + half + 1)
     window = hist[lo:hi]
     counts = [int(window[i:i + step].sum()) for i in range(0, window.size, step)]
+    counts[0] += int(hist[:lo].sum())
+    counts[-1] += int(hist[hi:].sum())
     edges = [float(lo - centre + i * step) - 0.5 for i in range(len(counts) + 1)]
     return edges, counts
 

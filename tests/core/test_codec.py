@@ -174,6 +174,12 @@ def test_evaluate_writes_error_layer_and_report(scene, tmp_path):
     assert worst.max() == pytest.approx(result.max_abs_error_dn)
     assert 'PSNR' in (tmp_path / 'report.html').read_text(encoding='utf-8')
     assert result.bpppb == pytest.approx(os.path.getsize(tmp_path / 'e.ehc') * 8 / (result.valid_pixels * 202))
+    assert result.model == 'pca'
+
+
+def test_evaluate_names_the_default_model_when_none_is_asked_for(scene, tmp_path):
+    result = evaluate(scene, str(tmp_path / 'rec.tif'), quality=1, device='cpu')
+    assert result.model == 'rdnet'
 
 
 def test_potsdam_tiles_round_trip_above_the_anchor(potsdam_tile_paths, tmp_path):

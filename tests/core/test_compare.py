@@ -319,3 +319,45 @@ def test_valid_pixels_band_by_band_equals_the_whole_cube_rule(dtype):
             data = cube[bands]
             rule = ~((~np.isfinite(data)) | ((data == nodata) if nodata is not None else False)).all(axis=0)
             assert np.array_equal(valid_pixels(cube, nodata, bands), rule)
+
+
+def test_the_histogram_counts_every_error_the_tails_in_its_outer_bins():
+    """The chart shows the range of 99.9 % of the errors; the rarer, larger ones are in its outermost bins."""
+    hist = np.zeros(2 * HIST_LIMIT_DN + 1, np.int64)
+    hist[HIST_LIMIT_DN - 3:HIST_LIMIT_DN + 4] = 100_000
+    hist[HIST_LIMIT_DN - 988] = 7  # beyond the shown range, on each side
+    hist[HIST_LIMIT_DN + 2500] = 5
+    edges, counts = _rebinned(hist)
+    assert sum(counts) == hist.sum()
+    assert edges[0] > -988 and edges[-1] < 2500  # the tails are not shown as such ...
+    assert counts[0] >= 7 and counts[-1] >= 5  # ... but counted in the outer bins
+
+
+def _stored_as(path, out, dtype, factor, scale):
+    """The raster at `path` with every valid sample times `factor`, as `dtype`, its bands' scale `scale` (None: no
+    scale stated: a GeoTIFF leaves out scale 1 and offset 0); nodata stays -32768."""
+    ds = gdal.Translate(out, path, outputType=gdal.GetDataTypeByName(dtype), noData=-32768)
+    for index in range(1, ds.RasterCount + 1):
+        band = ds.GetRasterBand(index)
+        data = band.ReadAsArray().astype(np.float64)
+        data[data != -32768] *= factor
+        band.WriteArray(data)
+        band.SetScale(1.0 if scale is None else scale)
+        band.SetOffset(0.0)
+    ds = None
+    return out
+
+
+@pytest.mark.parametrize('dtype, factor, scale', [('Float32', 1e-4, None), ('Float32', 0.5, 2e-4),
+                                                  ('Int32', 2.0, 5e-5)])
+def test_metrics_do_not_depend_on_how_the_file_stores_reflectance(pair, tmp_path, dtype, factor, scale):
+    """Float reflectance, or DN at another scale: every metric is measured in DN at EnMAP's scale (reflectance x
+    10000), as for EnMAP's own files (the fixed 10000 DN peak gave a float reflectance file 80 dB too many)."""
+    product, rec = pair
+    original = _stored_as(product.image, str(tmp_path / 'a.tif'), 'Int16', 1.0, 1e-4)
+    reference = compare(original, rec).metrics
+    stored = compare(_stored_as(original, str(tmp_path / 'a2.tif'), dtype, factor, scale),
+                     _stored_as(rec, str(tmp_path / 'b2.tif'), dtype, factor, scale)).metrics
+    for key in ('psnr', 'sa_deg', 'ssim', 'rmse_dn', 'max_abs_error_dn'):
+        assert stored[key] == pytest.approx(reference[key], rel=1e-5), key
+    assert stored['valid_pixels'] == reference['valid_pixels']
