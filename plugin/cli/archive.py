@@ -23,7 +23,7 @@ import time
 import zlib
 from dataclasses import dataclass, field, replace
 
-from ..core.errors import EnmapCompressError
+from ..core.errors import EnmapCompressError, InputError, OutputError
 from ..core.outputs import scratch_claim
 from ..core.runtime import sha256_of
 from .console import one_line
@@ -355,6 +355,7 @@ def run_archive(src, dest, settings, client=None, progress=None, on_record=None)
     are called as tasks complete.
     """
     started = time.perf_counter()
+    _check_folders(src, dest)
     dest = os.path.abspath(dest)
     sources, duplicates = discover(src, dest)
     with Manifest(dest) as manifest:
@@ -395,6 +396,16 @@ def run_archive(src, dest, settings, client=None, progress=None, on_record=None)
             'failed': counts['failed'], **totals, 'failures': failures, 'duplicates': duplicates,
             'repaired_manifest_lines': dropped, 'seconds': time.perf_counter() - started,
             'workers': _worker_count(client)}
+
+
+def _check_folders(src, dest):
+    """InputError / OutputError for an empty SRC or DEST (they read as the current folder) or a GDAL virtual DEST
+    (its folders would be made at the disk's root)."""
+    for role, path, error in (('archive folder SRC', src, InputError), ('output folder DEST', dest, OutputError)):
+        if not os.fspath(path).strip():
+            raise error(f'The {role} is empty; name a folder.')
+    if os.fspath(dest).replace('\\', '/').startswith('/vsi'):
+        raise OutputError(f'The output folder {os.fspath(dest)} is a GDAL virtual path; DEST is a folder on disk.')
 
 
 def _with_scratch(settings, dest):

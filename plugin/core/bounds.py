@@ -277,7 +277,8 @@ def error_bound(max_error=None, band_max_errors=None, relative_error=None, relat
     return ErrorBound(bands, relative, floor or 0)
 
 
-def _empty(value):
+def is_blank(value):
+    """Whether an optional parameter was left out: None, or a text of spaces only (as a form leaves it)."""
     return value is None or (isinstance(value, str) and not value.strip())
 
 
@@ -298,7 +299,7 @@ def _bound_dn(value):
 
 
 def _dn(value, name):
-    if _empty(value):
+    if is_blank(value):
         return None
     number = _bound_dn(value)
     if number is None:
@@ -307,7 +308,7 @@ def _dn(value, name):
 
 
 def _relative(value):
-    if _empty(value):
+    if is_blank(value):
         return None
     try:
         number = float(value)
@@ -321,7 +322,7 @@ def _relative(value):
 
 def _band_list(value):
     """224 band limits from a sequence, a string of numbers or a CSV path; None when not given."""
-    if _empty(value):
+    if is_blank(value):
         return None
     if isinstance(value, str):
         text = value.strip()
@@ -349,18 +350,48 @@ def _band_value(item, band, where=''):
     return number
 
 
+MAX_CSV_CHARACTERS = 1 << 20
+
+
+def _csv_rows(text, dialect, path):
+    """(line number, row) of a CSV text; a line the csv module cannot split (a field over its 128 KB limit, a
+    stray NUL) is an InputError naming it."""
+    lines = text.splitlines()
+    reader = csv.reader(lines, dialect)
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise InputError(f'BAND_MAX_ERRORS ({os.path.basename(path)}, line {reader.line_num}): not a CSV row '
+                             f'({exc})') from None
+        yield reader.line_num, row
+
+
+def _is_number(text):
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def _band_csv(path):
     try:
         with open(path, newline='', encoding='utf-8-sig') as handle:
-            text = handle.read()
+            text = handle.read(MAX_CSV_CHARACTERS + 1)
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f'BAND_MAX_ERRORS: cannot read the CSV file {path} ({exc})') from None
+    if len(text) > MAX_CSV_CHARACTERS:  # (a 224-row table takes a few KB; a wrong file would be read whole)
+        raise InputError(f'BAND_MAX_ERRORS: the CSV file {path} is larger than {MAX_CSV_CHARACTERS // 1024} KB; '
+                         f'it should hold one "band,bound" row per band 1-{BAND_COUNT}')
     try:
         dialect = csv.Sniffer().sniff(text[:4096], delimiters=',;\t ')
     except csv.Error:
         dialect = csv.excel
     bounds = {}
-    for line, row in enumerate(csv.reader(text.splitlines(), dialect), 1):
+    for line, row in _csv_rows(text, dialect, path):
         cells = [c.strip() for c in row if c.strip()]
         if not cells or cells[0].startswith('#'):
             continue
@@ -370,7 +401,7 @@ def _band_csv(path):
         try:
             band = int(cells[0])
         except ValueError:
-            if not bounds:
+            if not bounds and not _is_number(cells[0]):
                 continue  # a header row
             raise InputError(f'BAND_MAX_ERRORS{where}: {cells[0]!r} is not a band number') from None
         if not 1 <= band <= BAND_COUNT:

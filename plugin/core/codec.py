@@ -17,7 +17,7 @@ import numpy as np
 from ..paths import MODELS_DIR
 from . import bandstream, context_coder, entropy, residual, samples, spectral, tilepayload
 from .bands import CLIP_MARGIN, DN_PEAK, FAINT, N_BANDS, N_HYSPECNET, Radiometry, band_set
-from .bounds import UniformQuantiser, error_bound, integer_residual, uniform_bound, whole_number
+from .bounds import UniformQuantiser, error_bound, integer_residual, is_blank, uniform_bound, whole_number
 from .codecheader import (
     BAND_GAINS,
     BASIS_CODERS,
@@ -568,7 +568,7 @@ def compress(source, output, model=None, quality=5, device='auto', threads=None,
         progress = _prepare_input(raster, Progress(1, progress, is_cancelled))
         tile_size = _tile_size(tile_size, package.meta, bound)
         coder = _encoder(package, quality, runner, raster, bound, tile_size,
-                         code_all_bands or band_max_errors not in (None, ''), latent_coder)
+                         code_all_bands or not is_blank(band_max_errors), latent_coder)
         header = _file_header(raster, coder.codec_info(tile_size), runner)
         count, tile_warnings = _write_tiles(output, header, raster, coder, tile_size, progress)
         warnings = list(raster.warnings) + tile_warnings

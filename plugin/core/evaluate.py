@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 from .codec import DEFAULT_TILE, compress, decompress
 from .compare import StreamedComparison, compare
 from .enmap import open_spectral
-from .outputs import check_distinct, check_named, check_writable, scratch_claim
+from .outputs import OutputClaim, check_distinct, check_named, check_writable, scratch_claim
 from .report import write_report
 from .tiling import Progress
 
@@ -63,6 +63,34 @@ def _evaluation(metrics, packed, unpacked, compressed, reconstructed, error, rep
         error_bound=packed.error_bound.describe() if packed.error_bound is not None else '')
 
 
+class _StagedOutputs:
+    """An evaluation's outputs, each written in its claim (outputs.OutputClaim: the final file is held from the
+    start, as every writer holds its output) and moved into place together once all are made: a failed or
+    cancelled run leaves the files it would have replaced as they were (writing each in place as it was ready
+    replaced the compressed file, and the cleanup after a later failure then deleted it)."""
+
+    def __init__(self):
+        self.claims, self.scratch_folder = [], None
+
+    def claim(self, path):
+        """The path to write instead of `path`."""
+        self.claims.append(OutputClaim(path))
+        return self.claims[-1].temp
+
+    def scratch(self, name):
+        """A path for an intermediate file, in a private folder of the system's temporary folder."""
+        self.scratch_folder = scratch_claim()
+        return os.path.join(self.scratch_folder.folder, name)
+
+    def commit(self):
+        for claim in self.claims:
+            claim.commit()
+
+    def abandon(self):
+        for claim in self.claims + ([self.scratch_folder] if self.scratch_folder else []):
+            claim.abandon()
+
+
 def evaluate(source, reconstructed, model=None, quality=5, device='auto', threads=None, compressed=None,
              error=None, report=None, progress=None, is_cancelled=None, tile_size=None, max_error=None,
              band_max_errors=None, relative_error=None, relative_floor=None):
@@ -77,42 +105,35 @@ def evaluate(source, reconstructed, model=None, quality=5, device='auto', thread
     for path in (reconstructed, error, report):
         if path:
             check_writable(path)
-    scratch = None
-    if not compressed:
-        scratch = scratch_claim()  # removed below, and after a killed run by the next run that makes one
-        compressed = os.path.join(scratch.folder, 'evaluate.ehc')
-    created = []
-    root = Progress(1, progress, is_cancelled)
+    compressed = compressed or None
+    staged = _StagedOutputs()
     try:
+        stage_of = {path: staged.claim(path) for path in (compressed, reconstructed, error, report) if path}
+        if not compressed:  # removed below, and after a killed run by the next run that makes one
+            stage_of[None] = staged.scratch('evaluate.ehc')
+        root = Progress(1, progress, is_cancelled)
         with open_spectral(source) as original:
-            packed = compress(original, compressed, model, quality, device, threads,
+            packed = compress(original, stage_of[compressed], model, quality, device, threads,
                               progress=root.sub(1, 0.0, COMPRESS_END), tile_size=tile_size, max_error=max_error,
                               band_max_errors=band_max_errors, relative_error=relative_error,
                               relative_floor=relative_floor)
-            created.append(compressed)
             max_error = packed.max_error
             stated = (max_error if packed.error_bound is None or max_error is not None
                       else packed.error_bound.describe())
             stage = root.sub(1, COMPRESS_END, DECOMPRESS_END)
-            with StreamedComparison(original, error, bool(report), threads, stage) as streamed:
-                unpacked = decompress(compressed, reconstructed, device, threads, progress=stage,
-                                      on_tile=streamed.add)
-                created.append(reconstructed)
+            with StreamedComparison(original, stage_of.get(error), bool(report), threads, stage) as streamed:
+                unpacked = decompress(stage_of[compressed], stage_of[reconstructed], device, threads,
+                                      progress=stage, on_tile=streamed.add)
                 comparison = streamed.result(stated)
-            created.append(error)
-        result = _evaluation(comparison.metrics, packed, unpacked, compressed if scratch is None else '',
-                             reconstructed, error, report, max_error)
+        result = _evaluation(comparison.metrics, packed, unpacked, compressed or '', reconstructed, error, report,
+                             max_error)
         if report:
             root.check()
             root.say('writing the report')
-            write_report(report, result.as_dict(), source, data=comparison.report)
+            write_report(stage_of[report], result.as_dict(), source, data=comparison.report)
+        staged.commit()
         root.report(1.0)
-    except BaseException:
-        for path in created:  # a failed or cancelled evaluation leaves nothing behind
-            if path and os.path.exists(path):
-                os.remove(path)
-        raise
     finally:
-        if scratch:
-            scratch.abandon()
+        staged.abandon()  # a failed or cancelled evaluation leaves nothing behind, and the files it would have
+        # replaced as they were
     return result

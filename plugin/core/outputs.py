@@ -72,7 +72,10 @@ def check_writable(path):
     target = os.path.abspath(os.fspath(path))
     if os.path.isdir(target):
         raise OutputError(f'The output {target} is a folder; expected a file name.')
-    folder = os.path.dirname(target)
+    folder, name = os.path.split(target)
+    if _name_length(name) > MAX_NAME_BYTES:  # (found otherwise only when the finished file is moved into place)
+        raise OutputError(f'The output name {name[:48]}… is too long for a file system ({_name_length(name)} '
+                          f'bytes; at most {MAX_NAME_BYTES}). Choose a shorter name.')
     existing = _nearest_existing(folder)
     if not os.path.isdir(existing):
         raise OutputError(f'Cannot write to folder {folder}: {existing} is a file, not a folder. '
@@ -91,6 +94,13 @@ OUTPUT_KINDS = {  # what an output is: (the names it may have, how a wrong one i
     'geotiff': (('.tif', '.tiff'), 'The output {} is written as a GeoTIFF; name it .tif or .tiff.'),  # GDAL's GTiff
     'report': (('.html', '.htm'), 'The report {} is an HTML page; name it .html.'),
 }
+
+
+def _name_length(name):
+    """A file name's length as its file system counts it: UTF-16 units on Windows (NTFS), else bytes."""
+    if os.name == 'nt':
+        return len(name.encode('utf-16-le', 'surrogatepass')) // 2
+    return len(os.fsencode(name))
 
 
 def check_named(path, kind):

@@ -172,11 +172,21 @@ def overrides(native, restored, valid, fill, lossless, lone=None):
 
 
 def check_exact_range(native, restored, valid, band_numbers):
-    """Error-bounded coding needs DN that float32 holds exactly; raise InputError naming the bands otherwise."""
+    """Error-bounded coding needs DN that float32 holds exactly: integers within ±EXACT_LIMIT, checked in the
+    image's own type (a float64 800.000000001 is 800 in float32: it passed as an integer and came back as 800 from
+    a lossless file); raise InputError naming the bands otherwise."""
     if native.dtype.itemsize <= 2 and native.dtype.kind in 'iu':
         return
     values = native[restored][:, valid]
-    outside = np.isfinite(values) & (np.abs(values) > EXACT_LIMIT) if values.dtype.kind == 'f' \
+    if values.dtype.kind == 'f':
+        finite = np.isfinite(values)  # (NaN and ±Inf are kept exactly, in the sample section)
+        fractional = finite & (values != np.rint(values))
+        if fractional.any():
+            bands = np.asarray(band_numbers)[restored][fractional.any(axis=1)]
+            raise InputError(f'an error bound needs integer DN values, but {int(fractional.sum())} samples in '
+                             f'band{"s" if bands.size > 1 else ""} {describe_bands(bands)} hold fractional values; '
+                             'compress this image without MAX_ERROR.')
+    outside = finite & (np.abs(values) > EXACT_LIMIT) if values.dtype.kind == 'f' \
         else np.abs(values.astype(np.float64)) > EXACT_LIMIT
     if outside.any():
         per_band = outside.sum(axis=1)

@@ -115,6 +115,20 @@ def test_a_product_folder_as_src_is_a_clear_error(archive, tmp_path, capsys):
     assert status == 1 and 'is itself a product folder' in err and 'Traceback' not in err
 
 
+@pytest.mark.parametrize('which, value, message', [('src', '', 'archive folder SRC is empty'),
+                                                    ('dest', ' ', 'output folder DEST is empty'),
+                                                    ('dest', '/vsimem/d', 'GDAL virtual path')])
+def test_an_empty_or_virtual_folder_is_refused(archive, tmp_path, capsys, which, value, message):
+    """An empty SRC or DEST read as the current folder; /vsimem/d was made as a real folder at the disk's root."""
+    src, _ = archive
+    existed = os.path.exists('/vsimem')
+    args = [value, str(tmp_path / 'd')] if which == 'src' else [src, value]
+    status = cli.main(['archive', *args])
+    err = capsys.readouterr().err
+    assert status == 1 and message in err and 'Traceback' not in err
+    assert os.path.exists('/vsimem') == existed and not os.path.exists(tmp_path / 'd')
+
+
 def test_workers_without_dask_say_what_to_install(archive, tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, 'dask.distributed', None)  # as if dask were not installed
     src, _ = archive

@@ -105,7 +105,10 @@ def test_bad_csv_files(tmp_path):
     for text, words in (('\n'.join(f'{b},1' for b in range(1, 224)), 'missing: 224'),
                         ('\n'.join(f'{b},1' for b in [*range(1, 225), 5]), 'band 5 is listed twice'),
                         ('\n'.join(f'{b},1' for b in range(1, 225)) + '\n300,1', 'not an EnMAP band'),
-                        ('band,bound\n1,2,3', 'band,bound'), ('\n'.join(f'{b},-1' for b in range(1, 225)), 'line 1')):
+                        ('band,bound\n1,2,3', 'band,bound'), ('\n'.join(f'{b},-1' for b in range(1, 225)), 'line 1'),
+                        ('1.0,5\n' + '\n'.join(f'{b},1' for b in range(2, 225)), "line 1.: '1.0' is not a band"),
+                        ('\n'.join(f'{b},1' for b in range(1, 225)) + '\n# ' + 'x' * 140_000, 'line 225.: not a CSV'),
+                        ('# ' + 'x' * (1 << 20), 'larger than 1024 KB')):
         path.write_text(text, encoding='utf-8')
         with pytest.raises(InputError, match=words):
             error_bound(band_max_errors=str(path))

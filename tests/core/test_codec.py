@@ -182,6 +182,17 @@ def test_evaluate_names_the_default_model_when_none_is_asked_for(scene, tmp_path
     assert result.model == 'rdnet'
 
 
+def test_a_blank_band_max_errors_is_no_option(scene, tmp_path):
+    """A BAND_MAX_ERRORS of spaces (a form's empty field) is no bound, and it no longer codes every band."""
+    extra = []
+    for name, options in (('plain', {}), ('blank', {'band_max_errors': '   '})):
+        result = compress(scene, str(tmp_path / f'{name}.ehc'), 'pca', 3, 'cpu', **options)
+        assert result.error_bound is None
+        with EhcReader(str(tmp_path / f'{name}.ehc')) as reader:
+            extra.append(reader.header['codec']['extra_bands'])
+    assert extra[0] == extra[1] == []
+
+
 def test_potsdam_tiles_round_trip_above_the_anchor(potsdam_tile_paths, tmp_path):
     """Held-out real tiles: PCA at quality 6 reaches about 56 dB at about 0.4 real bpppb (the classical anchor)."""
     held_out = [p for p in potsdam_tile_paths if os.path.basename(p) in

@@ -271,6 +271,33 @@ def test_cancel_while_measuring_is_prompt_and_leaves_nothing(tmp_path):
     assert not any(path.exists() for path in outputs)
 
 
+@pytest.mark.parametrize('failure', ['cancel while measuring', 'report not written'])
+def test_a_failed_evaluation_keeps_the_files_it_would_have_replaced(pair, tmp_path, monkeypatch, failure):
+    """Each output used to replace the old file as soon as it was made, and the cleanup after a later failure
+    then deleted it: now all are moved into place together, only after everything succeeded."""
+    from enmap_compress.plugin.core import evaluate as evaluate_module
+    from enmap_compress.plugin.core.errors import OutputError
+    from enmap_compress.plugin.core.tiling import Progress
+
+    product, _rec = pair
+    outputs = {name: tmp_path / name for name in ('rec.tif', 'err.tif', 'report.html', 'c.ehc')}
+    for name, path in outputs.items():
+        path.write_bytes(b'old ' + name.encode())
+    state = {}
+    if failure == 'report not written':
+        def refused(*_args, **_kwargs):
+            raise OutputError('Cannot write the report (the disk is full).')
+        monkeypatch.setattr(evaluate_module, 'write_report', refused)
+    with pytest.raises(CancelledError if failure.startswith('cancel') else OutputError):
+        evaluate(product.folder, str(outputs['rec.tif']), 'pca', 3, 'cpu', compressed=str(outputs['c.ehc']),
+                 error=str(outputs['err.tif']), report=str(outputs['report.html']),
+                 progress=Progress(1, describe=lambda text: text.startswith('measuring') and state.update(asked=1)),
+                 is_cancelled=lambda: failure.startswith('cancel') and 'asked' in state)
+    assert {name: path.read_bytes() for name, path in outputs.items()} == \
+        {name: b'old ' + name.encode() for name in outputs}
+    assert sorted(os.listdir(tmp_path)) == sorted(outputs)
+
+
 MEMORY_SCRIPT = r'''
 import json, sys
 def own_peak_kb():  # VmHWM: this process's peak; ru_maxrss of a child starts at its parent's (fork/vfork + exec)

@@ -288,3 +288,19 @@ def test_nodata_is_found_as_a_float64_comparison_finds_it(dtype, nodata):
     lone = samples.lone_nodata(cube, valid, nodata, every)
     assert np.array_equal(np.zeros(cube.shape, bool) if lone is None else lone, expected)
     assert np.array_equal(valid_pixels(cube, nodata, every), ~expected.all(axis=0))
+
+
+@pytest.mark.parametrize('max_error', [0, 10])
+def test_an_error_bound_refuses_float64_fractions_that_float32_would_round_away(tmp_path, max_error):
+    """800.000000001 is 800 in float32: the integer check ran on the float32 copy, so a lossless file came back
+    as 800 (not bit-exact) and a 10 DN bound was exceeded by 1e-9; now it is made in the image's own type."""
+    source = _float_scene(str(tmp_path / 'f64.tif'), dtype='float64', nodata=-32768)
+    ds = gdal.Open(source, gdal.GA_Update)
+    band = ds.GetRasterBand(CODED_BAND)
+    data = band.ReadAsArray()
+    data[data != -32768] += 1e-9
+    band.WriteArray(data)
+    ds = None
+    with pytest.raises(InputError, match=f'integer DN values, but .* samples in band {CODED_BAND} hold fractional'):
+        compress(source, str(tmp_path / 'f.ehc'), 'pca', None, 'cpu', max_error=max_error)
+    assert not os.path.exists(tmp_path / 'f.ehc')

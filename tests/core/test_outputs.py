@@ -187,3 +187,14 @@ def test_a_gdal_virtual_output_path_is_refused(path):
     with pytest.raises(OutputError, match='GDAL virtual path'):
         check_writable(path)
     assert os.path.exists('/vsimem') == existed
+
+
+def test_a_name_too_long_for_the_file_system_is_refused_before_any_work(tmp_path):
+    """A 256-byte name passed every check and failed only when the finished file was moved into place."""
+    check_writable(str(tmp_path / ('a' * 251 + '.ehc')))  # 255 bytes
+    with pytest.raises(OutputError, match='too long for a file system .256 bytes; at most 255'):
+        check_writable(str(tmp_path / ('a' * 252 + '.ehc')))
+    if os.name != 'nt':  # (NTFS counts UTF-16 units: 130 there)
+        with pytest.raises(OutputError, match='too long'):
+            check_writable(str(tmp_path / ('é' * 126 + '.ehc')))  # 256 bytes in UTF-8
+    assert os.listdir(tmp_path) == []
