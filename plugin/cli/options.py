@@ -7,7 +7,7 @@ values (bounds.error_bound) and says what is wrong in one line.
 """
 import argparse
 
-from ..core.runtime import DEVICES, list_models
+from ..core.runtime import DEVICES, MAX_THREADS, list_models
 
 QUALITY_LEVELS = range(1, 11)
 
@@ -29,6 +29,7 @@ _quality = _checked(int, lambda v: v in QUALITY_LEVELS, 'an integer from 1 to 10
 _dn_bound = _checked(int, lambda v: v >= 0, 'an integer number of DN >= 0')
 _fraction = _checked(float, lambda v: 0 < v <= 1, 'a fraction above 0 and at most 1 (0.01 = 1 %)')
 positive_int = _checked(int, lambda v: v >= 1, 'a whole number >= 1')
+_threads = _checked(int, lambda v: 1 <= v <= MAX_THREADS, f'a whole number from 1 to {MAX_THREADS}')
 
 
 def _model_help():
@@ -62,7 +63,7 @@ def add_runtime_options(parser):
     group = parser.add_argument_group('runtime')
     group.add_argument('--device', choices=DEVICES, default='auto',
                        help='auto: CUDA when onnxruntime-gpu and a GPU really work, else the CPU (default auto)')
-    group.add_argument('--threads', type=positive_int, metavar='N',
+    group.add_argument('--threads', type=_threads, metavar='N',
                        help='CPU threads for the model (default: all cores but one, at most 8)')
 
 

@@ -571,7 +571,7 @@ def compress(source, output, model=None, quality=5, device='auto', threads=None,
                          code_all_bands or not is_blank(band_max_errors), latent_coder)
         header = _file_header(raster, coder.codec_info(tile_size), runner)
         count, tile_warnings = _write_tiles(output, header, raster, coder, tile_size, progress)
-        warnings = list(raster.warnings) + tile_warnings
+        warnings = list(raster.warnings) + _unmarked_fill_warning(raster, coder) + tile_warnings
     size = os.path.getsize(output)
     rate = rate_metrics(size, count, CODED_BAND_COUNT)
     return CompressResult(output, size, count, rate['bpppb'], rate['compression_ratio'], runner.choice.device,
@@ -825,6 +825,23 @@ def _count_far(coder, native, valid, lone, dead, counts):
     counts.far += coder.radiometry.far_outside(values)
     counts.lit += coder.radiometry.lit(values)
     counts.sampled += int(np.count_nonzero(kept))
+
+
+def _unmarked_fill_warning(raster, coder):
+    """The warning of an integer image without a nodata value whose file leaves bands out: they come back as 0,
+    which reads as data (the bands are not restored, as the mode says, but nothing marks them so)."""
+    left_out = np.ones(raster.band_count, bool)
+    left_out[coder.bands] = False
+    left_out &= ~raster.canonical_dead_bands
+    fill = samples.fill_value(raster.dtype, raster.nodata)
+    if not left_out.any() or fill != 0 or raster.nodata is not None:
+        return []
+    numbers = np.sort(np.asarray(raster.canonical_index)[left_out] + 1)
+    message = (f'The image declares no nodata value, so the {numbers.size} bands this file does not code (band'
+               f'{"s" if numbers.size > 1 else ""} {samples.describe_bands(numbers)}) come back as 0, which reads as '
+               'data: declare a nodata value (for example -32768), or use CODE_ALL_BANDS to keep them.')
+    LOG.warning(message)
+    return [message]
 
 
 def _far_warning(counts):

@@ -726,9 +726,12 @@ class SpectralRaster:
             offsets = xml.offsets if xml.offsets is not None else np.zeros(n)
             return xml.gains.copy(), offsets.copy()
         gains, offsets = _band_scaling(ds)
-        if gains is not None:
+        integral = self.dtype.kind in 'iu' and self.dtype.itemsize >= 2  # types that can hold EnMAP's DN
+        if gains is not None and not (integral and np.all(gains == 1.0) and np.all(offsets == 0.0)):
             return gains, offsets
-        if self.dtype == np.int16 and (xml is not None or self.is_standard_enmap):
+        # integer DN at scale 1 are no reflectance (all but 0 and 1 would clip): a VRT or ENVI header states 1
+        # where the file has no scale; UInt16 and Int32 DN take the EnMAP convention as Int16 does
+        if integral and (xml is not None or self.is_standard_enmap):
             self._warn(f'{self._label} has no scale/offset; assuming the EnMAP L2A convention '
                        'reflectance = DN x 0.0001.')
             return np.full(n, ENMAP_GAIN), np.zeros(n)

@@ -87,8 +87,8 @@ class GeoTiffWriter:
             if layout.gcps and tuple(layout.geotransform) == NO_GEOTRANSFORM:  # (a GeoTIFF holds one of them)
                 self.ds.SetGCPs([gdal.GCP(x, y, z, pixel, line) for pixel, line, x, y, z in layout.gcps],
                                 layout.gcp_crs_wkt)
-            elif layout.geotransform:
-                self.ds.SetGeoTransform(tuple(layout.geotransform))
+            elif layout.geotransform and tuple(layout.geotransform) != NO_GEOTRANSFORM:  # (stated, it would say
+                self.ds.SetGeoTransform(tuple(layout.geotransform))  # the image is georeferenced, upside down)
             if layout.rpc:
                 self.ds.SetMetadata(dict(layout.rpc), 'RPC')
             for index, info in enumerate(layout.bands, start=1):

@@ -165,13 +165,17 @@ def default_model_id():
     return DEFAULT_MODEL if DEFAULT_MODEL in ids else (ids[0] if ids else None)
 
 
+MAX_THREADS = 256  # a million made the thread pools grow until the kernel killed the process
+
+
 def checked_threads(threads):
-    """A thread count as given (None or 0: the default), or InputError for anything but a whole number >= 0
-    (2.5 or '2' reached onnxruntime as a TypeError, -1 was passed on)."""
+    """A thread count as given (None or 0: the default), or InputError for anything but a whole number from 0 to
+    MAX_THREADS (2.5 or '2' reached onnxruntime as a TypeError, -1 was passed on)."""
     if threads is None:
         return None
-    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 0:
-        raise InputError(f'threads must be a whole number (0 or None: the default), not {threads!r}')
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or not 0 <= threads <= MAX_THREADS:
+        raise InputError(f'threads must be a whole number from 1 to {MAX_THREADS} (0 or None: the default), not '
+                         f'{threads!r}')
     return int(threads)
 
 

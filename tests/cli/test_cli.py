@@ -175,6 +175,8 @@ def test_main_leaves_the_library_logger_as_it_was(lossless, capsys):
     ['compress', 'in.zip', 'out.ehc', '--quality', '11'],
     ['compress', 'in.zip', 'out.ehc', '--max-error', '-1'],
     ['compress', 'in.zip', 'out.ehc', '--relative-error', '2'],
+    ['compress', 'in.zip', 'out.ehc', '--threads', '1000000'],
+    ['archive', 'src', 'dest', '--threads', '99999999999999999999'],
     ['compress', 'in.zip'],
     ['archive', 'src', 'dest', '--workers', '2', '--scheduler', 'tcp://127.0.0.1:1'],
     ['frobnicate'],

@@ -193,6 +193,19 @@ def test_a_blank_band_max_errors_is_no_option(scene, tmp_path):
     assert extra[0] == extra[1] == []
 
 
+def test_bands_left_out_of_an_image_without_nodata_are_said_to_come_back_as_0(scene, tmp_path):
+    """Without a nodata value the 22 bands a lossy or bounded file does not code came back as 0 DN, silently."""
+    plain = str(tmp_path / 'no_nodata.tif')
+    gdal.Translate(plain, scene, noData='none')
+    for source, options, warned in ((plain, {}, True), (plain, {'max_error': 10}, True), (scene, {}, False),
+                                    (plain, {'max_error': 0}, False), (plain, {'code_all_bands': True}, False)):
+        result = compress(source, str(tmp_path / 'x.ehc'), 'pca', 3, 'cpu', **options)
+        said = [w for w in result.warnings if 'declares no nodata value' in w]
+        assert bool(said) == warned, (source, options, result.warnings)
+        if warned:
+            assert 'the 22 bands this file does not code (bands 127, 128' in said[0]
+
+
 def test_potsdam_tiles_round_trip_above_the_anchor(potsdam_tile_paths, tmp_path):
     """Held-out real tiles: PCA at quality 6 reaches about 56 dB at about 0.4 real bpppb (the classical anchor)."""
     held_out = [p for p in potsdam_tile_paths if os.path.basename(p) in
@@ -235,9 +248,10 @@ def test_default_model_is_rdnet_and_it_round_trips_partial_and_empty_tiles(scene
     assert psnrs[-1] > 45
 
 
-@pytest.mark.parametrize('threads', [-1, 2.5, '2', True])
+@pytest.mark.parametrize('threads', [-1, 2.5, '2', True, 257, 10 ** 20])
 def test_a_thread_count_that_is_no_whole_number_is_one_clear_input_error(tmp_path, threads):
-    """0.5.3 passed -1 on to onnxruntime and let 2.5 or '2' raise onnxruntime's TypeError."""
+    """0.5.3 passed -1 on to onnxruntime and let 2.5 or '2' raise onnxruntime's TypeError; 10 ** 6 made the
+    thread pools grow until the kernel killed the process, 10 ** 20 was onnxruntime's TypeError."""
     from enmap_compress.plugin.core.errors import InputError
     from tools import synthetic
 

@@ -155,6 +155,21 @@ def test_a_geotransform_comes_back_exactly(scene, tmp_path):
     assert isinstance(rasterheader._short_number(2.0 ** 60), float)
 
 
+def test_an_image_without_georeferencing_comes_back_without(scene, tmp_path):
+    """The output stated GDAL's stand-in (0, 1, 0, 0, 0, 1): georeferenced, and upside down."""
+    source, original = str(tmp_path / 'plain.tif'), gdal.Open(scene)
+    ds = gdal.GetDriverByName('GTiff').Create(source, original.RasterXSize, original.RasterYSize, 224, gdal.GDT_Int16)
+    for index in range(1, 225):
+        band, was = ds.GetRasterBand(index), original.GetRasterBand(index)
+        band.WriteArray(was.ReadAsArray())
+        band.SetNoDataValue(was.GetNoDataValue())
+        band.SetMetadata(was.GetMetadata())
+    ds = None
+    assert gdal.Open(source).GetGeoTransform(can_return_null=True) is None
+    _stored, _unpacked, _read, out = _round_trip(source, tmp_path)
+    assert out.GetGeoTransform(can_return_null=True) is None and out.GetGCPCount() == 0
+
+
 def test_a_new_header_leaves_out_what_the_model_gives_and_the_thread_count(scene, tmp_path):
     ehc = str(tmp_path / 'v.ehc')
     compress(scene, ehc, 'pca', 3, 'cpu')

@@ -138,6 +138,26 @@ def test_a_224_band_input_with_another_gain_compresses_like_enmap_dn(tmp_path, m
     assert abs(psnr['rescaled'] - psnr['enmap']) < 0.5, psnr
 
 
+@pytest.mark.parametrize('dtype, fmt', [('UInt16', 'GTiff'), ('Int32', 'GTiff'), ('Int16', 'VRT'),
+                                        ('Int16', 'ENVI')])
+def test_integer_dn_without_a_scale_take_the_enmap_convention(tmp_path, dtype, fmt):
+    """UInt16 and Int32 DN without a scale were read at gain 1 (every sample clipped to reflectance 1: the lossy
+    output was 1 DN everywhere), and so were Int16 DN through a VRT or an ENVI header, which state scale 1."""
+    scene = synthetic.write_scene(str(tmp_path / 'enmap.tif'), 16, 16, seed=6)
+    path = str(tmp_path / 'copy.tif')
+    ds = gdal.Translate(path, scene, outputType=gdal.GetDataTypeByName(dtype),
+                        noData='none' if dtype == 'UInt16' else -32768)
+    for index in range(1, ds.RasterCount + 1):  # (scale 1, offset 0: a GeoTIFF then states none)
+        ds.GetRasterBand(index).SetScale(1.0)
+        ds.GetRasterBand(index).SetOffset(0.0)
+    ds = None
+    if fmt != 'GTiff':
+        path = gdal.Translate(str(tmp_path / ('copy.' + fmt.lower())), path, format=fmt).GetDescription()
+    with open_spectral(path) as raster:
+        assert raster.gains == pytest.approx(np.full(224, ENMAP_GAIN))
+        assert any('assuming the EnMAP L2A convention' in w for w in raster.warnings)
+
+
 def test_samples_far_outside_reflectance_0_to_1_are_counted_in_dn_and_by_gains():
     dn = np.array([[-501, -500, 0, 10000, 10500, 10501, 30000]])
     assert Radiometry.enmap(1).far_outside(dn) == 3  # -501, 10501, 30000: beyond 5 % of reflectance
