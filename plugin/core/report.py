@@ -14,8 +14,8 @@ from .outputs import atomic_output
 LOG = logging.getLogger('enmap_compress')
 
 ROWS = (
-    ('PSNR', 'psnr', '{:.2f} dB', f'HySpecNet convention: {N_HYSPECNET} bands, DN clipped to 0..{DN_PEAK:.0f}, '
-     f'peak {DN_PEAK:.0f}'),
+    ('PSNR', 'psnr', '{:.2f} dB', f'HySpecNet convention: the {N_HYSPECNET} bands less dead ones, DN at EnMAP scale '
+     f'clipped to 0..{DN_PEAK:.0f}, peak {DN_PEAK:.0f}'),
     ('Mean spectral angle', 'sa_deg', '{:.3f}°', 'mean over valid pixels'),
     ('SSIM', 'ssim', '{:.4f}', '7x7 window, per band, averaged'),
     ('RMSE', 'rmse_dn', '{:.1f} DN', 'over the evaluated bands, of the clipped values (as PSNR)'),
