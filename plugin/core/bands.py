@@ -145,6 +145,7 @@ def band_set(band_set_id=HYSPECNET202):
 
 DN_PEAK = 10000.0  # reflectance 1 in EnMAP DN; the PSNR peak in the HySpecNet convention
 ENMAP_GAIN = 1e-4  # EnMAP L2A: reflectance = DN x 1e-4, offset 0
+MIN_GAIN, MAX_GAIN = 1e-30, 1e30  # |gain| beyond these is no radiometry (1e-320 made the DN step infinite)
 UNIT_BLOCK_BANDS = 8  # bands per step of Radiometry.native_to_unit: a 256 px tile's 8 bands stay in cache
 CLIP_MARGIN = 0.05  # reflectance beyond [0, 1] by more than this is no measurement error but another scale
 FAINT = 0.001  # reflectance below which (almost) every sample of an image means a scale far too small
@@ -171,6 +172,9 @@ class Radiometry:
         offsets = np.zeros_like(gains) if offsets is None else np.asarray(offsets, np.float64)
         if gains.shape != offsets.shape or not np.all(np.isfinite(gains)) or np.any(gains == 0):
             raise InputError('band gains must be finite, non-zero numbers, one per band (with one offset each)')
+        if not (np.all((MIN_GAIN <= np.abs(gains)) & (np.abs(gains) <= MAX_GAIN)) and np.all(np.isfinite(offsets))):
+            raise InputError(f'band gains must lie from {MIN_GAIN:g} to {MAX_GAIN:g} in magnitude and offsets be '
+                             f'finite (reflectance = DN x gain + offset), not gains {gains.min():g} .. {gains.max():g}')
         return cls(gains, offsets)
 
     @functools.cached_property

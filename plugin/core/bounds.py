@@ -228,22 +228,41 @@ class GridQuantiser:
         return self.centre(self.index(base) + symbols.astype(np.int64)).astype(np.float64)
 
 
-@functools.lru_cache(maxsize=64)
+@functools.lru_cache(maxsize=256)  # a grid per band of a file (64 rebuilt every band of every tile: seconds a tile)
 def _grid(absolute, relative, floor):
+    """The GridQuantiser of limit(x) = min(A, max(F, floor(r x))): its cells made a run of equal limits at a time
+    (a cell at a time took about 30 ms a grid, seconds a tile for a file with a different bound in every band)."""
     def limit(x):
         return min(absolute, max(floor, math.floor(relative * x)))
 
-    first = limit(0)
-    starts, centres = [0], [0]
-    start = first + 1
+    runs = []  # (first start, limit m, cells) of each run of cells of one limit
+    start, tail = limit(0) + 1, 0
     while start <= GRID_LIMIT:
         m = limit(start)
         if m == absolute:  # from here on every cell is 2A + 1 wide
-            return GridQuantiser(np.asarray(starts, np.int64), np.asarray(centres, np.int64), start, 2 * m + 1)
-        starts.append(start)
-        centres.append(start + m)
-        start += 2 * m + 1
-    return GridQuantiser(np.asarray(starts, np.int64), np.asarray(centres, np.int64), start, 0)
+            tail = 2 * m + 1
+            break
+        end = min(_first_above(relative, m, start), GRID_LIMIT + 1)  # the cells that start before it have limit m
+        cells = -(-(end - start) // (2 * m + 1))
+        runs.append((start, m, cells))
+        start += (2 * m + 1) * cells
+    first, width, counts = (np.array([r[i] for r in runs], np.int64) for i in range(3))
+    width = 2 * width + 1
+    offsets = np.arange(int(counts.sum()), dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
+    starts = np.repeat(first, counts) + np.repeat(width, counts) * offsets
+    centres = starts + np.repeat(width // 2, counts)
+    return GridQuantiser(np.concatenate([[0], starts]), np.concatenate([[0], centres]), start, tail)
+
+
+def _first_above(relative, m, start):
+    """The least integer x >= start with floor(r x) > m, in the float arithmetic limit() uses (limit(x) > m there,
+    for F <= m < A)."""
+    x = max(start, math.ceil((m + 1) / relative))
+    while x > start and math.floor(relative * (x - 1)) > m:
+        x -= 1
+    while math.floor(relative * x) <= m:
+        x += 1
+    return x
 
 
 # --- parsing what the user gave ----------------------------------------------------------------------------------

@@ -162,7 +162,9 @@ class TileCoder:
             self.extra_coder = EXTRA_SPECTRAL if self.lossless and self.extra.size else EXTRA_PREDICTED
         if self.extra_coder not in (EXTRA_PREDICTED, EXTRA_SPECTRAL) or (
                 self.extra_coder == EXTRA_SPECTRAL and not self.lossless):
-            raise FormatError(f'extra bands coded as "{self.extra_coder}" are not supported here; update the plugin')
+            raise FormatError(f'extra bands coded as "{self.extra_coder}" ' + (
+                'do not go with this file\'s mode (only lossless files code them so)' if self.extra_coder ==
+                EXTRA_SPECTRAL else 'are not supported here; update the plugin'))
         if self.residual_coder is None:  # new files: residual symbols coded band by band (bandstream.py)
             self.residual_coder = RESIDUAL_PLAIN if self.bound is None else bandstream.PLAIN_CODER_ID \
                 if self.bound.relative_error else bandstream.CODER_ID
@@ -170,7 +172,9 @@ class TileCoder:
         if self.residual_coder not in (RESIDUAL_PLAIN, RESIDUAL_PREDICTED, *bandstream.BAND_CODED) or (
                 self.residual_coder != RESIDUAL_PLAIN and self.bound is None) or (
                 predicted and self.bound.relative_error):
-            raise FormatError(f'residuals coded as "{self.residual_coder}" are not supported here; update the plugin')
+            known = self.residual_coder in (RESIDUAL_PLAIN, RESIDUAL_PREDICTED, *bandstream.BAND_CODED)
+            raise FormatError(f'residuals coded as "{self.residual_coder}" ' + (
+                'do not go with this file\'s error bound' if known else 'are not supported here; update the plugin'))
 
     @property
     def folded(self):
@@ -384,9 +388,12 @@ class TileCoder:
                     raise FormatError('a lossless tile has residuals in its spectrally predicted extra bands')
                 spectral.decode(sections.extra, values, self._rows(), self.extra, self.coded, tile_valid)
             if not matches_checksum(sections.checksum, values):
+                if self.exact:  # made in integer arithmetic: the same on every machine
+                    raise FormatError('the error-bounded reconstruction does not match the checksum its encoder '
+                                      'stored: the file was changed after it was written')
                 raise FormatError('the error-bounded reconstruction on this machine differs from the encoder\'s '
-                                  '(floating-point differences between machines or devices); decode with the '
-                                  'same onnxruntime on the CPU')
+                                  '(floating-point differences between machines or devices: decode with the '
+                                  'same onnxruntime on the CPU), or the file was changed after it was written')
         return values
 
     def _live_latent(self, symbols, done, cells=None):

@@ -1,6 +1,6 @@
 """Type and range checks of the JSON objects of a .ehc header: a failure is one FormatError naming the file and the
 field (validation.py checks the raster part and the index with them, codecheader.py the codec part)."""
-import math
+import sys
 
 from .bands import N_BANDS
 from .errors import FormatError
@@ -43,7 +43,7 @@ class HeaderFields:
         value = self.get(key, required)
         if value is None and not required:
             return None
-        if not is_number(value) or (finite and not math.isfinite(value)):
+        if not is_number(value) or (finite and not is_finite(value)):
             self.fail(key, f'must be a{" finite" if finite else ""} number, not {shown(value)}')
         return value
 
@@ -82,6 +82,12 @@ def is_int(value):
 
 def is_number(value):
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def is_finite(value):
+    """A number that is finite as a float: an integer beyond float range is not (math.isfinite and every float
+    conversion raise OverflowError on 10 ** 400, which JSON allows)."""
+    return is_number(value) and -sys.float_info.max <= value <= sys.float_info.max
 
 
 def shown(value):

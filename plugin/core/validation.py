@@ -15,12 +15,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .bands import N_BANDS
+from .bands import MAX_GAIN, MIN_GAIN, N_BANDS
 from .codecheader import BAND_GAINS, FORMAT_NAME, CodecInfo
 from .container import EhcReader
 from .errors import EnmapCompressError, FormatError
 from .geotiff import GDAL_TYPES
-from .headerfields import MAX_TEXT, HeaderFields, field_error, is_int, is_number, shown
+from .headerfields import MAX_TEXT, HeaderFields, field_error, is_finite, is_int, shown
 from .rasterheader import NAME_TEMPLATES, unpack_raster
 from .tiling import Tile, tile_grid
 
@@ -85,7 +85,7 @@ def _checked_raster(fields):
     _check_crs(fields)
     geotransform = fields.get('geotransform')
     if not isinstance(geotransform, list) or len(geotransform) != 6 or \
-            not all(is_number(v) and math.isfinite(v) for v in geotransform):
+            not all(is_finite(v) for v in geotransform):
         fields.fail('geotransform', f'must be a list of 6 finite numbers, not {shown(geotransform)}')
     fields.optional_type('band_order', str, 'a text')
     order = fields.get('canonical_index')
@@ -98,9 +98,9 @@ def _checked_raster(fields):
     _check_band_names(fields, has_wavelengths)
     for key in ('gains', 'offsets'):
         value = fields.get(key)
-        if not (is_number(value) or (isinstance(value, list) and len(value) == N_BANDS
-                                     and all(is_number(v) for v in value))):
-            fields.fail(key, f'must be a number or a list of {N_BANDS} numbers, not {shown(value)}')
+        if not (is_finite(value) or (isinstance(value, list) and len(value) == N_BANDS
+                                     and all(is_finite(v) for v in value))):
+            fields.fail(key, f'must be a finite number or a list of {N_BANDS} of them, not {shown(value)}')
     fields.indices('dead_bands', ascending=True)
     _check_control(fields)
     product = fields.obj.get('product_name')
@@ -117,7 +117,7 @@ def _check_control(fields):
         _check_crs(gcps)
         points = gcps.get('points')
         if not isinstance(points, list) or not 0 < len(points) <= MAX_GCPS or not all(
-                isinstance(p, list) and len(p) == 5 and all(is_number(v) and math.isfinite(v) for v in p)
+                isinstance(p, list) and len(p) == 5 and all(is_finite(v) for v in p)
                 for p in points):
             gcps.fail('points', f'must be a list of 1 to {MAX_GCPS} lists of 5 finite numbers, not {shown(points)}')
     if 'rpc' in fields.obj:
@@ -136,7 +136,8 @@ def _check_fill_value(fields, key, dtype):
     if dtype.kind == 'f':
         fields.number(key, finite=False)
         largest = float(np.finfo(dtype).max)
-        if math.isfinite(value) and abs(value) > largest:  # (GDAL reads such a nodata as inf: no writer states it)
+        if not (isinstance(value, float) and not math.isfinite(value)) and abs(value) > largest:  # (GDAL reads
+            # such a nodata as inf: no writer states it; an integer beyond float range is one too)
             fields.fail(key, f'must be a {dtype.name} value (at most {largest:g} in magnitude, or inf or NaN), '
                         f'not {shown(value)}')
         return
@@ -151,6 +152,8 @@ def _check_crs(fields):
     text = fields.text('crs')
     if not text:
         return
+    if '\0' in text:  # (GDAL's bindings raise TypeError on it)
+        fields.fail('crs', f'is not a coordinate reference system GDAL knows ({shown(text)}: it holds a NUL)')
     from osgeo import osr
 
     from .gdalerrors import GdalError, checked
@@ -201,9 +204,10 @@ def _check_band_gains(raster):
     for key, allow_zero in (('gains', False), ('offsets', True)):
         value = raster.obj[key]
         values = value if isinstance(value, list) else [value]
-        if not all(math.isfinite(v) and (allow_zero or v != 0) for v in values):
-            raster.fail(key, f'must be finite{"" if allow_zero else ", non-zero"} numbers when codec.radiometry is '
-                             f'{BAND_GAINS!r}, not {shown(value)}')
+        if not all(is_finite(v) and (allow_zero or MIN_GAIN <= abs(v) <= MAX_GAIN) for v in values):
+            raster.fail(key, ('must be finite numbers' if allow_zero else f'must be numbers of magnitude {MIN_GAIN:g} '
+                                                                          f'to {MAX_GAIN:g}') +
+                        f' when codec.radiometry is {BAND_GAINS!r}, not {shown(value)}')
 
 
 # --- the model named by the header ----------------------------------------------------------------------------------

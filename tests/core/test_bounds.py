@@ -1,11 +1,12 @@
 """Per-band and relative error bounds: parsing, the quantisers' guarantee, and round trips through the codec."""
+import math
 import os
 
 import numpy as np
 import pytest
 from osgeo import gdal
 
-from enmap_compress.plugin.core.bounds import NO_LIMIT, ErrorBound, _grid, error_bound, uniform_bound
+from enmap_compress.plugin.core.bounds import GRID_LIMIT, NO_LIMIT, ErrorBound, _grid, error_bound, uniform_bound
 from enmap_compress.plugin.core.codec import compress, decompress
 from enmap_compress.plugin.core.container import EhcReader
 from enmap_compress.plugin.core.errors import FormatError, InputError
@@ -122,6 +123,33 @@ def test_a_corrupt_header_bound_is_a_format_error():
 
 
 # --- the quantisers -----------------------------------------------------------------------------------------------
+
+def _grid_cell_by_cell(absolute, relative, floor):
+    """The grid as its definition makes it, a cell at a time (bounds._grid before it made runs of cells)."""
+    def limit(x):
+        return min(absolute, max(floor, math.floor(relative * x)))
+
+    starts, centres, start = [0], [0], limit(0) + 1
+    while start <= GRID_LIMIT:
+        m = limit(start)
+        if m == absolute:
+            return starts, centres, start, 2 * m + 1
+        starts.append(start)
+        centres.append(start + m)
+        start += 2 * m + 1
+    return starts, centres, start, 0
+
+
+@pytest.mark.parametrize('absolute, relative, floor', [(5, 0.02, 1), (NO_LIMIT, 0.01, 0), (0, 0.05, 3), (3, 0.3, 7),
+                                                       (40, 0.001, 2), (10 ** 6, 1e-4, 0), (1000, 0.0123, 5),
+                                                       (NO_LIMIT, 0.333, 1), (1, 1e-4, 0), (NO_LIMIT, 1.0, 50)])
+def test_the_grid_is_made_as_its_definition_makes_it(absolute, relative, floor):
+    _grid.cache_clear()
+    grid = _grid(absolute, relative, floor)
+    starts, centres, tail_start, tail_width = _grid_cell_by_cell(absolute, relative, floor)
+    assert np.array_equal(grid.starts, starts) and np.array_equal(grid.centres, centres)
+    assert (grid.tail_start, grid.tail_width) == (tail_start, tail_width)
+
 
 @pytest.mark.parametrize('absolute, relative, floor', [(5, 0.02, 1), (NO_LIMIT, 0.01, 0), (0, 0.05, 3),
                                                        (40, 0.001, 2), (NO_LIMIT, 1.0, 0)])

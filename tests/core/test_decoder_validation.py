@@ -132,6 +132,13 @@ HEADER_CASES = [
     (('raster', 'gcps'), {'points': [[0, 0, 1, 2, 0]]}, 'raster.gcps.crs is missing'),
     (('raster', 'rpc'), {'LINE_OFF': 5}, 'raster.rpc.LINE_OFF'), (('raster', 'rpc'), [], 'raster.rpc'),
     (('raster', 'rpc'), {f'K{i}': '1' for i in range(65)}, 'raster.rpc must have at most 64'),
+    # integers beyond float range (JSON has no limit: math.isfinite raised OverflowError) and NUL in a CRS
+    (('raster', 'geotransform'), [0, 30, 0, 0, 0, 10 ** 400], 'raster.geotransform'),
+    (('raster', 'nodata'), 10 ** 400, 'raster.nodata'), (('raster', 'fill'), -10 ** 400, 'raster.fill'),
+    (('raster', 'offsets'), [10 ** 400] * 224, 'raster.offsets'), (('raster', 'gains'), 10 ** 400, 'raster.gains'),
+    (('raster', 'gcps'), {'crs': '', 'points': [[0, 0, 1, 2, 10 ** 400]]}, 'raster.gcps.points'),
+    (('raster', 'crs'), 'EPSG:4326\x00junk', 'it holds a NUL'),
+    (('raster', 'gcps'), {'crs': 'GEOGCS["x\x00"]', 'points': [[0, 0, 1, 2, 0]]}, 'gcps.crs is not a coordinate'),
 ]
 
 
@@ -140,6 +147,14 @@ HEADER_CASES = [
 def test_a_hostile_header_field_is_one_format_error_naming_it(fresh, tmp_path, keys, value, field):
     parts = EhcParts.read(fresh)
     _refused(_with(parts, _set(keys, value)).build(), tmp_path, field.replace('.', r'\.'))
+
+
+@pytest.mark.parametrize('gain', [1e-320, 1e-31, 1e31])
+def test_band_gains_beyond_any_radiometry_are_refused(fresh, tmp_path, gain):
+    """A gain of 1e-320 (finite, non-zero) made the DN step of the extra bands infinite: an OverflowError."""
+    parts = EhcParts.read(fresh)
+    edited = _with(_with(parts, _set(('codec', 'radiometry'), 'band-gains')), _set(('raster', 'gains'), gain))
+    _refused(edited.build(), tmp_path, r'raster\.gains must be numbers of magnitude 1e-30 to 1e\+30')
 
 
 @pytest.mark.parametrize('keys', [('raster',), ('codec',), ('raster', 'width'), ('raster', 'dead_bands'),
