@@ -632,6 +632,12 @@ class SpectralRaster:
 
     def _init_geometry(self, ds):
         self.width, self.height, self.band_count = ds.RasterXSize, ds.RasterYSize, ds.RasterCount
+        subdatasets = (ds.GetSubDatasets() or []) if self.band_count == 0 else []
+        if subdatasets:  # (a netCDF or HDF file: its images are subdatasets, the file itself has no band)
+            raise InputError(f'{self._label} holds {len(subdatasets)} subdataset{"s" if len(subdatasets) > 1 else ""}'
+                             f' (such as {subdatasets[0][0]}), not one multi-band image: convert it to a GeoTIFF '
+                             'first (gdal_translate of the subdataset that holds the bands, or gdalbuildvrt '
+                             '-separate of one subdataset per band).')
         if self.band_count < MIN_BANDS:
             raise InputError(f'{self._label} has {self.band_count} band{"s" if self.band_count != 1 else ""}; '
                              'EnMAP Compress expects a hyperspectral image (EnMAP L2A has 224 bands).')

@@ -308,6 +308,15 @@ def test_rgb_image(tmp_path):
         open_spectral(_write_tif(tmp_path / 'rgb.tif', 3, gdal_type=gdal.GDT_Byte))
 
 
+@pytest.mark.skipif(gdal.GetDriverByName('netCDF') is None, reason="this GDAL has no netCDF driver")
+def test_a_file_of_subdatasets_says_so(tmp_path):
+    """A netCDF file stores each band as a variable: it said "has 0 bands"."""
+    path = str(tmp_path / 'bands.nc')
+    gdal.Translate(path, _write_tif(tmp_path / 'two.tif', 2, gdal_type=gdal.GDT_Int16), format='netCDF')
+    with pytest.raises(InputError, match=r'holds 2 subdatasets \(such as NETCDF:.*\), not one multi-band image'):
+        open_spectral(path)
+
+
 def test_150_bands_without_wavelengths(tmp_path):
     with pytest.raises(InputError, match='has 150 bands and no wavelength metadata'):
         open_spectral(_write_tif(tmp_path / 'b150.tif', 150, width=2, height=2))
