@@ -1,7 +1,7 @@
 """Why rdnet's margin over PCA + JPEG 2000 is smaller on the 96 x 32 mosaic than on the tiles (issue #14): two
 measurements on the training side only (the nine training tiles and their three 96 x 32 mosaics).
 
-usage: python -m bench.anchor_gap [--parts allocation,contexts]
+usage: python -m bench.anchor_gap [--parts allocation,contexts,shape,offsets]
 
 - allocation: the anchor (bench.pca_jpeg2000: the training tiles' KLT, one OpenJPEG codestream per file) on each
   training tile at equal target rates, as the protocol codes the held-out tiles, against one rate-distortion optimal
@@ -14,6 +14,8 @@ usage: python -m bench.anchor_gap [--parts allocation,contexts]
   context of BUCKETS quantile buckets (the block's parent-level activity averaged over all components, or the four
   neighbouring blocks' of the same component), and under the empirical distribution of each context (an optimistic
   bound on any table shape). Percentages are of the real latent bytes.
+- shape: the same symbols with a second table parameter per (level, class), its own dead zone (table_shape).
+- offsets: what restoring each quantiser bin at its centroid would save (reconstruction_offsets).
 """
 import argparse
 import math
@@ -35,6 +37,8 @@ TARGETS = np.geomspace(0.05, 1.0, 16)
 RATES = (0.10, 0.15, 0.20, 0.30, 0.40, 0.60)
 BUCKETS = 5
 QUALITY_PAIRS = ((2, 3), (5, 6), (8, 9))
+SHAPE_LEVELS = (2, 4, 6, 8)
+EXTRA_DEADZONES = [-0.1, -0.05, 0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4]  # steps added to a table's dead zone
 
 
 # --- allocation ------------------------------------------------------------------------------------------------
@@ -136,19 +140,24 @@ def _symbols(meta, items, quality):
             coder.deadzone)
 
 
-def _laplace_bits(key, size, deadzone):
-    """Least ideal bits of the symbols when each class (key // 256) takes its best delta over the context coder's
-    candidates, under the dead-zone Laplace of scale 2 ** ((row code + delta) / 4) (key % 256: row code + 128)."""
+def _class_bits(key, size, deadzone):
+    """(classes, candidate deltas) ideal bits of the symbols of each class (key // 256) under the dead-zone Laplace
+    of scale 2 ** ((row code + delta) / 4) (key % 256: row code + 128) for each of the context coder's deltas."""
     beta = np.exp2((np.arange(256)[None, :] - 128 + context_coder.candidate_deltas()[:, None]) / 4.0)
     groups = int(key.max()) // 256 + 1 if key.size else 0
     counts = [np.bincount(key, weights=w, minlength=groups * 256).reshape(groups, 256)
               for w in (size == 0, size > 0, np.maximum(size - 1, 0))]
-    total = 0.0
-    for zeros, nonzeros, excess in zip(*counts):
+    bits = np.zeros((groups, beta.shape[0]))
+    for group, (zeros, nonzeros, excess) in enumerate(zip(*counts)):
         if zeros.sum() + nonzeros.sum():
-            bits = laplace_bits(zeros[None], nonzeros[None], excess[None], beta, deadzone)
-            total += np.nan_to_num(bits).sum(axis=1).min()
-    return total
+            bits[group] = np.nan_to_num(laplace_bits(zeros[None], nonzeros[None], excess[None], beta,
+                                                     deadzone)).sum(axis=1)
+    return bits
+
+
+def _laplace_bits(key, size, deadzone):
+    """Least ideal bits of the symbols when each class takes its best delta (_class_bits)."""
+    return float(_class_bits(key, size, deadzone).min(axis=1).sum())
 
 
 def _empirical_bits(key, size):
@@ -191,6 +200,60 @@ def _add_totals(totals, records, deadzone):
                                           record['size'], deadzone)
 
 
+def table_shape():
+    """The context coder's tables have one free parameter per class (the delta of its scale); a second one, the
+    table's own dead zone d + e per (Haar level, class), each class at its best (delta, e) in-sample: percent of the
+    real latent bytes it would save (an upper bound: the e would be fitted, or sent)."""
+    from bench.latent_context import latents
+
+    meta, items = latents('train')
+    lines = ['| quality | latent B | own classes B | with a dead zone per class |', '|---|---|---|---|']
+    for quality in SHAPE_LEVELS:
+        records, latent_bytes, deadzone = _symbols(meta, items, quality)
+        own = shaped = 0.0
+        for record in records.values():
+            key = record['class'] * 256 + record['code']
+            bits = np.stack([_class_bits(key, record['size'], deadzone + e) for e in EXTRA_DEADZONES])
+            own += bits[EXTRA_DEADZONES.index(0.0)].min(axis=1).sum()
+            shaped += bits.min(axis=2).min(axis=0).sum()
+        share = 100 * (shaped - own) / (8 * latent_bytes)
+        lines.append(f'| q{quality} | {latent_bytes} | {own / 8:.0f} | {share:+.2f} % |')
+    return lines
+
+
+def reconstruction_offsets():
+    """A decoder restores a symbol q as q steps; restoring each (LL or Haar level, |q| = 1, 2, >= 3) bin at its
+    centroid instead (one offset per bin, fitted in-sample on the unquantised latent) would save this share of the
+    latent's squared error (in the learned coordinates; an upper bound for offsets fixed in the model or sent)."""
+    from bench.latent_context import latents
+
+    meta, items = latents('train')
+    lines = ['| quality | latent squared error saved | offsets in steps (LL, level 1, 2, 3; abs(q) = 1 / 2 / >= 3) |',
+             '|---|---|---|']
+    for quality in SHAPE_LEVELS:
+        coder = context_coder.ContextLatentCoder(meta.level(quality), meta.entropy_model)
+        detail = {level: coder.level_rows[level] for level in (1, 2, 3)}
+        sums, total = {}, 0.0
+        for latent, geometry in items:
+            symbols = coder.encode(latent.copy(), geometry)[0]
+            scaled = latent / coder.step
+            total += float(((scaled - symbols) ** 2).sum())
+            ll = np.ones(symbols.shape[0], bool)
+            for rows in detail.values():
+                ll[rows] = False
+            for level, rows in [('LL', ll)] + list(detail.items()):
+                size, excess = np.abs(symbols[rows]), np.abs(scaled[rows]) - np.abs(symbols[rows])
+                for bin_ in (1, 2, 3):
+                    chosen = size == bin_ if bin_ < 3 else size >= 3
+                    count, summed = sums.get((level, bin_), (0, 0.0))
+                    sums[(level, bin_)] = (count + int(chosen.sum()), summed + float(excess[chosen].sum()))
+        saved = sum(s * s / n for n, s in sums.values() if n)
+        shown = ', '.join(' / '.join(f'{sums[(level, b)][1] / max(1, sums[(level, b)][0]):+.2f}' for b in (1, 2, 3))
+                          for level in ('LL', 1, 2, 3))
+        lines.append(f'| q{quality} | {100 * saved / total:.2f} % | {shown} |')
+    return lines
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--parts', default='allocation,contexts')
@@ -204,6 +267,10 @@ def main(argv=None):
             shutil.rmtree(folder, ignore_errors=True)
     if 'contexts' in parts:
         print('\n'.join(contexts()), flush=True)
+    if 'shape' in parts:
+        print('\n'.join(table_shape()), flush=True)
+    if 'offsets' in parts:
+        print('\n'.join(reconstruction_offsets()), flush=True)
     return 0
 
 

@@ -162,6 +162,8 @@ def test_anchor_gap_prices_symbols_and_picks_the_best_k():
     one = ag._laplace_bits(key, size, 0.1)
     two = ag._laplace_bits((1 * 2 + (feature >= 0.5)) * 256 + 128, size, 0.1)
     assert two < 0.9 * one and ag._empirical_bits(key, size) < one * 1.05
+    dead_zones = [ag._class_bits(key, size, 0.1 + e).min(axis=1).sum() for e in ag.EXTRA_DEADZONES]
+    assert min(dead_zones) <= one == dead_zones[ag.EXTRA_DEADZONES.index(0.0)]  # e = 0 is the coder's own table
     curves = [[(0.1, 40.0), (0.2, 44.0)], [(0.15, 45.0), (0.3, 47.0)]]
     assert ag._at(curves[0], 0.1) == 40.0 and math.isnan(ag._at(curves[1], 0.1))
     assert ag._best(curves, 0.1) == 40.0 and ag._best(curves, 0.2) > 45.0
