@@ -5,6 +5,7 @@ error; `archive` exits 10 + the number of failed products (at most 110) when som
 """
 import argparse
 import contextlib
+import importlib
 import logging
 import os
 import signal
@@ -195,11 +196,17 @@ def _warnings_to(console):
         logger.setLevel(level)
 
 
+PRELOADED = ('osgeo.gdal', 'onnxruntime')  # C extensions whose initialisation swallows a KeyboardInterrupt in it
+
+
 @contextlib.contextmanager
 def _terminate_as_interrupt():
     """SIGTERM (a scheduler's or a service manager's stop) ends a command as Ctrl+C does: the core then removes its
     claim folders and scratch copies (the default action killed it with them left behind). Only from the main
-    thread, and the previous handler is back afterwards (main() may run inside another program)."""
+    thread, and the previous handlers are back afterwards (main() may run inside another program).
+    PRELOADED is imported first with both signals only noted: GDAL's module initialisation swallowed the
+    KeyboardInterrupt of a stop in the first half second, and the run went on to replace its output; a stop noted
+    meanwhile interrupts right after."""
     term = getattr(signal, 'SIGTERM', None)
     if term is None or threading.current_thread() is not threading.main_thread():
         yield
@@ -208,11 +215,20 @@ def _terminate_as_interrupt():
     def interrupt(_number, _frame):
         raise KeyboardInterrupt
 
-    previous = signal.signal(term, interrupt)
+    noted = []
+    previous = {number: signal.signal(number, lambda n, _f: noted.append(n)) for number in (signal.SIGINT, term)}
     try:
+        for name in PRELOADED:
+            with contextlib.suppress(ImportError):  # (a missing onnxruntime is said when a model needs it)
+                importlib.import_module(name)
+        signal.signal(signal.SIGINT, previous[signal.SIGINT])
+        signal.signal(term, interrupt)
+        if noted:
+            raise KeyboardInterrupt
         yield
     finally:
-        signal.signal(term, previous)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 def main(argv=None):

@@ -1,5 +1,6 @@
 """The enmap-compress command line end to end: every command, --json parsed, exit codes, one-line errors."""
 import json
+import signal
 import os
 import subprocess
 import sys
@@ -242,3 +243,26 @@ def test_a_terminal_gets_a_progress_bar(product, tmp_path):
         os.close(leader)
     assert result.returncode == 0
     assert b'compress [' in shown and b'100%' in shown
+
+
+SWALLOWING_MODULE = '''
+import os, signal, time
+try:  # as GDAL's module initialisation does with a KeyboardInterrupt raised while it runs
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(0.2)
+except KeyboardInterrupt:
+    pass
+'''
+
+
+@pytest.mark.skipif(os.name != 'posix', reason='a SIGTERM to this process is POSIX')
+def test_a_stop_while_the_c_extensions_load_is_not_lost(product, tmp_path, monkeypatch, capsys):
+    """A SIGTERM or Ctrl+C in the first half second was swallowed by GDAL's initialisation: the run went on, replaced
+    its output and exited 0. The extensions now load with the signals only noted, and a noted stop interrupts."""
+    (tmp_path / 'swallowing_extension.py').write_text(SWALLOWING_MODULE, encoding='utf-8')
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(cli, 'PRELOADED', ('swallowing_extension',))
+    out, before = tmp_path / 'x.ehc', (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT))
+    status, _, err = run(capsys, 'compress', product.zip, out, '--model', 'pca', '--device', 'cpu')
+    assert status == 130 and 'interrupted' in err and not out.exists()
+    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before
