@@ -1,7 +1,7 @@
 """The enmap-compress command line end to end: every command, --json parsed, exit codes, one-line errors."""
 import json
-import signal
 import os
+import signal
 import subprocess
 import sys
 
