@@ -14,7 +14,7 @@ import threading
 import traceback
 
 from .. import __version__
-from ..core.errors import CancelledError, EnmapCompressError
+from ..core.errors import CancelledError, EnmapCompressError, os_error_text
 from .console import PROGRAM, Console, WarningHandler, key_values
 from .options import add_coding_options, add_runtime_options, coding_kwargs, runtime_kwargs
 
@@ -247,7 +247,7 @@ def main(argv=None):
         console.error(args.command, exc)
         return EXIT_FAILED
     except OSError as exc:  # a file the core does not open itself (permissions, a vanished path, a full disk)
-        console.error(args.command, f'{exc.strerror or exc}: {exc.filename}' if exc.filename else exc)
+        console.error(args.command, os_error_text(exc))
         return EXIT_FAILED
     except Exception as exc:  # anything else is a bug: still one line, the traceback only on request
         if args.debug:

@@ -5,6 +5,7 @@ and the SHA-256 of its bytes (a file copied back with an old time still gets a f
 under a size limit by removing the least recently used entries; files that cannot be removed (open in QGIS on
 Windows) are skipped and tried again next time.
 """
+import contextlib
 import hashlib
 import os
 import re
@@ -53,6 +54,11 @@ class DecodeCache:
         except OSError:
             pass
         return entry
+
+    def discard(self, entry):
+        """Remove a cached GeoTIFF that cannot be opened (a later lookup decodes the file again)."""
+        with contextlib.suppress(OSError):
+            os.remove(entry)
 
     def entries(self):
         """[(path, bytes, last used)] of every cached GeoTIFF, oldest first."""

@@ -31,3 +31,9 @@ class OutputError(EnmapCompressError):
 
 class CancelledError(EnmapCompressError):
     """The user cancelled the run; nothing was written."""
+
+
+def os_error_text(exc):
+    """One line for an OSError the core did not turn into one of its own (a file it does not open itself, a
+    network share failing mid-run): what happened, and to which file."""
+    return f'{exc.strerror or exc}: {exc.filename}' if exc.filename else str(exc)

@@ -117,11 +117,13 @@ class _RunnerTask(QgsProcessingAlgRunnerTask):
     outcome instead: a cancelled run reports Complete, its description says it was cancelled (that is the
     notification's text, when QGIS shows one), and the job reads the outcome from the feedback."""
 
-    def __init__(self, algorithm, parameters, context, feedback):
+    def __init__(self, algorithm, parameters, context, feedback, on_start=None):
         super().__init__(algorithm, parameters, context, feedback)
-        self._run_feedback = feedback
+        self._run_feedback, self._on_start = feedback, on_start
 
     def run(self):  # worker thread
+        if self._on_start is not None:
+            self._on_start()
         finished = super().run()
         return finished or self._run_feedback.isCanceled()
 
@@ -151,7 +153,7 @@ class CompressJob(QObject):
         super().__init__(parent)
         self.request = request
         self.outcome = None
-        self._existing = {path for path in request.files() if os.path.exists(path)}
+        self._existing = None  # the outputs there when the run started (None: it never started)
         self.context = QgsProcessingContext()  # no project: the worker must not touch project layers
         self.feedback = RunFeedback()
         self.feedback.textChanged.connect(self.progressTextChanged)
@@ -163,7 +165,7 @@ class CompressJob(QObject):
             raise RuntimeError(f'the Processing algorithm {self.request.algorithm_id()} is not registered')
         name = 'Evaluating' if self.request.evaluate else 'Compressing'
         parameters = self.request.parameters(model_index(algorithm, self.request.model_id))
-        self.task = _RunnerTask(algorithm, parameters, self.context, self.feedback)
+        self.task = _RunnerTask(algorithm, parameters, self.context, self.feedback, self._note_existing)
         self.feedback.task = self.task
         self.task.setDescription(f'EnMAP Compress: {name.lower()} {self.request.layer_name}')
         self.task.progressChanged.connect(self._relay_progress)
@@ -194,8 +196,15 @@ class CompressJob(QObject):
         _RUNNING.discard(self)
         self.finished.emit(self.outcome)
 
+    def _note_existing(self):
+        """When the task starts to run (a queued one waits for another's run, whose outputs are not this one's)."""
+        self._existing = {path for path in self.request.files() if os.path.exists(path)}
+
     def _remove_new_files(self):
-        """The core writes atomically; this also drops any output that did not exist before the run."""
+        """The core writes atomically; this also drops any output that did not exist when the run started (noted
+        then: a job queued behind another for the same outputs deleted that one's finished files)."""
+        if self._existing is None:
+            return
         for path in self.request.files():
             if path not in self._existing and os.path.exists(path):
                 with contextlib.suppress(OSError):

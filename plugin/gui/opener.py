@@ -2,6 +2,7 @@
 from the Browser panel. It is decoded once, in a background task with progress, to a GeoTIFF in a cache folder
 (size-limited, reused while the .ehc is unchanged), and that GeoTIFF is added as a layer in true colour.
 """
+import math
 import os
 import re
 
@@ -47,6 +48,8 @@ def decode_cache():
     try:
         limit = float(QgsSettings().value(CACHE_LIMIT_KEY, CACHE_LIMIT_MB))
     except (TypeError, ValueError):
+        limit = CACHE_LIMIT_MB
+    if not math.isfinite(limit) or limit < 0:  # (nan, inf, 1e400: every open raised converting it)
         limit = CACHE_LIMIT_MB
     return DecodeCache(cache_folder(), int(limit * 1024 * 1024))
 
@@ -116,10 +119,16 @@ class EhcOpener(QObject):
         """Add the layer now when the cache has it (returns the layer), else start decoding (returns the job)."""
         project = project or QgsProject.instance()
         cache = decode_cache()
-        cached = cache.lookup(path)
+        try:  # (the cache key reads the file: gone from the Browser meanwhile, or not readable)
+            cached, target = cache.lookup(path), cache.entry_path(path)
+        except OSError as exc:
+            self._tell(f'{os.path.basename(path)}: cannot read it ({exc.strerror or exc})', Qgis.Critical)
+            return None
         if cached is not None:
-            return self._add(path, cached, project)
-        target = cache.entry_path(path)
+            layer = self._add(path, cached, project, quiet=True)
+            if layer is not None:
+                return layer
+            cache.discard(cached)  # damaged outside the plugin (a cut copy, a full disk): decoded again below
         running = next((job for job in self.running() if job.target == target), None)
         if running is not None:  # dropped again while decoding: one decode, one layer
             return running
@@ -143,10 +152,11 @@ class EhcOpener(QObject):
             return
         self._add(job.ehc, target, project)
 
-    def _add(self, ehc, tif, project):
+    def _add(self, ehc, tif, project, quiet=False):
         layer = QgsRasterLayer(tif, layer_name(ehc), 'gdal')
         if not layer.isValid():
-            self._tell(f'{os.path.basename(ehc)}: QGIS cannot open the decoded file {tif}', Qgis.Critical)
+            if not quiet:
+                self._tell(f'{os.path.basename(ehc)}: QGIS cannot open the decoded file {tif}', Qgis.Critical)
             return None
         layer.setCustomProperty(styling.ROLE_PROPERTY, 'decoded')
         layer.setCustomProperty(EHC_PROPERTY, ehc)

@@ -1,7 +1,10 @@
 """One base class for every EnMAP Compress algorithm: typed parameter helpers, errors, progress and cancel."""
 import os
+import traceback
 
 from qgis.core import (
+    Qgis,
+    QgsMessageLog,
     QgsProcessingAlgorithm,
     QgsProcessingException,
     QgsProcessingParameterBoolean,
@@ -17,9 +20,11 @@ from qgis.PyQt.QtGui import QIcon
 
 from .. import dependencies
 from ..core import runtime
-from ..core.errors import EnmapCompressError
+from ..core.errors import EnmapCompressError, os_error_text
 from ..core.tiling import Progress
 from ..paths import resource_path
+
+LOG_TAG = 'EnMAP Compress'  # the tab of QGIS's message log that holds an unexpected error's traceback
 
 DEVICE_LABELS = ('auto — CUDA when it really works, else CPU', 'cpu', 'cuda')
 
@@ -98,8 +103,16 @@ class EnmapAlgorithm(QgsProcessingAlgorithm):
             raise QgsProcessingException(message)
         try:
             self._results = self.execute(parameters, context, feedback)
+        except QgsProcessingException:  # (a parameter's own message)
+            raise
         except EnmapCompressError as exc:
             raise QgsProcessingException(str(exc)) from exc
+        except OSError as exc:  # one line, as for the core's own errors (QGIS showed the whole traceback)
+            raise QgsProcessingException(os_error_text(exc)) from exc
+        except Exception as exc:  # a bug: its traceback goes to the log, one line to the user
+            QgsMessageLog.logMessage(traceback.format_exc(), LOG_TAG, Qgis.Critical)
+            raise QgsProcessingException(f'unexpected {type(exc).__name__}: {exc} (the traceback is in the log, '
+                                         f'tab {LOG_TAG}; please report it)') from exc
         return self._results
 
     # --- styling of loaded outputs (main thread: prepare and postProcess run there) ----------------------------
@@ -230,6 +243,9 @@ class EnmapAlgorithm(QgsProcessingAlgorithm):
             return value
         layer = self.parameterAsRasterLayer(parameters, name, context)
         if layer is not None:
+            if layer.providerType() != 'gdal':  # (its source is a URI: "does not exist" misled)
+                raise QgsProcessingException(f'The layer {layer.name()} is not read from a file (its provider is '
+                                             f'{layer.providerType()}); export it as a GeoTIFF first.')
             return layer.source()
         if isinstance(value, str) and value:
             return value

@@ -151,6 +151,37 @@ def test_the_cache_limit_is_a_setting(plugin, ehc_file, fresh_cache, tmp_path):
         QgsSettings().remove(opener.CACHE_LIMIT_KEY)
 
 
+@pytest.mark.parametrize('value', ['nan', 'inf', '1e400', '-5'])
+def test_a_cache_limit_that_is_no_size_falls_back_to_the_default(value):
+    """'nan' raised ValueError and 'inf' OverflowError on every open of an .ehc."""
+    from enmap_compress.plugin.gui import opener
+
+    QgsSettings().setValue(opener.CACHE_LIMIT_KEY, value)
+    try:
+        assert opener.decode_cache().limit_bytes == opener.CACHE_LIMIT_MB * 1024 * 1024
+    finally:
+        QgsSettings().remove(opener.CACHE_LIMIT_KEY)
+
+
+def test_a_file_gone_from_the_browser_says_so(plugin, message_bar, fresh_cache, tmp_path):
+    """os.stat of the cache key raised FileNotFoundError out of the Browser's double-click."""
+    result = plugin.opener.open(str(tmp_path / 'gone.ehc'))
+    assert result is None and not plugin.opener.running()
+    (text,) = [item.text() for item in message_bar.items()]
+    assert text.startswith('gone.ehc: cannot read it') and 'Traceback' not in text
+
+
+def test_a_damaged_cache_entry_is_decoded_again(plugin, ehc_file, fresh_cache):
+    """A cached GeoTIFF cut to nothing outside the plugin failed every later open of its file."""
+    _open_and_wait(plugin.opener, ehc_file)
+    QgsProject.instance().removeAllMapLayers()
+    flush_deletes()
+    (entry,) = fresh_cache.glob('*.tif')
+    entry.write_bytes(b'')
+    _result, added = _open_and_wait(plugin.opener, ehc_file)
+    assert added and added[0].isValid() and added[0].bandCount() == 224 and entry.stat().st_size > 0
+
+
 def test_the_decompress_entry_opens_the_processing_dialog(plugin, gui_iface, monkeypatch):
     import qgis.utils
     from qgis.gui import QgsBrowserGuiModel

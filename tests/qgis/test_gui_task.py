@@ -230,3 +230,53 @@ def test_a_failed_run_still_ends_terminated(plugin, scene_layer, tmp_path, monke
         dialog.close()
     finally:
         manager.statusChanged.disconnect(record)
+
+
+def test_a_job_that_fails_after_another_run_made_its_outputs_keeps_them(plugin, scene_layer, tmp_path, monkeypatch):
+    """A job noted which outputs existed when it was made: queued behind another run for the same outputs, its
+    failure deleted that run's finished files. It notes them when its task starts."""
+    from enmap_compress.plugin.core.errors import InputError
+    from enmap_compress.plugin.gui.job import CompressJob, JobRequest
+    from enmap_compress.plugin.processing import algorithms
+
+    request = JobRequest(source=scene_layer.source(), layer_id=scene_layer.id(), layer_name='scene',
+                         model_id='pca', quality=3, device_index=1, output=str(tmp_path / 'out.ehc'), evaluate=False)
+    first, second = CompressJob(request), CompressJob(request)  # made together, as from two dialogs
+    first.start()
+    assert wait_for(lambda: first.outcome is not None, TIMEOUT_S) and first.outcome.ok
+
+    def failing(self, parameters, context, feedback):
+        raise InputError('the second run fails')
+
+    monkeypatch.setattr(algorithms.CompressAlgorithm, 'execute', failing)
+    second.start()
+    assert wait_for(lambda: second.outcome is not None, TIMEOUT_S) and not second.outcome.ok
+    assert os.path.isfile(tmp_path / 'out.ehc'), "the failed run deleted the first run's file"
+
+
+def test_processing_errors_reach_the_user_as_one_line(plugin, scene_layer, tmp_path, monkeypatch):
+    """An OSError the core does not turn into its own (a network share failing) and a bug showed QGIS's whole
+    traceback on the message bar; a layer that is not a file was said not to exist."""
+    import errno
+
+    import processing
+    from qgis.core import QgsProcessingException
+
+    from enmap_compress.plugin.core import codec
+
+    def broken_share(*args, **kwargs):
+        raise OSError(errno.EIO, 'Input/output error', args[0])
+
+    def bug(*args, **kwargs):
+        raise ZeroDivisionError('a bug')
+
+    for replacement, expected in ((broken_share, 'Input/output error: '), (bug, 'unexpected ZeroDivisionError: a bug')):
+        monkeypatch.setattr(codec, 'compress', replacement)  # (the algorithm imports it when it runs)
+        with pytest.raises(QgsProcessingException) as raised:
+            processing.run('enmapcompress:compress', {'INPUT': scene_layer.source(), 'DEVICE': 1,
+                                                      'OUTPUT': str(tmp_path / 'x.ehc')})
+        assert str(raised.value).startswith(expected) and 'Traceback' not in str(raised.value)
+    virtual = QgsRasterLayer(f'?crs=EPSG:32633&extent=0,0,16,16&width=16&height=16&formula=%22s@1%22'
+                             f'&s:uri={scene_layer.source()}&s:provider=gdal', 'virtual', 'virtualraster')
+    with pytest.raises(QgsProcessingException, match='The layer virtual is not read from a file .*virtualraster'):
+        processing.run('enmapcompress:compress', {'INPUT': virtual, 'DEVICE': 1, 'OUTPUT': str(tmp_path / 'v.ehc')})
