@@ -278,5 +278,10 @@ def test_processing_errors_reach_the_user_as_one_line(plugin, scene_layer, tmp_p
         assert str(raised.value).startswith(expected) and 'Traceback' not in str(raised.value)
     virtual = QgsRasterLayer(f'?crs=EPSG:32633&extent=0,0,16,16&width=16&height=16&formula=%22s@1%22'
                              f'&s:uri={scene_layer.source()}&s:provider=gdal', 'virtual', 'virtualraster')
-    with pytest.raises(QgsProcessingException, match='The layer virtual is not read from a file .*virtualraster'):
-        processing.run('enmapcompress:compress', {'INPUT': virtual, 'DEVICE': 1, 'OUTPUT': str(tmp_path / 'v.ehc')})
+    QgsProject.instance().addMapLayer(virtual)  # (the project owns it: a free layer outliving QGIS crashed the exit)
+    try:
+        with pytest.raises(QgsProcessingException, match='The layer virtual is not read from a file .*virtualraster'):
+            processing.run('enmapcompress:compress', {'INPUT': virtual.id(), 'DEVICE': 1,
+                                                      'OUTPUT': str(tmp_path / 'v.ehc')})
+    finally:
+        QgsProject.instance().removeMapLayer(virtual.id())
