@@ -24,7 +24,7 @@ import zlib
 from dataclasses import dataclass, field, replace
 
 from ..core.errors import EnmapCompressError, InputError, OutputError
-from ..core.outputs import scratch_claim
+from ..core.outputs import is_gdal_virtual, scratch_claim
 from ..core.runtime import sha256_of
 from .console import one_line
 from .discover import Source, collision_message, discover, ehc_name
@@ -404,7 +404,7 @@ def _check_folders(src, dest):
     for role, path, error in (('archive folder SRC', src, InputError), ('output folder DEST', dest, OutputError)):
         if not os.fspath(path).strip():
             raise error(f'The {role} is empty; name a folder.')
-    if os.fspath(dest).replace('\\', '/').startswith('/vsi'):
+    if is_gdal_virtual(dest):
         raise OutputError(f'The output folder {os.fspath(dest)} is a GDAL virtual path; DEST is a folder on disk.')
 
 

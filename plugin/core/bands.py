@@ -151,6 +151,12 @@ CLIP_MARGIN = 0.05  # reflectance beyond [0, 1] by more than this is no measurem
 FAINT = 0.001  # reflectance below which (almost) every sample of an image means a scale far too small
 
 
+def float32_holds(dtype):
+    """Whether float32 holds every value of `dtype` exactly: float32 itself and the 8- and 16-bit integers."""
+    dtype = np.dtype(dtype)
+    return dtype == np.float32 or (dtype.kind in 'iub' and dtype.itemsize <= 2)
+
+
 @dataclass(frozen=True)
 class Radiometry:
     """Per-band gain and offset (reflectance = DN x gain + offset) of a set of bands, in that set's order.
@@ -237,8 +243,7 @@ class Radiometry:
         float64 otherwise."""
         if self.is_enmap:
             return values
-        narrow = values.dtype == np.float32 or (values.dtype.kind in 'iub' and values.dtype.itemsize <= 2)
-        dtype = np.float32 if narrow else np.float64
+        dtype = np.float32 if float32_holds(values.dtype) else np.float64
         shape = (-1,) + (1,) * (np.ndim(values) - 1)
         out = values.astype(dtype)
         out *= (self.gains * DN_PEAK).astype(dtype).reshape(shape)

@@ -235,7 +235,7 @@ def _grid(absolute, relative, floor):
     def limit(x):
         return min(absolute, max(floor, math.floor(relative * x)))
 
-    runs = []  # (first start, limit m, cells) of each run of cells of one limit
+    runs = []  # (first start, width 2 m + 1, cells) of each run of cells of one limit m
     start, tail = limit(0) + 1, 0
     while start <= GRID_LIMIT:
         m = limit(start)
@@ -244,10 +244,9 @@ def _grid(absolute, relative, floor):
             break
         end = min(_first_above(relative, m, start), GRID_LIMIT + 1)  # the cells that start before it have limit m
         cells = -(-(end - start) // (2 * m + 1))
-        runs.append((start, m, cells))
+        runs.append((start, 2 * m + 1, cells))
         start += (2 * m + 1) * cells
     first, width, counts = (np.array([r[i] for r in runs], np.int64) for i in range(3))
-    width = 2 * width + 1
     offsets = np.arange(int(counts.sum()), dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
     starts = np.repeat(first, counts) + np.repeat(width, counts) * offsets
     centres = starts + np.repeat(width // 2, counts)

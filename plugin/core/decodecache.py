@@ -46,7 +46,11 @@ class DecodeCache:
 
     def lookup(self, ehc_path):
         """The decoded GeoTIFF when it is already there (marked as just used), else None."""
-        entry = self.entry_path(ehc_path)
+        return self.used(self.entry_path(ehc_path))
+
+    @staticmethod
+    def used(entry):
+        """`entry` (an entry_path) marked as just used when it is there, else None."""
         if not os.path.isfile(entry):
             return None
         try:

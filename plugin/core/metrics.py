@@ -12,7 +12,7 @@ from typing import Optional
 
 import numpy as np
 
-from .bands import DN_PEAK, N_HYSPECNET
+from .bands import DN_PEAK, N_HYSPECNET, float32_holds
 from .tiling import waited_result
 
 
@@ -194,8 +194,7 @@ class TileErrors:
 
 def _work_dtype(*arrays):
     """float32 is exact for int16/uint8 DN and for float32 data; anything wider is measured in float64."""
-    exact = all(a.dtype == np.float32 or (a.dtype.kind in 'iub' and a.dtype.itemsize <= 2) for a in arrays)
-    return np.float32 if exact else np.float64
+    return np.float32 if all(float32_holds(a.dtype) for a in arrays) else np.float64
 
 
 def _zero_restored_nonfinite(original, reconstruction):

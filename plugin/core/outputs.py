@@ -64,10 +64,15 @@ def _probe_folder(folder):
                           'Choose an output folder you can write to.') from exc
 
 
+def is_gdal_virtual(path):
+    """Whether a path names one of GDAL's virtual file systems (/vsimem/, /vsizip/, ...), not a file on disk."""
+    return os.fspath(path).replace('\\', '/').startswith('/vsi')
+
+
 def check_writable(path):
     """Raise OutputError unless a file can be written at `path` (its folder exists or can be created) and no other
     run is writing it."""
-    if os.fspath(path).replace('\\', '/').startswith('/vsi'):  # (its folders would be made on the disk's root)
+    if is_gdal_virtual(path):  # (its folders would be made on the disk's root)
         raise OutputError(f'The output {os.fspath(path)} is a GDAL virtual path; outputs are files on disk.')
     target = os.path.abspath(os.fspath(path))
     if os.path.isdir(target):

@@ -186,8 +186,9 @@ def check_exact_range(native, restored, valid, band_numbers):
             raise InputError(f'an error bound needs integer DN values, but {int(fractional.sum())} samples in '
                              f'band{"s" if bands.size > 1 else ""} {describe_bands(bands)} hold fractional values; '
                              'compress this image without MAX_ERROR.')
-    outside = finite & (np.abs(values) > EXACT_LIMIT) if values.dtype.kind == 'f' \
-        else np.abs(values.astype(np.float64)) > EXACT_LIMIT
+        outside = finite & (np.abs(values) > EXACT_LIMIT)
+    else:
+        outside = np.abs(values.astype(np.float64)) > EXACT_LIMIT
     if outside.any():
         per_band = outside.sum(axis=1)
         bands = np.asarray(band_numbers)[restored][per_band > 0]

@@ -136,8 +136,8 @@ def _check_fill_value(fields, key, dtype):
     if dtype.kind == 'f':
         fields.number(key, finite=False)
         largest = float(np.finfo(dtype).max)
-        if not (isinstance(value, float) and not math.isfinite(value)) and abs(value) > largest:  # (GDAL reads
-            # such a nodata as inf: no writer states it; an integer beyond float range is one too)
+        if (is_int(value) or math.isfinite(value)) and abs(value) > largest:  # (GDAL reads such a nodata as inf:
+            # no writer states it; an integer beyond float range is one too)
             fields.fail(key, f'must be a {dtype.name} value (at most {largest:g} in magnitude, or inf or NaN), '
                         f'not {shown(value)}')
         return

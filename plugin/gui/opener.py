@@ -120,15 +120,15 @@ class EhcOpener(QObject):
         project = project or QgsProject.instance()
         cache = decode_cache()
         try:  # (the cache key reads the file: gone from the Browser meanwhile, or not readable)
-            cached, target = cache.lookup(path), cache.entry_path(path)
+            target = cache.entry_path(path)  # (its key hashes the whole file: once per open)
         except OSError as exc:
             self._tell(f'{os.path.basename(path)}: cannot read it ({exc.strerror or exc})', Qgis.Critical)
             return None
-        if cached is not None:
-            layer = self._add(path, cached, project, quiet=True)
+        if cache.used(target) is not None:
+            layer = self._add(path, target, project, quiet=True)
             if layer is not None:
                 return layer
-            cache.discard(cached)  # damaged outside the plugin (a cut copy, a full disk): decoded again below
+            cache.discard(target)  # damaged outside the plugin (a cut copy, a full disk): decoded again below
         running = next((job for job in self.running() if job.target == target), None)
         if running is not None:  # dropped again while decoding: one decode, one layer
             return running
