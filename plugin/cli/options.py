@@ -6,6 +6,7 @@ line in `coding_kwargs`, and every command that codes (compress, evaluate, archi
 values (bounds.error_bound) and says what is wrong in one line.
 """
 import argparse
+import re
 
 from ..core.runtime import DEVICES, MAX_THREADS, list_models
 
@@ -25,11 +26,25 @@ def _checked(convert, accept, expected):
     return parse
 
 
-_quality = _checked(int, lambda v: v in QUALITY_LEVELS, 'an integer from 1 to 10')
-_dn_bound = _checked(int, lambda v: v >= 0, 'an integer number of DN >= 0')
-_fraction = _checked(float, lambda v: 0 < v <= 1, 'a fraction above 0 and at most 1 (0.01 = 1 %)')
-positive_int = _checked(int, lambda v: v >= 1, 'a whole number >= 1')
-_threads = _checked(int, lambda v: 1 <= v <= MAX_THREADS, f'a whole number from 1 to {MAX_THREADS}')
+def _whole(text):
+    """A whole number in plain ASCII digits: int() alone also takes '1_0' and other scripts' digits."""
+    if not re.fullmatch(r'\s*[+-]?[0-9]+\s*', text):
+        raise ValueError(text)
+    return int(text)
+
+
+def _decimal(text):
+    """A number in plain ASCII (float() alone also takes '1_0' and other scripts' digits)."""
+    if not text.isascii() or '_' in text:
+        raise ValueError(text)
+    return float(text)
+
+
+_quality = _checked(_whole, lambda v: v in QUALITY_LEVELS, 'an integer from 1 to 10')
+_dn_bound = _checked(_whole, lambda v: v >= 0, 'an integer number of DN >= 0')
+_fraction = _checked(_decimal, lambda v: 0 < v <= 1, 'a fraction above 0 and at most 1 (0.01 = 1 %)')
+positive_int = _checked(_whole, lambda v: v >= 1, 'a whole number >= 1')
+_threads = _checked(_whole, lambda v: 1 <= v <= MAX_THREADS, f'a whole number from 1 to {MAX_THREADS}')
 
 
 def _model_help():
