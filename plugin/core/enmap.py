@@ -561,10 +561,27 @@ def _band_nodata(ds):
     return first, same
 
 
+def _signed_bytes(ds, label):
+    """Whether the bands are signed bytes that this GDAL reads as Byte (GTiff's PIXELTYPE=SIGNEDBYTE before GDAL
+    3.7, which reads them as Int8): their values are then the bytes' int8 view. InputError when only some are."""
+    signed = [ds.GetRasterBand(i + 1).DataType == gdal.GDT_Byte and
+              ds.GetRasterBand(i + 1).GetMetadataItem('PIXELTYPE', 'IMAGE_STRUCTURE') == 'SIGNEDBYTE'
+              for i in range(ds.RasterCount)]
+    if any(signed) and not all(signed):
+        raise InputError(f'{label} has signed bytes (PIXELTYPE=SIGNEDBYTE) in band {signed.index(True) + 1} but '
+                         f'unsigned values in band {signed.index(False) + 1}; convert it to one pixel type first.')
+    return bool(signed) and all(signed)
+
+
 def _band_dtype(ds, label):
     """(GDAL type, numpy dtype, warning or None) the raster is read in: its bands' type, or for bands of several
-    types (a VRT can mix them) the smallest type that holds every value of each. Refuses a type the .ehc format
-    does not store (GDAL_TYPES) before anything is written."""
+    types (a VRT can mix them) the smallest type that holds every value of each; signed bytes (Int8, or Byte with
+    PIXELTYPE=SIGNEDBYTE: _signed_bytes) as Int16. Refuses a type the .ehc format does not store (GDAL_TYPES)
+    before anything is written."""
+    if _signed_bytes(ds, label):  # (read as Byte, viewed as int8, then cast: SpectralRaster.read)
+        return gdal.GDT_Byte, np.dtype(np.int16), (
+            f'{label} holds signed bytes (PIXELTYPE=SIGNEDBYTE); they are read as Int16 (-128..127), and the output '
+            'has that type.')
     types = sorted({ds.GetRasterBand(i + 1).DataType for i in range(ds.RasterCount)})
     names = [gdal.GetDataTypeName(t) for t in types]
     for gdal_type, name in zip(types, names):
@@ -573,6 +590,8 @@ def _band_dtype(ds, label):
                              'Int16).')
     dtypes = [_GDAL_TO_NUMPY[t] for t in types]
     common = np.result_type(*dtypes)
+    if common == np.int8:  # (GDAL 3.7 and newer: GDAL converts them to the Int16 read buffer)
+        common = np.dtype(np.int16)
     if common.name not in GDAL_TYPES and len(types) > 1 and all(np.can_cast(d, np.float64) for d in dtypes):
         common = np.dtype(np.float64)
     if common.name not in GDAL_TYPES:
@@ -580,7 +599,8 @@ def _band_dtype(ds, label):
                          f'{", ".join(GDAL_TYPES.values())} images (EnMAP L2A is Int16). Convert it first, for '
                          'example with gdal_translate -ot Int32 when its values fit, or -ot Float64.')
     gdal_type = next(t for t, d in _GDAL_TO_NUMPY.items() if d == common)
-    warning = None if len(types) == 1 else (
+    warning = (f'{label} has pixel type Int8; it is read as Int16, and the output has that type.'
+               if names == ['Int8'] else None) if len(types) == 1 else (
         f'{label} has bands of different pixel types ({", ".join(names)}); all are read as '
         f'{gdal.GetDataTypeName(gdal_type)}, which holds every value of each, and the output has that type.')
     return gdal_type, common, warning
@@ -638,10 +658,21 @@ class SpectralRaster:
                              f' (such as {subdatasets[0][0]}), not one multi-band image: convert it to a GeoTIFF '
                              'first (gdal_translate of the subdataset that holds the bands, or gdalbuildvrt '
                              '-separate of one subdataset per band).')
+        alpha = [i + 1 for i in range(self.band_count)
+                 if ds.GetRasterBand(i + 1).GetColorInterpretation() == gdal.GCI_AlphaBand]
+        if alpha:  # (GDAL makes a mask of it only for 2- and 4-band rasters: it would be read as a spectral band)
+            others = '-b 1 ... -b 224' if self.band_count == 225 and alpha == [225] else 'the other bands as -b'
+            raise InputError(f'{self._label}: its band {alpha[0]} of {self.band_count} is an alpha band (transparency, '
+                             'as gdalwarp -dstalpha and gdalbuildvrt -addalpha add it), not a spectral band, and '
+                             'EnMAP Compress does not read alpha bands. Make it a mask band, whose masked pixels are '
+                             f'read as nodata (gdal_translate -mask {alpha[0]} with {others}), or write nodata '
+                             'instead (gdalwarp -dstnodata -32768 without -dstalpha).')
         if self.band_count < MIN_BANDS:
             raise InputError(f'{self._label} has {self.band_count} band{"s" if self.band_count != 1 else ""}; '
                              'EnMAP Compress expects a hyperspectral image (EnMAP L2A has 224 bands).')
         self._gdal_type, self.dtype, mixed = _band_dtype(ds, self._label)
+        self._buffer_dtype = np.dtype(np.int8) if self._gdal_type == gdal.GDT_Byte and self.dtype == np.int16 \
+            else self.dtype  # what ReadRaster's bytes hold (signed bytes read as Byte: their int8 view)
         if mixed:
             self._warn(mixed)
         self.crs_wkt = ds.GetProjection() or ''
@@ -891,7 +922,7 @@ class SpectralRaster:
         x, y, width, height = int(x), int(y), int(width), int(height)
         self._check_window(x, y, width, height)
         idx = self._band_list(bands)
-        dataset = self._pixel_dataset(y, height, idx, idx.size * width * height * self.dtype.itemsize)
+        dataset = self._pixel_dataset(y, height, idx, idx.size * width * height * self._buffer_dtype.itemsize)
         try:
             with checked() as recorder:
                 buf = dataset.ReadRaster(x, y, width, height, buf_type=self._gdal_type,
@@ -903,7 +934,9 @@ class SpectralRaster:
                 from None
         finally:
             dataset = None  # not held by the traceback of a failed read (see _pixel_dataset)
-        cube = np.frombuffer(buf, dtype=self.dtype).reshape(idx.size, height, width)
+        cube = np.frombuffer(buf, dtype=self._buffer_dtype).reshape(idx.size, height, width)
+        if self._buffer_dtype != self.dtype:
+            cube = cube.astype(self.dtype)
         if self._mask_fill is not None:
             masked = ~self._mask_window(x, y, width, height)
             if masked.any():

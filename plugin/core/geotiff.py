@@ -129,10 +129,10 @@ class GeoTiffWriter:
         if info.name:
             band.SetDescription(info.name)
         if info.wavelength is not None:
-            band.SetMetadataItem('wavelength', f'{info.wavelength:.6g}')
+            band.SetMetadataItem('wavelength', band_value(info.wavelength))
             band.SetMetadataItem('wavelength_units', 'Nanometers')
         if info.fwhm is not None:
-            band.SetMetadataItem('fwhm', f'{info.fwhm:.6g}')
+            band.SetMetadataItem('fwhm', band_value(info.fwhm))
         if info.scale is not None:
             band.SetScale(float(info.scale))
         if info.offset is not None:
@@ -186,6 +186,12 @@ class GeoTiffWriter:
             with self._gdal('finish writing'):
                 self.ds.FlushCache()
                 self._release()  # the file's last bytes are written here
+
+
+def band_value(value):
+    """A wavelength or FWHM as band metadata: the shortest decimal that reads back as the same number (418.2,
+    2257.8823, 1000; six significant digits, as earlier versions wrote them, cut 2257.8823 nm to 2257.88)."""
+    return np.format_float_positional(float(value), trim='-')
 
 
 def output_values(values, dtype, nodata=None, exact=False, overwrite=False):

@@ -281,3 +281,70 @@ def test_the_writer_refuses_a_header_its_readers_would_refuse_before_writing_any
     with pytest.raises(InputError, match=r'cannot be stored as a \.ehc file \(the header field raster\.crs'):
         codec.compress(source, str(tmp_path / 'o.ehc'), 'pca', 3, 'cpu')
     assert not os.path.exists(tmp_path / 'o.ehc')
+
+
+def _signed_byte_scene(tmp_path):
+    """The synthetic scene as GeoTIFF signed bytes (PIXELTYPE=SIGNEDBYTE, nodata -128, negative values too)."""
+    from osgeo import gdal
+
+    base = gdal.Open(synthetic.write_scene(str(tmp_path / 'base.tif'), width=8, height=6, seed=2))
+    path = str(tmp_path / 'signed.tif')
+    ds = gdal.GetDriverByName('GTiff').Create(path, 8, 6, 224, gdal.GDT_Byte, ['PIXELTYPE=SIGNEDBYTE'])
+    ds.SetGeoTransform(base.GetGeoTransform())
+    ds.SetProjection(base.GetProjection())
+    for index in range(1, 225):
+        dn = base.GetRasterBand(index).ReadAsArray()
+        values = np.where(dn == -32768, -128, np.clip(dn // 40 - 60, -127, 127)).astype(np.int8)
+        band = ds.GetRasterBand(index)
+        band.WriteArray(values.view(np.uint8))
+        band.SetNoDataValue(-128)
+        band.SetMetadata(base.GetRasterBand(index).GetMetadata())
+        band.SetScale(0.004)
+        band.SetOffset(0.24)
+    ds = None
+    return path
+
+
+@pytest.mark.parametrize('max_error', [0, None])
+def test_signed_bytes_are_read_as_their_values_with_their_nodata(tmp_path, max_error):
+    """GDAL 3.6 reads PIXELTYPE=SIGNEDBYTE bands as Byte: 0.7.2 read -1 as 255 and -128 (nodata) as 128, dropped the
+    nodata ('Byte data cannot hold -128') and wrote an unsigned output, even in lossless mode."""
+    from osgeo import gdal
+
+    from enmap_compress.plugin.core.codec import compress, decompress
+
+    path = _signed_byte_scene(tmp_path)
+    with open_spectral(path) as raster:
+        assert raster.dtype == np.int16 and raster.nodata == -128
+        cube = raster.read(0, 0, 8, 6)
+        assert cube.min() == -128 and (cube[~np.isin(cube, [-128])] < 0).any()
+        assert any('signed bytes' in w for w in raster.warnings)
+    result = compress(path, str(tmp_path / 's.ehc'), 'pca', 5 if max_error is None else None, 'cpu',
+                      max_error=max_error)
+    assert not any('cannot hold' in w for w in result.warnings)
+    decompress(str(tmp_path / 's.ehc'), str(tmp_path / 's.tif'), 'cpu')
+    out = gdal.Open(str(tmp_path / 's.tif'))
+    assert out.GetRasterBand(1).DataType == gdal.GDT_Int16 and out.GetRasterBand(1).GetNoDataValue() == -128
+    original = gdal.Open(path).ReadAsArray()  # (the Python bindings give the int8 values)
+    assert original.dtype == np.int8
+    back, nodata = out.ReadAsArray(), (original == -128).all(axis=0)
+    assert nodata.any() and (back[:, nodata] == -128).all()  # the nodata pixels come back as nodata
+    if max_error == 0:
+        assert np.array_equal(back, original.astype(np.int16))
+
+
+def test_an_alpha_band_is_refused_with_how_to_make_it_a_mask(tmp_path):
+    """gdalbuildvrt -addalpha (or gdalwarp -dstalpha) adds band 225, an alpha band GDAL does not make a mask of for a
+    225-band raster: 0.7.2 refused it as having 'no wavelength metadata' (or, with wavelengths on it, read the alpha
+    band as a spectral one)."""
+    from osgeo import gdal
+
+    base = synthetic.write_scene(str(tmp_path / 'base.tif'), width=8, height=6, seed=2)
+    path = str(tmp_path / 'alpha.vrt')
+    gdal.BuildVRT(path, [base], addAlpha=True)
+    with pytest.raises(InputError, match=r'band 225 of 225 is an alpha band .*gdal_translate -mask 225 with -b 1'):
+        open_spectral(path)
+    masked = str(tmp_path / 'masked.tif')  # what the message says to do: a mask band, read as nodata
+    gdal.Translate(masked, path, bandList=list(range(1, 225)), maskBand=225)
+    with open_spectral(masked) as raster:
+        assert raster.band_count == 224 and any('has a mask band' in w for w in raster.warnings)
