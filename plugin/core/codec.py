@@ -511,8 +511,10 @@ def _open_input(source):
     if not raster.is_standard_enmap:
         if owned:
             raster.close()
-        raise InputError(f'{raster.source} has {raster.band_count} bands; the compressors need the 224 EnMAP L2A '
-                         'bands (wavelengths 418-2446 nm)')
+        found = (f'its wavelengths ({raster.wavelengths.min():.6g}-{raster.wavelengths.max():.6g} nm) do not match '
+                 'them within 2 nm' if raster.band_count == N_BANDS else f'it has {raster.band_count} bands')
+        raise InputError(f'{raster.source}: the compressors need the 224 EnMAP L2A bands (wavelengths 418-2446 nm), '
+                         f'and {found}')
     return raster if owned else contextlib.nullcontext(raster)
 
 

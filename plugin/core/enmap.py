@@ -90,6 +90,7 @@ class _XmlInfo:
     offsets: Optional[np.ndarray]
     dead: Optional[np.ndarray]
     image_name: Optional[str]
+    offsets_note: Optional[str] = None  # why OffsetOfBand was not used where some band states one
 
 
 def _not_readable(label, detail):
@@ -177,10 +178,15 @@ def _parse_metadata(data, path):
         raise _not_readable(label, 'a band has no valid wavelengthCenterOfBand')
     gains = _band_values(entries, 'GainOfBand')
     offsets = _band_values(entries, 'OffsetOfBand')
+    note = None
+    if gains is not None and offsets is None and any((e.findtext('OffsetOfBand') or '').strip() for e in entries):
+        bad = next(n for n, e in enumerate(entries, 1) if _float_or_none(e.findtext('OffsetOfBand')) is None)
+        note = (f'{path}: the OffsetOfBand of band {bad} is missing or not a number, so no band\'s offset is used '
+                '(reflectance = DN x GainOfBand); check the METADATA.XML.')
     return _XmlInfo(path=path, product_name=_product_name(root, path), wavelengths=wavelengths,
                     fwhm=_band_values(entries, 'FWHMOfBand'), gains=gains,
                     offsets=offsets if gains is not None else None, dead=_xml_dead_bands(root, len(entries)),
-                    image_name=(root.findtext('product/image/merge/name') or '').strip() or None)
+                    image_name=(root.findtext('product/image/merge/name') or '').strip() or None, offsets_note=note)
 
 
 def _read_metadata_file(path):
@@ -206,6 +212,7 @@ class _Located:
     xml: Optional[_XmlInfo] = None
     note: Optional[str] = None  # a warning found while locating
     zip_image: Optional[zipstage.ZipImage] = None  # the image is a member of this product ZIP
+    open_hint: Optional[InputError] = None  # the error to raise, when GDAL cannot open gdal_path, instead of its own
 
 
 def _is_metadata_name(name):
@@ -259,7 +266,12 @@ def _xml_prefix(xml_name):
 def _locate_from_xml(xml_path, label):
     info = _read_metadata_file(xml_path)
     folder = os.path.dirname(os.path.abspath(xml_path))
-    image = _pick_image(os.listdir(folder), _xml_prefix(os.path.basename(xml_path)), info.image_name)
+    try:
+        names = [n for n in os.listdir(folder) if os.path.isfile(os.path.join(folder, n))]  # (GDAL's open of a
+        # pipe named like the image never returns)
+    except OSError as exc:
+        raise InputError(f'Cannot list the folder {folder} ({exc.strerror or exc}).') from exc
+    image = _pick_image(names, _xml_prefix(os.path.basename(xml_path)), info.image_name)
     if image is None:
         raise InputError(f'{label} has a METADATA.XML but no spectral image next to it (expected '
                          f'{_xml_prefix(os.path.basename(xml_path)) or "<PRODUCT>"}-SPECTRAL_IMAGE.TIF or '
@@ -291,17 +303,32 @@ def _check_zip_members(path, infos):
     for info in infos:
         name = info.filename.replace('\\', '/')
         parts = name.split('/')
-        if name.startswith('/') or re.match(r'^[A-Za-z]:', name) or '..' in parts:
-            raise _zip_error(path, f'it contains an unsafe member path {info.filename!r} (absolute or with "..")')
+        if name.startswith('/') or ':' in name or '..' in parts:  # (a colon: a drive, 'x/D:y' too, or a stream)
+            raise _zip_error(path, f'it contains an unsafe member path {info.filename!r} (absolute, with ".." or '
+                                   'with a drive letter or colon)')
     total = sum(i.file_size for i in infos)
     if total > MAX_ZIP_TOTAL_BYTES:
         raise _zip_error(path, f'its members declare {total / 2**30:.0f} GiB uncompressed (limit '
                                f'{MAX_ZIP_TOTAL_BYTES // 2**30} GiB); the file looks damaged or malicious')
 
 
+def _member_path(name):
+    """A member's path as GDAL's /vsizip/ names it: '/' separators (a ZIP written on Windows may use '\\'), no
+    leading './'."""
+    name = name.replace('\\', '/')
+    while name.startswith('./'):
+        name = name[2:]
+    return name
+
+
 def _zip_metadata_member(path, infos):
-    xmls = [i for i in infos if not i.is_dir() and _is_metadata_name(i.filename.rsplit('/', 1)[-1])]
+    xmls = [i for i in infos if not i.is_dir() and _is_metadata_name(_member_path(i.filename).rsplit('/', 1)[-1])]
     if not xmls:
+        inner = [i.filename for i in infos if not i.is_dir() and i.filename.lower().endswith('.zip')]
+        if inner:  # a delivery that wraps the product ZIP in another ZIP
+            raise _zip_error(path, f'it contains no <PRODUCT>-METADATA.XML but {len(inner)} ZIP file'
+                                   f'{"s" if len(inner) > 1 else ""} ({inner[0]}{", ..." if len(inner) > 1 else ""}); '
+                                   'unpack this ZIP and give the product ZIP inside it')
         raise _zip_error(path, 'it contains no <PRODUCT>-METADATA.XML')
     if len(xmls) > 1:
         raise _zip_error(path, f'it contains {len(xmls)} METADATA.XML files (one product per ZIP expected)')
@@ -336,15 +363,30 @@ def _locate_zip(path):
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, RuntimeError, zlib.error,
             lzma.LZMAError, NotImplementedError) as exc:  # (damaged deflate or LZMA data; a method zipfile lacks)
         raise _zip_error(path, f'it is not a readable ZIP file ({exc})') from exc
-    xml = _parse_metadata(data, _vsizip_path(path, xml_info.filename))
-    folder, _, xml_name = xml_info.filename.rpartition('/')
-    siblings = [i.filename.rpartition('/')[2] for i in infos if i.filename.rpartition('/')[0] == folder]
+    xml = _parse_metadata(data, _vsizip_path(path, _member_path(xml_info.filename)))
+    folder, _, xml_name = _member_path(xml_info.filename).rpartition('/')
+    by_path = {_member_path(i.filename): i for i in infos if not i.is_dir()}
+    siblings = [name.rpartition('/')[2] for name in by_path if name.rpartition('/')[0] == folder]
     image = _pick_image(siblings, _xml_prefix(xml_name), xml.image_name)
     if image is None:
         raise _zip_error(path, f'it has {xml_name} but no spectral image next to it')
     member = f'{folder}/{image}' if folder else image
-    return _Located(gdal_path=_vsizip_path(path, member), label=f'The ZIP {path}', xml=xml,
-                    zip_image=zipstage.zip_image(path, infos, member))
+    zip_image = zipstage.zip_image(path, infos, by_path[member].filename)
+    return _Located(gdal_path=_vsizip_path(path, member), label=f'The ZIP {path}', xml=xml, zip_image=zip_image,
+                    open_hint=_method_hint(path, infos, zip_image))
+
+
+def _method_hint(path, infos, zip_image):
+    """What to say when GDAL cannot open the image because its members use a method GDAL's /vsizip/ lacks (GDAL
+    3.6 reads stored and deflated members only; 7-Zip and others can write BZIP2, LZMA or Deflate64), or None."""
+    methods = {i.filename: i.compress_type for i in infos}
+    odd = sorted({methods[m] for m in zip_image.members} - {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED})
+    if not odd:
+        return None
+    method = {zipfile.ZIP_BZIP2: 'BZIP2', zipfile.ZIP_LZMA: 'LZMA', 9: 'Deflate64'}.get(odd[0], f'method {odd[0]}')
+    return _zip_error(path, f'its spectral image {zip_image.image_name} is compressed with {method}, which GDAL '
+                            'cannot read inside a ZIP; unpack the ZIP and give the product folder, or zip it again '
+                            'with the standard Deflate method')
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -354,7 +396,8 @@ def _find_case_insensitive(folder, name):
     if os.path.isfile(os.path.join(folder, name)):
         return os.path.join(folder, name)
     try:
-        matches = [n for n in os.listdir(folder) if n.upper() == name.upper()]
+        matches = [n for n in os.listdir(folder)
+                   if n.upper() == name.upper() and os.path.isfile(os.path.join(folder, n))]
     except OSError:
         return None
     return os.path.join(folder, matches[0]) if matches else None
@@ -369,7 +412,8 @@ def _data_file_for_header(path):
         if os.path.isfile(candidate) and candidate != path:
             return candidate
     found = [os.path.join(folder, n) for n in os.listdir(folder)
-             if os.path.splitext(n)[0] == os.path.basename(root) and not n.lower().endswith(('.hdr', '.aux.xml'))]
+             if os.path.splitext(n)[0] == os.path.basename(root) and not n.lower().endswith(('.hdr', '.aux.xml'))
+             and os.path.isfile(os.path.join(folder, n))]
     if not found:
         raise InputError(f'The ENVI header {path} has no data file next to it (expected {os.path.basename(root)} '
                          'with .bsq/.bil/.bip/.img or no extension).')
@@ -476,6 +520,8 @@ def _gdal_open(located):
         ds, message = None, str(exc)
     finally:
         gdal.PopErrorHandler()
+    if ds is None and located.open_hint is not None:
+        raise located.open_hint
     if ds is None:
         raise InputError(f'{located.label} is not a raster GDAL can open ({message or "unknown format"}). {_EXPECTED}')
     return ds
@@ -606,6 +652,14 @@ def _band_dtype(ds, label):
     return gdal_type, common, warning
 
 
+def _is_number(text):
+    try:
+        float(str(text).strip())
+    except ValueError:
+        return False
+    return True
+
+
 def _representable(value, dtype):
     """Whether a nodata value can occur in data of `dtype` (-32768 never occurs in uint8 data, NaN in ints)."""
     if value is None or np.isnan(value):
@@ -725,6 +779,11 @@ class SpectralRaster:
 
     def _init_radiometry(self, ds, xml):
         nodata, same = _band_nodata(ds)
+        stated = _lower_keys(ds.GetMetadata('ENVI')).get('data_ignore_value')
+        if nodata is not None and stated is not None and not _is_number(stated):  # GDAL reads 'abc' as 0
+            self._warn(f'{self._label}: the ENVI header\'s data ignore value {str(stated)[:40]!r} is not a number; '
+                       'it is ignored.')
+            nodata, same = None, True
         if not same:
             self._warn(f'{self._label}: the bands have different nodata values; using band 1\'s ({nodata}).')
         if nodata is None and xml is not None:
@@ -760,6 +819,8 @@ class SpectralRaster:
     def _gains_offsets(self, ds, xml):
         n = self.band_count
         if xml is not None and xml.gains is not None:
+            if xml.offsets_note:
+                self._warn(xml.offsets_note)
             offsets = xml.offsets if xml.offsets is not None else np.zeros(n)
             return xml.gains.copy(), offsets.copy()
         gains, offsets = _band_scaling(ds)

@@ -52,7 +52,18 @@ class ZipImage:
 
     @property
     def image_name(self):
-        return self.members[0].rpartition('/')[2]
+        return staged_name(self.members[0])
+
+
+def staged_name(member):
+    """The name a member is unpacked under in the scratch folder: its last path component, either separator (a
+    ZIP written on Windows may use backslashes). InputError for a name that is no plain file name there: empty, a
+    dot entry, or with a colon (on Windows 'D:x' would join to x in the current folder of drive D:, and 'x:y' names
+    an alternate data stream)."""
+    name = member.replace('\\', '/').rpartition('/')[2]
+    if name in ('', '.', '..') or ':' in name:
+        raise InputError(f'The ZIP member {member!r} has no file name that can be unpacked safely.')
+    return name
 
 
 def zip_image(zip_path, infos, image_member):
@@ -143,9 +154,10 @@ class StagedImage:
     """
 
     def __init__(self, image, progress=None, on_block=None, ready=None):
+        name = image.image_name  # (checked before the folder exists)
         claim = scratch_claim()
         self.folder = claim.folder
-        self.path = os.path.join(self.folder, image.image_name)
+        self.path = os.path.join(self.folder, name)
         self._remove = weakref.finalize(self, claim.abandon)
         self._changed = threading.Condition()
         self._size, self._written = None, 0  # the image's bytes: all, on disk
@@ -238,8 +250,11 @@ class StagedImage:
             self._size = info.file_size
         offset, crc = 0, 0
         with _member_blocks(archive, handle, info) as blocks, \
-                open(os.path.join(self.folder, member.rpartition('/')[2]), 'wb', buffering=0) as sink:
+                open(os.path.join(self.folder, staged_name(member)), 'wb', buffering=0) as sink:
             for block in blocks:
+                if offset + len(block) > info.file_size:  # a deflate stream longer than its directory entry says
+                    # (a ZIP bomb): stop before the disk fills, not at the size check after the end
+                    raise zipfile.BadZipFile(f'more than the {info.file_size} bytes the ZIP directory says')
                 crc = zlib.crc32(block, crc)
                 _write_all(sink, block)
                 if on_block is not None:

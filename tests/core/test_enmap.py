@@ -384,7 +384,9 @@ def _zip(path, members):
 
 
 @pytest.mark.parametrize('member', ['../evil-METADATA.XML', 'P/../../evil.txt', '/abs/P-METADATA.XML',
-                                    'C:/x/P-METADATA.XML', '..\\evil.txt'])
+                                    'C:/x/P-METADATA.XML', '..\\evil.txt',
+                                    # unpacked on Windows, 'D:x' joins to x in the current folder of drive D:
+                                    'P/P-SPECTRAL_IMAGE.d/D:evil.dll', 'P/C:P-SPECTRAL_IMAGE.TIF'])
 def test_zip_with_unsafe_members(product, tmp_path, member):
     path = _zip(tmp_path / 'bad.ZIP', {member: b'x', 'P/P-METADATA.XML': open(product.xml, 'rb').read()})
     with pytest.raises(InputError, match='unsafe member path'):
@@ -556,3 +558,100 @@ def test_reads_survive_gdal_num_threads(tmp_path):
                           capture_output=True, text=True, env=dict(os.environ, GDAL_NUM_THREADS='2'), timeout=120)
     assert proc.returncode == 0, proc.stderr[-500:]
     assert '(6, 276, 300) 6' in proc.stdout
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Hostile products (found by fuzzing)
+
+def _renamed_zip(source, target, rename, method=zipfile.ZIP_DEFLATED):
+    with zipfile.ZipFile(source) as old, zipfile.ZipFile(str(target), 'w', method) as new:
+        for info in old.infolist():
+            if not info.is_dir():
+                new.writestr(rename(info.filename), old.read(info))
+    return str(target)
+
+
+@pytest.mark.parametrize('rename', [lambda n: n.replace('/', '\\'), lambda n: './' + n],
+                         ids=['backslashes', 'dot_slash'])
+def test_a_zip_with_windows_separators_or_dot_slash_names_opens(product, expected, tmp_path, rename):
+    """PowerShell 5.1's Compress-Archive writes backslash separators, some tools './': GDAL's /vsizip/ names such
+    members with '/' and no './', and the reader named them as stored (GDAL could not open them)."""
+    path = _renamed_zip(product.zip, tmp_path / 'p.ZIP', rename)
+    with open_spectral(path) as raster:
+        assert raster.product_name == product.product_name
+        assert np.array_equal(raster.read(0, 0, W, H), expected)
+        raster.stage()
+        assert np.array_equal(raster.read(0, 0, W, H), expected)
+        assert list(np.flatnonzero(raster.dead_bands)) == DEAD
+
+
+def test_an_image_member_gdal_cannot_inflate_says_why(product, expected, tmp_path):
+    """7-Zip and others can write LZMA members; GDAL 3.6's /vsizip/ reads stored and deflated ones only and said
+    just 'cpl_unzOpenCurrentFile() failed'."""
+    path = _renamed_zip(product.zip, tmp_path / 'lzma.ZIP', lambda n: n, zipfile.ZIP_LZMA)
+    try:
+        raster = open_spectral(path)
+    except InputError as exc:
+        assert 'compressed with LZMA' in str(exc) and 'unpack the ZIP' in str(exc)
+    else:  # a GDAL that reads LZMA members
+        with raster:
+            assert np.array_equal(raster.read(0, 0, W, H), expected)
+
+
+def test_a_zip_that_wraps_the_product_zip_says_so(product, tmp_path):
+    path = _zip(tmp_path / 'order.zip', {'order/' + os.path.basename(product.zip): open(product.zip, 'rb').read()})
+    with pytest.raises(InputError, match=r'no <PRODUCT>-METADATA.XML but 1 ZIP file .*unpack this ZIP'):
+        open_spectral(path)
+
+
+@pytest.mark.skipif(os.name != 'posix', reason='a FIFO')
+def test_a_pipe_named_like_the_spectral_image_is_not_opened(product, tmp_path):
+    """GDAL's open of a FIFO never returns: a product folder whose image is one must be refused, not opened."""
+    folder = _copy_product(product, tmp_path)
+    image = os.path.join(folder, os.path.basename(product.image))
+    os.remove(image)
+    os.mkfifo(image)
+    with pytest.raises(InputError, match='no spectral image'):
+        enmap._locate(folder)  # (the old code located the pipe; opening it would hang the test)
+    xml = os.path.join(folder, os.path.basename(product.xml))
+    os.remove(xml)
+    os.mkfifo(xml.replace('-METADATA.XML', '-metadata.xml'))
+    assert enmap._find_case_insensitive(folder, os.path.basename(xml)) is None
+
+
+def test_a_garbage_offset_is_said_not_dropped_silently(product, tmp_path):
+    folder = _copy_product(product, tmp_path)
+    xml = os.path.join(folder, os.path.basename(product.xml))
+    text = open(xml, encoding='utf-8').read()
+    text = text.replace('<OffsetOfBand>0</OffsetOfBand>', '<OffsetOfBand>0.01</OffsetOfBand>')
+    text = text.replace('<OffsetOfBand>0.01</OffsetOfBand>', '<OffsetOfBand>n/a</OffsetOfBand>', 1)
+    open(xml, 'w', encoding='utf-8').write(text)
+    with open_spectral(folder) as raster:
+        assert np.all(raster.offsets == 0)
+        assert any('OffsetOfBand of band 1 is missing or not a number' in w for w in raster.warnings)
+
+
+def test_an_envi_data_ignore_value_that_is_no_number_is_not_read_as_zero(tmp_path):
+    """GDAL's ENVI driver reads 'data ignore value = abc' as nodata 0, so every 0 DN (dark water) became nodata."""
+    envi = synthetic.write_product(str(tmp_path), width=6, height=5, seed=1, image_format='ENVI')
+    header = next(os.path.join(envi.folder, n) for n in os.listdir(envi.folder) if n.upper().endswith('.HDR'))
+    text = re.sub(r'^data ignore value.*$', '', open(header).read(), flags=re.M)
+    open(header, 'w').write(text + 'data ignore value = abc\n')
+    with open_spectral(envi.folder) as raster:
+        assert raster.nodata == -32768.0  # EnMAP's, as for a product whose image states none
+        assert any("data ignore value 'abc' is not a number" in w for w in raster.warnings)
+
+
+def test_224_bands_at_other_wavelengths_are_refused_for_their_wavelengths(product, tmp_path):
+    """A METADATA.XML in micrometres (or shifted) was refused as 'has 224 bands; the compressors need the 224
+    EnMAP L2A bands', which names the band count, the one thing that is right."""
+    from enmap_compress.plugin.core import codec
+
+    folder = _copy_product(product, tmp_path)
+    xml = os.path.join(folder, os.path.basename(product.xml))
+    text = re.sub(r'<wavelengthCenterOfBand>([^<]*)</wavelengthCenterOfBand>',
+                  lambda m: f'<wavelengthCenterOfBand>{float(m.group(1)) / 1000:g}</wavelengthCenterOfBand>',
+                  open(xml, encoding='utf-8').read())
+    open(xml, 'w', encoding='utf-8').write(text)
+    with pytest.raises(InputError, match=r'its wavelengths \(0\.4182-2\.4\d* nm\) do not match them'):
+        codec._open_input(folder)

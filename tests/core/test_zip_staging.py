@@ -319,3 +319,62 @@ def test_a_read_waiting_for_the_unpacking_moves_the_bar_within_its_step(row_orde
         raster.report_waits_to(None)
     assert seen and seen == sorted(seen) and 0 < seen[-1] <= 12.5
     assert os.listdir(private_tmp) == []
+
+
+def _understated(product, target, extra):
+    """The product ZIP with `extra` zero bytes appended to its image's deflate stream, while the ZIP directory
+    (and the CRC) still state the image alone: a small ZIP that inflates far past what it declares."""
+    import struct
+    import zlib
+
+    with zipfile.ZipFile(product.zip) as source:
+        members = {i.filename: source.read(i) for i in source.infolist() if not i.is_dir()}
+    member = _image_of(product.zip).members[0]
+    with zipfile.ZipFile(target, 'w', zipfile.ZIP_DEFLATED) as archive:
+        for name, data in members.items():
+            if name != member:
+                archive.writestr(name, data)
+        with archive.open(member, 'w') as sink:
+            sink.write(members[member])
+            sink.write(bytes(extra))
+    image = members[member]
+    packed = struct.pack('<L', zlib.crc32(image)), struct.pack('<L', len(image))
+    data = bytearray(target.read_bytes())
+    with zipfile.ZipFile(target) as archive:
+        offset = archive.getinfo(member).header_offset
+    entry = data.rindex(b'PK\x01\x02', 0, data.rindex(member.encode()))
+    for start, crc_at, size_at in ((offset, 14, 22), (entry, 16, 24)):
+        data[start + crc_at:start + crc_at + 4], data[start + size_at:start + size_at + 4] = packed
+    target.write_bytes(bytes(data))
+    return str(target), len(image)
+
+
+def test_a_member_that_inflates_past_its_declared_size_stops_before_the_disk_fills(product, tmp_path, private_tmp,
+                                                                                 monkeypatch):
+    """A zip bomb: the room check trusts the declared size, so the unpacking must not write past it (0.7.2 wrote
+    all of the stream, 1000 x the ZIP's size, before its size check at the end)."""
+    monkeypatch.setattr(zipstage, 'OUT_BLOCK', 64 * 1024)
+    bomb, declared = _understated(product, tmp_path / 'bomb.zip', 16 * 2 ** 20)
+    written = []
+    real_write = zipstage._write_all
+    monkeypatch.setattr(zipstage, '_write_all', lambda sink, block: (written.append(len(block)),
+                                                                      real_write(sink, block)))
+    with open_spectral(bomb) as raster:
+        with pytest.raises(InputError, match='is damaged: .*more than the .* bytes the ZIP directory says'):
+            raster.stage()
+            _walk(raster)
+    assert sum(written) <= declared + 2 * 2 ** 20  # (the sidecars, none here, and the image up to its size)
+    assert os.listdir(private_tmp) == []
+
+
+@pytest.mark.parametrize('member, name', [('P/P-SPECTRAL_IMAGE.TIF', 'P-SPECTRAL_IMAGE.TIF'),
+                                          ('P\\P-SPECTRAL_IMAGE.TIF', 'P-SPECTRAL_IMAGE.TIF'),
+                                          ('P/P-SPECTRAL_IMAGE.d/D:evil.dll', None), ('P/x:stream', None),
+                                          ('P/', None), ('P/..', None)])
+def test_a_member_is_unpacked_under_a_plain_name_in_the_scratch_folder(member, name):
+    """On Windows os.path.join(folder, 'D:evil.dll') is 'D:evil.dll': a file outside the scratch folder."""
+    if name is None:
+        with pytest.raises(InputError, match='no file name that can be unpacked safely'):
+            zipstage.staged_name(member)
+    else:
+        assert zipstage.staged_name(member) == name
