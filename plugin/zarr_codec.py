@@ -24,6 +24,7 @@ Readers before 0.7.1 refuse versions 3 and 4 asking for an update; stores of ver
 
 Only numcodecs is imported with this module; the core (GDAL, onnxruntime) on first use, zarr by write_zarr.
 """
+import contextlib
 import dataclasses
 import struct
 import threading
@@ -99,10 +100,19 @@ class EhcCodec(Codec):
         extra = [i for i in range(wavelengths.size) if i not in set(coded)] if all_bands else []
         uniform = None if bound is None else bound.uniform
         exact = bound is not None and codec.exact_latent_coder(package) is not None
-        return cls(package.model_id if _is_bundled(package) else package.folder, package.decoder_sha256(),
+        made = cls(package.model_id if _is_bundled(package) else package.folder, package.decoder_sha256(),
                    codec.checked_quality(quality), wavelengths, bands.canonical_order(wavelengths), dtype, nodata,
                    uniform, extra, bound.codec_info() if bound is not None and uniform is None else None,
                    4 if exact else 3)
+        made._check_writable()
+        return made
+
+    def get_config(self):
+        """The store's codec metadata: JSON (a NaN or infinite nodata as its text, which __init__ reads back)."""
+        config = super().get_config()
+        if self.nodata is not None and not np.isfinite(self.nodata):
+            config['nodata'] = str(self.nodata).replace('inf', 'Infinity').replace('nan', 'NaN')
+        return config
 
     # -- pickling (Dask ships codecs to its workers): the configuration only, never the model sessions -----------
     def __getstate__(self):
@@ -118,6 +128,7 @@ class EhcCodec(Codec):
         from .core.codec import encode_tile
 
         chunk = np.asarray(buf)
+        self._check_writable()
         self._check_chunk(chunk)
         coder, _ = self._tile_coder()
         canonical = chunk[self.canonical_index]
@@ -203,6 +214,27 @@ class EhcCodec(Codec):
                              'axes in smaller pieces')
         if chunk.dtype != np.dtype(self.dtype):
             raise ValueError(f'this {CODEC_ID} codec was made for {self.dtype} data, not {chunk.dtype}')
+        if chunk.flags.f_contiguous and not chunk.flags.c_contiguous:  # (zarr's order='F': it reads the decoded
+            # chunk's bytes back in Fortran order, and this codec returns (bands, y, x) in C order)
+            raise ValueError(f'the {CODEC_ID} codec needs arrays in C order (zarr order=\'C\', the default); got a '
+                             'chunk in Fortran order')
+
+    def _check_writable(self):
+        """ValueError for a configuration no chunk should be written with: a dtype the codec does not code, or a
+        nodata value that data of the dtype cannot hold (uint16 with the default -32768 read the bands the store
+        leaves out as 32768, which is data)."""
+        dtype = np.dtype(self.dtype)
+        if dtype.kind not in 'biuf' or dtype.itemsize > 8:
+            raise ValueError(f'the {CODEC_ID} codec codes integer and float data, not {self.dtype}')
+        nodata = self.nodata
+        if nodata is None or (dtype.kind == 'f' and (not np.isfinite(nodata) or abs(nodata) <= np.finfo(dtype).max)):
+            return
+        if dtype.kind in 'iu' and float(nodata).is_integer() and np.iinfo(dtype).min <= nodata <= np.iinfo(dtype).max:
+            return
+        if dtype.kind == 'b' and nodata in (0.0, 1.0):
+            return
+        raise ValueError(f'{self.dtype} data cannot hold the nodata value {nodata:g}: give the nodata value of the '
+                         'data (or None)')
 
     def _nodata_mask(self, cube):
         invalid = ~np.isfinite(cube) if cube.dtype.kind == 'f' else np.zeros(cube.shape, bool)
@@ -229,6 +261,9 @@ class EhcCodec(Codec):
             model_id, model_path = self.model.replace('\\', '/').rstrip('/').rsplit('/', 1)[-1], self.model
         try:
             stated = None if self.error_bound is None else ErrorBound.from_codec_info({'error_bound': self.error_bound})
+        except FormatError as exc:
+            raise FormatError(f'the {CODEC_ID} codec configuration of this store is damaged ({exc})') from None
+        try:
             info = CodecInfo(model_id, self.model_sha256, self.quality, tuple(self.extra_bands),
                              max_error=self.max_error, error_bound=stated, model_path=model_path)
             if self.format_version in EXACT_VERSIONS:  # the model's exactly reconstructed coder (the TileCoder
@@ -281,22 +316,67 @@ def write_zarr(source, store, model=None, quality=None, max_error=None, code_all
     with open_spectral(source) as raster:
         codec = EhcCodec.for_model(raster.wavelengths, model, quality, max_error, code_all_bands,
                                    raster.dtype, raster.nodata, **bounds)
-        root = zarr.open_group(store, mode='w')
-        data = root.create_dataset(variable, shape=(raster.band_count, raster.height, raster.width),
-                                   chunks=(raster.band_count, chunk, chunk), dtype=raster.dtype, compressor=codec,
-                                   fill_value=raster.nodata, write_empty_chunks=False)
-        data.attrs.update(_ARRAY_DIMENSIONS=['band', 'y', 'x'], crs_wkt=raster.crs_wkt,
-                          geotransform=list(raster.geotransform), nodata=raster.nodata,
-                          scale_factor_reflectance=float(raster.gains[0]), product_name=raster.product_name)
-        _coordinates(root, raster, data)
-        tiles = tile_grid(raster.width, raster.height, chunk)
-        steps = Progress(len(tiles), progress)
-        for tile in tiles:
-            data[:, tile.y:tile.y + tile.height, tile.x:tile.x + tile.width] = raster.read(tile.x, tile.y, tile.width,
-                                                                                      tile.height)
-            steps.step()
-    zarr.consolidate_metadata(store)
+        with _new_store(store) as target:
+            root = zarr.open_group(target, mode='w')
+            data = root.create_dataset(variable, shape=(raster.band_count, raster.height, raster.width),
+                                       chunks=(raster.band_count, chunk, chunk), dtype=raster.dtype,
+                                       compressor=codec, fill_value=raster.nodata, write_empty_chunks=False)
+            data.attrs.update(_ARRAY_DIMENSIONS=['band', 'y', 'x'], crs_wkt=raster.crs_wkt,
+                              geotransform=list(raster.geotransform), nodata=raster.nodata,
+                              scale_factor_reflectance=float(raster.gains[0]), product_name=raster.product_name)
+            _coordinates(root, raster, data)
+            tiles = tile_grid(raster.width, raster.height, chunk)
+            steps = Progress(len(tiles), progress)
+            for tile in tiles:
+                data[:, tile.y:tile.y + tile.height, tile.x:tile.x + tile.width] = raster.read(
+                    tile.x, tile.y, tile.width, tile.height)
+                steps.step()
+            zarr.consolidate_metadata(target)
     return codec
+
+
+@contextlib.contextmanager
+def _new_store(store):
+    """Where write_zarr writes `store`: a folder store is written beside it in a claim folder (core.outputs) and
+    moved into place only when complete, so a failed or interrupted write leaves the store that was there (a store
+    missing chunks reads them as nodata); another store is written in place, and a mapping is emptied when the write
+    fails."""
+    import os
+
+    import zarr
+
+    from .core.errors import OutputError
+    from .core.outputs import scratch_claim
+
+    path = os.fspath(store) if isinstance(store, (str, os.PathLike)) else None
+    if path is None or '://' in path or '::' in path or path.endswith(('.zip', '.n5')):  # (what zarr opens as
+        # another store than a folder)
+        try:
+            yield store
+        except BaseException:
+            if path is None:
+                with contextlib.suppress(Exception):
+                    zarr.storage.rmdir(store)
+            raise
+        return
+    target = os.path.abspath(path)
+    if os.path.exists(target) and not os.path.isdir(target):
+        raise OutputError(f'The Zarr store {target} is a file; a folder store needs its name.')
+    claim = scratch_claim(os.path.dirname(target))
+    try:
+        written = os.path.join(claim.folder, 'store.zarr')
+        yield written
+        replaced = os.path.join(claim.folder, 'replaced.zarr')
+        if os.path.lexists(target):  # (moved aside first: on Windows a folder cannot replace one)
+            os.replace(target, replaced)
+        try:
+            os.replace(written, target)
+        except BaseException:
+            if os.path.lexists(replaced):  # the old store back, not deleted with the claim
+                os.replace(replaced, target)
+            raise
+    finally:
+        claim.abandon()
 
 
 def _coordinates(root, raster, data):

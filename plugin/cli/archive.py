@@ -357,6 +357,7 @@ def run_archive(src, dest, settings, client=None, progress=None, on_record=None)
     started = time.perf_counter()
     _check_folders(src, dest)
     dest = os.path.abspath(dest)
+    settings = replace(settings, coding=_resolved_coding(settings.coding))
     sources, duplicates = discover(src, dest)
     with Manifest(dest) as manifest:
         settings = _with_scratch(settings, dest)
@@ -406,6 +407,20 @@ def _check_folders(src, dest):
             raise error(f'The {role} is empty; name a folder.')
     if is_gdal_virtual(dest):
         raise OutputError(f'The output folder {os.fspath(dest)} is a GDAL virtual path; DEST is a folder on disk.')
+
+
+def _resolved_coding(coding):
+    """The coding options with a --band-max-errors CSV file replaced by its 224 limits: the options are what a
+    rerun compares to skip a product (an edited CSV of the same name must redo the outputs), and every worker then
+    codes with the same limits whatever its folder (a relative path, a CSV only this machine has). InputError for a
+    CSV that cannot be read, before anything runs."""
+    from ..core.bounds import error_bound, is_blank
+
+    limits = coding.get('band_max_errors')
+    if not isinstance(limits, str) or is_blank(limits) or not (
+            os.path.isfile(limits.strip()) or limits.strip().lower().endswith(('.csv', '.txt'))):
+        return coding  # (224 numbers: the options say them already)
+    return dict(coding, band_max_errors=','.join(map(str, error_bound(band_max_errors=limits).band_max_errors)))
 
 
 def _with_scratch(settings, dest):

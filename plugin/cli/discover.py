@@ -95,7 +95,8 @@ def discover(src, dest=None):
 def _unique_outputs(found):
     """One source per output. Sources of one output (a folder and its ZIP) are one product: the preferred kind is
     compressed, the others are duplicates. Outputs that differ in letter case only are one file on Windows and
-    macOS: the first by name is compressed, the others are collisions (they fail, naming it)."""
+    macOS, and orders (tars) of one output folder are not one product: the first by name is compressed, the others
+    are collisions (they fail, naming it)."""
     by_output = {}
     for source in found:
         by_output.setdefault(source.output.lower(), []).append(source)
@@ -104,7 +105,10 @@ def _unique_outputs(found):
         group.sort(key=lambda s: (s.output, PREFERENCE.index(s.kind) if s.kind in PREFERENCE else len(PREFERENCE)))
         chosen.append(group[0])
         duplicates += [{'input': s.input, 'output': s.output, 'same_output_as': group[0].input,
-                        'same_output': group[0].output, 'collision': s.output != group[0].output} for s in group[1:]]
+                        'same_output': group[0].output,
+                        'collision': s.output != group[0].output or 'tar' in (s.kind, group[0].kind)}
+                       for s in group[1:]]  # (an order is no copy of another source: order.tar.gz and order.tar
+        # may hold different products, and both would fill the folder order/)
     return sorted(chosen, key=lambda s: s.input), duplicates
 
 

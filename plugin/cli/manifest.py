@@ -98,6 +98,11 @@ class Manifest:
         except FileNotFoundError:
             return
         complete = data.rfind(b'\n') + 1
+        if complete < len(data) and _parse(data[complete:]) is not None:  # a whole record without its newline (an
+            # editor that drops the last one): kept, and the next append starts on a fresh line
+            with open(self.path, 'ab') as handle:
+                handle.write(b'\n')
+            data, complete = data + b'\n', len(data) + 1
         if complete < len(data):  # a torn last line: cut it off so the next append starts on a fresh line
             os.truncate(self.path, complete)
             self.dropped_lines += 1

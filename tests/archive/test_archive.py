@@ -315,3 +315,59 @@ def test_an_order_s_zip_larger_than_the_scratch_disk_fails_alone(tmp_path, capsy
     assert summary['compressed'] == 1 and [f['input'] for f in summary['failures']] == \
         [f'order.tar.gz/{os.path.basename(large)}']
     assert 'give --scratch a folder with room' in summary['failures'][0]['error'] and status == 11
+
+
+def test_an_edited_band_max_errors_csv_redoes_the_outputs(tmp_path, capsys):
+    """The options a rerun compares held the CSV's path only: 0.7.2 skipped every output after the CSV was edited
+    (here from 20 DN to lossless), keeping files that break the new bounds."""
+    src = tmp_path / 'src'
+    src.mkdir()
+    write_zip(str(src), 1, size=(16, 16))
+    bounds = tmp_path / 'bounds.csv'
+    bounds.write_text(''.join(f'{band},20\n' for band in range(1, 225)))
+    dest = str(tmp_path / 'dest')
+    archive_json(capsys, str(src), dest, '--band-max-errors', bounds)
+    assert read_records(dest)[-1]['bound'] == '<= 20 DN'
+    bounds.write_text(''.join(f'{band},0\n' for band in range(1, 225)))
+    status, summary = archive_json(capsys, str(src), dest, '--band-max-errors', bounds)
+    assert (summary['compressed'], summary['skipped']) == (1, 0) and read_records(dest)[-1]['bound'] == 'lossless'
+    status, summary = archive_json(capsys, str(src), dest, '--band-max-errors', bounds)
+    assert (summary['compressed'], summary['skipped']) == (0, 1)  # (unchanged: skipped)
+    status = cli.main(['archive', str(src), dest, '--band-max-errors', str(tmp_path / 'missing.csv')])
+    assert status == 1 and 'missing.csv' in capsys.readouterr().err  # one error before anything runs
+
+
+def test_two_orders_of_one_output_folder_fail_naming_each_other(tmp_path, capsys):
+    """order.tar.gz and order.tar both fill DEST/order/: 0.7.2 took the second for a copy of the first and left its
+    products out unsaid (exit status 0)."""
+    import tarfile
+
+    src = tmp_path / 'src'
+    src.mkdir()
+    first, second = write_zip(str(tmp_path), 1, size=(16, 16)), write_zip(str(tmp_path), 2, size=(16, 16))
+    with tarfile.open(str(src / 'order.tar.gz'), 'w:gz') as tar:
+        tar.add(first, arcname=os.path.basename(first))
+    with tarfile.open(str(src / 'order.tar'), 'w') as tar:
+        tar.add(second, arcname=os.path.basename(second))
+    status, summary = archive_json(capsys, str(src), str(tmp_path / 'dest'))
+    assert status == 11 and summary['compressed'] == 1
+    assert [(f['input'], 'is the output of order.tar too' in f['error']) for f in summary['failures']] == \
+        [('order.tar.gz', True)]
+
+
+def test_a_last_record_without_its_newline_is_kept(tmp_path, capsys):
+    """An editor that drops the manifest's last newline: 0.7.2 cut that whole record off as a torn line and redid its
+    product."""
+    src = tmp_path / 'src'
+    src.mkdir()
+    for number in (1, 2):
+        write_zip(str(src), number, size=(16, 16))
+    dest = str(tmp_path / 'dest')
+    archive_json(capsys, str(src), dest)
+    manifest = os.path.join(dest, 'manifest.jsonl')
+    data = open(manifest, 'rb').read()
+    with open(manifest, 'wb') as handle:
+        handle.write(data.rstrip(b'\n'))
+    status, summary = archive_json(capsys, str(src), dest)
+    assert (summary['compressed'], summary['skipped'], summary['repaired_manifest_lines']) == (0, 2, 0)
+    assert open(manifest, 'rb').read().startswith(data) and len(read_records(dest)) == 4

@@ -209,3 +209,83 @@ def test_chunks_of_new_stores_are_tiles_and_older_stores_keep_their_layout(tmp_p
     np.testing.assert_array_equal(old.decode(chunk), new.decode(new.encode(cube)))
     with pytest.raises(FormatError, match='starts with'):
         _codec_of_version(3).decode(chunk)
+
+
+def test_an_array_in_fortran_order_is_refused_not_read_scrambled(original):
+    """zarr reads a decoded chunk's bytes in the array's order: 0.7.2 wrote order='F' arrays and every read (whole or
+    a window) gave the samples shuffled, without an error."""
+    codec = _codec_of_version(3, max_error=0)
+    array = zarr.open(zarr.MemoryStore(), mode='w', shape=(224, 16, 16), chunks=(224, 8, 8), dtype='int16',
+                      compressor=codec, order='F', fill_value=-32768)
+    with pytest.raises(ValueError, match='C order'):
+        array[:] = original[:, :16, :16]
+    cube = np.ascontiguousarray(original[:, :8, :1])  # (C and F order at once when one axis is 1: taken)
+    np.testing.assert_array_equal(codec.decode(codec.encode(np.asfortranarray(original[:, :1, :1]))),
+                                  original[:, :1, :1])
+    assert codec.decode(codec.encode(cube)).shape == cube.shape
+
+
+@pytest.mark.parametrize('dtype, nodata, message', [('uint16', -32768.0, 'cannot hold the nodata value'),
+                                                    ('int16', float('nan'), 'cannot hold the nodata value'),
+                                                    ('uint8', 0.5, 'cannot hold the nodata value'),
+                                                    ('complex64', None, 'integer and float data'),
+                                                    ('object', None, 'integer and float data')])
+def test_a_nodata_value_the_dtype_cannot_hold_or_a_dtype_not_coded_is_refused(dtype, nodata, message):
+    """for_model(dtype='uint16') with the default nodata -32768: 0.7.2 wrote the bands the store leaves out (and dead
+    bands) as 32768, which reads as data; a complex array lost its imaginary part."""
+    with pytest.raises(ValueError, match=message):
+        EhcCodec.for_model(standard_wavelengths(), model='pca', quality=3, dtype=dtype, nodata=nodata)
+    config = dict(_codec_of_version(3).get_config(), dtype=dtype, nodata=nodata)
+    config.pop('id')
+    codec = EhcCodec(**config)  # (a store's metadata is read as it is: only writing is refused)
+    with pytest.raises(ValueError, match=message):
+        codec.encode(np.zeros((224, 4, 4), dtype))
+
+
+def test_a_nan_nodata_is_in_strict_json_and_the_config_round_trips(original):
+    """0.7.2 wrote a NaN nodata as the bare token NaN, which is no JSON (other Zarr readers refuse the .zarray), and
+    the codec read back from its own config or pickle was not equal to it."""
+    codec = EhcCodec.for_model(standard_wavelengths(), model='pca', max_error=0, dtype='float32', nodata=float('nan'))
+    config = json.loads(json.dumps(codec.get_config(), allow_nan=False))
+    assert config['nodata'] == 'NaN'
+    assert numcodecs.get_codec(config) == codec and pickle.loads(pickle.dumps(codec)) == codec
+    cube = original[:, :8, :8].astype(np.float32)
+    cube[5, 2, 2] = np.nan
+    np.testing.assert_array_equal(numcodecs.get_codec(config).decode(codec.encode(cube)), cube)
+
+
+def test_a_failed_or_interrupted_write_zarr_leaves_the_store_that_was_there(tmp_path, product):
+    """0.7.2 emptied the store first and wrote it in place: a stopped rewrite left the chunks written so far, which
+    xarray opened with the rest reading as nodata, and the store that was there was gone."""
+    store = str(tmp_path / 'scene.zarr')
+    write_zarr(product.zip, store, model='pca', quality=3, chunk=16)
+    before = decoded(store)
+    calls = []
+
+    def stop(percent):
+        calls.append(percent)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        write_zarr(product.zip, store, model='pca', quality=8, chunk=16, progress=stop)
+    np.testing.assert_array_equal(decoded(store), before)
+    assert os.listdir(tmp_path) == ['scene.zarr']  # (no claim folder left)
+    memory = zarr.MemoryStore()
+    with pytest.raises(KeyboardInterrupt):
+        calls.clear()
+        write_zarr(product.zip, memory, model='pca', quality=3, chunk=16, progress=stop)
+    assert not list(memory)  # a store that is not a folder: emptied, not left half written
+    write_zarr(product.zip, store, model='pca', quality=8, chunk=16)  # a finished write replaces it
+    assert zarr.open(store, mode='r')['reflectance'].compressor.quality == 8 and os.listdir(tmp_path) == ['scene.zarr']
+
+
+def test_a_damaged_error_bound_in_the_config_is_not_a_missing_model(original):
+    """0.7.2 said the model was not installed, and to install it, for a store whose error_bound made no sense."""
+    codec = _codec_of_version(4, max_error=2)
+    chunk = codec.encode(np.ascontiguousarray(original[:, :8, :8]))
+    config = dict(codec.get_config(), max_error=None, error_bound={'kind': 'nonsense'})
+    config.pop('id')
+    with pytest.raises(FormatError, match='configuration of this store is damaged') as caught:
+        EhcCodec(**config).decode(chunk)
+    assert not isinstance(caught.value, ModelNotFoundError)
