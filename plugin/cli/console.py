@@ -5,15 +5,28 @@ Results go to stdout; progress, warnings and errors to stderr, so `--json` outpu
 import json
 import logging
 import math
+import re
 import sys
 import time
 
 PROGRAM = 'enmap-compress'
 
 
+# C0 and C1 controls (ESC starts the terminal's escape sequences; CR and LF fake lines), bidirectional marks and
+# overrides (they reorder what follows), lone surrogates (no terminal encoding holds them)
+_UNPRINTABLE = re.compile('[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]')
+
+
+def printable(text):
+    """`text` for a terminal: what _UNPRINTABLE matches as a \\x.. or \\u.... escape, so that text from a file
+    (a .ehc header's product name, creation time or software, a CRS name) cannot rewrite the screen, retitle
+    the window or print a line of its own."""
+    return _UNPRINTABLE.sub(lambda match: match.group().encode('unicode_escape').decode('ascii'), str(text))
+
+
 def one_line(text):
-    """A message on one line (core messages may wrap lists or paths)."""
-    return ' '.join(str(text).split())
+    """A message on one line (core messages may wrap lists or paths), printable."""
+    return printable(' '.join(str(text).split()))
 
 
 def jsonable(value):
@@ -147,6 +160,6 @@ class WarningHandler(logging.Handler):
 
 def key_values(pairs):
     """Aligned 'key: value' lines for the text output, skipping empty values."""
-    shown = [(k, v) for k, v in pairs if v not in (None, '', [])]
+    shown = [(printable(k), printable(v)) for k, v in pairs if v not in (None, '', [])]
     width = max((len(k) for k, _ in shown), default=0)
     return '\n'.join(f'{k + ":":<{width + 1}} {v}' for k, v in shown)

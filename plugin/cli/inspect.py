@@ -104,6 +104,16 @@ def verify(path, against=None, device='auto', threads=None, progress=None):
     return result
 
 
+def _bit_equal(a, b):
+    """Whether two arrays hold the same values bit for bit (NaN samples included, which == never matches)."""
+    if a.shape != b.shape:
+        return False
+    if a.dtype == b.dtype and a.dtype.kind == 'f':
+        unsigned = np.dtype(f'u{a.dtype.itemsize}')
+        return bool(np.array_equal(a.view(unsigned), b.view(unsigned)))
+    return bool(np.array_equal(a, b, equal_nan=a.dtype.kind == 'f' or b.dtype.kind == 'f'))
+
+
 class _Comparison:
     """Streams decoded tiles against the original: the metrics of `evaluate`, bit-exactness and the file's bound."""
 
@@ -131,7 +141,7 @@ class _Comparison:
 
     def update(self, tile, decoded):
         a = self.original.read_canonical(tile.x, tile.y, tile.width, tile.height)
-        self.exact = self.exact and np.array_equal(a, decoded)
+        self.exact = self.exact and _bit_equal(a, decoded)
         a, b = a.astype(np.float64), decoded.astype(np.float64)
         valid = valid_pixels(a, self.nodata, ~self.dead)
         self.metrics.update(self.radiometry.enmap_dn(a[self.evaluated]), self.radiometry.enmap_dn(b[self.evaluated]),

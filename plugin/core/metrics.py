@@ -293,6 +293,10 @@ class _BandPass:
         limit, histogram = self.sums.hist_limit, self.sums.histogram
         if not self.tile.integral:
             np.rint(diff, out=diff)
+        if not self.tile.small_errors:  # int32 or float data: an error of 1e9 DN would make bincount allocate 8 GB
+            np.clip(diff, -limit - 1, limit + 1, out=diff)  # (and one beyond 2^63 or inf would cast to -2^63)
+            if self.tile.floats:
+                np.copyto(diff, limit + 1, where=np.isnan(diff))  # not a number: as large as it gets
         bins = self.bins.reshape(-1)
         np.copyto(self.bins, diff, casting='unsafe')  # what bincount counts (it converts anything else)
         bins += limit
@@ -344,6 +348,8 @@ class _TilePass:
         self.work = _work_dtype(self.original, self.reconstructed)
         kinds = (self.original.dtype.kind, self.reconstructed.dtype.kind)
         self.floats, self.integral = 'f' in kinds, 'f' not in kinds
+        # 8- and 16-bit integers: every error lies within +-65535, which bincount counts without a clip
+        self.small_errors = self.integral and self.work == np.float32
         self.valid_kept = self.valid[kept]
         # SSIM: the windows whose bottom-right pixel lies in the kept part: the kept part and win - 1 pixels above
         # and left of it, as far as the window reaches
@@ -491,11 +497,13 @@ class MetricsAccumulator:
         return self.sq_err / self.samples if self.samples else 0.0
 
     def result(self):
+        """Without a measured sample (no valid pixel, or no evaluated band) PSNR, RMSE and SA are NaN (null in
+        JSON, like SSIM): infinity would read as a perfect reconstruction of what was never measured."""
         mse = self.mse
         return {
-            'psnr': psnr_from_mse(mse),
-            'rmse_dn': math.sqrt(mse) * DN_PEAK,
-            'sa_deg': self.angle_sum / self.pixels if self.pixels else 0.0,
+            'psnr': psnr_from_mse(mse) if self.samples else math.nan,
+            'rmse_dn': math.sqrt(mse) * DN_PEAK if self.samples else math.nan,
+            'sa_deg': self.angle_sum / self.pixels if self.samples else math.nan,
             'ssim': self.ssim_total / self.ssim_count if self.ssim_count else float('nan'),
             'max_abs_error_dn': self.max_abs_dn,
             'valid_pixels': self.pixels,

@@ -5,6 +5,7 @@ import html
 import logging
 import math
 import os
+import re
 import time
 
 from . import svgplot
@@ -36,6 +37,10 @@ STYLE = ('body{font-family:sans-serif;margin:2em;color:#222;max-width:60em}table
 
 
 def _fmt(template, value):
+    """A value by its row's template; infinity as ∞ in it (a bit-exact PSNR: '∞ dB'), NaN as 'n/a' (not
+    measured: the SSIM of an image smaller than its window), where '{:.2f}'.format gave 'inf dB' and 'nan'."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return 'n/a' if math.isnan(value) else re.sub(r'\{[^}]*\}', '∞' if value > 0 else '-∞', template)
     try:
         return template.format(value)
     except (ValueError, TypeError):

@@ -80,7 +80,11 @@ class ReportCollector:
 
     def _sample(self, label, tile, a, b, r, c):
         original, reconstructed = a[:, r, c].astype(np.float64), b[:, r, c].astype(np.float64)
-        rmse = float(np.sqrt(((reconstructed - original)[self.evaluated] ** 2).mean()))
+        # a NaN or +-Inf sample that came back as it was carries no error, as in the metrics (TileErrors.dn_sq):
+        # else one such sample made the pixel's RMSE NaN, and a NaN worst pixel was never replaced
+        kept = (original == reconstructed) | (np.isnan(original) & np.isnan(reconstructed))
+        error = np.subtract(reconstructed, original, out=np.zeros_like(original), where=~kept)
+        rmse = float(np.sqrt((error[self.evaluated] ** 2).mean()))
         return SampleSpectrum(label, tile.x + c, tile.y + r, _listed(original, self.evaluated),
                               _listed(reconstructed, self.evaluated), rmse)
 
@@ -103,8 +107,10 @@ def _listed(values, mask=None):
 
 
 def _rebinned(hist):
-    """Crop the 1-DN histogram to the range holding 99.9 % of the errors (symmetric), then merge to HIST_BINS; the
-    errors beyond that range are counted in the outermost bins (every evaluated sample is in the chart)."""
+    """Crop the 1-DN histogram to the range holding 99.9 % of the errors (symmetric), then merge to HIST_BINS bins
+    of an odd number of DN each, the middle one centred on 0 (an even width put 0 DN with -1 DN and drew a
+    bit-exact image's errors half a bin left of 0); the errors beyond that range are counted in the outermost bins
+    (every evaluated sample is in the chart)."""
     total = hist.sum()
     if not total:
         return [-1.0, 1.0], [0]
@@ -113,15 +119,16 @@ def _rebinned(hist):
     radii = np.arange(HIST_LIMIT_DN + 1)
     cumulative = running[centre + radii + 1] - running[centre - radii]  # errors within +-radius
     radius = int(np.searchsorted(cumulative, 0.999 * total)) + 1
-    radius = max(radius, HIST_BINS // 2 + 1)
-    step = int(np.ceil((2 * radius + 1) / HIST_BINS))
-    half = step * (HIST_BINS // 2) + step // 2
+    radius = max(radius, HIST_BINS // 2)  # at least 1-DN bins over -30..30
+    step = int(np.ceil((2 * radius + 1) / HIST_BINS)) | 1  # odd
+    half = HIST_BINS * step // 2  # HIST_BINS x step DN from -half to +half
     lo, hi = max(0, centre - half), min(hist.size, centre + half + 1)
-    window = hist[lo:hi]
-    counts = [int(window[i:i + step].sum()) for i in range(0, window.size, step)]
+    window = np.zeros(HIST_BINS * step, np.int64)  # beyond +-HIST_LIMIT_DN: nothing (the outer bins say the rest)
+    window[lo - (centre - half):hi - (centre - half)] = hist[lo:hi]
+    counts = [int(c) for c in window.reshape(HIST_BINS, step).sum(axis=1)]
     counts[0] += int(hist[:lo].sum())
     counts[-1] += int(hist[hi:].sum())
-    edges = [float(lo - centre + i * step) - 0.5 for i in range(len(counts) + 1)]
+    edges = [float(i * step - half) - 0.5 for i in range(HIST_BINS + 1)]
     return edges, counts
 
 

@@ -18,10 +18,13 @@ def nice_ticks(low, high, count=5):
     if high <= low:
         high = low + (abs(low) or 1.0)
     raw = (high - low) / max(1, count)
-    magnitude = 10 ** math.floor(math.log10(raw))
+    if not math.isfinite(raw):  # a span beyond float range (float64 data near its limits): no OverflowError
+        raw = high / max(1, count) - low / max(1, count)
+    magnitude = 10.0 ** math.floor(math.log10(raw))
     step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
     first, last = math.floor(low / step + 1e-9), math.ceil(high / step - 1e-9)
-    return [round(i * step, 10) for i in range(first, last + 1)]  # the last tick is >= high: nothing is cut
+    ticks = [round(i * step, 10) for i in range(first, last + 1)]  # the last tick is >= high: nothing is cut
+    return [t for t in ticks if math.isfinite(t)] or [0.0, 1.0]  # (but not beyond float range)
 
 
 def _fmt(value):
@@ -45,12 +48,18 @@ class Frame:
         self.y0, self.y1 = self.yticks[0], self.yticks[-1]
 
     def px(self, x):
-        span = (self.x1 - self.x0) or 1.0
-        return MARGIN['left'] + (x - self.x0) / span * (self.width - MARGIN['left'] - MARGIN['right'])
+        return MARGIN['left'] + _fraction(x, self.x0, self.x1) * (self.width - MARGIN['left'] - MARGIN['right'])
 
     def py(self, y):
-        span = (self.y1 - self.y0) or 1.0
-        return self.height - MARGIN['bottom'] - (y - self.y0) / span * (self.height - MARGIN['top'] - MARGIN['bottom'])
+        return self.height - MARGIN['bottom'] - _fraction(y, self.y0, self.y1) * (self.height - MARGIN['top'] -
+                                                                                   MARGIN['bottom'])
+
+
+def _fraction(value, low, high):
+    """Where `value` lies from `low` (0) to `high` (1); halved first where the span is beyond float range."""
+    if not math.isfinite(high - low):
+        value, low, high = value / 2, low / 2, high / 2
+    return (value - low) / ((high - low) or 1.0)
 
 
 def _axes(frame, x_label, y_label):

@@ -93,7 +93,8 @@ def _checked_raster(fields):
         fields.text('canonical_index', choices=('identity', 'detector'))
     elif sorted(fields.indices('canonical_index', N_BANDS)) != list(range(N_BANDS)):
         fields.fail('canonical_index', 'must list each band exactly once')
-    has_wavelengths = _check_band_table(fields, 'wavelengths')
+    has_wavelengths = _check_band_table(fields, 'wavelengths', required=True)  # (every writer states them; the
+    # decoder and `info` need them)
     _check_band_table(fields, 'fwhm')
     _check_band_names(fields, has_wavelengths)
     for key in ('gains', 'offsets'):
@@ -169,14 +170,16 @@ def _check_crs(fields):
         fields.fail('crs', f'is not a coordinate reference system GDAL knows ({shown(text)}: {exc})')
 
 
-def _check_band_table(fields, name):
-    """`<name>_delta` (a delta string, checked when unpacked) or `<name>_milli` (224 integers, 0.1 files), or null.
-    Returns whether the table is present."""
+def _check_band_table(fields, name, required=False):
+    """`<name>_delta` (a delta string, checked when unpacked) or `<name>_milli` (224 integers, 0.1 files), or null
+    unless `required`. Returns whether the table is present."""
     for key in (f'{name}_delta', f'{name}_milli'):
         if key not in fields.obj:
             continue
         value = fields.obj[key]
         if value is None:
+            if required:
+                fields.fail(key, 'must be a band table, not null')
             return False
         if key.endswith('_delta'):
             fields.text(key)

@@ -119,8 +119,16 @@ def _cell(value, digits):
     return '' if value is None else f'{value:.{digits}f}'
 
 
-def _note(text, style=''):
+def _label(text=''):
+    """A label that shows its text as it is: QLabel guesses rich text, and a message or file name holding '<b>' or
+    '<a href=...>' (from a layer, a path or a hostile file) would be markup."""
     label = QLabel(text)
+    label.setTextFormat(Qt.PlainText)
+    return label
+
+
+def _note(text, style=''):
+    label = _label(text)
     label.setWordWrap(True)
     label.setStyleSheet(style or 'color:#555;')
     return label
@@ -257,7 +265,7 @@ class CompressDialog(QDialog):
         column.addWidget(self.code_all_check)
         self.code_all_note = _note(CODE_ALL_TEXT)
         column.addWidget(self.code_all_note)
-        self.expected_label = QLabel()
+        self.expected_label = _label()
         self.expected_label.setWordWrap(True)
         column.addWidget(self.expected_label)
         return box
@@ -271,9 +279,9 @@ class CompressDialog(QDialog):
         self.quality_spin.setValue(5)
         row = QHBoxLayout()
         row.addSpacing(24)
-        row.addWidget(QLabel('smallest'))
+        row.addWidget(_label('smallest'))
         row.addWidget(self.quality_slider, 1)
-        row.addWidget(QLabel('best'))
+        row.addWidget(_label('best'))
         row.addWidget(self.quality_spin)
         return row
 
@@ -298,10 +306,10 @@ class CompressDialog(QDialog):
         self.max_error_spin.setSuffix(' DN')
         self.max_error_spin.setToolTip('MAX_ERROR: the largest difference allowed between any valid sample and '
                                        'its reconstruction.')
-        self.floor_label = QLabel('at least')
+        self.floor_label = _label('at least')
         row = QHBoxLayout()
         row.addSpacing(24)
-        row.addWidget(QLabel('Maximum error'))
+        row.addWidget(_label('Maximum error'))
         for widget in (self.bound_kind, self.relative_spin, self.floor_label, self.max_error_spin):
             row.addWidget(widget)
         row.addStretch(1)
@@ -359,7 +367,7 @@ class CompressDialog(QDialog):
             self.device_combo.setItemData(index, option.tooltip, Qt.ToolTipRole)
             if not option.enabled:
                 self.device_combo.model().item(index).setEnabled(False)
-        self.device_label = QLabel()
+        self.device_label = _label()
         self.device_label.setWordWrap(True)
         column = QVBoxLayout()
         column.addWidget(self.device_combo)
@@ -370,7 +378,7 @@ class CompressDialog(QDialog):
         self.output_widget.setFilter('EnMAP Compress (*.ehc)')
         self.output_widget.setConfirmOverwrite(True)
         form.addRow('Output (.ehc)', self.output_widget)
-        self.size_label = QLabel()
+        self.size_label = _label()
         self.size_label.setWordWrap(True)
         form.addRow('Estimated size', self.size_label)
         self.evaluate_radio = QRadioButton('Compress and evaluate')
@@ -394,7 +402,7 @@ class CompressDialog(QDialog):
         self.progress = QProgressBar()
         self.progress.setRange(0, 100)
         self.progress.setValue(0)
-        self.status_label = QLabel('Ready.')
+        self.status_label = _label('Ready.')
         self.status_label.setWordWrap(True)
         self.status_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
         row.addWidget(self.progress, 1)

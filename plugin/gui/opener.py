@@ -2,6 +2,7 @@
 from the Browser panel. It is decoded once, in a background task with progress, to a GeoTIFF in a cache folder
 (size-limited, reused while the .ehc is unchanged), and that GeoTIFF is added as a layer in true colour.
 """
+import html
 import math
 import os
 import re
@@ -204,7 +205,7 @@ class EhcDataItem(QgsDataItem):
         self.file_path = path
         self.setState(QgsDataItem.Populated)  # no children
         self.setIcon(QIcon(resource_path('decompress.svg')))
-        self.setToolTip(item_info(path))
+        self.setToolTip(tooltip_text(item_info(path)))
 
     def hasChildren(self):  # noqa: N802 (QGIS API name)
         return False
@@ -217,6 +218,12 @@ class EhcDataItem(QgsDataItem):
         action = QAction('Open (decode to a cached GeoTIFF)', parent)
         action.triggered.connect(lambda: self.opener.open(self.file_path))
         return [action]
+
+
+def tooltip_text(text):
+    """`text` as a tooltip shows it as it is: Qt renders a tooltip that looks like rich text as HTML, and the item
+    info holds a .ehc header's fields (a product name '<a href=...>' would be a link)."""
+    return '<qt>' + html.escape(text, quote=False).replace('\n', '<br>') + '</qt>'
 
 
 def item_info(path):

@@ -5,6 +5,7 @@ layer name get their own groups, and a renamed group still gets its results. A r
 replaces its layers instead of stacking duplicates. Runs on the main thread only (connected to
 CompressJob.finished, which QgsTask emits from finished()).
 """
+import html
 import os
 import re
 
@@ -158,13 +159,20 @@ def push(bar, item, level, seconds):
     return item
 
 
+def message_item(text):
+    """A message bar item showing `text` as it is: the item renders its text as HTML, so a message holding a file
+    name or a field of a hostile .ehc header ('<a href=...>', 'R&D', 'a < b') showed a clickable link or lost
+    everything after a '<'."""
+    return QgsMessageBar.createMessage(TITLE, html.escape(text, quote=False))
+
+
 def push_text(bar, text, level, seconds=PROBLEM_SECONDS):
-    return push(bar, QgsMessageBar.createMessage(TITLE, text), level, seconds)
+    return push(bar, message_item(text), level, seconds)
 
 
 def show_summary(bar, request, results):
     """A success line with a button that opens the report (evaluate) or the folder of the .ehc file."""
-    item = QgsMessageBar.createMessage(TITLE, summary(request, results))
+    item = message_item(summary(request, results))
     report = results.get('REPORT')
     if request.evaluate and report and os.path.exists(report):
         item.layout().addWidget(_open_button('Open report', report))

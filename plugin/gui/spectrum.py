@@ -145,6 +145,7 @@ class SpectrumDock(QDockWidget):
         layout.addWidget(self.plot, 1)
         self.info_label = QLabel('Pick the two layers, then click the map.')
         self.info_label.setWordWrap(True)
+        self.info_label.setTextFormat(Qt.PlainText)  # it shows layer and file names: '<b>' in one is no markup
         layout.addWidget(self.info_label)
         self.setWidget(body)
         self.choose_default_pair()

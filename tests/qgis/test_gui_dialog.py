@@ -4,6 +4,7 @@ import sys
 
 import pytest
 from gui_helpers import wait_for
+from qgis.PyQt.QtCore import Qt
 
 CARD = """# demo — a demo model
 
@@ -59,6 +60,14 @@ def test_quality_slider_spin_and_card_table_stay_in_step(dialog):
     viewer = dialog.show_card()
     assert model.model_id in viewer.windowTitle() and 'bpppb' in viewer.browser.toPlainText()
     viewer.close()
+
+
+def test_every_label_shows_its_text_as_it_is(dialog):
+    from qgis.PyQt.QtWidgets import QLabel
+
+    labels = [w for w in vars(dialog).values() if isinstance(w, QLabel)]  # the ones the dialog writes to
+    assert dialog.status_label in labels and dialog.input_problem in labels and dialog.card_label in labels
+    assert {label.textFormat() for label in labels} == {Qt.PlainText}  # (an error naming '<b>x.tif' is no markup)
 
 
 def test_size_estimate_is_valid_pixels_times_bands_times_rate(dialog, scene):

@@ -116,6 +116,9 @@ def test_the_browser_shows_ehc_files_with_their_info(plugin, ehc_file, fresh_cac
     info = item.toolTip()
     assert f'model {installed_model}, q5' in info and 'bpppb' in info and 'KB on disk' in info
     assert '48 x 40 px, 224 bands' in info
+    from enmap_compress.plugin.gui.opener import item_info, tooltip_text
+    assert info == tooltip_text(item_info(ehc_file))
+    assert tooltip_text('<a href="x">R&D\nb') == '<qt>&lt;a href="x"&gt;R&amp;D<br>b</qt>'  # shown, not a link
     added = []
     plugin.opener.opened.connect(added.append)
     assert item.handleDoubleClick()

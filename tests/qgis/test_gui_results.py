@@ -155,6 +155,21 @@ def test_messages_expire_replace_each_other_and_start_with_psnr(outputs, project
     assert item.duration() == results.SUCCESS_SECONDS > 0 and item.level() == Qgis.Success
 
 
+def test_a_message_shows_its_text_not_markup(project, gui_iface, message_bar):
+    """The message bar renders its text as HTML: a failure message quoting a hostile .ehc header field showed a
+    clickable link, and one holding 'R&D' or 'a < b' lost what followed."""
+    from qgis.PyQt.QtWidgets import QTextBrowser
+
+    from enmap_compress.plugin.gui import results
+    from enmap_compress.plugin.gui.job import JobOutcome
+
+    message = "bad.ehc: the header field codec.model_id is not valid ('<a href=\"https://ev.il\">Fix</a>') R&D a<b c"
+    results.present(gui_iface, _request('/d/scene.tif', 'scene'), JobOutcome(False, False, {}, message))
+    (item,) = message_bar.items()
+    (browser,) = item.findChildren(QTextBrowser)
+    assert message in browser.toPlainText() and '<a href' not in browser.toHtml()
+
+
 def test_the_toolbox_error_layer_gets_the_same_scale(plugin, scene_layer, tmp_path):
     import processing
     from qgis.core import QgsProcessingContext, QgsProcessingOutputLayerDefinition
