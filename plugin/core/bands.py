@@ -178,9 +178,11 @@ class Radiometry:
         offsets = np.zeros_like(gains) if offsets is None else np.asarray(offsets, np.float64)
         if gains.shape != offsets.shape or not np.all(np.isfinite(gains)) or np.any(gains == 0):
             raise InputError('band gains must be finite, non-zero numbers, one per band (with one offset each)')
-        if not (np.all((MIN_GAIN <= np.abs(gains)) & (np.abs(gains) <= MAX_GAIN)) and np.all(np.isfinite(offsets))):
-            raise InputError(f'band gains must lie from {MIN_GAIN:g} to {MAX_GAIN:g} in magnitude and offsets be '
-                             f'finite (reflectance = DN x gain + offset), not gains {gains.min():g} .. {gains.max():g}')
+        if not (np.all((MIN_GAIN <= np.abs(gains)) & (np.abs(gains) <= MAX_GAIN)) and
+                np.all(np.abs(offsets) <= MAX_GAIN)):  # (NaN fails too; 1e300 overflowed the float32 DN view)
+            raise InputError(f'band gains must lie from {MIN_GAIN:g} to {MAX_GAIN:g} in magnitude and offsets at most '
+                             f'{MAX_GAIN:g} (reflectance = DN x gain + offset), not gains {gains.min():g} .. '
+                             f'{gains.max():g} and offsets {offsets.min():g} .. {offsets.max():g}')
         return cls(gains, offsets)
 
     @functools.cached_property

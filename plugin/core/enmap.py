@@ -167,8 +167,10 @@ def _parse_metadata(data, path):
     label = f'The file {path}'
     try:
         root = SafeET.fromstring(data)
-    except (SafeET.ParseError, DefusedXmlException, ValueError, LookupError) as exc:  # (LookupError: an encoding
-        # Python does not know, as expat reports it)
+    except DefusedXmlException as exc:
+        raise _not_readable(label, f'it declares entities or a DTD, which are not read for safety: {exc}') from exc
+    except (SafeET.ParseError, ValueError, LookupError) as exc:  # (LookupError: an encoding Python does not know, as
+        # expat reports it)
         raise _not_readable(label, f'corrupt or truncated: {exc}') from exc
     if root.tag != 'level_X':
         raise _not_readable(label, f'its root element is <{root.tag}>, expected <level_X>')
@@ -607,6 +609,16 @@ def _band_nodata(ds):
     return first, same
 
 
+MAX_BAND_NM = 1e6  # 1 mm: beyond any imaging spectrometer's band, and far inside what a .ehc band table holds
+
+
+def _in_band_range(values, low_open):
+    """Whether wavelengths (low_open: above 0) or FWHM (0 allowed) are finite nm below MAX_BAND_NM."""
+    values = np.asarray(values, dtype=np.float64)
+    return bool(np.all(np.isfinite(values)) and np.all(values > 0 if low_open else values >= 0) and
+                np.all(values < MAX_BAND_NM))
+
+
 def _signed_bytes(ds, label):
     """Whether the bands are signed bytes that this GDAL reads as Byte (GTiff's PIXELTYPE=SIGNEDBYTE before GDAL
     3.7, which reads them as Int8): their values are then the bytes' int8 view. InputError when only some are."""
@@ -748,8 +760,13 @@ class SpectralRaster:
         wavelengths, fwhm = (xml.wavelengths, xml.fwhm) if xml is not None else _gdal_spectral(ds)
         if wavelengths is None:
             wavelengths, fwhm = self._assume_standard(n)
-        if not np.all(np.isfinite(wavelengths)) or np.any(wavelengths <= 0):
-            raise InputError(f'{self._label} has invalid wavelength metadata (values must be positive numbers).')
+        if not _in_band_range(wavelengths, low_open=True):
+            raise InputError(f'{self._label} has invalid wavelength metadata (values must be positive numbers of nm '
+                             f'below {MAX_BAND_NM:g}).')
+        if fwhm is not None and not _in_band_range(fwhm, low_open=False):  # (a .ehc band table cannot state it)
+            self._warn(f'{self._label} has FWHM metadata that is no bandwidth (negative, not a number or over '
+                       f'{MAX_BAND_NM:g} nm); it is left out of the output.')
+            fwhm = None
         self.wavelengths = np.asarray(wavelengths, dtype=np.float64)
         self.fwhm = None if fwhm is None else np.asarray(fwhm, dtype=np.float64)
         self.band_order = _bands.detect_band_order(self.wavelengths)

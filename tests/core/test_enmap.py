@@ -345,6 +345,7 @@ def test_bad_metadata_xml(product, tmp_path, damage):
         with pytest.raises(InputError, match='is not a readable EnMAP METADATA.XML') as info:
             open_spectral(path)
         assert os.path.basename(product.xml) in str(info.value)
+        assert ('declares entities or a DTD' in str(info.value)) == (damage == 'entity')
 
 
 def test_metadata_band_count_differs_from_image(product, tmp_path):
@@ -655,3 +656,26 @@ def test_224_bands_at_other_wavelengths_are_refused_for_their_wavelengths(produc
     open(xml, 'w', encoding='utf-8').write(text)
     with pytest.raises(InputError, match=r'its wavelengths \(0\.4182-2\.4\d* nm\) do not match them'):
         codec._open_input(folder)
+
+
+def test_a_fwhm_no_band_table_holds_is_left_out_with_a_warning_and_a_wavelength_refused(product, tmp_path):
+    """FWHMOfBand 1e300 was refused at compress as 'header field raster.fwhm_delta is not a valid band table: it is
+    corrupt', naming the output's header for a fault of the input."""
+    from enmap_compress.plugin.core import codec
+
+    folder = _copy_product(product, tmp_path)
+    xml = os.path.join(folder, os.path.basename(product.xml))
+    original = open(xml, encoding='utf-8').read()
+    text = re.sub(r'<FWHMOfBand>[^<]*</FWHMOfBand>', '<FWHMOfBand>1e300</FWHMOfBand>', original, count=1)
+    open(xml, 'w', encoding='utf-8').write(text)
+    with open_spectral(folder) as raster:
+        assert raster.fwhm is None
+        assert any('FWHM metadata that is no bandwidth' in w for w in raster.warnings)
+    out = str(tmp_path / 'l.ehc')
+    codec.compress(folder, out, model='pca', max_error=0)
+    assert os.path.getsize(out) > 0
+    text = re.sub(r'<wavelengthCenterOfBand>[^<]*</wavelengthCenterOfBand>',
+                  '<wavelengthCenterOfBand>1e300</wavelengthCenterOfBand>', original, count=1)
+    open(xml, 'w', encoding='utf-8').write(text)
+    with pytest.raises(InputError, match='invalid wavelength metadata'):
+        open_spectral(folder)

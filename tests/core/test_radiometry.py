@@ -80,7 +80,8 @@ def test_other_scales_round_trip_through_reflectance():
 def test_bad_gains_and_unknown_band_sets_are_clear_errors():
     with pytest.raises(InputError, match='gains'):
         Radiometry.of([1e-4, 0.0], None)
-    for gains, offsets in (([1e-4, 1e-31], None), ([1e31, 1.0], None), ([1e-4, 1e-4], [0.0, np.inf])):
+    for gains, offsets in (([1e-4, 1e-31], None), ([1e31, 1.0], None), ([1e-4, 1e-4], [0.0, np.inf]),
+                           ([1e-4, 1e-4], [0.0, 1e300]), ([1e-4, 1e-4], [np.nan, 0.0])):
         with pytest.raises(InputError, match='from 1e-30 to 1e.30 in magnitude'):
             Radiometry.of(gains, offsets)
     with pytest.raises(InputError, match='not known'):
