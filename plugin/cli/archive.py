@@ -148,8 +148,13 @@ def _tar_records(task, settings):
                 if short:  # (the stream skips the member's data: the order's next products still run)
                     yield _failed(product, settings, short)
                     continue
-                with _scratch_copy(tar.extractfile(member), settings.scratch) as path:
-                    record = _product_record(product, path, task, settings)
+                try:
+                    with _scratch_copy(tar.extractfile(member), settings.scratch) as path:
+                        record = _product_record(product, path, task, settings)
+                except _ScratchError as exc:  # (the disk filled up after the check: this product only; the
+                    # stream skips the rest of its data)
+                    yield _failed(product, settings, str(exc))
+                    continue
                 yield record  # (after the scratch copy is gone)
     except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
         yield _failed(_Product(source.input, source.output, source.input, _safe_size(source.path)),
@@ -193,18 +198,44 @@ def _safe_size(path):
         return None
 
 
+class _ScratchError(Exception):
+    """A tar member could not be written to the scratch folder (full, not writable): that product fails, not the
+    order (an error reading the order is the order's)."""
+
+
 @contextlib.contextmanager
 def _scratch_copy(stream, scratch):
     """Copy a tar member to a private temporary folder; the folder is removed whatever happens (after a killed
-    run, by the next run that makes one there)."""
-    claim = scratch_claim(scratch)
+    run, by the next run that makes one there). _ScratchError when writing the copy fails."""
+    try:
+        claim = scratch_claim(scratch)
+    except OSError as exc:
+        raise _ScratchError(_scratch_problem(scratch, exc)) from None
     try:
         path = os.path.join(claim.folder, 'product.zip')
-        with open(path, 'wb') as out:
-            shutil.copyfileobj(stream, out, COPY_BLOCK)
+        try:
+            out = open(path, 'wb')
+        except OSError as exc:
+            raise _ScratchError(_scratch_problem(scratch, exc)) from None
+        try:
+            for block in iter(lambda: stream.read(COPY_BLOCK), b''):  # (a read error is the order's)
+                try:
+                    out.write(block)
+                except OSError as exc:
+                    raise _ScratchError(_scratch_problem(scratch, exc)) from None
+        finally:
+            try:
+                out.close()  # (the last buffered bytes are written here)
+            except OSError as exc:
+                raise _ScratchError(_scratch_problem(scratch, exc)) from None
         yield path
     finally:
         claim.abandon()
+
+
+def _scratch_problem(scratch, exc):
+    return (f'its ZIP could not be copied to the scratch folder {scratch} ({exc.strerror or exc}); give --scratch a '
+            'folder with room for the largest product')
 
 
 def _product_record(product, path, task, settings):

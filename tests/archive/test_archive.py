@@ -371,3 +371,39 @@ def test_a_last_record_without_its_newline_is_kept(tmp_path, capsys):
     status, summary = archive_json(capsys, str(src), dest)
     assert (summary['compressed'], summary['skipped'], summary['repaired_manifest_lines']) == (0, 2, 0)
     assert open(manifest, 'rb').read().startswith(data) and len(read_records(dest)) == 4
+
+
+def test_a_scratch_disk_that_fills_up_during_a_copy_fails_that_product_only(tmp_path, capsys, monkeypatch):
+    """The free-space check passed, then the disk filled (another job): 0.7.2 failed the whole order as 'not a
+    readable tar archive' and left its other products out."""
+    import errno
+    import io
+    import tarfile
+
+    from enmap_compress.plugin.cli import archive
+
+    src = tmp_path / 'src'
+    src.mkdir()
+    first, second = write_zip(str(tmp_path), 1, size=(16, 16)), write_zip(str(tmp_path), 2, size=(16, 16))
+    with tarfile.open(str(src / 'order.tar.gz'), 'w:gz') as tar:
+        tar.add(first, arcname=os.path.basename(first))
+        tar.add(second, arcname=os.path.basename(second))
+    real_open, opened = open, []
+
+    class FullFile(io.FileIO):
+        def write(self, data):
+            raise OSError(errno.ENOSPC, 'No space left on device')
+
+    def scratch_open(path, mode='r', *args, **kwargs):
+        if str(path).endswith('product.zip') and mode == 'wb' and not opened:
+            opened.append(path)
+            return FullFile(path, 'wb')
+        return real_open(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr(archive, 'open', scratch_open, raising=False)
+    status, summary = archive_json(capsys, str(src), str(tmp_path / 'dest'))
+    assert summary['compressed'] == 1 and [f['input'] for f in summary['failures']] == \
+        [f'order.tar.gz/{os.path.basename(first)}']
+    assert 'could not be copied to the scratch folder' in summary['failures'][0]['error']
+    assert 'No space left on device' in summary['failures'][0]['error'] and status == 11
+    assert opened and not os.path.exists(os.path.dirname(opened[0]))  # (the scratch copy is gone)
