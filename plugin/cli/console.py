@@ -2,9 +2,11 @@
 
 Results go to stdout; progress, warnings and errors to stderr, so `--json` output stays parseable when piped.
 """
+import contextlib
 import json
 import logging
 import math
+import os
 import re
 import sys
 import time
@@ -82,11 +84,28 @@ def _clock(seconds):
         f'{seconds // 60}:{seconds % 60:02d}'
 
 
+class StdoutLostError(Exception):
+    """The result could not be printed: stdout is closed or a broken pipe (`... --json | head -c 10`)."""
+
+
+class _Discard:
+    """A stream for a closed one (started with `>&-`, or a pipe whose reader went away): writes go nowhere."""
+
+    def write(self, text):
+        return len(text)
+
+    def flush(self):
+        pass
+
+    def isatty(self):
+        return False
+
+
 class Console:
     def __init__(self, as_json=False, quiet=False, stdout=None, stderr=None):
         self.as_json, self.quiet = as_json, quiet
-        self.stdout = stdout or sys.stdout
-        self.stderr = stderr or sys.stderr
+        self.stdout = stdout or sys.stdout or _Discard()  # (sys.stdout is None when the shell closed it)
+        self.stderr = stderr or sys.stderr or _Discard()
         self._bar = None
 
     # -- progress ------------------------------------------------------------------------------------------------
@@ -119,22 +138,46 @@ class Console:
         text = one_line(message) + (f' ({hint})' if hint else '')
         self._line(f'{PROGRAM}: error: {text}')
         if self.as_json and not result_printed:
-            self.result({'command': command, 'ok': False, 'error': text}, '')
+            with contextlib.suppress(StdoutLostError):  # (said above, on stderr)
+                self.result({'command': command, 'ok': False, 'error': text}, '')
 
     def _line(self, text):
         self.end_progress()
-        self.stderr.write(text + '\n')
-        self.stderr.flush()
+        try:
+            self.stderr.write(text + '\n')
+            self.stderr.flush()
+        except (OSError, ValueError):  # a closed or broken stderr: nowhere left to tell
+            self.stderr = _Discard()
 
     # -- results -------------------------------------------------------------------------------------------------
     def result(self, data, text):
         """The command's result: `data` as JSON with --json, else `text` (unless --quiet)."""
         self.end_progress()
-        if self.as_json:
-            self.stdout.write(json.dumps(jsonable(data), indent=2, allow_nan=False) + '\n')
-        elif text and not self.quiet:
-            self.stdout.write(text.rstrip('\n') + '\n')
-        self.stdout.flush()
+        try:
+            if self.as_json:
+                self.stdout.write(json.dumps(jsonable(data), indent=2, allow_nan=False) + '\n')
+            elif text and not self.quiet:
+                self.stdout.write(text.rstrip('\n') + '\n')
+            self.stdout.flush()
+        except (OSError, ValueError) as exc:  # a broken pipe (EPIPE; EINVAL on Windows), a closed stream
+            if self.stdout is sys.stdout:
+                _drop_pending(self.stdout)
+            self.stdout = _Discard()
+            reason = getattr(exc, 'strerror', None) or exc
+            raise StdoutLostError(f'the result could not be printed: standard output is closed or its reader '
+                                  f'stopped ({reason}); the command itself finished') from None
+
+
+def _drop_pending(stream):
+    """Python flushes sys.stdout once more at exit and prints "Exception ignored ... BrokenPipeError" when the
+    bytes of the failed write are still buffered: point its file descriptor at the null device (as the Python
+    documentation advises for SIGPIPE) so that last flush goes nowhere. Only for a stdout whose reader has gone."""
+    with contextlib.suppress(AttributeError, OSError, ValueError):
+        null = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(null, stream.fileno())
+        finally:
+            os.close(null)
 
 
 def _is_terminal(stream):

@@ -15,7 +15,7 @@ import traceback
 
 from .. import __version__
 from ..core.errors import CancelledError, EnmapCompressError, os_error_text
-from .console import PROGRAM, Console, WarningHandler, key_values
+from .console import PROGRAM, Console, StdoutLostError, WarningHandler, key_values
 from .options import add_coding_options, add_runtime_options, coding_kwargs, runtime_kwargs
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CANCELLED = 0, 1, 2, 130
@@ -232,11 +232,19 @@ def _terminate_as_interrupt():
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)  # (imports the core's modules: a second or so on a cold start)
+    except KeyboardInterrupt:  # Ctrl+C before any command started: nothing to clean up, and no traceback
+        with contextlib.suppress(AttributeError, OSError, ValueError):
+            sys.stderr.write(f'{PROGRAM}: error: interrupted before the command started\n')
+        return EXIT_CANCELLED
     console = Console(as_json=args.json, quiet=args.quiet)
     try:
         with _warnings_to(console), _terminate_as_interrupt():
             return args.handler(args, console)
+    except StdoutLostError as exc:  # (the command's outputs are written; only its result did not reach the reader)
+        console.error(args.command, exc, result_printed=True)
+        return EXIT_FAILED
     except CancelledError as exc:
         console.error(args.command, exc)
         return EXIT_CANCELLED

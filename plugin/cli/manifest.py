@@ -9,6 +9,7 @@ import json
 import os
 
 from ..core.errors import OutputError
+from ..core.outputs import write_error
 from .console import jsonable
 
 NAME = 'manifest.jsonl'
@@ -118,10 +119,18 @@ class Manifest:
         line = (json.dumps(jsonable(record), allow_nan=False, separators=(',', ':')) + '\n')  # ASCII: a file name
         # that is not UTF-8 (a lone surrogate in Python) is written escaped, and reads back as the same name
         data = line.encode('utf-8')
-        written = os.write(self._fd, data)
-        while written < len(data):  # only on exotic file systems; the line still ends up whole
-            written += os.write(self._fd, data[written:])
-        os.fsync(self._fd)
+        size = None
+        try:
+            size = os.fstat(self._fd).st_size
+            written = os.write(self._fd, data)
+            while written < len(data):  # only on exotic file systems (or a disk filling up mid-line)
+                written += os.write(self._fd, data[written:])
+            os.fsync(self._fd)
+        except OSError as exc:  # a full disk: one clear message, and no torn line left behind
+            if size is not None:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(self._fd, size)
+            raise write_error(self.path, exc) from exc
         self.latest[record['input']] = record
 
 

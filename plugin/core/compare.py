@@ -193,6 +193,8 @@ def compare(original, reconstructed, error_path=None, progress=None, is_cancelle
         check_named(error_path, 'geotiff')
     with ExitStack() as stack:
         a_raster, b_raster = _opened(stack, original), _opened(stack, reconstructed)
+        if error_path:  # (the images a product folder or a METADATA.XML names)
+            check_distinct((error_path,), (a_raster, b_raster))
         dead = a_raster.canonical_dead_bands if dead is None else np.asarray(dead, bool)
         tiles = tile_grid(a_raster.width, a_raster.height, tile_size)
         steps = Progress(len(tiles), progress, is_cancelled)

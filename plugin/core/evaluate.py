@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 from .codec import DEFAULT_TILE, compress, decompress
 from .compare import StreamedComparison, compare
 from .enmap import open_spectral
-from .outputs import OutputClaim, check_distinct, check_named, check_writable, scratch_claim
+from .outputs import OutputClaim, check_distinct, check_named, check_writable, commit_all, scratch_claim
 from .report import write_report
 from .tiling import Progress
 
@@ -83,8 +83,7 @@ class _StagedOutputs:
         return os.path.join(self.scratch_folder.folder, name)
 
     def commit(self):
-        for claim in self.claims:
-            claim.commit()
+        commit_all(self.claims)  # all or none: a failed move leaves every earlier output as it was
 
     def abandon(self):
         for claim in self.claims + ([self.scratch_folder] if self.scratch_folder else []):
@@ -113,6 +112,9 @@ def evaluate(source, reconstructed, model=None, quality=5, device='auto', thread
             stage_of[None] = staged.scratch('evaluate.ehc')
         root = Progress(1, progress, is_cancelled)
         with open_spectral(source) as original:
+            # (a product folder or its METADATA.XML names the image it reads only now: an output over it would
+            # replace the original with its reconstruction)
+            check_distinct((reconstructed, error, report, compressed), (original,))
             packed = compress(original, stage_of[compressed], model, quality, device, threads,
                               progress=root.sub(1, 0.0, COMPRESS_END), tile_size=tile_size, max_error=max_error,
                               band_max_errors=band_max_errors, relative_error=relative_error,

@@ -8,7 +8,7 @@ import numpy as np
 
 from .errors import OutputError
 from .gdalerrors import GdalError, checked, close, disk_space_message, failure, out_of_space
-from .outputs import shown_path
+from .outputs import outer_folder, shown_path
 
 GDAL_TYPES = {'int16': 'Int16', 'uint16': 'UInt16', 'int32': 'Int32', 'float32': 'Float32', 'float64': 'Float64',
               'uint8': 'Byte'}
@@ -110,7 +110,8 @@ class GeoTiffWriter:
         except GdalError as exc:
             self._release()
             target = shown_path(self.path)
-            folder, first = os.path.dirname(target), str(exc).split('; ')[0]  # GDAL's first complaint is the cause
+            folder = outer_folder(os.path.dirname(os.path.abspath(self.path)))
+            first = str(exc).split('; ')[0]  # GDAL's first complaint is the cause
             if out_of_space(os.path.dirname(self.path), exc):
                 raise OutputError(f'Cannot {action} {target}: {disk_space_message(folder)} ({first}).') from None
             raise OutputError(f'Cannot {action} {target} ({first}).') from None

@@ -271,8 +271,10 @@ def _disk_full(exc):
 
 
 def write_error(target, exc):
-    """The OutputError for an OSError while writing `target`; a full disk says so and names the folder."""
-    folder = os.path.dirname(target)
+    """The OutputError for an OSError while writing `target`; a full disk says so and names the folder (both as
+    the user named them: a temporary file in a claim folder, evaluate's in two, is told as its output)."""
+    target = shown_path(target)
+    folder = outer_folder(os.path.dirname(os.path.abspath(target)))
     if _disk_full(exc):
         return OutputError(f'Cannot write {target}: not enough disk space in {folder}; free some space or choose '
                            'another output folder.')
@@ -280,13 +282,32 @@ def write_error(target, exc):
                        'Choose an output folder you can write to.')
 
 
+def _is_claim(name):
+    return name.startswith('.') and name.endswith(CLAIM_SUFFIX)
+
+
+def _is_scratch(name):
+    return name.startswith(f'.{_SCRATCH}')
+
+
 def shown_path(path):
-    """The path to name in messages: the output a claim folder's temporary file stands for, else `path` itself."""
+    """The path to name in messages: the output a claim folder's temporary file stands for (through every level:
+    evaluate writes each output through a writer that claims its own temporary file again), else `path` itself; a
+    file in a scratch folder is named as it is (it stands for no output)."""
+    shown = path
     folder, name = os.path.split(os.path.abspath(path))
     parent, claim = os.path.split(folder)
-    if claim.startswith('.') and claim.endswith(CLAIM_SUFFIX):
-        return os.path.join(parent, claim[1:-len(CLAIM_SUFFIX)])
-    return path
+    while _is_claim(claim) and not _is_scratch(claim):
+        shown = os.path.join(parent, claim[1:-len(CLAIM_SUFFIX)])
+        parent, claim = os.path.split(parent)
+    return shown
+
+
+def outer_folder(folder):
+    """The folder that holds `folder` if it is a claim folder (or one inside one): where the space ran out."""
+    while _is_claim(os.path.basename(folder)):
+        folder = os.path.dirname(folder)
+    return folder
 
 
 class OutputClaim:
@@ -331,20 +352,74 @@ class OutputClaim:
             _commit(self.prefix, self.temp, self.target)
         except OSError as exc:
             self.abandon()
-            if _disk_full(exc):
-                raise write_error(self.target, exc) from exc
-            raise OutputError(f'Cannot replace {self.target} ({exc.strerror or exc}); is it open in another '
-                              'program?') from exc
+            raise _replace_error(self.target, exc) from exc
         except BaseException:
             self.abandon()
             raise
         self.abandon()  # only the owner file is left
+
+    def set_aside(self, moved):
+        """Move the files this claim's commit would replace (its target, side-cars it writes or removes) into the
+        claim folder, adding (where each went, where it was) to `moved` as it goes. A target that cannot be moved
+        (on Windows: open in another program) fails here, before anything of this claim is replaced."""
+        temps = _temp_files(self.prefix)
+        replaced = [self.target] + [_final_name(t, self.prefix, self.target) for t in temps if t != self.temp] + \
+            [self.target + s for s in _STALE_SIDECARS]
+        for index, path in enumerate(dict.fromkeys(replaced)):
+            if os.path.lexists(path) and (os.path.islink(path) or not os.path.isdir(path)):  # (a folder made there
+                kept = os.path.join(self.folder, f'previous-{index}')  # meanwhile: its commit fails, nothing moved)
+                os.replace(path, kept)
+                moved.append((kept, path))
 
     def abandon(self):
         """Delete everything written (idempotent)."""
         if self.folder in _HELD:
             shutil.rmtree(self.folder, ignore_errors=True)
             _HELD.discard(self.folder)
+
+
+def _replace_error(target, exc):
+    if _disk_full(exc):
+        return write_error(target, exc)
+    return OutputError(f'Cannot replace {shown_path(target)} ({exc.strerror or exc}); is it open in another '
+                       'program?')
+
+
+def commit_all(claims):
+    """Commit several claims all or nothing (evaluate's outputs): every file they replace is first moved into its
+    claim's folder, so an output that cannot be replaced (on Windows: open in QGIS) stops the commit before any
+    output changed; then the new files are moved in; a failure or an interrupt puts every earlier file back and
+    removes the new ones. (Only kill -9 between the two moves loses the earlier files, with the claim folders.)"""
+    claims = list(claims)
+    if len(claims) == 1:
+        claims[0].commit()
+        return
+    moved, written, current = [], [], None
+    try:
+        for current in claims:
+            if current.temp not in _temp_files(current.prefix):
+                raise OutputError(f'Nothing was written to {shown_path(current.target)}: the writer produced no file.')
+        for current in claims:
+            current.set_aside(moved)
+        for current in claims:
+            written += [_final_name(t, current.prefix, current.target) for t in _temp_files(current.prefix)]
+            _commit(current.prefix, current.temp, current.target)
+    except BaseException as exc:
+        earlier = {original for _, original in moved}
+        for path in written:
+            if path not in earlier:
+                with contextlib.suppress(OSError):
+                    os.remove(path)
+        for kept, original in reversed(moved):
+            with contextlib.suppress(OSError):
+                os.replace(kept, original)
+        for claim in claims:
+            claim.abandon()
+        if isinstance(exc, OSError):
+            raise _replace_error(current.target, exc) from exc
+        raise
+    for claim in claims:
+        claim.abandon()
 
 
 def _temp_files(prefix):
@@ -403,4 +478,7 @@ def scratch_claim(parent=None):
     """A claim on a private folder (its `folder`) for intermediate files, in `parent` or the system's temporary
     folder; call abandon() when done. A killed run's scratch folder is removed by the next run that makes one."""
     parent = tempfile.gettempdir() if parent is None else parent
-    return OutputClaim(os.path.join(parent, f'enmapcompress-scratch-{secrets.token_hex(4)}'))
+    return OutputClaim(os.path.join(parent, f'{_SCRATCH}{secrets.token_hex(4)}'))
+
+
+_SCRATCH = 'enmapcompress-scratch-'

@@ -407,3 +407,30 @@ def test_a_scratch_disk_that_fills_up_during_a_copy_fails_that_product_only(tmp_
     assert 'could not be copied to the scratch folder' in summary['failures'][0]['error']
     assert 'No space left on device' in summary['failures'][0]['error'] and status == 11
     assert opened and not os.path.exists(os.path.dirname(opened[0]))  # (the scratch copy is gone)
+
+
+def test_a_full_disk_while_appending_to_the_manifest_is_one_message_and_no_torn_line(tmp_path, monkeypatch):
+    """0.7 stopped with a bare "[Errno 28] No space left on device" (no file, no folder) and could leave half a
+    line."""
+    import errno
+
+    from enmap_compress.plugin.cli import manifest as manifest_module
+
+    with Manifest(str(tmp_path)) as manifest:
+        manifest.append({'input': 'a.tif', 'status': 'ok'})
+        size = os.path.getsize(manifest.path)
+        real = os.write
+
+        def write(fd, data):
+            if fd != manifest._fd:
+                return real(fd, data)
+            if len(data) > 8:
+                return real(fd, data[:8])
+            raise OSError(errno.ENOSPC, 'No space left on device')
+
+        monkeypatch.setattr(manifest_module.os, 'write', write)
+        with pytest.raises(OutputError, match=rf'manifest\.jsonl: not enough disk space in {tmp_path}; '):
+            manifest.append({'input': 'b.tif', 'status': 'ok'})
+        monkeypatch.setattr(manifest_module.os, 'write', real)
+        assert os.path.getsize(manifest.path) == size
+    assert [r['input'] for r in read_records(str(tmp_path))] == ['a.tif']

@@ -270,3 +270,43 @@ def test_a_stop_while_the_c_extensions_load_is_not_lost(product, tmp_path, monke
     status, _, err = run(capsys, 'compress', product.zip, out, '--model', 'pca', '--device', 'cpu')
     assert status == 130 and 'interrupted' in err and not out.exists()
     assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before
+
+
+class _BrokenPipe:
+    """A stdout whose reader has gone (`enmap-compress ... --json | head -c 10`)."""
+
+    def write(self, text):
+        raise BrokenPipeError(32, 'Broken pipe')
+
+    def flush(self):
+        raise BrokenPipeError(32, 'Broken pipe')
+
+    def isatty(self):
+        return False
+
+
+@pytest.mark.parametrize('as_json', [False, True])
+def test_a_broken_pipe_or_closed_stdout_is_one_line_not_a_traceback(lossless, tmp_path, monkeypatch, capsys, as_json):
+    """0.7 printed "unexpected AttributeError" (stdout closed, `>&-`) or, with --json, a chained traceback of two
+    BrokenPipeErrors: the error handler wrote its JSON to the broken stdout again."""
+    out = tmp_path / 'x.tif'
+    argv = ['decompress', lossless, str(out)] + (['--json'] if as_json else [])
+    monkeypatch.setattr(sys, 'stdout', _BrokenPipe())
+    status = cli.main(argv)
+    err = capsys.readouterr().err
+    assert status == 1 and os.path.exists(out)
+    assert_one_line_error(err, 'the result could not be printed')
+    monkeypatch.setattr(sys, 'stdout', None)  # how Python starts when the shell closed stdout
+    assert cli.main(argv) == 0
+    assert capsys.readouterr().err == ''
+
+
+def test_a_ctrl_c_while_the_parser_is_built_is_one_line(monkeypatch, capsys):
+    """0.7 built the parser (importing the core) outside its handlers: a Ctrl+C in that first second printed a
+    KeyboardInterrupt traceback."""
+    def interrupted():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, 'build_parser', interrupted)
+    assert cli.main(['info', 'x.ehc']) == 130
+    assert_one_line_error(capsys.readouterr().err, 'interrupted')

@@ -198,3 +198,78 @@ def test_a_name_too_long_for_the_file_system_is_refused_before_any_work(tmp_path
         with pytest.raises(OutputError, match='too long'):
             check_writable(str(tmp_path / ('é' * 126 + '.ehc')))  # 256 bytes in UTF-8
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize('output', ['reconstructed', 'error'])
+@pytest.mark.parametrize('named', ['folder', 'xml'])
+def test_evaluate_never_writes_over_the_image_of_the_product_it_reads(tmp_path, output, named):
+    """A product folder (or its METADATA.XML) names its image only when it is opened: 0.7 compared the outputs with
+    the folder's path and replaced the product's SPECTRAL_IMAGE.TIF with the reconstruction (or the error raster)."""
+    from enmap_compress.plugin.core.compare import compare
+    from enmap_compress.plugin.core.evaluate import evaluate
+    from tools import synthetic
+
+    product = synthetic.write_product(str(tmp_path / 'p'), width=12, height=10, seed=2)
+    before = open(product.image, 'rb').read()
+    source = product.folder if named == 'folder' else product.xml
+    with pytest.raises(OutputError, match='it would be overwritten'):
+        evaluate(source, product.image if output == 'reconstructed' else str(tmp_path / 'r.tif'), model='pca',
+                 quality=3, device='cpu', **({'error': product.image} if output == 'error' else {}))
+    with pytest.raises(OutputError, match='it would be overwritten'):
+        compare(source, source, error_path=product.image)
+    assert open(product.image, 'rb').read() == before
+    assert sorted(os.listdir(product.folder)) == sorted(os.path.basename(p) for p in (
+        product.image, product.xml, product.quality_classes))
+    assert not os.path.exists(tmp_path / 'r.tif')
+
+
+@pytest.mark.parametrize('failing', ['setting the old file aside', 'moving the new file in'])
+def test_evaluate_replaces_all_its_outputs_or_none(tmp_path, monkeypatch, failing):
+    """evaluate moved its outputs into place one after another: when one could not be replaced (on Windows the
+    reconstruction open in QGIS) the .ehc file before it was already the new one, beside the old reconstruction."""
+    from enmap_compress.plugin.core import outputs
+    from enmap_compress.plugin.core.evaluate import evaluate
+    from tools import synthetic
+
+    source = synthetic.write_scene(str(tmp_path / 'scene.tif'), width=12, height=10, seed=1)
+    names = {'compressed': 'c.ehc', 'reconstructed': 'r.tif', 'error': 'e.tif', 'report': 'r.html'}
+    paths = {key: str(tmp_path / 'out' / name) for key, name in names.items()}
+    os.mkdir(tmp_path / 'out')
+    for path in paths.values():
+        with open(path, 'w') as f:
+            f.write('old')
+    real = os.replace
+
+    def replace(src, dst):
+        src, dst = os.fspath(src), os.fspath(dst)
+        if failing == 'setting the old file aside' and paths['reconstructed'] in (src, dst):
+            raise PermissionError(13, 'Permission denied', src)  # as Windows says for a file open elsewhere
+        if failing == 'moving the new file in' and dst == paths['report'] and '/previous-' not in src.replace(
+                '\\', '/'):
+            raise PermissionError(13, 'Permission denied', dst)
+        return real(src, dst)
+
+    monkeypatch.setattr(outputs.os, 'replace', replace)
+    with pytest.raises(OutputError, match='Cannot replace .*r\\.(tif|html) .*Permission denied'):
+        evaluate(source, paths['reconstructed'], 'pca', 3, 'cpu', compressed=paths['compressed'],
+                 error=paths['error'], report=paths['report'])
+    monkeypatch.setattr(outputs.os, 'replace', real)
+    assert sorted(os.listdir(tmp_path / 'out')) == sorted(names.values())
+    for path in paths.values():
+        assert open(path, 'rb').read() == b'old', path
+
+
+def test_a_write_error_inside_nested_claims_names_the_output_and_its_folder(tmp_path):
+    """evaluate's writers claim their own temporary file inside evaluate's claim: a full disk was told as
+    `.c.ehc.enmapcompress.part/part.ehc` in `.c.ehc.enmapcompress.part`."""
+    import errno
+
+    from enmap_compress.plugin.core.outputs import CLAIM_SUFFIX, shown_path, write_error
+
+    nested = tmp_path / f'.c.ehc{CLAIM_SUFFIX}' / f'.part.ehc{CLAIM_SUFFIX}' / 'part.ehc'
+    assert shown_path(str(nested)) == str(tmp_path / 'c.ehc')
+    message = str(write_error(str(nested.parent.parent / 'part.ehc'), OSError(errno.ENOSPC, 'No space left')))
+    assert message.startswith(f'Cannot write {tmp_path / "c.ehc"}: not enough disk space in {tmp_path}; '), message
+    scratch = tmp_path / f'.enmapcompress-scratch-0123abcd{CLAIM_SUFFIX}' / 'evaluate.ehc'
+    message = str(write_error(str(scratch), OSError(errno.ENOSPC, 'No space left')))
+    assert f'not enough disk space in {tmp_path};' in message, message  # (the temporary folder that is full)

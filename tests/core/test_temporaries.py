@@ -252,3 +252,49 @@ def test_an_output_name_near_the_file_name_limit_is_written(scene, tmp_path, len
         folder.mkdir()
         run(str(folder / name))
         assert os.listdir(folder) == [name]
+
+
+class _FullFile:
+    """A file object whose writes fail as on a full disk, after `room` bytes."""
+
+    def __init__(self, handle, room):
+        self.handle, self.room = handle, room
+
+    def write(self, data):
+        import errno
+
+        if len(data) > self.room:
+            raise OSError(errno.ENOSPC, 'No space left on device')
+        self.room -= len(data)
+        return self.handle.write(data)
+
+    def __getattr__(self, name):
+        return getattr(self.handle, name)
+
+
+@pytest.mark.parametrize('full', ['the .ehc file', 'the report'])
+def test_a_full_disk_in_evaluate_names_the_output_not_its_claim_folder(scene, tmp_path, monkeypatch, full):
+    """(Simulated, so it runs where no small file system can be mounted.) 0.7 said `Cannot write
+    .../.c.ehc.enmapcompress.part/part.ehc: not enough disk space in .../.c.ehc.enmapcompress.part`."""
+    import errno
+
+    from enmap_compress.plugin.core import container, report
+    from enmap_compress.plugin.core.evaluate import evaluate
+
+    source, _ = scene
+    if full == 'the .ehc file':
+        opened = container._open_temp
+        monkeypatch.setattr(container, '_open_temp', lambda path: (lambda c, f: (c, _FullFile(f, 4096)))(
+            *opened(path)))
+    else:
+        def render(*_args, **_kwargs):
+            raise OSError(errno.ENOSPC, 'No space left on device')
+        monkeypatch.setattr(report, 'render_report', render)
+    out = tmp_path / 'out'
+    with pytest.raises(OutputError) as info:
+        evaluate(source, str(out / 'r.tif'), 'pca', 5, 'cpu', compressed=str(out / 'c.ehc'),
+                 report=str(out / 'r.html'))
+    name = 'c.ehc' if full == 'the .ehc file' else 'r.html'
+    assert str(info.value).startswith(f'Cannot write {out / name}: not enough disk space in {out}; '), info.value
+    assert CLAIM_SUFFIX not in str(info.value)
+    assert os.listdir(out) == []
