@@ -49,8 +49,8 @@ def _number(text):
 
 def _row(cells, columns):
     values = {field: _number(cells[i]) if i < len(cells) else None for field, i in columns.items()}
-    if values['level'] is None or values['bpppb'] is None:
-        return None
+    if values['level'] is None or values['bpppb'] is None or not 0 <= values['level'] <= 1000:
+        return None  # (a level of 1e400 is infinite: int() of it raised OverflowError in every listing of models)
     values['level'] = int(values['level'])
     return CardRow(**values)
 

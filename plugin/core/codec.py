@@ -36,8 +36,9 @@ from .codecheader import (
 from .container import VERSION as CONTAINER_VERSION
 from .container import EhcWriter, to_json_bytes
 from .enmap import SpectralRaster, open_spectral
-from .errors import EnmapCompressError, FormatError, InputError, ModelNotFoundError, OutputError
+from .errors import EnmapCompressError, FormatError, InputError, ModelError, ModelNotFoundError, OutputError
 from .geotiff import BandInfo, GeoTiffWriter, RasterLayout, output_values, rounded_values
+from .latent import row_peaks
 from .latent_basis import choose_coder
 from .metrics import rate_metrics
 from .outputs import atomic_output, check_distinct, check_named, check_writable
@@ -141,6 +142,7 @@ class TileCoder:
         self.step = level.step
         scale = meta.channel_step_scale or [1.0] * self.transform.channels
         channel_steps = (self.step * np.asarray(scale, np.float32))[:, None]
+        self.channel_steps = channel_steps[:, 0].astype(np.float64)  # (latent_range's)
         new_file, spatial = self.latent_scheme is None, self.transform.kind == 'spatial'
         foldable = new_file and self.bound is None and spatial and self.transform.folded() is not None
         exact = new_file and self.bound is not None and self.transform.exact() is not None
@@ -285,8 +287,21 @@ class TileCoder:
         if unit is None:
             unit = self.radiometry.to_unit(dn[self.coded], overwrite=True)  # a fresh copy
         done(UNIT_SHARE)
-        return self.transform.encode(unit, valid, kept, rest_of(done, UNIT_SHARE) if in_parts else None,
-                                     overwrite=True)
+        return self.latent_range(self.transform.encode(unit, valid, kept, rest_of(done, UNIT_SHARE) if in_parts
+                                                       else None, overwrite=True))
+
+    def latent_range(self, latent):
+        """`latent` when each of its rows lies within MAX_LATENT_STEPS quantiser steps of this quality (the
+        quantisers' int32 symbols and float32 whole steps hold it), else ModelError: a model whose latent or steps
+        are out of all proportion (a step of 1e-300, a latent of 1e30) made files of wrapped-around symbols that
+        decoded to noise; NaN and infinite values fail the comparison too."""
+        if latent.size and not (row_peaks(latent) <= MAX_LATENT_STEPS * self.channel_steps).all():
+            meta = self.package.meta
+            raise ModelError(f'model "{meta.id}" gives latent values that are not finite or beyond '
+                             f'{MAX_LATENT_STEPS:.0e} quantiser steps '
+                             f'of quality {self.quality} (step {self.step:g}): its encoder or its quality_levels / '
+                             'channel_step_scale are broken')
+        return latent
 
     def encode_latent(self, latent, dn, valid, kept, done=None):
         """encode's second part: (TileSections, restored) from the tile's latent (done: as for latent). dn: the
@@ -428,6 +443,7 @@ def _dn_of(radiometry, unit, output=None):
     return dn
 
 
+MAX_LATENT_STEPS = 2 ** 24  # |latent| / step: whole steps in float32; int32 symbols with room for the basis rotation
 BASE_LIMIT = 2 ** 24  # |DN| of an error-bounded file's model base: an exact input stays within 2^23 (EXACT_LIMIT)
 
 

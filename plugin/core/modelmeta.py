@@ -18,6 +18,7 @@ from .errors import InputError, ModelError
 FORMAT_VERSION = 1
 KINDS = ('pixel', 'spatial')
 DEFAULT_TILE_SIZE = {'pixel': 256, 'spatial': 128}  # pixels per tile side when a package names none
+MAX_LATENT_CHANNELS = 1 << 20  # rdnet has 12928; 10**12 reached [1.0] * channels as a MemoryError
 MAX_TILE_SIZE = 256  # what the decoder accepts (validation.py): bigger tiles cost too much memory to decode
 # The view every bundled model was trained on: reflectance = DN x gain + offset, clipped to [0, 1]. Packages state it
 # as EnMAP DN clipped to 0..DN_PEAK times ENMAP_GAIN; the plugin gives the models exactly this view (bands.py).
@@ -234,7 +235,7 @@ class _Reader:
         except InputError as exc:
             self.fail('band_set', str(exc))
         input_bands = self.integer('input_bands', count, count, value=data.get('input_bands', count))
-        channels = self.integer('latent_channels')
+        channels = self.integer('latent_channels', 1, MAX_LATENT_CHANNELS)
         spatial = {}
         if kind == 'spatial':
             spatial['spatial_factor'] = self.integer('spatial_factor', 1, 256)

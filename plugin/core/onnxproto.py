@@ -10,6 +10,7 @@ Field numbers (onnx.proto): ModelProto graph 7, opset_import 8, ir_version 1; Gr
 input 11, output 12; NodeProto input 1, output 2, op_type 4, attribute 5; AttributeProto name 1, i 3, t 5, ints 8,
 type 20; TensorProto dims 1, data_type 2, float_data 4, int64_data 7, name 8, raw_data 9.
 """
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -136,7 +137,7 @@ def read_tensor(data, what):
     kinds = {FLOAT: np.dtype('<f4'), INT64: np.dtype('<i8')}
     if dtype not in kinds or any(d < 0 for d in dims):
         raise FormatError(f'{what}: a tensor of type {dtype} or shape {dims} is not read here')
-    count = int(np.prod(dims, dtype=np.int64)) if dims else 1
+    count = math.prod(dims)  # Python integers: numpy's int64 product wrapped ([2**32, 2**32] gave 0 elements)
     if raw is None:
         raw = b''.join(floats) if dtype == FLOAT else np.asarray(ints, '<i8').tobytes()
     if len(raw) != count * kinds[dtype].itemsize:
@@ -199,3 +200,40 @@ def read_graph(data, what='the ONNX model'):
             tensors[n.outputs[0]] = n.tensor
     inputs = [name for name in inputs if name not in tensors]  # (IR < 4 lists initializers as inputs too)
     return Graph(nodes, tensors, inputs, outputs)
+
+
+# the messages that hold tensors, and where (field number: message kind): ModelProto, TrainingInfoProto,
+# FunctionProto, GraphProto, NodeProto, AttributeProto, SparseTensorProto
+_HOLDS_TENSORS = {
+    'model': {7: 'graph', 20: 'training', 25: 'function'}, 'training': {1: 'graph', 2: 'graph'},
+    'function': {7: 'node'}, 'graph': {1: 'node', 5: 'tensor', 15: 'sparse'}, 'node': {5: 'attribute'},
+    'attribute': {5: 'tensor', 6: 'graph', 10: 'tensor', 11: 'graph', 22: 'sparse', 23: 'sparse'},
+    'sparse': {1: 'tensor', 2: 'tensor'}}
+MAX_NESTING = 64  # messages inside each other (subgraphs of subgraphs); onnxruntime's protobuf stops at 100
+_EXTERNAL = 1  # TensorProto.DataLocation EXTERNAL
+
+
+def external_tensors(data, what='the ONNX model'):
+    """The names of the tensors of a serialised ModelProto, subgraphs and functions included, whose values lie in
+    another file (external data: a TensorProto's external_data entries or data_location EXTERNAL), read without
+    recursion; FormatError for a malformed message or one nested deeper than MAX_NESTING."""
+    found, stack = [], [('model', data, 0)]
+    while stack:
+        kind, message, depth = stack.pop()
+        if depth > MAX_NESTING:
+            raise FormatError(f'{what} nests its messages more than {MAX_NESTING} deep')
+        if kind == 'tensor':
+            name, external = '', False
+            for number, wire, value in fields(message, what):
+                if number == 8 and wire == _BYTES:
+                    name = _name(value)
+                elif number == 13 or (number == 14 and wire == _VARINT and value == _EXTERNAL):
+                    external = True
+            if external:
+                found.append(name)
+            continue
+        inner = _HOLDS_TENSORS[kind]
+        for number, wire, value in fields(message, what):
+            if number in inner and wire == _BYTES:
+                stack.append((inner[number], value, depth + 1))
+    return found

@@ -7,6 +7,7 @@ given by its folder (or either ONNX file). onnxruntime is imported lazily so the
 import hashlib
 import json
 import logging
+import math
 import os
 import threading
 from dataclasses import dataclass, field
@@ -14,7 +15,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..paths import MODELS_DIR
-from .errors import DeviceError, InputError, ModelError, ModelNotFoundError
+from . import onnxproto
+from .errors import DeviceError, FormatError, InputError, ModelError, ModelNotFoundError
 from .modelmeta import ModelMetadata
 
 LOG = logging.getLogger('enmap_compress')
@@ -67,8 +69,8 @@ class ModelPackage:
 
     def title(self):
         """One line for menus: the card's first heading, else the id."""
-        try:
-            with open(self.card_path, encoding='utf-8') as handle:
+        try:  # (errors='replace': a card that is not UTF-8 raised UnicodeDecodeError in every listing of models)
+            with open(self.card_path, encoding='utf-8', errors='replace') as handle:
                 for line in handle:
                     if line.startswith('#'):
                         return line.lstrip('#').strip()
@@ -78,7 +80,7 @@ class ModelPackage:
 
     def card(self):
         try:
-            with open(self.card_path, encoding='utf-8') as handle:
+            with open(self.card_path, encoding='utf-8', errors='replace') as handle:
                 return handle.read()
         except OSError:
             return ''
@@ -96,12 +98,31 @@ class ModelPackage:
         return sha256_of(self.decoder_path)
 
 
-def read_onnx_metadata(path):
+def model_bytes(path):
+    """The bytes of a package's ONNX file (what onnxruntime is given: it never opens the path itself), or ModelError
+    when it is missing, malformed or keeps tensors in other files (external data: onnxruntime would read files that
+    neither the decoder's sha256 nor anything else in the package vouches for, and the codec's own reading of the
+    decoder's weights, synthesis.py, would not see them)."""
     if not os.path.isfile(path):
         raise ModelError(f'model file {path} is missing')
+    with open(path, 'rb') as handle:
+        data = handle.read()
+    try:
+        external = onnxproto.external_tensors(data, 'its protobuf')
+    except FormatError as exc:
+        raise ModelError(f'{path} is not a readable ONNX model: {exc}') from None
+    if external:
+        raise ModelError(f'{path} keeps tensor "{external[0]}"' + (f' and {len(external) - 1} more' if len(external) > 1
+                         else '') + ' in another file (external data), which a model package may not: save the '
+                         'model with its weights inside (onnx.save(model, path, save_as_external_data=False))')
+    return data
+
+
+def read_onnx_metadata(path):
+    data = model_bytes(path)
     ort = onnxruntime()
     try:
-        session = ort.InferenceSession(path, providers=['CPUExecutionProvider'])
+        session = ort.InferenceSession(data, providers=['CPUExecutionProvider'])
         text = session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
     except Exception as exc:  # onnxruntime raises several private exception types
         raise ModelError(f'{path} is not a readable ONNX model: {exc}') from exc
@@ -117,6 +138,11 @@ def _package_from_folder(folder):
     folder = os.path.abspath(folder)
     if not all(os.path.isfile(os.path.join(folder, name)) for name in ('encoder.onnx', 'decoder.onnx')):
         return None
+    try:  # a file names its custom package's folder in its (UTF-8) header: a POSIX name of other bytes cannot be
+        folder.encode('utf-8')  # written there (a UnicodeEncodeError when the header was made)
+    except UnicodeEncodeError:
+        raise ModelError(f'the folder of model package {folder!r} has a name that is not text (UTF-8): rename '
+                         'it') from None
     return ModelPackage(folder, os.path.basename(folder))
 
 
@@ -134,7 +160,11 @@ def list_models():
         if not os.path.isdir(base):
             continue
         for name in sorted(os.listdir(base)):
-            package = _package_from_folder(os.path.join(base, name))
+            try:
+                package = _package_from_folder(os.path.join(base, name))
+            except ModelError as exc:  # (one odd folder must not hide the others)
+                LOG.warning('%s', exc)
+                continue
             if package is not None and package.model_id not in found:
                 found[package.model_id] = package
 
@@ -237,10 +267,15 @@ class OnnxRunner:
             # (measured, 512 x 512 lossless, 2 threads: 20 % less CPU in compress and in decompress, same bytes)
             options.add_session_config_entry('session.intra_op.allow_spinning', '0')
             path = self.package.encoder_path if which == 'encoder' else self.package.decoder_path
+            data = model_bytes(path)
             try:
-                session = ort.InferenceSession(path, options, providers=self.choice.providers)
+                session = ort.InferenceSession(data, options, providers=self.choice.providers)
             except Exception as exc:  # onnxruntime raises private exception types
                 raise ModelError(f'cannot load {path}: {exc}') from exc
+            inputs = session.get_inputs()
+            if len(inputs) != 1 or inputs[0].type != 'tensor(float)':
+                raise ModelError(f'{path} takes {len(inputs)} inputs ({", ".join(i.type for i in inputs) or "none"}); '
+                                 f'the {which} of a model package takes one tensor of floats')
             used = session.get_providers()[0]
             if self.choice.device == 'cuda' and used != 'CUDAExecutionProvider':
                 if self.choice.requested == 'cuda':
@@ -266,13 +301,46 @@ class OnnxRunner:
         """The provider of the 'encoder' or 'decoder' session (opened when it is not yet)."""
         return self._session(which).get_providers()[0]
 
-    def run(self, which, array):
-        """Feed `array` (rows first) through the graph in row batches; returns float32."""
+    def run(self, which, array, trailing=None):
+        """Feed `array` (rows first) through the graph in row batches; returns float32. trailing: the shape the
+        output must have after its rows (as many as the input's). ModelError when the graph cannot run on the
+        array or gives anything but finite floats of that shape: a package whose graph disagrees with its metadata
+        fails here, naming its graph, not in a tile coder (or, worse, writing a file no decoder reads)."""
         session = self._session(which)
         name = session.get_inputs()[0].name
         array = np.ascontiguousarray(array, dtype=np.float32)
         if array.shape[0] <= self.batch_rows:
-            return session.run(None, {name: array})[0]
-        parts = [session.run(None, {name: array[i:i + self.batch_rows]})[0]
+            return self._output(which, self._run(which, session, name, array), array.shape, trailing)
+        parts = [self._output(which, self._run(which, session, name, array[i:i + self.batch_rows]),
+                              array[i:i + self.batch_rows].shape, trailing)
                  for i in range(0, array.shape[0], self.batch_rows)]
         return np.concatenate(parts, axis=0)
+
+    def _graph(self, which):
+        return f'the {which} of model "{self.package.model_id}" ({self.package.folder})'
+
+    def _run(self, which, session, name, batch):
+        try:
+            return session.run(None, {name: batch})[0]
+        except MemoryError:
+            raise
+        except Exception as exc:  # onnxruntime raises private exception types
+            raise ModelError(f'{self._graph(which)} cannot run on an input of shape {list(batch.shape)}: {exc}') \
+                from exc
+
+    def _output(self, which, out, shape, trailing):
+        if not isinstance(out, np.ndarray) or out.dtype.kind != 'f':
+            kind = out.dtype if isinstance(out, np.ndarray) else type(out).__name__
+            raise ModelError(f'{self._graph(which)} gives {kind} values; a model package\'s graphs give floats')
+        expected = None if trailing is None else (shape[0], *trailing)
+        if out.ndim == 0 or out.shape[0] != shape[0] or (expected is not None and out.shape != expected):
+            raise ModelError(f'{self._graph(which)} gives an output of shape {list(out.shape)} for an input of shape '
+                             f'{list(shape)}, not {list(expected) if expected else "one row per input row"}: its '
+                             'graph disagrees with its metadata (input_bands, latent_channels, latent_dims, '
+                             'spatial_factor)')
+        out = out.astype(np.float32, copy=False)  # (float64 beyond float32's range: infinite, refused below)
+        if which == 'decoder' and out.size and not (math.isfinite(out.max()) and math.isfinite(out.min())):
+            # (NaN propagates: one pass each; an encoder's NaN or inf fails TileCoder.latent_range, which reads its
+            # latent's peaks anyway)
+            raise ModelError(f'{self._graph(which)} gives NaN or infinite values: the model is broken')
+        return out

@@ -177,6 +177,8 @@ def _rdnet_weights(graph):
     if basis is None or not _attributes(transposed, (FACTOR, FACTOR), FACTOR, components) or \
             transposed.ints.get('output_padding', [0, 0]) != [0, 0] or 'output_shape' in transposed.ints:
         return None
+    if not all(np.isfinite(weights).all() for weights in (basis, matrix, bias)):
+        return None  # (a NaN bias decoded every pixel of a lossy file to noise: onnxruntime's output is checked)
     return basis, matrix.reshape(matrix.shape[:2]), bias
 
 

@@ -83,7 +83,7 @@ class PixelTransform:
         x = unit[:, valid].T
         if not x.shape[0]:
             return np.zeros((self.channels, 0), np.float32)
-        return self.runner.run('encoder', x).T
+        return self.runner.run('encoder', x, (self.channels,)).T
 
     def latent_geometry(self, valid, kept):
         """A latent sample per valid pixel of the tile, on the tile's own grid."""
@@ -93,7 +93,7 @@ class PixelTransform:
         """Returns the reconstruction (202, valid pixels of the tile) on [0, 1]."""
         if not latent.shape[1]:
             return np.zeros((self.bands, 0), np.float32)
-        return self.runner.run('decoder', latent.T).T
+        return self.runner.run('decoder', latent.T, (self.bands,)).T
 
     def exact(self):
         """This model's synthesis.ExactSpectralMap (None unless its decoder graph is y @ matrix + mean within the
@@ -153,6 +153,15 @@ class SpatialTransform:
         """This thread's float32 array of `shape` for an encode's `unit` (reused: it lives until the next call)."""
         return self.arrays.get('input', shape)
 
+    def _trailing(self, graph, shape):
+        """The shape the graph's output must have after its first axis for an input of `shape` (its last two axes the
+        window's or the latent grid's rows and columns): (*latent_dims, rows, columns) of the encoder's latent grid,
+        (bands, height, width) of the decoder's pixels."""
+        height, width = shape[-2:]
+        if graph == 'encoder':
+            return (*self.dims, height // self.factor, width // self.factor)
+        return (self.bands, height * self.factor, width * self.factor)
+
     def _padded(self, shape):
         return tuple(int(math.ceil(s / self.factor) * self.factor) for s in shape)
 
@@ -171,7 +180,8 @@ class SpatialTransform:
         if (height, width) != unit.shape[1:]:
             filled = np.pad(filled, ((0, 0), (0, height - unit.shape[1]), (0, width - unit.shape[2])), mode='edge')
         if done is None or not self.separate_blocks or height < ENCODE_PARTS * ENCODE_PART_MIN_ROWS:
-            return self.runner.run('encoder', filled[None]).reshape(self.channels, -1)
+            return self.runner.run('encoder', filled[None], self._trailing('encoder', filled.shape)).reshape(
+                self.channels, -1)
         done(FILL_SHARE)
         rows = height // self.factor  # of blocks: each band's bounds are on the block grid
         bounds = [rows * i // ENCODE_PARTS * self.factor for i in range(ENCODE_PARTS + 1)]
@@ -312,7 +322,7 @@ class SpatialTransform:
         length, across = grid.shape[axis], grid.shape[-1 if axis == -2 else -2]
         alone = max(DECODE_PART_MIN_BLOCKS, math.ceil(1.25 * self.runner.threads))
         if done is None or not self.separate_blocks or length // DECODE_PARTS * across < alone:
-            return self.runner.run('decoder', grid)[0]
+            return self.runner.run('decoder', grid, self._trailing('decoder', grid.shape))[0]
         bounds = [length * i // DECODE_PARTS for i in range(DECODE_PARTS + 1)]
         return self._in_bands('decoder', grid, axis, bounds, self.factor, done)[0]
 
@@ -322,7 +332,8 @@ class SpatialTransform:
         after each band. For block-local graphs only: then the values are those of one run (tested)."""
         out = None
         for number, (first, last) in enumerate(zip(bounds, bounds[1:]), 1):
-            part = self.runner.run(graph, np.ascontiguousarray(array[_along(axis, first, last)]))
+            piece = np.ascontiguousarray(array[_along(axis, first, last)])
+            part = self.runner.run(graph, piece, self._trailing(graph, piece.shape))
             if out is None:
                 shape = list(part.shape)
                 shape[axis] = round(array.shape[axis] * scale)

@@ -59,6 +59,7 @@ def _broken(base, path, value):
     (PIXEL, ('input_bands',), 224, '"input_bands"'),
     (PIXEL, ('latent_channels',), 0, '"latent_channels"'),
     (PIXEL, ('latent_channels',), '4', '"latent_channels"'),
+    (PIXEL, ('latent_channels',), 10 ** 12, '"latent_channels"'),  # (was a MemoryError in the tile coder)
     (PIXEL, ('quality_levels',), [], '"quality_levels"'),
     (PIXEL, ('quality_levels', 0, 'step'), -1.0, '"quality_levels[0].step"'),
     (PIXEL, ('quality_levels', 1, 'level'), 1, 'more than once'),
