@@ -36,7 +36,7 @@ from .codecheader import (
 from .container import VERSION as CONTAINER_VERSION
 from .container import EhcWriter, to_json_bytes
 from .enmap import SpectralRaster, open_spectral
-from .errors import EnmapCompressError, FormatError, InputError, ModelError, ModelNotFoundError, OutputError
+from .errors import EnmapCompressError, FormatError, InputError, ModelError, ModelNotFoundError
 from .geotiff import BandInfo, GeoTiffWriter, RasterLayout, output_values, rounded_values
 from .latent import row_peaks
 from .latent_basis import choose_coder
@@ -515,8 +515,7 @@ class DecompressResult:
 
 
 def _check_ehc_path(path):
-    if not path.lower().endswith('.ehc'):
-        raise OutputError(f'compressed output must end with .ehc: {path}')
+    check_named(path, 'ehc')
     check_writable(path)
 
 

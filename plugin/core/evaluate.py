@@ -101,7 +101,9 @@ def evaluate(source, reconstructed, model=None, quality=5, device='auto', thread
             check_named(path, 'geotiff')
     if report:
         check_named(report, 'report')
-    for path in (reconstructed, error, report):
+    if compressed:  # (compress checked it only on evaluate's staged name: its message named .c.tif...part/part.tif)
+        check_named(compressed, 'ehc')
+    for path in (compressed, reconstructed, error, report):
         if path:
             check_writable(path)
     compressed = compressed or None

@@ -98,6 +98,7 @@ def check_writable(path):
 OUTPUT_KINDS = {  # what an output is: (the names it may have, how a wrong one is told)
     'geotiff': (('.tif', '.tiff'), 'The output {} is written as a GeoTIFF; name it .tif or .tiff.'),  # GDAL's GTiff
     'report': (('.html', '.htm'), 'The report {} is an HTML page; name it .html.'),
+    'ehc': (('.ehc',), 'compressed output must end with .ehc: {}'),  # (codec's wording since 0.1)
 }
 
 

@@ -39,7 +39,7 @@ class CompressAlgorithm(EnmapAlgorithm):
         from ..core.codec import compress
 
         output = self.parameterAsFileOutput(parameters, 'OUTPUT', context)
-        bounds, bounded = self.error_bound_args(parameters)
+        bounds, bounded = self.error_bound_args(parameters, context)
         quality = None if bounded else self.quality_arg(parameters, context)
         result = compress(self.input_source(parameters, context), output, self.model_id(parameters, context),
                           quality, self.device(parameters, context),
@@ -120,7 +120,7 @@ class EvaluateAlgorithm(EnmapAlgorithm):
         error = self.parameterAsOutputLayer(parameters, 'ERROR', context)
         compressed = self.parameterAsFileOutput(parameters, 'COMPRESSED', context) or None
         report = self.parameterAsFileOutput(parameters, 'REPORT', context) or None
-        bounds, bounded = self.error_bound_args(parameters)
+        bounds, bounded = self.error_bound_args(parameters, context)
         quality = None if bounded else self.quality_arg(parameters, context)
         result = evaluate(self.input_source(parameters, context), reconstructed, self.model_id(parameters, context),
                           quality, self.device(parameters, context), compressed=compressed, error=error,

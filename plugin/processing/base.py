@@ -4,6 +4,7 @@ import traceback
 
 from qgis.core import (
     Qgis,
+    QgsExpressionContext,
     QgsMessageLog,
     QgsProcessingAlgorithm,
     QgsProcessingException,
@@ -14,6 +15,7 @@ from qgis.core import (
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterLayer,
     QgsProcessingParameterString,
+    QgsProperty,
 )
 from qgis.PyQt.QtCore import QCoreApplication, QThread
 from qgis.PyQt.QtGui import QIcon
@@ -32,6 +34,22 @@ DEVICE_LABELS = ('auto — CUDA when it really works, else CPU', 'cpu', 'cuda')
 def is_product_path(value):
     """A path the core opens but QGIS cannot load as a layer: a product folder, METADATA.XML or product ZIP."""
     return isinstance(value, str) and (os.path.isdir(value) or value.lower().endswith(('.xml', '.zip')))
+
+
+def rejection(definition, value):
+    """One line saying why QGIS refused `value` for `definition`, and what it takes: QGIS's own "Incorrect
+    parameter value for MODEL (Compressor model)" said neither (MODEL=pca, QUALITY=0, DEVICE=3)."""
+    name, shown = definition.name(), repr(value)
+    if isinstance(definition, QgsProcessingParameterEnum) and definition.options():
+        options = ', '.join(f'{i}: {label.split(" — ", 1)[0]}' for i, label in enumerate(definition.options()))
+        return f'{name} must be the number of one of its options ({options}), not {shown}'
+    if isinstance(definition, QgsProcessingParameterNumber):
+        kind = 'an integer' if definition.dataType() == QgsProcessingParameterNumber.Integer else 'a number'
+        low, high = definition.minimum(), definition.maximum()
+        span = f'from {low:g} to {high:g}' if high < 1e300 else f'of at least {low:g}'
+        empty = ' (or empty)' if definition.flags() & QgsProcessingParameterDefinition.FlagOptional else ''
+        return f'{name} must be {kind} {span}{empty}, not {shown}'
+    return f'Incorrect parameter value for {name} ({definition.description()}): {shown}'
 
 
 def model_choices():
@@ -87,14 +105,16 @@ class EnmapAlgorithm(QgsProcessingAlgorithm):
         return True, ''
 
     def checkParameterValues(self, parameters, context):  # noqa: N802 (QGIS API name)
-        """As QGIS does, except that INPUT may also be a product folder, METADATA.XML or product ZIP path,
-        which a raster layer parameter would reject because QGIS cannot load them as layers."""
+        """As QGIS does, except that INPUT may also be a path QGIS cannot load as a layer, which the core opens
+        or refuses with a message naming it: a product folder, METADATA.XML or product ZIP, a GDAL path
+        (/vsizip/...), a missing or unreadable file (QGIS said only "Incorrect parameter value for INPUT");
+        and a refused value is told with what the parameter takes."""
         for definition in self.parameterDefinitions():
             value = parameters.get(definition.name())
-            if definition.name() == 'INPUT' and is_product_path(value):
+            if definition.name() == 'INPUT' and isinstance(value, str) and value.strip():
                 continue
             if not definition.checkValueIsAcceptable(value, context):
-                return False, f'Incorrect parameter value for {definition.name()} ({definition.description()})'
+                return False, rejection(definition, value)
         return True, ''
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API name)
@@ -208,13 +228,14 @@ class EnmapAlgorithm(QgsProcessingAlgorithm):
                  'The relative bound allows at least this many DN, however small the value (default 0).',
                  advanced=True)
 
-    def error_bound_args(self, parameters):
+    def error_bound_args(self, parameters, context=None):
         """The error-bound keyword arguments of core compress/evaluate, checked (InputError when invalid)."""
         from ..core.bounds import error_bound
 
-        args = {'max_error': parameters.get('MAX_ERROR'), 'band_max_errors': parameters.get('BAND_MAX_ERRORS'),
-                'relative_error': parameters.get('RELATIVE_ERROR'),
-                'relative_floor': parameters.get('RELATIVE_FLOOR')}
+        args = {'max_error': raw_value(parameters, 'MAX_ERROR', context),
+                'band_max_errors': raw_value(parameters, 'BAND_MAX_ERRORS', context),
+                'relative_error': raw_value(parameters, 'RELATIVE_ERROR', context),
+                'relative_floor': raw_value(parameters, 'RELATIVE_FLOOR', context)}
         args = {key: None if value in (None, '') else value for key, value in args.items()}
         return args, error_bound(**args) is not None
 
@@ -223,7 +244,7 @@ class EnmapAlgorithm(QgsProcessingAlgorithm):
         nan as -2147483648 and rounded 5.5 to 6. A value from an expression (the modeler) is QGIS's integer."""
         from ..core.codec import checked_quality
 
-        raw = parameters.get('QUALITY')
+        raw = raw_value(parameters, 'QUALITY', context)
         if isinstance(raw, (str, int, float)) and not isinstance(raw, bool) and raw != '':
             return checked_quality(raw)
         return checked_quality(self.parameterAsInt(parameters, 'QUALITY', context))
@@ -262,6 +283,16 @@ class EnmapAlgorithm(QgsProcessingAlgorithm):
 
     def device(self, parameters, context, name='DEVICE'):
         return runtime.DEVICES[self.parameterAsEnum(parameters, name, context)]
+
+
+def raw_value(parameters, name, context=None):
+    """A parameter's value as given, a QgsProperty (processing.run, a model run from Python) evaluated first:
+    the core's checks name the value, which parameterAs...() would have changed (nan, 5.5)."""
+    value = parameters.get(name)
+    if isinstance(value, QgsProperty):
+        scope = context.expressionContext() if context is not None else QgsExpressionContext()
+        value, _ok = value.value(scope, None)
+    return value
 
 
 def progress_hooks(feedback):

@@ -273,3 +273,17 @@ def test_a_write_error_inside_nested_claims_names_the_output_and_its_folder(tmp_
     scratch = tmp_path / f'.enmapcompress-scratch-0123abcd{CLAIM_SUFFIX}' / 'evaluate.ehc'
     message = str(write_error(str(scratch), OSError(errno.ENOSPC, 'No space left')))
     assert f'not enough disk space in {tmp_path};' in message, message  # (the temporary folder that is full)
+
+
+def test_evaluate_refuses_a_compressed_output_not_named_ehc_by_its_own_name(tmp_path):
+    """evaluate checked the .ehc name only on its staged temporary: 'compressed output must end with .ehc:
+    .../.c.tif.enmapcompress.part/part.tif'."""
+    from enmap_compress.plugin.core.evaluate import evaluate
+    from tools import synthetic
+
+    source = synthetic.write_scene(str(tmp_path / 'scene.tif'), width=8, height=6, seed=1)
+    compressed = str(tmp_path / 'c.tif')
+    with pytest.raises(OutputError) as caught:
+        evaluate(source, str(tmp_path / 'r.tif'), model='pca', quality=3, compressed=compressed)
+    assert str(caught.value) == f'compressed output must end with .ehc: {compressed}'
+    assert sorted(os.listdir(tmp_path)) == ['scene.tif']
