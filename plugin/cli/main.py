@@ -160,7 +160,7 @@ def build_parser():
     sub.add_argument('--error', metavar='TIF', help='write the per-pixel error raster here')
     sub.add_argument('--compressed', metavar='EHC', help='keep the .ehc file here')
     sub.add_argument('--report', metavar='HTML', help='write an HTML report here')
-    add_coding_options(sub, code_all_bands=False)
+    add_coding_options(sub)
     add_runtime_options(sub)
 
     sub = command('info', cmd_info, 'show what a .ehc file holds (model and its sha256, quality or bound, size, '

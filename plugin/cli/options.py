@@ -53,7 +53,7 @@ def _model_help():
             '; default: rdnet when installed) or the folder of a custom model package')
 
 
-def add_coding_options(parser, code_all_bands=True):
+def add_coding_options(parser):
     group = parser.add_argument_group('coding')
     group.add_argument('--model', metavar='ID', help=_model_help())
     group.add_argument('--quality', type=_quality, metavar='N',
@@ -69,9 +69,9 @@ def add_coding_options(parser, code_all_bands=True):
                        help='|error| <= R x |value| on every valid sample (0.01 = 1 %%), never below --relative-floor')
     group.add_argument('--relative-floor', type=_dn_bound, metavar='F',
                        help='the least error in DN the relative bound allows however small the value (default 0)')
-    if code_all_bands:
-        group.add_argument('--code-all-bands', action='store_true',
-                           help='also keep the 22 water-vapour bands (simple coarse coder, larger file)')
+    group.add_argument('--code-all-bands', action='store_true',
+                       help='also keep the 22 water-vapour bands (simple coarse coder, larger file); evaluate '
+                            'measures the HySpecNet bands either way')
 
 
 def add_runtime_options(parser):
@@ -86,9 +86,7 @@ def coding_kwargs(args):
     """The core's coding keyword arguments (codec.compress, evaluate.evaluate) from the parsed options."""
     kwargs = {'model': args.model, 'quality': args.quality, 'max_error': args.max_error,
               'band_max_errors': args.band_max_errors, 'relative_error': args.relative_error,
-              'relative_floor': args.relative_floor}
-    if hasattr(args, 'code_all_bands'):
-        kwargs['code_all_bands'] = args.code_all_bands
+              'relative_floor': args.relative_floor, 'code_all_bands': args.code_all_bands}
     return kwargs
 
 

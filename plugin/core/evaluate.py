@@ -92,9 +92,10 @@ class _StagedOutputs:
 
 def evaluate(source, reconstructed, model=None, quality=5, device='auto', threads=None, compressed=None,
              error=None, report=None, progress=None, is_cancelled=None, tile_size=None, max_error=None,
-             band_max_errors=None, relative_error=None, relative_floor=None):
+             band_max_errors=None, relative_error=None, relative_floor=None, code_all_bands=False):
     """Compress `source`, decompress it to `reconstructed`, and measure; returns an Evaluation.
-    The error-bound arguments are those of codec.compress (bounds.error_bound)."""
+    The error-bound arguments and code_all_bands are those of codec.compress (bounds.error_bound); the metrics
+    are those of the HySpecNet bands either way, the rate counts every byte of the file."""
     check_distinct((reconstructed, error, report, compressed), (source,))
     for path in (reconstructed, error):
         if path:
@@ -120,7 +121,7 @@ def evaluate(source, reconstructed, model=None, quality=5, device='auto', thread
             packed = compress(original, stage_of[compressed], model, quality, device, threads,
                               progress=root.sub(1, 0.0, COMPRESS_END), tile_size=tile_size, max_error=max_error,
                               band_max_errors=band_max_errors, relative_error=relative_error,
-                              relative_floor=relative_floor)
+                              relative_floor=relative_floor, code_all_bands=code_all_bands)
             max_error = packed.max_error
             stated = (max_error if packed.error_bound is None or max_error is not None
                       else packed.error_bound.describe())

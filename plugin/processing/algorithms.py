@@ -26,9 +26,7 @@ class CompressAlgorithm(EnmapAlgorithm):
         self.add_model()
         self.add_quality()
         self.add_device()
-        self.add_flag('CODE_ALL_BANDS', 'Code all bands (also the 22 water-vapour bands, simple fallback coder)',
-                      help_text='Also keep the 22 water-vapour bands (coarsely quantised, larger file). Off: they '
-                                'come back as nodata, as in HySpecNet-11k.')
+        self.add_code_all_bands()
         self.add_error_bounds()
         self.add(QgsProcessingParameterFileDestination('OUTPUT', 'Compressed file', 'EnMAP Compress (*.ehc)'),
                  'Destination .ehc file.')
@@ -98,6 +96,7 @@ class EvaluateAlgorithm(EnmapAlgorithm):
         self.add_model()
         self.add_quality()
         self.add_device()
+        self.add_code_all_bands()
         self.add_error_bounds()
         self.add(QgsProcessingParameterFileDestination('COMPRESSED', 'Compressed file', 'EnMAP Compress (*.ehc)',
                                                        optional=True, createByDefault=False),
@@ -124,7 +123,8 @@ class EvaluateAlgorithm(EnmapAlgorithm):
         quality = None if bounded else self.quality_arg(parameters, context)
         result = evaluate(self.input_source(parameters, context), reconstructed, self.model_id(parameters, context),
                           quality, self.device(parameters, context), compressed=compressed, error=error,
-                          report=report, **bounds, **progress_hooks(feedback))
+                          report=report, code_all_bands=self.parameterAsBool(parameters, 'CODE_ALL_BANDS', context),
+                          **bounds, **progress_hooks(feedback))
         feedback.pushInfo(f'PSNR {result.psnr:.2f} dB, SA {result.sa_deg:.3f}°, {result.bpppb:.4f} bpppb, '
                           f'ratio {result.compression_ratio:.1f}:1, max error {result.max_abs_error_dn:.0f} DN')
         return {'RECONSTRUCTED': reconstructed, 'ERROR': error, 'COMPRESSED': compressed, 'REPORT': report,

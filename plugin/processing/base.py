@@ -254,6 +254,12 @@ class EnmapAlgorithm(QgsProcessingAlgorithm):
                  'auto uses CUDA when onnxruntime-gpu and a GPU really work, else the CPU; cuda fails clearly '
                  'when no GPU is usable.')
 
+    def add_code_all_bands(self):
+        self.add_flag('CODE_ALL_BANDS', 'Code all bands (also the 22 water-vapour bands, simple fallback coder)',
+                      help_text='Also keep the 22 water-vapour bands (coarsely quantised, larger file). Off: they '
+                                'come back as nodata, as in HySpecNet-11k. Evaluate measures the HySpecNet bands '
+                                'either way; its rate counts every byte of the file.')
+
     def add_flag(self, name, label, default=False, help_text='', advanced=True):
         self.add(QgsProcessingParameterBoolean(name, label, defaultValue=default), help_text, advanced)
 

@@ -137,6 +137,11 @@ def test_decompress_and_evaluate(lossless, product, tmp_path, capsys):
                                '--error', tmp_path / 'err.tif')
     assert status == 0 and 30 < data['psnr'] < 80 and data['bpppb'] > 0
     assert os.path.isfile(tmp_path / 'err.tif') and data['reconstructed'] is None
+    status, every, _ = run_json(capsys, 'evaluate', product.zip, '--model', 'pca', '--quality', '4',
+                                '--code-all-bands', '--reconstructed', tmp_path / 'all.tif')
+    assert status == 0 and every['bpppb'] > data['bpppb'] and every['psnr'] == pytest.approx(data['psnr'], abs=0.01)
+    water = gdal.Open(str(tmp_path / 'all.tif')).GetRasterBand(130)  # (band 130, 1357 nm: water vapour, kept)
+    assert water.ComputeRasterMinMax(False)[0] != water.GetNoDataValue()  # (0.7.2: evaluate had no such option)
 
 
 def test_a_bad_input_is_one_line_and_exit_1(tmp_path, capsys):

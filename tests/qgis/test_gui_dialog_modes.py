@@ -54,6 +54,8 @@ def test_each_mode_says_when_to_use_it_and_sets_max_error(dialog):
     dialog.compress_radio.setChecked(True)
     dialog.code_all_check.setChecked(True)
     assert _parameters(dialog.request())[0]['CODE_ALL_BANDS'] is True
+    dialog.evaluate_radio.setChecked(True)  # evaluate codes what compress would (0.7.2 had no such parameter)
+    assert dialog.code_all_check.isEnabled() and _parameters(dialog.request())[0]['CODE_ALL_BANDS'] is True
 
 
 def test_an_error_bounded_run_keeps_every_sample_within_the_bound(dialog, scene, tmp_path):
