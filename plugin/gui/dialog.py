@@ -10,7 +10,7 @@ from qgis.core import QgsApplication, QgsMapLayerProxyModel, QgsRasterLayer, Qgs
 from qgis.gui import QgsFileWidget, QgsMapLayerComboBox
 from qgis.PyQt import sip
 from qgis.PyQt.QtCore import Qt
-from qgis.PyQt.QtGui import QIcon
+from qgis.PyQt.QtGui import QGuiApplication, QIcon
 from qgis.PyQt.QtWidgets import (
     QAbstractItemView,
     QButtonGroup,
@@ -71,7 +71,20 @@ PROBLEM_STYLE = 'background:#fde2e1;border:1px solid #d9534f;padding:6px;'
 PROGRESS_FORMAT = '%p%'
 CANCELLED_FORMAT = 'Cancelled at %p%'  # the bar keeps the value it had when the run stopped
 FAILED_FORMAT = 'Failed at %p%'
-DIALOG_SIZE = (660, 720)  # fits a 1366 x 768 screen with a taskbar; the form scrolls inside
+DIALOG_SIZE = (660, 720)  # the most it opens at; smaller on a smaller screen (fitted_size); the form scrolls
+MIN_DIALOG_SIZE = (420, 360)
+FRAME_PX = (16, 48)  # a window frame and title bar around the dialog
+
+
+def fitted_size(available):
+    """DIALOG_SIZE, made smaller to fit `available` (a QRect: the screen less taskbars) with room for the window
+    frame and title bar: on a 1024 x 700 screen a 720 px dialog had its Run and Close buttons off the screen. The
+    form scrolls, so a shorter dialog loses nothing."""
+    width, height = DIALOG_SIZE
+    if available is None or available.isEmpty():
+        return width, height
+    return (max(MIN_DIALOG_SIZE[0], min(width, available.width() - FRAME_PX[0])),
+            max(MIN_DIALOG_SIZE[1], min(height, available.height() - FRAME_PX[1])))
 
 
 def _writable_folder(path):
@@ -107,6 +120,17 @@ def _file_state(path):
     except (OSError, ValueError):
         return None
     return found.st_mtime_ns, found.st_size
+
+
+def existing_files_text(paths):
+    """'These files exist …' with each folder once: four full paths of a product folder filled the screen."""
+    folders = {}
+    for path in paths:
+        folders.setdefault(os.path.dirname(os.path.abspath(path)), []).append(os.path.basename(path))
+    lines = ['These files exist and would be replaced:']
+    for folder, names in folders.items():
+        lines += [f'in {folder}:'] + [f'    {name}' for name in names]
+    return '\n'.join(lines)
 
 
 def versioned(path, taken):
@@ -182,7 +206,14 @@ class CompressDialog(QDialog):
         outer.addWidget(self.scroll, 1)
         outer.addWidget(self._progress_row())
         outer.addWidget(self._buttons())
-        self.resize(*DIALOG_SIZE)
+        self.resize(*fitted_size(self._available_geometry()))
+
+    def _available_geometry(self):
+        """The free part of the screen the dialog opens on (its parent's; QWidget.screen() is Qt >= 5.14)."""
+        anchor = self.parentWidget() or self
+        screen = anchor.screen() if hasattr(anchor, 'screen') else None
+        screen = screen or QGuiApplication.primaryScreen()
+        return screen.availableGeometry() if screen is not None else None
 
     def _banner(self):
         box = QWidget()
@@ -378,6 +409,10 @@ class CompressDialog(QDialog):
         self.output_widget.setFilter('EnMAP Compress (*.ehc)')
         self.output_widget.setConfirmOverwrite(True)
         form.addRow('Output (.ehc)', self.output_widget)
+        self.output_problem = _note('', PROBLEM_STYLE)
+        self.output_problem.setObjectName('outputProblem')
+        self.output_problem.setVisible(False)
+        form.addRow(self.output_problem)
         self.size_label = _label()
         self.size_label.setWordWrap(True)
         form.addRow('Estimated size', self.size_label)
@@ -560,7 +595,17 @@ class CompressDialog(QDialog):
             found.append(self.band_limits_problem())
         if not self.output_path():
             found.append('Choose an output file.')
+        elif self.output_folder_problem():
+            found.append(self.output_folder_problem())
         return found
+
+    def output_folder_problem(self):
+        """Why the output's folder cannot take the files ('' when it can, or when it does not exist yet: the run
+        creates it), said before Run rather than after a failed run."""
+        folder = os.path.dirname(os.path.abspath(self.output_path()))
+        if os.path.isdir(folder) and not os.access(folder, os.W_OK | os.X_OK):
+            return f'Cannot write to the folder {folder} (read-only or no permission): choose another output folder.'
+        return ''
 
     # --- refreshing -------------------------------------------------------------------------------------------
 
@@ -586,6 +631,9 @@ class CompressDialog(QDialog):
         problems = self.problems()
         self.run_button.setEnabled(not running and not problems)
         self.run_button.setToolTip('\n'.join(problems))
+        folder_problem = self.output_folder_problem() if self.output_path() else ''
+        self.output_problem.setText(folder_problem)
+        self.output_problem.setVisible(bool(folder_problem))
 
     def _on_layer_changed(self, *_):
         summary = self.input_summary()
@@ -739,8 +787,7 @@ class CompressDialog(QDialog):
         existing = [path for path in request.files() if os.path.exists(path)]
         if not existing:
             return request
-        box = QMessageBox(QMessageBox.Question, 'EnMAP Compress', 'These files exist and would be replaced:\n' +
-                          '\n'.join(existing), parent=self)
+        box = QMessageBox(QMessageBox.Question, 'EnMAP Compress', existing_files_text(existing), parent=self)
         replace = box.addButton('Replace', QMessageBox.DestructiveRole)
         keep = box.addButton('Keep both (new names)', QMessageBox.AcceptRole)
         box.addButton(QMessageBox.Cancel)

@@ -15,6 +15,7 @@ from qgis.core import (
     QgsProcessingAlgRunnerTask,
     QgsProcessingContext,
     QgsProcessingFeedback,
+    QgsProject,
 )
 from qgis.PyQt.QtCore import QObject, pyqtSignal
 
@@ -139,6 +140,7 @@ class JobOutcome:
     cancelled: bool
     results: dict = field(default_factory=dict)
     message: str = ''
+    project_closed: bool = False  # the project it was started in was closed (new or other project) meanwhile
 
 
 class CompressJob(QObject):
@@ -158,6 +160,10 @@ class CompressJob(QObject):
         self.feedback = RunFeedback()
         self.feedback.textChanged.connect(self.progressTextChanged)
         self.task = None
+        self.project_closed = False
+
+    def _on_project_cleared(self):
+        self.project_closed = True
 
     def start(self):
         algorithm = QgsApplication.processingRegistry().algorithmById(self.request.algorithm_id())
@@ -171,6 +177,7 @@ class CompressJob(QObject):
         self.task.progressChanged.connect(self._relay_progress)
         self.task.executed.connect(self._on_executed)
         _RUNNING.add(self)
+        QgsProject.instance().cleared.connect(self._on_project_cleared)
         QgsApplication.taskManager().addTask(self.task)
 
     def cancel(self):
@@ -182,7 +189,10 @@ class CompressJob(QObject):
         return self.task is not None and self.outcome is None
 
     def _relay_progress(self, percent):
-        self.progressChanged.emit(float(percent))
+        """The run's progress, up to a cancel: a cancelled _RunnerTask ends Complete, and QgsTask then reports
+        100 %, which would show a run cancelled at 23 % as "Cancelled at 100%"."""
+        if self.outcome is None and not self.feedback.isCanceled():
+            self.progressChanged.emit(float(percent))
 
     def _on_executed(self, ok, results):
         cancelled = self.feedback.isCanceled()
@@ -192,7 +202,10 @@ class CompressJob(QObject):
         message = 'Cancelled; nothing was written.' if cancelled else (self.feedback.errors[-1:] or [''])[0]
         if not success and not message:
             message = 'The run failed; see the Processing log for details.'
-        self.outcome = JobOutcome(success, cancelled, dict(results or {}) if success else {}, message)
+        self.outcome = JobOutcome(success, cancelled, dict(results or {}) if success else {}, message,
+                                  self.project_closed)
+        with contextlib.suppress(TypeError, RuntimeError):  # (not connected: start() failed)
+            QgsProject.instance().cleared.disconnect(self._on_project_cleared)
         _RUNNING.discard(self)
         self.finished.emit(self.outcome)
 

@@ -6,6 +6,7 @@ replaces its layers instead of stacking duplicates. Runs on the main thread only
 CompressJob.finished, which QgsTask emits from finished()).
 """
 import html
+import math
 import os
 import re
 
@@ -133,6 +134,9 @@ def add_result_layers(request, results, project=None):
 def summary(request, results):
     """PSNR first: it is what users compare; then the rate, and which scene and setting it was."""
     where = f'{scene_label(request.layer_name or request.source)}, {setting_label(request)}'
+    if request.evaluate and results['PSNR'] == math.inf and results.get('MAX_ABS_ERROR') == 0:  # (NaN: none measured)
+        return (f"bit-exact (lossless) at {results['BPPPB']:.4f} bpppb (ratio {results['COMPRESSION_RATIO']:.1f}:1) "
+                f"— {where}")  # (not "PSNR inf dB ... SA 0.000°, max error 0 DN")
     if request.evaluate:
         return (f"PSNR {results['PSNR']:.2f} dB at {results['BPPPB']:.4f} bpppb (ratio "
                 f"{results['COMPRESSION_RATIO']:.1f}:1), SA {results['SA']:.3f}°, max error "
@@ -170,9 +174,9 @@ def push_text(bar, text, level, seconds=PROBLEM_SECONDS):
     return push(bar, message_item(text), level, seconds)
 
 
-def show_summary(bar, request, results):
+def show_summary(bar, request, results, note=''):
     """A success line with a button that opens the report (evaluate) or the folder of the .ehc file."""
-    item = message_item(summary(request, results))
+    item = message_item(summary(request, results) + note)
     report = results.get('REPORT')
     if request.evaluate and report and os.path.exists(report):
         item.layout().addWidget(_open_button('Open report', report))
@@ -189,6 +193,9 @@ def present(iface, request, outcome):
         return push_text(bar, f'{name}: cancelled; nothing was written or added.', Qgis.Info, 10)
     if not outcome.ok:
         return push_text(bar, f'{name}: {outcome.message}', Qgis.Critical)
+    if request.evaluate and getattr(outcome, 'project_closed', False):  # its layers belong to a closed project
+        return show_summary(bar, request, outcome.results,
+                            note=' (its project was closed: the layers were not added; the files are written)')
     if request.evaluate and not add_result_layers(request, outcome.results)[1]:
         return push_text(bar, f'{name}: the outputs were written but QGIS cannot open them: '
                               f"{outcome.results.get('RECONSTRUCTED')}", Qgis.Warning)

@@ -55,16 +55,34 @@ class SpectrumPlot(QWidget):
         height = self.height() * 0.62
         top = QRectF(0, 0, self.width(), height)
         bottom = QRectF(0, height, self.width(), self.height() - height)
-        self._panel(painter, top, [(self.original, ORIGINAL_COLOUR, Qt.SolidLine),
-                                   (self.reconstructed, RECONSTRUCTED_COLOUR, Qt.DashLine)], 'DN', False)
-        self._panel(painter, bottom, [(self.difference(), DIFFERENCE_COLOUR, Qt.SolidLine)],
+        top_series = [(self.original, ORIGINAL_COLOUR, Qt.SolidLine, 'original'),
+                      (self.reconstructed, RECONSTRUCTED_COLOUR, Qt.DashLine, 'reconstructed')]
+        plot = self._panel(painter, top, top_series, 'DN', False)
+        self._legend(painter, plot, top_series)
+        self._panel(painter, bottom, [(self.difference(), DIFFERENCE_COLOUR, Qt.SolidLine, 'error')],
                     'error (DN)', True)
         painter.end()
+
+    @staticmethod
+    def _legend(painter, plot, series):
+        """Which line is which, in the top right corner of the plot."""
+        metrics = painter.fontMetrics()
+        row, swatch = metrics.height() + 2, 22
+        width = swatch + 10 + max(metrics.horizontalAdvance(name) if hasattr(metrics, 'horizontalAdvance')
+                                  else metrics.width(name) for *_, name in series)
+        box = QRectF(plot.right() - width - 8, plot.top() + 4, width + 4, row * len(series) + 4)
+        painter.fillRect(box, QColor(255, 255, 255, 220))
+        for index, (_values, colour, style, name) in enumerate(series):
+            y = box.top() + 2 + row * index + row / 2
+            painter.setPen(QPen(colour, 1.5, style))
+            painter.drawLine(QPointF(box.left() + 4, y), QPointF(box.left() + 4 + swatch, y))
+            painter.setPen(QPen(QColor('#333333')))
+            painter.drawText(QRectF(box.left() + swatch + 8, y - row / 2, width, row), Qt.AlignVCenter, name)
 
     def _panel(self, painter, area, series, y_label, zero_line):
         left, top, right, bottom = MARGIN
         plot = area.adjusted(left, top, -right, -bottom)
-        ys = [v for values, _c, _s in series for v in _finite(values)] or [0.0, 1.0]
+        ys = [v for values, *_ in series for v in _finite(values)] or [0.0, 1.0]
         low, high = min(ys + ([0.0] if zero_line else [])), max(ys + ([0.0] if zero_line else []))
         if high <= low:
             low, high = low - 1.0, high + 1.0
@@ -79,15 +97,20 @@ class SpectrumPlot(QWidget):
         painter.drawRect(plot)
         painter.drawText(QRectF(area.left(), plot.top(), left - 4, 14), Qt.AlignRight, f'{high:.0f}')
         painter.drawText(QRectF(area.left(), plot.bottom() - 14, left - 4, 14), Qt.AlignRight, f'{low:.0f}')
-        painter.drawText(QRectF(area.left(), plot.center().y() - 7, left - 4, 14), Qt.AlignRight, y_label)
+        painter.save()  # the unit runs up the left edge: across, 'error (DN)' did not fit the margin ('ror (DN)')
+        painter.translate(area.left() + 2, plot.center().y())
+        painter.rotate(-90)
+        painter.drawText(QRectF(-plot.height() / 2, 0, plot.height(), 16), Qt.AlignCenter, y_label)
+        painter.restore()
         painter.drawText(QRectF(plot.left(), plot.bottom() + 2, plot.width(), 14), Qt.AlignCenter,
                          f'wavelength (nm), {x0:.0f}–{x1:.0f}')
         if zero_line:
             painter.setPen(QPen(QColor('#bbbbbb'), 1, Qt.DotLine))
             painter.drawLine(point(x0, 0.0), point(x1, 0.0))
-        for values, colour, style in series:
+        for values, colour, style, _name in series:
             painter.setPen(QPen(colour, 1.5, style))
             painter.drawPath(self._path(values, point))
+        return plot
 
     def _path(self, values, point):
         path, drawing = QPainterPath(), False
@@ -151,11 +174,19 @@ class SpectrumDock(QDockWidget):
         self.choose_default_pair()
 
     def choose_default_pair(self):
-        """The most recent reconstruction the plugin added, with its input."""
-        for layer in reversed(list(self.project.mapLayers().values())):
-            if layer.customProperty(ROLE_PROPERTY) == 'reconstruction':
+        """The most recent reconstruction the plugin added, with its input; else the most recent decoded .ehc. The
+        two lists never start on the same layer (a layer against itself shows an error of 0 everywhere)."""
+        layers = list(reversed(list(self.project.mapLayers().values())))
+        for role in ('reconstruction', 'decoded'):
+            layer = next((lay for lay in layers if lay.customProperty(ROLE_PROPERTY) == role), None)
+            if layer is not None:
                 self.reconstructed_combo.setLayer(layer)
-                return
+                break
+        if self.original_combo.currentLayer() is not None and \
+                self.original_combo.currentLayer() is self.reconstructed_combo.currentLayer():
+            other = next((lay for lay in layers if isinstance(lay, QgsRasterLayer) and not lay.customProperty(
+                ROLE_PROPERTY) and lay.bandCount() == self.reconstructed_combo.currentLayer().bandCount()), None)
+            self.original_combo.setLayer(other)
 
     def _pair_with_reconstruction(self, layer):
         partner = partner_of(layer, self.project) if isinstance(layer, QgsRasterLayer) else None
@@ -174,20 +205,26 @@ class SpectrumDock(QDockWidget):
         """Show the spectra at map `point` (in `crs`); returns (original, reconstructed) values or None."""
         original, reconstructed = self.original_combo.currentLayer(), self.reconstructed_combo.currentLayer()
         if not (isinstance(original, QgsRasterLayer) and isinstance(reconstructed, QgsRasterLayer)):
-            self.info_label.setText('Pick an original and a reconstructed layer first.')
-            return None
+            return self._nothing('Pick an original and a reconstructed layer first.')
+        if original is reconstructed:
+            return self._nothing(f'Original and Reconstructed are both {original.name()}: pick two different '
+                                 'layers (the input, and its reconstruction or decoded .ehc).')
         if original.bandCount() != reconstructed.bandCount():
-            self.info_label.setText(f'{original.name()} has {original.bandCount()} bands and '
-                                    f'{reconstructed.name()} {reconstructed.bandCount()}: not a pair.')
-            return None
+            return self._nothing(f'{original.name()} has {original.bandCount()} bands and '
+                                 f'{reconstructed.name()} {reconstructed.bandCount()}: not a pair.')
         a, b = pixel_values(original, point, crs), pixel_values(reconstructed, point, crs)
         if a is None or b is None:
-            self.info_label.setText('That point lies outside the layers.')
-            return None
+            return self._nothing('That point lies outside the layers.')
         self.plot.set_data(self.wavelengths(original), a, b)
         self.info_label.setText(self._numbers(point, original))
         self.inspected.emit(point)
         return a, b
+
+    def _nothing(self, text):
+        """No spectra for this click: say why, and clear the plot (it showed the previous pixel)."""
+        self.plot.set_data([], [], [])
+        self.info_label.setText(text)
+        return None
 
     def _numbers(self, point, layer):
         errors = _finite(self.plot.difference())

@@ -75,14 +75,38 @@ def _renderer_bands(renderer):
         return []
 
 
+ENMAP_NODATA = -32768.0
+
+
+def _stretches(renderer):
+    """The contrast enhancements of a multiband colour or single band gray renderer (others: none)."""
+    getters = ('redContrastEnhancement', 'greenContrastEnhancement', 'blueContrastEnhancement', 'contrastEnhancement')
+    found = [getattr(renderer, name)() for name in getters if hasattr(renderer, name)]
+    return [enhancement for enhancement in found if enhancement is not None]
+
+
+def _stretch_spans_nodata(renderer, layer):
+    """True when the template's stretch reaches down to the nodata value of `layer` (or EnMAP's -32768).
+
+    DLR's SPECTRAL_IMAGE.TIF declares no nodata, so QGIS's own style of it stretches from -32768 (the samples
+    outside the footprint) to the brightest value: the image shows almost white. Copied to the reconstruction (which
+    declares its nodata), that style would make the result look broken; true colour is what the user expects."""
+    provider = layer.dataProvider()
+    nodata = provider.sourceNoDataValue(1) if provider.sourceHasNoDataValue(1) else ENMAP_NODATA
+    floor = nodata if nodata < 0 else ENMAP_NODATA  # (a nodata of 0 is a valid reflectance to stretch from)
+    return any(min(e.minimumValue(), e.maximumValue()) <= floor for e in _stretches(renderer))
+
+
 def style_like(layer, template=None):
     """Render `layer` like `template` (a QgsRasterLayer or QgsRasterRenderer): same bands and stretch.
 
-    Falls back to true colour when there is no template or it uses bands the layer does not have.
+    Falls back to true colour when there is no template, it uses bands the layer does not have, or its stretch
+    starts at the nodata value (QGIS's default style of a product that declares no nodata: a washed-out image).
     """
     renderer = template.renderer() if isinstance(template, QgsRasterLayer) else template
     bands = _renderer_bands(renderer) if renderer is not None else []
-    if renderer is not None and bands and max(bands) <= layer.bandCount():
+    if renderer is not None and bands and max(bands) <= layer.bandCount() \
+            and not _stretch_spans_nodata(renderer, layer):
         layer.setRenderer(renderer.clone())  # the pipe connects the clone to this layer's provider
     elif not style_true_colour(layer):
         return
