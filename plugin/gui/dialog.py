@@ -600,8 +600,12 @@ class CompressDialog(QDialog):
         return found
 
     def output_folder_problem(self):
-        """Why the output's folder cannot take the files ('' when it can, or when it does not exist yet: the run
-        creates it), said before Run rather than after a failed run."""
+        """Why the output's folder cannot take the files, or the output is a folder ('' when it can, or when it
+        does not exist yet: the run creates it), said before Run rather than after a failed run."""
+        typed = self.output_widget.filePath().strip()
+        if typed and os.path.isdir(typed):  # (output_path would write <folder>.ehc beside it, unasked)
+            return (f'{typed} is a folder: name the .ehc file in it (for example '
+                    f'{os.path.join(typed, "scene.ehc")}).')
         folder = os.path.dirname(os.path.abspath(self.output_path()))
         if os.path.isdir(folder) and not os.access(folder, os.W_OK | os.X_OK):
             return f'Cannot write to the folder {folder} (read-only or no permission): choose another output folder.'

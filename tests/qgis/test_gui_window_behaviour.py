@@ -144,6 +144,8 @@ def test_a_read_only_output_folder_is_said_before_run(plugin, scene_layer, tmp_p
     assert dialog.run_button.isEnabled() and dialog.output_problem.isHidden()
     dialog.output_widget.setFilePath(str(tmp_path / 'not_yet' / 'x.ehc'))  # the run creates it
     assert dialog.run_button.isEnabled()
+    dialog.output_widget.setFilePath(str(folder))  # a folder typed as the output: 0.7.2 wrote read_only.ehc beside it
+    assert not dialog.run_button.isEnabled() and 'is a folder: name the .ehc file in it' in dialog.output_problem.text()
     dialog.close()
 
 
