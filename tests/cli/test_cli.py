@@ -140,8 +140,8 @@ def test_decompress_and_evaluate(lossless, product, tmp_path, capsys):
     status, every, _ = run_json(capsys, 'evaluate', product.zip, '--model', 'pca', '--quality', '4',
                                 '--code-all-bands', '--reconstructed', tmp_path / 'all.tif')
     assert status == 0 and every['bpppb'] > data['bpppb'] and every['psnr'] == pytest.approx(data['psnr'], abs=0.01)
-    water = gdal.Open(str(tmp_path / 'all.tif')).GetRasterBand(130)  # (band 130, 1357 nm: water vapour, kept)
-    assert water.ComputeRasterMinMax(False)[0] != water.GetNoDataValue()  # (0.7.2: evaluate had no such option)
+    water = gdal.Open(str(tmp_path / 'all.tif')).ReadAsArray(band_list=[128])  # (a water-vapour band, not dead)
+    assert (water != -32768).any()  # kept (0.7.2: evaluate had no such option, and it came back as nodata)
 
 
 def test_a_bad_input_is_one_line_and_exit_1(tmp_path, capsys):
