@@ -223,15 +223,15 @@ class EhcCodec(Codec):
         """ValueError for a configuration no chunk should be written with: a dtype the codec does not code, or a
         nodata value that data of the dtype cannot hold (uint16 with the default -32768 read the bands the store
         leaves out as 32768, which is data)."""
+        from .core.enmap import representable
+
         dtype = np.dtype(self.dtype)
         if dtype.kind not in 'biuf' or dtype.itemsize > 8:
             raise ValueError(f'the {CODEC_ID} codec codes integer and float data, not {self.dtype}')
         nodata = self.nodata
-        if nodata is None or (dtype.kind == 'f' and (not np.isfinite(nodata) or abs(nodata) <= np.finfo(dtype).max)):
+        if nodata is None or (dtype.kind == 'f' and np.isnan(nodata)) or (dtype.kind == 'b' and nodata in (0.0, 1.0)):
             return
-        if dtype.kind in 'iu' and float(nodata).is_integer() and np.iinfo(dtype).min <= nodata <= np.iinfo(dtype).max:
-            return
-        if dtype.kind == 'b' and nodata in (0.0, 1.0):
+        if dtype.kind != 'b' and representable(nodata, dtype):
             return
         raise ValueError(f'{self.dtype} data cannot hold the nodata value {nodata:g}: give the nodata value of the '
                          'data (or None)')

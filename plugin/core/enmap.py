@@ -672,7 +672,7 @@ def _is_number(text):
     return True
 
 
-def _representable(value, dtype):
+def representable(value, dtype):
     """Whether a nodata value can occur in data of `dtype` (-32768 never occurs in uint8 data, NaN in ints)."""
     if value is None or np.isnan(value):
         return False
@@ -807,7 +807,7 @@ class SpectralRaster:
             nodata = ENMAP_NODATA  # DLR's L2A no-data value, not always stored in the image file
         self.nodata = None if nodata is None else float(nodata)
         if self.nodata is not None and not (self.dtype.kind == 'f' and np.isnan(self.nodata)) and \
-                not _representable(self.nodata, self.dtype):
+                not representable(self.nodata, self.dtype):
             self._warn(f'{self._label} declares nodata {self.nodata:g}, which {gdal.GetDataTypeName(self._gdal_type)} '
                        'data cannot hold, so no sample is nodata: it is read without nodata, and the output '
                        'declares none.')
@@ -1077,7 +1077,7 @@ class SpectralRaster:
     def _invalid(self, block):
         """Nodata samples: the nodata value, NaN and ±Inf (as the codec's valid_pixels counts them)."""
         invalid = ~np.isfinite(block) if block.dtype.kind == 'f' else np.zeros(block.shape, dtype=bool)
-        if _representable(self.nodata, block.dtype):
+        if representable(self.nodata, block.dtype):
             invalid |= block == np.asarray(self.nodata).astype(block.dtype)
         return invalid
 
