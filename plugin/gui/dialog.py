@@ -591,13 +591,9 @@ class CompressDialog(QDialog):
             found.append('Choose a raster layer.')
         elif summary is not None and not summary.compressible:
             found.append(f'This layer cannot be compressed: {summary.problem}')
-        if self.band_limits_problem():
-            found.append(self.band_limits_problem())
-        if not self.output_path():
-            found.append('Choose an output file.')
-        elif self.output_folder_problem():
-            found.append(self.output_folder_problem())
-        return found
+        found.append(self.band_limits_problem())
+        found.append(self.output_folder_problem() if self.output_path() else 'Choose an output file.')
+        return [problem for problem in found if problem]
 
     def output_folder_problem(self):
         """Why the output's folder cannot take the files, or the output is a folder ('' when it can, or when it
