@@ -23,6 +23,13 @@ def write_zip(folder, number, size=SIZE):
     return target
 
 
+def write_order(path, zips):
+    """An order: a tar (gzipped when `path` ends in .gz) holding the product ZIPs `zips` under their names."""
+    with tarfile.open(str(path), 'w:gz' if str(path).endswith('.gz') else 'w') as tar:
+        for zip_path in zips:
+            tar.add(zip_path, arcname=os.path.basename(zip_path))
+
+
 def make_archive(root, size=SIZE):
     """SRC with 5 good products in 4 forms plus one corrupt ZIP; returns (src, expected outputs)."""
     src = os.path.join(root, 'src')

@@ -7,7 +7,7 @@ import sys
 import time
 
 import pytest
-from archive_fixtures import leftovers, make_archive, product_name, write_zip
+from archive_fixtures import leftovers, make_archive, product_name, write_order, write_zip
 
 from enmap_compress.plugin.cli import main as cli
 from enmap_compress.plugin.cli.discover import discover
@@ -177,14 +177,11 @@ def test_a_kill_in_the_middle_then_a_rerun_completes_everything_once(tmp_path):
 def test_a_terminated_run_stops_as_an_interrupted_one_leaving_nothing_behind(tmp_path):
     """SIGTERM (a cluster scheduler's stop) ends the run as Ctrl+C does, removing the scratch copy of an order's ZIP
     and the claim folder of the product being written; 0.7.0 died with both left behind."""
-    import tarfile
 
     src = tmp_path / 'src'
     src.mkdir()
     zips = [write_zip(str(tmp_path), number, (64, 64)) for number in range(30, 36)]
-    with tarfile.open(str(src / 'order.tar.gz'), 'w:gz') as tar:
-        for path in zips:
-            tar.add(path, arcname=os.path.basename(path))
+    write_order(src / 'order.tar.gz', zips)
     dest = str(tmp_path / 'dest')
     manifest = os.path.join(dest, 'manifest.jsonl')
     process = subprocess.Popen([ENTRY_POINT, 'archive', str(src), dest, '--model', 'rdnet', '--quality', '3',
@@ -239,16 +236,13 @@ def test_an_input_rewritten_at_the_same_size_is_compressed_again(tmp_path, capsy
 def test_a_run_stopped_inside_an_order_keeps_the_order_s_products_done_so_far(tmp_path):
     """Each product of a .tar.gz order is recorded as it is done; 0.7.0 recorded an order's products when the whole
     order was done, so a run stopped inside it (Ctrl+C, a kill) redid all of them."""
-    import tarfile
 
     from enmap_compress.plugin.cli.archive import Settings, run_archive
 
     src = tmp_path / 'src'
     src.mkdir()
     zips = [write_zip(str(tmp_path), n, size=(16, 16)) for n in (1, 2, 3)]
-    with tarfile.open(str(src / 'order.tar.gz'), 'w:gz') as tar:
-        for path in zips:
-            tar.add(path, arcname=os.path.basename(path))
+    write_order(src / 'order.tar.gz', zips)
     dest = str(tmp_path / 'dest')
     settings = Settings({'model': 'pca', 'quality': 3})
 
@@ -299,16 +293,13 @@ def test_products_whose_outputs_collide_fail_naming_each_other_and_nothing_is_re
 def test_an_order_s_zip_larger_than_the_scratch_disk_fails_alone(tmp_path, capsys, monkeypatch):
     """0.7.0 copied a tar member to the scratch folder whatever its size: a disk filled up, and the order's other
     products failed as "not a readable tar archive"."""
-    import tarfile
 
     from enmap_compress.plugin.cli import archive
 
     src = tmp_path / 'src'
     src.mkdir()
     small, large = write_zip(str(tmp_path), 1, size=(16, 16)), write_zip(str(tmp_path), 2, size=(40, 32))
-    with tarfile.open(str(src / 'order.tar.gz'), 'w:gz') as tar:
-        tar.add(large, arcname=os.path.basename(large))
-        tar.add(small, arcname=os.path.basename(small))
+    write_order(src / 'order.tar.gz', [large, small])
     free = os.path.getsize(small) + os.path.getsize(large) // 2 + archive.SCRATCH_MARGIN
     monkeypatch.setattr(archive.shutil, 'disk_usage', lambda path: type('Usage', (), {'free': free})())
     status, summary = archive_json(capsys, str(src), str(tmp_path / 'dest'))
@@ -340,15 +331,12 @@ def test_an_edited_band_max_errors_csv_redoes_the_outputs(tmp_path, capsys):
 def test_two_orders_of_one_output_folder_fail_naming_each_other(tmp_path, capsys):
     """order.tar.gz and order.tar both fill DEST/order/: 0.7.2 took the second for a copy of the first and left its
     products out unsaid (exit status 0)."""
-    import tarfile
 
     src = tmp_path / 'src'
     src.mkdir()
     first, second = write_zip(str(tmp_path), 1, size=(16, 16)), write_zip(str(tmp_path), 2, size=(16, 16))
-    with tarfile.open(str(src / 'order.tar.gz'), 'w:gz') as tar:
-        tar.add(first, arcname=os.path.basename(first))
-    with tarfile.open(str(src / 'order.tar'), 'w') as tar:
-        tar.add(second, arcname=os.path.basename(second))
+    write_order(src / 'order.tar.gz', [first])
+    write_order(src / 'order.tar', [second])
     status, summary = archive_json(capsys, str(src), str(tmp_path / 'dest'))
     assert status == 11 and summary['compressed'] == 1
     assert [(f['input'], 'is the output of order.tar too' in f['error']) for f in summary['failures']] == \
@@ -378,16 +366,13 @@ def test_a_scratch_disk_that_fills_up_during_a_copy_fails_that_product_only(tmp_
     readable tar archive' and left its other products out."""
     import errno
     import io
-    import tarfile
 
     from enmap_compress.plugin.cli import archive
 
     src = tmp_path / 'src'
     src.mkdir()
     first, second = write_zip(str(tmp_path), 1, size=(16, 16)), write_zip(str(tmp_path), 2, size=(16, 16))
-    with tarfile.open(str(src / 'order.tar.gz'), 'w:gz') as tar:
-        tar.add(first, arcname=os.path.basename(first))
-        tar.add(second, arcname=os.path.basename(second))
+    write_order(src / 'order.tar.gz', [first, second])
     real_open, opened = open, []
 
     class FullFile(io.FileIO):
