@@ -39,6 +39,7 @@ DEFAULT_DELTAS = np.array([[2, -1, -1, -1, 0, 1, 2, 6], [4, -1, -1, 0, 0, 1, 2, 
 _CODES = np.arange(-128, 128)
 _BOUNDS = np.sqrt(np.array([byte_scale(c) for c in _CODES[:-1]]) * np.array([byte_scale(c) for c in _CODES[1:]]))
 _CANDIDATES = np.arange(-24, 25)
+_CANDIDATE_BETAS = np.exp2((_CODES[None, :] + _CANDIDATES[:, None]) / 4.0)  # (candidate, code + 128) scales
 
 
 def scale_code(beta):
@@ -49,6 +50,17 @@ def scale_code(beta):
 @functools.lru_cache(maxsize=1024)
 def _table(code, deadzone):
     return LaplaceTable(byte_scale(code), deadzone)
+
+
+@functools.lru_cache(maxsize=16)
+def _bits_saved(deadzone):
+    """(2, 256) estimated bits saved by moving a symbol of magnitude 1 (row 0) or above (row 1) one step towards 0,
+    under the dead-zone Laplace of each scale code (-128..127): _rdoq's rates, one table look-up a symbol."""
+    beta = np.exp2(_CODES / 4.0)
+    e0 = np.exp(-(0.5 + deadzone) / beta)
+    ratio = np.exp(-1.0 / beta)
+    first = -np.log2(np.maximum(0.5 * e0 * (1.0 - ratio), 1e-300)) + np.log2(np.maximum(1.0 - e0, 1e-300))
+    return np.stack([first, -np.log2(np.maximum(ratio, 1e-300))])
 
 
 def _ll_prediction(ll, occupied, residual=None):
@@ -173,8 +185,8 @@ class ContextLatentCoder(PriorLatentCoder):
             flat = (starts[order][:, None] + cells).ravel()
             return flat, np.repeat(row_codes[order], cells.size)
         # in int16 (codes and deltas are bytes: their sums fit), looked up per (component, cell) before the symbols
-        offsets = deltas[level - 1].astype(np.int16)[classes]
-        table_codes = (codes[ks, js + rows.start].astype(np.int16)[:, None] + offsets[ks][:, cells]).ravel()
+        offsets = np.compress(occupied, deltas[level - 1].astype(np.int16)[classes], axis=1)
+        table_codes = (codes[ks, js + rows.start].astype(np.int16)[:, None] + offsets[ks]).ravel()
         table_codes = np.clip(table_codes, -128, 127, out=table_codes)
         order = np.argsort(table_codes, kind='stable')  # a radix sort for 16-bit integers
         return (starts[:, None] + cells).ravel()[order], table_codes[order]
@@ -268,21 +280,20 @@ class ContextLatentCoder(PriorLatentCoder):
         cells = np.flatnonzero(occupied)
         if not ks.size or not cells.size:
             return
-        q = sym[ks[:, None], (js + rows.start)[:, None], cells[None, :]]
+        flat = sym.reshape(-1, sym.shape[2])  # a view: the moves below change `sym`
+        channels = ks * 64 + js + rows.start
+        q = np.compress(occupied, flat[channels], axis=1)
         pair, cell = np.nonzero(q)  # only nonzero symbols can move
         if not pair.size:
             return
+        value = q[pair, cell]
         k, j, n = ks[pair], js[pair] + rows.start, cells[cell]
-        value = sym[k, j, n]
-        size = np.abs(value).astype(np.float64)
-        beta = np.exp2(np.clip(codes[k, j] + DEFAULT_DELTAS[level - 1][classes[k, n]], -128, 127) / 4.0)
-        e0 = np.exp(-(0.5 + self.deadzone) / beta)
-        ratio = np.exp(-1.0 / beta)
-        first = -np.log2(np.maximum(0.5 * e0 * (1.0 - ratio), 1e-300)) + np.log2(np.maximum(1.0 - e0, 1e-300))
-        saved = np.where(size == 1, first, -np.log2(np.maximum(ratio, 1e-300)))  # bits(a) - bits(a - 1)
-        added = 2.0 * (np.abs(scaled.at(k * 64 + j, n)) - size) + 1.0  # (|x| - a + 1)^2 - (|x| - a)^2: error added
+        size = np.abs(value)
+        code = np.clip(codes[k, j] + DEFAULT_DELTAS[level - 1][classes[k, n]], -128, 127)
+        saved = _bits_saved(self.deadzone)[np.minimum(size, 2) - 1, code + 128]  # bits(a) - bits(a - 1)
+        added = 2.0 * (np.abs(scaled.at(channels[pair], n)) - size) + 1.0  # (|x| - a + 1)^2 - (|x| - a)^2
         move = RD_LAMBDA * added < saved
-        sym[k[move], j[move], n[move]] = value[move] - np.sign(value[move])
+        flat[channels[pair[move]], n[move]] = value[move] - np.sign(value[move])
 
     def _ll_choice(self, ll, coded, codes, occupied):
         """(residuals, their row codes) when predicting LL is estimated cheaper than coding it, else (None, None)."""
@@ -301,16 +312,25 @@ class ContextLatentCoder(PriorLatentCoder):
     def delta_costs(self, sym, coded, codes, occupied, classes):
         """(LEVELS, candidate deltas, CLASSES) estimated bits of the detail symbols under each delta per class."""
         out = np.zeros((LEVELS, _CANDIDATES.size, CLASSES))
-        beta = np.exp2((np.arange(256)[None, None, :] - 128 + _CANDIDATES[:, None, None]) / 4.0)
-        cells = np.flatnonzero(occupied)
+        bins = CLASSES * 256
+        flat = sym.reshape(-1, sym.shape[2])
         for level in (1, 2, 3):
             rows = self.level_rows[level]
             ks, js = np.nonzero(coded[:, rows])
-            size = np.abs(sym[ks, js + rows.start][:, cells]).ravel()
-            key = (classes[level][ks][:, cells] * 256 + (codes[ks, js + rows.start] + 128)[:, None]).ravel()
-            zeros, nonzeros, excess = (np.bincount(key, weights=w, minlength=CLASSES * 256).reshape(CLASSES, 256)
-                                       for w in (size == 0, size > 0, np.maximum(size - 1, 0)))
-            out[level - 1] = np.nan_to_num(laplace_bits(zeros, nonzeros, excess, beta, self.deadzone)).sum(axis=2)
+            # keys class * 256 + code + 128 < 2048 in int16, cells by np.compress: 10x faster than int64 fancy indexing
+            size = np.abs(np.compress(occupied, flat[ks * 64 + js + rows.start], axis=1)).ravel()
+            row_codes = (codes[ks, js + rows.start] + 128).astype(np.int16)
+            key = (np.compress(occupied, classes[level], axis=1).astype(np.int16)[ks] * 256
+                   + row_codes[:, None]).ravel()
+            counts = np.bincount(key, minlength=bins)
+            used = np.flatnonzero(counts)  # the bits of the other (class, code) bins are 0
+            nonzero = size > 0
+            nonzeros = np.bincount(key[nonzero], minlength=bins)[used]
+            excess = np.bincount(key[nonzero], weights=size[nonzero] - 1, minlength=bins)[used]
+            bits = np.zeros((_CANDIDATES.size, bins))
+            bits[:, used] = laplace_bits(counts[used] - nonzeros, nonzeros, excess, _CANDIDATE_BETAS[:, used % 256],
+                                         self.deadzone)
+            out[level - 1] = np.nan_to_num(bits).reshape(_CANDIDATES.size, CLASSES, 256).sum(axis=2)
         return out
 
     def _delta_choice(self, sym, coded, codes, occupied, classes):
