@@ -278,12 +278,13 @@ class TileCoder:
     def encode(self, dn, valid, kept):
         """TileSections (but samples) of a tile. dn: (224, window) float DN canonical; valid: the window's valid
         pixels; kept: the tile's slices in the window (tiling.kept_slices)."""
-        return self.encode_latent(self.latent(dn, valid, kept), dn, valid, kept)[0]
+        return self.encode_latent(self.latent(dn, valid, kept)[0], dn, valid, kept)[0]
 
     def latent(self, dn, valid, kept, done=_no_progress, in_parts=False, unit=None):
-        """encode's first part: the model's latent of the tile. done(fraction): called from this thread with the
-        share of this part done (a progress bar's hook); in_parts: the model may run in parts to call it between
-        them (the same latent; FINE_TILES). unit: the model's input as unit_input makes it (then dn is unused)."""
+        """encode's first part: (the model's latent of the tile, its row_peaks). done(fraction): called from this
+        thread with the share of this part done (a progress bar's hook); in_parts: the model may run in parts to
+        call it between them (the same latent; FINE_TILES). unit: the model's input as unit_input makes it (then
+        dn is unused)."""
         if unit is None:
             unit = self.radiometry.to_unit(dn[self.coded], overwrite=True)  # a fresh copy
         done(UNIT_SHARE)
@@ -291,17 +292,18 @@ class TileCoder:
                                                        else None, overwrite=True))
 
     def latent_range(self, latent):
-        """`latent` when each of its rows lies within MAX_LATENT_STEPS quantiser steps of this quality (the
-        quantisers' int32 symbols and float32 whole steps hold it), else ModelError: a model whose latent or steps
-        are out of all proportion (a step of 1e-300, a latent of 1e30) made files of wrapped-around symbols that
-        decoded to noise; NaN and infinite values fail the comparison too."""
-        if latent.size and not (row_peaks(latent) <= MAX_LATENT_STEPS * self.channel_steps).all():
+        """(`latent`, its row_peaks) when each of its rows lies within MAX_LATENT_STEPS quantiser steps of this
+        quality (the quantisers' int32 symbols and float32 whole steps hold it), else ModelError: a model whose
+        latent or steps are out of all proportion (a step of 1e-300, a latent of 1e30) made files of wrapped-around
+        symbols that decoded to noise; NaN and infinite values fail the comparison too."""
+        peaks = row_peaks(latent)
+        if latent.size and not (peaks <= MAX_LATENT_STEPS * self.channel_steps).all():
             meta = self.package.meta
             raise ModelError(f'model "{meta.id}" gives latent values that are not finite or beyond '
                              f'{MAX_LATENT_STEPS:.0e} quantiser steps '
                              f'of quality {self.quality} (step {self.step:g}): its encoder or its quality_levels / '
                              'channel_step_scale are broken')
-        return latent
+        return latent, peaks
 
     def encode_latent(self, latent, dn, valid, kept, done=None):
         """encode's second part: (TileSections, restored) from the tile's latent (done: as for latent). dn: the
@@ -795,8 +797,9 @@ def _tile_latent(coder, cube, nodata, dead, kept, inputs, advance=_no_progress, 
     dn = samples.model_input(cube, valid, dead, lone) if unit is None or coder.reads_model_input else None
     advance(INPUT_STAGE)
     modelling = _Shares(advance, MODEL_STAGE)
-    latent = coder.latent(dn, valid, kept, modelling, in_parts, unit)
-    latent = coder.latent_coder.prepare(latent, coder.transform.latent_geometry(valid, kept))  # coding's first half
+    latent, peaks = coder.latent(dn, valid, kept, modelling, in_parts, unit)
+    geometry = coder.transform.latent_geometry(valid, kept)
+    latent = coder.latent_coder.prepare(latent, geometry, peaks)  # coding's first half
     modelling.finish()
     return cube, valid, kept, restored, coder.input_for_coding(dn), latent, lone
 

@@ -206,11 +206,12 @@ class ContextLatentCoder(PriorLatentCoder):
         symbols, rows, tables = self.encode_rows(latent, geometry, done)
         return symbols, encode_groups(rows, tables, CONTEXT_VERSION)
 
-    def encode_rows(self, latent, geometry, done=None):
+    def encode_rows(self, latent, geometry, done=None, peaks=None):
         """encode's rows before the stream: (symbols, rows, their tables) of a latent with valid cells (a coder
         that sends rows of its own ahead of these, latent_basis.py, puts both in one stream). done(fraction): a
-        progress hook, called once the encoder's choices are made (ANALYSIS_SHARE of the call)."""
-        symbols, override, own, ll_residual, ll_codes, context = self.analyse(latent, geometry)
+        progress hook, called once the encoder's choices are made (ANALYSIS_SHARE of the call); peaks: as for
+        live_rows."""
+        symbols, override, own, ll_residual, ll_codes, context = self.analyse(latent, geometry, peaks)
         if done is not None:
             done(ANALYSIS_SHARE)
         sym, coded, codes, occupied, classes = context
@@ -237,12 +238,12 @@ class ContextLatentCoder(PriorLatentCoder):
                 row_tables.append(_table(int(code), float(self.deadzone)))
         return symbols, rows, row_tables
 
-    def analyse(self, latent, geometry):
+    def analyse(self, latent, geometry, peaks=None):
         """The encoder's choices before any byte: (symbols, override flags, own codes, LL residuals or None, their
         codes, context = (symbols by component, coded rows, row codes, occupied cells, classes per level))."""
         occupied = _occupied(geometry)
         samples = latent.shape[1]
-        live = np.flatnonzero(self.live_rows(latent))  # the other rows quantise to 0: only these are scaled
+        live = np.flatnonzero(self.live_rows(latent, peaks))  # the other rows quantise to 0: only these are scaled
         scaled = latent[live]
         scaled *= np.float32(1.0 / self.step)
         quantised = self._quantise(scaled)

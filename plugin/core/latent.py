@@ -42,7 +42,8 @@ class LatentCoder(Protocol):
     def encode(self, latent: np.ndarray, geometry: LatentGeometry, done=None) -> tuple: ...  # (symbols, bytes)
     # done(fraction): an optional progress hook, called from this thread with the share of the encode done
 
-    def prepare(self, latent: np.ndarray, geometry: LatentGeometry): ...  # what encode takes instead of `latent`
+    def prepare(self, latent: np.ndarray, geometry: LatentGeometry, peaks: np.ndarray = None): ...
+    # what encode takes instead of `latent`; peaks: row_peaks(latent) where the caller has them (TileCoder.latent)
     # the part of encode that may run ahead on another thread (the model worker's): the latent itself, or for
     # latent_basis the tile's basis chosen and applied (in the latent: the caller gives up its latent);
     # encode(prepare(latent)) gives the bytes of encode(latent)
@@ -64,7 +65,7 @@ class AdaptiveLatentCoder:
     def __init__(self, steps):
         self.steps = steps  # (channels, 1)
 
-    def prepare(self, latent, geometry):
+    def prepare(self, latent, geometry, peaks=None):
         return latent
 
     def encode(self, latent, geometry, done=None):
@@ -129,7 +130,7 @@ class PriorLatentCoder:
         self.is_coded = self.betas >= skip_below  # by the prior; an override can code any row
         self.tables = [LaplaceTable(b, self.deadzone) if c else None for b, c in zip(self.betas, self.is_coded)]
 
-    def prepare(self, latent, geometry):
+    def prepare(self, latent, geometry, peaks=None):
         return latent
 
     def _quantise(self, scaled):
@@ -139,12 +140,13 @@ class PriorLatentCoder:
         shifted += scaled
         return shifted.astype(np.int32)
 
-    def live_rows(self, latent):
+    def live_rows(self, latent, peaks=None):
         """Rows of a latent (channels, samples) that may quantise to a nonzero symbol, and every row the prior
         codes: each other row is 0 everywhere (|y| below (1/2 + d)(1 - 2**-10) leaves y + sign(y)(1/2 - d) below 1,
         and a row's largest |y| is its largest |latent| times 1 / step, rounding being monotone), so the encoder
-        need not quantise it (at the middle qualities 4 in 5 rows of rdnet's latent)."""
-        peak = row_peaks(latent) * np.float32(1.0 / self.step)
+        need not quantise it (at the middle qualities 4 in 5 rows of rdnet's latent). peaks: row_peaks(latent)
+        where known (a pass over the latent saved)."""
+        peak = (row_peaks(latent) if peaks is None else peaks) * np.float32(1.0 / self.step)
         return self.is_coded | (peak >= (0.5 + self.deadzone) * (1.0 - 2.0 ** -10))
 
     def _overrides(self, scaled, symbols, rows=None):

@@ -108,6 +108,7 @@ class PreparedLatent:
 
     basis: 'TileBasis'  # None: not rotated
     latent: np.ndarray  # rotated by the basis when there is one
+    peaks: np.ndarray = None  # row_peaks(latent) where known
 
 
 class TileRotation:
@@ -131,12 +132,13 @@ class TileRotation:
         self._f32 = (self.vectors.astype(np.float32), self.factor.astype(np.float32),
                      self.signs.astype(np.float32)[:, None])
 
-    def into(self, latent, components, overwrite=False):
+    def into(self, latent, components, overwrite=False, peaks=None):
         """z = T^T y of a latent (components x 64, cells), float32: s * (y - V S^T V^T y) on each vector; in
-        `latent` itself with overwrite (a fresh 53 MB array for a 256 px tile costs some 13k page faults)."""
+        `latent` itself with overwrite (a fresh 53 MB array for a 256 px tile costs some 13k page faults). peaks:
+        a float32 array (components x 64,) that receives latent.row_peaks(z), made while each block is in cache."""
         v, factor, signs = self._f32
         z = latent.reshape(components, -1) if overwrite else latent.reshape(components, -1).copy()
-        self._update(z, factor.T)
+        self._update(z, factor.T, None if peaks is None else peaks.reshape(components, -1))
         z[:len(signs)] *= signs
         return z.reshape(latent.shape)
 
@@ -198,14 +200,23 @@ class TileRotation:
         blocked_products(factor.astype(np.float64), flat.copy(), flat)
         return reduced
 
-    def _update(self, flat, factor):
+    def _update(self, flat, factor, peaks=None):
         """flat -= V factor V^T flat, in place, in float32, a block of columns at a time (blocks small enough for
-        one BLAS thread, products.column_blocks)."""
+        one BLAS thread, products.column_blocks). peaks (components, 64): the largest |value| of each coefficient's
+        columns of the result (a latent row's; signs do not change it)."""
         v = self._f32[0]
         vt = np.ascontiguousarray(v.T)
+        cells = flat.shape[1] // BLOCK_COEFFICIENTS
+        if peaks is not None:
+            peaks.fill(0.0)
         for start, stop in column_blocks(flat.shape[1], v.size):
             block = flat[:, start:stop]
             block -= v @ (factor @ (vt @ block))
+            if peaks is not None and stop > start:
+                first, last = start // cells, (stop - 1) // cells + 1  # the coefficients the block reaches into
+                edges = np.maximum(np.arange(first, last) * cells, start) - start
+                part = peaks[:, first:last]
+                np.maximum(part, np.maximum.reduceat(np.abs(block), edges, axis=1), out=part)
 
     def matrix(self):
         """T (n, n) float64."""
@@ -284,40 +295,46 @@ class BasisContextCoder(ContextLatentCoder):
 
     always = False  # the encoder's choice: every fitted basis, not only those estimated to pay (bench.file_basis)
 
-    def prepare(self, latent, geometry):
+    def prepare(self, latent, geometry, peaks=None):
         """encode's basis choice and rotation, ahead of the rest (on the model worker, while this coder's thread
         codes the tiles before): about half of an encode (CHOICE_SHARE). The latent is rotated in place."""
-        return PreparedLatent(*self.choose(latent, geometry, overwrite=True)) if latent.shape[1] else latent
+        return PreparedLatent(*self.choose(latent, geometry, overwrite=True, peaks=peaks)) if latent.shape[1] \
+            else latent
 
     def encode(self, latent, geometry, done=None):
         prepared = isinstance(latent, PreparedLatent)
         if not prepared and not latent.shape[1]:
             return BasisSymbols(np.zeros(latent.shape, np.int32)), b''
-        basis, latent = (latent.basis, latent.latent) if prepared else self.choose(latent, geometry, done)
+        basis, latent, peaks = (latent.basis, latent.latent, latent.peaks) if prepared else \
+            self.choose(latent, geometry, done)
         if done is not None:
             done(CHOICE_SHARE)
-        symbols, rows, tables = self.encode_rows(latent, geometry, rest_of(done, CHOICE_SHARE))
+        symbols, rows, tables = self.encode_rows(latent, geometry, rest_of(done, CHOICE_SHARE), peaks)
         head_rows, head_tables = UNROTATED_HEAD if basis is None else basis.head()
         stream = encode_groups(head_rows + rows, head_tables + tables, STREAM_VERSION)
         return BasisSymbols(symbols, None if basis is None else basis.rotation), stream
 
-    def choose(self, latent, geometry, done=None, overwrite=False):
-        """(TileBasis or None, the latent to code): rotated only when the estimated bits of the rotated latent plus
-        the head are below those of the latent as it is. The basis is fitted and both are estimated on a regular
-        sample of at most about SAMPLE_CELLS occupied cells (an eighth of a 256 px tile); only a chosen basis
-        rotates the whole latent (in place with overwrite). done(fraction): encode's progress hook (FIT_SHARE once
-        both are estimated)."""
+    def choose(self, latent, geometry, done=None, overwrite=False, peaks=None):
+        """(TileBasis or None, the latent to code, its row_peaks or None): rotated only when the estimated bits of
+        the rotated latent plus the head are below those of the latent as it is. The basis is fitted and both are
+        estimated on a regular sample of at most about SAMPLE_CELLS occupied cells (an eighth of a 256 px tile);
+        only a chosen basis rotates the whole latent (in place with overwrite). done(fraction): encode's progress
+        hook (FIT_SHARE once both are estimated); peaks: row_peaks(latent) where known, returned when it is not
+        rotated."""
         cells = np.flatnonzero(_occupied(geometry))
         sample = np.take(latent, cells[::max(1, cells.size // SAMPLE_CELLS)], axis=1)
         basis = fit_basis(component_moments(sample, self.components), self.step)
         if basis is None:
-            return None, latent
+            return None, latent, peaks
         head_bits = 8.0 * len(encode_groups(*basis.head())) * sample.shape[1] / cells.size
         pays = self.always or self.estimated_bits(basis.rotation.into(sample, self.components)) + head_bits < \
             self.estimated_bits(sample)
         if done is not None:
             done(FIT_SHARE)
-        return (basis, basis.rotation.into(latent, self.components, overwrite)) if pays else (None, latent)
+        if not pays:
+            return None, latent, peaks
+        rotated_peaks = np.empty(latent.shape[0], np.float32)
+        return basis, basis.rotation.into(latent, self.components, overwrite, rotated_peaks), rotated_peaks
 
     def estimated_bits(self, latent):
         """Bits of a latent (channels, cells) under one fitted Laplace scale per row at the coder's step and dead

@@ -26,7 +26,7 @@ from enmap_compress.plugin.core.codecheader import LATENT_BASIS, LATENT_CONTEXT,
 from enmap_compress.plugin.core.container import EhcReader
 from enmap_compress.plugin.core.errors import FormatError, InputError
 from enmap_compress.plugin.core.evaluate import measure
-from enmap_compress.plugin.core.latent import LatentGeometry
+from enmap_compress.plugin.core.latent import LatentGeometry, row_peaks
 from enmap_compress.plugin.core.runtime import OnnxRunner, find_model, list_models
 from enmap_compress.plugin.core.tiling import Tile
 from enmap_compress.plugin.core.validation import open_checked
@@ -76,6 +76,25 @@ def test_a_latent_prepared_ahead_codes_to_the_same_bytes(rdnet, correlated):
     assert stream_again == stream and np.array_equal(again.symbols, symbols.symbols)
     empty = np.zeros((latent.shape[0], 0), np.float32)
     assert coder.prepare(empty, LatentGeometry(latent.shape[0], np.zeros((0, 0), bool))) is empty
+
+
+@pytest.mark.parametrize('cells', [(1, 1), (2, 3), (6, 6), (40, 32)])
+def test_a_rotation_gives_the_row_peaks_of_what_it_made(rdnet, cells):
+    """prepare's rotation measures each row's largest |value| while its blocks are in cache, so that encode need
+    not read the rotated latent again: the peaks are row_peaks' of the result, however the BLAS column blocks
+    fall across the rows (one cell a row, and rows wider than a block); a prepared latent codes as before."""
+    coder = _coder(rdnet)
+    latent, geometry = _latent(coder, True, cells)
+    latent[5, 0] = -1e6  # a row whose peak is a negative value
+    rotation = latent_basis.TileRotation(np.random.default_rng(1).normal(size=(coder.components, 3)))
+    peaks = np.full(latent.shape[0], np.nan, np.float32)
+    rotated = rotation.into(latent, coder.components, peaks=peaks)
+    assert np.array_equal(peaks, row_peaks(rotated))
+    assert np.array_equal(rotated, rotation.into(latent, coder.components))
+    stream = coder.encode(latent.copy(), geometry)[1]
+    prepared = coder.prepare(latent.copy(), geometry, row_peaks(latent))  # rotated or not, as the estimate says
+    assert np.array_equal(prepared.peaks, row_peaks(prepared.latent))
+    assert coder.encode(prepared, geometry)[1] == stream
 
 
 @pytest.mark.parametrize('correlated', [False, True])
