@@ -302,7 +302,9 @@ def _whole_chunk(coder, shape):
 def write_zarr(source, store, model=None, quality=None, max_error=None, code_all_bands=False, chunk=256,
                variable=DEFAULT_VARIABLE, progress=None, **bounds):
     """Write an EnMAP image (any input the reader accepts) to a Zarr store that xarray opens: `variable` (bands,
-    y, x) coded by EhcCodec, with wavelength, fwhm, x and y coordinates and the CRS and geotransform as attributes.
+    y, x) coded by EhcCodec, with wavelength, fwhm, x and y coordinates (the latter two for a grid without rotation)
+    and as attributes the CRS, geotransform, scale and offset (one a band where they differ), and ground control
+    points and RPCs where the image has them.
     Returns the codec. The band axis keeps the input's band order; chunks are (bands, chunk, chunk). `bounds`:
     band_max_errors, relative_error, relative_floor as for codec.compress."""
     import zarr
@@ -323,7 +325,9 @@ def write_zarr(source, store, model=None, quality=None, max_error=None, code_all
                                        compressor=codec, fill_value=raster.nodata, write_empty_chunks=False)
             data.attrs.update(_ARRAY_DIMENSIONS=['band', 'y', 'x'], crs_wkt=raster.crs_wkt,
                               geotransform=list(raster.geotransform), nodata=raster.nodata,
-                              scale_factor_reflectance=float(raster.gains[0]), product_name=raster.product_name)
+                              scale_factor_reflectance=_per_band(raster.gains),
+                              add_offset_reflectance=_per_band(raster.offsets), product_name=raster.product_name,
+                              **_control_attrs(raster))
             _coordinates(root, raster, data)
             tiles = tile_grid(raster.width, raster.height, chunk)
             steps = Progress(len(tiles), progress)
@@ -379,10 +383,29 @@ def _new_store(store):
         claim.abandon()
 
 
+def _per_band(values):
+    """A band attribute (reflectance = DN x scale + offset): one number when every band has it, else one a band
+    (band 1's alone misstated the others)."""
+    values = [float(v) for v in values]
+    return values[0] if len(set(values)) == 1 else values
+
+
+def _control_attrs(raster):
+    """Ground control points ([pixel, line, x, y, z] each, in gcp_crs_wkt) and RPC metadata, when the image has
+    them (a raster not yet orthorectified: its geotransform is none)."""
+    attrs = {}
+    if raster.gcps:
+        attrs.update(gcps=[[float(v) for v in point] for point in raster.gcps], gcp_crs_wkt=raster.gcp_crs_wkt)
+    if raster.rpc:
+        attrs['rpc'] = {str(k): str(v) for k, v in raster.rpc.items()}
+    return attrs
+
+
 def _coordinates(root, raster, data):
-    x0, dx, _, y0, _, dy = raster.geotransform
-    values = {'band': np.arange(1, raster.band_count + 1), 'wavelength': raster.wavelengths,
-              'x': x0 + dx * (np.arange(raster.width) + 0.5), 'y': y0 + dy * (np.arange(raster.height) + 0.5)}
+    x0, dx, rx, y0, ry, dy = raster.geotransform
+    values = {'band': np.arange(1, raster.band_count + 1), 'wavelength': raster.wavelengths}
+    if rx == 0 and ry == 0:  # (a rotated grid's x and y vary along both axes: its geotransform attribute says it)
+        values.update(x=x0 + dx * (np.arange(raster.width) + 0.5), y=y0 + dy * (np.arange(raster.height) + 0.5))
     if raster.fwhm is not None:
         values['fwhm'] = raster.fwhm
     for name, array in values.items():

@@ -484,9 +484,12 @@ def layout_from_header(raster):
     fwhm = raster.get('fwhm') or [None] * raster['band_count']
     bands = [BandInfo(raster['band_names'][i], raster['wavelengths'][i], fwhm[i], raster['gains'][i],
                       raster['offsets'][i]) for i in range(raster['band_count'])]
+    bad = sorted({int(i) for i in raster.get('dead_bands', ())} | set(raster.get('bad_bands', ())))  # (the
+    # input's bbl flags bands that hold data too)
     return RasterLayout(raster['width'], raster['height'], raster['dtype'], raster['nodata'], raster['crs_wkt'],
-                        tuple(raster['geotransform']), bands, [int(i) for i in raster.get('dead_bands', ())],
-                        tuple(raster.get('gcps', ())), raster.get('gcp_crs_wkt', ''), dict(raster.get('rpc', {})))
+                        tuple(raster['geotransform']), bands, bad, tuple(raster.get('gcps', ())),
+                        raster.get('gcp_crs_wkt', ''), dict(raster.get('rpc', {})),
+                        bool(raster.get('pixel_is_point', False)))
 
 
 # --- results ------------------------------------------------------------------------------------------------

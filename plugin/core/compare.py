@@ -42,7 +42,7 @@ def _error_layout(raster):
     bands = [BandInfo(name) for name in ERROR_BANDS]
     return RasterLayout(raster.width, raster.height, 'float32', ERROR_NODATA, raster.crs_wkt,
                         tuple(raster.geotransform), bands, gcps=tuple(raster.gcps), gcp_crs_wkt=raster.gcp_crs_wkt,
-                        rpc=dict(raster.rpc))
+                        rpc=dict(raster.rpc), pixel_is_point=raster.pixel_is_point)
 
 
 def _opened(stack, raster):

@@ -26,7 +26,7 @@ from osgeo import gdal
 
 from . import bands as _bands
 from . import zipstage
-from .bands import DN_PEAK, ENMAP_GAIN
+from .bands import DN_PEAK, ENMAP_GAIN, MAX_GAIN, MIN_GAIN
 from .bandscan import StreamedBandScan
 from .errors import InputError
 from .gdalerrors import GdalError, checked, failure
@@ -751,6 +751,14 @@ class SpectralRaster:
         self.gcps = [(g.GCPPixel, g.GCPLine, g.GCPX, g.GCPY, g.GCPZ) for g in (ds.GetGCPs() or ())]
         self.gcp_crs_wkt = (ds.GetGCPProjection() or '') if self.gcps else ''
         self.rpc = dict(ds.GetMetadata('RPC') or {})
+        # pixel-is-point: GDAL reports the geotransform of the pixels' corners either way; the flag says the values
+        # are samples at their centres
+        self.pixel_is_point = str(ds.GetMetadataItem('AREA_OR_POINT') or '').strip().lower() == 'point'
+        if self.pixel_is_point and self.gcps and self.geotransform == NO_GEOTRANSFORM:
+            self._warn(f'{self._label} is pixel-is-point (AREA_OR_POINT=Point) and georeferenced by ground control '
+                       'points; the output states the same points as pixel-is-area (GDAL would move points written '
+                       'with the flag by a pixel).')
+            self.pixel_is_point = False
 
     def _init_spectral(self, ds, xml):
         n = self.band_count
@@ -774,6 +782,7 @@ class SpectralRaster:
         self._inverse_index = np.argsort(self.canonical_index)
         self.is_standard_enmap = _bands.matches_standard(self.wavelengths)
         self.band_names = self._make_band_names(ds)
+        self.bad_bands = self._envi_bad_bands(ds)
 
     def _assume_standard(self, n):
         if n != _bands.N_BANDS:
@@ -783,10 +792,25 @@ class SpectralRaster:
                    'wavelength order. If its bands are in another order, the results will be wrong.')
         return _bands.standard_wavelengths(), _bands.standard_fwhm()
 
+    def _envi_bad_bands(self, ds):
+        """0-based bands the ENVI bad band list (bbl, as ENVI headers and GDAL's ENVI domain state it) flags 0, or
+        an empty list; the output's bbl flags them besides the dead bands."""
+        stated = _lower_keys(ds.GetMetadata('ENVI')).get('bbl')
+        if stated is None:
+            return []
+        flags = _parse_list(stated, self.band_count)
+        if flags is None or not np.isin(flags, (0.0, 1.0)).all():
+            self._warn(f'{self._label}: the ENVI bad band list (bbl) is not {self.band_count} values of 0 or 1; it '
+                       'is ignored, and the output\'s bbl flags only the bands without data.')
+            return []
+        return [int(i) for i in np.flatnonzero(flags == 0.0)]
+
     def _make_band_names(self, ds):
         names = []
         for i, wl in enumerate(self.wavelengths):
-            desc = (ds.GetRasterBand(i + 1).GetDescription() or '').strip()
+            desc = ds.GetRasterBand(i + 1).GetDescription() or ''
+            if not desc.strip():  # (a name of spaces only is none; others keep their spaces)
+                desc = ''
             if len(desc) > MAX_TEXT:  # (the .ehc header stores names up to this length)
                 self._warn(f'{self._label}: the name of band {i + 1} has {len(desc)} characters; its first '
                            f'{MAX_TEXT} are kept.')
@@ -844,6 +868,9 @@ class SpectralRaster:
         integral = self.dtype.kind in 'iu' and self.dtype.itemsize >= 2  # types that can hold EnMAP's DN
         if gains is not None and not (integral and np.all(gains == 1.0) and np.all(offsets == 0.0)):
             return gains, offsets
+        factor = self._reflectance_scale_factor(ds)
+        if factor is not None:
+            return np.full(n, 1.0 / factor), np.zeros(n)
         # integer DN at scale 1 are no reflectance (all but 0 and 1 would clip): a VRT or ENVI header states 1
         # where the file has no scale; UInt16 and Int32 DN take the EnMAP convention as Int16 does
         if integral and (xml is not None or self.is_standard_enmap):
@@ -853,6 +880,19 @@ class SpectralRaster:
         if self.dtype.kind == 'f' and (xml is not None or self.is_standard_enmap):
             return self._float_units(ds, n)
         return np.ones(n), np.zeros(n)
+
+    def _reflectance_scale_factor(self, ds):
+        """An ENVI header's 'reflectance scale factor' (reflectance = value / factor; GDAL does not make it a band
+        scale), or None when it states none; one that is no positive number is ignored, with a warning."""
+        stated = _lower_keys(ds.GetMetadata('ENVI')).get('reflectance_scale_factor')
+        if stated is None:
+            return None
+        factor = _float_or_none(stated)
+        if factor is None or not MIN_GAIN <= factor <= MAX_GAIN:  # (gains beyond these are no radiometry)
+            self._warn(f'{self._label}: the ENVI header\'s reflectance scale factor {str(stated)[:40]!r} is not a '
+                       'positive number; it is ignored.')
+            return None
+        return factor
 
     def _float_units(self, ds, n):
         """Float samples without a scale are reflectance (gain 1) unless they are far too large for it: EnMAP DN

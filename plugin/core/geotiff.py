@@ -39,6 +39,7 @@ class RasterLayout:
     gcps: tuple = ()  # ground control points (pixel, line, x, y, z) in gcp_crs_wkt, for a raster without a geotransform
     gcp_crs_wkt: str = ''
     rpc: dict = field(default_factory=dict)  # RPC metadata items as GDAL's RPC domain holds them
+    pixel_is_point: bool = False  # AREA_OR_POINT=Point: the values are samples at the pixels' centres
 
 
 def _gdal():
@@ -91,6 +92,8 @@ class GeoTiffWriter:
                 self.ds.SetGeoTransform(tuple(layout.geotransform))  # the image is georeferenced, upside down)
             if layout.rpc:
                 self.ds.SetMetadata(dict(layout.rpc), 'RPC')
+            if layout.pixel_is_point:  # (GDAL then stores the same corners as a PixelIsPoint tie point)
+                self.ds.SetMetadataItem('AREA_OR_POINT', 'Point')
             for index, info in enumerate(layout.bands, start=1):
                 self._describe(self.ds.GetRasterBand(index), info, layout.nodata)
             if layout.bad_bands is not None:

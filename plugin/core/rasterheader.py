@@ -280,8 +280,13 @@ def pack_raster(raster, dead_bands):
 
 def _pack_control(raster):
     """Ground control points ([pixel, line, x, y, z] each, with their CRS) and RPC metadata, only when the raster
-    has them (since 0.5.4; older readers ignore both)."""
+    has them (since 0.5.4; older readers ignore both); the pixel-is-point flag and the bands an ENVI bad band list
+    flags, only when set (since 0.7.4; older readers ignore them too)."""
     packed = {}
+    if raster.pixel_is_point:
+        packed['pixel_is_point'] = True
+    if raster.bad_bands:
+        packed['bad_bands'] = sorted(int(i) for i in raster.bad_bands)
     if raster.gcps:
         packed['gcps'] = {'crs': _pack_crs(raster.gcp_crs_wkt),
                           'points': [[_short_number(v) for v in point] for point in raster.gcps]}

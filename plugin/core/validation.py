@@ -112,7 +112,8 @@ def _checked_raster(fields):
 
 def _check_control(fields):
     """Optional ground control points (raster.gcps: a CRS as raster.crs and up to MAX_GCPS points of 5 finite
-    numbers) and RPC metadata (raster.rpc: up to MAX_RPC_ITEMS texts)."""
+    numbers), RPC metadata (raster.rpc: up to MAX_RPC_ITEMS texts), the pixel-is-point flag (raster.pixel_is_point:
+    a boolean) and an ENVI bad band list (raster.bad_bands: band indices, ascending)."""
     if 'gcps' in fields.obj:
         gcps = HeaderFields(fields.obj['gcps'], f'{fields.name}.gcps', fields.path)
         _check_crs(gcps)
@@ -121,6 +122,9 @@ def _check_control(fields):
                 isinstance(p, list) and len(p) == 5 and all(is_finite(v) for v in p)
                 for p in points):
             gcps.fail('points', f'must be a list of 1 to {MAX_GCPS} lists of 5 finite numbers, not {shown(points)}')
+    fields.optional_type('pixel_is_point', bool, 'true or false')
+    if 'bad_bands' in fields.obj:
+        fields.indices('bad_bands', ascending=True)
     if 'rpc' in fields.obj:
         rpc = HeaderFields(fields.obj['rpc'], f'{fields.name}.rpc', fields.path)
         if len(rpc.obj) > MAX_RPC_ITEMS:

@@ -253,3 +253,35 @@ def test_ground_control_points_and_rpcs_come_back_exactly(scene, tmp_path):
     assert out.GetMetadata('RPC') == wanted_rpc
     plain, _unpacked, _read, plain_out = _round_trip(scene, tmp_path)
     assert 'gcps' not in plain and 'rpc' not in plain and plain_out.GetGCPCount() == 0
+
+
+def test_pixel_is_point_comes_back_with_the_same_corners(scene, tmp_path):
+    """AREA_OR_POINT=Point (the values are samples at the pixels' centres) was dropped without a word: the output
+    said Area. A raster without it stores no key."""
+    source = str(tmp_path / 'point.tif')
+    gdal.Translate(source, scene)
+    ds = gdal.Open(source, gdal.GA_Update)
+    ds.SetMetadataItem('AREA_OR_POINT', 'Point')
+    ds = None
+    wanted = gdal.Open(source).GetGeoTransform()
+    stored, unpacked, read, out = _round_trip(source, tmp_path)
+    assert stored['pixel_is_point'] is True and unpacked['pixel_is_point'] is True
+    assert out.GetMetadataItem('AREA_OR_POINT') == 'Point' and out.GetGeoTransform() == wanted
+    plain, _unpacked, _read, plain_out = _round_trip(scene, tmp_path)
+    assert 'pixel_is_point' not in plain and plain_out.GetMetadataItem('AREA_OR_POINT') == 'Area'
+
+
+def test_an_envi_bad_band_list_comes_back_with_the_dead_bands(tmp_path):
+    """An ENVI header's bbl was not read: the output's bbl flagged only the bands without data, so bands the input
+    flagged bad came back flagged good."""
+    source = synthetic.write_scene(str(tmp_path / 'scene.bsq'), width=10, height=8, seed=3, driver='ENVI')
+    flags = ['0' if i in (3, 130) else '1' for i in range(224)]
+    with open(str(tmp_path / 'scene.hdr'), 'a') as header:
+        header.write('bbl = {' + ', '.join(flags) + '}\n')
+    stored, _unpacked, _read, out = _round_trip(source, tmp_path)
+    assert stored['bad_bands'] == [3, 130]
+    written = [i for i, v in enumerate(out.GetMetadataItem('bbl', 'ENVI').strip('{}').split(',')) if v.strip() == '0']
+    assert written == sorted({3, 130} | set(stored['dead_bands']))
+    plain, _unpacked, _read, _out = _round_trip(synthetic.write_scene(str(tmp_path / 'plain.bsq'), width=10, height=8,
+                                                                      seed=3, driver='ENVI'), tmp_path)
+    assert 'bad_bands' not in plain

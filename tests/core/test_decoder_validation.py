@@ -132,6 +132,11 @@ HEADER_CASES = [
     (('raster', 'gcps'), {'points': [[0, 0, 1, 2, 0]]}, 'raster.gcps.crs is missing'),
     (('raster', 'rpc'), {'LINE_OFF': 5}, 'raster.rpc.LINE_OFF'), (('raster', 'rpc'), [], 'raster.rpc'),
     (('raster', 'rpc'), {f'K{i}': '1' for i in range(65)}, 'raster.rpc must have at most 64'),
+    # the pixel-is-point flag and an ENVI bad band list
+    (('raster', 'pixel_is_point'), 1, 'raster.pixel_is_point must be true or false'),
+    (('raster', 'pixel_is_point'), 'Point', 'raster.pixel_is_point must be true or false'),
+    (('raster', 'bad_bands'), [224], 'raster.bad_bands'), (('raster', 'bad_bands'), [7, 3], 'raster.bad_bands'),
+    (('raster', 'bad_bands'), {}, 'raster.bad_bands'),
     # integers beyond float range (JSON has no limit: math.isfinite raised OverflowError) and NUL in a CRS
     (('raster', 'geotransform'), [0, 30, 0, 0, 0, 10 ** 400], 'raster.geotransform'),
     (('raster', 'nodata'), 10 ** 400, 'raster.nodata'), (('raster', 'fill'), -10 ** 400, 'raster.fill'),

@@ -679,3 +679,53 @@ def test_a_fwhm_no_band_table_holds_is_left_out_with_a_warning_and_a_wavelength_
     open(xml, 'w', encoding='utf-8').write(text)
     with pytest.raises(InputError, match='invalid wavelength metadata'):
         open_spectral(folder)
+
+
+def _envi_scene(tmp_path, drop=(), add=''):
+    """A synthetic ENVI scene whose header lacks the lines starting with `drop` and ends with `add`."""
+    path = synthetic.write_scene(str(tmp_path / 'scene.bsq'), width=6, height=5, seed=4, driver='ENVI')
+    header = str(tmp_path / 'scene.hdr')
+    lines = [line for line in open(header).read().splitlines() if not line.startswith(tuple(drop))]
+    open(header, 'w').write('\n'.join(lines) + '\n' + add)
+    return path
+
+
+@pytest.mark.parametrize('factor,gain', [('1000', 1e-3), ('10000', 1e-4), ('1', 1.0)])
+def test_an_envi_reflectance_scale_factor_is_the_scale(tmp_path, factor, gain):
+    """'reflectance scale factor = 1000' (reflectance = DN / 1000), which GDAL does not make a band scale, was
+    ignored with the warning that the image had no scale: its DN were read as EnMAP's (x 0.0001), and the output
+    stated scale 0.0001."""
+    path = _envi_scene(tmp_path, drop=('data gain values', 'data offset values'),
+                       add=f'reflectance scale factor = {factor}\n')
+    with open_spectral(path) as raster:
+        assert np.allclose(raster.gains, gain, rtol=1e-12, atol=0) and np.all(raster.offsets == 0)
+        assert not any('no scale/offset' in w for w in raster.warnings)
+
+
+def test_an_envi_reflectance_scale_factor_that_is_no_positive_number_is_said_and_ignored(tmp_path):
+    path = _envi_scene(tmp_path, drop=('data gain values', 'data offset values'),
+                       add='reflectance scale factor = -5\n')
+    with open_spectral(path) as raster:
+        assert np.allclose(raster.gains, 1e-4)  # the EnMAP convention, said so
+        assert any("reflectance scale factor '-5' is not a positive number" in w for w in raster.warnings)
+        assert any('no scale/offset' in w for w in raster.warnings)
+
+
+def test_an_envi_bad_band_list_is_read(tmp_path):
+    flags = ['0' if i in (3, 130) else '1' for i in range(224)]
+    with open_spectral(_envi_scene(tmp_path, add='bbl = {' + ', '.join(flags) + '}\n')) as raster:
+        assert raster.bad_bands == [3, 130] and raster.warnings == []
+    with open_spectral(_envi_scene(tmp_path, add='bbl = {1, 0, 1}\n')) as raster:
+        assert raster.bad_bands == []
+        assert any('bad band list (bbl) is not 224 values of 0 or 1' in w for w in raster.warnings)
+
+
+def test_band_names_keep_their_spaces(tmp_path):
+    """Names were stripped ('b 1 ' came back as 'b 1'); a name of spaces alone is still none."""
+    path = _write_tif(tmp_path / 'n.tif', 224, wavelengths=bands.standard_wavelengths(), units='Nanometers')
+    ds = gdal.Open(path, gdal.GA_Update)
+    ds.GetRasterBand(1).SetDescription('b 1 ')
+    ds.GetRasterBand(2).SetDescription('   ')
+    ds = None
+    with open_spectral(path) as raster:
+        assert raster.band_names[0] == 'b 1 ' and raster.band_names[1] == 'band 2 (423.8 Nanometers)'

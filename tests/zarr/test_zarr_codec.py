@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import xarray as xr
 import zarr
-from osgeo import gdal
+from osgeo import gdal, osr
 
 from enmap_compress.plugin.core.bands import hyspecnet_keep_mask, standard_wavelengths
 from enmap_compress.plugin.core.errors import FormatError, InputError, ModelNotFoundError
@@ -289,3 +289,45 @@ def test_a_damaged_error_bound_in_the_config_is_not_a_missing_model(original):
     with pytest.raises(FormatError, match='configuration of this store is damaged') as caught:
         EhcCodec(**config).decode(chunk)
     assert not isinstance(caught.value, ModelNotFoundError)
+
+
+def test_per_band_scales_offsets_gcps_and_rpcs_are_attributes_and_a_rotated_grid_has_no_1d_coordinates(tmp_path):
+    """The store stated band 1's scale for every band and no offset, dropped GCPs and RPCs, and gave a rotated
+    grid x and y coordinates of its first row and column as if it were north-up."""
+    source = synthetic.write_scene(str(tmp_path / 'scene.tif'), width=10, height=8, seed=3)
+    scales, offsets = np.linspace(1e-4, 2e-4, 224), np.linspace(0.0, 0.01, 224)
+    ds = gdal.Open(source, gdal.GA_Update)
+    for i in range(224):
+        ds.GetRasterBand(i + 1).SetScale(float(scales[i]))
+        ds.GetRasterBand(i + 1).SetOffset(float(offsets[i]))
+    ds.SetGeoTransform((366015.0, 29.5, 3.0, 5809965.0, 2.5, -29.0))
+    ds = None
+    store = str(tmp_path / 'rotated.zarr')
+    write_zarr(source, store, model='pca', quality=3, chunk=8)
+    dataset = xr.open_zarr(store, mask_and_scale=False)
+    attrs = dataset['reflectance'].attrs
+    np.testing.assert_allclose(attrs['scale_factor_reflectance'], scales, rtol=1e-12)
+    np.testing.assert_allclose(attrs['add_offset_reflectance'], offsets, rtol=1e-12, atol=0)
+    assert attrs['geotransform'] == [366015.0, 29.5, 3.0, 5809965.0, 2.5, -29.0]
+    assert 'x' not in dataset.coords and 'y' not in dataset.coords
+    assert 'gcps' not in attrs and 'rpc' not in attrs
+
+    ds = gdal.Open(source, gdal.GA_Update)
+    ds.SetGeoTransform((0.0, 1.0, 0.0, 0.0, 0.0, 1.0))
+    points = [(0.0, 0.0, 13.25, 52.5, 0.0), (10.0, 0.0, 13.26, 52.5, 4.0), (0.0, 8.0, 13.25, 52.49, 0.0)]
+    srs = osr.SpatialReference()
+    srs.ImportFromEPSG(4326)
+    ds.SetGCPs([gdal.GCP(x, y, z, pixel, line) for pixel, line, x, y, z in points], srs.ExportToWkt())
+    unit = ' '.join(['1'] + ['0'] * 19)
+    rpc = {'LINE_OFF': '4', 'SAMP_OFF': '5', 'LAT_OFF': '52.5', 'LONG_OFF': '13.25', 'HEIGHT_OFF': '0',
+           'LINE_SCALE': '4', 'SAMP_SCALE': '5', 'LAT_SCALE': '0.1', 'LONG_SCALE': '0.1', 'HEIGHT_SCALE': '100',
+           'LINE_NUM_COEFF': unit, 'LINE_DEN_COEFF': unit, 'SAMP_NUM_COEFF': unit, 'SAMP_DEN_COEFF': unit}
+    ds.SetMetadata(rpc, 'RPC')
+    ds = None
+    wanted = gdal.Open(source)
+    store = str(tmp_path / 'gcps.zarr')
+    write_zarr(source, store, model='pca', quality=3, chunk=8)
+    attrs = xr.open_zarr(store, mask_and_scale=False)['reflectance'].attrs
+    assert [tuple(p) for p in attrs['gcps']] == points and attrs['gcp_crs_wkt'] == wanted.GetGCPProjection()
+    assert attrs['rpc'] == wanted.GetMetadata('RPC')
+    np.testing.assert_allclose(attrs['scale_factor_reflectance'], scales, rtol=1e-12)
