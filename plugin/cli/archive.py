@@ -15,6 +15,7 @@ import itertools
 import logging
 import os
 import posixpath
+import re
 import shutil
 import socket
 import sys
@@ -24,7 +25,7 @@ import zlib
 from dataclasses import dataclass, field, replace
 
 from ..core.errors import EnmapCompressError, InputError, OutputError
-from ..core.outputs import is_gdal_virtual, scratch_claim
+from ..core.outputs import CLAIM_SUFFIX, is_gdal_virtual, remove_stale_temporaries, scratch_claim
 from ..core.runtime import sha256_of
 from .console import one_line
 from .discover import Source, collision_message, discover, ehc_name
@@ -133,6 +134,13 @@ def _tar_records(task, settings):
                                                      f'({member.linkname}), which is not followed; put the ZIP '
                                                      'itself in the order')
                     continue
+                unnamed = _windows_unnamable(product.output)
+                if unnamed is not None:  # (on Windows D:x.ehc joins to x.ehc in drive D:'s current folder, and
+                    # x:y.ehc is a stream of a file x: outside DEST)
+                    yield _failed(product, settings, f'{product.input}: its output {product.output} cannot be '
+                                                     f'written on Windows ({unnamed}); unpack the order and rename '
+                                                     'the ZIP')
+                    continue
                 other = taken.get(product.output.lower())
                 if other is not None:  # another source's output, or another member's (P.ZIP and ./P.ZIP)
                     raw = replace(product, input=f'{source.input}/{member.name} (member {count})')  # (a key of its
@@ -189,6 +197,26 @@ def _safe_member(name):
 def _member_output(name):
     folder, _, base = _safe_member(name).rpartition('/')
     return posixpath.join(folder, ehc_name(base)) if folder else ehc_name(base)
+
+
+_WINDOWS_FORBIDDEN = re.compile(r'[<>:"|?*\x00-\x1f]')
+_WINDOWS_DEVICE = re.compile(r'(CON|PRN|AUX|NUL|COM[0-9\u00b9\u00b2\u00b3]|LPT[0-9\u00b9\u00b2\u00b3])(\..*)?$',
+                             re.IGNORECASE)
+
+
+def _windows_unnamable(output):
+    """Why Windows cannot name a part of a tar member's relative `output` (its own folders and ZIP name; a loose
+    source's names come from this file system), or None (always None elsewhere)."""
+    if os.name != 'nt':
+        return None
+    for part in output.split('/'):
+        if _WINDOWS_FORBIDDEN.search(part):
+            return f'{part!r} holds one of the characters <>:"|?* or a control character'
+        if part.endswith(('.', ' ')):
+            return f'{part!r} ends in a dot or a space, which Windows drops'
+        if _WINDOWS_DEVICE.match(part):
+            return f'{part!r} is the name of a Windows device'
+    return None
 
 
 def _safe_size(path):
@@ -447,11 +475,27 @@ def _resolved_coding(coding):
     CSV that cannot be read, before anything runs."""
     from ..core.bounds import error_bound, is_blank
 
+    coding = _resolved_model(coding)
     limits = coding.get('band_max_errors')
     if not isinstance(limits, str) or is_blank(limits) or not (
             os.path.isfile(limits.strip()) or limits.strip().lower().endswith(('.csv', '.txt'))):
         return coding  # (224 numbers: the options say them already)
     return dict(coding, band_max_errors=','.join(map(str, error_bound(band_max_errors=limits).band_max_errors)))
+
+
+def _resolved_model(coding):
+    """The coding options with a model package named by its folder given as that folder's absolute path (a Dask
+    worker in another folder found no package there, and failed every product). ModelNotFoundError for a model
+    that is not here, before anything runs (it failed every product, each with the same message)."""
+    from ..core.runtime import find_model, list_models
+
+    model = coding.get('model')
+    if not model:
+        return coding  # (the default model: each worker's own)
+    package = find_model(model)
+    if package.model_id == model and any(p.folder == package.folder for p in list_models()):
+        return coding  # an installed id stays one (workers find it in their own installation)
+    return dict(coding, model=package.folder)
 
 
 def _with_scratch(settings, dest):
@@ -513,9 +557,30 @@ def dask_client(workers=None, scheduler=None, memory_limit='auto'):
             yield client
         return
     with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, memory_limit=memory_limit,
-                      host='127.0.0.1', dashboard_address=None, silence_logs=logging.ERROR) as cluster, \
-            Client(cluster) as client:
+                      host='127.0.0.1', dashboard_address=None, silence_logs=logging.ERROR,
+                      scheduler_kwargs={'dashboard_address': '127.0.0.1:0'}) as cluster, \
+            Client(cluster) as client:  # (the scheduler's HTTP server on a free port: on its default 8787, taken
+        # by another run or a notebook's cluster, Dask printed a warning)
+        client.register_plugin(_ignoring_ctrl_c())
         yield client
+
+
+def _ignoring_ctrl_c():
+    """A worker plugin that makes the local cluster's workers ignore SIGINT. Ctrl+C in a terminal reaches every
+    process of the command, and each worker printed its event loop's traceback; the command stops them itself as
+    it closes the cluster. (Only for the workers it started: a --scheduler cluster's are not this run's.)"""
+    import signal
+
+    from dask.distributed import WorkerPlugin
+
+    class IgnoreCtrlC(WorkerPlugin):
+        name = 'enmap-compress-ignore-ctrl-c'
+
+        def setup(self, worker):
+            with contextlib.suppress(ValueError):  # (only a process's main thread may set a handler)
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    return IgnoreCtrlC()
 
 
 # --- the command --------------------------------------------------------------------------------------------
@@ -540,11 +605,25 @@ def add_archive_parser(sub):
                             'always cleaned')
 
 
+def remove_left_claims(dest):
+    """Remove the claim folders under DEST whose writer is gone: a local cluster's workers, stopped as Ctrl+C
+    closed it, left their products' partial files in them (the next run removed them; the command had said that
+    nothing partial was left). Those of live writers, another run's or a --scheduler cluster's, are kept."""
+    for root, folders, _names in os.walk(dest):
+        remove_stale_temporaries(root)
+        folders[:] = [f for f in folders if not f.endswith(CLAIM_SUFFIX) and os.path.isdir(os.path.join(root, f))]
+
+
 def run_from_args(args, console):
     on_dask = bool(args.workers or args.scheduler)
     settings = Settings(coding_kwargs(args), args.device, args.threads or (1 if on_dask else None), args.verify,
                         args.scratch or '')
-    with dask_client(args.workers, args.scheduler, args.memory_limit) as client:
-        summary = run_archive(args.src, args.dest, settings, client, progress=console.progress('archive'))
+    try:
+        with dask_client(args.workers, args.scheduler, args.memory_limit) as client:
+            summary = run_archive(args.src, args.dest, settings, client, progress=console.progress('archive'))
+    except KeyboardInterrupt:
+        if args.workers:  # the local cluster is closed: what its workers were writing is left over
+            remove_left_claims(args.dest)
+        raise
     console.result(dict(summary, command='archive', ok=not summary['failed']), summary_text(summary))
     return exit_status(summary)

@@ -157,7 +157,7 @@ class Console:
             if self.as_json:
                 self.stdout.write(json.dumps(jsonable(data), indent=2, allow_nan=False) + '\n')
             elif text and not self.quiet:
-                self.stdout.write(text.rstrip('\n') + '\n')
+                self.stdout.write(_encodable(text.rstrip('\n') + '\n', self.stdout))
             self.stdout.flush()
         except (OSError, ValueError) as exc:  # a broken pipe (EPIPE; EINVAL on Windows), a closed stream
             if self.stdout is sys.stdout:
@@ -166,6 +166,22 @@ class Console:
             reason = getattr(exc, 'strerror', None) or exc
             raise StdoutLostError(f'the result could not be printed: standard output is closed or its reader '
                                   f'stopped ({reason}); the command itself finished') from None
+
+
+def _encodable(text, stream):
+    """`text` with what `stream`'s encoding lacks as \\x.., \\u.... escapes (as Python's stderr writes it): a stdout
+    redirected to a file or a pipe on Windows encodes in the ANSI code page (cp1252), and a file or product name in
+    Cyrillic or Chinese raised UnicodeEncodeError there, which lost the result as if stdout were closed."""
+    encoding = getattr(stream, 'encoding', None)
+    if not encoding:  # (a text stream of its own: it takes any text)
+        return text
+    try:
+        text.encode(encoding)
+    except UnicodeEncodeError:
+        return text.encode(encoding, 'backslashreplace').decode(encoding)
+    except LookupError:  # (an encoding Python does not know: the stream says what it can do)
+        pass
+    return text
 
 
 def _drop_pending(stream):

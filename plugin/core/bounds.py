@@ -397,7 +397,9 @@ def _is_number(text):
 
 def _band_csv(path):
     try:
-        with open(path, newline='', encoding='utf-8-sig') as handle:
+        # (errors='replace': Excel on Windows saves "CSV" in the ANSI code page, and an "ü" in a header or comment
+        # row refused the file; only the numbers count, and a damaged one is refused below)
+        with open(path, newline='', encoding='utf-8-sig', errors='replace') as handle:
             text = handle.read(MAX_CSV_CHARACTERS + 1)
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f'BAND_MAX_ERRORS: cannot read the CSV file {path} ({exc})') from None

@@ -113,6 +113,8 @@ def evaluate(source, reconstructed, model=None, quality=5, device='auto', thread
         stage_of = {path: staged.claim(path) for path in (compressed, reconstructed, error, report) if path}
         if not compressed:  # removed below, and after a killed run by the next run that makes one
             stage_of[None] = staged.scratch('evaluate.ehc')
+        for path in stage_of.values():  # each writer claims its staged file again, one folder deeper (its paths
+            check_writable(path)  # may be too long for Windows): told now, not after the compress
         root = Progress(1, progress, is_cancelled)
         with open_spectral(source) as original:
             # (a product folder or its METADATA.XML names the image it reads only now: an output over it would

@@ -81,6 +81,8 @@ def check_writable(path):
     if _name_length(name) > MAX_NAME_BYTES:  # (found otherwise only when the finished file is moved into place)
         raise OutputError(f'The output name {name[:48]}… is too long for a file system ({_name_length(name)} '
                           f'bytes; at most {MAX_NAME_BYTES}). Choose a shorter name.')
+    if os.name == 'nt':  # (found otherwise only when the claim folder or its file is made)
+        _check_windows_length(target)
     existing = _nearest_existing(folder)
     if not os.path.isdir(existing):
         raise OutputError(f'Cannot write to folder {folder}: {existing} is a file, not a folder. '
@@ -107,6 +109,34 @@ def _name_length(name):
     if os.name == 'nt':
         return len(name.encode('utf-16-le', 'surrogatepass')) // 2
     return len(os.fsencode(name))
+
+
+def _check_windows_length(target):
+    """OutputError when the longest path a claim on `target` writes (its temporary file's GDAL side-car in the claim
+    folder) is beyond MAX_PATH and this process has no long paths."""
+    longest = _path_length(os.path.join(_claim_folder(target), f'part{os.path.splitext(target)[1]}.aux.xml'))
+    if longest > MAX_WINDOWS_PATH and not _windows_long_paths():
+        raise OutputError(f'The output path {shown_path(target)} is too long for Windows: its temporary file '
+                          f'beside it takes {longest} characters (at most {MAX_WINDOWS_PATH}). Choose a shorter '
+                          'name or folder.')
+
+
+def _path_length(path):
+    """A path's length as Windows counts it (UTF-16 units)."""
+    return len(path.encode('utf-16-le', 'surrogatepass')) // 2
+
+
+def _windows_long_paths():
+    """Whether this process may use paths beyond MAX_PATH (Windows 10 1607 and later, when the system allows them
+    and the program's manifest opts in: QGIS's may not)."""
+    import ctypes
+
+    try:
+        enabled = ctypes.WinDLL('ntdll').RtlAreLongPathsEnabled
+    except (AttributeError, OSError):
+        return False
+    enabled.restype = ctypes.c_ubyte  # (a BOOLEAN: one byte of the return register)
+    return bool(enabled())
 
 
 def check_named(path, kind):
@@ -165,6 +195,7 @@ def _busy(target, claim, owner):
 
 CLAIM_SUFFIX = '.enmapcompress.part'
 MAX_NAME_BYTES = 255  # of one file name (ext4, APFS, NTFS in UTF-16 units: UTF-8 bytes are never fewer)
+MAX_WINDOWS_PATH = 259  # characters of a path on Windows without long-path support (MAX_PATH less its NUL)
 _OWNER = 'owner'
 _TOKEN = secrets.token_hex(8)  # tells this process from an earlier one that had the same process id
 _HOST = platform.node()

@@ -129,6 +129,16 @@ def test_an_empty_or_virtual_folder_is_refused(archive, tmp_path, capsys, which,
     assert os.path.exists('/vsimem') == existed and not os.path.exists(tmp_path / 'd')
 
 
+def test_a_model_that_is_not_installed_is_one_error_before_anything_runs(archive, tmp_path, capsys):
+    """Every product failed alone, each with the same message (on a cluster, every worker found out for itself)."""
+    src, _ = archive
+    dest = str(tmp_path / 'd')
+    status = cli.main(['archive', src, dest, '--model', 'rdnett'])
+    err = capsys.readouterr().err
+    assert status == 1 and err.count('\n') == 1 and 'model "rdnett" is not installed' in err, err
+    assert not os.path.exists(os.path.join(dest, 'manifest.jsonl'))
+
+
 def test_workers_without_dask_say_what_to_install(archive, tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, 'dask.distributed', None)  # as if dask were not installed
     src, _ = archive
@@ -288,6 +298,32 @@ def test_products_whose_outputs_collide_fail_naming_each_other_and_nothing_is_re
     assert 'is the output of A.ZIP too' in errors['a.zip'] and summary['compressed'] == 3 and status == 14
     status, summary = archive_json(capsys, str(src), dest)
     assert (summary['compressed'], summary['skipped'], summary['failed']) == (0, 3, 4)
+
+
+def test_an_order_s_member_windows_cannot_name_fails_there_and_writes_nothing(tmp_path, capsys, monkeypatch):
+    """A tar member is named by whoever packed the order. On Windows 0.7.3 joined its name into DEST as it was:
+    D:x.ZIP gave D:x.ehc, the current folder of drive D: (outside DEST), x:y.ZIP a stream of a file x, and CON.ZIP
+    the console; each now fails by name before anything is copied or written (elsewhere they are plain names)."""
+    import tarfile
+
+    src = tmp_path / 'src'
+    src.mkdir()
+    zipped = write_zip(str(tmp_path), 1, size=(16, 16))
+    members = ['D:x.ZIP', 'x:y.ZIP', 'CON.ZIP', 'lpt1.tar.ZIP', 'sub/a?.ZIP', 'dir./P.ZIP', 'sub /Q.ZIP']
+    with tarfile.open(str(src / 'order.tar'), 'w') as tar:
+        for name in members:
+            tar.add(zipped, arcname=name)
+    dest = tmp_path / 'dest'
+    with monkeypatch.context() as windows:  # (left before pytest reports: its pathlib cannot be Windows here)
+        windows.setattr(os, 'name', 'nt')
+        status, summary = archive_json(capsys, str(src), str(dest))
+    errors = {f['input']: f['error'] for f in summary['failures']}
+    assert sorted(errors) == sorted(f'order.tar/{name}' for name in members) and status == 10 + len(members)
+    assert all('cannot be written on Windows' in error for error in errors.values()), errors
+    assert "'D:x.ehc' holds one of the characters" in errors['order.tar/D:x.ZIP']
+    assert "'CON.ehc' is the name of a Windows device" in errors['order.tar/CON.ZIP']
+    assert "'dir.' ends in a dot or a space" in errors['order.tar/dir./P.ZIP']
+    assert outputs_under(str(dest)) == [] and leftovers(str(dest)) == []
 
 
 def test_an_order_s_zip_larger_than_the_scratch_disk_fails_alone(tmp_path, capsys, monkeypatch):

@@ -1,4 +1,5 @@
 """The enmap-compress command line end to end: every command, --json parsed, exit codes, one-line errors."""
+import io
 import json
 import os
 import signal
@@ -304,6 +305,20 @@ def test_a_broken_pipe_or_closed_stdout_is_one_line_not_a_traceback(lossless, tm
     monkeypatch.setattr(sys, 'stdout', None)  # how Python starts when the shell closed stdout
     assert cli.main(argv) == 0
     assert capsys.readouterr().err == ''
+
+
+def test_a_name_the_redirected_stdout_cannot_encode_is_printed_escaped(lossless, tmp_path, monkeypatch, capsys):
+    """On Windows a stdout redirected to a file or a pipe encodes in the ANSI code page (cp1252): 0.7.3 took the
+    UnicodeEncodeError of a Cyrillic output name for a closed stdout, said the result could not be printed and
+    exited 1 with the file written."""
+    out = tmp_path / 'Потсдам.tif'
+    stdout = io.TextIOWrapper(io.BytesIO(), encoding='cp1252', newline='')
+    monkeypatch.setattr(sys, 'stdout', stdout)
+    assert cli.main(['decompress', lossless, str(out)]) == 0
+    assert capsys.readouterr().err == '' and out.exists()
+    stdout.flush()
+    printed = stdout.buffer.getvalue().decode('cp1252')
+    assert '\\u041f\\u043e' in printed and printed.endswith('s\n')
 
 
 def test_a_ctrl_c_while_the_parser_is_built_is_one_line(monkeypatch, capsys):

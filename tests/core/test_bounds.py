@@ -87,6 +87,18 @@ def test_a_csv_file_of_band_bounds(tmp_path):
     assert error_bound(band_max_errors=str(path)).band_max_errors[:4] == (1, 2, 0, 1)
 
 
+def test_a_csv_file_saved_by_excel_on_windows_is_read(tmp_path):
+    """Excel's "CSV" on Windows is in the ANSI code page (cp1252), semicolons in a German locale: 0.7.3 refused the
+    file for the "ü" of its header row (not UTF-8); a damaged number is still refused."""
+    path = tmp_path / 'Fehlergrenzen.csv'
+    rows = ['Kanal;Maximaler Fehler für den Kanal (DN)'] + [f'{b};{b % 7}' for b in range(1, 225)]
+    path.write_bytes('\r\n'.join(rows).encode('cp1252') + b'\r\n')
+    assert error_bound(band_max_errors=str(path)).band_max_errors[:8] == (1, 2, 3, 4, 5, 6, 0, 1)
+    path.write_bytes('\r\n'.join(rows[:-1] + ['224;5µ']).encode('cp1252'))  # (not UTF-8: read as 5\ufffd)
+    with pytest.raises(InputError, match='band 224'):
+        error_bound(band_max_errors=str(path))
+
+
 @pytest.mark.parametrize('kwargs, words', [
     ({'max_error': -1}, 'MAX_ERROR'), ({'max_error': 2.5}, 'MAX_ERROR'), ({'max_error': 'five'}, 'MAX_ERROR'),
     ({'band_max_errors': '1,2,3'}, 'give 224 values'),

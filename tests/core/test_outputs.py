@@ -1,5 +1,6 @@
 """Output checks and atomic writing."""
 import os
+import re
 import sys
 
 import pytest
@@ -198,6 +199,58 @@ def test_a_name_too_long_for_the_file_system_is_refused_before_any_work(tmp_path
         with pytest.raises(OutputError, match='too long'):
             check_writable(str(tmp_path / ('é' * 126 + '.ehc')))  # 256 bytes in UTF-8
     assert os.listdir(tmp_path) == []
+
+
+def _padded(tmp_path, length):
+    """A folder path of `length` characters under tmp_path (not made)."""
+    return str(tmp_path) + os.sep + 'd' * (length - len(str(tmp_path)) - 1)
+
+
+def test_a_path_too_long_for_windows_is_refused_before_any_work(tmp_path, monkeypatch):
+    """Without long-path support Windows opens no path beyond 259 characters (MAX_PATH), and the temporary file of
+    an output lies in a claim folder beside it, named after it: an output path 43 characters short of the limit
+    passed every check and failed when that folder or file was made."""
+    from enmap_compress.plugin.core import outputs
+
+    fits = os.path.join(_padded(tmp_path, 216), 'x.ehc')  # .x.ehc.enmapcompress.part/part.ehc.aux.xml: 259
+    longer = os.path.join(_padded(tmp_path, 217), 'x.ehc')
+    with monkeypatch.context() as windows:  # (left before pytest reports: its pathlib cannot be Windows here)
+        windows.setattr(os, 'name', 'nt')
+        windows.setattr(outputs, '_windows_long_paths', lambda: False, raising=False)
+        check_writable(fits)
+        with pytest.raises(OutputError, match='The output path .*x.ehc is too long for Windows: its temporary '
+                                              'file beside it takes 260 characters .at most 259.'):
+            check_writable(longer)
+        windows.setattr(outputs, '_windows_long_paths', lambda: True)  # (the system and the program allow them)
+        check_writable(longer)
+    assert os.listdir(tmp_path) == []
+
+
+def test_evaluate_refuses_an_output_too_long_for_windows_before_it_compresses(tmp_path, monkeypatch):
+    """evaluate's writers claim their staged files again, one folder deeper (29 more characters and a file name):
+    an output that fits one claim passed evaluate's checks, and on Windows the decompress failed after the compress,
+    naming a folder inside the claim."""
+    from enmap_compress.plugin.core import evaluate as evaluating
+    from enmap_compress.plugin.core import outputs
+    from tools import synthetic
+
+    source = synthetic.write_scene(str(tmp_path / 'scene.tif'), width=8, height=6, seed=1)
+    folder = _padded(tmp_path, 200)
+    reconstructed = os.path.join(folder, 'r.tif')  # one claim: 243 characters; nested: 272
+
+    def compress(*_args, **_kwargs):
+        raise AssertionError('compress ran')
+
+    monkeypatch.setattr(evaluating, 'compress', compress)
+    with monkeypatch.context() as windows:
+        windows.setattr(os, 'name', 'nt')
+        windows.setattr(outputs, '_windows_long_paths', lambda: False, raising=False)
+        check_writable(reconstructed)
+        with pytest.raises(OutputError, match=f'The output path {re.escape(reconstructed)} is too long for '
+                                              'Windows: .* 272 '):
+            evaluating.evaluate(source, reconstructed, model='pca', quality=3, device='cpu',
+                                compressed=str(tmp_path / 'c.ehc'))  # (no scratch claim in the shared /tmp)
+    assert os.listdir(folder) == [] and sorted(os.listdir(tmp_path)) == [os.path.basename(folder), 'scene.tif']
 
 
 @pytest.mark.parametrize('output', ['reconstructed', 'error'])
