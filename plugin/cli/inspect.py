@@ -81,7 +81,7 @@ def verify(path, against=None, device='auto', threads=None, progress=None):
     with reader:
         reader.verify()  # every CRC before any decoding
         coder, _ = codec.decoder_for(checked.codec, device, threads, checked.raster,
-                                     reader.version >= codec.COMPACT_SINCE)
+                                     reader.version >= codec.COMPACT_SINCE, path)
         check_coder(checked, coder, path)
         raster = checked.raster
         steps = Progress(reader.chunk_count, progress)

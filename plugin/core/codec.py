@@ -1037,10 +1037,20 @@ def exact_latent_coder(package):
     return None if transform.exact() is None else context_coder.new_file_scheme(package.meta, exact=True)
 
 
-def decoder_for(info, device, threads, raster=None, compact=False):
+def decoder_for(info, device, threads, raster=None, compact=False, path=None):
     """(TileCoder, OnnxRunner) that decode a file with this checked CodecInfo (TileCoder.codec_info, read back) and
     unpacked raster header: the entry point of every decoder (decompress, cli verify, and the Zarr codec, whose
-    chunks have no raster header and EnMAP's scale). compact: the file may frame tiles compactly (COMPACT_SINCE)."""
+    chunks have no raster header and EnMAP's scale). compact: the file may frame tiles compactly (COMPACT_SINCE).
+    path: the file, named in the errors of a missing or different model and of a coding this version lacks."""
+    try:
+        return _decoder_for(info, device, threads, raster, compact)
+    except (FormatError, ModelNotFoundError) as exc:
+        if path is None or os.fspath(path) in str(exc):
+            raise
+        raise type(exc)(f'{os.fspath(path)}: {exc}') from exc
+
+
+def _decoder_for(info, device, threads, raster, compact):
     package = find_package(info)
     if not info.made_with(package.decoder_sha256()):
         raise FormatError(f'this file was made with a different version of model "{package.model_id}" than the '
@@ -1070,7 +1080,8 @@ def decompress(source, output, device='auto', threads=None, progress=None, is_ca
     check_writable(output)
     reader, checked = open_checked(source)
     with reader:
-        coder, runner = decoder_for(checked.codec, device, threads, checked.raster, reader.version >= COMPACT_SINCE)
+        coder, runner = decoder_for(checked.codec, device, threads, checked.raster, reader.version >= COMPACT_SINCE,
+                                    source)
         check_coder(checked, coder, source)
         tile_progress = Progress(reader.chunk_count, progress, is_cancelled)
         tile_progress.report(0.0)  # the file is checked and its decoder made

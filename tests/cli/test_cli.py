@@ -127,6 +127,18 @@ def test_verify_finds_a_damaged_tile(lossless, tmp_path, capsys):
     assert_one_line_error(err, 'corrupt')
 
 
+def test_verify_names_a_file_of_another_model_version(lossless, tmp_path, capsys):
+    """The model's sha256 is compared after every checksum: that refusal names the file too."""
+    from ehc_forge import EhcParts
+    parts = EhcParts.read(lossless)
+    parts.header['codec']['model_sha256'] = '0' * 16
+    other = tmp_path / 'other.ehc'
+    other.write_bytes(parts.build())
+    status, out, err = run_json(capsys, 'verify', other)
+    assert status == 1 and out['ok'] is False
+    assert_one_line_error(err, f'{other}: this file was made with a different version of model "pca"')
+
+
 def test_decompress_and_evaluate(lossless, product, tmp_path, capsys):
     tif = tmp_path / 'r.tif'
     status, data, _ = run_json(capsys, 'decompress', lossless, tif, '--device', 'cpu')

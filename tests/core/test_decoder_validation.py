@@ -16,7 +16,7 @@ from ehc_forge import Chunk, EhcParts, index_span, join_payload, nested_json, sp
 from enmap_compress.plugin.core.codec import compress, decompress
 from enmap_compress.plugin.core.codecheader import MAX_TILE_SIZE
 from enmap_compress.plugin.core.container import EhcReader
-from enmap_compress.plugin.core.errors import FormatError, InputError
+from enmap_compress.plugin.core.errors import FormatError, InputError, ModelNotFoundError
 from enmap_compress.plugin.core.headerdict import DICTIONARIES
 from tools import synthetic
 
@@ -110,7 +110,8 @@ HEADER_CASES = [
     (('codec', 'max_error'), 10 ** 30, 'codec.max_error'), (('codec', 'entropy_coder'), 'zstd', 'codec.entropy_coder'),
     (('format',), 'zip', 'field format'), (('raster',), [], 'raster must be an object'),
     # the compact forms of 3.x headers
-    (('codec', 'model_sha256'), '0' * 16, 'different version of model'),
+    (('codec', 'model_sha256'), '0' * 16, 'hostile.ehc: this file was made with a different version of model'),
+    (('codec', 'latent_coder'), 'context-v9', 'hostile.ehc: latents coded as "context-v9" are not supported'),
     (('codec', 'model_sha256'), 'g' * 16, 'codec.model_sha256 is not valid'),
     (('codec', 'model_sha256'), '0' * 17, 'codec.model_sha256 is not valid'),
     (('raster', 'wavelengths_delta'), '2s' + 'A' * 74, f'hostile.ehc: {WAVELENGTHS_BAD}: it is truncated'),
@@ -152,6 +153,16 @@ HEADER_CASES = [
 def test_a_hostile_header_field_is_one_format_error_naming_it(fresh, tmp_path, keys, value, field):
     parts = EhcParts.read(fresh)
     _refused(_with(parts, _set(keys, value)).build(), tmp_path, field.replace('.', r'\.'))
+
+
+def test_a_file_whose_model_is_not_installed_is_named(fresh, tmp_path):
+    """The decoder's own refusals (a model missing or of another version, a coding this version lacks) name the
+    file like every other field's (0.7.3 said "this file" only)."""
+    path, out = tmp_path / 'hostile.ehc', tmp_path / 'out' / 'hostile.tif'
+    path.write_bytes(_with(EhcParts.read(fresh), _set(('codec', 'model_id'), 'nosuch')).build())
+    with pytest.raises(ModelNotFoundError, match=r'hostile\.ehc: this file needs the model "nosuch"'):
+        decompress(str(path), str(out), 'cpu')
+    assert not out.parent.exists() or os.listdir(out.parent) == []
 
 
 @pytest.mark.parametrize('gain', [1e-320, 1e-31, 1e31])
