@@ -1,7 +1,8 @@
 """`enmap-compress`: compress, decompress, evaluate, info, verify and archive from a shell.
 
 Exit status: 0 success, 1 a failed input (one-line message on stderr, never a traceback unless --debug), 2 a usage
-error; `archive` exits 10 + the number of failed products (at most 110) when some failed.
+error, 130 interrupted (Ctrl+C or SIGTERM); `archive` exits 10 + the number of failed products (at most 110) when
+some failed.
 """
 import argparse
 import contextlib

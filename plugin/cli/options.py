@@ -58,7 +58,7 @@ def add_coding_options(parser):
     group.add_argument('--model', metavar='ID', help=_model_help())
     group.add_argument('--quality', type=_quality, metavar='N',
                        help='quality level 1 (smallest file) to 10 (best); default 5, or chosen automatically '
-                            'for the smallest file when --max-error is given')
+                            'for the smallest file when an error bound is given')
     group.add_argument('--max-error', type=_dn_bound, metavar='E',
                        help='guarantee |original - reconstruction| <= E DN on every valid sample of every coded '
                             'band; 0 is lossless (all 224 bands bit for bit)')

@@ -1,4 +1,4 @@
 """QGIS-free core of EnMAP Compress: input reading, tiling, models, entropy coding, container, metrics.
 
-Nothing in this package imports qgis; heavy packages (onnxruntime, constriction) are imported lazily.
+Nothing in this package imports qgis; onnxruntime, constriction and defusedxml are imported lazily.
 """

@@ -6,11 +6,12 @@ An `ErrorBound` combines, as CCSDS-123.0-B-2 does:
 - a relative limit: |error| <= RELATIVE_ERROR x |value|, never below RELATIVE_FLOOR DN.
 When both are given, both hold: the limit of a sample is min(absolute[band], max(floor, floor(r x |value|))).
 
-The residual layer (codec.TileCoder) codes `original - base` per band with `BandQuantiser`s: a uniform one for a
-band with an absolute limit only (restored = base + q (2E + 1), the formula of every MAX_ERROR file), and a fixed
-grid for a band with a relative limit, whose cells are narrow near 0 and wide for large values; there the symbol
-is the difference of the cell numbers of the original and of the base. The grid is built from the numbers in the
-header with exact integer and IEEE-754 operations, so the decoder rebuilds it identically everywhere.
+The residual layer (codec.TileCoder) codes `original - base` per band with a quantiser per band: a uniform one
+(`UniformQuantiser`) for a band with an absolute limit only (restored = base + q (2E + 1), the formula of every
+MAX_ERROR file), and a fixed grid (`GridQuantiser`) for a band with a relative limit, whose cells are narrow near 0
+and wide for large values; there the symbol is the difference of the cell numbers of the original and of the base.
+The grid is built from the numbers in the header with exact integer and IEEE-754 operations, so the decoder rebuilds
+it identically everywhere.
 """
 from __future__ import annotations
 
@@ -128,7 +129,7 @@ class ErrorBound:
 
     # --- the quantisers ------------------------------------------------------------------------------------
     def quantisers(self, bands):
-        """One BandQuantiser per canonical band in `bands`, in that order."""
+        """One quantiser (UniformQuantiser or GridQuantiser) per canonical band in `bands`, in that order."""
         absolute = self.absolute(bands)
         if self.relative_error is None:
             return [UniformQuantiser(int(a)) for a in absolute]

@@ -1,4 +1,4 @@
-"""Compress, decompress and evaluate: one pipeline for every model.
+"""Compress and decompress (evaluate.py runs both): one pipeline for every model.
 
 read (canonical order) -> tile -> model transform -> quantise -> entropy-code -> .ehc chunk, and back.
 Every call streams tile by tile, reports progress, honours cancellation and writes its outputs atomically.

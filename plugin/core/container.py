@@ -2,8 +2,9 @@
 
 Layout (docs/format.md, section "The .ehc container"): a fixed 20-byte prefix (magic, version, header length and
 CRC), the deflated JSON header, the chunk and blob payloads back to back, the deflated JSON index
-(offset, length, CRC-32 and meta of every chunk and blob, plus the footer dict) and a fixed 32-byte trailer that
-points at the index. The index sits at the end so chunks stream to disk one at a time; the header never needs
+(offset, length, CRC-32 and meta of every chunk and blob, less what 3.x readers derive: offsets of back-to-back
+chunks, tile metas of the header's grid; plus the footer dict) and a fixed trailer that locates the index (24 bytes
+in 3.x, 32 in 1.x and 2.x). The index sits at the end so chunks stream to disk one at a time; the header never needs
 rewriting because values known only at the end go into the footer.
 
 The writer works on a temporary file in the claim folder of `path` (outputs.OutputClaim: one run per output,

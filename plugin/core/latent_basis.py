@@ -1,9 +1,11 @@
-"""A per-tile spectral basis for rdnet's latent (codec info `latent_coder: "context-v2"`, new lossy rdnet files).
+"""A per-tile spectral basis for rdnet's latent (codec info `latent_coder`: "context-v2", lossy rdnet files of 0.5, and
+"context-v3", the same stream in new lossy rdnet files, decoded by synthesis.FoldedSynthesis).
 
 rdnet's latent of component k (rows 64 k ... 64 k + 63) is its 8 x 8 block transform of the learned component
 y_k = (A (u - m))_k. The block transform is the same for every component, so rotating the components, z = T^T y,
 is rotating the latent: each of the 64 coefficients at each cell is a vector over the n components, multiplied by
-T^T. The ONNX graphs stay as they are; the decoder multiplies the dequantised latent by T before its graph.
+T^T. The ONNX graphs stay as they are; the decoder multiplies the dequantised latent by T before its graph
+(context-v2), or folds T into the spectral map (context-v3: synthesis.py).
 
 T is fitted per tile from the latent (tiles and Zarr chunks stay independently decodable): the K leading
 eigenvectors of the tile's second moments of the components (the LL coefficient centred; rdnet's block transform is

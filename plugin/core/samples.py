@@ -6,7 +6,9 @@ finite samples at the window's valid pixels), so NaN never reaches a model, a qu
 The tile's *sample section* (docs/format.md) lists the positions and original values the decoder writes back
 over its output:
 
-- lossy and error-bounded (MAX_ERROR > 0) files: the non-finite samples of restored bands at valid pixels;
+- lossy and error-bounded (MAX_ERROR > 0) files: the non-finite samples and the lone nodata samples (lone_nodata)
+  of restored bands at valid pixels, and in error-bounded files the samples whose value within the bound would
+  read as nodata, or that held it (nodata_flips);
 - lossless (MAX_ERROR = 0) files: those, plus every sample that would otherwise come back as the fill value
   although it differs from it (NaN where the nodata value is numeric, a mix of NaN and nodata in a nodata pixel,
   -0.0, data in a band flagged dead), so the output equals the input bit for bit.
