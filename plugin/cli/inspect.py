@@ -177,7 +177,9 @@ def verify_text(r):
     if 'against' in r:
         pairs += [('against', r['against']), ('bit-exact', 'yes' if r['exact'] else 'no'),
                   ('psnr', f'{r["psnr"]:.2f} dB'),
-                  ('max error', f'{r["max_abs_error"]:g} DN ({codec.CODED_BAND_COUNT} coded bands)'),
+                  # (over the evaluated bands, as evaluate: not the bands a bounded file codes, nor in its units)
+                  ('max error', f'{r["max_abs_error"]:g} DN at EnMAP scale ({codec.CODED_BAND_COUNT} HySpecNet bands '
+                                'less dead ones)'),
                   ('spectral angle', f'{r["sa_deg"]:.4f} deg')]
     pairs.append(('result', 'OK' if r['ok'] else 'FAILED: ' + r.get('error', '')))
     return key_values(pairs)

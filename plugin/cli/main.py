@@ -8,6 +8,7 @@ import argparse
 import contextlib
 import importlib
 import logging
+import math
 import os
 import signal
 import sys
@@ -47,6 +48,12 @@ def _bound_text(bound):
     return '' if bound is None else f', error {bound}'
 
 
+def _measured(template, value):
+    """A metric by its template; NaN (nothing measured: the SSIM of an image smaller than its window) as 'n/a',
+    where the template gave 'nan'; a bit-exact PSNR stays 'inf dB'."""
+    return 'n/a' if math.isnan(value) else template.format(value)
+
+
 def cmd_decompress(args, console):
     from ..core.codec import decompress
 
@@ -73,13 +80,15 @@ def cmd_evaluate(args, console):
             scratch.abandon()
     data = dict(result.as_dict(), command='evaluate', ok=True, input=os.path.abspath(args.input),
                 reconstructed=os.path.abspath(args.reconstructed) if args.reconstructed else None)
+    bound = result.error_bound or None  # any bound (a per-band or relative one was left out), in the input's units
+    if bound and not result.enmap_scale and bound != 'lossless':
+        bound += " in the input's units (the errors above: DN at EnMAP scale)"
     text = key_values([
-        ('psnr', f'{result.psnr:.2f} dB'), ('spectral angle', f'{result.sa_deg:.4f} deg'),
-        ('ssim', f'{result.ssim:.5f}'), ('rmse', f'{result.rmse_dn:.2f} DN'),
-        ('max error', f'{result.max_abs_error_dn:g} DN'), ('rate', f'{result.bpppb:.4f} bpppb (ratio '
-                                                                   f'{result.compression_ratio:.1f}:1)'),
-        ('model', f'{result.model} quality {result.quality}'
-                  f'{_bound_text(None if result.max_error is None else f"<= {result.max_error} DN")}'),
+        ('psnr', _measured('{:.2f} dB', result.psnr)), ('spectral angle', _measured('{:.4f} deg', result.sa_deg)),
+        ('ssim', _measured('{:.5f}', result.ssim)), ('rmse', _measured('{:.2f} DN', result.rmse_dn)),
+        ('max error', _measured('{:g} DN', result.max_abs_error_dn)),
+        ('rate', f'{result.bpppb:.4f} bpppb (ratio {result.compression_ratio:.1f}:1)'),
+        ('model', f'{result.model} quality {result.quality}{_bound_text(bound)}'),
         ('time', f'compress {result.compress_seconds:.1f} s, decompress {result.decompress_seconds:.1f} s'),
         ('reconstructed', args.reconstructed), ('error', args.error), ('compressed', args.compressed),
         ('report', args.report)])

@@ -40,6 +40,9 @@ class Evaluation:
     report: str
     max_error: object = None
     error_bound: str = ''  # bounds.ErrorBound.describe() of the guaranteed bound ('' lossy)
+    # whether the input stores EnMAP DN (gain 1e-4, offset 0): else the metrics are of it converted to that scale,
+    # while the error bound stays in its own units
+    enmap_scale: bool = True
 
     def as_dict(self):
         return asdict(self)
@@ -52,7 +55,7 @@ def measure(original_path, reconstructed_path, error_path=None, progress=None, i
                    max_error).metrics
 
 
-def _evaluation(metrics, packed, unpacked, compressed, reconstructed, error, report, max_error):
+def _evaluation(metrics, packed, unpacked, compressed, reconstructed, error, report, max_error, enmap_scale):
     return Evaluation(
         psnr=metrics['psnr'], sa_deg=metrics['sa_deg'], ssim=metrics['ssim'], rmse_dn=metrics['rmse_dn'],
         max_abs_error_dn=metrics['max_abs_error_dn'], bpppb=packed.bpppb,
@@ -60,7 +63,7 @@ def _evaluation(metrics, packed, unpacked, compressed, reconstructed, error, rep
         model=packed.model, quality=packed.quality, device=packed.device, provider=packed.provider,
         compress_seconds=packed.seconds, decompress_seconds=unpacked.seconds, compressed=compressed,
         reconstructed=reconstructed, error=error or '', report=report or '', max_error=max_error,
-        error_bound=packed.error_bound.describe() if packed.error_bound is not None else '')
+        error_bound=packed.error_bound.describe() if packed.error_bound is not None else '', enmap_scale=enmap_scale)
 
 
 class _StagedOutputs:
@@ -132,8 +135,9 @@ def evaluate(source, reconstructed, model=None, quality=5, device='auto', thread
                 unpacked = decompress(stage_of[compressed], stage_of[reconstructed], device, threads,
                                       progress=stage, on_tile=streamed.add)
                 comparison = streamed.result(stated)
+            enmap_scale = original.canonical_radiometry.is_enmap
         result = _evaluation(comparison.metrics, packed, unpacked, compressed or '', reconstructed, error, report,
-                             max_error)
+                             max_error, enmap_scale)
         if report:
             root.check()
             root.say('writing the report')

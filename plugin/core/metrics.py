@@ -497,15 +497,16 @@ class MetricsAccumulator:
         return self.sq_err / self.samples if self.samples else 0.0
 
     def result(self):
-        """Without a measured sample (no valid pixel, or no evaluated band) PSNR, RMSE and SA are NaN (null in
-        JSON, like SSIM): infinity would read as a perfect reconstruction of what was never measured."""
+        """Without a measured sample (no valid pixel, or no evaluated band) PSNR, RMSE, SA and the maximum error are
+        NaN (null in JSON, like SSIM): infinity, or a maximum error of 0, would read as a perfect reconstruction of
+        what was never measured."""
         mse = self.mse
         return {
             'psnr': psnr_from_mse(mse) if self.samples else math.nan,
             'rmse_dn': math.sqrt(mse) * DN_PEAK if self.samples else math.nan,
             'sa_deg': self.angle_sum / self.pixels if self.samples else math.nan,
             'ssim': self.ssim_total / self.ssim_count if self.ssim_count else float('nan'),
-            'max_abs_error_dn': self.max_abs_dn,
+            'max_abs_error_dn': self.max_abs_dn if self.samples else math.nan,
             'valid_pixels': self.pixels,
         }
 

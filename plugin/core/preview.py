@@ -81,9 +81,12 @@ def wavelengths(source):
 
 
 def spectrum_at(source, x, y):
-    """The stored values (DN) of every band at map coordinates (x, y) in the raster's own CRS, in file band
-    order, NaN for nodata; None when the point lies outside the image or the file cannot be read."""
+    """The values of every band at map coordinates (x, y) in the raster's own CRS, in file band order, NaN for
+    nodata; None when the point lies outside the image or the file cannot be read. An EnMAP image's values are DN at
+    EnMAP's scale (reflectance x 10000), as the metrics measure them, whatever scale it stores (the stored values of
+    float reflectance, or of bands with other gains, were shown as DN); any other raster's are its stored values."""
     try:
+        from .bands import Radiometry
         from .enmap import open_spectral
 
         with open_spectral(source) as raster:
@@ -93,6 +96,8 @@ def spectrum_at(source, x, y):
                 return None
             values = raster.read(column, row, 1, 1)[:, 0, 0].astype(np.float64)
             values[_invalid(values, raster.nodata)] = np.nan
+            if raster.is_standard_enmap:
+                values = Radiometry.of(raster.gains, raster.offsets).enmap_dn(values)
             return [float(v) for v in values]
     except (EnmapCompressError, ImportError):
         return None

@@ -16,13 +16,17 @@ LOG = logging.getLogger('enmap_compress')
 
 ROWS = (
     ('PSNR', 'psnr', '{:.2f} dB', f'HySpecNet convention: the {N_HYSPECNET} bands less dead ones, DN at EnMAP scale '
-     f'clipped to 0..{DN_PEAK:.0f}, peak {DN_PEAK:.0f}'),
-    ('Mean spectral angle', 'sa_deg', '{:.3f}°', 'mean over valid pixels'),
-    ('SSIM', 'ssim', '{:.4f}', '7x7 window, per band, averaged'),
+     f'clipped to 0..{DN_PEAK:.0f}, peak {DN_PEAK:.0f}, over valid pixels'),
+    ('Mean spectral angle', 'sa_deg', '{:.3f}°', 'per pixel on the same bands and clipped values as PSNR, mean over '
+     'valid pixels (a zero spectrum: 0° against a zero one, 90° against any other)'),
+    ('SSIM', 'ssim', '{:.4f}', 'of the clipped values (data range 1), uniform 7x7 windows lying wholly on valid '
+     'pixels, averaged over the windows of every evaluated band'),
     ('RMSE', 'rmse_dn', '{:.1f} DN', 'over the evaluated bands, of the clipped values (as PSNR)'),
-    ('Maximum absolute error', 'max_abs_error_dn', '{:.5g} DN', 'worst sample, unclipped'),
-    ('Rate', 'bpppb', '{:.4f} bpppb', f'bits on disk / (valid pixels x {N_HYSPECNET})'),
-    ('Compression ratio', 'compression_ratio', '{:.1f} : 1', 'against the same samples as int16'),
+    ('Maximum absolute error', 'max_abs_error_dn', '{:.5g} DN', 'worst sample of the evaluated bands, DN at EnMAP '
+     'scale, unclipped'),
+    ('Rate', 'bpppb', '{:.4f} bpppb', f'bits on disk / (valid pixels x {N_HYSPECNET}), whichever bands the file codes'),
+    ('Compression ratio', 'compression_ratio', '{:.1f} : 1', f'valid pixels x {N_HYSPECNET} samples as int16 (16 bits '
+     'each) / bits on disk'),
     ('Compressed size', 'file_bytes', '{:,} bytes', ''),
     ('Valid pixels', 'valid_pixels', '{:,}', ''),
 )
@@ -47,15 +51,32 @@ def _fmt(template, value):
         return str(value)
 
 
-BOUND_ROW = ('Guaranteed error bound', 'max_error', '{} DN',
-             'MAX_ERROR: no valid sample of a coded band is further off (0 = lossless)')
+BOUND_NOTE = 'no valid sample of a coded band is further off the input (lossless: bit-exact)'
+FOREIGN_UNITS = ("in the input's own units: the errors above are of the input converted to DN at EnMAP scale "
+                 "(reflectance x 10000)")
+
+
+def _bound_row(result):
+    """(label, text, note) of the guaranteed error bound, or None for a lossy file. Any bound, not only MAX_ERROR
+    (a per-band or relative one was left out); and where the input is not at EnMAP's scale its units are said: the
+    bound is in the input's units, the errors beside it in EnMAP DN (a bound of 5 read as broken by an error of 10)."""
+    bound, max_error = result.get('error_bound'), result.get('max_error')
+    if not bound and max_error is None:
+        return None
+    text = bound or ('lossless' if max_error == 0 else f'<= {max_error} DN')
+    if result.get('enmap_scale', True) or text == 'lossless':
+        return 'Guaranteed error bound', text, BOUND_NOTE
+    return 'Guaranteed error bound', f'{text} (input units)', f'{BOUND_NOTE}; {FOREIGN_UNITS}'
 
 
 def _metrics_table(result):
-    table = ROWS if result.get('max_error') is None else ROWS[:5] + (BOUND_ROW,) + ROWS[5:]
-    rows = ''.join(f'<tr><th>{html.escape(label)}</th><td>{html.escape(_fmt(fmt, result.get(key)))}</td>'
-                   f'<td class="note">{html.escape(note)}</td></tr>' for label, key, fmt, note in table)
-    return f'<table>{rows}</table>'
+    rows = [(label, _fmt(fmt, result.get(key)), note) for label, key, fmt, note in ROWS]
+    bound = _bound_row(result)
+    if bound is not None:
+        rows.insert(5, bound)
+    cells = ''.join(f'<tr><th>{html.escape(label)}</th><td>{html.escape(text)}</td>'
+                    f'<td class="note">{html.escape(note)}</td></tr>' for label, text, note in rows)
+    return f'<table>{cells}</table>'
 
 
 def _run_line(result):

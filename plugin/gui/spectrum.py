@@ -124,8 +124,9 @@ class SpectrumPlot(QWidget):
 
 
 def pixel_values(layer, point, crs):
-    """Stored values (DN) of every band of `layer` at `point` (in `crs`), read by the core (QGIS's identify would
-    hand back float32 DN x scale); NaN for nodata, None outside the layer."""
+    """Values of every band of `layer` at `point` (in `crs`), read by the core: DN at EnMAP's scale for an EnMAP
+    image, whatever scale it stores (QGIS's identify would hand back float32 DN x scale); NaN for nodata, None
+    outside the layer."""
     if crs != layer.crs():
         point = QgsCoordinateTransform(crs, layer.crs(), QgsProject.instance()).transform(point)
     return preview.spectrum_at(input_path(layer), point.x(), point.y())

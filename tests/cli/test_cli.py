@@ -101,6 +101,9 @@ def test_verify_reports_metrics_of_a_bounded_file(product, tmp_path, capsys):
     status, data, _ = run_json(capsys, 'verify', path, '--against', product.zip)
     assert status == 0 and data['mode'] == 'error-bounded'
     assert 0 < data['max_abs_error'] <= 7 and data['psnr'] > 60
+    status, out, _ = run(capsys, 'verify', path, '--against', product.zip)
+    # the maximum error is of the HySpecNet bands (less dead ones), not of the 224 bands a bounded file codes
+    assert status == 0 and '202 coded bands' not in out and 'HySpecNet bands less dead ones' in out
 
 
 def test_relative_and_per_band_bounds_are_options_and_verify_checks_them(product, tmp_path, capsys):
@@ -155,6 +158,18 @@ def test_decompress_and_evaluate(lossless, product, tmp_path, capsys):
     assert status == 0 and every['bpppb'] > data['bpppb'] and every['psnr'] == pytest.approx(data['psnr'], abs=0.01)
     water = gdal.Open(str(tmp_path / 'all.tif')).ReadAsArray(band_list=[128])  # (a water-vapour band, not dead)
     assert (water != -32768).any()  # kept (0.7.2: evaluate had no such option, and it came back as nodata)
+
+
+def test_evaluate_text_states_any_bound_and_unmeasured_metrics_in_words(tmp_path, capsys):
+    """The text result left out a relative (or per-band) bound, and printed the SSIM of an image smaller than its
+    7 x 7 window as 'nan'."""
+    small = synthetic.write_scene(str(tmp_path / 'small.tif'), width=6, height=5, seed=3)
+    status, out, _ = run(capsys, 'evaluate', small, '--model', 'pca', '--relative-error', '0.01',
+                         '--relative-floor', '3', '--device', 'cpu')
+    assert status == 0
+    lines = dict(line.split(':', 1) for line in out.splitlines())
+    assert lines['ssim'].strip() == 'n/a' and 'nan' not in out
+    assert 'error <= 1 % of the value, at least 3 DN' in lines['model']
 
 
 def test_a_bad_input_is_one_line_and_exit_1(tmp_path, capsys):

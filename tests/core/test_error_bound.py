@@ -1,4 +1,5 @@
 """Error-bounded (near-lossless) and lossless modes: the guarantee holds on every valid sample."""
+import html
 import os
 
 import numpy as np
@@ -137,6 +138,27 @@ def test_report_and_error_layer_state_the_bound(awkward_scene, tmp_path):
     meta = gdal.Open(str(tmp_path / 'e.tif')).GetMetadata()
     assert meta['max_error_bound_dn'] == '9'
     assert float(meta['achieved_max_abs_error_dn']) == result.max_abs_error_dn <= 9
+
+
+def test_the_report_states_every_kind_of_bound_and_its_units(awkward_scene, tmp_path):
+    """The report showed the guaranteed bound of MAX_ERROR only (a relative or per-band one was left out), and for
+    an input at another scale said '4 DN' beside a maximum error of 8 DN at EnMAP's scale: a bound seemingly broken."""
+    report = tmp_path / 'r.html'
+    evaluate(awkward_scene, str(tmp_path / 'r.tif'), 'pca', None, 'cpu', report=str(report), relative_error=0.01,
+             relative_floor=3)
+    text = report.read_text(encoding='utf-8')
+    assert 'Guaranteed error bound' in text and '1 % of the value, at least 3 DN' in text
+    scaled = str(tmp_path / 'scaled.tif')
+    gdal.Translate(scaled, awkward_scene)
+    ds = gdal.Open(scaled, gdal.GA_Update)
+    for index in range(1, ds.RasterCount + 1):
+        ds.GetRasterBand(index).SetScale(2e-4)  # reflectance = value x 2e-4: one stored unit is 2 EnMAP DN
+        ds.GetRasterBand(index).SetOffset(0.0)
+    ds = None
+    result = evaluate(scaled, str(tmp_path / 's.tif'), 'pca', None, 'cpu', report=str(report), max_error=4)
+    assert not result.enmap_scale and 4 < result.max_abs_error_dn <= 8
+    text = report.read_text(encoding='utf-8')
+    assert '&lt;= 4 DN (input units)' in text and "in the input's own units" in html.unescape(text)
 
 
 def test_error_bound_and_lossless_hold_with_the_learned_prior_model(awkward_scene, tmp_path):

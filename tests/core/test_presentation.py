@@ -103,6 +103,15 @@ def test_nothing_measured_is_not_a_perfect_psnr():
     assert result['valid_pixels'] == 0
 
 
+def test_no_evaluated_band_is_no_maximum_error_of_0():
+    """Valid pixels but no evaluated band (an image whose 202 HySpecNet bands are all dead, coded with
+    --code-all-bands): the maximum error was 0 DN, which with a null PSNR reads as a bit-exact reconstruction."""
+    accumulator = MetricsAccumulator()
+    accumulator.update(np.zeros((0, 4, 4)), np.zeros((0, 4, 4)), np.ones((4, 4), bool))
+    result = accumulator.result()
+    assert math.isnan(result['max_abs_error_dn']) and math.isnan(result['psnr'])
+
+
 def test_the_report_shows_infinite_psnr_and_unmeasured_ssim_in_words():
     assert _fmt('{:.2f} dB', math.inf) == '\u221e dB'
     assert _fmt('{:.4f}', math.nan) == 'n/a'

@@ -142,6 +142,21 @@ def test_a_224_band_input_with_another_gain_compresses_like_enmap_dn(tmp_path, m
     assert abs(psnr['rescaled'] - psnr['enmap']) < 0.5, psnr
 
 
+def test_the_spectrum_inspector_shows_dn_at_enmap_scale_whatever_the_file_stores(tmp_path):
+    """preview.spectrum_at (the spectrum panel's values, labelled DN) gave the stored values: a file with gain
+    2e-5 and offset -0.01 showed numbers five times too large and shifted, against its reconstruction or another
+    copy of the scene (the panel's RMSE was then in no unit at all)."""
+    from enmap_compress.plugin.core.preview import spectrum_at
+
+    scene = synthetic.write_scene(str(tmp_path / 'enmap.tif'), 8, 8, seed=6)
+    rescaled = _rescaled_copy(scene, str(tmp_path / 'gain2e-5.tif'), 2e-5, -0.01, gdal.GDT_Int32, np.int32)
+    x0, pixel_w, _, y0, _, pixel_h = gdal.Open(scene).GetGeoTransform()
+    x, y = x0 + 4.5 * pixel_w, y0 + 3.5 * pixel_h
+    enmap, other = np.array(spectrum_at(scene, x, y)), np.array(spectrum_at(rescaled, x, y))
+    assert np.isfinite(enmap).sum() > 200 and np.array_equal(np.isnan(enmap), np.isnan(other))
+    np.testing.assert_allclose(other, enmap, atol=0.5)  # (the rescaled copy rounds to its own step of 0.2 DN)
+
+
 @pytest.mark.parametrize('dtype, fmt', [('UInt16', 'GTiff'), ('Int32', 'GTiff'), ('Int16', 'VRT'),
                                         ('Int16', 'ENVI')])
 def test_integer_dn_without_a_scale_take_the_enmap_convention(tmp_path, dtype, fmt):
