@@ -248,8 +248,9 @@ class Radiometry:
         dtype = np.float32 if float32_holds(values.dtype) else np.float64
         shape = (-1,) + (1,) * (np.ndim(values) - 1)
         out = values.astype(dtype)
-        out *= (self.gains * DN_PEAK).astype(dtype).reshape(shape)
-        out += (self.offsets * DN_PEAK).astype(dtype).reshape(shape)
+        with np.errstate(over='ignore'):  # a nodata of -3.4e38 reflectance is -inf DN: no metric measures it
+            out *= (self.gains * DN_PEAK).astype(dtype).reshape(shape)
+            out += (self.offsets * DN_PEAK).astype(dtype).reshape(shape)
         return out
 
     def _reflectance(self, dn):

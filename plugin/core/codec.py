@@ -780,10 +780,13 @@ def _tile_inputs(coder, cube, nodata, dead, kept, band_numbers, counts):
     restored = np.zeros(len(dead), bool)
     restored[coder.bands] = True
     restored &= ~dead
+    # in every mode: an error bound kept a lone nodata sample as data, so one of -3.4e38 or -2^31 (outside
+    # EXACT_LIMIT) refused the whole image; it is restored exactly from the sample section either way
+    lone = samples.lone_nodata(cube, valid, nodata, restored)
     if coder.bound is not None:
         samples.check_exact_range(native, restored, tile_valid,
-                                  np.arange(1, len(dead) + 1) if band_numbers is None else band_numbers)
-    lone = samples.lone_nodata(cube, valid, nodata, restored) if coder.bound is None else None  # (bounds keep them)
+                                  np.arange(1, len(dead) + 1) if band_numbers is None else band_numbers,
+                                  None if lone is None else lone[:, kept[0], kept[1]])
     if counts is not None:
         counts.nonfinite += samples.count_nonfinite(native, tile_valid) * restored
         if coder.bound is None:
@@ -831,8 +834,10 @@ def _tile_chunk(coder, part, nodata, advance=_no_progress):
     tile_valid, native = valid[kept], cube[:, kept[0], kept[1]]
     positions, values = samples.overrides(native, restored, tile_valid, samples.fill_value(cube.dtype, nodata),
                                           coder.lossless, None if lone is None else lone[:, kept[0], kept[1]])
-    if exact is not None and not coder.lossless:  # a value within the bound may read as nodata, or not as it
-        flips = samples.nodata_flips(native, exact, coder.bands, restored, tile_valid, nodata)
+    if exact is not None and not coder.lossless:  # a value within the bound may read as nodata, or not as it,
+        # or be rounded off it by the raster's type
+        flips = np.union1d(samples.nodata_flips(native, exact, coder.bands, restored, tile_valid, nodata),
+                           samples.unheld(native, exact, coder.bands, restored, tile_valid))
         if flips.size:
             positions = np.union1d(positions, flips)
             values = native.reshape(-1)[positions]

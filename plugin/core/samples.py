@@ -6,12 +6,13 @@ finite samples at the window's valid pixels), so NaN never reaches a model, a qu
 The tile's *sample section* (docs/format.md) lists the positions and original values the decoder writes back
 over its output:
 
-- lossy and error-bounded (MAX_ERROR > 0) files: the non-finite samples and the lone nodata samples (lone_nodata)
+- every file: the non-finite samples and the lone nodata samples (lone_nodata; replaced before the model like NaN)
   of restored bands at valid pixels, and in error-bounded files the samples whose value within the bound would
-  read as nodata, or that held it (nodata_flips);
+  read as nodata, or that held it (nodata_flips), or that the raster's type would round (unheld);
 - lossless (MAX_ERROR = 0) files: those, plus every sample that would otherwise come back as the fill value
   although it differs from it (NaN where the nodata value is numeric, a mix of NaN and nodata in a nodata pixel,
-  -0.0, data in a band flagged dead), so the output equals the input bit for bit.
+  a NaN of another sign or payload, -0.0, data in a band flagged dead), so the output equals the input bit for
+  bit.
 
 Pixels that are nodata or non-finite in every live band are nodata pixels, written as the fill value: the nodata
 value, NaN for float rasters that declare none, 0 for integer rasters that declare none.
@@ -25,6 +26,7 @@ from .errors import FormatError, InputError
 
 SECTION_VERSION = 1
 _HEAD = struct.Struct('<BI')  # version, sample count; then zlib(u32 position deltas, values in the raster dtype)
+FLOAT32_WHOLE = 2 ** 24  # float32 holds every integer up to this
 EXACT_LIMIT = 2 ** 23  # |DN| of an error-bounded input: float32 model paths hold these integers (their residuals,
 # up to 2^23 + BASE_LIMIT, are formed in int64: bounds.integer_residual)
 
@@ -104,18 +106,35 @@ def nodata_flips(native, exact, bands, restored, valid, nodata):
     nodata sample's value within the bound is not nodata: these are restored exactly."""
     if nodata is None or np.isnan(nodata):
         return np.zeros(0, np.int64)
-    bands, found = np.asarray(bands, np.int64), []
+    found = []
     reads = _reads_nodata(exact, native.dtype, nodata)
     if reads.any():  # (rare: a scan of a bool array costs a fraction of a nonzero())
-        rows, columns = np.nonzero(reads)
-        kept = restored[bands[rows]]
-        found.append(bands[rows[kept]] * valid.size + np.flatnonzero(valid.reshape(-1))[columns[kept]])
+        found.append(_positions(reads, bands, restored, valid))
     was = lone_nodata(native, valid, nodata, restored)
     if was is not None:
         found.append(np.flatnonzero(was))
     if len(found) < 2:
         return found[0] if found else np.zeros(0, np.int64)
     return np.setxor1d(*found, assume_unique=True)
+
+
+def unheld(native, exact, bands, restored, valid):
+    """Flat positions (as nodata_flips) of the samples whose value within the bound `exact` the raster's type
+    rounds: float32 holds integers up to 2^24 only, and a bound over 2^23 DN reaches beyond (written, a value at
+    the bound's edge moved one DN past it). Integer types clip towards the input's own range, float64 holds every
+    value: none there."""
+    if native.dtype != np.float32 or not exact.size or (exact.min() >= -FLOAT32_WHOLE
+                                                        and exact.max() <= FLOAT32_WHOLE):
+        return np.zeros(0, np.int64)
+    return _positions(exact.astype(np.float32) != exact, bands, restored, valid)
+
+
+def _positions(found, bands, restored, valid):
+    """Flat positions in a tile's (bands, h, w) order of `found` (len(bands), valid pixels) in `restored` bands."""
+    bands = np.asarray(bands, np.int64)
+    rows, columns = np.nonzero(found)
+    kept = restored[bands[rows]]
+    return bands[rows[kept]] * valid.size + np.flatnonzero(valid.reshape(-1))[columns[kept]]
 
 
 def _reads_nodata(exact, dtype, nodata):
@@ -139,17 +158,19 @@ def neutral_values(cube, valid, bad):
 
 
 def _same(a, b):
-    """Elementwise bit-level sameness as the output can show it: NaN equals NaN, -0.0 differs from 0.0."""
+    """Elementwise bit-level sameness as the output shows it: -0.0 differs from 0.0, and a NaN of another sign or
+    payload from the fill value's NaN (numpy's 0 / 0 is -NaN on x86: it came back as +NaN from a lossless file)."""
     if a.dtype.kind != 'f':
         return a == b
-    return ((a == b) & (np.signbit(a) == np.signbit(b))) | (np.isnan(a) & np.isnan(b))
+    bits = np.dtype(f'u{a.dtype.itemsize}')
+    return a.view(bits) == np.asarray(b, a.dtype).view(bits)
 
 
 def overrides(native, restored, valid, fill, lossless, lone=None):
     """Flat positions (in the tile's (bands, h, w) canonical order) and original values the decoder must write
     back. native: the tile's samples as read; restored: bool per band that the file codes (not dead); valid: the
-    tile's pixel mask; lone: lone_nodata's samples of the tile, of restored bands at valid pixels (lossy files
-    restore them too)."""
+    tile's pixel mask; lone: lone_nodata's samples of the tile, of restored bands at valid pixels (restored in
+    every mode)."""
     if native.dtype.kind != 'f' and lone is not None and not lossless:
         positions = np.flatnonzero(lone)
         return positions, native.reshape(-1)[positions]
@@ -162,7 +183,7 @@ def overrides(native, restored, valid, fill, lossless, lone=None):
         differ[~restored] = False
         differ[:, ~valid] = False
     elif lossless:
-        differ = np.zeros(native.shape, bool)
+        differ = np.zeros(native.shape, bool) if lone is None else lone.copy()
     else:
         return np.zeros(0, np.int64), native.reshape(-1)[:0]
     if lossless:  # the samples the decoder fills: dead and unrestored bands, nodata pixels
@@ -173,15 +194,17 @@ def overrides(native, restored, valid, fill, lossless, lone=None):
     return positions, native.reshape(-1)[positions]
 
 
-def check_exact_range(native, restored, valid, band_numbers):
+def check_exact_range(native, restored, valid, band_numbers, lone=None):
     """Error-bounded coding needs DN that float32 holds exactly: integers within ±EXACT_LIMIT, checked in the
     image's own type (a float64 800.000000001 is 800 in float32: it passed as an integer and came back as 800 from
-    a lossless file); raise InputError naming the bands otherwise."""
+    a lossless file); raise InputError naming the bands otherwise. lone: lone_nodata's samples of the tile, which
+    are no DN (restored exactly, in the sample section)."""
     if native.dtype.itemsize <= 2 and native.dtype.kind in 'iu':
         return
     values = native[restored][:, valid]
+    data = True if lone is None else ~lone[restored][:, valid]
     if values.dtype.kind == 'f':
-        finite = np.isfinite(values)  # (NaN and ±Inf are kept exactly, in the sample section)
+        finite = np.isfinite(values) & data  # (NaN and ±Inf are kept exactly, in the sample section)
         fractional = finite & (values != np.rint(values))
         if fractional.any():
             bands = np.asarray(band_numbers)[restored][fractional.any(axis=1)]
@@ -190,7 +213,7 @@ def check_exact_range(native, restored, valid, band_numbers):
                              'compress this image without MAX_ERROR.')
         outside = finite & (np.abs(values) > EXACT_LIMIT)
     else:
-        outside = np.abs(values.astype(np.float64)) > EXACT_LIMIT
+        outside = (np.abs(values.astype(np.float64)) > EXACT_LIMIT) & data
     if outside.any():
         per_band = outside.sum(axis=1)
         bands = np.asarray(band_numbers)[restored][per_band > 0]

@@ -217,3 +217,52 @@ def test_no_valid_sample_comes_back_as_nodata_nor_a_nodata_sample_as_data(dark_s
     assert (b[:, ~valid] == 0).all()
     if bound is not None:
         assert np.abs(a[restored][:, valid] - b[restored][:, valid]).max() <= bound
+
+
+@pytest.mark.parametrize('dtype, nodata', [('float32', float(-np.finfo(np.float32).max)), ('int32', -2.0 ** 31)])
+def test_a_lone_nodata_sample_beyond_2_to_23_comes_back_as_nodata(tmp_path, dtype, nodata):
+    """GDAL's usual nodata of Float32 (-3.4e38) and Int32 (-2^31) lie beyond the +-2^23 DN an error bound codes:
+    a lone nodata sample in a valid pixel was coded as data, so the whole image was refused ('MAX_ERROR needs DN
+    values within +-8388608'); it is restored exactly as nodata, as in lossy mode."""
+    path = str(tmp_path / 'lone.tif')
+    cube = np.random.default_rng(3).integers(100, 5000, (224, 6, 5)).astype(dtype)
+    cube[:, 0, 0] = nodata  # a nodata pixel
+    cube[40, 3, 2] = cube[130, 1, 1] = nodata  # lone nodata samples: a coded band, a water-vapour band
+    ds = gdal.GetDriverByName('GTiff').Create(path, 5, 6, 224, gdal.GDT_Float32 if dtype == 'float32' else
+                                              gdal.GDT_Int32)
+    for index in range(224):
+        ds.GetRasterBand(index + 1).SetNoDataValue(nodata)
+        ds.GetRasterBand(index + 1).WriteArray(cube[index])
+    ds = None
+    for bound in (0, 3):
+        ehc, rec = str(tmp_path / f'{bound}.ehc'), str(tmp_path / f'{bound}.tif')
+        compress(path, ehc, 'pca', None, 'cpu', max_error=bound)
+        decompress(ehc, rec, 'cpu')
+        out = gdal.Open(rec).ReadAsArray()
+        if bound == 0:
+            assert out.dtype == cube.dtype and np.array_equal(out, cube)
+            continue
+        assert out[40, 3, 2] == nodata and (out[:, 0, 0] == nodata).all()
+        coded = np.setdiff1d(np.arange(224), DROPPED)
+        error = np.abs(out[coded].astype(np.float64) - cube[coded])
+        error[coded == 40, 3, 2] = 0
+        assert np.delete(error.reshape(len(coded), -1), 0, axis=1).max() <= bound
+
+
+def test_a_bound_over_2_to_23_holds_in_a_float32_output(tmp_path):
+    """Offset 8388611 (gain 1) puts the model base near -2^23 and the DN near +2^23, so at MAX_ERROR 16777200 the
+    restored values pass 2^24, beyond float32's integers: written, odd ones rounded one DN past the bound."""
+    path = str(tmp_path / 'far.tif')
+    cube = (2 ** 23 - np.random.default_rng(0).integers(0, 64, (224, 16, 16))).astype(np.float32)
+    ds = gdal.GetDriverByName('GTiff').Create(path, 16, 16, 224, gdal.GDT_Float32)
+    for index in range(224):
+        band = ds.GetRasterBand(index + 1)
+        band.WriteArray(cube[index])
+        band.SetScale(1.0)
+        band.SetOffset(8388611.0)
+    ds = None
+    bound = 16777200
+    compress(path, str(tmp_path / 'far.ehc'), 'pca', None, 'cpu', max_error=bound)
+    decompress(str(tmp_path / 'far.ehc'), str(tmp_path / 'far_rec.tif'), 'cpu')
+    error = np.abs(gdal.Open(str(tmp_path / 'far_rec.tif')).ReadAsArray().astype(np.float64) - cube)
+    assert np.delete(error, DROPPED, axis=0).max() <= bound

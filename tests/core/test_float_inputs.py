@@ -102,6 +102,25 @@ def test_nan_pixels_of_a_raster_with_a_numeric_nodata_are_exact_in_lossless_mode
     assert np.isnan(a[:, 8, 4:9]).all() and np.array_equal(a, b, equal_nan=True)
 
 
+@pytest.mark.parametrize('dtype', ['float32', 'float64'])
+def test_lossless_keeps_the_sign_and_payload_of_the_nan_of_nodata_pixels(tmp_path, dtype):
+    """numpy's 0 / 0 is -NaN on x86: nodata pixels of -NaN (or of a NaN with a payload) came back as the fill
+    value's +NaN from a lossless file, equal as numbers but not bit for bit."""
+    bits = np.dtype(f'u{np.dtype(dtype).itemsize}')
+    odd = np.array([0xFFC00000, 0x7FC00123] if dtype == 'float32' else [0xFFF8 << 48, (0x7FF8 << 48) + 0x123], bits)
+    source = _float_scene(str(tmp_path / 'odd_nan.tif'), dtype, 'nan', width=12, height=10)
+    ds = gdal.Open(source, gdal.GA_Update)
+    for index in range(1, 225):
+        band = ds.GetRasterBand(index)
+        data = band.ReadAsArray()
+        data[4, 2:4] = odd.view(dtype)  # two nodata pixels
+        band.WriteArray(data)
+    ds = None
+    _, a, b = _round_trip(tmp_path, source, 'n', quality=None, max_error=0)
+    assert np.array_equal(a[:, 4, 2:4].view(bits), np.broadcast_to(odd, (224, 2)))
+    assert np.array_equal(a.view(bits), b.view(bits))
+
+
 def test_nodata_pixels_without_a_declared_nodata_are_nan_in_lossy_mode(tmp_path):
     source = _float_scene(str(tmp_path / 'n.tif'), nodata=None)
     _, a, b = _round_trip(tmp_path, source, 'n')

@@ -1,4 +1,6 @@
 """The radiometric scale: models see reflectance through each band's gain and offset, whatever the DN scale."""
+import warnings
+
 import numpy as np
 import pytest
 from osgeo import gdal
@@ -65,6 +67,16 @@ def test_compress_makes_the_model_input_of_an_integer_tile_straight_from_it():
     bounded = TileCoder(package, 5, runner, np.zeros(0, int), max_error=10)  # coding rereads the model input too
     assert np.array_equal(bounded.unit_input(cube, valid, dead), expected)
     assert lossy.unit_input(cube.astype(np.float32), valid, dead) is None  # NaN and other float cases: model_input
+
+
+def test_enmap_dn_of_a_nodata_beyond_float32_at_enmap_scale_is_quiet():
+    """Float32 reflectance with GDAL's nodata -3.4e38 is -inf DN at EnMAP's scale, which the metrics leave out (they
+    measure valid samples): numpy's overflow warning reached evaluate's command line, with a line of source."""
+    values = np.array([[0.25, -np.finfo(np.float32).max]], np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        dn = Radiometry.of(np.ones(1), np.zeros(1)).enmap_dn(values)
+    assert dn[0, 0] == 2500 and dn[0, 1] == -np.inf
 
 
 def test_other_scales_round_trip_through_reflectance():
