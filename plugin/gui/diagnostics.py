@@ -123,8 +123,8 @@ class DiagnosticsDialog(QDialog):
         buttons.addButton(self.copy_button, QDialogButtonBox.ActionRole)
         self.copy_button.clicked.connect(self.copy)
         self.install_button = QPushButton(installer.BUTTON_TEXT)
-        self.install_button.setVisible(bool(dependencies.missing()))
-        buttons.addButton(self.install_button, QDialogButtonBox.ActionRole)
+        if dependencies.missing():  # (only then: a button box shows a hidden button again when it lays out)
+            buttons.addButton(self.install_button, QDialogButtonBox.ActionRole)
         self.install_button.clicked.connect(self.install)
         self.installer = None
         buttons.rejected.connect(self.reject)

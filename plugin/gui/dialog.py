@@ -66,8 +66,10 @@ PER_BAND_TEXT = ('A limit for each of the 224 bands, for bands you need more exa
                  'rows "band,bound" (band number 1-224, one row per band) or 224 numbers in band order separated by '
                  'commas. Every band is then coded.')
 EVALUATE_TEXT = 'Adds the reconstruction and the error layer to the map and writes an HTML report.'
-WARNING_STYLE = 'background:#fff3cd;border:1px solid #e0a800;padding:6px;'
-PROBLEM_STYLE = 'background:#fde2e1;border:1px solid #d9534f;padding:6px;'
+# (dark text: the boxes are light in a dark theme too, where the theme's light text was unreadable on them)
+WARNING_STYLE = 'background:#fff3cd;color:#1a1a1a;border:1px solid #e0a800;padding:6px;'
+PROBLEM_STYLE = 'background:#fde2e1;color:#1a1a1a;border:1px solid #d9534f;padding:6px;'
+NOTE_WEIGHT = 0.75  # a note's text colour: this far from the background towards the theme's text colour
 PROGRESS_FORMAT = '%p%'
 CANCELLED_FORMAT = 'Cancelled at %p%'  # the bar keeps the value it had when the run stopped
 FAILED_FORMAT = 'Failed at %p%'
@@ -151,10 +153,21 @@ def _label(text=''):
     return label
 
 
-def _note(text, style=''):
+def _dimmed(label):
+    """A stylesheet that dims `label`'s text in the colours the theme gives it: a fixed grey (#555) was nearly
+    invisible on QGIS's dark 'Night Mapping' theme."""
+    label.ensurePolished()  # the application's stylesheet (a QGIS theme) sets the palette here
+    palette = label.palette()
+    text, back = palette.color(label.foregroundRole()), palette.color(label.backgroundRole())
+    mixed = [round(b + NOTE_WEIGHT * (t - b)) for t, b in zip(text.getRgb()[:3], back.getRgb()[:3])]
+    return 'color:rgb({}, {}, {});'.format(*mixed)
+
+
+def _note(text, style=None):
+    """A wrapped label, dimmed (style None) or in `style` ('': the theme's own text colour)."""
     label = _label(text)
     label.setWordWrap(True)
-    label.setStyleSheet(style or 'color:#555;')
+    label.setStyleSheet(_dimmed(label) if style is None else style)
     return label
 
 
@@ -206,6 +219,9 @@ class CompressDialog(QDialog):
         outer.addWidget(self.scroll, 1)
         outer.addWidget(self._progress_row())
         outer.addWidget(self._buttons())
+        # Enter runs: only once the button is in the dialog (set before, QDialog made the first button in the
+        # focus chain its default when shown: the hidden Install button, and Enter did nothing)
+        self.run_button.setDefault(True)
         self.resize(*fitted_size(self._available_geometry()))
 
     def _available_geometry(self):
@@ -255,7 +271,7 @@ class CompressDialog(QDialog):
         row.addWidget(self.model_combo, 1)
         row.addWidget(self.card_button)
         form.addRow('Model', row)
-        self.card_label = _note('', 'color:#222;')
+        self.card_label = _note('', '')
         self.card_label.setObjectName('modelCard')
         form.addRow(self.card_label)
         self.behind_label = _note('', WARNING_STYLE)
@@ -447,7 +463,6 @@ class CompressDialog(QDialog):
     def _buttons(self):
         self.button_box = QDialogButtonBox()
         self.run_button = QPushButton('Run')
-        self.run_button.setDefault(True)
         self.cancel_button = QPushButton('Cancel')
         self.cancel_button.setEnabled(False)
         self.button_box.addButton(self.run_button, QDialogButtonBox.ActionRole)
@@ -863,6 +878,9 @@ class CompressDialog(QDialog):
 
     def _on_finished(self, outcome):
         self._set_running(False)
+        # focus back on Run: Run and Cancel were disabled in turn, which left it on Close, and Enter for a retry
+        # closed the dialog
+        self.run_button.setFocus()
         if outcome.ok:
             self.progress.setValue(100)
             self.status_label.setText('Done. ' + results.summary(self.job.request, outcome.results))

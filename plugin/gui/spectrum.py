@@ -20,6 +20,7 @@ from .dialog import input_path
 from .results import ORIGINAL_PROPERTY, ROLE_PROPERTY
 
 ORIGINAL_COLOUR, RECONSTRUCTED_COLOUR, DIFFERENCE_COLOUR = QColor('#1f77b4'), QColor('#d62728'), QColor('#444444')
+TEXT_COLOUR = QColor('#333333')  # on the plot's white
 MARGIN = (58, 12, 12, 30)  # left, top, right, bottom (px)
 
 
@@ -49,6 +50,7 @@ class SpectrumPlot(QWidget):
         painter = QPainter(self)
         painter.setRenderHint(QPainter.Antialiasing)
         painter.fillRect(self.rect(), QColor('white'))
+        painter.setPen(QPen(TEXT_COLOUR))  # not the theme's text colour: a dark theme's is light, as the plot is
         if not self.wavelengths:
             painter.drawText(self.rect(), Qt.AlignCenter, 'Click the map to see the spectra at a pixel.')
             return
@@ -76,7 +78,7 @@ class SpectrumPlot(QWidget):
             y = box.top() + 2 + row * index + row / 2
             painter.setPen(QPen(colour, 1.5, style))
             painter.drawLine(QPointF(box.left() + 4, y), QPointF(box.left() + 4 + swatch, y))
-            painter.setPen(QPen(QColor('#333333')))
+            painter.setPen(QPen(TEXT_COLOUR))
             painter.drawText(QRectF(box.left() + swatch + 8, y - row / 2, width, row), Qt.AlignVCenter, name)
 
     def _panel(self, painter, area, series, y_label, zero_line):
@@ -157,6 +159,8 @@ class SpectrumDock(QDockWidget):
         body = QWidget()
         layout = QVBoxLayout(body)
         form = QFormLayout()
+        form.setRowWrapPolicy(QFormLayout.WrapAllRows)  # the names differ at their end ('… q5 reconstructed'):
+        # beside their labels both lists showed the same cut 'enmap_potsdam_tile_1'
         self.original_combo, self.reconstructed_combo = QgsMapLayerComboBox(), QgsMapLayerComboBox()
         for combo in (self.original_combo, self.reconstructed_combo):
             combo.setFilters(QgsMapLayerProxyModel.RasterLayer)

@@ -29,6 +29,8 @@ from ..paths import resource_path
 LOG_TAG = 'EnMAP Compress'  # the tab of QGIS's message log that holds an unexpected error's traceback
 
 DEVICE_LABELS = ('auto — CUDA when it really works, else CPU', 'cpu', 'cuda')
+MAX_MODEL_LABEL = 48  # characters: QGIS sizes the algorithm dialog's form to its widest label or combo box, and an
+# 80-character model title pushed the file buttons out of a dialog of the default size
 
 
 def is_product_path(value):
@@ -52,9 +54,17 @@ def rejection(definition, value):
     return f'Incorrect parameter value for {name} ({definition.description()}): {shown}'
 
 
+def model_label(model_id, title):
+    """'id — title', the title's closing '(...)' left out when the label would be longer than MAX_MODEL_LABEL."""
+    title = title.split('—', 1)[-1].strip()
+    if len(f'{model_id} — {title}') > MAX_MODEL_LABEL and title.endswith(')') and ' (' in title:
+        title = title.rsplit(' (', 1)[0]
+    return f'{model_id} — {title}'
+
+
 def model_choices():
     """(id, label) of every installed model; labels begin with the id, as qgis_process and scripts rely on."""
-    return [(p.model_id, f'{p.model_id} — {p.title().split("—", 1)[-1].strip()}') for p in runtime.list_models()]
+    return [(p.model_id, model_label(p.model_id, p.title())) for p in runtime.list_models()]
 
 
 class EnmapAlgorithm(QgsProcessingAlgorithm):
@@ -185,8 +195,7 @@ class EnmapAlgorithm(QgsProcessingAlgorithm):
         return parameter
 
     def add_spectral_input(self, name='INPUT'):
-        self.add(QgsProcessingParameterRasterLayer(name, 'EnMAP image (layer, GeoTIFF/ENVI, product folder, '
-                                                         'METADATA.XML or product ZIP)'),
+        self.add(QgsProcessingParameterRasterLayer(name, 'EnMAP image (layer, file, product folder or ZIP)'),
                  'An EnMAP L2A image: a raster layer or file, or a product folder, its METADATA.XML or the ZIP '
                  'as delivered by DLR.')
 
@@ -208,22 +217,22 @@ class EnmapAlgorithm(QgsProcessingAlgorithm):
 
     def add_error_bounds(self):
         """MAX_ERROR, BAND_MAX_ERRORS, RELATIVE_ERROR and RELATIVE_FLOOR (core: bounds.error_bound)."""
-        self.add(QgsProcessingParameterNumber('MAX_ERROR', 'Maximum error in DN (empty = off, 0 = lossless)',
+        self.add(QgsProcessingParameterNumber('MAX_ERROR', 'Maximum error in DN (0 = lossless)',
                                               QgsProcessingParameterNumber.Integer, None, True, 0),
                  'Guarantee that no valid sample of a coded band is off by more than this many DN (0: lossless, '
                  'all 224 bands bit for bit). With any error bound the base model quality is chosen '
                  'automatically to make the smallest file, and QUALITY is ignored.')
-        self.add(QgsProcessingParameterString('BAND_MAX_ERRORS', 'Maximum error per band in DN (224 values or a '
-                                              'CSV file)', optional=True),
+        self.add(QgsProcessingParameterString('BAND_MAX_ERRORS', 'Maximum error per band (DN, list or CSV)',
+                                              optional=True),
                  'A limit for each EnMAP band: 224 integers in band-number order separated by commas, or the path '
                  'of a CSV file with rows "band,bound" (band number 1-224, one row per band). Every band is then '
                  'coded. With MAX_ERROR too, each band gets the smaller limit.', advanced=True)
-        self.add(QgsProcessingParameterNumber('RELATIVE_ERROR', 'Maximum relative error (fraction of the value)',
+        self.add(QgsProcessingParameterNumber('RELATIVE_ERROR', 'Maximum relative error (0.01 = 1 %)',
                                               QgsProcessingParameterNumber.Double, None, True, 0.0, 1.0),
                  'Guarantee |error| <= this fraction of |value| (0.01 = 1 %, from 0.0001 to 1), but never less '
                  'than RELATIVE_FLOOR DN. Together with MAX_ERROR or BAND_MAX_ERRORS both limits hold.',
                  advanced=True)
-        self.add(QgsProcessingParameterNumber('RELATIVE_FLOOR', 'Least error allowed by the relative bound (DN)',
+        self.add(QgsProcessingParameterNumber('RELATIVE_FLOOR', 'Relative bound allows at least (DN)',
                                               QgsProcessingParameterNumber.Integer, None, True, 0),
                  'The relative bound allows at least this many DN, however small the value (default 0).',
                  advanced=True)
@@ -255,7 +264,7 @@ class EnmapAlgorithm(QgsProcessingAlgorithm):
                  'when no GPU is usable.')
 
     def add_code_all_bands(self):
-        self.add_flag('CODE_ALL_BANDS', 'Code all bands (also the 22 water-vapour bands, simple fallback coder)',
+        self.add_flag('CODE_ALL_BANDS', 'Code all bands (also the 22 water-vapour bands)',
                       help_text='Also keep the 22 water-vapour bands (coarsely quantised, larger file). Off: they '
                                 'come back as nodata, as in HySpecNet-11k. Evaluate measures the HySpecNet bands '
                                 'either way; its rate counts every byte of the file.')

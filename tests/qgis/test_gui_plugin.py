@@ -94,6 +94,9 @@ def test_diagnostics_dialog_shows_versions_devices_and_models(plugin, gui_iface,
         assert expected in text
     dialog.copy()
     assert 'EnMAP Compress' in QgsApplication.clipboard().text()
+    dialog.setStyleSheet('QPushButton { }')  # a style change (as in QGIS) lays the button box out again
+    QgsApplication.processEvents()
+    assert dialog.install_button.isHidden(), 'nothing is missing: no Install button that does nothing'
     dialog.close()
 
 
@@ -178,6 +181,7 @@ def test_plugin_loads_and_explains_when_runtime_packages_are_really_missing(
         software = dict(dict(diagnostics.sections)['Software'])
         assert software['onnxruntime'] == software['constriction'] == 'not installed'
         assert 'pip install' in dict(dict(diagnostics.sections)['Dependencies'])['install with']
+        assert not diagnostics.install_button.isHidden()
         diagnostics.close()
     finally:
         plugin.unload()

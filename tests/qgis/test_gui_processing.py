@@ -134,3 +134,33 @@ def test_modeler_model_chains_compress_and_decompress(plugin, scene, tmp_path):
     from osgeo import gdal
 
     assert gdal.Open(rec).RasterCount == gdal.Open(scene).RasterCount
+
+
+@pytest.mark.parametrize('algorithm_id', ['enmapcompress:compress', 'enmapcompress:evaluate',
+                                          'enmapcompress:decompress'])
+def test_the_algorithm_dialog_form_fits_its_default_size(plugin, scene_layer, algorithm_id, monkeypatch):
+    """Labels and model names fit the form of the dialog as it first opens, Advanced Parameters open: an
+    80-character input label and model title widened the form past it, and a horizontal scroll bar hid the file
+    buttons of every row."""
+    from processing.gui.AlgorithmDialog import AlgorithmDialog
+    from qgis.gui import QgsCollapsibleGroupBoxBasic
+    from qgis.PyQt.QtGui import QFont
+    from qgis.PyQt.QtWidgets import QGroupBox, QScrollArea
+
+    monkeypatch.setattr('processing.gui.ParametersPanel.iface', None)  # (pytest-qgis's stub has no browserModel)
+    font = QgsApplication.font()
+    desktop = QFont(font)
+    desktop.setPointSizeF(9)  # QGIS's size on an X11 desktop (the offscreen platform's 12 pt fits nothing)
+    QgsApplication.setFont(desktop)
+    dialog = AlgorithmDialog(QgsApplication.processingRegistry().algorithmById(algorithm_id).create())
+    try:
+        dialog.show()
+        for box in dialog.findChildren(QGroupBox):
+            if 'Advanced' in box.title():
+                sip.cast(box, QgsCollapsibleGroupBoxBasic).setCollapsed(False)
+        QgsApplication.processEvents()
+        (form,) = [area for area in dialog.mainWidget().findChildren(QScrollArea) if area.widget() is not None]
+        assert form.widget().minimumSizeHint().width() <= form.viewport().width()
+    finally:
+        dialog.close()
+        QgsApplication.setFont(font)

@@ -1,7 +1,8 @@
 """What using the plugin in the real QGIS window showed, checked headless: a cancelled run's bar keeps where it
 stopped, the reconstruction of a product that declares no nodata comes in true colour (not QGIS's washed-out
 default), the dialog fits a small screen, a read-only output folder is said before Run, results of a run whose
-project was closed stay out of the next project, and the spectrum inspector never pairs a layer with itself."""
+project was closed stay out of the next project, the spectrum inspector never pairs a layer with itself, text stays
+readable in a dark theme, and Enter runs the dialog."""
 import os
 
 import pytest
@@ -235,3 +236,113 @@ def test_a_lossless_evaluation_says_bit_exact_not_psnr_inf():
     assert text.startswith('bit-exact (lossless) at 6.3920 bpppb') and 'inf' not in text, text
     assert summary(request, {'PSNR': 49.27, 'BPPPB': 0.22, 'COMPRESSION_RATIO': 71.6, 'SA': 0.9,
                              'MAX_ABS_ERROR': 193.0}).startswith('PSNR 49.27 dB')
+
+
+# --- a dark theme and the keyboard -----------------------------------------------------------------------------------
+
+DARK_THEME = 'QWidget { color: #aaaaaa; background-color: #323232; }'  # what QGIS's Night Mapping theme sets
+
+
+def _luminance(colour):
+    def channel(value):
+        value /= 255
+        return value / 12.92 if value <= 0.03928 else ((value + 0.055) / 1.055) ** 2.4
+    return 0.2126 * channel(colour.red()) + 0.7152 * channel(colour.green()) + 0.0722 * channel(colour.blue())
+
+
+def text_contrast(widget):
+    """Contrast ratio of the text a widget paints against its background (the commonest colour in it)."""
+    from collections import Counter
+
+    from qgis.PyQt.QtGui import QColor
+
+    image = widget.grab().toImage()
+    colours = Counter(image.pixel(x, y) for x in range(0, image.width(), 2) for y in range(image.height()))
+    background = _luminance(QColor(colours.most_common(1)[0][0]))
+    text = max((_luminance(QColor(pixel)) for pixel in colours), key=lambda value: abs(value - background))
+    return (max(text, background) + 0.05) / (min(text, background) + 0.05)
+
+
+@pytest.fixture
+def dark_theme(qgis_app):
+    qgis_app.setStyleSheet(DARK_THEME)
+    yield
+    qgis_app.setStyleSheet('')
+
+
+def test_the_dialog_text_is_readable_in_a_dark_theme(dark_theme, plugin, scene_layer, tmp_path):
+    """Notes were a fixed #555 and the card #222 on Night Mapping's #323232, and the light problem boxes kept the
+    theme's light text."""
+    dialog = plugin.open_dialog(scene_layer)
+    try:
+        dialog.output_widget.setFilePath(str(tmp_path))  # a folder: the output problem box shows
+        notes = [dialog.card_label, dialog.code_all_note, dialog.output_problem,
+                 *[label for label in dialog.findChildren(type(dialog.card_label))
+                   if label.wordWrap() and label.text() and label.isVisibleTo(dialog)]]
+        assert dialog.output_problem.isVisibleTo(dialog)
+        low = {label.text()[:40]: round(text_contrast(label), 2) for label in notes if text_contrast(label) < 3}
+        assert not low, low
+    finally:
+        dialog.close()
+
+
+def test_the_spectrum_plot_text_is_dark_on_its_white_in_a_dark_theme(dark_theme, qgis_app):
+    from enmap_compress.plugin.gui.spectrum import SpectrumPlot
+
+    plot = SpectrumPlot()
+    plot.resize(360, 300)
+    assert text_contrast(plot) > 4.5, 'the placeholder "Click the map ..." was the theme\'s light grey on white'
+
+
+def test_enter_in_the_form_runs(plugin, scene_layer):
+    """Run was made the default before it was in the dialog, so on show QDialog made the first button in the focus
+    chain (the hidden Install button) its default, and Enter did nothing."""
+    from qgis.PyQt.QtTest import QTest
+
+    dialog = plugin.open_dialog(scene_layer)
+    try:
+        dialog.run_button.clicked.disconnect(dialog.start)
+        clicks = []
+        dialog.run_button.clicked.connect(lambda: clicks.append('run'))
+        for widget in (dialog.output_widget.lineEdit(), dialog.quality_spin):
+            widget.setFocus()
+            QTest.keyClick(widget, Qt.Key_Return)
+        assert clicks == ['run', 'run'] and dialog.run_button.isDefault()
+    finally:
+        dialog.close()
+
+
+def test_the_inspector_lists_get_the_whole_width(plugin, qgis_app):
+    """Beside their labels both lists showed the same cut start of the names, which differ at their end."""
+    from enmap_compress.plugin.gui.spectrum import SpectrumDock
+
+    dock = SpectrumDock(QgsProject.instance())
+    dock.resize(320, 600)
+    dock.show()
+    QgsApplication.processEvents()
+    try:
+        for combo in (dock.original_combo, dock.reconstructed_combo):
+            assert combo.width() > dock.widget().width() - 40
+    finally:
+        dock.close()
+        dock.deleteLater()
+
+
+def test_after_a_run_enter_runs_again_instead_of_closing(plugin, scene_layer, qgis_app):
+    """Run and Cancel are disabled in turn during a run, which moved the focus on to Close: Enter for a retry
+    after an error closed the dialog."""
+    from enmap_compress.plugin.gui.job import JobOutcome
+
+    dialog = plugin.open_dialog(scene_layer)
+    try:
+        dialog.activateWindow()
+        dialog.run_button.setFocus()
+        assert wait_for(lambda: dialog.focusWidget() is dialog.run_button, 5)
+        for running in (True, False):  # what start() and a finished job do to the buttons
+            dialog.run_button.setEnabled(not running)
+            dialog.cancel_button.setEnabled(running)
+        assert dialog.focusWidget() is dialog.close_button
+        dialog._on_finished(JobOutcome(False, False, message='The input x.tif does not exist.'))
+        assert dialog.focusWidget() is dialog.run_button and dialog.isVisible()
+    finally:
+        dialog.close()
