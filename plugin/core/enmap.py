@@ -56,6 +56,13 @@ DEAD_BAND_MEAN = -1000000.0  # EnMAP-Box convention: bandStatistics mean -100000
 _EXPECTED = ('Expected an EnMAP L2A product (folder, METADATA.XML or ZIP) or a GeoTIFF/ENVI hyperspectral image '
              'with wavelength metadata.')
 _METADATA_SUFFIX = '-METADATA.XML'
+_LEVEL_RE = re.compile(r'^ENMAP\d\d-_*(L\d[A-Z])-', re.IGNORECASE)  # ENMAP01-____L2A-DT...: the level in the name
+_L1B_REASON = ('its VNIR and SWIR images are apart (-SPECTRAL_IMAGE_VNIR and -SPECTRAL_IMAGE_SWIR) and in sensor '
+               'geometry, which EnMAP Compress does not read. Expected an EnMAP L2A product (order the scene as L2A, '
+               'or L1C, from EOWEB).')
+# An EnMAP product's quality and quicklook layers, which are no spectral image (QL_PIXELMASK has a band per band).
+_QUALITY_LAYER_RE = re.compile(r'-(QL_[A-Z0-9_]+)\.(TIF|TIFF|GEOTIFF|BSQ|BIL|BIP|JP2|HDR)$', re.IGNORECASE)
+_L1B_IMAGE_RE = re.compile(r'-SPECTRAL_IMAGE_(VNIR|SWIR)\.(TIF|TIFF|GEOTIFF|BSQ|BIL|BIP|JP2|HDR)$', re.IGNORECASE)
 _VSIZIP_RE = re.compile(r'^/vsizip/(/?.+?\.zip)(/.*)?$', re.IGNORECASE)  # the ZIP and the member in it
 _IMAGE_RE = re.compile(r'-SPECTRAL_IMAGE(_COG)?\.(TIF|TIFF|GEOTIFF|BSQ|BIL|BIP|JP2|HDR)$', re.IGNORECASE)
 # Preferred spectral image formats when a product folder holds several.
@@ -90,7 +97,9 @@ class _XmlInfo:
     offsets: Optional[np.ndarray]
     dead: Optional[np.ndarray]
     image_name: Optional[str]
-    offsets_note: Optional[str] = None  # why OffsetOfBand was not used where some band states one
+    notes: tuple = ()  # warnings about values that were stated but not used (an unreadable FWHM, gain, offset)
+    level: Optional[str] = None  # the processing level, 'L2A' for the products this reader is made for
+    dimensions: Optional[tuple] = None  # (columns, rows) of the spectral image as product/image/merge states them
 
 
 def _not_readable(label, detail):
@@ -159,6 +168,47 @@ def _product_name(root, path):
     return None
 
 
+def _without_namespaces(root):
+    """Drop XML namespaces from the tags and attribute names (DLR's METADATA.XML has none; one a processor version
+    or a re-export adds changes no path this reader asks for)."""
+    for element in root.iter():
+        if isinstance(element.tag, str) and element.tag.startswith('{'):
+            element.tag = element.tag.rpartition('}')[2]
+        if any(key.startswith('{') for key in element.attrib):
+            element.attrib = {key.rpartition('}')[2]: value for key, value in element.attrib.items()}
+    return root
+
+
+def _unread_note(entries, tag, path, consequence):
+    """The warning for a per-band value some band lacks or states as no number, or None when every band states
+    one or none does."""
+    bad = [n for n, e in enumerate(entries, 1) if _float_or_none(e.findtext(tag)) is None]
+    if not bad or len(bad) == len(entries) and not any((e.findtext(tag) or '').strip() for e in entries):
+        return None
+    return f'{path}: the {tag} of band {bad[0]} is missing or not a number, so {consequence}; check the METADATA.XML.'
+
+
+def _fwhm_note(entries, path):
+    if not any((e.findtext('FWHMOfBand') or '').strip() for e in entries):
+        return f'{path} states no FWHMOfBand; the output states no band widths (FWHM).'
+    return _unread_note(entries, 'FWHMOfBand', path, 'no band\'s FWHM is used and the output states none')
+
+
+def _processing_level(root, product_name):
+    """'L1B', 'L1C', 'L2A', ... from metadata/schema/processingLevel, else from the product name, else None."""
+    level = (root.findtext('metadata/schema/processingLevel') or '').strip().upper()
+    if not level and product_name:
+        match = _LEVEL_RE.match(product_name)
+        level = match.group(1).upper() if match else ''
+    return level or None
+
+
+def _image_dimensions(root):
+    columns = _float_or_none(root.findtext('product/image/merge/dimension/columns'))
+    rows = _float_or_none(root.findtext('product/image/merge/dimension/rows'))
+    return None if columns is None or rows is None else (int(columns), int(rows))
+
+
 def _parse_metadata(data, path):
     """Parse METADATA.XML bytes (defusedxml only: no entities, no external references)."""
     import defusedxml.ElementTree as SafeET  # lazy: the dialog imports this module, and must open without it
@@ -172,23 +222,28 @@ def _parse_metadata(data, path):
     except (SafeET.ParseError, ValueError, LookupError) as exc:  # (LookupError: an encoding Python does not know, as
         # expat reports it)
         raise _not_readable(label, f'corrupt or truncated: {exc}') from exc
+    root = _without_namespaces(root)
     if root.tag != 'level_X':
         raise _not_readable(label, f'its root element is <{root.tag}>, expected <level_X>')
+    product_name = _product_name(root, path)
+    level = _processing_level(root, product_name)
+    if level == 'L1B':  # (its VNIR and SWIR images would be "no spectral image"; their bands are not one cube)
+        raise InputError(f'{path} is the METADATA.XML of an EnMAP L1B product: {_L1B_REASON}')
     entries = _band_entries(root, label)
     wavelengths = _band_values(entries, 'wavelengthCenterOfBand')
     if wavelengths is None or np.any(wavelengths <= 0):
         raise _not_readable(label, 'a band has no valid wavelengthCenterOfBand')
     gains = _band_values(entries, 'GainOfBand')
     offsets = _band_values(entries, 'OffsetOfBand')
-    note = None
-    if gains is not None and offsets is None and any((e.findtext('OffsetOfBand') or '').strip() for e in entries):
-        bad = next(n for n, e in enumerate(entries, 1) if _float_or_none(e.findtext('OffsetOfBand')) is None)
-        note = (f'{path}: the OffsetOfBand of band {bad} is missing or not a number, so no band\'s offset is used '
-                '(reflectance = DN x GainOfBand); check the METADATA.XML.')
-    return _XmlInfo(path=path, product_name=_product_name(root, path), wavelengths=wavelengths,
-                    fwhm=_band_values(entries, 'FWHMOfBand'), gains=gains,
+    fwhm = _band_values(entries, 'FWHMOfBand')
+    notes = [_fwhm_note(entries, path) if fwhm is None else None,
+             _unread_note(entries, 'GainOfBand', path, 'no band\'s GainOfBand is used') if gains is None else None,
+             _unread_note(entries, 'OffsetOfBand', path, 'no band\'s offset is used (reflectance = DN x GainOfBand)')
+             if gains is not None and offsets is None else None]
+    return _XmlInfo(path=path, product_name=product_name, wavelengths=wavelengths, fwhm=fwhm, gains=gains,
                     offsets=offsets if gains is not None else None, dead=_xml_dead_bands(root, len(entries)),
-                    image_name=(root.findtext('product/image/merge/name') or '').strip() or None, offsets_note=note)
+                    image_name=(root.findtext('product/image/merge/name') or '').strip() or None,
+                    notes=tuple(n for n in notes if n), level=level, dimensions=_image_dimensions(root))
 
 
 def _read_metadata_file(path):
@@ -218,8 +273,9 @@ class _Located:
 
 
 def _is_metadata_name(name):
-    upper = name.upper()
-    return upper.endswith(_METADATA_SUFFIX) or upper == 'METADATA.XML'
+    upper = name.upper()  # ('._<name>': the AppleDouble file macOS writes beside each file on FAT and exFAT drives
+    # and into ZIPs, under __MACOSX/; it holds no XML)
+    return (upper.endswith(_METADATA_SUFFIX) or upper == 'METADATA.XML') and not name.startswith('._')
 
 
 def _metadata_xmls_in(folder):
@@ -423,6 +479,13 @@ def _data_file_for_header(path):
 
 
 def _locate_raster(path):
+    name = os.path.basename(path)
+    layer = _QUALITY_LAYER_RE.search(name)
+    if layer:  # (QL_PIXELMASK's 224 bands would read as a spectral image of the standard bands)
+        raise InputError(f'{path} is the {layer.group(1).upper()} layer of an EnMAP product, not its spectral image. '
+                         'Expected the product folder, its ZIP or METADATA.XML, or its -SPECTRAL_IMAGE file.')
+    if _L1B_IMAGE_RE.search(name):
+        raise InputError(f'{path} is a spectral image of an EnMAP L1B product: {_L1B_REASON}')
     if path.lower().endswith('.hdr'):
         path = _data_file_for_header(path)
     located = _Located(gdal_path=path, label=f'The image {path}')
@@ -707,9 +770,13 @@ class SpectralRaster:
         self._bytes_read = 0
         if located.note:
             self._warn(located.note)
+        for note in (located.xml.notes if located.xml else ()):
+            self._warn(note)
         self._init_geometry(ds)
         self._init_spectral(ds, located.xml)
         self._init_radiometry(ds, located.xml)
+        if located.xml is not None:
+            self._check_product(located.xml)
 
     # -- setup ---------------------------------------------------------------------------------------------------
     def _warn(self, message):
@@ -783,6 +850,25 @@ class SpectralRaster:
         self.is_standard_enmap = _bands.matches_standard(self.wavelengths)
         self.band_names = self._make_band_names(ds)
         self.bad_bands = self._envi_bad_bands(ds)
+
+    def _check_product(self, xml):
+        """Say where the product's METADATA.XML and its image do not fit together, or the product is not the L2A
+        reflectance the models are made for (what it states is used all the same)."""
+        if xml.level == 'L1C':
+            self._warn(f'{self._label} is an EnMAP L1C product: top-of-atmosphere radiance (DN x GainOfBand + '
+                       'OffsetOfBand), not the L2A reflectance the lossy models are made for, which they clip to '
+                       '0..1; use MAX_ERROR (error-bounded or lossless) to keep its values.')
+        elif xml.level is not None and not xml.level.startswith('L2A'):
+            self._warn(f'{self._label} is an EnMAP {xml.level} product, not L2A: its bands are read as the '
+                       'METADATA.XML states them, but the models are made for L2A reflectance.')
+        if xml.dimensions is not None and xml.dimensions != (self.width, self.height):
+            self._warn(f'{self._label}: its METADATA.XML {xml.path} describes a {xml.dimensions[0]} x '
+                       f'{xml.dimensions[1]} pixel image, but the image {self.gdal_path} is {self.width} x '
+                       f'{self.height}: they may be of different products (the METADATA.XML\'s wavelengths and '
+                       'gains are used).')
+        if not self.crs_wkt and self.geotransform == NO_GEOTRANSFORM and not self.gcps:
+            self._warn(f'{self._label}: its image {self.gdal_path} has no georeferencing (no CRS or geotransform; '
+                       'the METADATA.XML states no pixel grid), so the output has none.')
 
     def _assume_standard(self, n):
         if n != _bands.N_BANDS:
@@ -860,11 +946,18 @@ class SpectralRaster:
     def _gains_offsets(self, ds, xml):
         n = self.band_count
         if xml is not None and xml.gains is not None:
-            if xml.offsets_note:
-                self._warn(xml.offsets_note)
             offsets = xml.offsets if xml.offsets is not None else np.zeros(n)
+            self._check_radiometry(xml.gains, offsets, f'The METADATA.XML {xml.path} states', 'GainOfBand',
+                                   'OffsetOfBand')
+            stated, _ = _band_scaling(ds)  # (scale 1 in every band: what a VRT or ENVI header states for none)
+            if stated is not None and not np.all(stated == 1.0) and not np.allclose(stated, xml.gains, rtol=1e-6):
+                band = int(np.flatnonzero(~np.isclose(stated, xml.gains, rtol=1e-6))[0])
+                self._warn(f'{self._label}: its image states scale {stated[band]:g} for band {band + 1}, its '
+                           f'METADATA.XML GainOfBand {xml.gains[band]:g}; the METADATA.XML\'s gains are used.')
             return xml.gains.copy(), offsets.copy()
         gains, offsets = _band_scaling(ds)
+        if gains is not None:
+            self._check_radiometry(gains, offsets, f'{self._label} states', 'scale', 'offset')
         integral = self.dtype.kind in 'iu' and self.dtype.itemsize >= 2  # types that can hold EnMAP's DN
         if gains is not None and not (integral and np.all(gains == 1.0) and np.all(offsets == 0.0)):
             return gains, offsets
@@ -880,6 +973,22 @@ class SpectralRaster:
         if self.dtype.kind == 'f' and (xml is not None or self.is_standard_enmap):
             return self._float_units(ds, n)
         return np.ones(n), np.zeros(n)
+
+    @staticmethod
+    def _check_radiometry(gains, offsets, stated, gain_name, offset_name):
+        """InputError naming the first band whose gain or offset is no radiometry (as bands.Radiometry takes it), so
+        the file is named here, not in an error of the compressor's."""
+        bad = ~((np.abs(gains) >= MIN_GAIN) & (np.abs(gains) <= MAX_GAIN))
+        if bad.any():
+            band = int(np.flatnonzero(bad)[0])
+            raise InputError(f'{stated} {gain_name} {gains[band]:g} for band {band + 1}; a gain must be a number of '
+                             f'magnitude {MIN_GAIN:g} to {MAX_GAIN:g} (reflectance = DN x {gain_name} + '
+                             f'{offset_name}).')
+        bad = ~(np.abs(offsets) <= MAX_GAIN)
+        if bad.any():
+            band = int(np.flatnonzero(bad)[0])
+            raise InputError(f'{stated} {offset_name} {offsets[band]:g} for band {band + 1}; an offset must be a '
+                             f'number of magnitude at most {MAX_GAIN:g}.')
 
     def _reflectance_scale_factor(self, ds):
         """An ENVI header's 'reflectance scale factor' (reflectance = value / factor; GDAL does not make it a band

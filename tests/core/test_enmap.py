@@ -729,3 +729,110 @@ def test_band_names_keep_their_spaces(tmp_path):
     ds = None
     with open_spectral(path) as raster:
         assert raster.band_names[0] == 'b 1 ' and raster.band_names[1] == 'band 2 (423.8 Nanometers)'
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Forms of a delivery: other processing levels, processor versions, copies through other systems
+
+def _patched_product(product, tmp_path, *replacements, count=-1):
+    """A copy of the product folder whose METADATA.XML has each (old, new) replaced; (folder, xml path)."""
+    folder = _copy_product(product, tmp_path)
+    xml = os.path.join(folder, os.path.basename(product.xml))
+    text = open(xml, encoding='utf-8').read()
+    for old, new in replacements:
+        assert old in text
+        text = text.replace(old, new, count)
+    with open(xml, 'w', encoding='utf-8') as f:
+        f.write(text)
+    return folder, xml
+
+
+def test_appledouble_files_beside_the_product_are_not_a_second_product(product, expected, tmp_path):
+    """macOS writes '._<name>' beside every file on FAT/exFAT drives and into its ZIPs (under __MACOSX/): the
+    folder read as two products and the ZIP as two METADATA.XML files."""
+    folder = _copy_product(product, tmp_path)
+    for name in (os.path.basename(product.xml), os.path.basename(product.image)):
+        with open(os.path.join(folder, '._' + name), 'wb') as f:
+            f.write(b'\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X')
+    zip_path = str(tmp_path / 'mac.zip')
+    with zipfile.ZipFile(zip_path, 'w', zipfile.ZIP_DEFLATED) as archive:
+        for name in sorted(os.listdir(folder)):
+            member = f'{product.product_name}/{name}'
+            archive.write(os.path.join(folder, name), ('__MACOSX/' + member) if name.startswith('._') else member)
+    for path in (folder, zip_path):
+        with open_spectral(path) as raster:
+            _check_product(raster, product, expected)
+
+
+@pytest.mark.parametrize('root', ['<level_X xmlns="http://www.dlr.de/enmap/metadata">',
+                                  '<md:level_X xmlns:md="http://www.dlr.de/enmap/metadata">'])
+def test_a_metadata_xml_with_a_namespace_is_read(product, expected, tmp_path, root):
+    replacements = [('<level_X>', root)] + ([('</level_X>', '</md:level_X>')] if root.startswith('<md:') else [])
+    folder, _ = _patched_product(product, tmp_path, *replacements)
+    with open_spectral(folder) as raster:
+        _check_product(raster, product, expected)
+
+
+def test_an_l1b_product_is_refused_by_its_level(product, tmp_path):
+    """L1B: VNIR (91 bands) and SWIR (133 bands) images apart, in sensor geometry; it read as 'no spectral image'."""
+    name = product.product_name.replace('L2A', 'L1B')
+    folder = tmp_path / name
+    folder.mkdir()
+    text = open(product.xml, encoding='utf-8').read().replace('L2A', 'L1B').replace(product.product_name, name)
+    (folder / f'{name}-METADATA.XML').write_text(text, encoding='utf-8')
+    vnir = _write_tif(folder / f'{name}-SPECTRAL_IMAGE_VNIR.TIF', 91)
+    _write_tif(folder / f'{name}-SPECTRAL_IMAGE_SWIR.TIF', 133)
+    zip_path = str(tmp_path / f'{name}.ZIP')
+    with zipfile.ZipFile(zip_path, 'w') as archive:
+        for entry in sorted(os.listdir(folder)):
+            archive.write(str(folder / entry), f'{name}/{entry}')
+    for path in (str(folder), str(folder / f'{name}-METADATA.XML'), zip_path, vnir):
+        with pytest.raises(InputError, match='EnMAP L1B product: its VNIR and SWIR images are apart'):
+            open_spectral(path)
+
+
+def test_an_l1c_product_is_read_and_named_as_radiance(product, tmp_path):
+    folder, _ = _patched_product(product, tmp_path, ('<processingLevel>L2A</processingLevel>',
+                                                     '<processingLevel>L1C</processingLevel>'))
+    with open_spectral(folder) as raster:
+        assert raster.is_standard_enmap and np.allclose(raster.gains, 1e-4)
+        assert any('is an EnMAP L1C product: top-of-atmosphere radiance' in w for w in raster.warnings)
+
+
+def test_a_quality_layer_given_as_the_image_is_refused(product, tmp_path):
+    """QL_PIXELMASK has a band per spectral band: it was compressed as the spectral image of the standard bands."""
+    mask = _write_tif(tmp_path / f'{product.product_name}-QL_PIXELMASK.TIF', 224, gdal_type=gdal.GDT_Byte, fill=0)
+    with pytest.raises(InputError, match='is the QL_PIXELMASK layer of an EnMAP product, not its spectral image'):
+        open_spectral(mask)
+
+
+def test_a_gain_of_zero_in_the_metadata_is_refused_naming_the_file_and_band(product, tmp_path):
+    """It reached the compressor, whose error named neither the file nor the band."""
+    folder, xml = _patched_product(product, tmp_path, ('<GainOfBand>0.0001</GainOfBand>', '<GainOfBand>0</GainOfBand>'),
+                                   count=1)
+    with pytest.raises(InputError, match=f'{re.escape(xml)} states GainOfBand 0 for band 1;'):
+        open_spectral(folder)
+
+
+def test_metadata_that_does_not_fit_its_image_is_said(product, tmp_path):
+    folder, _ = _patched_product(product, tmp_path, (f'<columns>{W}</columns>', '<columns>1259</columns>'),
+                                 ('<FWHMOfBand>', '<FWHMOfBand>n/a'))
+    image = os.path.join(folder, os.path.basename(product.image))
+    ds = gdal.Open(image, gdal.GA_Update)
+    ds.GetRasterBand(1).SetScale(2e-5)  # the image states another scale than the METADATA.XML's
+    ds = None
+    with open_spectral(folder) as raster:
+        assert raster.fwhm is None and np.allclose(raster.gains, 1e-4)
+        said = ' | '.join(raster.warnings)
+        assert f'describes a 1259 x {H} pixel image, but the image' in said
+        assert 'the FWHMOfBand of band 1 is missing or not a number' in said
+        assert 'its image states scale 2e-05 for band 1, its METADATA.XML GainOfBand 0.0001' in said
+
+
+def test_a_product_image_without_georeferencing_is_said(product, tmp_path):
+    folder = _copy_product(product, tmp_path)
+    image = os.path.join(folder, os.path.basename(product.image))
+    os.remove(image)
+    _write_tif(image, 224, width=W, height=H)  # (as a JPEG2000 or ENVI delivery without its georeferencing)
+    with open_spectral(folder) as raster:
+        assert raster.crs_wkt == '' and any('has no georeferencing' in w for w in raster.warnings)
