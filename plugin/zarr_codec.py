@@ -299,25 +299,31 @@ def _whole_chunk(coder, shape):
 
 # --- writing a product to a Zarr store ---------------------------------------------------------------------
 
-def write_zarr(source, store, model=None, quality=None, max_error=None, code_all_bands=False, chunk=256,
+def write_zarr(source, store, model=None, quality=None, max_error=None, code_all_bands=False, chunk=None,
                variable=DEFAULT_VARIABLE, progress=None, **bounds):
     """Write an EnMAP image (any input the reader accepts) to a Zarr store that xarray opens: `variable` (bands,
     y, x) coded by EhcCodec, with wavelength, fwhm, x and y coordinates (the latter two for a grid without rotation)
     and as attributes the CRS, geotransform, scale and offset (one a band where they differ), and ground control
     points and RPCs where the image has them.
-    Returns the codec. The band axis keeps the input's band order; chunks are (bands, chunk, chunk). `bounds`:
-    band_max_errors, relative_error, relative_floor as for codec.compress."""
+    Returns the codec. The band axis keeps the input's band order; chunks are (bands, chunk, chunk), by default
+    the tile size compress chooses: DEFAULT_TILE px, BOUNDED_TILE under an error bound (a 256 px error-bounded
+    chunk took 1.1 GB to code, 0.8 GB to decode). `bounds`: band_max_errors, relative_error, relative_floor as for
+    codec.compress."""
     import zarr
 
-    from .core.codec import checked_tile_size
+    from .core.codec import BOUNDED_TILE, DEFAULT_TILE, checked_tile_size
     from .core.enmap import open_spectral
     from .core.tiling import Progress, tile_grid
 
-    chunk = checked_tile_size(chunk, 'chunk size')
+    if chunk is not None:
+        chunk = checked_tile_size(chunk, 'chunk size')
 
     with open_spectral(source) as raster:
         codec = EhcCodec.for_model(raster.wavelengths, model, quality, max_error, code_all_bands,
                                    raster.dtype, raster.nodata, **bounds)
+        if chunk is None:
+            bounded = codec.max_error is not None or codec.error_bound is not None
+            chunk = BOUNDED_TILE if bounded else DEFAULT_TILE
         with _new_store(store) as target:
             root = zarr.open_group(target, mode='w')
             data = root.create_dataset(variable, shape=(raster.band_count, raster.height, raster.width),
@@ -334,6 +340,8 @@ def write_zarr(source, store, model=None, quality=None, max_error=None, code_all
             for tile in tiles:
                 data[:, tile.y:tile.y + tile.height, tile.x:tile.x + tile.width] = raster.read(
                     tile.x, tile.y, tile.width, tile.height)
+                if tile.x + tile.width >= raster.width:  # a row of chunks read: GDAL's cache held the whole image
+                    raster.drop_cache()
                 steps.step()
             zarr.consolidate_metadata(target)
     return codec

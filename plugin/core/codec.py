@@ -37,7 +37,7 @@ from .container import VERSION as CONTAINER_VERSION
 from .container import EhcWriter, to_json_bytes
 from .enmap import SpectralRaster, open_spectral
 from .errors import EnmapCompressError, FormatError, InputError, ModelError, ModelNotFoundError
-from .geotiff import BandInfo, GeoTiffWriter, RasterLayout, output_values, rounded_values
+from .geotiff import BLOCK, BandInfo, GeoTiffWriter, RasterLayout, block_for, output_values, rounded_values
 from .latent import row_peaks
 from .latent_basis import choose_coder
 from .metrics import rate_metrics
@@ -1097,20 +1097,22 @@ def decompress(source, output, device='auto', threads=None, progress=None, is_ca
         model_share = DECODE_STAGE * (1.0 - ON_TILE_STAGE if on_tile is not None else 1.0)
         with contextlib.closing(decoded_tiles(reader, coder, checked.raster, workers, tile_progress, model_share,
                                               reuse=on_tile is None)) as tiles:  # (the writer copies each tile)
-            _write_geotiff(output, checked.raster, tiles, tile_progress, on_tile, 1.0 - model_share)
+            _write_geotiff(output, checked.raster, tiles, tile_progress, on_tile, 1.0 - model_share,
+                           block_for(checked.codec.tile_size))
     provider = coder.transform.folded().provider if coder.folded else EXACT_PROVIDER if coder.exact else \
         runner.provider  # (no graph opened for them)
     return DecompressResult(output, runner.choice.device, provider, time.perf_counter() - started)
 
 
-def _write_geotiff(output, raster, tiles, progress, on_tile=None, share=1.0):
+def _write_geotiff(output, raster, tiles, progress, on_tile=None, share=1.0, block=BLOCK):
     """Write (tile, canonical cube) pairs atomically as the GeoTIFF of an unpacked raster header, in its band
-    order; at most one row of TIFF blocks waits in memory. progress: a step per tile, of which this moves `share`
-    (on_tile ON_TILE_STAGE of a step: it gets a tiling.Progress over it as its third argument)."""
+    order; at most one row of TIFF blocks waits in memory (none when `block`, the side of its TIFF blocks, is the
+    tiles': geotiff.block_for). progress: a step per tile, of which this moves `share` (on_tile ON_TILE_STAGE of
+    a step: it gets a tiling.Progress over it as its third argument)."""
     canonical_index = np.asarray(raster['canonical_index'], int)
     in_file_order = np.array_equal(canonical_index, np.arange(canonical_index.size))  # wavelength-ordered files
     with atomic_output(output) as tmp:
-        writer = GeoTiffWriter(tmp, layout_from_header(raster))
+        writer = GeoTiffWriter(tmp, layout_from_header(raster), block)
         try:
             writing = share - (ON_TILE_STAGE if on_tile is not None else 0.0)
             for tile, canonical in progress.each(tiles, 'decoding tile {} of {}', writing):

@@ -54,33 +54,45 @@ def _fast_compression():
     return ['COMPRESS=ZSTD', 'ZSTD_LEVEL=1'] if 'ZSTD' in options else ['COMPRESS=DEFLATE', 'ZLEVEL=1']
 
 
-def _block(size):
-    """256 px, or less for a small raster (TIFF tiles are multiples of 16): a 224-band 8 x 8 px image would
+BLOCK = 256  # the side of a TIFF block (tile) unless the writer is given the side of the windows it writes
+
+
+def block_for(window):
+    """The TIFF block side for windows of `window` px a side (a .ehc file's tiles): that side where TIFF allows it
+    (a multiple of 16, at most BLOCK), so each window completes its own blocks and is flushed alone; else BLOCK.
+    (128 px error-bounded tiles in 256 px blocks left a whole row of blocks in GDAL's cache: 1 GB decompressing a
+    6000 px wide mosaic.)"""
+    return int(window) if window is not None and 16 <= window <= BLOCK and window % 16 == 0 else BLOCK
+
+
+def _block(size, block=BLOCK):
+    """`block` px, or less for a small raster (TIFF tiles are multiples of 16): a 224-band 8 x 8 px image would
     otherwise write 224 full 256 x 256 tiles."""
-    return 256 if size is None else min(256, -(-int(size) // 16) * 16)
+    return block if size is None else min(block, -(-int(size) // 16) * 16)
 
 
-def creation_options(dtype, band_count, width=None, height=None):
+def creation_options(dtype, band_count, width=None, height=None, block=BLOCK):
     predictor = '3' if dtype.startswith('float') else '2'
-    return ['TILED=YES', f'BLOCKXSIZE={_block(width)}', f'BLOCKYSIZE={_block(height)}', *_fast_compression(),
-            f'PREDICTOR={predictor}',
+    return ['TILED=YES', f'BLOCKXSIZE={_block(width, block)}', f'BLOCKYSIZE={_block(height, block)}',
+            *_fast_compression(), f'PREDICTOR={predictor}',
             'NUM_THREADS=2', 'BIGTIFF=IF_SAFER', 'INTERLEAVE=PIXEL' if band_count <= 4 else 'INTERLEAVE=BAND']
 
 
 class GeoTiffWriter:
     """Creates the file at `path` (the caller makes it atomic) and writes (bands, h, w) windows.
 
-    Every GDAL failure is an OutputError (disk full says so), whatever GDAL's exception mode.
+    Every GDAL failure is an OutputError (disk full says so), whatever GDAL's exception mode. block: the side of
+    its TIFF blocks (block_for).
     """
 
-    def __init__(self, path, layout: RasterLayout):
+    def __init__(self, path, layout: RasterLayout, block=BLOCK):
         gdal = _gdal()
         gdal_type = getattr(gdal, 'GDT_' + GDAL_TYPES[layout.dtype])
         self.path, self.ds = path, None
         with self._gdal('create') as recorder:
             self.ds = gdal.GetDriverByName('GTiff').Create(
                 path, layout.width, layout.height, len(layout.bands), gdal_type,
-                options=creation_options(layout.dtype, len(layout.bands), layout.width, layout.height))
+                options=creation_options(layout.dtype, len(layout.bands), layout.width, layout.height, block))
             if self.ds is None:
                 raise failure(recorder)
             if layout.crs_wkt:
@@ -102,8 +114,8 @@ class GeoTiffWriter:
                                                                for i in range(len(layout.bands))) + '}', 'ENVI')
         self.dtype = np.dtype(layout.dtype)
         self.width, self.height = layout.width, layout.height
-        self.block_columns = _block(layout.width)
-        self.block_rows = _block(layout.height)  # rows of a TIFF block: flush() after whole rows of them
+        self.block_columns = _block(layout.width, block)
+        self.block_rows = _block(layout.height, block)  # rows of a TIFF block: flush() after whole rows of them
 
     @contextlib.contextmanager
     def _gdal(self, action):

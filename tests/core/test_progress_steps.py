@@ -32,7 +32,8 @@ def _recorded():
 def test_compress_moves_the_bar_after_the_band_scan_and_decompress_while_it_writes_block_rows(tmp_path):
     scene = synthetic.write_scene(str(tmp_path / 'scene.tif'), width=24, height=300, seed=2)  # two block rows
     events, progress = _recorded()
-    compress(scene, str(tmp_path / 'scene.ehc'), 'pca', 5, 'cpu', tile_size=64, progress=progress)
+    compress(scene, str(tmp_path / 'scene.ehc'), 'pca', 5, 'cpu', tile_size=60, progress=progress)  # (no TIFF
+    # block side: the GeoTIFF has 256 px blocks, not the tiles' size)
     first = next(index for index, event in enumerate(events) if not isinstance(event, str))
     assert 'finding the bands that hold data' in events[:first]
     assert events[first] == 100 * SCAN_SHARE
@@ -42,7 +43,7 @@ def test_compress_moves_the_bar_after_the_band_scan_and_decompress_while_it_writ
     percents = [event for event in events if not isinstance(event, str)]
     assert percents == sorted(percents) and percents[-1] == 100
     rows = [index for index, event in enumerate(events) if event == 'writing a row of GeoTIFF blocks']
-    assert len(rows) == 1  # rows 0-255 after tile 4 (tile 5, rows 256-299, completes its blocks: flushed alone)
+    assert len(rows) == 1  # both rows of blocks after tile 5 (rows 240-299: it ends the second one)
     between = [event for event in events[rows[0]:] if not isinstance(event, str)][:224]
     assert len(between) == 224 and np.all(np.diff(between) > 0)  # a step per band while the row is encoded
 
