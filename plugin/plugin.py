@@ -82,6 +82,8 @@ class EnmapCompressPlugin:
         from .gui import job
 
         job.cancel_all()
+        if self.opener is not None:
+            self.opener.cancel_all()
         for dialog in self._open_dialogs():
             dialog.close()
             dialog.deleteLater()

@@ -1,5 +1,5 @@
 """One compress or evaluate run from the dialog, as a background QgsProcessingAlgRunnerTask (a cancel is not
-reported to QGIS as a failure: _RunnerTask).
+reported to QGIS as a failure: RunnerTask).
 
 The Processing algorithm does the work (single source of truth); this object builds its parameters, keeps the
 task, context and feedback alive, relays progress, and hands the results to the main thread. The input is passed
@@ -109,29 +109,38 @@ class RunFeedback(QgsProcessingFeedback):
         self.textChanged.emit(str(text))  # queued to the main thread
 
 
-class _RunnerTask(QgsProcessingAlgRunnerTask):
+class RunnerTask(QgsProcessingAlgRunnerTask):
     """A QgsProcessingAlgRunnerTask whose cancelled run ends as Complete, not Terminated.
 
     QGIS (QgisApp::onTaskCompleteShowNotify, 3.22 and every later version) shows a "Task failed" system notification
     for each top-level task that ends Terminated after running 5 s or more, and a cancel is not a failure. QGIS 3.26's
     Silent flag would also silence a finished run, and flags are fixed before anyone cancels, so this works on the
     outcome instead: a cancelled run reports Complete, its description says it was cancelled (that is the
-    notification's text, when QGIS shows one), and the job reads the outcome from the feedback."""
+    notification's text, when QGIS shows one), and the job reads the outcome from the feedback.
 
-    def __init__(self, algorithm, parameters, context, feedback, on_start=None):
+    `returned`: the algorithm returned its results, so every output is written (a Cancel that came after that came
+    too late: the run is done). A run that failed or stopped wrote nothing (the core writes atomically)."""
+
+    def __init__(self, algorithm, parameters, context, feedback):
         super().__init__(algorithm, parameters, context, feedback)
-        self._run_feedback, self._on_start = feedback, on_start
+        self._run_feedback = feedback
+        self.returned = False
+        self.executed.connect(self._note_returned)  # (first: before the job reads the outcome)
 
     def run(self):  # worker thread
-        if self._on_start is not None:
-            self._on_start()
         finished = super().run()
         return finished or self._run_feedback.isCanceled()
 
+    def _note_returned(self, _ok, results):
+        self.returned = bool(results)  # (QGIS passes the algorithm's results once it returned, even when cancelled)
+
+    def cancelled(self):
+        return self._run_feedback.isCanceled() and not self.returned
+
     def finished(self, result):  # main thread, before the task manager announces the status
-        if self._run_feedback.isCanceled():
+        super().finished(result)  # emits executed
+        if self.cancelled():
             self.setDescription(self.description() + CANCELLED_NOTE)
-        super().finished(result)
 
 
 @dataclass
@@ -155,7 +164,6 @@ class CompressJob(QObject):
         super().__init__(parent)
         self.request = request
         self.outcome = None
-        self._existing = None  # the outputs there when the run started (None: it never started)
         self.context = QgsProcessingContext()  # no project: the worker must not touch project layers
         self.feedback = RunFeedback()
         self.feedback.textChanged.connect(self.progressTextChanged)
@@ -171,7 +179,7 @@ class CompressJob(QObject):
             raise RuntimeError(f'the Processing algorithm {self.request.algorithm_id()} is not registered')
         name = 'Evaluating' if self.request.evaluate else 'Compressing'
         parameters = self.request.parameters(model_index(algorithm, self.request.model_id))
-        self.task = _RunnerTask(algorithm, parameters, self.context, self.feedback, self._note_existing)
+        self.task = RunnerTask(algorithm, parameters, self.context, self.feedback)
         self.feedback.task = self.task
         self.task.setDescription(f'EnMAP Compress: {name.lower()} {self.request.layer_name}')
         self.task.progressChanged.connect(self._relay_progress)
@@ -189,16 +197,17 @@ class CompressJob(QObject):
         return self.task is not None and self.outcome is None
 
     def _relay_progress(self, percent):
-        """The run's progress, up to a cancel: a cancelled _RunnerTask ends Complete, and QgsTask then reports
+        """The run's progress, up to a cancel: a cancelled RunnerTask ends Complete, and QgsTask then reports
         100 %, which would show a run cancelled at 23 % as "Cancelled at 100%"."""
         if self.outcome is None and not self.feedback.isCanceled():
             self.progressChanged.emit(float(percent))
 
     def _on_executed(self, ok, results):
-        cancelled = self.feedback.isCanceled()
+        cancelled = self.task.cancelled()
         success = bool(ok) and not cancelled
-        if not success:
-            self._remove_new_files()
+        # nothing to clean up on failure or cancel: the core leaves no output behind, and deleting what was not
+        # there at the start deleted the finished files of another run for the same outputs (which made this run
+        # fail as busy)
         message = 'Cancelled; nothing was written.' if cancelled else (self.feedback.errors[-1:] or [''])[0]
         if not success and not message:
             message = 'The run failed; see the Processing log for details.'
@@ -208,20 +217,6 @@ class CompressJob(QObject):
             QgsProject.instance().cleared.disconnect(self._on_project_cleared)
         _RUNNING.discard(self)
         self.finished.emit(self.outcome)
-
-    def _note_existing(self):
-        """When the task starts to run (a queued one waits for another's run, whose outputs are not this one's)."""
-        self._existing = {path for path in self.request.files() if os.path.exists(path)}
-
-    def _remove_new_files(self):
-        """The core writes atomically; this also drops any output that did not exist when the run started (noted
-        then: a job queued behind another for the same outputs deleted that one's finished files)."""
-        if self._existing is None:
-            return
-        for path in self.request.files():
-            if path not in self._existing and os.path.exists(path):
-                with contextlib.suppress(OSError):
-                    os.remove(path)
 
 
 def running_jobs():

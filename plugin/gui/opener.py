@@ -2,6 +2,7 @@
 from the Browser panel. It is decoded once, in a background task with progress, to a GeoTIFF in a cache folder
 (size-limited, reused while the .ehc is unchanged), and that GeoTIFF is added as a layer in true colour.
 """
+import contextlib
 import html
 import math
 import os
@@ -13,7 +14,6 @@ from qgis.core import (
     QgsDataItem,
     QgsDataItemProvider,
     QgsDataProvider,
-    QgsProcessingAlgRunnerTask,
     QgsProcessingContext,
     QgsProject,
     QgsRasterLayer,
@@ -28,7 +28,7 @@ from ..core.decodecache import DecodeCache
 from ..paths import resource_path
 from ..processing import styling
 from . import results
-from .job import RunFeedback
+from .job import RunFeedback, RunnerTask
 
 DECOMPRESS_ID = 'enmapcompress:decompress'
 CACHE_LIMIT_KEY = 'enmapcompress/cache_limit_mb'
@@ -72,36 +72,51 @@ def layer_name(path):
 
 class DecodeJob(QObject):
     """Decodes one .ehc to its cache entry through the Processing algorithm; `finished(path, message)` on the
-    main thread (path None on failure or cancel)."""
+    main thread (path None on failure or cancel). `project`: where its layer goes (project_closed: it was closed
+    or replaced meanwhile, and the layer belongs to no project the user has open)."""
 
     finished = pyqtSignal(object, str)
 
-    def __init__(self, ehc, target, parent=None):
+    def __init__(self, ehc, target, project=None, parent=None):
         super().__init__(parent)
         self.ehc, self.target = ehc, target
+        self.project = project or QgsProject.instance()
         self.context = QgsProcessingContext()
         self.feedback = RunFeedback()
         self.task = None
         self.done = False
+        self.project_closed = False
+
+    def _on_project_cleared(self):
+        self.project_closed = True
 
     def start(self):
         algorithm = QgsApplication.processingRegistry().algorithmById(DECOMPRESS_ID)
         if algorithm is None:
             raise RuntimeError(f'the Processing algorithm {DECOMPRESS_ID} is not registered')
         os.makedirs(os.path.dirname(self.target), exist_ok=True)
-        self.task = QgsProcessingAlgRunnerTask(algorithm, {'INPUT': self.ehc, 'DEVICE': 0, 'OUTPUT': self.target},
-                                               self.context, self.feedback)
+        # (RunnerTask: a cancelled decode is not announced as "Task failed")
+        self.task = RunnerTask(algorithm, {'INPUT': self.ehc, 'DEVICE': 0, 'OUTPUT': self.target}, self.context,
+                                self.feedback)
         self.feedback.task = self.task
         self.task.setDescription(f'EnMAP Compress: opening {os.path.basename(self.ehc)}')
         self.task.executed.connect(self._on_executed)
+        self.project.cleared.connect(self._on_project_cleared)
         QgsApplication.taskManager().addTask(self.task)
+
+    def cancel(self):
+        if self.task is not None and not self.done:
+            self.feedback.cancel()
+            self.task.cancel()
 
     def _on_executed(self, ok, _results):
         self.done = True
-        if ok and not self.feedback.isCanceled() and os.path.isfile(self.target):
-            self.finished.emit(self.target, '')
-        elif self.feedback.isCanceled():
+        with contextlib.suppress(TypeError, RuntimeError):
+            self.project.cleared.disconnect(self._on_project_cleared)
+        if self.task.cancelled():
             self.finished.emit(None, 'cancelled')
+        elif ok and os.path.isfile(self.target):
+            self.finished.emit(self.target, '')
         else:
             self.finished.emit(None, (self.feedback.errors[-1:] or ['decoding failed; see the Processing log'])[0])
 
@@ -123,7 +138,7 @@ class EhcOpener(QObject):
         try:  # (the cache key reads the file: gone from the Browser meanwhile, or not readable)
             target = cache.entry_path(path)  # (its key hashes the whole file: once per open)
         except OSError as exc:
-            self._tell(f'{os.path.basename(path)}: cannot read it ({exc.strerror or exc})', Qgis.Critical)
+            self._tell(f'{os.path.basename(path)}: cannot read it ({exc.strerror or exc})', Qgis.Critical, path)
             return None
         if cache.used(target) is not None:
             layer = self._add(path, target, project, quiet=True)
@@ -133,14 +148,14 @@ class EhcOpener(QObject):
         running = next((job for job in self.running() if job.target == target), None)
         if running is not None:  # dropped again while decoding: one decode, one layer
             return running
-        job = DecodeJob(path, target, self)
+        job = DecodeJob(path, target, project, self)
         job.finished.connect(lambda target, message, j=job: self._on_decoded(j, target, message, project))
         self.jobs.append(job)
         try:
             job.start()
         except (RuntimeError, OSError) as exc:
             self.jobs.remove(job)
-            self._tell(f'{os.path.basename(path)}: {exc}', Qgis.Critical)
+            self._tell(f'{os.path.basename(path)}: {exc}', Qgis.Critical, path)
             return None
         return job
 
@@ -149,7 +164,11 @@ class EhcOpener(QObject):
             self.jobs.remove(job)
         if target is None:
             level = Qgis.Info if message == 'cancelled' else Qgis.Critical
-            self._tell(f'{os.path.basename(job.ehc)}: {message}', level)
+            self._tell(f'{os.path.basename(job.ehc)}: {message}', level, job.ehc)
+            return
+        if job.project_closed:  # (its layer went into the project opened meanwhile)
+            self._tell(f'{os.path.basename(job.ehc)}: decoded, but not added: its project was closed meanwhile '
+                       '(open it again to add it)', Qgis.Info, job.ehc)
             return
         self._add(job.ehc, target, project)
 
@@ -157,20 +176,21 @@ class EhcOpener(QObject):
         layer = QgsRasterLayer(tif, layer_name(ehc), 'gdal')
         if not layer.isValid():
             if not quiet:
-                self._tell(f'{os.path.basename(ehc)}: QGIS cannot open the decoded file {tif}', Qgis.Critical)
+                self._tell(f'{os.path.basename(ehc)}: QGIS cannot open the decoded file {tif}', Qgis.Critical, ehc)
             return None
         layer.setCustomProperty(styling.ROLE_PROPERTY, 'decoded')
         layer.setCustomProperty(EHC_PROPERTY, ehc)
         styling.style_true_colour(layer)
         project.addMapLayer(layer)
-        in_use = [lay.source() for lay in project.mapLayers().values()]
+        # never an entry a decode still running has made (its layer is not in the project yet)
+        in_use = [lay.source() for lay in project.mapLayers().values()] + [job.target for job in self.running()]
         decode_cache().trim(keep=in_use)
         self.opened.emit(layer)
         return layer
 
-    def _tell(self, text, level):
+    def _tell(self, text, level, ehc=''):
         if self.iface is not None:
-            results.push_text(self.iface.messageBar(), text, level)
+            results.push_text(self.iface.messageBar(), text, level, subject=ehc)
 
     def choose_and_open(self, *_):
         """Layer ▸ Add Layer ▸ Add EnMAP Compress image: a file dialog, then open each chosen file."""
@@ -180,6 +200,11 @@ class EhcOpener(QObject):
 
     def running(self):
         return [job for job in self.jobs if not job.done]
+
+    def cancel_all(self):
+        """Stop every decode (the plugin is unloaded: no layer may arrive from a plugin that is gone)."""
+        for job in self.running():
+            job.cancel()
 
 
 class EhcDropHandler(QgsCustomDropHandler):

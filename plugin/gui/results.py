@@ -26,6 +26,7 @@ SOURCE_PROPERTY = 'enmapcompress/source'  # on a result group: the input it belo
 ROLE_PROPERTY = styling.ROLE_PROPERTY  # on a layer: 'reconstruction' | 'error' | 'decoded'
 ORIGINAL_PROPERTY = 'enmapcompress/original'  # on a result layer: the input's file (the spectrum inspector)
 MESSAGE_PROPERTY = 'enmapcompress_message'
+SUBJECT_PROPERTY = 'enmapcompress_subject'  # on a message: the output or file it is about
 _ENMAP_NAME = re.compile(r'ENMAP\d\d-_*L(\w+?)-(DT\d+)_(\d{8})T\d+Z_(\d{3})', re.IGNORECASE)
 _NOISE = re.compile(r'[-_](SPECTRAL_IMAGE|METADATA)$', re.IGNORECASE)
 MAX_NAME = 40
@@ -153,12 +154,15 @@ def _open_button(label, path):
     return button
 
 
-def push(bar, item, level, seconds):
-    """Show `item`, replacing the plugin's previous message (they do not stack up over a session)."""
+def push(bar, item, level, seconds, subject=''):
+    """Show `item`, replacing the plugin's previous message (they do not stack up over a session), except a problem
+    with another `subject` (a run's output, an opened file): another run finishing took the only word of a failure."""
     for old in list(bar.items()):
-        if old.property(MESSAGE_PROPERTY):
+        if old.property(MESSAGE_PROPERTY) and (old.property(SUBJECT_PROPERTY) == subject
+                                               or old.level() not in (Qgis.Warning, Qgis.Critical)):
             bar.popWidget(old)
     item.setProperty(MESSAGE_PROPERTY, True)
+    item.setProperty(SUBJECT_PROPERTY, subject)
     bar.pushWidget(item, level, seconds)
     return item
 
@@ -170,8 +174,8 @@ def message_item(text):
     return QgsMessageBar.createMessage(TITLE, html.escape(text, quote=False))
 
 
-def push_text(bar, text, level, seconds=PROBLEM_SECONDS):
-    return push(bar, message_item(text), level, seconds)
+def push_text(bar, text, level, seconds=PROBLEM_SECONDS, subject=''):
+    return push(bar, message_item(text), level, seconds, subject)
 
 
 def show_summary(bar, request, results, note=''):
@@ -182,7 +186,7 @@ def show_summary(bar, request, results, note=''):
         item.layout().addWidget(_open_button('Open report', report))
     else:
         item.layout().addWidget(_open_button('Open folder', os.path.dirname(os.path.abspath(request.output))))
-    return push(bar, item, Qgis.Success, SUCCESS_SECONDS)
+    return push(bar, item, Qgis.Success, SUCCESS_SECONDS, request.output)
 
 
 def present(iface, request, outcome):
@@ -190,13 +194,13 @@ def present(iface, request, outcome):
     bar = iface.messageBar()
     name = scene_label(request.layer_name or request.source)
     if outcome.cancelled:
-        return push_text(bar, f'{name}: cancelled; nothing was written or added.', Qgis.Info, 10)
+        return push_text(bar, f'{name}: cancelled; nothing was written or added.', Qgis.Info, 10, request.output)
     if not outcome.ok:
-        return push_text(bar, f'{name}: {outcome.message}', Qgis.Critical)
+        return push_text(bar, f'{name}: {outcome.message}', Qgis.Critical, subject=request.output)
     if request.evaluate and getattr(outcome, 'project_closed', False):  # its layers belong to a closed project
         return show_summary(bar, request, outcome.results,
                             note=' (its project was closed: the layers were not added; the files are written)')
     if request.evaluate and not add_result_layers(request, outcome.results)[1]:
         return push_text(bar, f'{name}: the outputs were written but QGIS cannot open them: '
-                              f"{outcome.results.get('RECONSTRUCTED')}", Qgis.Warning)
+                              f"{outcome.results.get('RECONSTRUCTED')}", Qgis.Warning, subject=request.output)
     return show_summary(bar, request, outcome.results)

@@ -154,6 +154,80 @@ def test_the_cache_limit_is_a_setting(plugin, ehc_file, fresh_cache, tmp_path):
         QgsSettings().remove(opener.CACHE_LIMIT_KEY)
 
 
+def test_two_files_decoded_at_once_both_open_under_a_small_cache_limit(plugin, message_bar, ehc_file, fresh_cache,
+                                                                       tmp_path):
+    """The first decode to be added trimmed the cache to its limit, and the other decode's finished file was not a
+    layer yet: it was removed, and that open failed with "decoding failed"."""
+    from enmap_compress.plugin.gui import opener
+
+    QgsSettings().setValue(opener.CACHE_LIMIT_KEY, 0.001)  # about 1 KB: every entry is over it
+    try:
+        copy = str(tmp_path / 'copy.ehc')
+        shutil.copyfile(ehc_file, copy)
+        added = []
+        plugin.opener.opened.connect(added.append)
+        jobs = [plugin.opener.open(ehc_file), plugin.opener.open(copy)]
+        deadline = time.monotonic() + TIMEOUT_S  # both written before either is added (the main thread is busy)
+        while not all(os.path.isfile(job.target) for job in jobs) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert wait_for(lambda: not plugin.opener.running(), TIMEOUT_S)
+        assert sorted(layer.customProperty('enmapcompress/ehc') for layer in added) == sorted([ehc_file, copy])
+        assert [item.text() for item in message_bar.items()] == []
+    finally:
+        QgsSettings().remove(opener.CACHE_LIMIT_KEY)
+
+
+def test_a_file_decoded_after_its_project_was_closed_is_not_added_to_the_next(plugin, message_bar, ehc_file,
+                                                                            fresh_cache):
+    """New project (or another one opened) while an .ehc decodes: its layer arrived in the next project."""
+    job = plugin.opener.open(ehc_file)
+    QgsProject.instance().clear()
+    assert wait_for(lambda: not plugin.opener.running(), TIMEOUT_S)
+    assert QgsProject.instance().mapLayers() == {} and job.done
+    (text,) = [item.text() for item in message_bar.items()]
+    assert text.startswith('scene.ehc: decoded, but not added: its project was closed')
+
+
+def test_unloading_the_plugin_stops_its_decodes(plugin, message_bar, ehc_file, fresh_cache, monkeypatch):
+    """Plugin Manager's unload (or a reload) while an .ehc decodes: the decode ran on and added its layer from a
+    plugin that was gone. It is cancelled, and QGIS is told Complete (a cancel is no "Task failed")."""
+    import threading
+
+    from qgis.core import QgsTask
+
+    from enmap_compress.plugin.processing import algorithms
+
+    manager, announced = QgsApplication.taskManager(), []
+
+    def record(task_id, status):
+        if status in (QgsTask.Complete, QgsTask.Terminated) and manager.task(task_id).description().endswith(
+                'opening scene.ehc (cancelled, nothing written)'):
+            announced.append(status)
+
+    running, unloaded = threading.Event(), threading.Event()
+
+    def after_unload(self, parameters, context, feedback):
+        running.set()
+        unloaded.wait(TIMEOUT_S)
+        return execute(self, parameters, context, feedback)
+
+    execute = algorithms.DecompressAlgorithm.execute
+    monkeypatch.setattr(algorithms.DecompressAlgorithm, 'execute', after_unload)
+    manager.statusChanged.connect(record)
+    try:
+        job = plugin.opener.open(ehc_file)
+        assert running.wait(TIMEOUT_S)  # (a task cancelled before it runs ends at once, Terminated, told nowhere)
+        plugin.unload()
+        unloaded.set()
+        assert wait_for(lambda: job.done and announced, TIMEOUT_S)
+    finally:
+        manager.statusChanged.disconnect(record)
+    assert QgsProject.instance().mapLayers() == {}
+    assert announced == [QgsTask.Complete]
+    assert [item.text() for item in message_bar.items()] == ['scene.ehc: cancelled']
+    assert not fresh_cache.exists() or list(fresh_cache.glob('*.tif')) == []
+
+
 @pytest.mark.parametrize('value', ['nan', 'inf', '1e400', '-5'])
 def test_a_cache_limit_that_is_no_size_falls_back_to_the_default(value):
     """'nan' raised ValueError and 'inf' OverflowError on every open of an .ehc."""

@@ -155,6 +155,24 @@ def test_messages_expire_replace_each_other_and_start_with_psnr(outputs, project
     assert item.duration() == results.SUCCESS_SECONDS > 0 and item.level() == Qgis.Success
 
 
+def test_a_failure_is_not_replaced_by_another_runs_message(outputs, project, tmp_path, gui_iface, message_bar):
+    """Two runs at once: the one that failed told it on the message bar, and the other finishing a moment later took
+    that message away (the dialogs may be closed: it was the failure's only word). A re-run of the same output
+    still replaces it."""
+    from enmap_compress.plugin.gui import results
+    from enmap_compress.plugin.gui.job import JobOutcome
+
+    failed, other = _request('/d/a.tif', 'a'), _request('/d/b.tif', 'b')
+    results.present(gui_iface, failed, JobOutcome(False, False, {}, 'the disk is full'))
+    results.present(gui_iface, other, JobOutcome(True, False, _copy_outputs(outputs, tmp_path, 'b')))
+    results.present(gui_iface, other, JobOutcome(True, False, _copy_outputs(outputs, tmp_path, 'b2')))
+    texts = [item.text() for item in message_bar.items()]
+    assert len(texts) == 2 and 'a: the disk is full' in texts and any('b, pca q4' in text for text in texts)
+    results.present(gui_iface, failed, JobOutcome(True, False, _copy_outputs(outputs, tmp_path, 'a')))
+    (item,) = message_bar.items()
+    assert 'a, pca q4' in item.text() and item.level() == Qgis.Success
+
+
 def test_a_message_shows_its_text_not_markup(project, gui_iface, message_bar):
     """The message bar renders its text as HTML: a failure message quoting a hostile .ehc header field showed a
     clickable link, and one holding 'R&D' or 'a < b' lost what followed."""

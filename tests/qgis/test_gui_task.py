@@ -285,3 +285,79 @@ def test_processing_errors_reach_the_user_as_one_line(plugin, scene_layer, tmp_p
                                                       'OUTPUT': str(tmp_path / 'v.ehc')})
     finally:
         QgsProject.instance().removeMapLayer(virtual.id())
+
+
+def test_a_run_refused_as_busy_keeps_the_outputs_of_the_run_that_writes_them(plugin, scene_layer, tmp_path,
+                                                                             monkeypatch):
+    """Two runs for the same outputs at once (two dialogs): the second is refused (another run is writing them).
+    Its clean-up deleted every output that was not there when it started, and the first run had just finished
+    them: the first run said done and its files were gone."""
+    import threading
+    import time
+
+    from qgis.PyQt.QtCore import QThreadPool
+
+    from enmap_compress.plugin.gui.job import CompressJob, JobRequest, RunFeedback
+
+    if QThreadPool.globalInstance().maxThreadCount() < 2:
+        pytest.skip('the task manager runs one task at a time here')
+    refused = threading.Event()
+
+    def report_error(self, error, fatal_error=False):  # worker thread: the second run is refused
+        original(self, error, fatal_error)
+        refused.set()
+
+    original = RunFeedback.reportError
+    monkeypatch.setattr(RunFeedback, 'reportError', report_error)
+    request = JobRequest(source=scene_layer.source(), layer_id=scene_layer.id(), layer_name='scene',
+                         model_id='pca', quality=3, device_index=1, output=str(tmp_path / 'out.ehc'))
+    first, second = CompressJob(request), CompressJob(request)
+    # the first run holds its outputs (claimed before its first progress) until the second has been refused
+    first.feedback.progressChanged.connect(lambda _percent: refused.wait(TIMEOUT_S), Qt.DirectConnection)
+    first.start()
+    second.start()
+    deadline = time.monotonic() + TIMEOUT_S  # the main thread is busy (no events) while the first run finishes
+    while not all(os.path.exists(path) for path in request.files()) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert wait_for(lambda: first.outcome is not None and second.outcome is not None, TIMEOUT_S)
+    assert first.outcome.ok, first.outcome.message
+    assert not second.outcome.ok and 'is writing' in second.outcome.message, second.outcome.message
+    assert sorted(os.listdir(tmp_path)) == ['out.ehc', 'out_error.tif', 'out_reconstructed.tif', 'out_report.html']
+
+
+def test_a_cancel_that_comes_when_the_run_has_written_its_files_is_too_late(plugin, scene_layer, tmp_path,
+                                                                          monkeypatch):
+    """Cancel clicked as the run ends, after its files were written (here: replacing those of an earlier run):
+    the run said "Cancelled; nothing was written" while the files had been replaced. It is done."""
+    from qgis.core import QgsApplication, QgsTask
+
+    from enmap_compress.plugin.gui.job import CompressJob, JobRequest
+    from enmap_compress.plugin.processing import algorithms
+
+    def cancelled_at_the_end(self, parameters, context, feedback):
+        results = execute(self, parameters, context, feedback)
+        feedback.cancel()  # as the Cancel button does, between the core's return and the task's
+        return results
+
+    execute = algorithms.CompressAlgorithm.execute
+    monkeypatch.setattr(algorithms.CompressAlgorithm, 'execute', cancelled_at_the_end)
+    output = tmp_path / 'out.ehc'
+    output.write_bytes(b'an earlier run')
+    job = CompressJob(JobRequest(source=scene_layer.source(), layer_id=scene_layer.id(), layer_name='scene',
+                                 model_id='pca', quality=3, device_index=1, output=str(output), evaluate=False))
+    announced = []
+    manager = QgsApplication.taskManager()
+
+    def record(task_id, status):
+        if manager.task(task_id) is job.task and status in (QgsTask.Complete, QgsTask.Terminated):
+            announced.append((status, job.task.description()))
+
+    manager.statusChanged.connect(record)
+    try:
+        job.start()
+        assert wait_for(lambda: job.outcome is not None and announced, TIMEOUT_S)
+    finally:
+        manager.statusChanged.disconnect(record)
+    assert job.outcome.ok and not job.outcome.cancelled, job.outcome
+    assert job.outcome.results['OUTPUT'] == str(output) and output.read_bytes() != b'an earlier run'
+    assert announced == [(QgsTask.Complete, 'EnMAP Compress: compressing scene')]
