@@ -88,11 +88,17 @@ def software_versions():
     return versions
 
 
+MAX_SOURCE_DATE_EPOCH = 32503679999  # 2999-12-31T23:59:59Z (Windows' gmtime stops in the year 3000)
+
+
 def creation_time():
     """The header's UTC time: now, or SOURCE_DATE_EPOCH (seconds) when set, the reproducible-builds convention (the
     same input and settings then give the same file, byte for byte)."""
     epoch = os.environ.get('SOURCE_DATE_EPOCH', '').strip()
-    return time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(int(epoch) if epoch.isdigit() else None))
+    # (plain digits up to the year 2999 only, like any other value that is no time: '²' is a digit int() refuses,
+    # and 20 nines beyond time_t raised OverflowError in every compress)
+    stated = epoch.isascii() and epoch.isdigit() and int(epoch) <= MAX_SOURCE_DATE_EPOCH
+    return time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(int(epoch) if stated else None))
 
 
 # --- the tile coder -----------------------------------------------------------------------------------------
@@ -1018,18 +1024,29 @@ def max_chunk_bytes(window):
     return 32 * N_BANDS * window.width * window.height + (1 << 20)
 
 
+def stated_package_folder(path):
+    """The custom package folder a file's header (or a Zarr store's codec) names, when it may be looked at: only a
+    folder as writers record it, absolute and on this machine's disks. A relative one is read in whatever folder the
+    reader runs in, and a network one (\\\\host\\share, //host/share) has merely decoding a file reach out to a host
+    the file names (on Windows with the user's credentials) and run the model it finds there. None otherwise: the
+    installed model of the file's id is used."""
+    if not path or path.replace('\\', '/').startswith('//') or not os.path.isabs(path):
+        return None
+    return path if os.path.isdir(path) else None
+
+
 def find_package(info):
     """The model package a file's CodecInfo names (its custom package when that is still there), or
     ModelNotFoundError naming the model to install."""
-    path = info.model_path
-    if path and os.path.isdir(path):  # a custom package (its id may equal a bundled one's): the one that made the file
+    path = stated_package_folder(info.model_path)
+    if path is not None:  # a custom package (its id may equal a bundled one's): the one that made the file
         custom = find_model(path)
         if info.made_with(custom.decoder_sha256()):
             return custom
     try:
         return find_model(info.model_id)
     except ModelNotFoundError:
-        if path and os.path.isdir(path):
+        if path is not None:
             return find_model(path)
         raise ModelNotFoundError(f'this file needs the model "{info.model_id}", which is not installed '
                                  f'(installed: {", ".join(p.model_id for p in list_models()) or "none"})') from None

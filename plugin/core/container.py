@@ -54,6 +54,8 @@ MAX_HEADER_BYTES = 1 << 20  # inflated; a header with every per-band table spell
 DEFAULT_INDEX_LIMIT = 16 << 20  # inflated index, unless the caller bounds it from the header (the codec does)
 MAX_META_VALUES = 255  # a chunk record: u8 n, n svarints (the meta's integers, keys sorted), then the payload
 MAX_JSON_DEPTH = 32  # valid headers nest 4 deep; json.loads recurses once per level (RecursionError beyond ~1000)
+MAX_JSON_DIGITS = 4300  # of an integer: Python reads decimal digits in quadratic time (3.11 and 3.9.14 stop at
+# 4300; the 3.9 of QGIS 3.22 does not, and a 1 MiB header of one number took seconds a file, in the Browser too)
 
 
 def file_size_bits(path) -> int:
@@ -110,6 +112,12 @@ def _unique_keys(pairs):
     return value
 
 
+def _bounded_int(digits: str) -> int:
+    if len(digits.lstrip('-')) > MAX_JSON_DIGITS:
+        raise ValueError(f'a number of {len(digits.lstrip("-"))} digits; at most {MAX_JSON_DIGITS}')
+    return int(digits)
+
+
 def json_depth(text: str) -> int:
     """How deeply [ and { nest outside strings, found without recursion (json.loads recurses once per level)."""
     skeleton = np.frombuffer(_JSON_STRING.sub('', text).encode('utf-8', 'replace'), np.uint8)
@@ -124,7 +132,7 @@ def parse_json_text(data: bytes, what: str, path: str) -> dict:
         text = bytes(data).decode('utf-8')
         if json_depth(text) > MAX_JSON_DEPTH:
             raise ValueError(f'nested more than {MAX_JSON_DEPTH} levels deep')
-        value = json.loads(text, object_pairs_hook=_unique_keys)
+        value = json.loads(text, object_pairs_hook=_unique_keys, parse_int=_bounded_int)
         if _ESCAPED_SURROGATE.search(text):
             json.dumps(value, ensure_ascii=False).encode('utf-8')  # a lone surrogate cannot be encoded
     except (UnicodeError, ValueError, RecursionError) as exc:

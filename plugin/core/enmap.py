@@ -67,6 +67,10 @@ _VSIZIP_RE = re.compile(r'^/vsizip/(/?.+?\.zip)(/.*)?$', re.IGNORECASE)  # the Z
 _IMAGE_RE = re.compile(r'-SPECTRAL_IMAGE(_COG)?\.(TIF|TIFF|GEOTIFF|BSQ|BIL|BIP|JP2|HDR)$', re.IGNORECASE)
 # Preferred spectral image formats when a product folder holds several.
 _IMAGE_PREFERENCE = ('.TIF', '.TIFF', '.GEOTIFF', '_COG.TIF', '_COG.TIFF', '.BSQ', '.BIL', '.BIP', '.JP2')
+# The formats an EnMAP product's spectral image comes in, the only GDAL drivers it is opened with: GDAL picks a driver
+# by content, and a VRT (or a WMS or MRF description) named -SPECTRAL_IMAGE.TIF in a product reads any file or URL it
+# names (a user's own files, /vsicurl/, \\host\share), which would end up in the .ehc made of the product.
+PRODUCT_IMAGE_DRIVERS = ('GTiff', 'ENVI', 'JP2OpenJPEG', 'JP2KAK', 'JP2ECW', 'JP2MrSID', 'JPEG2000')
 _ENVI_DATA_EXTS = ('', '.bsq', '.bil', '.bip', '.img', '.dat', '.raw', '.BSQ', '.BIL', '.BIP', '.IMG', '.DAT', '.RAW')
 # Never sniffed as ZIP: a raster's last bytes could happen to look like a ZIP directory.
 _RASTER_EXTS = ('.tif', '.tiff', '.geotiff', '.bsq', '.bil', '.bip', '.img', '.dat', '.jp2', '.hdr', '.xml')
@@ -270,6 +274,7 @@ class _Located:
     note: Optional[str] = None  # a warning found while locating
     zip_image: Optional[zipstage.ZipImage] = None  # the image is a member of this product ZIP
     open_hint: Optional[InputError] = None  # the error to raise, when GDAL cannot open gdal_path, instead of its own
+    drivers: Optional[tuple] = None  # the only GDAL drivers that may open gdal_path (a product's image); None: any
 
 
 def _is_metadata_name(name):
@@ -334,7 +339,7 @@ def _locate_from_xml(xml_path, label):
         raise InputError(f'{label} has a METADATA.XML but no spectral image next to it (expected '
                          f'{_xml_prefix(os.path.basename(xml_path)) or "<PRODUCT>"}-SPECTRAL_IMAGE.TIF or '
                          '.BSQ/.BIL/.BIP with .HDR in the same folder).')
-    return _Located(gdal_path=os.path.join(folder, image), label=label, xml=info)
+    return _Located(gdal_path=os.path.join(folder, image), label=label, xml=info, drivers=PRODUCT_IMAGE_DRIVERS)
 
 
 def _locate_folder(folder):
@@ -431,7 +436,7 @@ def _locate_zip(path):
     member = f'{folder}/{image}' if folder else image
     zip_image = zipstage.zip_image(path, infos, by_path[member].filename)
     return _Located(gdal_path=_vsizip_path(path, member), label=f'The ZIP {path}', xml=xml, zip_image=zip_image,
-                    open_hint=_method_hint(path, infos, zip_image))
+                    open_hint=_method_hint(path, infos, zip_image), drivers=PRODUCT_IMAGE_DRIVERS)
 
 
 def _method_hint(path, infos, zip_image):
@@ -491,6 +496,7 @@ def _locate_raster(path):
     located = _Located(gdal_path=path, label=f'The image {path}')
     match = _IMAGE_RE.search(os.path.basename(path))
     if match:
+        located.drivers = PRODUCT_IMAGE_DRIVERS
         name = os.path.basename(path)[:match.start()] + _METADATA_SUFFIX
         xml_path = _find_case_insensitive(os.path.dirname(os.path.abspath(path)), name)
         if xml_path:
@@ -579,7 +585,11 @@ def _gdal_open(located):
     try:
         gdal.ErrorReset()
         with _single_threaded_decoding():  # GTiff takes its decoding threads when the file is opened
-            ds = gdal.Open(located.gdal_path, gdal.GA_ReadOnly)
+            if located.drivers is None:
+                ds = gdal.Open(located.gdal_path, gdal.GA_ReadOnly)
+            else:
+                ds = gdal.OpenEx(located.gdal_path, gdal.OF_RASTER | gdal.OF_READONLY,
+                                 allowed_drivers=list(located.drivers))
         message = gdal.GetLastErrorMsg()
     except RuntimeError as exc:  # when someone else in the process called gdal.UseExceptions()
         ds, message = None, str(exc)
@@ -587,6 +597,10 @@ def _gdal_open(located):
         gdal.PopErrorHandler()
     if ds is None and located.open_hint is not None:
         raise located.open_hint
+    if ds is None and located.drivers is not None:  # (a VRT, say: not opened, it could read other files)
+        raise InputError(f'{located.label}: its spectral image {os.path.basename(located.gdal_path)} is no GeoTIFF, '
+                         f'ENVI or JPEG 2000 image that GDAL can read ({message or "another format"}), as an EnMAP '
+                         'product\'s is. Expected an EnMAP L2A product as delivered.')
     if ds is None:
         raise InputError(f'{located.label} is not a raster GDAL can open ({message or "unknown format"}). {_EXPECTED}')
     return ds
@@ -1064,7 +1078,7 @@ class SpectralRaster:
             self._warn(f'{self._label}: {reason}; reading the image inside the ZIP instead, which is much slower.')
             return
         try:
-            ds = _gdal_open(_Located(gdal_path=staged.path, label=self._label))
+            ds = _gdal_open(_Located(gdal_path=staged.path, label=self._label, drivers=PRODUCT_IMAGE_DRIVERS))
             if (ds.RasterXSize, ds.RasterYSize, ds.RasterCount) != (self.width, self.height, self.band_count):
                 raise InputError(f'{self._label}: the unpacked image differs from the one GDAL reads in the ZIP.')
         except BaseException:

@@ -348,8 +348,9 @@ class OutputClaim:
     `temp` is the file to write (in the claim folder, with the target's extension); its side-cars go next to it.
     """
 
-    def __init__(self, path):
+    def __init__(self, path, private=False):
         self.target = os.path.abspath(os.fspath(path))
+        self._mode = 0o700 if private else 0o777  # (less the umask)
         folder, name = os.path.split(self.target)
         if os.path.isdir(self.target):
             raise OutputError(f'The output {self.target} is a folder; expected a file name.')
@@ -365,7 +366,7 @@ class OutputClaim:
 
     def _take(self):
         try:
-            os.mkdir(self.folder)
+            os.mkdir(self.folder, self._mode)
         except FileExistsError:
             raise _busy(self.target, self.folder, _read_owner(self.folder)) from None
         except OSError as exc:
@@ -508,9 +509,11 @@ def atomic_output(path):
 
 def scratch_claim(parent=None):
     """A claim on a private folder (its `folder`) for intermediate files, in `parent` or the system's temporary
-    folder; call abandon() when done. A killed run's scratch folder is removed by the next run that makes one."""
+    folder; call abandon() when done. A killed run's scratch folder is removed by the next run that makes one.
+    Only this user may enter it (as tempfile.mkdtemp's): on a shared /tmp, others could read the images unpacked or
+    decoded there, whatever the permissions of the files they came from."""
     parent = tempfile.gettempdir() if parent is None else parent
-    return OutputClaim(os.path.join(parent, f'{_SCRATCH}{secrets.token_hex(4)}'))
+    return OutputClaim(os.path.join(parent, f'{_SCRATCH}{secrets.token_hex(4)}'), private=True)
 
 
 _SCRATCH = 'enmapcompress-scratch-'

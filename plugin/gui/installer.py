@@ -1,5 +1,7 @@
 """The "Install missing packages" button: after asking, runs pip for QGIS's own Python into the plugin's own
 folder and shows pip's output as it comes (QProcess: QGIS stays responsive)."""
+import os
+
 from qgis.PyQt.QtCore import QProcess, pyqtSignal
 from qgis.PyQt.QtGui import QFont
 from qgis.PyQt.QtWidgets import QDialog, QDialogButtonBox, QLabel, QMessageBox, QPlainTextEdit, QVBoxLayout
@@ -49,6 +51,15 @@ class PipInstallDialog(QDialog):
         self.resize(720, 420)
 
     def start(self):
+        # in a folder of the plugin's own: `python -m pip` imports from its working folder first, and QGIS's (where
+        # it was started, a project's folder) may hold anyone's pip.py or pip/, which would run instead of pip
+        work = os.path.dirname(os.path.abspath(self.folder))
+        try:
+            os.makedirs(work, exist_ok=True)
+        except OSError as exc:
+            self._finish(False, f'Could not create the folder {work} ({exc.strerror or exc}). Nothing was installed.')
+            return
+        self.process.setWorkingDirectory(work)
         self.process.start(self.python, self.arguments)
 
     def is_running(self):

@@ -227,6 +227,19 @@ def test_with_source_date_epoch_the_same_input_gives_the_same_file(scene, tmp_pa
         assert reader.header['created'] == '2023-11-14T22:13:20Z'
 
 
+@pytest.mark.parametrize('epoch', ['\u00b2', '9' * 20, '32503680000'])
+def test_a_source_date_epoch_that_is_no_time_is_ignored_as_any_other(monkeypatch, epoch):
+    # before: '²' (a digit to str.isdigit, not to int) raised ValueError, 20 nines OverflowError, in every compress
+    from enmap_compress.plugin.core.codec import creation_time
+
+    monkeypatch.setenv('SOURCE_DATE_EPOCH', 'x')
+    now = creation_time()
+    monkeypatch.setenv('SOURCE_DATE_EPOCH', epoch)
+    assert creation_time()[:4] == now[:4]
+    monkeypatch.setenv('SOURCE_DATE_EPOCH', '32503679999')
+    assert creation_time() == '2999-12-31T23:59:59Z'
+
+
 def test_ground_control_points_and_rpcs_come_back_exactly(scene, tmp_path):
     """A raster georeferenced by GCPs (not yet orthorectified) and RPC metadata keeps both; 0.5.3 dropped them
     without a word. A raster without them stores neither key."""

@@ -197,6 +197,25 @@ def test_a_lossless_file_must_restore_every_band(tmp_path):
     _refused(_with(parts, _set(('codec', 'extra_bands'), [])).build(), tmp_path, r'codec\.extra_bands.*lossless')
 
 
+def test_a_number_of_thousands_of_digits_is_refused_before_it_is_read(fresh, tmp_path):
+    # before: on a Python without the digit limit (QGIS 3.22's 3.9) a header of one 1 MiB integer took 5 s a file
+    # to read, in an unknown key too (ignored after it was read); 3.11 and 3.9.14 refuse it in json.loads
+    limited = hasattr(sys, 'set_int_max_str_digits')
+    if limited:
+        limit = sys.get_int_max_str_digits()
+        sys.set_int_max_str_digits(0)  # as that Python
+    try:
+        parts = EhcParts.read(fresh)
+        header = json.dumps(dict(parts.header, padding=0)).replace('"padding": 0', '"padding": ' + '7' * 5000)
+        _refused(parts.build(header_json=header.encode()), tmp_path, 'header is corrupt .a number of 5000 digits')
+        parts.header['padding'] = int('7' * 4300)  # (as long as the limit allows: read, and ignored)
+        (tmp_path / 'long.ehc').write_bytes(parts.build())
+        decompress(str(tmp_path / 'long.ehc'), str(tmp_path / 'long.tif'), 'cpu')
+    finally:
+        if limited:
+            sys.set_int_max_str_digits(limit)
+
+
 def test_deep_json_nesting_is_refused_before_parsing(fresh, tmp_path):
     parts = EhcParts.read(fresh)
     _refused(parts.build(header_json=nested_json(100_000)), tmp_path, 'header is corrupt .nested more than')

@@ -348,3 +348,27 @@ def test_an_alpha_band_is_refused_with_how_to_make_it_a_mask(tmp_path):
     gdal.Translate(masked, path, bandList=list(range(1, 225)), maskBand=225)
     with open_spectral(masked) as raster:
         assert raster.band_count == 224 and any('has a mask band' in w for w in raster.warnings)
+
+
+@pytest.mark.parametrize('given', ['folder', 'zip', 'image'])
+def test_a_product_image_that_is_a_vrt_reads_no_other_file(product, tmp_path, given):
+    # before: GDAL picks a driver by content, so a -SPECTRAL_IMAGE.TIF holding a VRT was opened as one and read any
+    # file it named (here the user's own, raw; also /vsicurl/ URLs or \\host\share) into the image compressed
+    folder = shutil.copytree(product.folder, str(tmp_path / os.path.basename(product.folder)))
+    image = os.path.join(folder, os.path.basename(product.image))
+    secret = tmp_path / 'secret.bin'
+    np.arange(224 * 6 * 8, dtype='<i2').tofile(str(secret))
+    bands = ''.join(f'<VRTRasterBand dataType="Int16" band="{b + 1}" subClass="VRTRawRasterBand"><SourceFilename '
+                    f'relativetoVRT="0">{secret}</SourceFilename><ImageOffset>{b * 96}</ImageOffset><PixelOffset>2'
+                    '</PixelOffset><LineOffset>16</LineOffset></VRTRasterBand>' for b in range(224))
+    with open(image, 'w') as f:
+        f.write(f'<VRTDataset rasterXSize="8" rasterYSize="6">{bands}</VRTDataset>')
+    source = {'folder': folder, 'image': image, 'zip': str(tmp_path / 'p.zip')}[given]
+    if given == 'zip':
+        with zipfile.ZipFile(source, 'w', zipfile.ZIP_DEFLATED) as archive:
+            for name in os.listdir(folder):
+                archive.write(os.path.join(folder, name), f'{os.path.basename(folder)}/{name}')
+    with pytest.raises(InputError, match='is no GeoTIFF, ENVI or JPEG 2000 image that GDAL can read'):
+        open_spectral(source)
+    with open_spectral(shutil.copy(image, str(tmp_path / 'mine.vrt'))) as raster:  # a VRT a user names opens
+        assert raster.band_count == 224

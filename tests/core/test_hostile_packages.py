@@ -6,6 +6,7 @@ import shutil
 
 import numpy as np
 import pytest
+from ehc_forge import EhcParts
 
 from enmap_compress.plugin.core import cards, codec, onnxproto
 from enmap_compress.plugin.core.errors import FormatError, ModelError
@@ -159,3 +160,25 @@ def test_a_package_folder_whose_name_is_not_text_is_named(scene, tmp_path):
     shutil.copytree(os.path.join(MODELS_DIR, 'pca'), os.path.join(odd, 'pca'))
     with pytest.raises(ModelError, match='has a name that is not text'):
         _compress(scene, os.path.join(odd, 'pca'), tmp_path)
+
+
+@pytest.mark.skipif(os.name == 'nt', reason='//x is a network path on Windows; the POSIX spelling of a local one here')
+@pytest.mark.parametrize('stated', ['relative', 'network'])
+def test_a_header_cannot_name_a_package_elsewhere(scene, tmp_path, monkeypatch, stated):
+    # before: the decoder loaded and ran the package at whatever model_path a file states: relative to the folder
+    # it runs in, or on Windows \\host\share (reached, with the user's credentials, by decoding or `info`)
+    def changed(encoder, decoder):
+        tensor = decoder.graph.initializer[0]
+        tensor.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(tensor) + np.float32(0.05), tensor.name))
+    _compress(scene, _package(tmp_path, changed), tmp_path)
+    os.makedirs(tmp_path / 'drop')
+    shutil.move(str(tmp_path / 'pca'), str(tmp_path / 'drop' / 'pca'))  # only the forged path finds the package
+    parts = EhcParts.read(str(tmp_path / 'out.ehc'))
+    parts.header['codec']['model_path'] = 'drop/pca' if stated == 'relative' else '/' + str(tmp_path / 'drop' / 'pca')
+    (tmp_path / 'forged.ehc').write_bytes(parts.build())
+    monkeypatch.chdir(tmp_path)
+    opened = []
+    monkeypatch.setattr(codec, 'find_model', lambda model: opened.append(model) or find_model(model))
+    with pytest.raises(FormatError, match='different version of model "pca"'):
+        codec.decompress(str(tmp_path / 'forged.ehc'), str(tmp_path / 'out.tif'), device='cpu', threads=1)
+    assert opened == ['pca'] and not (tmp_path / 'out.tif').exists()

@@ -4,6 +4,7 @@ import gc
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import textwrap
@@ -222,6 +223,25 @@ def test_a_killed_run_s_unpacked_zip_image_is_removed_by_the_next_run(tmp_path, 
     monkeypatch.setattr('tempfile.tempdir', str(temp))
     outputs.scratch_claim().abandon()
     assert os.listdir(temp) == []
+
+
+@pytest.mark.skipif(os.name != 'posix', reason='POSIX permissions (the temporary folder is per user on Windows)')
+def test_a_scratch_folder_is_private(tmp_path, monkeypatch):
+    # before: made 0755 (0777 less the umask) in the shared /tmp, so any local user could read the product image a
+    # ZIP unpacks there, or the reconstruction evaluate decodes there, whatever the original files' permissions
+    monkeypatch.setattr('tempfile.tempdir', str(tmp_path))
+    old = os.umask(0o022)
+    try:
+        claim = outputs.scratch_claim()
+    finally:
+        os.umask(old)
+    output = OutputClaim(str(tmp_path / 'x.tif'))  # (an output's claim beside it: as the folder's other files)
+    try:
+        assert stat.S_IMODE(os.stat(claim.folder).st_mode) == 0o700
+        assert stat.S_IMODE(os.stat(output.folder).st_mode) == 0o777 & ~old
+    finally:
+        claim.abandon()
+        output.abandon()
 
 
 def test_evaluate_keeps_its_intermediate_file_in_a_scratch_claim(scene, tmp_path, monkeypatch):

@@ -133,6 +133,27 @@ def test_install_runs_pip_into_the_plugin_folder_with_live_output(python, qgis_a
     dialog.close()
 
 
+def test_install_never_runs_a_pip_in_the_folder_qgis_runs_in(qgis_app, tmp_path, monkeypatch, clean_sys_path):
+    # before: pip ran in QGIS's working folder (where it was started, or a project opened from a file manager), and
+    # `python -m pip` imports from there first: a pip/ handed over with the data ran instead of pip
+    from enmap_compress.plugin.gui.installer import PipInstallDialog
+
+    planted = tmp_path / 'download'
+    (planted / 'pip').mkdir(parents=True)
+    marker = tmp_path / 'planted-pip-ran'
+    (planted / 'pip' / '__init__.py').write_text('')
+    (planted / 'pip' / '__main__.py').write_text(f'open({str(marker)!r}, "w").close()\n')
+    monkeypatch.chdir(planted)
+    wheels = _write_wheel(str(tmp_path))
+    target = str(tmp_path / 'deps' / 'py')
+    dialog = PipInstallDialog([TINY], target, sys.executable, ['--no-index', '--find-links', wheels])
+    dialog.start()
+    assert wait_for(lambda: dialog.ok is not None, PIP_TIMEOUT_S), dialog.log.toPlainText()
+    assert not marker.exists()
+    assert dialog.ok and os.path.isfile(os.path.join(target, TINY, '__init__.py')), dialog.log.toPlainText()
+    dialog.close()
+
+
 def test_a_failing_pip_says_so_and_changes_nothing(qgis_app, tmp_path):
     from enmap_compress.plugin.gui.installer import PipInstallDialog
 
