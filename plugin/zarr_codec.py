@@ -17,15 +17,22 @@ and the band order. A store whose model is missing names the model to install.
 Format versions: 1, chunks of the model's own latent stream reconstructed by its decoder graph; 2 (since 0.7.0, the
 error-bounded and lossless stores of a model with an exact synthesis: rdnet, pca), chunks of the model's exactly
 reconstructed coder (codec.exact_latent_coder: the same values on every CPU, which their checksums need). 3 and 4
-(written since 0.7.1) are 1 and 2 with chunks that end in a CRC-32 of all their bytes (magic EHZ2): the chunk head
+(written 0.7.1-0.7.3) are 1 and 2 with chunks that end in a CRC-32 of all their bytes (magic EHZ2): the chunk head
 (its shape and dead-band flags) had no check of its own, so one flipped flag silently turned a band into nodata.
 Readers before 0.7.1 refuse versions 3 and 4 asking for an update; stores of versions 1 and 2 keep their chunks
-(EHZ1, also for chunks added to them now).
+(EHZ1, also for chunks added to them now). 5 and 6 (written since 0.7.4) are 3 and 4 with chunks that also state a
+CRC-32 of the array's codec configuration (magic EHZ3): a lossy chunk copied in from a store of another quality or
+nodata decoded to other values without an error. Readers before 0.7.4 refuse them asking for an update; stores of
+versions 3 and 4 keep their EHZ2 chunks.
+
+Writing part of a stored chunk codes its other samples again (zarr decodes the chunk, writes into it and encodes it):
+in lossy and error-bounded stores their errors add up, so write whole chunks (write_zarr and Dask's to_zarr do).
 
 Only numcodecs is imported with this module; the core (GDAL, onnxruntime) on first use, zarr by write_zarr.
 """
 import contextlib
 import dataclasses
+import json
 import struct
 import threading
 import zlib
@@ -37,14 +44,19 @@ from numcodecs.compat import ensure_bytes, ndarray_copy
 CODEC_ID = 'enmap_ehc'
 CHUNK_MAGIC = b'EHZ1'  # format versions 1 and 2
 CHECKED_CHUNK_MAGIC = b'EHZ2'  # versions 3 and 4: the chunk ends in a CRC-32 of its bytes before it
+TAGGED_CHUNK_MAGIC = b'EHZ3'  # versions 5 and 6: as EHZ2, and the head states the array's configuration tag
 _CHUNK_HEAD = struct.Struct('<4sIII')  # magic, bands, height, width; then the dead-band bits and the tile payload
 _CHUNK_CRC = struct.Struct('<I')
+_CHUNK_TAG = struct.Struct('<I')  # after the head in versions 5 and 6: EhcCodec._config_tag
 DEFAULT_VARIABLE = 'reflectance'
-FORMAT_VERSIONS = (1, 2, 3, 4)
-EXACT_VERSIONS = (2, 4)  # error-bounded chunks reconstructed exactly (see the module docstring)
-CHECKED_VERSIONS = (3, 4)
+FORMAT_VERSIONS = (1, 2, 3, 4, 5, 6)
+EXACT_VERSIONS = (2, 4, 6)  # error-bounded chunks reconstructed exactly (see the module docstring)
+CHECKED_VERSIONS = (3, 4, 5, 6)
+TAGGED_VERSIONS = (5, 6)
+_REQUIRED_KEYS = ('model', 'model_sha256', 'quality', 'wavelengths', 'canonical_index')
+_CONFIG_KEYS = _REQUIRED_KEYS + ('dtype', 'nodata', 'max_error', 'extra_bands', 'error_bound', 'format_version')
 MAX_OLD_CHUNK_PIXELS = 1 << 20  # an unchecked EHZ1 chunk's head may state at most this (the writers did not limit
-# their chunks; a damaged head must not ask for gigabytes); EHZ2 chunks are tiles, at most MAX_TILE_SIZE a side
+# their chunks; a damaged head must not ask for gigabytes); EHZ2 and EHZ3 chunks are tiles, at most MAX_TILE_SIZE a side
 
 
 class EhcCodec(Codec):
@@ -55,24 +67,38 @@ class EhcCodec(Codec):
 
     def __init__(self, model, model_sha256, quality, wavelengths, canonical_index, dtype='int16', nodata=-32768.0,
                  max_error=None, extra_bands=(), error_bound=None, format_version=1):
-        if int(format_version) not in FORMAT_VERSIONS:
-            raise ValueError(f'this EnMAP Compress reads {CODEC_ID} format versions 1 to 4, not {format_version}; '
-                             'update enmap-compress to read this store')
-        if int(format_version) in EXACT_VERSIONS and max_error is None and error_bound is None:
+        from .core.bounds import whole_number
+
+        version = whole_number(format_version)
+        if version is None:
+            raise ValueError(f'the {CODEC_ID} format_version must be a whole number, not {format_version!r}')
+        if version not in FORMAT_VERSIONS:
+            raise _unread_version(format_version)
+        if version in EXACT_VERSIONS and max_error is None and error_bound is None:
             raise ValueError(f'{CODEC_ID} format version {format_version} is for error-bounded and lossless stores')
+        # (whole numbers, not int(): a quality of 5.5 read as 5, a max_error of -1 or 2.7 as a bound, and each
+        # decoded to a checksum error saying the chunk was changed)
+        stated_quality, bound = whole_number(quality), None if max_error is None else whole_number(max_error)
+        if stated_quality is None:
+            raise ValueError(f'the {CODEC_ID} quality must be a whole number, not {quality!r}')
+        if max_error is not None and (bound is None or bound < 0):
+            raise ValueError(f'the {CODEC_ID} max_error must be None or a whole number from 0, not {max_error!r}')
+        if error_bound is not None and not isinstance(error_bound, dict):
+            raise ValueError(f'the {CODEC_ID} error_bound must be None or an object, not {error_bound!r}')
         self.model = str(model)
         self.model_sha256 = str(model_sha256)
-        self.quality = int(quality)
+        self.quality = stated_quality
         self.wavelengths = [float(w) for w in wavelengths]
         self.canonical_index = [int(i) for i in canonical_index]
         self.dtype = np.dtype(dtype).name
         self.nodata = None if nodata is None else float(nodata)
-        self.max_error = None if max_error is None else int(max_error)
+        self.max_error = bound
         self.extra_bands = [int(i) for i in extra_bands]
         self.error_bound = None if error_bound is None else dict(error_bound)  # per-band or relative (bounds.py)
-        self.format_version = int(format_version)
+        self.format_version = version
         if sorted(self.canonical_index) != list(range(len(self.wavelengths))):
             raise ValueError('canonical_index must be a permutation of the band numbers 0..bands-1')
+        self._tag = self._config_tag()
         self._coder = None
         self._lock = threading.Lock()
 
@@ -103,9 +129,34 @@ class EhcCodec(Codec):
         made = cls(package.model_id if _is_bundled(package) else package.folder, package.decoder_sha256(),
                    codec.checked_quality(quality), wavelengths, bands.canonical_order(wavelengths), dtype, nodata,
                    uniform, extra, bound.codec_info() if bound is not None and uniform is None else None,
-                   4 if exact else 3)
+                   6 if exact else 5)
         made._check_writable()
         return made
+
+    @classmethod
+    def from_config(cls, config):
+        """The codec of a store's metadata (numcodecs.get_codec): a later format version asks for an update (also
+        when it brings keys this version does not know), any other configuration that is not one this codec wrote
+        (a key unknown or missing, a value of the wrong kind) is a FormatError naming what is wrong, not a
+        TypeError of __init__ or a bare int() message."""
+        from .core.bounds import whole_number
+        from .core.errors import FormatError
+
+        config = dict(config)
+        config.pop('id', None)
+        version = whole_number(config.get('format_version', 1))
+        damaged = f'the {CODEC_ID} codec configuration of this store is damaged'
+        if version is not None and version > max(FORMAT_VERSIONS):
+            raise _unread_version(version)
+        unknown = sorted(set(config) - set(_CONFIG_KEYS), key=str)
+        missing = [key for key in _REQUIRED_KEYS if key not in config]
+        if unknown or missing:
+            raise FormatError(f'{damaged} ({"unknown key" if unknown else "no key"} '
+                              f'{", ".join(repr(k) for k in unknown or missing)})')
+        try:
+            return cls(**config)
+        except (TypeError, ValueError) as exc:
+            raise FormatError(f'{damaged} ({exc})') from None
 
     def get_config(self):
         """The store's codec metadata: JSON (a NaN or infinite nodata as its text, which __init__ reads back)."""
@@ -135,7 +186,7 @@ class EhcCodec(Codec):
         dead = self._nodata_mask(canonical).all(axis=(1, 2))
         tile, window, kept = _whole_chunk(coder, chunk.shape)
         payload, _ = encode_tile(coder, canonical, self.nodata, dead, kept)
-        head = _CHUNK_HEAD.pack(self._magic, *chunk.shape)
+        head = _CHUNK_HEAD.pack(self._magic, *chunk.shape) + (_CHUNK_TAG.pack(self._tag) if self._tagged else b'')
         data = head + np.packbits(dead).tobytes() + payload
         return data + _CHUNK_CRC.pack(zlib.crc32(data)) if self._checked else data
 
@@ -144,11 +195,11 @@ class EhcCodec(Codec):
         from .core.errors import FormatError
 
         data = ensure_bytes(buf)
+        coder, _ = self._tile_coder()  # (first: a store whose model is missing says so, whatever its chunks hold)
         count, height, width, dead, payload = self._chunk_parts(data)
         if out is not None and memoryview(out).nbytes != count * height * width * np.dtype(self.dtype).itemsize:
             raise FormatError(f'a {CODEC_ID} chunk of {count} x {height} x {width} samples does not fit the array\'s '
                               f'chunk of {memoryview(out).nbytes} bytes')
-        coder, _ = self._tile_coder()
         tile, window, _ = _whole_chunk(coder, (count, height, width))
         canonical = decode_tile(coder, payload, tile, window, self.dtype, self.nodata, dead)
         chunk = np.empty_like(canonical)
@@ -161,11 +212,23 @@ class EhcCodec(Codec):
         return self.format_version in CHECKED_VERSIONS
 
     @property
+    def _tagged(self):
+        return self.format_version in TAGGED_VERSIONS
+
+    @property
     def _magic(self):
+        if self._tagged:
+            return TAGGED_CHUNK_MAGIC
         return CHECKED_CHUNK_MAGIC if self._checked else CHUNK_MAGIC
 
+    def _config_tag(self):
+        """CRC-32 of what a chunk decodes by: the configuration but the model's place (a custom package's folder;
+        its sha256 counts) and the wavelengths (the band order counts)."""
+        config = {key: value for key, value in self.get_config().items() if key not in ('model', 'wavelengths')}
+        return zlib.crc32(json.dumps(config, sort_keys=True).encode())
+
     def _fits(self, height, width):
-        """Whether a chunk of this shape may be written and read: a tile's (versions 3, 4), or a version 1 or 2
+        """Whether a chunk of this shape may be written and read: a tile's (versions 3 to 6), or a version 1 or 2
         store's of at most MAX_OLD_CHUNK_PIXELS."""
         from .core.modelmeta import MAX_TILE_SIZE
 
@@ -181,7 +244,7 @@ class EhcCodec(Codec):
 
     def _chunk_parts(self, data):
         """(bands, height, width, dead-band flags, tile payload) of a chunk, each checked before it is used: its
-        CRC (versions 3 and 4), magic, band count and a shape the chunk may have."""
+        CRC (versions 3 to 6), magic, band count, configuration tag (5 and 6) and a shape the chunk may have."""
         from .core.errors import FormatError
 
         crc = _CHUNK_CRC.size if self._checked else 0
@@ -196,13 +259,20 @@ class EhcCodec(Codec):
             if zlib.crc32(body) != stored:
                 raise FormatError(f'a {CODEC_ID} chunk is damaged (its CRC-32 does not match its {len(data)} bytes)')
             data = body
+        start = _CHUNK_HEAD.size + (_CHUNK_TAG.size if self._tagged else 0)
+        if len(data) < start:
+            raise FormatError(f'a {CODEC_ID} chunk is truncated ({len(data)} bytes)')
+        if self._tagged and _CHUNK_TAG.unpack_from(data, _CHUNK_HEAD.size)[0] != self._tag:
+            raise FormatError(f'a {CODEC_ID} chunk was written with another codec configuration than this array\'s '
+                              '(another model, quality, bound, dtype, nodata or band order): a chunk of another store '
+                              'copied in?')
         if not (height and width and self._fits(height, width)):
             raise FormatError(f'a {CODEC_ID} chunk states {height} x {width} px, which no chunk of this store has')
         bits = (count + 7) // 8
-        if len(data) < _CHUNK_HEAD.size + bits:
+        if len(data) < start + bits:
             raise FormatError(f'a {CODEC_ID} chunk is truncated ({len(data)} bytes)')
-        dead = np.unpackbits(np.frombuffer(data, np.uint8, bits, _CHUNK_HEAD.size))[:count].astype(bool)
-        return count, height, width, dead, data[_CHUNK_HEAD.size + bits:]
+        dead = np.unpackbits(np.frombuffer(data, np.uint8, bits, start))[:count].astype(bool)
+        return count, height, width, dead, data[start + bits:]
 
     def _check_chunk(self, chunk):
         if chunk.ndim != 3 or chunk.shape[0] != len(self.wavelengths):
@@ -277,6 +347,11 @@ class EhcCodec(Codec):
                 f'{self.model_sha256[:16]}...), which is not installed here ({exc}). Install the enmap-compress '
                 'version that wrote the store, or put that model package in a folder listed in '
                 'ENMAP_COMPRESS_MODELS.') from None
+
+
+def _unread_version(version):
+    return ValueError(f'this EnMAP Compress reads {CODEC_ID} format versions 1 to {max(FORMAT_VERSIONS)}, not '
+                      f'{version}; update enmap-compress to read this store')
 
 
 def _is_bundled(package):
@@ -418,7 +493,9 @@ def _coordinates(root, raster, data):
         values['fwhm'] = raster.fwhm
     for name, array in values.items():
         dim = name if name in ('band', 'x', 'y') else 'band'
-        coord = root.create_dataset(name, data=np.asarray(array), chunks=False)
+        # (no fill value: zarr's default 0 is a _FillValue to xarray, which read an x or y of 0 as NaN and the
+        # band numbers as floats)
+        coord = root.create_dataset(name, data=np.asarray(array), chunks=False, fill_value=None)
         coord.attrs['_ARRAY_DIMENSIONS'] = [dim]
         if name in ('wavelength', 'fwhm'):
             coord.attrs['units'] = 'nm'

@@ -26,7 +26,6 @@ from .errors import FormatError, InputError
 
 SECTION_VERSION = 1
 _HEAD = struct.Struct('<BI')  # version, sample count; then zlib(u32 position deltas, values in the raster dtype)
-FLOAT32_WHOLE = 2 ** 24  # float32 holds every integer up to this
 EXACT_LIMIT = 2 ** 23  # |DN| of an error-bounded input: float32 model paths hold these integers (their residuals,
 # up to 2^23 + BASE_LIMIT, are formed in int64: bounds.integer_residual)
 
@@ -121,12 +120,14 @@ def nodata_flips(native, exact, bands, restored, valid, nodata):
 def unheld(native, exact, bands, restored, valid):
     """Flat positions (as nodata_flips) of the samples whose value within the bound `exact` the raster's type
     rounds: float32 holds integers up to 2^24 only, and a bound over 2^23 DN reaches beyond (written, a value at
-    the bound's edge moved one DN past it). Integer types clip towards the input's own range, float64 holds every
-    value: none there."""
-    if native.dtype != np.float32 or not exact.size or (exact.min() >= -FLOAT32_WHOLE
-                                                        and exact.max() <= FLOAT32_WHOLE):
+    the bound's edge moved one DN past it); float16 (a Zarr array's) holds them up to 2^11 only, below any
+    EnMAP reflectance. Integer types clip towards the input's own range, float64 holds every value: none there."""
+    kind = native.dtype
+    whole = 2 ** (np.finfo(kind).nmant + 1) if kind.kind == 'f' and kind.itemsize < 8 else None  # (every integer
+    # up to this is held)
+    if whole is None or not exact.size or (exact.min() >= -whole and exact.max() <= whole):
         return np.zeros(0, np.int64)
-    return _positions(exact.astype(np.float32) != exact, bands, restored, valid)
+    return _positions(exact.astype(kind) != exact, bands, restored, valid)
 
 
 def _positions(found, bands, restored, valid):

@@ -147,19 +147,19 @@ def test_xarray_writes_a_cube_with_the_codec_and_reads_it_back(tmp_path, origina
 
 def test_error_bounded_stores_of_rdnet_and_pca_are_reconstructed_exactly(tmp_path_factory, product, original,
                                                                          lossy_store):
-    """Format version 4 (2 with checked chunks): the chunks of an error-bounded store of a model with an exact
-    synthesis decode to the same values on every CPU (codec.exact_latent_coder); lossy stores, and other models'
-    bounded ones, are version 3 (1 with checked chunks)."""
+    """Format version 6 (2 with checked and tagged chunks): the chunks of an error-bounded store of a model with an
+    exact synthesis decode to the same values on every CPU (codec.exact_latent_coder); lossy stores, and other
+    models' bounded ones, are version 5 (1 with checked and tagged chunks)."""
     store = store_of(tmp_path_factory, product, 'exact', model='rdnet', max_error=2)
     codec = zarr.open(store, mode='r')['reflectance'].compressor
-    assert codec.format_version == 4 and codec._tile_coder()[0].latent_scheme == 'context-v4'
+    assert codec.format_version == 6 and codec._tile_coder()[0].latent_scheme == 'context-v4'
     bands, valid = coded_valid(original)
     restored = decoded(store)
     assert np.abs(restored[bands][:, valid].astype(int) - original[bands][:, valid]).max() <= 2
-    assert zarr.open(lossy_store, mode='r')['reflectance'].compressor.format_version == 3
+    assert zarr.open(lossy_store, mode='r')['reflectance'].compressor.format_version == 5
     assert EhcCodec.for_model(standard_wavelengths(), model='pca', max_error=0)._tile_coder()[0].latent_scheme == \
         'model-exact-v1'
-    assert EhcCodec.for_model(standard_wavelengths(), model='cae1d', max_error=3).format_version == 3
+    assert EhcCodec.for_model(standard_wavelengths(), model='cae1d', max_error=3).format_version == 5
     config = dict(codec.get_config(), max_error=None, error_bound=None)
     config.pop('id')
     with pytest.raises(ValueError, match='is for error-bounded and lossless stores'):
@@ -199,16 +199,16 @@ def _codec_of_version(version, **bound):
     return EhcCodec(**dict(config, format_version=version))
 
 
-@pytest.mark.parametrize('version', [1, 2, 3, 4])
+@pytest.mark.parametrize('version', [1, 2, 3, 4, 5, 6])
 def test_a_damaged_chunk_is_refused_not_decoded(original, version):
     """Every flipped bit of a checked chunk (3, 4) is refused by its CRC-32, also in the head (its shape and dead-band
     flags: 0.7.0 turned a band into nodata for one flag); truncated chunks and heads stating impossible shapes are
     refused in the unchecked ones too (0.7.0 raised ValueError, or allocated what the head said)."""
-    codec = _codec_of_version(version, **({'max_error': 2} if version in (2, 4) else {}))
+    codec = _codec_of_version(version, **({'max_error': 2} if version % 2 == 0 else {}))
     cube = np.ascontiguousarray(original[:, :16, :16])
     chunk = codec.encode(cube)
-    assert chunk[:4] == (b'EHZ2' if version >= 3 else b'EHZ1')
-    if version in (2, 4):
+    assert chunk[:4] == b'EHZ%d' % ((version + 1) // 2)
+    if version % 2 == 0:
         bands, _ = coded_valid(cube)
         assert np.abs(codec.decode(chunk)[bands].astype(int) - cube[bands]).max() <= 2
     damaged = [chunk[:n] for n in (0, 3, 15, 16, 20, 43, len(chunk) - 1)]
@@ -361,3 +361,71 @@ def test_per_band_scales_offsets_gcps_and_rpcs_are_attributes_and_a_rotated_grid
     assert [tuple(p) for p in attrs['gcps']] == points and attrs['gcp_crs_wkt'] == wanted.GetGCPProjection()
     assert attrs['rpc'] == wanted.GetMetadata('RPC')
     np.testing.assert_allclose(attrs['scale_factor_reflectance'], scales, rtol=1e-12)
+
+
+def test_a_chunk_of_another_store_is_refused_not_decoded(original):
+    """Format versions 5 and 6 state a tag of the array's codec configuration in every chunk: a lossy pca chunk of
+    quality 3, or of another nodata, copied into a store of quality 5 decoded to other values without an error
+    (0.7.3, versions 3 and 4). A chunk of another store of the same configuration still reads."""
+    cube = np.ascontiguousarray(original[:, :8, :8])
+    store = EhcCodec.for_model(standard_wavelengths(), model='pca', quality=5)
+    assert store.format_version == 5 and store.encode(cube)[:4] == b'EHZ3'
+    for other in (dict(quality=3), dict(quality=5, nodata=0.0)):
+        chunk = EhcCodec.for_model(standard_wavelengths(), model='pca', **other).encode(cube)
+        with pytest.raises(FormatError, match='another codec configuration'):
+            store.decode(chunk)
+    twin = EhcCodec.for_model(standard_wavelengths(), model='pca', quality=5)
+    np.testing.assert_array_equal(store.decode(twin.encode(cube)), twin.decode(twin.encode(cube)))
+    bounded = EhcCodec.for_model(standard_wavelengths(), model='pca', max_error=2)
+    config = dict(bounded.get_config(), model=os.path.join('elsewhere', 'pca'))  # (a package's place is not its tag)
+    assert numcodecs.get_codec(config)._tag == bounded._tag
+
+
+@pytest.mark.parametrize('change, error, message', [
+    ({'tile_size': 64}, FormatError, "damaged \\(unknown key 'tile_size'\\)"),
+    ({'format_version': 7, 'tile_size': 64}, ValueError, 'not 7; update enmap-compress'),  # (a later version's key)
+    ({'quality': 5.5}, FormatError, 'quality must be a whole number, not 5.5'),
+    ({'max_error': -1}, FormatError, 'max_error must be None or a whole number from 0, not -1'),
+    ({'max_error': 2.7}, FormatError, 'not 2.7'),
+    ({'format_version': 'x'}, FormatError, "format_version must be a whole number, not 'x'"),
+    ({'dtype': 'foo'}, FormatError, 'damaged'),
+    ({'wavelengths': None}, FormatError, 'damaged'),
+    ({'error_bound': [1, 2]}, FormatError, 'error_bound must be None or an object'),
+])
+def test_a_store_configuration_this_version_does_not_read_is_one_clear_error(change, error, message):
+    """numcodecs.get_codec (as zarr.open calls it) raised a TypeError of __init__ for a key it did not know, also a
+    later version's (whose format_version would have asked for an update), and read a quality of 5.5 as 5 or a
+    max_error of -1 as a bound (their chunks then failed their checksums as if changed)."""
+    config = dict(_codec_of_version(4, max_error=2).get_config(), **change)
+    with pytest.raises(error, match=message):
+        numcodecs.get_codec(config)
+    config = _codec_of_version(4, max_error=2).get_config()
+    config.pop('quality')
+    with pytest.raises(FormatError, match="no key 'quality'"):
+        numcodecs.get_codec(config)
+
+
+def test_a_float16_array_keeps_the_error_bound(original):
+    """float16 holds whole numbers up to 2048 only: 0.7.3 restored EnMAP DN above it up to 1 DN past a bound of 1
+    (the value within the bound rounded off it in the array's type)."""
+    codec = EhcCodec.for_model(standard_wavelengths(), model='pca', max_error=1, dtype='float16', nodata=-32768.0)
+    cube = np.ascontiguousarray(original[:, 16:24, 24:32]).astype(np.float16)
+    bands, valid = coded_valid(original[:, 16:24, 24:32])
+    assert (cube[bands][:, valid] > 2048).any()
+    restored = codec.decode(codec.encode(cube))
+    assert np.abs(restored[bands][:, valid].astype(float) - cube[bands][:, valid]).max() <= 1
+
+
+def test_a_coordinate_of_0_is_no_fill_value(tmp_path):
+    """zarr's default fill value 0 of the coordinate arrays was a _FillValue to xarray: an x or y of 0 (a grid
+    centred on the equator or the prime meridian) read as NaN, and the band numbers as floats."""
+    source = synthetic.write_scene(str(tmp_path / 'scene.tif'), width=4, height=3, seed=3)
+    ds = gdal.Open(source, gdal.GA_Update)
+    ds.SetGeoTransform((-45.0, 30.0, 0.0, 45.0, 0.0, -30.0))
+    ds = None
+    store = str(tmp_path / 'zero.zarr')
+    write_zarr(source, store, model='pca', quality=3, chunk=8)
+    dataset = xr.open_zarr(store)
+    assert dataset['x'].values.tolist() == [-30.0, 0.0, 30.0, 60.0]
+    assert dataset['y'].values.tolist() == [30.0, 0.0, -30.0]
+    assert dataset['band'].dtype.kind == 'i' and dataset['band'].values[0] == 1
