@@ -315,6 +315,10 @@ def test_a_run_refused_as_busy_keeps_the_outputs_of_the_run_that_writes_them(plu
     # the first run holds its outputs (claimed before its first progress) until the second has been refused
     first.feedback.progressChanged.connect(lambda _percent: refused.wait(TIMEOUT_S), Qt.DirectConnection)
     first.start()
+    deadline = time.monotonic() + TIMEOUT_S  # the second starts once the first holds its outputs (else it may win)
+    while not any(name.endswith('.enmapcompress.part') for name in os.listdir(tmp_path)) and \
+            time.monotonic() < deadline:
+        time.sleep(0.005)
     second.start()
     deadline = time.monotonic() + TIMEOUT_S  # the main thread is busy (no events) while the first run finishes
     while not all(os.path.exists(path) for path in request.files()) and time.monotonic() < deadline:
