@@ -110,7 +110,7 @@ class PreparedLatent:
 
     basis: 'TileBasis'  # None: not rotated
     latent: np.ndarray  # rotated by the basis when there is one
-    peaks: np.ndarray = None  # row_peaks(latent) where known
+    peaks: np.ndarray = None  # row_peaks(latent) where known (not rotated: the model's latent's)
 
 
 class TileRotation:
@@ -134,13 +134,12 @@ class TileRotation:
         self._f32 = (self.vectors.astype(np.float32), self.factor.astype(np.float32),
                      self.signs.astype(np.float32)[:, None])
 
-    def into(self, latent, components, overwrite=False, peaks=None):
+    def into(self, latent, components, overwrite=False):
         """z = T^T y of a latent (components x 64, cells), float32: s * (y - V S^T V^T y) on each vector; in
-        `latent` itself with overwrite (a fresh 53 MB array for a 256 px tile costs some 13k page faults). peaks:
-        a float32 array (components x 64,) that receives latent.row_peaks(z), made while each block is in cache."""
+        `latent` itself with overwrite (a fresh 53 MB array for a 256 px tile costs some 13k page faults)."""
         v, factor, signs = self._f32
         z = latent.reshape(components, -1) if overwrite else latent.reshape(components, -1).copy()
-        self._update(z, factor.T, None if peaks is None else peaks.reshape(components, -1))
+        self._update(z, factor.T)
         z[:len(signs)] *= signs
         return z.reshape(latent.shape)
 
@@ -202,23 +201,14 @@ class TileRotation:
         blocked_products(factor.astype(np.float64), flat.copy(), flat)
         return reduced
 
-    def _update(self, flat, factor, peaks=None):
+    def _update(self, flat, factor):
         """flat -= V factor V^T flat, in place, in float32, a block of columns at a time (blocks small enough for
-        one BLAS thread, products.column_blocks). peaks (components, 64): the largest |value| of each coefficient's
-        columns of the result (a latent row's; signs do not change it)."""
+        one BLAS thread, products.column_blocks)."""
         v = self._f32[0]
         vt = np.ascontiguousarray(v.T)
-        cells = flat.shape[1] // BLOCK_COEFFICIENTS
-        if peaks is not None:
-            peaks.fill(0.0)
         for start, stop in column_blocks(flat.shape[1], v.size):
             block = flat[:, start:stop]
             block -= v @ (factor @ (vt @ block))
-            if peaks is not None and stop > start:
-                first, last = start // cells, (stop - 1) // cells + 1  # the coefficients the block reaches into
-                edges = np.maximum(np.arange(first, last) * cells, start) - start
-                part = peaks[:, first:last]
-                np.maximum(part, np.maximum.reduceat(np.abs(block), edges, axis=1), out=part)
 
     def matrix(self):
         """T (n, n) float64."""
@@ -322,7 +312,7 @@ class BasisContextCoder(ContextLatentCoder):
         estimated on a regular sample of at most about SAMPLE_CELLS occupied cells (an eighth of a 256 px tile);
         only a chosen basis rotates the whole latent (in place with overwrite). done(fraction): encode's progress
         hook (FIT_SHARE once both are estimated); peaks: row_peaks(latent) where known, returned when it is not
-        rotated."""
+        rotated (None when it is)."""
         cells = np.flatnonzero(_occupied(geometry))
         sample = np.take(latent, cells[::max(1, cells.size // SAMPLE_CELLS)], axis=1)
         basis = fit_basis(component_moments(sample, self.components), self.step)
@@ -335,8 +325,9 @@ class BasisContextCoder(ContextLatentCoder):
             done(FIT_SHARE)
         if not pays:
             return None, latent, peaks
-        rotated_peaks = np.empty(latent.shape[0], np.float32)
-        return basis, basis.rotation.into(latent, self.components, overwrite, rotated_peaks), rotated_peaks
+        # (a rotated latent's peaks are found by encode, on the coder's thread: measured in the rotation, on the
+        # model worker, they lengthened the busier thread of a full-tile compress)
+        return basis, basis.rotation.into(latent, self.components, overwrite), None
 
     def estimated_bits(self, latent):
         """Bits of a latent (channels, cells) under one fitted Laplace scale per row at the coder's step and dead
