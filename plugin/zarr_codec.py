@@ -415,8 +415,7 @@ def write_zarr(source, store, model=None, quality=None, max_error=None, code_all
             for tile in tiles:
                 data[:, tile.y:tile.y + tile.height, tile.x:tile.x + tile.width] = raster.read(
                     tile.x, tile.y, tile.width, tile.height)
-                if tile.x + tile.width >= raster.width:  # a row of chunks read: GDAL's cache held the whole image
-                    raster.drop_cache()
+                raster.done_with(tile)
                 steps.step()
             zarr.consolidate_metadata(target)
     return codec

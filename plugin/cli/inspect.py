@@ -141,8 +141,7 @@ class _Comparison:
 
     def update(self, tile, decoded):
         a = self.original.read_canonical(tile.x, tile.y, tile.width, tile.height)
-        if tile.x + tile.width >= self.original.width:  # a row of tiles read: GDAL's cache held the whole image
-            self.original.drop_cache()
+        self.original.done_with(tile)
         self.exact = self.exact and _bit_equal(a, decoded)
         a, b = a.astype(np.float64), decoded.astype(np.float64)
         valid = valid_pixels(a, self.nodata, ~self.dead)

@@ -151,6 +151,17 @@ CLIP_MARGIN = 0.05  # reflectance beyond [0, 1] by more than this is no measurem
 FAINT = 0.001  # reflectance below which (almost) every sample of an image means a scale far too small
 
 
+def unusable_gains(gains):
+    """Per band: whether |gain| lies outside MIN_GAIN .. MAX_GAIN (NaN too)."""
+    magnitude = np.abs(np.asarray(gains, np.float64))
+    return ~((MIN_GAIN <= magnitude) & (magnitude <= MAX_GAIN))
+
+
+def unusable_offsets(offsets):
+    """Per band: whether |offset| is beyond MAX_GAIN (NaN too: 1e300 overflowed the float32 DN view)."""
+    return ~(np.abs(np.asarray(offsets, np.float64)) <= MAX_GAIN)
+
+
 def float32_holds(dtype):
     """Whether float32 holds every value of `dtype` exactly: float32 itself and the 8- and 16-bit integers."""
     dtype = np.dtype(dtype)
@@ -178,8 +189,7 @@ class Radiometry:
         offsets = np.zeros_like(gains) if offsets is None else np.asarray(offsets, np.float64)
         if gains.shape != offsets.shape or not np.all(np.isfinite(gains)) or np.any(gains == 0):
             raise InputError('band gains must be finite, non-zero numbers, one per band (with one offset each)')
-        if not (np.all((MIN_GAIN <= np.abs(gains)) & (np.abs(gains) <= MAX_GAIN)) and
-                np.all(np.abs(offsets) <= MAX_GAIN)):  # (NaN fails too; 1e300 overflowed the float32 DN view)
+        if unusable_gains(gains).any() or unusable_offsets(offsets).any():
             raise InputError(f'band gains must lie from {MIN_GAIN:g} to {MAX_GAIN:g} in magnitude and offsets at most '
                              f'{MAX_GAIN:g} (reflectance = DN x gain + offset), not gains {gains.min():g} .. '
                              f'{gains.max():g} and offsets {offsets.min():g} .. {offsets.max():g}')

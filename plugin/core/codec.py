@@ -707,8 +707,7 @@ def _write_tiles(output, header, raster, coder, tile_size, progress):
             kept = kept_slices(tile, window)
             counts = InputCounts(np.zeros(raster.band_count, np.int64))  # per tile: threads never add into one
             yield tile, cube, kept, counts, inputs(cube, kept, counts) if split else None
-            if tile.x + tile.width >= raster.width:  # a row of tiles read: GDAL need not keep its blocks
-                raster.drop_cache()
+            raster.done_with(tile)
 
     def code(item):
         tile, cube, kept, counts, checked = item

@@ -992,13 +992,13 @@ class SpectralRaster:
     def _check_radiometry(gains, offsets, stated, gain_name, offset_name):
         """InputError naming the first band whose gain or offset is no radiometry (as bands.Radiometry takes it), so
         the file is named here, not in an error of the compressor's."""
-        bad = ~((np.abs(gains) >= MIN_GAIN) & (np.abs(gains) <= MAX_GAIN))
+        bad = _bands.unusable_gains(gains)
         if bad.any():
             band = int(np.flatnonzero(bad)[0])
             raise InputError(f'{stated} {gain_name} {gains[band]:g} for band {band + 1}; a gain must be a number of '
                              f'magnitude {MIN_GAIN:g} to {MAX_GAIN:g} (reflectance = DN x {gain_name} + '
                              f'{offset_name}).')
-        bad = ~(np.abs(offsets) <= MAX_GAIN)
+        bad = _bands.unusable_offsets(offsets)
         if bad.any():
             band = int(np.flatnonzero(bad)[0])
             raise InputError(f'{stated} {offset_name} {offsets[band]:g} for band {band + 1}; an offset must be a '
@@ -1143,6 +1143,12 @@ class SpectralRaster:
         for dataset in (self._ds, self._staged_ds):
             if dataset is not None:
                 dataset.FlushCache()
+
+    def done_with(self, tile):
+        """A walk over the image in raster order calls this after each tile it read: after a row's last tile GDAL
+        forgets the row's blocks (kept, the cache grew to the whole image, up to GDAL's 5 % of the memory)."""
+        if tile.x + tile.width >= self.width:
+            self.drop_cache()
 
     def _check_window(self, x, y, width, height):
         if width <= 0 or height <= 0 or x < 0 or y < 0 or x + width > self.width or y + height > self.height:
