@@ -43,6 +43,7 @@ def test_decompress_flushes_each_tile_when_the_tiles_fit_tiff_blocks(tmp_path, m
     """An error-bounded file's 128 px tiles are written in blocks of their own size, each flushed as it is
     complete: in 256 px blocks a whole row of them waited in GDAL's cache (1.0 GB peak RSS decompressing a
     6000 x 256 lossless mosaic, 344 MB now). Here 16 px tiles of a 48 x 40 image (one block before)."""
+    from gdal_cache import cache_growth_at
     from osgeo import gdal
 
     from enmap_compress.plugin.core import geotiff
@@ -51,15 +52,8 @@ def test_decompress_flushes_each_tile_when_the_tiles_fit_tiff_blocks(tmp_path, m
 
     scene = synthetic.write_scene(str(tmp_path / 's.tif'), width=48, height=40, seed=4)
     compress(scene, str(tmp_path / 's.ehc'), 'pca', device='cpu', max_error=0, tile_size=16)
-    cached, write = [], geotiff.GeoTiffWriter.write
-
-    def writing(self, x, y, cube):
-        cached.append(gdal.GetCacheUsed())
-        return write(self, x, y, cube)
-
-    monkeypatch.setattr(geotiff.GeoTiffWriter, 'write', writing)
-    start = gdal.GetCacheUsed()
+    growth = cache_growth_at(monkeypatch, geotiff.GeoTiffWriter, 'write')
     decompress(str(tmp_path / 's.ehc'), str(tmp_path / 'r.tif'), 'cpu')
-    assert len(cached) == 9 and max(cached) - start < 48 * 40 * 224 * 2 / 3  # a tile's blocks at most
+    assert len(growth) == 9 and max(growth) < 48 * 40 * 224 * 2 / 3  # a tile's blocks at most
     assert gdal.Open(str(tmp_path / 'r.tif')).GetRasterBand(1).GetBlockSize() == [16, 16]
     np.testing.assert_array_equal(gdal.Open(str(tmp_path / 'r.tif')).ReadAsArray(), gdal.Open(scene).ReadAsArray())

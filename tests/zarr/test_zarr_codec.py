@@ -121,20 +121,14 @@ def test_default_chunks_are_the_tiles_compress_chooses(tmp_path, product):
 def test_write_zarr_keeps_gdal_cache_to_a_row_of_chunks(tmp_path, product, monkeypatch):
     """GDAL's cache of the input is dropped after each row of chunks: it held the whole image (a 1200 x 1200 scene
     peaked at 1.2 GB, 0.7 GB now)."""
+    from gdal_cache import cache_growth_at, striped_copy
+
     from enmap_compress.plugin.core import enmap
 
-    striped = str(tmp_path / 'striped.tif')  # blocks of 2 rows, as a large GeoTIFF's strips are
-    gdal.Translate(striped, product.image, creationOptions=['INTERLEAVE=BAND', 'BLOCKYSIZE=2'])
-    cached, read = [], enmap.SpectralRaster.read
-
-    def reading(self, *args, **kwargs):
-        cached.append(gdal.GetCacheUsed())
-        return read(self, *args, **kwargs)
-
-    monkeypatch.setattr(enmap.SpectralRaster, 'read', reading)
-    start = gdal.GetCacheUsed()
+    striped = striped_copy(product.image, str(tmp_path / 'striped.tif'))
+    growth = cache_growth_at(monkeypatch, enmap.SpectralRaster, 'read')
     write_zarr(striped, str(tmp_path / 's.zarr'), model='pca', chunk=5)
-    assert max(cached) - start < WIDTH * HEIGHT * 224 * 2 / 3  # 10 rows of chunks: a row's blocks, not the image's
+    assert max(growth) < WIDTH * HEIGHT * 224 * 2 / 3  # 10 rows of chunks: a row's blocks, not the image's
 
 
 def test_xarray_writes_a_cube_with_the_codec_and_reads_it_back(tmp_path, original):
